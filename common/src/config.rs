@@ -1,0 +1,217 @@
+//! Layered configuration: built-in defaults → TOML file → `TRIBUTARY_*` environment.
+//!
+//! Nested keys use `__` in the environment: `TRIBUTARY_KAFKA__BROKERS=host:9092` sets
+//! `kafka.brokers`. Unknown keys are refused so a typo never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+
+use figment::{
+    Figment,
+    providers::{Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// Prefix of every environment variable Tributary reads for configuration.
+pub const ENV_PREFIX: &str = "TRIBUTARY_";
+
+/// `TRIBUTARY_*` variables that are read elsewhere and are not config keys.
+pub const NOT_CONFIG_KEYS: &[&str] = &["TRIBUTARY_CONFIG", "TRIBUTARY_LOG_FORMAT"];
+
+/// Configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file named with `--config` does not exist.
+    #[error("config file {path} does not exist")]
+    MissingFile {
+        /// The path that was asked for.
+        path: PathBuf,
+    },
+    /// A value is missing, mistyped, or a key is unknown.
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+}
+
+/// Loads a service's config: `T::default()`, then `file` if given, then the environment.
+///
+/// The environment is passed in (as `(key, value)` pairs) rather than read here so loading is
+/// testable; binaries pass `std::env::vars()`.
+pub fn load<T>(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, ConfigError>
+where
+    T: Default + Serialize + DeserializeOwned,
+{
+    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    if let Some(path) = file {
+        if !path.exists() {
+            return Err(ConfigError::MissingFile {
+                path: path.to_path_buf(),
+            });
+        }
+        figment = figment.merge(Toml::file(path));
+    }
+    let vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(key, _)| key.starts_with(ENV_PREFIX) && !NOT_CONFIG_KEYS.contains(&key.as_str()))
+        .collect();
+    // figment's own `Env` provider reads the process environment; folding our list keeps this testable.
+    let env_figment = vars.iter().fold(Figment::new(), |fig, (key, value)| {
+        let stripped = key[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".");
+        fig.merge(Serialized::default(&stripped, parse_env_value(value)))
+    });
+    figment = figment.merge(env_figment);
+    figment.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+}
+
+/// Environment values are strings; numbers and booleans are recognised as such so they can
+/// fill typed fields (figment's own `Env` provider does the same).
+fn parse_env_value(value: &str) -> figment::value::Value {
+    use figment::value::Value;
+    value.parse::<Value>().unwrap_or_else(|_| Value::from(value.to_string()))
+}
+
+/// Where Kafka is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+        }
+    }
+}
+
+/// Where the lake is: the Iceberg SQL catalog (in Postgres) and the warehouse it points into.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeSettings {
+    /// Catalog name as recorded in `iceberg_tables.catalog_name`.
+    pub catalog_name: String,
+    /// Postgres URL of the SQL catalog (the same tables Java's JdbcCatalog uses).
+    pub catalog_uri: String,
+    /// `s3://bucket[/prefix]` on the object store, or a local folder (absolute or relative to
+    /// the working directory) — the embedded default.
+    pub warehouse: String,
+    /// Object-store credentials and endpoint, used when `warehouse` is `s3://…`.
+    pub s3: S3Settings,
+}
+
+impl Default for LakeSettings {
+    fn default() -> Self {
+        Self {
+            catalog_name: "tributary".into(),
+            catalog_uri: "postgres://tributary:tributary@127.0.0.1:5432/tributary".into(),
+            warehouse: ".stack/warehouse".into(),
+            s3: S3Settings::default(),
+        }
+    }
+}
+
+/// S3-compatible object store settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Settings {
+    /// Endpoint URL, e.g. `http://127.0.0.1:9000`.
+    pub endpoint: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Region (S3-compatible stores accept any).
+    pub region: String,
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        Self {
+            endpoint: "http://127.0.0.1:9000".into(),
+            access_key_id: "tributary".into(),
+            secret_access_key: "tributary-secret".into(),
+            region: "us-east-1".into(),
+        }
+    }
+}
+
+/// Where ClickHouse is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseSettings {
+    /// HTTP interface URL.
+    pub url: String,
+    /// Database holding the marts.
+    pub database: String,
+    /// User name.
+    pub user: String,
+    /// Password (empty for the local stack's `default` user).
+    pub password: String,
+}
+
+impl Default for ClickHouseSettings {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8123".into(),
+            database: crate::names::MARTS_DATABASE.into(),
+            user: "default".into(),
+            password: String::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct Svc {
+        kafka: KafkaSettings,
+        lake: LakeSettings,
+        batch_rows: u64,
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_apply_without_file_or_env() {
+        let svc: Svc = load(None, env(&[])).unwrap();
+        assert_eq!(svc.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(svc.lake.warehouse, ".stack/warehouse");
+    }
+
+    #[test]
+    fn environment_overrides_nested_and_typed_values() {
+        let svc: Svc = load(
+            None,
+            env(&[
+                ("TRIBUTARY_KAFKA__BROKERS", "kafka:9092"),
+                ("TRIBUTARY_LAKE__S3__REGION", "eu-west-1"),
+                ("TRIBUTARY_BATCH_ROWS", "42"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(svc.kafka.brokers, "kafka:9092");
+        assert_eq!(svc.lake.s3.region, "eu-west-1");
+        assert_eq!(svc.batch_rows, 42);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = load::<Svc>(None, env(&[("TRIBUTARY_KAFKA__BROKER", "typo:9092")])).unwrap_err();
+        assert!(err.to_string().contains("broker"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_a_clear_error() {
+        let err = load::<Svc>(Some(Path::new("/nonexistent/t.toml")), env(&[])).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile { .. }));
+    }
+}

@@ -1,0 +1,12 @@
+//! What every Tributary service needs and nothing more: typed settings for the shared
+//! infrastructure (Kafka, the lake, ClickHouse), layered config loading, and log set-up.
+//!
+//! Each service owns its own config struct and embeds the sections it needs from here, so the
+//! defaults for "where is Kafka" live in exactly one place.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod logging;
+pub mod names;
+
+pub use config::{ClickHouseSettings, ConfigError, KafkaSettings, LakeSettings, S3Settings, load};
