@@ -1,0 +1,42 @@
+# Two commands matter: `make demo` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+
+.PHONY: help up down status build prereqs demo test lint unit e2e fmt
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+prereqs: ## install build prerequisites (Debian packages for rdkafka)
+	dev/prereqs
+
+up: prereqs ## start the local stack (Postgres, Kafka, Connect+Debezium, object store, ClickHouse)
+	dev/up
+
+down: ## stop the local stack and Tributary's services
+	dev/app down || true
+	dev/down
+
+status: ## show what runs where: ports, pids, logs, data dirs
+	dev/status
+	dev/app status
+
+build: prereqs ## build every binary (dev profile)
+	$(CARGO) build --workspace --bins
+
+demo: up build ## stack up, sample data, pipeline running, rankings printed
+	dev/demo
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+lint: prereqs ## fmt check and clippy -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit: prereqs ## unit tests only (no services needed)
+	$(CARGO) test --workspace --lib --bins
+
+test: lint up build ## fmt, clippy, unit, integration and end-to-end tests (starts the stack)
+	$(CARGO) test --workspace --no-fail-fast -- --test-threads=1

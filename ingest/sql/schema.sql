@@ -1,0 +1,45 @@
+-- Source schema of the store system (database `salesdb`), captured by Debezium (pgoutput).
+-- Idempotent: objects are created only if absent. Run as `tributary` (or as a superuser: the
+-- SET ROLE below makes `tributary` own everything either way).
+\set ON_ERROR_STOP on
+SET ROLE tributary;
+
+CREATE TABLE IF NOT EXISTS city (
+    id    bigserial PRIMARY KEY,
+    name  text NOT NULL,
+    state text NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS salesman (
+    id      bigserial PRIMARY KEY,
+    code    text NOT NULL UNIQUE,
+    name    text NOT NULL,
+    city_id bigint REFERENCES city (id)
+);
+
+-- No foreign keys from sale to salesman/city on purpose: a sale may name a salesman or city that
+-- arrives later (late-arriving dimension); the pipeline keeps it and shows it as unresolved.
+CREATE TABLE IF NOT EXISTS sale (
+    id          bigserial PRIMARY KEY,
+    salesman_id bigint,
+    city_id     bigint,
+    amount      numeric(12, 2) NOT NULL CHECK (amount >= 0),
+    sold_at     timestamptz    NOT NULL,
+    updated_at  timestamptz    DEFAULT now()
+);
+
+-- Updates and deletes must carry the whole old row in the WAL (Debezium `before` image).
+ALTER TABLE city     REPLICA IDENTITY FULL;
+ALTER TABLE salesman REPLICA IDENTITY FULL;
+ALTER TABLE sale     REPLICA IDENTITY FULL;
+
+-- The publication Debezium reads (publication.autocreate.mode=disabled in the connector).
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_publication WHERE pubname = 'tributary_salesdb') THEN
+    CREATE PUBLICATION tributary_salesdb FOR TABLE city, salesman, sale;
+  END IF;
+END
+$$;
+
+RESET ROLE;
