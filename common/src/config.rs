@@ -98,6 +98,8 @@ pub struct LakeSettings {
     /// `s3://bucket[/prefix]` on the object store, or a local folder (absolute or relative to
     /// the working directory) — the embedded default.
     pub warehouse: String,
+    /// Iceberg namespace of the raw tables (tests use their own to stay apart).
+    pub namespace: String,
     /// Object-store credentials and endpoint, used when `warehouse` is `s3://…`.
     pub s3: S3Settings,
 }
@@ -108,6 +110,7 @@ impl Default for LakeSettings {
             catalog_name: "tributary".into(),
             catalog_uri: "postgres://tributary:tributary@127.0.0.1:5432/tributary".into(),
             warehouse: ".stack/warehouse".into(),
+            namespace: crate::names::LAKE_NAMESPACE.into(),
             s3: S3Settings::default(),
         }
     }

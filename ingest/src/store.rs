@@ -78,12 +78,12 @@ pub async fn apply(client: &Client, changes: &[Change]) -> Result<u64, StoreErro
                 amount,
                 day_of_year,
             } => {
-                let day = f64::from(*day_of_year);
+                let day = i32::try_from(*day_of_year).unwrap_or(0);
                 client
                     .execute(
                         "INSERT INTO sale (salesman_id, city_id, amount, sold_at) \
                          VALUES ($1, $2, $3::text::numeric, \
-                                 timestamptz '2026-01-01 09:00:00+00' + make_interval(days => $4::float8::int))",
+                                 timestamptz '2026-01-01 09:00:00+00' + make_interval(days => $4))",
                         &[salesman_id, city_id, &amount.to_string(), &day],
                     )
                     .await

@@ -1,1 +1,45 @@
-//! tributary-marts
+//! Tributary marts: the rankings, computed from the raw Iceberg tables with DataFusion and
+//! published to ClickHouse.
+//!
+//! ```text
+//!  raw.pg_sale / raw.pg_salesman / raw.pg_city      (Iceberg, append-only change events)
+//!        │  lake: pin each table at its current snapshot → publication id
+//!        ▼
+//!  current_state: latest event per id (source_lsn, kafka_offset), deletes removed,
+//!                 current names joined, totals per city / (city, salesman) / salesman
+//!        │
+//!        ▼
+//!  ranking: revenue desc, id asc, ranks 1..n           (pure Rust)
+//!        │
+//!        ▼
+//!  store: ClickHouse `marts` — ranking rows first, the `publications` row last
+//! ```
+//!
+//! Without the default `job` feature the crate is only the ClickHouse contract
+//! ([`schema`], [`store`], [`publication`], [`ranking`], [`money`]), which `tributary-api` reads
+//! through.
+#![deny(missing_docs)]
+
+#[cfg(feature = "job")]
+pub mod config;
+#[cfg(feature = "job")]
+pub mod current_state;
+pub mod error;
+#[cfg(feature = "job")]
+pub mod job;
+#[cfg(feature = "job")]
+pub mod lake;
+pub mod money;
+pub mod publication;
+pub mod ranking;
+pub mod schema;
+pub mod store;
+
+#[cfg(feature = "job")]
+pub use config::MartsConfig;
+pub use error::MartsError;
+#[cfg(feature = "job")]
+pub use job::{MartsJob, RunOutcome};
+pub use money::Money;
+pub use publication::{LakeSnapshot, LakeSnapshots, Publication};
+pub use store::{ClickHouseStore, MemoryStore, Page, PublicationStore};

@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# One image recipe for the four Tributary services; BIN selects the binary:
+#   docker build --build-arg BIN=tributary-lake -t tributary/lake .
+# BIN is one of tributary-ingest, tributary-lake, tributary-marts, tributary-api.
+# The build stage compiles all four binaries once and does not depend on BIN, so compose's four
+# services share it (BuildKit caches it) instead of compiling the workspace four times.
+
+ARG RUST_VERSION=1.95
+
+FROM rust:${RUST_VERSION}-bookworm AS build
+# rdkafka's `cmake-build` feature compiles librdkafka: cmake + curl + SASL headers
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake libcurl4-openssl-dev libsasl2-dev pkg-config \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    cargo build --release --locked \
+      --bin tributary-ingest --bin tributary-lake --bin tributary-marts --bin tributary-api \
+ && mkdir -p /out \
+ && cp target/release/tributary-ingest target/release/tributary-lake \
+       target/release/tributary-marts target/release/tributary-api /out/
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates libcurl4 libsasl2-2 libssl3 zlib1g \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /app --create-home tributary
+ARG BIN=tributary-api
+COPY --from=build /out/${BIN} /usr/local/bin/${BIN}
+RUN ln -s /usr/local/bin/${BIN} /usr/local/bin/service
+WORKDIR /app
+USER tributary
+# configuration: TRIBUTARY_* environment variables (see compose.yaml), or --config FILE
+ENTRYPOINT ["/usr/local/bin/service"]

@@ -1,0 +1,211 @@
+//! The lake crate's one error type. Each variant says what failed, on which input, and what to
+//! do; [`LakeError::is_retryable`] tells a transient failure (retry the step, or let the
+//! supervisor restart the lander, which resumes from the lake) from a permanent one (a human
+//! must look).
+
+use crate::batch::BatchError;
+use crate::offsets::{OffsetMap, OffsetMapError};
+
+/// Everything that can go wrong in the lander or when opening the lake.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    /// Loading the config file/environment failed.
+    #[error(transparent)]
+    LoadConfig(#[from] tributary_common::ConfigError),
+    /// A setting is out of range.
+    #[error("invalid lander setting `{field}`: {problem}")]
+    InvalidConfig {
+        /// Dotted config key.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The warehouse location cannot be used.
+    #[error("warehouse {warehouse:?}: {problem}")]
+    Warehouse {
+        /// The configured warehouse.
+        warehouse: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The SQL catalog could not be opened (Postgres down, wrong credentials, …).
+    #[error("cannot open Iceberg catalog {catalog:?} at {uri} (is Postgres up? run `make test` or `dev/up`): {source}")]
+    OpenCatalog {
+        /// Catalog name.
+        catalog: String,
+        /// Catalog URI, password redacted.
+        uri: String,
+        /// The catalog's error.
+        #[source]
+        source: iceberg::Error,
+    },
+    /// An Iceberg operation on a table failed.
+    #[error("iceberg {action} on {table} failed: {source}")]
+    Iceberg {
+        /// What was being done (`load`, `create`, `write`, `commit`, `scan`).
+        action: &'static str,
+        /// Table or namespace.
+        table: String,
+        /// The Iceberg error.
+        #[source]
+        source: iceberg::Error,
+    },
+    /// A snapshot summary holds an unreadable offset map.
+    #[error("table {table}: snapshot {snapshot_id} has an unreadable offset map: {source}")]
+    BadOffsets {
+        /// Table.
+        table: String,
+        /// Snapshot.
+        snapshot_id: i64,
+        /// Why.
+        #[source]
+        source: OffsetMapError,
+    },
+    /// Another writer committed to a table this lander writes: its offsets moved under us.
+    #[error(
+        "table {table} moved under this lander (fenced): expected snapshot {expected_snapshot:?} \
+         with offsets {}, found snapshot {found_snapshot:?} with offsets {}; another lander writes \
+         the same table — stop it (one writer per table), then restart this one",
+        .expected_offsets.encode(), .found_offsets.encode()
+    )]
+    Fenced {
+        /// Table.
+        table: String,
+        /// Snapshot this lander last saw.
+        expected_snapshot: Option<i64>,
+        /// Offsets this lander last saw.
+        expected_offsets: OffsetMap,
+        /// Snapshot found.
+        found_snapshot: Option<i64>,
+        /// Offsets found.
+        found_offsets: OffsetMap,
+    },
+    /// Another lander holds the writer lock of the namespace.
+    #[error(
+        "another lander holds the writer lock of namespace {namespace:?} in catalog {catalog:?} \
+         (waited {waited_ms} ms); run one lander per namespace"
+    )]
+    WriterLockBusy {
+        /// Catalog.
+        catalog: String,
+        /// Namespace.
+        namespace: String,
+        /// How long we waited.
+        waited_ms: u64,
+    },
+    /// The writer lock's Postgres session failed: another lander may take over, so stop.
+    #[error("writer lock of namespace {namespace:?} lost or unavailable: {source}")]
+    WriterLock {
+        /// Namespace.
+        namespace: String,
+        /// The database error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A Kafka client operation failed.
+    #[error("kafka {action} failed (is Kafka up at the configured brokers?): {source}")]
+    Kafka {
+        /// What was being done.
+        action: &'static str,
+        /// The client error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// A stored offset is outside the partition's log: records were deleted by retention (or the
+    /// topic was recreated) before they were landed.
+    #[error(
+        "kafka partition {partition}: the offset to resume from is no longer in the log \
+         ({detail}); records were lost before landing, or the topic was recreated — a human must \
+         decide (the lander never skips silently)"
+    )]
+    OffsetOutOfRange {
+        /// `topic/partition`, when known.
+        partition: String,
+        /// librdkafka's message.
+        detail: String,
+    },
+    /// Rows could not be put into the table's Arrow schema.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// Metrics could not be registered.
+    #[error("metrics registration failed: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The metrics listener could not bind.
+    #[error("cannot listen for /metrics on {addr}: {source}")]
+    Listen {
+        /// Address.
+        addr: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl LakeError {
+    /// Whether trying the same step again (or restarting the lander) may succeed without a
+    /// human: connection trouble, commit conflicts, a lock still held by a dying process.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LakeError::OpenCatalog { source, .. } | LakeError::Iceberg { source, .. } => {
+                source.retryable()
+                    || matches!(
+                        source.kind(),
+                        iceberg::ErrorKind::CatalogCommitConflicts | iceberg::ErrorKind::Unexpected
+                    )
+            }
+            LakeError::Kafka { .. } | LakeError::WriterLockBusy { .. } => true,
+            LakeError::WriterLock { .. } => true,
+            LakeError::LoadConfig(_)
+            | LakeError::InvalidConfig { .. }
+            | LakeError::Warehouse { .. }
+            | LakeError::BadOffsets { .. }
+            | LakeError::Fenced { .. }
+            | LakeError::OffsetOutOfRange { .. }
+            | LakeError::Batch(_)
+            | LakeError::Metrics(_)
+            | LakeError::Listen { .. } => false,
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for messages and logs.
+pub fn redact_uri(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return uri.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => uri.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_uri("postgres://tributary:tributary@127.0.0.1:5432/tributary"),
+            "postgres://tributary:***@127.0.0.1:5432/tributary"
+        );
+        assert_eq!(redact_uri("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(redact_uri("postgres://h/db"), "postgres://h/db");
+    }
+
+    #[test]
+    fn fencing_is_permanent_and_says_what_to_do() {
+        let e = LakeError::Fenced {
+            table: "raw.pg_sale".into(),
+            expected_snapshot: Some(1),
+            expected_offsets: OffsetMap::new(),
+            found_snapshot: Some(2),
+            found_offsets: OffsetMap::new(),
+        };
+        assert!(!e.is_retryable());
+        assert!(e.to_string().contains("one writer per table"), "{e}");
+    }
+}

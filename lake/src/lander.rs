@@ -1,0 +1,632 @@
+//! The lander loop: consume → decode → buffer → flush (dead letters first, then the change
+//! tables), committing on size or interval, until shutdown or (in drain mode) until caught up.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use iceberg::Catalog;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::{Provenance, Row, change_row, dead_letter_row};
+use crate::catalog::{self, WriterLock, ensure_tables};
+use crate::config::LanderConfig;
+use crate::decode::{Decoded, decode};
+use crate::error::LakeError;
+use crate::metrics::{Metrics, Outcome};
+use crate::offsets::{OffsetMap, StartOffset, TopicPartition, resume_offset, should_land};
+use crate::schema::RawTable;
+use crate::sink::TableSink;
+use crate::source::{KafkaSource, Record, Source};
+
+/// How long drain mode waits without any record before it stops short of the high watermarks
+/// (e.g. transaction markers that are never delivered as records).
+const DRAIN_IDLE: Duration = Duration::from_secs(30);
+
+/// When the lander stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Run until the shutdown token fires (the service).
+    Follow,
+    /// Land everything that was in the topics at start, then stop (`--once`, tests).
+    Drain,
+}
+
+/// What a run did, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Change rows committed.
+    pub landed: u64,
+    /// Dead letters committed.
+    pub dead_letters: u64,
+    /// Tombstones skipped.
+    pub tombstones: u64,
+    /// Records not appended because the lake already had them.
+    pub skipped_replay: u64,
+    /// Iceberg commits made.
+    pub commits: u64,
+}
+
+/// Opens the lake and Kafka from `config` and runs until `shutdown` (or drained, in
+/// [`Mode::Drain`]). This is what the binary does.
+pub async fn run(
+    config: LanderConfig,
+    mode: Mode,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Result<RunSummary, LakeError> {
+    config.validate()?;
+    let catalog: Arc<dyn Catalog> = Arc::new(catalog::open(&config.lake).await?);
+    // Take the lock before reading any table's offsets: they must not move after we read them.
+    let lock = WriterLock::acquire(
+        &config.lake,
+        &config.namespace,
+        Duration::from_millis(config.writer_lock_wait_ms),
+    )
+    .await?;
+    let source = KafkaSource::new(&config.kafka, &config.group_id)?;
+    let lander = Lander::open(config, source, catalog, lock, metrics).await?;
+    lander.run(mode, shutdown).await
+}
+
+/// The lander over any [`Source`] and any Iceberg catalog.
+pub struct Lander<S: Source> {
+    config: LanderConfig,
+    source: S,
+    metrics: Metrics,
+    lock: Option<WriterLock>,
+    routes: HashMap<String, RawTable>,
+    sinks: BTreeMap<RawTable, TableSink>,
+    assigned: BTreeMap<TopicPartition, StartOffset>,
+    /// Next offset to consume per partition (what has been read, landed or buffered).
+    progress: OffsetMap,
+    buffer: Buffer,
+    summary: RunSummary,
+}
+
+#[derive(Default)]
+struct Buffer {
+    rows: BTreeMap<RawTable, Vec<Row>>,
+    dead: Vec<Row>,
+    /// Dead letters per change table the records were meant for (metric label).
+    dead_by_table: BTreeMap<RawTable, u64>,
+    touched: BTreeSet<TopicPartition>,
+    first_at: Option<Instant>,
+}
+
+impl Buffer {
+    fn len(&self) -> usize {
+        self.rows.values().map(Vec::len).sum::<usize>() + self.dead.len()
+    }
+}
+
+impl<S: Source> Lander<S> {
+    /// Creates missing tables and opens one writer per table. `lock` must already be held.
+    pub async fn open(
+        config: LanderConfig,
+        source: S,
+        catalog: Arc<dyn Catalog>,
+        lock: WriterLock,
+        metrics: Metrics,
+    ) -> Result<Self, LakeError> {
+        config.validate()?;
+        ensure_tables(catalog.as_ref(), &config.namespace).await?;
+        let mut sinks = BTreeMap::new();
+        for table in RawTable::ALL {
+            sinks.insert(
+                table,
+                TableSink::open(catalog.clone(), &config.namespace, table).await?,
+            );
+        }
+        let routes = config.topics.routes().into_iter().collect();
+        Ok(Self {
+            config,
+            source,
+            metrics,
+            lock: Some(lock),
+            routes,
+            sinks,
+            assigned: BTreeMap::new(),
+            progress: OffsetMap::new(),
+            buffer: Buffer::default(),
+            summary: RunSummary::default(),
+        })
+    }
+
+    /// Runs until `shutdown` (then flushes what was consumed) or, in [`Mode::Drain`], until
+    /// every partition reached the high watermark it had at start.
+    ///
+    /// On error nothing more is committed: the lake holds whatever the last commit made
+    /// consistent, and the next run resumes from it.
+    pub async fn run(mut self, mode: Mode, shutdown: CancellationToken) -> Result<RunSummary, LakeError> {
+        let result = self.run_loop(mode, &shutdown).await;
+        if let Some(lock) = self.lock.take() {
+            lock.release().await;
+        }
+        match &result {
+            Ok(summary) => tracing::info!(?summary, "lander stopped"),
+            Err(error) => tracing::error!(%error, retryable = error.is_retryable(), "lander failed"),
+        }
+        result
+    }
+
+    async fn run_loop(&mut self, mode: Mode, shutdown: &CancellationToken) -> Result<RunSummary, LakeError> {
+        self.discover().await?;
+        let targets = match mode {
+            Mode::Drain => Some(self.drain_targets().await?),
+            Mode::Follow => None,
+        };
+        let commit_interval = Duration::from_millis(self.config.commit_interval_ms);
+        let mut discovery =
+            tokio::time::interval(Duration::from_millis(self.config.discovery_interval_ms));
+        discovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        discovery.tick().await;
+        let mut last_record = Instant::now();
+        loop {
+            if let Some(targets) = &targets {
+                if self.drained(targets) {
+                    tracing::info!("drained: every partition reached its high watermark");
+                    break;
+                }
+                if last_record.elapsed() >= DRAIN_IDLE {
+                    tracing::warn!(idle = ?DRAIN_IDLE, "drain mode saw no record for a while, stopping short of the watermarks");
+                    break;
+                }
+            }
+            if self.buffer.len() >= self.config.batch_max_rows {
+                self.flush().await?;
+                continue;
+            }
+            let deadline = self.buffer.first_at.map(|t| t + commit_interval);
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    tracing::info!("shutdown requested: committing what was consumed");
+                    break;
+                }
+                _ = sleep_until(deadline) => self.flush().await?,
+                _ = discovery.tick() => {
+                    if mode == Mode::Follow && let Err(error) = self.discover().await {
+                        if !error.is_retryable() {
+                            return Err(error);
+                        }
+                        tracing::warn!(%error, "partition discovery failed, will retry");
+                    }
+                }
+                record = self.source.recv() => match record {
+                    Ok(record) => {
+                        last_record = Instant::now();
+                        self.ingest(record);
+                    }
+                    Err(error) if error.is_retryable() => {
+                        tracing::warn!(%error, "consume failed, retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(error) => return Err(error),
+                },
+            }
+        }
+        self.flush().await?;
+        Ok(self.summary.clone())
+    }
+
+    /// Assigns partitions of the configured topics that are not assigned yet, each at the
+    /// offset its change table stored.
+    async fn discover(&mut self) -> Result<(), LakeError> {
+        let topics: Vec<String> = self.routes.keys().cloned().collect();
+        let found = self.source.partitions(&topics).await?;
+        let mut new = Vec::new();
+        for tp in found {
+            if self.assigned.contains_key(&tp) {
+                continue;
+            }
+            let table = self.routes[&tp.topic];
+            let start = resume_offset(self.sinks[&table].committed(), &tp);
+            if let StartOffset::At(next) = start {
+                self.progress.advance(&tp, next);
+            }
+            tracing::info!(partition = %tp, %table, ?start, "assigning partition");
+            new.push((tp, start));
+        }
+        if new.is_empty() {
+            return Ok(());
+        }
+        self.source.assign(&new)?;
+        self.assigned.extend(new);
+        Ok(())
+    }
+
+    async fn drain_targets(&self) -> Result<BTreeMap<TopicPartition, (i64, i64)>, LakeError> {
+        let mut targets = BTreeMap::new();
+        for tp in self.assigned.keys() {
+            targets.insert(tp.clone(), self.source.watermarks(tp).await?);
+        }
+        tracing::info!(partitions = targets.len(), "draining up to the current high watermarks");
+        Ok(targets)
+    }
+
+    fn drained(&self, targets: &BTreeMap<TopicPartition, (i64, i64)>) -> bool {
+        targets.iter().all(|(tp, (low, high))| {
+            let position = self.progress.get(tp).unwrap_or(*low);
+            position >= *high
+        })
+    }
+
+    /// Decodes one record into the buffer (or counts it as a tombstone or a replayed record).
+    fn ingest(&mut self, record: Record) {
+        let tp = TopicPartition::new(record.topic.clone(), record.partition);
+        let Some(&table) = self.routes.get(&record.topic) else {
+            tracing::warn!(partition = %tp, "record from a topic that feeds no table, ignored");
+            return;
+        };
+        if self.progress.get(&tp).is_some_and(|next| record.offset < next) {
+            // Already consumed in this run (a redelivery): buffering it again would duplicate it.
+            tracing::warn!(partition = %tp, offset = record.offset, "record delivered twice, ignored");
+            return;
+        }
+        self.progress.advance(&tp, record.offset + 1);
+        self.buffer.touched.insert(tp.clone());
+        self.buffer.first_at.get_or_insert_with(Instant::now);
+        let provenance = Provenance {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            ingest_time_micros: chrono::Utc::now().timestamp_micros(),
+        };
+        match decode(table, record.value.as_deref()) {
+            Ok(Decoded::Tombstone) => {
+                self.metrics.events(table, Outcome::Tombstone, 1);
+                self.summary.tombstones += 1;
+            }
+            Ok(Decoded::Change(event)) => {
+                if should_land(self.sinks[&table].committed(), &tp, record.offset) {
+                    self.buffer
+                        .rows
+                        .entry(table)
+                        .or_default()
+                        .push(change_row(event, &provenance));
+                } else {
+                    self.skipped(table);
+                }
+            }
+            Err(error) => {
+                let dead_letters = &self.sinks[&RawTable::DeadLetters];
+                if should_land(dead_letters.committed(), &tp, record.offset) {
+                    tracing::debug!(partition = %tp, offset = record.offset, kind = error.kind.as_str(), reason = %error.reason, "dead letter");
+                    self.buffer.dead.push(dead_letter_row(
+                        &provenance,
+                        record.key.as_deref(),
+                        record.value.as_deref(),
+                        &error,
+                    ));
+                    *self.buffer.dead_by_table.entry(table).or_default() += 1;
+                } else {
+                    self.skipped(table);
+                }
+            }
+        }
+    }
+
+    fn skipped(&mut self, table: RawTable) {
+        self.metrics.events(table, Outcome::SkippedReplay, 1);
+        self.summary.skipped_replay += 1;
+    }
+
+    /// Commits the buffer: `dead_letters` first, then each change table whose partitions moved.
+    async fn flush(&mut self) -> Result<(), LakeError> {
+        if self.buffer.touched.is_empty() {
+            return Ok(());
+        }
+        if let Some(lock) = self.lock.as_mut() {
+            lock.check().await?;
+        }
+        let buffer = std::mem::take(&mut self.buffer);
+        let moved: OffsetMap = buffer
+            .touched
+            .iter()
+            .filter_map(|tp| self.progress.get(tp).map(|next| (tp.clone(), next)))
+            .collect();
+
+        if !buffer.dead.is_empty() {
+            let sink = self.sinks.get_mut(&RawTable::DeadLetters).expect("dead_letters sink");
+            // The full map: every partition read so far is complete in dead_letters up to here.
+            let report = sink.commit(&buffer.dead, &self.progress).await?;
+            self.metrics.committed(RawTable::DeadLetters, report.elapsed.as_secs_f64(), report.files);
+            for (table, n) in &buffer.dead_by_table {
+                self.metrics.events(*table, Outcome::DeadLetter, *n);
+            }
+            self.summary.dead_letters += buffer.dead.len() as u64;
+            self.summary.commits += 1;
+            tracing::info!(table = %RawTable::DeadLetters, rows = report.rows, snapshot_id = report.snapshot_id, "committed dead letters");
+        }
+
+        let mut rows_by_table = buffer.rows;
+        for table in RawTable::CHANGE_TABLES {
+            let topics: Vec<&str> = self
+                .routes
+                .iter()
+                .filter(|(_, t)| **t == table)
+                .map(|(topic, _)| topic.as_str())
+                .collect();
+            let table_moved = moved.restricted_to(&topics);
+            if table_moved.is_empty() {
+                continue;
+            }
+            let rows = rows_by_table.remove(&table).unwrap_or_default();
+            let sink = self.sinks.get_mut(&table).expect("change table sink");
+            let report = sink.commit(&rows, &table_moved).await?;
+            self.metrics.committed(table, report.elapsed.as_secs_f64(), report.files);
+            self.metrics.events(table, Outcome::Landed, rows.len() as u64);
+            self.summary.landed += rows.len() as u64;
+            self.summary.commits += 1;
+            tracing::info!(%table, rows = report.rows, files = report.files, snapshot_id = report.snapshot_id, offsets = %sink.committed().encode(), "committed");
+        }
+        self.source.report_progress(&self.progress);
+        Ok(())
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use arrow::array::{Array, AsArray, RecordBatch};
+    use arrow::datatypes::{Decimal128Type, Int64Type};
+    use iceberg::CatalogBuilder;
+    use iceberg::memory::{MEMORY_CATALOG_WAREHOUSE, MemoryCatalogBuilder};
+
+    use super::*;
+    use crate::catalog::{load_table, read_table, snapshot_offsets};
+    use crate::schema::col;
+    use crate::source::MemorySource;
+
+    const SALE: &str = "salesdb.public.sale";
+    const CITY: &str = "salesdb.public.city";
+
+    async fn memory_catalog() -> Arc<dyn Catalog> {
+        let catalog = MemoryCatalogBuilder::default()
+            .load(
+                "memory",
+                HashMap::from([(MEMORY_CATALOG_WAREHOUSE.to_string(), "memory:///lake".to_string())]),
+            )
+            .await
+            .unwrap();
+        Arc::new(catalog)
+    }
+
+    fn config(batch_max_rows: usize, commit_interval_ms: u64) -> LanderConfig {
+        LanderConfig {
+            batch_max_rows,
+            commit_interval_ms,
+            discovery_interval_ms: 20,
+            ..LanderConfig::default()
+        }
+    }
+
+    async fn lander(
+        catalog: &Arc<dyn Catalog>,
+        source: MemorySource,
+        batch_max_rows: usize,
+    ) -> Lander<MemorySource> {
+        lander_with(catalog, source, config(batch_max_rows, 50)).await
+    }
+
+    async fn lander_with(
+        catalog: &Arc<dyn Catalog>,
+        source: MemorySource,
+        config: LanderConfig,
+    ) -> Lander<MemorySource> {
+        Lander::open(
+            config,
+            source,
+            catalog.clone(),
+            WriterLock::none("raw"),
+            Metrics::new().unwrap(),
+        )
+        .await
+        .unwrap()
+    }
+
+    fn sale(id: i64, amount: &str) -> String {
+        format!(
+            r#"{{"before":null,"after":{{"id":{id},"salesman_id":1,"city_id":2,"amount":"{amount}","sold_at":"2026-03-01T10:00:00.000000Z","updated_at":"2026-03-01T10:00:00Z"}},"source":{{"lsn":{lsn},"ts_ms":1772359200000,"txId":5}},"op":"c","ts_ms":1772359200001}}"#,
+            lsn = 1000 + id
+        )
+    }
+
+    fn produce_sales(source: &MemorySource, ids: std::ops::Range<i64>) {
+        for id in ids {
+            let key = format!(r#"{{"id":{id}}}"#);
+            source.produce(SALE, 0, Some(key.as_bytes()), Some(sale(id, "10.50").as_bytes()));
+        }
+    }
+
+    async fn batches(catalog: &Arc<dyn Catalog>, table: RawTable) -> Vec<RecordBatch> {
+        let table = load_table(catalog.as_ref(), "raw", table).await.unwrap();
+        read_table(&table, None).await.unwrap()
+    }
+
+    fn longs(batches: &[RecordBatch], column: &str) -> Vec<i64> {
+        let mut out: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| b.column_by_name(column).unwrap().as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn drains_every_record_exactly_once_with_dead_letters_and_tombstones() {
+        let catalog = memory_catalog().await;
+        let source = MemorySource::new();
+        produce_sales(&source, 0..5);
+        source.produce(SALE, 0, Some(b"{\"id\":5}"), Some(b"not json"));
+        source.produce(SALE, 0, Some(b"{\"id\":6}"), None);
+        source.produce(SALE, 0, Some(b"{\"id\":7}"), Some(sale(7, "12x").as_bytes()));
+        produce_sales(&source, 8..10);
+        source.produce(
+            CITY,
+            0,
+            None,
+            Some(br#"{"after":{"id":1,"name":"Campinas","state":"SP"},"source":{"lsn":1,"ts_ms":1},"op":"r"}"#),
+        );
+
+        let summary = lander(&catalog, source.clone(), 3)
+            .await
+            .run(Mode::Drain, CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(summary.landed, 8);
+        assert_eq!(summary.dead_letters, 2);
+        assert_eq!(summary.tombstones, 1);
+
+        let sales = batches(&catalog, RawTable::PgSale).await;
+        assert_eq!(longs(&sales, col::KAFKA_OFFSET), vec![0, 1, 2, 3, 4, 8, 9]);
+        let amount = sales[0].column_by_name(col::AMOUNT).unwrap();
+        assert_eq!(amount.as_primitive::<Decimal128Type>().value_as_string(0), "10.50");
+
+        let dead = batches(&catalog, RawTable::DeadLetters).await;
+        assert_eq!(longs(&dead, col::KAFKA_OFFSET), vec![5, 7]);
+        let kinds: BTreeSet<String> = dead
+            .iter()
+            .flat_map(|b| {
+                let a = b.column_by_name(col::ERROR_KIND).unwrap().as_string::<i32>().clone();
+                (0..a.len()).map(move |i| a.value(i).to_string())
+            })
+            .collect();
+        assert_eq!(kinds, BTreeSet::from(["bad_decimal".to_string(), "invalid_json".to_string()]));
+
+        let table = load_table(catalog.as_ref(), "raw", RawTable::PgSale).await.unwrap();
+        assert_eq!(snapshot_offsets(&table).unwrap().encode(), format!(r#"{{"{SALE}/0":10}}"#));
+        let table = load_table(catalog.as_ref(), "raw", RawTable::PgCity).await.unwrap();
+        assert_eq!(snapshot_offsets(&table).unwrap().encode(), format!(r#"{{"{CITY}/0":1}}"#));
+    }
+
+    #[tokio::test]
+    async fn restart_resumes_from_the_lake_not_from_the_source() {
+        let catalog = memory_catalog().await;
+        let source = MemorySource::new();
+        produce_sales(&source, 0..4);
+        lander(&catalog, source.clone(), 100)
+            .await
+            .run(Mode::Drain, CancellationToken::new())
+            .await
+            .unwrap();
+        produce_sales(&source, 4..7);
+        // A new consumer with no position of its own: everything it skips, it skips because of
+        // the snapshot summary.
+        let summary = lander(&catalog, source.reopen(), 100)
+            .await
+            .run(Mode::Drain, CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(summary.landed, 3);
+        assert_eq!(summary.skipped_replay, 0, "resumed at offset 4, nothing re-read");
+        let sales = batches(&catalog, RawTable::PgSale).await;
+        assert_eq!(longs(&sales, col::KAFKA_OFFSET), (0..7).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn crash_after_the_dead_letter_commit_neither_loses_nor_duplicates() {
+        let catalog = memory_catalog().await;
+        let source = MemorySource::new();
+        produce_sales(&source, 0..3);
+        source.produce(SALE, 0, None, Some(b"garbage"));
+        produce_sales(&source, 4..6);
+
+        // Simulate the crash: commit only dead_letters for offsets 0..6, as a flush would have
+        // before dying.
+        {
+            let mut l = lander(&catalog, source.clone(), 100).await;
+            l.discover().await.unwrap();
+            for _ in 0..6 {
+                let record = l.source.recv().await.unwrap();
+                l.ingest(record);
+            }
+            let dead = std::mem::take(&mut l.buffer.dead);
+            let progress = l.progress.clone();
+            l.sinks.get_mut(&RawTable::DeadLetters).unwrap().commit(&dead, &progress).await.unwrap();
+        }
+
+        let summary = lander(&catalog, source.reopen(), 100)
+            .await
+            .run(Mode::Drain, CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(summary.landed, 5);
+        assert_eq!(summary.dead_letters, 0);
+        assert_eq!(summary.skipped_replay, 1, "the bad record is already in dead_letters");
+        assert_eq!(longs(&batches(&catalog, RawTable::PgSale).await, col::KAFKA_OFFSET), vec![0, 1, 2, 4, 5]);
+        assert_eq!(longs(&batches(&catalog, RawTable::DeadLetters).await, col::KAFKA_OFFSET), vec![3]);
+    }
+
+    #[tokio::test]
+    async fn follow_mode_finds_new_topics_and_commits_on_interval() {
+        let catalog = memory_catalog().await;
+        let source = MemorySource::new();
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(
+            lander(&catalog, source.clone(), 1_000)
+                .await
+                .run(Mode::Follow, shutdown.clone()),
+        );
+        // The topic appears after start: discovery picks it up.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        produce_sales(&source, 0..3);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let landed = longs(&batches(&catalog, RawTable::PgSale).await, col::KAFKA_OFFSET);
+            if landed.len() == 3 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "interval commit did not happen: {landed:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.cancel();
+        assert_eq!(running.await.unwrap().unwrap().landed, 3);
+    }
+
+    #[tokio::test]
+    async fn shutdown_commits_what_was_consumed() {
+        let catalog = memory_catalog().await;
+        let source = MemorySource::new();
+        produce_sales(&source, 0..5);
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(
+            lander_with(&catalog, source.clone(), config(1_000, 600_000))
+                .await
+                .run(Mode::Follow, shutdown.clone()),
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(batches(&catalog, RawTable::PgSale).await.is_empty(), "nothing due yet");
+        shutdown.cancel();
+        assert_eq!(running.await.unwrap().unwrap().landed, 5);
+        assert_eq!(
+            longs(&batches(&catalog, RawTable::PgSale).await, col::KAFKA_OFFSET),
+            (0..5).collect::<Vec<_>>()
+        );
+    }
+
+    #[tokio::test]
+    async fn commits_on_size() {
+        let catalog = memory_catalog().await;
+        let source = MemorySource::new();
+        produce_sales(&source, 0..10);
+        let summary = lander_with(&catalog, source, config(4, 600_000))
+            .await
+            .run(Mode::Drain, CancellationToken::new())
+            .await
+            .unwrap();
+        // 4 + 4 + 2 rows: three commits of pg_sale.
+        assert_eq!(summary.commits, 3);
+        assert_eq!(summary.landed, 10);
+    }
+}

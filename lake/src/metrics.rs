@@ -1,0 +1,186 @@
+//! The lander's metrics, in their own registry (so tests can run several landers in one
+//! process), and a minimal `/metrics` + `/healthz` listener.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::schema::RawTable;
+
+/// What happened to a consumed record; the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Appended to its change table (counted when the commit succeeds).
+    Landed,
+    /// Appended to `dead_letters` (counted when the commit succeeds).
+    DeadLetter,
+    /// A null value: nothing to land.
+    Tombstone,
+    /// Already in the lake (replay after a restart): not appended again.
+    SkippedReplay,
+}
+
+impl Outcome {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Landed => "landed",
+            Outcome::DeadLetter => "dead_letter",
+            Outcome::Tombstone => "tombstone",
+            Outcome::SkippedReplay => "skipped_replay",
+        }
+    }
+}
+
+/// Counters and histograms of one lander.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    events: IntCounterVec,
+    commit_seconds: HistogramVec,
+    data_files: IntCounterVec,
+    last_commit: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Creates the metrics in a fresh registry.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let events = IntCounterVec::new(
+            Opts::new(
+                "tributary_lander_events_total",
+                "Kafka records consumed by the lander, by table they belong to and outcome",
+            ),
+            &["table", "outcome"],
+        )?;
+        let commit_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "tributary_lander_commit_seconds",
+                "Time to write and commit one flush to one Iceberg table",
+            )
+            .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["table"],
+        )?;
+        let data_files = IntCounterVec::new(
+            Opts::new(
+                "tributary_lander_data_files_total",
+                "Parquet data files committed, by table",
+            ),
+            &["table"],
+        )?;
+        let last_commit = IntGaugeVec::new(
+            Opts::new(
+                "tributary_lander_last_commit_timestamp_seconds",
+                "Unix time of the last successful commit, by table",
+            ),
+            &["table"],
+        )?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(commit_seconds.clone()))?;
+        registry.register(Box::new(data_files.clone()))?;
+        registry.register(Box::new(last_commit.clone()))?;
+        Ok(Self {
+            registry,
+            events,
+            commit_seconds,
+            data_files,
+            last_commit,
+        })
+    }
+
+    /// The registry, to expose or to read in tests.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Counts `n` records of `table` with `outcome`.
+    pub fn events(&self, table: RawTable, outcome: Outcome, n: u64) {
+        self.events
+            .with_label_values(&[table.name(), outcome.as_str()])
+            .inc_by(n);
+    }
+
+    /// Current value of an events counter.
+    pub fn events_count(&self, table: RawTable, outcome: Outcome) -> u64 {
+        self.events
+            .with_label_values(&[table.name(), outcome.as_str()])
+            .get()
+    }
+
+    /// Records one successful commit.
+    pub fn committed(&self, table: RawTable, seconds: f64, files: usize) {
+        self.commit_seconds
+            .with_label_values(&[table.name()])
+            .observe(seconds);
+        self.data_files
+            .with_label_values(&[table.name()])
+            .inc_by(files as u64);
+        self.last_commit
+            .with_label_values(&[table.name()])
+            .set(chrono::Utc::now().timestamp());
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Serves `GET /metrics` and `GET /healthz` until `shutdown`. Deliberately tiny: one request
+/// per connection, no keep-alive.
+pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: CancellationToken) {
+    loop {
+        let (mut stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(s) => s,
+                Err(error) => {
+                    tracing::warn!(%error, "metrics listener accept failed");
+                    continue;
+                }
+            },
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let path = request.split_whitespace().nth(1).unwrap_or("");
+            let (status, content_type, body) = match path {
+                "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.encode()),
+                "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
+                _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_labels() {
+        let m = Metrics::new().unwrap();
+        m.events(RawTable::PgSale, Outcome::Landed, 3);
+        m.committed(RawTable::PgSale, 0.2, 1);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"tributary_lander_events_total{outcome="landed",table="pg_sale"} 3"#),
+            "{text}"
+        );
+        assert!(text.contains("tributary_lander_commit_seconds_bucket"), "{text}");
+        assert_eq!(m.events_count(RawTable::PgSale, Outcome::Landed), 3);
+    }
+}

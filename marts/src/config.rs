@@ -1,0 +1,90 @@
+//! `MartsConfig`: where the lake and ClickHouse are, and how often to run.
+
+use serde::{Deserialize, Serialize};
+use tributary_common::{ClickHouseSettings, LakeSettings};
+
+/// The marts job's configuration (`tributary_common::load`: defaults → `--config` file →
+/// `TRIBUTARY_*` environment, e.g. `TRIBUTARY_INTERVAL_MS=5000`,
+/// `TRIBUTARY_CLICKHOUSE__URL=http://…`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MartsConfig {
+    /// The Iceberg catalog and warehouse the raw tables are in.
+    pub lake: LakeSettings,
+    /// Where the rankings are published.
+    pub clickhouse: ClickHouseSettings,
+    /// Time between the starts of two scheduled runs, in milliseconds.
+    pub interval_ms: u64,
+}
+
+impl Default for MartsConfig {
+    fn default() -> Self {
+        Self {
+            lake: LakeSettings::default(),
+            clickhouse: ClickHouseSettings::default(),
+            interval_ms: 30_000,
+        }
+    }
+}
+
+/// A config value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid marts config: {field}: {reason}")]
+pub struct InvalidConfig {
+    /// The offending key.
+    pub field: &'static str,
+    /// Why.
+    pub reason: &'static str,
+}
+
+impl MartsConfig {
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        if self.interval_ms == 0 {
+            return Err(InvalidConfig {
+                field: "interval_ms",
+                reason: "must be at least 1",
+            });
+        }
+        if crate::schema::validate_database(&self.clickhouse.database).is_err() {
+            return Err(InvalidConfig {
+                field: "clickhouse.database",
+                reason: "must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*)",
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_defaults_and_environment() {
+        let env = vec![
+            ("TRIBUTARY_INTERVAL_MS".to_string(), "5000".to_string()),
+            (
+                "TRIBUTARY_CLICKHOUSE__DATABASE".to_string(),
+                "marts_dev".to_string(),
+            ),
+        ];
+        let config: MartsConfig = tributary_common::load(None, env).unwrap();
+        assert_eq!(config.interval_ms, 5000);
+        assert_eq!(config.clickhouse.database, "marts_dev");
+        assert_eq!(config.lake, LakeSettings::default());
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn zero_interval_and_odd_database_names_are_refused() {
+        let mut config = MartsConfig {
+            interval_ms: 0,
+            ..MartsConfig::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field, "interval_ms");
+        config.interval_ms = 1;
+        config.clickhouse.database = "marts; DROP".into();
+        assert_eq!(config.validate().unwrap_err().field, "clickhouse.database");
+    }
+}

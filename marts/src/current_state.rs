@@ -1,0 +1,336 @@
+//! From raw change events to totals, in DataFusion SQL.
+//!
+//! The raw tables are registered as `pg_sale`, `pg_salesman` and `pg_city` (see `lake`). The
+//! current state of a key is its event with the greatest `(source_lsn, kafka_offset)`, whatever
+//! order the events were landed in; if that event is a delete (`op = 'd'`) the key is gone.
+//! Names come from the current `pg_salesman`/`pg_city` rows, so a rename shows everywhere; a
+//! sale whose salesman or city is not in the lake yet is kept, under its id, as *unresolved*.
+//!
+//! Ranking is not done here: the totals go to [`crate::ranking`], which is plain Rust.
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Decimal128Type, Int64Type};
+use datafusion::prelude::SessionContext;
+
+use crate::error::MartsError;
+use crate::money::Money;
+use crate::ranking::{
+    CityInfo, CitySalesmanTotals, CityTotals, SalesmanInfo, SalesmanTotals, Summary, Totals,
+};
+
+/// Latest version of every sale still present. The row-number tie-break is total over one
+/// partition (a key's events all go to one Kafka partition), so the choice is deterministic.
+pub const CURRENT_SALE: &str = "
+SELECT id, salesman_id, city_id, amount
+FROM (
+    SELECT id, op, salesman_id, city_id, amount,
+           row_number() OVER (PARTITION BY id ORDER BY source_lsn DESC, kafka_offset DESC) AS newest
+    FROM pg_sale
+) AS events
+WHERE newest = 1 AND op <> 'd'";
+
+/// Latest version of every salesman still present.
+pub const CURRENT_SALESMAN: &str = "
+SELECT id, code, name, city_id
+FROM (
+    SELECT id, op, code, name, city_id,
+           row_number() OVER (PARTITION BY id ORDER BY source_lsn DESC, kafka_offset DESC) AS newest
+    FROM pg_salesman
+) AS events
+WHERE newest = 1 AND op <> 'd'";
+
+/// Latest version of every city still present.
+pub const CURRENT_CITY: &str = "
+SELECT id, name, state
+FROM (
+    SELECT id, op, name, state,
+           row_number() OVER (PARTITION BY id ORDER BY source_lsn DESC, kafka_offset DESC) AS newest
+    FROM pg_city
+) AS events
+WHERE newest = 1 AND op <> 'd'";
+
+/// Per city (of the sale): revenue and count, with the city's current name if known.
+pub const CITY_TOTALS: &str = "
+SELECT s.city_id AS city_id,
+       c.name AS name,
+       c.state AS state,
+       c.id IS NOT NULL AS resolved,
+       CAST(SUM(s.amount) AS DECIMAL(38, 2)) AS revenue,
+       COUNT(*) AS sales
+FROM current_sale s
+LEFT JOIN current_city c ON s.city_id = c.id
+WHERE s.city_id IS NOT NULL
+GROUP BY s.city_id, c.id, c.name, c.state";
+
+/// Per (city, salesman): the salesman's revenue and count in that city.
+pub const CITY_SALESMAN_TOTALS: &str = "
+SELECT s.city_id AS city_id,
+       s.salesman_id AS salesman_id,
+       m.name AS name,
+       m.code AS code,
+       m.id IS NOT NULL AS resolved,
+       CAST(SUM(s.amount) AS DECIMAL(38, 2)) AS revenue,
+       COUNT(*) AS sales
+FROM current_sale s
+LEFT JOIN current_salesman m ON s.salesman_id = m.id
+WHERE s.city_id IS NOT NULL AND s.salesman_id IS NOT NULL
+GROUP BY s.city_id, s.salesman_id, m.id, m.name, m.code";
+
+/// Per salesman, nationwide.
+pub const SALESMAN_TOTALS: &str = "
+SELECT s.salesman_id AS salesman_id,
+       m.name AS name,
+       m.code AS code,
+       m.id IS NOT NULL AS resolved,
+       CAST(SUM(s.amount) AS DECIMAL(38, 2)) AS revenue,
+       COUNT(*) AS sales
+FROM current_sale s
+LEFT JOIN current_salesman m ON s.salesman_id = m.id
+WHERE s.salesman_id IS NOT NULL
+GROUP BY s.salesman_id, m.id, m.name, m.code";
+
+/// Whole-set counts, including what no ranking shows (sales without a city or salesman id).
+/// A sale is unresolved when it names a city or salesman the lake does not have (yet).
+pub const SUMMARY: &str = "
+SELECT COUNT(*) AS sales,
+       CAST(SUM(amount) AS DECIMAL(38, 2)) AS revenue,
+       CAST(SUM(CASE WHEN unresolved THEN 1 ELSE 0 END) AS BIGINT) AS unresolved_sales,
+       CAST(SUM(CASE WHEN unresolved THEN amount END) AS DECIMAL(38, 2)) AS unresolved_revenue,
+       CAST(SUM(CASE WHEN city_id IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS sales_without_city,
+       CAST(SUM(CASE WHEN salesman_id IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS sales_without_salesman
+FROM (
+    SELECT s.amount, s.city_id, s.salesman_id,
+           (s.city_id IS NOT NULL AND c.id IS NULL)
+               OR (s.salesman_id IS NOT NULL AND m.id IS NULL) AS unresolved
+    FROM current_sale s
+    LEFT JOIN current_city c ON s.city_id = c.id
+    LEFT JOIN current_salesman m ON s.salesman_id = m.id
+) AS sales";
+
+async fn collect(ctx: &SessionContext, query: &'static str, sql: &str) -> Result<Vec<RecordBatch>, MartsError> {
+    let df_err = |source| MartsError::Query {
+        query,
+        source: Box::new(source),
+    };
+    ctx.sql(sql).await.map_err(df_err)?.collect().await.map_err(df_err)
+}
+
+/// Materialises the current state of each raw table once (as `current_sale`,
+/// `current_salesman`, `current_city`), so the aggregations below do not rescan the lake.
+pub async fn register_current_state(ctx: &SessionContext) -> Result<(), MartsError> {
+    for (name, sql) in [
+        ("current_sale", CURRENT_SALE),
+        ("current_salesman", CURRENT_SALESMAN),
+        ("current_city", CURRENT_CITY),
+    ] {
+        let df_err = |source| MartsError::Query {
+            query: name,
+            source: Box::new(source),
+        };
+        let cached = ctx
+            .sql(sql)
+            .await
+            .map_err(df_err)?
+            .cache()
+            .await
+            .map_err(df_err)?;
+        ctx.register_table(name, cached.into_view())
+            .map_err(df_err)?;
+    }
+    Ok(())
+}
+
+/// Computes every total the rankings need. Expects the raw tables registered in `ctx`.
+pub async fn compute_totals(ctx: &SessionContext) -> Result<Totals, MartsError> {
+    register_current_state(ctx).await?;
+
+    let mut cities = Vec::new();
+    for batch in collect(ctx, "city_totals", CITY_TOTALS).await? {
+        let cols = Columns::new("city_totals", &batch);
+        let (city_id, name, state) = (cols.i64("city_id")?, cols.str("name")?, cols.str("state")?);
+        let (resolved, revenue, sales) = (cols.bool("resolved")?, cols.money("revenue")?, cols.i64("sales")?);
+        for i in 0..batch.num_rows() {
+            let id = required(&city_id, i, "city_totals", "city_id")?;
+            cities.push(CityTotals {
+                city_id: id,
+                info: resolved[i].then(|| CityInfo {
+                    name: name[i].clone().unwrap_or_default(),
+                    state: state[i].clone().unwrap_or_default(),
+                }),
+                revenue: money(&revenue, i, || format!("city {id}"))?,
+                sales: count(&sales, i),
+            });
+        }
+    }
+
+    let mut city_salesmen = Vec::new();
+    for batch in collect(ctx, "city_salesman_totals", CITY_SALESMAN_TOTALS).await? {
+        let cols = Columns::new("city_salesman_totals", &batch);
+        let (city_id, salesman_id) = (cols.i64("city_id")?, cols.i64("salesman_id")?);
+        let (name, code, resolved) = (cols.str("name")?, cols.str("code")?, cols.bool("resolved")?);
+        let (revenue, sales) = (cols.money("revenue")?, cols.i64("sales")?);
+        for i in 0..batch.num_rows() {
+            let city = required(&city_id, i, "city_salesman_totals", "city_id")?;
+            let id = required(&salesman_id, i, "city_salesman_totals", "salesman_id")?;
+            city_salesmen.push(CitySalesmanTotals {
+                city_id: city,
+                salesman: SalesmanTotals {
+                    salesman_id: id,
+                    info: resolved[i].then(|| SalesmanInfo {
+                        name: name[i].clone().unwrap_or_default(),
+                        code: code[i].clone().unwrap_or_default(),
+                    }),
+                    revenue: money(&revenue, i, || format!("salesman {id} in city {city}"))?,
+                    sales: count(&sales, i),
+                },
+            });
+        }
+    }
+
+    let mut salesmen = Vec::new();
+    for batch in collect(ctx, "salesman_totals", SALESMAN_TOTALS).await? {
+        let cols = Columns::new("salesman_totals", &batch);
+        let (salesman_id, name, code) = (cols.i64("salesman_id")?, cols.str("name")?, cols.str("code")?);
+        let (resolved, revenue, sales) = (cols.bool("resolved")?, cols.money("revenue")?, cols.i64("sales")?);
+        for i in 0..batch.num_rows() {
+            let id = required(&salesman_id, i, "salesman_totals", "salesman_id")?;
+            salesmen.push(SalesmanTotals {
+                salesman_id: id,
+                info: resolved[i].then(|| SalesmanInfo {
+                    name: name[i].clone().unwrap_or_default(),
+                    code: code[i].clone().unwrap_or_default(),
+                }),
+                revenue: money(&revenue, i, || format!("salesman {id}"))?,
+                sales: count(&sales, i),
+            });
+        }
+    }
+
+    let mut summary = Summary::default();
+    for batch in collect(ctx, "summary", SUMMARY).await? {
+        let cols = Columns::new("summary", &batch);
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        summary = Summary {
+            sales: count(&cols.i64("sales")?, 0),
+            revenue: money(&cols.money("revenue")?, 0, || "all sales".into())?,
+            unresolved_sales: count(&cols.i64("unresolved_sales")?, 0),
+            unresolved_revenue: money(&cols.money("unresolved_revenue")?, 0, || {
+                "unresolved sales".into()
+            })?,
+            sales_without_city: count(&cols.i64("sales_without_city")?, 0),
+            sales_without_salesman: count(&cols.i64("sales_without_salesman")?, 0),
+        };
+    }
+
+    Ok(Totals {
+        cities,
+        city_salesmen,
+        salesmen,
+        summary,
+    })
+}
+
+/// Typed access to a result batch's columns, with errors naming the query and column.
+struct Columns<'a> {
+    query: &'static str,
+    batch: &'a RecordBatch,
+}
+
+/// A decimal column's values (unscaled) and scale.
+struct Decimals {
+    values: Vec<Option<i128>>,
+    scale: i8,
+}
+
+impl<'a> Columns<'a> {
+    fn new(query: &'static str, batch: &'a RecordBatch) -> Self {
+        Self { query, batch }
+    }
+
+    fn column(&self, name: &str) -> Result<&'a ArrayRef, MartsError> {
+        self.batch
+            .column_by_name(name)
+            .ok_or_else(|| MartsError::UnexpectedColumn {
+                query: self.query,
+                column: name.to_string(),
+                expected: "a column of that name",
+                found: "no such column".into(),
+            })
+    }
+
+    fn unexpected(&self, name: &str, expected: &'static str, found: &DataType) -> MartsError {
+        MartsError::UnexpectedColumn {
+            query: self.query,
+            column: name.to_string(),
+            expected,
+            found: found.to_string(),
+        }
+    }
+
+    fn i64(&self, name: &str) -> Result<Vec<Option<i64>>, MartsError> {
+        let col = self.column(name)?;
+        col.as_primitive_opt::<Int64Type>()
+            .map(|a| a.iter().collect())
+            .ok_or_else(|| self.unexpected(name, "Int64", col.data_type()))
+    }
+
+    fn bool(&self, name: &str) -> Result<Vec<bool>, MartsError> {
+        let col = self.column(name)?;
+        col.as_boolean_opt()
+            .map(|a| a.iter().map(|v| v.unwrap_or(false)).collect())
+            .ok_or_else(|| self.unexpected(name, "Boolean", col.data_type()))
+    }
+
+    /// Utf8, LargeUtf8 or Utf8View (DataFusion may produce any of them).
+    fn str(&self, name: &str) -> Result<Vec<Option<String>>, MartsError> {
+        let col = self.column(name)?;
+        let utf8 = match col.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {
+                cast(col, &DataType::Utf8)
+                    .map_err(|_| self.unexpected(name, "a string", col.data_type()))?
+            }
+            other => return Err(self.unexpected(name, "a string", other)),
+        };
+        let strings = utf8.as_string::<i32>();
+        Ok(strings.iter().map(|s| s.map(str::to_string)).collect())
+    }
+
+    fn money(&self, name: &str) -> Result<Decimals, MartsError> {
+        let col = self.column(name)?;
+        match col.data_type() {
+            DataType::Decimal128(_, scale) => Ok(Decimals {
+                values: col.as_primitive::<Decimal128Type>().iter().collect(),
+                scale: *scale,
+            }),
+            other => Err(self.unexpected(name, "Decimal128", other)),
+        }
+    }
+}
+
+fn required(values: &[Option<i64>], i: usize, query: &'static str, column: &str) -> Result<i64, MartsError> {
+    values[i].ok_or_else(|| MartsError::UnexpectedColumn {
+        query,
+        column: column.to_string(),
+        expected: "no nulls",
+        found: "a null".into(),
+    })
+}
+
+/// `COUNT`/`SUM` of ones are never negative or null; a null (no rows) counts as zero.
+fn count(values: &[Option<i64>], i: usize) -> u64 {
+    values[i].map_or(0, |v| u64::try_from(v).unwrap_or(0))
+}
+
+/// A null sum (every amount null) is zero revenue.
+fn money(values: &Decimals, i: usize, scope: impl FnOnce() -> String) -> Result<Money, MartsError> {
+    match values.values[i] {
+        None => Ok(Money::ZERO),
+        Some(v) => Money::from_unscaled(v, values.scale).map_err(|source| MartsError::Revenue {
+            scope: scope(),
+            source,
+        }),
+    }
+}

@@ -1,0 +1,119 @@
+//! The one error type of the crate.
+//!
+//! Each variant says what failed and on which input; [`MartsError::is_retryable`] tells the
+//! scheduler (and the API) whether trying again later can help.
+
+use crate::money::MoneyError;
+
+/// What can go wrong computing or publishing the marts, or reading a publication back.
+#[derive(Debug, thiserror::Error)]
+pub enum MartsError {
+    /// A raw table the marts read does not exist (the lander has not created it yet).
+    #[cfg(feature = "job")]
+    #[error("lake table {table} does not exist; start the lander (tributary-lake) first")]
+    LakeTableMissing {
+        /// `namespace.table`.
+        table: String,
+    },
+
+    /// The Iceberg catalog or a table could not be read.
+    #[cfg(feature = "job")]
+    #[error("reading lake table {table} failed: {source}")]
+    Lake {
+        /// `namespace.table`, or `catalog` for catalog-wide operations.
+        table: String,
+        /// The Iceberg error.
+        #[source]
+        source: iceberg::Error,
+    },
+
+    /// A DataFusion query failed.
+    #[cfg(feature = "job")]
+    #[error("marts query {query} failed: {source}")]
+    Query {
+        /// Which query (`current_sale`, `city_totals`, …).
+        query: &'static str,
+        /// The DataFusion error.
+        #[source]
+        source: Box<datafusion::error::DataFusionError>,
+    },
+
+    /// A query produced a column of an unexpected type: the raw table schema and the marts
+    /// disagree, which retrying will not fix.
+    #[cfg(feature = "job")]
+    #[error("marts query {query}: column {column} is {found}, expected {expected}")]
+    UnexpectedColumn {
+        /// Which query.
+        query: &'static str,
+        /// Column name.
+        column: String,
+        /// What the marts expect.
+        expected: &'static str,
+        /// What the query produced.
+        found: String,
+    },
+
+    /// A revenue does not fit `Decimal(18,2)`.
+    #[error("revenue of {scope} does not fit Decimal(18,2): {source}")]
+    Revenue {
+        /// Which total (`city 7`, `salesman 3`, `all sales`).
+        scope: String,
+        /// The conversion error.
+        #[source]
+        source: MoneyError,
+    },
+
+    /// A ClickHouse request failed.
+    #[error("clickhouse: {action} failed: {source}")]
+    ClickHouse {
+        /// What was being done (`insert into marts.city_ranking`, `read latest publication`, …).
+        action: String,
+        /// The client error.
+        #[source]
+        source: clickhouse::error::Error,
+    },
+
+    /// The configured ClickHouse database name is not a plain identifier.
+    #[error("clickhouse database name {0:?} is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)")]
+    InvalidDatabaseName(String),
+
+    /// A stored publication cannot be understood (written by another version, or edited by hand).
+    #[error("publication {publication_id} in clickhouse is unreadable: {reason}")]
+    CorruptPublication {
+        /// The publication.
+        publication_id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl MartsError {
+    /// Whether the same operation may succeed later without anyone changing code or config.
+    ///
+    /// A missing lake table appears once the lander runs; ClickHouse and the object store come
+    /// back. Schema disagreements, out-of-range money and bad config do not fix themselves.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            #[cfg(feature = "job")]
+            MartsError::LakeTableMissing { .. } => true,
+            #[cfg(feature = "job")]
+            MartsError::Lake { source, .. } => source.retryable(),
+            #[cfg(feature = "job")]
+            MartsError::Query { source, .. } => matches!(
+                source.as_ref(),
+                datafusion::error::DataFusionError::IoError(_)
+                    | datafusion::error::DataFusionError::ObjectStore(_)
+                    | datafusion::error::DataFusionError::External(_)
+            ),
+            #[cfg(feature = "job")]
+            MartsError::UnexpectedColumn { .. } => false,
+            MartsError::Revenue { .. } => false,
+            MartsError::ClickHouse { source, .. } => matches!(
+                source,
+                clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut
+            ),
+            MartsError::InvalidDatabaseName(_) => false,
+            MartsError::CorruptPublication { .. } => false,
+        }
+    }
+}

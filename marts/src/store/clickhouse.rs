@@ -1,0 +1,248 @@
+//! [`PublicationStore`] on ClickHouse over HTTP, compatible with 18.16 and current servers.
+//!
+//! The `clickhouse` crate validates rows through `RowBinaryWithNamesAndTypes`, which 18.16 does
+//! not speak, so validation is off and the row types in [`crate::schema`] must match the DDL
+//! column for column (the contract tests check a round trip on a real server).
+
+use async_trait::async_trait;
+use clickhouse::{Client, RowOwned, RowRead, RowWrite};
+use tributary_common::ClickHouseSettings;
+
+use super::{Page, PublicationStore};
+use crate::error::MartsError;
+use crate::publication::Publication;
+use crate::schema::{
+    self, CITY_RANKING, CITY_SALESMAN_RANKING, CityRankingRow, CitySalesmanRankingRow,
+    PUBLICATIONS, PublicationRow, SALESMAN_RANKING, SalesmanRankingRow,
+};
+
+/// The marts database on a ClickHouse server.
+#[derive(Clone)]
+pub struct ClickHouseStore {
+    client: Client,
+    database: String,
+}
+
+impl std::fmt::Debug for ClickHouseStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseStore")
+            .field("database", &self.database)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClickHouseStore {
+    /// A store on the server and database of `settings`. Nothing is contacted yet.
+    pub fn new(settings: &ClickHouseSettings) -> Result<Self, MartsError> {
+        schema::validate_database(&settings.database)?;
+        let client = Client::default()
+            .with_url(&settings.url)
+            .with_user(&settings.user)
+            .with_password(&settings.password)
+            .with_validation(false);
+        Ok(Self {
+            client,
+            database: settings.database.clone(),
+        })
+    }
+
+    /// The database this store writes to.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// A client on the server, for tests and tooling (queries name `database.table` in full).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn table(&self, table: &str) -> String {
+        format!("{}.{table}", self.database)
+    }
+
+    async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<(), MartsError>
+    where
+        T: RowOwned + RowWrite,
+    {
+        let name = self.table(table);
+        let err = |source| MartsError::ClickHouse {
+            action: format!("insert into {name}"),
+            source,
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self.client.insert_unescaped::<T>(&name).await.map_err(err)?;
+        for row in rows {
+            insert.write(row).await.map_err(err)?;
+        }
+        insert.end().await.map_err(err)
+    }
+
+    async fn fetch_all<T>(
+        &self,
+        action: &str,
+        query: clickhouse::query::Query,
+    ) -> Result<Vec<T>, MartsError>
+    where
+        T: RowOwned + RowRead,
+    {
+        query
+            .fetch_all::<T>()
+            .await
+            .map_err(|source| MartsError::ClickHouse {
+                action: action.to_string(),
+                source,
+            })
+    }
+}
+
+#[async_trait]
+impl PublicationStore for ClickHouseStore {
+    async fn ensure_schema(&self) -> Result<(), MartsError> {
+        for statement in schema::ddl(&self.database)? {
+            self.client
+                .query(&statement)
+                .execute()
+                .await
+                .map_err(|source| MartsError::ClickHouse {
+                    action: format!("create schema ({})", first_line(&statement)),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), MartsError> {
+        self.client
+            .query("SELECT 1")
+            .fetch_one::<u8>()
+            .await
+            .map(|_| ())
+            .map_err(|source| MartsError::ClickHouse {
+                action: "ping".into(),
+                source,
+            })
+    }
+
+    async fn publish(&self, publication: &Publication) -> Result<(), MartsError> {
+        let rows = publication.rows();
+        self.insert(CITY_RANKING, &rows.cities).await?;
+        self.insert(CITY_SALESMAN_RANKING, &rows.city_salesmen).await?;
+        self.insert(SALESMAN_RANKING, &rows.salesmen).await?;
+        // Last: a reader that sees this row sees all of the publication's rows.
+        self.insert(PUBLICATIONS, std::slice::from_ref(&rows.publication))
+            .await
+    }
+
+    async fn latest_publication(&self) -> Result<Option<PublicationRow>, MartsError> {
+        let sql = format!(
+            "SELECT ?fields FROM {} FINAL ORDER BY version DESC, publication_id DESC LIMIT 1",
+            self.table(PUBLICATIONS)
+        );
+        let rows = self
+            .fetch_all("read latest publication", self.client.query(&sql))
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    async fn city_ranking(
+        &self,
+        publication_id: &str,
+        page: Page,
+    ) -> Result<Vec<CityRankingRow>, MartsError> {
+        let sql = format!(
+            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? ORDER BY rank LIMIT ?, ?",
+            self.table(CITY_RANKING)
+        );
+        let query = self
+            .client
+            .query(&sql)
+            .bind(publication_id)
+            .bind(page.offset)
+            .bind(page.limit);
+        self.fetch_all("read city ranking", query).await
+    }
+
+    async fn top_city_salesmen(
+        &self,
+        publication_id: &str,
+        city_ids: &[i64],
+        max_rank: u32,
+    ) -> Result<Vec<CitySalesmanRankingRow>, MartsError> {
+        if city_ids.is_empty() || max_rank == 0 {
+            return Ok(Vec::new());
+        }
+        // `IN (…)` of integers formatted here: the crate binds slices as `[…]`, which old
+        // servers do not accept on the right of IN.
+        let ids = city_ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? AND city_id IN ({ids}) \
+             AND rank <= ? ORDER BY city_id, rank",
+            self.table(CITY_SALESMAN_RANKING)
+        );
+        let query = self.client.query(&sql).bind(publication_id).bind(max_rank);
+        self.fetch_all("read city salesmen", query).await
+    }
+
+    async fn city_salesman_ranking(
+        &self,
+        publication_id: &str,
+        city_id: i64,
+        page: Page,
+    ) -> Result<Vec<CitySalesmanRankingRow>, MartsError> {
+        let sql = format!(
+            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? AND city_id = ? \
+             ORDER BY rank LIMIT ?, ?",
+            self.table(CITY_SALESMAN_RANKING)
+        );
+        let query = self
+            .client
+            .query(&sql)
+            .bind(publication_id)
+            .bind(city_id)
+            .bind(page.offset)
+            .bind(page.limit);
+        self.fetch_all("read city salesman ranking", query).await
+    }
+
+    async fn city(
+        &self,
+        publication_id: &str,
+        city_id: i64,
+    ) -> Result<Option<CityRankingRow>, MartsError> {
+        let sql = format!(
+            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? AND city_id = ? LIMIT 1",
+            self.table(CITY_RANKING)
+        );
+        let query = self.client.query(&sql).bind(publication_id).bind(city_id);
+        let rows = self.fetch_all("read city", query).await?;
+        Ok(rows.into_iter().next())
+    }
+
+    async fn salesman_ranking(
+        &self,
+        publication_id: &str,
+        page: Page,
+    ) -> Result<Vec<SalesmanRankingRow>, MartsError> {
+        let sql = format!(
+            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? ORDER BY rank LIMIT ?, ?",
+            self.table(SALESMAN_RANKING)
+        );
+        let query = self
+            .client
+            .query(&sql)
+            .bind(publication_id)
+            .bind(page.offset)
+            .bind(page.limit);
+        self.fetch_all("read salesman ranking", query).await
+    }
+}
+
+fn first_line(sql: &str) -> &str {
+    sql.lines().next().unwrap_or(sql).trim_end_matches(" (")
+}
