@@ -231,6 +231,15 @@ status_detail() { printf '            %s\n' "$*"; }
 # ---- service selection ----------------------------------------------------------------------
 declare -A SERVICE_DEPS=([connect]="postgres kafka")
 
+# check_service_names NAME...: fail unless every NAME is a known service (call in the main shell).
+check_service_names() {
+  local s
+  for s in "$@"; do
+    [[ " ${ALL_SERVICES[*]} " == *" $s "* ]] ||
+      fail "arguments" "" "unknown service '$s' (known: ${ALL_SERVICES[*]})"
+  done
+}
+
 # resolve_services [NAME...]: the requested services plus their dependencies, in start order.
 resolve_services() {
   local -A want=()

@@ -1,1 +1,101 @@
-//! tributary-api
+//! Tributary API: the rankings in ClickHouse over HTTP, with an OpenAPI document and Swagger UI.
+//!
+//! ```text
+//!  request ─► poem Route ─► RankingsApi (poem-openapi) ─► PublicationStore ─► ClickHouse `marts`
+//!                │                  │
+//!                └── every error ───┴─► ApiError::status + problem JSON (error.rs)
+//! ```
+//!
+//! Routes: `/v1/rankings/cities`, `/v1/rankings/cities/{city_id}/salesmen`,
+//! `/v1/rankings/salesmen`, `/healthz`, `/readyz`, `/openapi.json`, Swagger UI at `/docs`.
+//! Each ranking response is read from the latest complete publication and names it.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod routes;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::listener::TcpAcceptor;
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server};
+use poem_openapi::OpenApiService;
+use tokio_util::sync::CancellationToken;
+use tributary_marts::{ClickHouseStore, PublicationStore};
+
+pub use crate::config::ApiConfig;
+pub use crate::error::ApiError;
+use crate::error::{ProblemResponse, from_poem_error};
+use crate::routes::RankingsApi;
+
+/// How long a graceful shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+fn openapi_service(
+    store: Arc<dyn PublicationStore>,
+) -> OpenApiService<RankingsApi, ()> {
+    OpenApiService::new(
+        RankingsApi::new(store),
+        "Tributary API",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Sales rankings computed by the Tributary marts from the lake. Money is a decimal \
+         string with two places; every error is problem JSON (application/problem+json).",
+    )
+}
+
+/// The OpenAPI document, as served at `/openapi.json`.
+pub fn openapi_json() -> String {
+    openapi_service(Arc::new(tributary_marts::MemoryStore::new())).spec()
+}
+
+/// The whole HTTP application over `store`.
+pub fn app(store: Arc<dyn PublicationStore>) -> impl Endpoint<Output = Response> {
+    let api = openapi_service(store);
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    Route::new()
+        .nest("/", api)
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .around(|ep, req: Request| async move {
+            let path = req.uri().path().to_string();
+            match ep.call(req).await {
+                Ok(resp) => Ok(resp),
+                // Errors poem raised itself (parameter parsing, unknown routes): same
+                // problem-JSON shape as the handlers' own errors.
+                Err(err) if err.is_from_response() => Ok(err.into_response()),
+                Err(err) => Ok(ProblemResponse::from(from_poem_error(&err, &path)).into_response()),
+            }
+        })
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled, reading ClickHouse as configured.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: ApiConfig,
+    shutdown: CancellationToken,
+) -> Result<(), ApiError> {
+    let store = ClickHouseStore::new(&config.clickhouse)?;
+    serve(listener, Arc::new(store), shutdown).await
+}
+
+/// Serves the API over any store (tests use `MemoryStore`).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn PublicationStore>,
+    shutdown: CancellationToken,
+) -> Result<(), ApiError> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "api listening");
+    Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
+        .run_with_graceful_shutdown(app(store), shutdown.cancelled_owned(), Some(SHUTDOWN_GRACE))
+        .await?;
+    tracing::info!("api stopped");
+    Ok(())
+}

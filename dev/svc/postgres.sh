@@ -6,10 +6,11 @@ PG_HOME="$(svc_dir postgres)"
 PG_LOG="$(svc_log postgres)"
 PG_SQL_DIR="$REPO_DIR/ingest/sql"
 
-# Run a command as the `postgres` OS user when we are root (initdb and postgres refuse root).
+# Run a command as the `postgres` OS user when we are root (initdb and postgres refuse root),
+# from / (the clone may not be readable by that user).
 as_pg() {
   if ((EUID == 0)); then
-    runuser -u postgres -- "$@"
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi
@@ -20,6 +21,8 @@ as_pg() {
 # symlink to /var/lib/tributary-stack/<hash>/postgres.
 pg_home_real() { readlink -f "$PG_HOME"; }
 pg_data() { echo "$(pg_home_real)/data"; }
+# the server log by its real path (pg_ctl opens it as the postgres user); same file as $PG_LOG
+pg_log_real() { echo "$(pg_home_real)/postgres.log"; }
 pg_sock_dir() {
   local d
   d="$(pg_home_real)/run"
@@ -55,6 +58,14 @@ pg_prepare_dirs() {
       local alt
       alt="/var/lib/tributary-stack/$(printf '%s' "$REPO_DIR" | cksum | cut -d' ' -f1)/postgres"
       warn "the postgres OS user cannot reach $PG_HOME; keeping the cluster in $alt (symlinked)"
+      if [[ -e $alt ]]; then
+        # left by an earlier clone at the same path whose .stack/ is gone: start afresh
+        if [[ -s $alt/data/postmaster.pid ]] && kill -0 "$(head -n1 "$alt/data/postmaster.pid")" 2>/dev/null; then
+          fail "$step" "$alt/postgres.log" "a Postgres from an earlier clone still runs on $alt/data; stop it first"
+        fi
+        log "postgres: removing the cluster an earlier clone left in $alt"
+        rm -rf "$alt"
+      fi
       mkdir -p "$alt"
       chown postgres:postgres "$alt"
       if [[ -f $PG_HOME/pid || -e $PG_HOME/data ]]; then
@@ -135,7 +146,7 @@ postgres_up() {
     fi
     pg_write_conf
     log "postgres: starting on $BIND:$PG_PORT (log: $PG_LOG)"
-    run_step "postgres: start" "$PG_LOG" as_pg setsid "$PG_BIN/pg_ctl" start -D "$data" -l "$PG_LOG" -w -t 60
+    run_step "postgres: start" "$PG_LOG" as_pg setsid "$PG_BIN/pg_ctl" start -D "$data" -l "$(pg_log_real)" -w -t 60
   fi
   head -n1 "$data/postmaster.pid" >"$PG_HOME/pid"
 

@@ -334,3 +334,167 @@ fn money(values: &Decimals, i: usize, scope: impl FnOnce() -> String) -> Result<
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{Ev, city, memtable_context, sale, salesman};
+
+    async fn totals(sales: &[Ev], salesmen: &[Ev], cities: &[Ev]) -> Totals {
+        let ctx = memtable_context(sales, salesmen, cities);
+        compute_totals(&ctx).await.expect("totals")
+    }
+
+    async fn current_sales(sales: &[Ev]) -> Vec<(i64, Option<i64>, Option<i64>, Option<i128>)> {
+        let ctx = memtable_context(sales, &[], &[]);
+        let sql = format!("SELECT * FROM ({CURRENT_SALE}) AS s ORDER BY id");
+        let batches = collect(&ctx, "test", &sql).await.unwrap();
+        let mut out = Vec::new();
+        for b in &batches {
+            let cols = Columns::new("test", b);
+            let (id, sm, c) = (cols.i64("id").unwrap(), cols.i64("salesman_id").unwrap(), cols.i64("city_id").unwrap());
+            let amount = cols.money("amount").unwrap();
+            for i in 0..b.num_rows() {
+                out.push((id[i].unwrap(), sm[i], c[i], amount.values[i]));
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn latest_event_per_id_wins_and_deletes_remove() {
+        let sales = [
+            sale("r", 1, (100, 0), Some(10), Some(7), Some(1000)),
+            sale("c", 2, (110, 1), Some(10), Some(7), Some(500)),
+            sale("u", 1, (120, 2), Some(11), Some(7), Some(1500)),
+            sale("c", 3, (130, 3), Some(11), Some(8), Some(700)),
+            sale("d", 2, (140, 4), Some(10), Some(7), Some(500)),
+        ];
+        assert_eq!(
+            current_sales(&sales).await,
+            vec![(1, Some(11), Some(7), Some(1500)), (3, Some(11), Some(8), Some(700))]
+        );
+    }
+
+    #[tokio::test]
+    async fn source_order_decides_not_landing_order() {
+        // The update has the higher LSN but was landed first (lower offset in another batch).
+        let sales = [
+            sale("u", 1, (200, 5), Some(10), Some(7), Some(2000)),
+            sale("c", 1, (100, 9), Some(10), Some(7), Some(1000)),
+            // Same LSN (e.g. a snapshot read): the higher offset wins.
+            sale("r", 2, (50, 1), Some(10), Some(7), Some(1)),
+            sale("r", 2, (50, 2), Some(10), Some(7), Some(2)),
+            // A delete that precedes a re-insert of the same id in source order.
+            sale("d", 3, (300, 3), Some(10), Some(7), Some(10)),
+            sale("c", 3, (310, 4), Some(10), Some(7), Some(30)),
+        ];
+        assert_eq!(
+            current_sales(&sales).await,
+            vec![
+                (1, Some(10), Some(7), Some(2000)),
+                (2, Some(10), Some(7), Some(2)),
+                (3, Some(10), Some(7), Some(30)),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn empty_tables_give_empty_totals() {
+        let t = totals(&[], &[], &[]).await;
+        assert!(t.cities.is_empty() && t.city_salesmen.is_empty() && t.salesmen.is_empty());
+        assert_eq!(t.summary, Summary::default());
+    }
+
+    #[tokio::test]
+    async fn totals_join_current_names_and_keep_unresolved_sales() {
+        let sales = [
+            sale("c", 1, (10, 0), Some(100), Some(7), Some(1050)),
+            sale("c", 2, (11, 1), Some(100), Some(7), Some(2000)),
+            sale("c", 3, (12, 2), Some(200), Some(7), Some(999)),
+            sale("c", 4, (13, 3), Some(200), Some(8), Some(1)),
+            // Salesman 300 and city 9 are not in the lake yet.
+            sale("c", 5, (14, 4), Some(300), Some(9), Some(5000)),
+            // No city / no salesman at all.
+            sale("c", 6, (15, 5), Some(100), None, Some(10)),
+            sale("c", 7, (16, 6), None, Some(8), Some(20)),
+            // Deleted: in no total.
+            sale("c", 8, (17, 7), Some(100), Some(7), Some(100_000)),
+            sale("d", 8, (18, 8), Some(100), Some(7), Some(100_000)),
+        ];
+        let salesmen = [
+            salesman("c", 100, (1, 0), "S100", "Ana"),
+            salesman("c", 200, (2, 1), "S200", "Bruno"),
+            // Renamed: the new name shows everywhere.
+            salesman("u", 100, (3, 2), "S100", "Ana Maria"),
+        ];
+        let cities = [
+            city("c", 7, (1, 0), "Campinas", "SP"),
+            city("c", 8, (2, 1), "Santos", "SP"),
+            // A deleted city is not current (and has no sales here).
+            city("c", 10, (3, 2), "Gone", "RJ"),
+            city("d", 10, (4, 3), "Gone", "RJ"),
+        ];
+        let mut t = totals(&sales, &salesmen, &cities).await;
+        t.cities.sort_by_key(|c| c.city_id);
+        t.salesmen.sort_by_key(|s| s.salesman_id);
+        t.city_salesmen
+            .sort_by_key(|c| (c.city_id, c.salesman.salesman_id));
+
+        let cities: Vec<_> = t
+            .cities
+            .iter()
+            .map(|c| (c.city_id, c.info.as_ref().map(|i| i.name.as_str()), c.revenue.cents(), c.sales))
+            .collect();
+        assert_eq!(
+            cities,
+            vec![
+                (7, Some("Campinas"), 1050 + 2000 + 999, 3),
+                (8, Some("Santos"), 1 + 20, 2),
+                (9, None, 5000, 1),
+            ]
+        );
+        let salesmen: Vec<_> = t
+            .salesmen
+            .iter()
+            .map(|s| (s.salesman_id, s.info.as_ref().map(|i| i.name.as_str()), s.revenue.cents(), s.sales))
+            .collect();
+        assert_eq!(
+            salesmen,
+            vec![
+                (100, Some("Ana Maria"), 1050 + 2000 + 10, 3),
+                (200, Some("Bruno"), 999 + 1, 2),
+                (300, None, 5000, 1),
+            ]
+        );
+        let per_city: Vec<_> = t
+            .city_salesmen
+            .iter()
+            .map(|c| (c.city_id, c.salesman.salesman_id, c.salesman.revenue.cents(), c.salesman.sales))
+            .collect();
+        assert_eq!(
+            per_city,
+            vec![(7, 100, 3050, 2), (7, 200, 999, 1), (8, 200, 1, 1), (9, 300, 5000, 1)]
+        );
+        assert_eq!(
+            t.summary,
+            Summary {
+                sales: 7,
+                revenue: Money::from_cents(1050 + 2000 + 999 + 1 + 5000 + 10 + 20),
+                unresolved_sales: 1,
+                unresolved_revenue: Money::from_cents(5000),
+                sales_without_city: 1,
+                sales_without_salesman: 1,
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sale_with_no_amount_counts_with_zero_revenue() {
+        let sales = [sale("c", 1, (1, 0), Some(1), Some(1), None)];
+        let t = totals(&sales, &[], &[]).await;
+        assert_eq!(t.cities[0].revenue, Money::ZERO);
+        assert_eq!(t.cities[0].sales, 1);
+        assert_eq!(t.summary.sales, 1);
+    }
+}

@@ -174,3 +174,168 @@ impl MartsJob {
         tracing::info!("marts scheduler stopped");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tributary_lake::schema::RawTable;
+
+    use super::*;
+    use crate::store::{MemoryStore, Page};
+    use crate::test_support::{city, land, memory_lake, sale, salesman};
+
+    struct FixedClock(DateTime<Utc>);
+
+    impl Clock for FixedClock {
+        fn now(&self) -> DateTime<Utc> {
+            self.0
+        }
+    }
+
+    fn job(catalog: Arc<dyn Catalog>, store: Arc<MemoryStore>, secs: i64) -> MartsJob {
+        let now = DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap();
+        MartsJob::with_clock(catalog, store, Arc::new(FixedClock(now)))
+    }
+
+    const ALL: [RawTable; 3] = [RawTable::PgSale, RawTable::PgSalesman, RawTable::PgCity];
+    const PAGE: Page = Page {
+        limit: 100,
+        offset: 0,
+    };
+
+    #[tokio::test]
+    async fn reads_iceberg_snapshots_publishes_and_skips_an_unchanged_lake() {
+        let lake = memory_lake(&ALL).await;
+        let sale_snap = land(
+            lake.as_ref(),
+            RawTable::PgSale,
+            &[
+                sale("c", 1, (10, 0), Some(100), Some(7), Some(1000)),
+                sale("c", 2, (11, 1), Some(200), Some(7), Some(3000)),
+                sale("c", 3, (12, 2), Some(200), Some(8), Some(500)),
+            ],
+        )
+        .await;
+        let salesman_snap = land(
+            lake.as_ref(),
+            RawTable::PgSalesman,
+            &[salesman("r", 100, (1, 0), "S1", "Ana")],
+        )
+        .await;
+        let city_snap = land(
+            lake.as_ref(),
+            RawTable::PgCity,
+            &[
+                city("r", 7, (1, 0), "Campinas", "SP"),
+                city("r", 8, (2, 1), "Santos", "SP"),
+            ],
+        )
+        .await;
+
+        let store = Arc::new(MemoryStore::new());
+        let outcome = job(lake.clone(), store.clone(), 0).run_once(false).await.unwrap();
+        let expected_id =
+            format!("pg_sale:{sale_snap},pg_salesman:{salesman_snap},pg_city:{city_snap}");
+        let RunOutcome::Published {
+            publication_id,
+            cities,
+            salesmen,
+            sales,
+            unresolved_sales,
+            ..
+        } = outcome
+        else {
+            panic!("expected a publication, got {outcome:?}");
+        };
+        assert_eq!(publication_id, expected_id);
+        assert_eq!((cities, salesmen, sales, unresolved_sales), (2, 2, 3, 2));
+
+        let latest = store.latest_publication().await.unwrap().unwrap();
+        assert_eq!(latest.publication_id, expected_id);
+        assert!(latest.lake_snapshots.contains(&sale_snap.to_string()));
+        let ranking = store.salesman_ranking(&expected_id, PAGE).await.unwrap();
+        let top: Vec<_> = ranking
+            .iter()
+            .map(|r| (r.rank, r.salesman_id, r.salesman_name.as_str(), r.revenue))
+            .collect();
+        assert_eq!(top, vec![(1, 200, "", 3500), (2, 100, "Ana", 1000)]);
+
+        // Same snapshots: nothing to do, unless forced.
+        let again = job(lake.clone(), store.clone(), 60).run_once(false).await.unwrap();
+        assert_eq!(
+            again,
+            RunOutcome::Unchanged {
+                publication_id: expected_id.clone()
+            }
+        );
+        let forced = job(lake.clone(), store.clone(), 60).run_once(true).await.unwrap();
+        assert!(matches!(forced, RunOutcome::Published { ref publication_id, .. } if *publication_id == expected_id));
+
+        // The salesman arrives late: a new snapshot, a new publication, the name resolved.
+        let late = land(
+            lake.as_ref(),
+            RawTable::PgSalesman,
+            &[salesman("c", 200, (5, 1), "S2", "Bruno")],
+        )
+        .await;
+        let next = job(lake.clone(), store.clone(), 120).run_once(false).await.unwrap();
+        let new_id = format!("pg_sale:{sale_snap},pg_salesman:{late},pg_city:{city_snap}");
+        assert!(matches!(next, RunOutcome::Published { ref publication_id, unresolved_sales: 0, .. } if *publication_id == new_id));
+        assert_eq!(
+            store.latest_publication().await.unwrap().unwrap().publication_id,
+            new_id
+        );
+        let city7 = store
+            .top_city_salesmen(&new_id, &[7], 10)
+            .await
+            .unwrap();
+        let names: Vec<_> = city7.iter().map(|r| (r.rank, r.salesman_name.as_str())).collect();
+        assert_eq!(names, vec![(1, "Bruno"), (2, "Ana")]);
+    }
+
+    #[tokio::test]
+    async fn tables_without_snapshots_read_as_empty() {
+        let lake = memory_lake(&ALL).await;
+        let store = Arc::new(MemoryStore::new());
+        let outcome = job(lake, store.clone(), 0).run_once(false).await.unwrap();
+        assert!(matches!(
+            outcome,
+            RunOutcome::Published { ref publication_id, cities: 0, salesmen: 0, .. }
+                if publication_id == "pg_sale:none,pg_salesman:none,pg_city:none"
+        ));
+        assert!(store.latest_publication().await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_missing_raw_table_is_a_retryable_error() {
+        let lake = memory_lake(&[RawTable::PgSale, RawTable::PgCity]).await;
+        let store = Arc::new(MemoryStore::new());
+        let err = job(lake, store.clone(), 0).run_once(false).await.unwrap_err();
+        assert!(matches!(&err, MartsError::LakeTableMissing { table } if table == "raw.pg_salesman"), "{err}");
+        assert!(err.is_retryable());
+        assert!(store.latest_publication().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_schedule_runs_until_shutdown() {
+        let lake = memory_lake(&ALL).await;
+        let store = Arc::new(MemoryStore::new());
+        let job = job(lake, store.clone(), 0);
+        let shutdown = CancellationToken::new();
+        let stopper = shutdown.clone();
+        let run = tokio::spawn(async move {
+            job.run_scheduled(Duration::from_millis(10), stopper).await;
+        });
+        for _ in 0..200 {
+            if store.latest_publication().await.unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(store.latest_publication().await.unwrap().is_some());
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("scheduler stops on shutdown")
+            .unwrap();
+    }
+}

@@ -34,6 +34,8 @@ pub mod publication;
 pub mod ranking;
 pub mod schema;
 pub mod store;
+#[cfg(all(test, feature = "job"))]
+mod test_support;
 
 #[cfg(feature = "job")]
 pub use config::MartsConfig;

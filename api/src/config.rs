@@ -1,0 +1,64 @@
+//! `ApiConfig`: where to listen and where ClickHouse is.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use tributary_common::ClickHouseSettings;
+
+/// The API's configuration (`tributary_common::load`: defaults → `--config` file →
+/// `TRIBUTARY_*` environment, e.g. `TRIBUTARY_LISTEN=0.0.0.0:8080`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// The ClickHouse holding the marts.
+    pub clickhouse: ClickHouseSettings,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            clickhouse: ClickHouseSettings::default(),
+        }
+    }
+}
+
+impl ApiConfig {
+    /// The listen address, parsed.
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        self.listen.parse().map_err(|e| {
+            format!(
+                "invalid api config: listen = {:?} is not an address such as 127.0.0.1:8080: {e}",
+                self.listen
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_environment() {
+        let config: ApiConfig = tributary_common::load(
+            None,
+            vec![("TRIBUTARY_LISTEN".to_string(), "0.0.0.0:9999".to_string())],
+        )
+        .unwrap();
+        assert_eq!(config.listen_addr().unwrap().port(), 9999);
+        assert_eq!(config.clickhouse, ClickHouseSettings::default());
+        assert_eq!(ApiConfig::default().listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn a_bad_listen_address_is_a_clear_error() {
+        let config = ApiConfig {
+            listen: "localhost".into(),
+            ..ApiConfig::default()
+        };
+        assert!(config.listen_addr().unwrap_err().contains("listen"));
+    }
+}

@@ -1,0 +1,248 @@
+//! Errors, their HTTP statuses (decided in [`ApiError::status`] and nowhere else) and their
+//! problem-JSON bodies (RFC 9457, `application/problem+json`).
+//!
+//! Handlers return [`ApiError`]s; everything poem or poem-openapi rejects before a handler
+//! runs (a `limit` that is not a number, an unknown route) goes through [`from_poem_error`], so
+//! every error body a client sees has the same shape.
+
+use poem::http::StatusCode;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+use tributary_marts::MartsError;
+
+/// A problem-details body.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct Problem {
+    /// A URI naming the kind of problem (`urn:tributary:problem:…`).
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// Short, fixed summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong in this request, and what to do about it.
+    pub detail: String,
+    /// The offending query or path parameter, for `invalid-parameter`.
+    #[oai(skip_serializing_if_is_none)]
+    pub parameter: Option<String>,
+}
+
+/// What can go wrong serving a request or starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A query or path parameter is missing, unparsable or out of range.
+    #[error("invalid parameter {name}: {reason}")]
+    InvalidParameter {
+        /// Parameter name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The city is not in the latest publication.
+    #[error("city {city_id} is not in publication {publication_id}")]
+    CityNotFound {
+        /// The city asked for.
+        city_id: i64,
+        /// The publication searched.
+        publication_id: String,
+    },
+    /// No route matches the path.
+    #[error("no route for {path}")]
+    RouteNotFound {
+        /// The request path.
+        path: String,
+    },
+    /// The route exists but not for this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The marts have not published anything yet.
+    #[error("no rankings have been published yet")]
+    NotPublished,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] MartsError),
+    /// Any other error poem reports, with its status.
+    #[error("{message}")]
+    Http {
+        /// The status poem chose.
+        status: StatusCode,
+        /// Its message.
+        message: String,
+    },
+    /// The listener failed.
+    #[error("serving http failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ApiError {
+    /// The HTTP status of each error: the one place it is decided.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::CityNotFound { .. } | ApiError::RouteNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            // Retrying later helps: the marts job has not run yet.
+            ApiError::NotPublished => StatusCode::SERVICE_UNAVAILABLE,
+            // An unreachable ClickHouse is an outage of a dependency; anything else it says
+            // (a missing table, an unreadable row) is ours to fix.
+            ApiError::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) | ApiError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Http { status, .. } => *status,
+        }
+    }
+
+    /// The problem-JSON body.
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        let (slug, title, parameter) = match self {
+            ApiError::InvalidParameter { name, .. } => (
+                "invalid-parameter",
+                "Invalid request parameter",
+                Some(name.clone()),
+            ),
+            ApiError::CityNotFound { .. } => ("city-not-found", "City not found", None),
+            ApiError::RouteNotFound { .. } => ("not-found", "Not found", None),
+            ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed", None),
+            ApiError::NotPublished => ("not-published", "Rankings not published yet", None),
+            ApiError::Store(_) if status == StatusCode::SERVICE_UNAVAILABLE => {
+                ("store-unavailable", "Rankings store unavailable", None)
+            }
+            ApiError::Store(_) | ApiError::Io(_) => ("internal", "Internal error", None),
+            ApiError::Http { .. } => (
+                "http",
+                status.canonical_reason().unwrap_or("HTTP error"),
+                None,
+            ),
+        };
+        let detail = match self {
+            ApiError::NotPublished => "the marts job (tributary-marts) has not published any \
+                rankings yet; retry after its first run"
+                .to_string(),
+            ApiError::Store(e) => format!("{e}"),
+            other => other.to_string(),
+        };
+        Problem {
+            kind: format!("urn:tributary:problem:{slug}"),
+            title: title.to_string(),
+            status: status.as_u16(),
+            detail,
+            parameter,
+        }
+    }
+}
+
+/// Every error response of the API: a problem-JSON body with the status of
+/// [`ApiError::status`].
+#[derive(Debug, ApiResponse)]
+pub enum ProblemResponse {
+    /// A parameter is invalid (`parameter` names it).
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No such city, or no such route.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// No rankings are published yet, or ClickHouse cannot be reached; retry later.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>),
+    /// Something that will not fix itself.
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+    /// Any other status poem itself produces (405 and the like).
+    #[oai(content_type = "application/problem+json")]
+    Other(StatusCode, Json<Problem>),
+}
+
+impl From<ApiError> for ProblemResponse {
+    fn from(error: ApiError) -> Self {
+        let status = error.status();
+        if status.is_server_error() {
+            tracing::warn!(%error, status = status.as_u16(), "request failed");
+        }
+        let body = Json(error.problem());
+        match status {
+            StatusCode::BAD_REQUEST => ProblemResponse::BadRequest(body),
+            StatusCode::NOT_FOUND => ProblemResponse::NotFound(body),
+            StatusCode::SERVICE_UNAVAILABLE => ProblemResponse::Unavailable(body),
+            StatusCode::INTERNAL_SERVER_ERROR => ProblemResponse::Internal(body),
+            other => ProblemResponse::Other(other, body),
+        }
+    }
+}
+
+impl From<MartsError> for ProblemResponse {
+    fn from(error: MartsError) -> Self {
+        ApiError::Store(error).into()
+    }
+}
+
+/// Turns an error raised by poem or poem-openapi (before or around a handler) into an
+/// [`ApiError`]: parameter parse and validation failures become `invalid-parameter`.
+pub fn from_poem_error(error: &poem::Error, path: &str) -> ApiError {
+    if let Some(e) = error.downcast_ref::<poem_openapi::error::ParseParamError>() {
+        return ApiError::InvalidParameter {
+            name: e.name.to_string(),
+            reason: e.reason.clone(),
+        };
+    }
+    if error.is::<poem::error::NotFoundError>() {
+        return ApiError::RouteNotFound {
+            path: path.to_string(),
+        };
+    }
+    if error.is::<poem::error::MethodNotAllowedError>() {
+        return ApiError::MethodNotAllowed;
+    }
+    ApiError::Http {
+        status: error.status(),
+        message: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_decided_by_kind() {
+        let invalid = ApiError::InvalidParameter {
+            name: "limit".into(),
+            reason: "must be at least 1".into(),
+        };
+        assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+        let problem = invalid.problem();
+        assert_eq!(problem.status, 400);
+        assert_eq!(problem.kind, "urn:tributary:problem:invalid-parameter");
+        assert_eq!(problem.parameter.as_deref(), Some("limit"));
+        assert!(problem.detail.contains("limit"));
+
+        assert_eq!(ApiError::NotPublished.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let unreachable = ApiError::Store(MartsError::ClickHouse {
+            action: "ping".into(),
+            source: clickhouse::error::Error::TimedOut,
+        });
+        assert_eq!(unreachable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let broken = ApiError::Store(MartsError::CorruptPublication {
+            publication_id: "p".into(),
+            reason: "bad json".into(),
+        });
+        assert_eq!(broken.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn poem_parse_errors_become_invalid_parameter() {
+        let parse: poem::Error = poem_openapi::error::ParseParamError {
+            name: "limit",
+            reason: "failed to parse".into(),
+        }
+        .into();
+        let error = from_poem_error(&parse, "/v1/rankings/cities");
+        assert!(matches!(&error, ApiError::InvalidParameter { name, .. } if name == "limit"));
+        let not_found: poem::Error = poem::error::NotFoundError.into();
+        assert_eq!(
+            from_poem_error(&not_found, "/nope").status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! JSON shapes of the API. Money is a decimal string with two places (`"1234.50"`), never a
+//! JSON number, so no client parses it into a float by accident.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::Object;
+use tributary_marts::schema::{
+    CityRankingRow, CitySalesmanRankingRow, PublicationRow, SalesmanRankingRow,
+};
+use tributary_marts::{LakeSnapshots, MartsError, Money};
+
+/// The lake snapshot of one raw table that the numbers were computed from.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct LakeSnapshotJson {
+    /// Raw table inside the `raw` namespace (`pg_sale`, `pg_salesman`, `pg_city`).
+    pub table: String,
+    /// Iceberg snapshot id; null when the table had no snapshot yet.
+    pub snapshot_id: Option<i64>,
+}
+
+/// Where the numbers of a response come from.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct PublicationJson {
+    /// Derived from the lake snapshots: `pg_sale:<id>,pg_salesman:<id>,pg_city:<id>`.
+    pub publication_id: String,
+    /// The snapshots read.
+    pub lake_snapshots: Vec<LakeSnapshotJson>,
+    /// The marts run that wrote it.
+    pub run_id: String,
+    /// When that run started.
+    pub computed_at: DateTime<Utc>,
+    /// Current sales.
+    pub sales: u64,
+    /// Their revenue, decimal string.
+    pub revenue: String,
+    /// Cities ranked.
+    pub cities: u64,
+    /// Salesmen ranked nationwide.
+    pub salesmen: u64,
+    /// Sales whose salesman or city is not in the lake yet; they are ranked under their ids
+    /// with `resolved: false` and no name.
+    pub unresolved_sales: u64,
+    /// Revenue of those sales, decimal string.
+    pub unresolved_revenue: String,
+    /// Sales without a city id (in no city ranking).
+    pub sales_without_city: u64,
+    /// Sales without a salesman id (in no salesman ranking).
+    pub sales_without_salesman: u64,
+}
+
+/// A salesman in a ranking (nationwide, or within one city).
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct SalesmanJson {
+    /// 1 = top.
+    pub rank: u32,
+    /// Salesman id.
+    pub salesman_id: i64,
+    /// Current name; null while unresolved.
+    pub name: Option<String>,
+    /// Current code; null while unresolved.
+    pub code: Option<String>,
+    /// False while the salesman is not in the lake yet.
+    pub resolved: bool,
+    /// Revenue, decimal string (`"1234.50"`).
+    pub revenue: String,
+    /// Number of current sales.
+    pub sales: u64,
+}
+
+/// A city in the city ranking.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct CityJson {
+    /// 1 = the city with the highest revenue.
+    pub rank: u32,
+    /// City id.
+    pub city_id: i64,
+    /// Current name; null while unresolved.
+    pub name: Option<String>,
+    /// Current state; null while unresolved.
+    pub state: Option<String>,
+    /// False while the city is not in the lake yet.
+    pub resolved: bool,
+    /// Revenue, decimal string.
+    pub revenue: String,
+    /// Number of current sales.
+    pub sales: u64,
+    /// Number of salesmen ranked in this city (all of them, not only those listed).
+    pub salesmen_total: u64,
+    /// The city's top salesmen (as many as `salesmen` asked for), ranked by their revenue in
+    /// this city. The whole list: `/v1/rankings/cities/{city_id}/salesmen`.
+    pub salesmen: Vec<SalesmanJson>,
+}
+
+/// A page of the city ranking.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct CityRankingPage {
+    /// Where the numbers come from.
+    pub publication: PublicationJson,
+    /// Cities in the ranking.
+    pub total: u64,
+    /// The `limit` applied.
+    pub limit: u32,
+    /// The `offset` applied.
+    pub offset: u64,
+    /// Cities in rank order.
+    pub cities: Vec<CityJson>,
+}
+
+/// A page of one city's salesman ranking.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct CitySalesmenPage {
+    /// Where the numbers come from.
+    pub publication: PublicationJson,
+    /// The city (its `salesmen` list left empty; the page is below).
+    pub city: CityJson,
+    /// Salesmen ranked in this city.
+    pub total: u64,
+    /// The `limit` applied.
+    pub limit: u32,
+    /// The `offset` applied.
+    pub offset: u64,
+    /// Salesmen in rank order.
+    pub salesmen: Vec<SalesmanJson>,
+}
+
+/// A page of the nationwide salesman ranking.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct SalesmanRankingPage {
+    /// Where the numbers come from.
+    pub publication: PublicationJson,
+    /// Salesmen in the ranking.
+    pub total: u64,
+    /// The `limit` applied.
+    pub limit: u32,
+    /// The `offset` applied.
+    pub offset: u64,
+    /// Salesmen in rank order.
+    pub salesmen: Vec<SalesmanJson>,
+}
+
+/// `/healthz` and `/readyz` bodies.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct Status {
+    /// `ok` (alive) or `ready` (ClickHouse answers).
+    pub status: String,
+}
+
+fn money(cents: i64) -> String {
+    Money::from_cents(cents).to_string()
+}
+
+fn known(resolved: u8, value: &str) -> Option<String> {
+    (resolved != 0).then(|| value.to_string())
+}
+
+impl PublicationJson {
+    /// From the `publications` row.
+    pub fn from_row(row: &PublicationRow) -> Result<Self, MartsError> {
+        let snapshots = LakeSnapshots::from_json(&row.publication_id, &row.lake_snapshots)?;
+        Ok(Self {
+            publication_id: row.publication_id.clone(),
+            lake_snapshots: snapshots
+                .0
+                .into_iter()
+                .map(|s| LakeSnapshotJson {
+                    table: s.table,
+                    snapshot_id: s.snapshot_id,
+                })
+                .collect(),
+            run_id: row.run_id.clone(),
+            computed_at: row.computed_at,
+            sales: row.sales,
+            revenue: money(row.revenue),
+            cities: row.cities,
+            salesmen: row.salesmen,
+            unresolved_sales: row.unresolved_sales,
+            unresolved_revenue: money(row.unresolved_revenue),
+            sales_without_city: row.sales_without_city,
+            sales_without_salesman: row.sales_without_salesman,
+        })
+    }
+}
+
+impl From<&CityRankingRow> for CityJson {
+    fn from(row: &CityRankingRow) -> Self {
+        Self {
+            rank: row.rank,
+            city_id: row.city_id,
+            name: known(row.city_resolved, &row.city_name),
+            state: known(row.city_resolved, &row.city_state),
+            resolved: row.city_resolved != 0,
+            revenue: money(row.revenue),
+            sales: row.sales,
+            salesmen_total: row.salesmen,
+            salesmen: Vec::new(),
+        }
+    }
+}
+
+impl From<&CitySalesmanRankingRow> for SalesmanJson {
+    fn from(row: &CitySalesmanRankingRow) -> Self {
+        Self {
+            rank: row.rank,
+            salesman_id: row.salesman_id,
+            name: known(row.salesman_resolved, &row.salesman_name),
+            code: known(row.salesman_resolved, &row.salesman_code),
+            resolved: row.salesman_resolved != 0,
+            revenue: money(row.revenue),
+            sales: row.sales,
+        }
+    }
+}
+
+impl From<&SalesmanRankingRow> for SalesmanJson {
+    fn from(row: &SalesmanRankingRow) -> Self {
+        Self {
+            rank: row.rank,
+            salesman_id: row.salesman_id,
+            name: known(row.salesman_resolved, &row.salesman_name),
+            code: known(row.salesman_resolved, &row.salesman_code),
+            resolved: row.salesman_resolved != 0,
+            revenue: money(row.revenue),
+            sales: row.sales,
+        }
+    }
+}

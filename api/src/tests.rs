@@ -1,0 +1,320 @@
+//! The HTTP surface on a `MemoryStore`: parameter validation, problem bodies, the shapes of
+//! the ranking responses. No services needed.
+
+use std::sync::Arc;
+
+use chrono::DateTime;
+use poem::http::StatusCode;
+use poem::test::{TestClient, TestResponse};
+use serde_json::{Value, json};
+use tributary_marts::ranking::{
+    CityInfo, CitySalesmanTotals, CityTotals, SalesmanInfo, SalesmanTotals, Summary, Totals,
+    rank_all,
+};
+use tributary_marts::{LakeSnapshot, LakeSnapshots, MemoryStore, Money, Publication, PublicationStore};
+
+use crate::app;
+
+fn publication() -> Publication {
+    let salesman = |id, cents, name: Option<&str>| SalesmanTotals {
+        salesman_id: id,
+        info: name.map(|n| SalesmanInfo {
+            name: n.into(),
+            code: format!("S{id}"),
+        }),
+        revenue: Money::from_cents(cents),
+        sales: 1,
+    };
+    let city = |id, cents, name: Option<&str>| CityTotals {
+        city_id: id,
+        info: name.map(|n| CityInfo {
+            name: n.into(),
+            state: "SP".into(),
+        }),
+        revenue: Money::from_cents(cents),
+        sales: 2,
+    };
+    let totals = Totals {
+        cities: vec![city(7, 123_450, Some("Campinas")), city(9, 5, None)],
+        city_salesmen: vec![
+            CitySalesmanTotals {
+                city_id: 7,
+                salesman: salesman(1, 100_000, Some("Ana")),
+            },
+            CitySalesmanTotals {
+                city_id: 7,
+                salesman: salesman(2, 23_450, None),
+            },
+            CitySalesmanTotals {
+                city_id: 9,
+                salesman: salesman(1, 5, Some("Ana")),
+            },
+        ],
+        salesmen: vec![salesman(1, 100_005, Some("Ana")), salesman(2, 23_450, None)],
+        summary: Summary {
+            sales: 4,
+            revenue: Money::from_cents(123_455),
+            unresolved_sales: 2,
+            unresolved_revenue: Money::from_cents(23_455),
+            sales_without_city: 0,
+            sales_without_salesman: 0,
+        },
+    };
+    let snapshots = LakeSnapshots(vec![
+        LakeSnapshot {
+            table: "pg_sale".into(),
+            snapshot_id: Some(11),
+        },
+        LakeSnapshot {
+            table: "pg_salesman".into(),
+            snapshot_id: Some(22),
+        },
+        LakeSnapshot {
+            table: "pg_city".into(),
+            snapshot_id: None,
+        },
+    ]);
+    Publication::new(
+        snapshots,
+        "run-1",
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        rank_all(totals),
+    )
+}
+
+async fn published() -> Arc<MemoryStore> {
+    let store = Arc::new(MemoryStore::new());
+    store.publish(&publication()).await.unwrap();
+    store
+}
+
+async fn body(resp: TestResponse) -> Value {
+    resp.json().await.value().deserialize()
+}
+
+async fn assert_problem(resp: TestResponse, status: StatusCode, kind: &str) -> Value {
+    resp.assert_status(status);
+    resp.assert_content_type("application/problem+json");
+    let problem = body(resp).await;
+    assert_eq!(problem["status"], status.as_u16(), "{problem}");
+    assert_eq!(problem["type"], format!("urn:tributary:problem:{kind}"), "{problem}");
+    assert!(problem["title"].is_string(), "{problem}");
+    assert!(problem["detail"].is_string(), "{problem}");
+    problem
+}
+
+#[tokio::test]
+async fn bad_limits_are_400_problems_naming_the_parameter() {
+    let client = TestClient::new(app(published().await));
+    for (path, value) in [
+        ("/v1/rankings/cities", "0"),
+        ("/v1/rankings/cities", "abc"),
+        ("/v1/rankings/cities", "100000"),
+        ("/v1/rankings/cities", "-1"),
+        ("/v1/rankings/salesmen", "0"),
+        ("/v1/rankings/salesmen", "1001"),
+        ("/v1/rankings/cities/7/salesmen", "abc"),
+    ] {
+        let resp = client.get(path).query("limit", &value).send().await;
+        let problem = assert_problem(resp, StatusCode::BAD_REQUEST, "invalid-parameter").await;
+        assert_eq!(problem["parameter"], "limit", "{path}?limit={value}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("limit"),
+            "{problem}"
+        );
+    }
+    let resp = client
+        .get("/v1/rankings/salesmen")
+        .query("offset", &"-3")
+        .send()
+        .await;
+    let problem = assert_problem(resp, StatusCode::BAD_REQUEST, "invalid-parameter").await;
+    assert_eq!(problem["parameter"], "offset");
+    let resp = client.get("/v1/rankings/cities/seven/salesmen").send().await;
+    let problem = assert_problem(resp, StatusCode::BAD_REQUEST, "invalid-parameter").await;
+    assert_eq!(problem["parameter"], "city_id");
+    let resp = client
+        .get("/v1/rankings/cities")
+        .query("salesmen", &"101")
+        .send()
+        .await;
+    let problem = assert_problem(resp, StatusCode::BAD_REQUEST, "invalid-parameter").await;
+    assert_eq!(problem["parameter"], "salesmen");
+}
+
+#[tokio::test]
+async fn limits_at_the_bounds_are_accepted() {
+    let client = TestClient::new(app(published().await));
+    for limit in ["1", "1000"] {
+        let resp = client
+            .get("/v1/rankings/cities")
+            .query("limit", &limit)
+            .send()
+            .await;
+        resp.assert_status_is_ok();
+    }
+}
+
+#[tokio::test]
+async fn no_publication_yet_is_a_503_problem() {
+    let client = TestClient::new(app(Arc::new(MemoryStore::new())));
+    for path in [
+        "/v1/rankings/cities",
+        "/v1/rankings/salesmen",
+        "/v1/rankings/cities/7/salesmen",
+    ] {
+        let resp = client.get(path).send().await;
+        let problem = assert_problem(resp, StatusCode::SERVICE_UNAVAILABLE, "not-published").await;
+        assert!(problem["detail"].as_str().unwrap().contains("marts"));
+    }
+}
+
+#[tokio::test]
+async fn city_ranking_embeds_top_salesmen_and_names_its_publication() {
+    let client = TestClient::new(app(published().await));
+    let resp = client
+        .get("/v1/rankings/cities")
+        .query("salesmen", &1)
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    resp.assert_content_type("application/json; charset=utf-8");
+    let page = body(resp).await;
+    assert_eq!(
+        page["publication"]["publication_id"],
+        "pg_sale:11,pg_salesman:22,pg_city:none"
+    );
+    assert_eq!(
+        page["publication"]["lake_snapshots"],
+        json!([
+            {"table": "pg_sale", "snapshot_id": 11},
+            {"table": "pg_salesman", "snapshot_id": 22},
+            {"table": "pg_city", "snapshot_id": null},
+        ])
+    );
+    assert_eq!(page["publication"]["revenue"], "1234.55");
+    assert_eq!(page["publication"]["unresolved_revenue"], "234.55");
+    assert_eq!(page["total"], 2);
+    assert_eq!(page["limit"], 100);
+    assert_eq!(page["offset"], 0);
+    assert_eq!(
+        page["cities"][0],
+        json!({
+            "rank": 1, "city_id": 7, "name": "Campinas", "state": "SP", "resolved": true,
+            "revenue": "1234.50", "sales": 2, "salesmen_total": 2,
+            "salesmen": [
+                {"rank": 1, "salesman_id": 1, "name": "Ana", "code": "S1", "resolved": true,
+                 "revenue": "1000.00", "sales": 1}
+            ]
+        })
+    );
+    assert_eq!(page["cities"][1]["city_id"], 9);
+    assert_eq!(page["cities"][1]["resolved"], false);
+    assert_eq!(page["cities"][1]["name"], Value::Null);
+    assert_eq!(page["cities"][1]["revenue"], "0.05");
+}
+
+#[tokio::test]
+async fn pages_follow_limit_and_offset() {
+    let client = TestClient::new(app(published().await));
+    let resp = client
+        .get("/v1/rankings/salesmen")
+        .query("limit", &1)
+        .query("offset", &1)
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    let page = body(resp).await;
+    assert_eq!(page["total"], 2);
+    assert_eq!(
+        page["salesmen"],
+        json!([{"rank": 2, "salesman_id": 2, "name": null, "code": null, "resolved": false,
+                "revenue": "234.50", "sales": 1}])
+    );
+    let resp = client
+        .get("/v1/rankings/cities")
+        .query("offset", &50)
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    assert_eq!(body(resp).await["cities"], json!([]));
+}
+
+#[tokio::test]
+async fn city_salesmen_lists_the_city_and_404s_unknown_cities() {
+    let client = TestClient::new(app(published().await));
+    let resp = client.get("/v1/rankings/cities/7/salesmen").send().await;
+    resp.assert_status_is_ok();
+    let page = body(resp).await;
+    assert_eq!(page["city"]["name"], "Campinas");
+    assert_eq!(page["total"], 2);
+    let ids: Vec<_> = page["salesmen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["rank"].clone(), s["salesman_id"].clone()))
+        .collect();
+    assert_eq!(ids, vec![(json!(1), json!(1)), (json!(2), json!(2))]);
+
+    let resp = client.get("/v1/rankings/cities/404/salesmen").send().await;
+    assert_problem(resp, StatusCode::NOT_FOUND, "city-not-found").await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_unknown_routes() {
+    let store = published().await;
+    let client = TestClient::new(app(store.clone()));
+    let resp = client.get("/healthz").send().await;
+    resp.assert_status_is_ok();
+    resp.assert_json(json!({"status": "ok"})).await;
+    client.get("/readyz").send().await.assert_status_is_ok();
+
+    store.set_unavailable(true);
+    let resp = client.get("/readyz").send().await;
+    assert_problem(resp, StatusCode::SERVICE_UNAVAILABLE, "store-unavailable").await;
+    let resp = client.get("/v1/rankings/salesmen").send().await;
+    assert_problem(resp, StatusCode::SERVICE_UNAVAILABLE, "store-unavailable").await;
+    // Liveness does not depend on ClickHouse.
+    client.get("/healthz").send().await.assert_status_is_ok();
+
+    let resp = client.get("/v1/nope").send().await;
+    assert_problem(resp, StatusCode::NOT_FOUND, "not-found").await;
+}
+
+#[tokio::test]
+async fn openapi_document_and_swagger_ui_are_served() {
+    let client = TestClient::new(app(published().await));
+    let resp = client.get("/openapi.json").send().await;
+    resp.assert_status_is_ok();
+    let doc = body(resp).await;
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/v1/rankings/cities",
+        "/v1/rankings/cities/{city_id}/salesmen",
+        "/v1/rankings/salesmen",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing from {:?}", paths.keys());
+    }
+    let limit = doc["paths"]["/v1/rankings/cities"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap()
+        .clone();
+    assert_eq!(limit["schema"]["minimum"], 1);
+    assert_eq!(limit["schema"]["maximum"], 1000);
+    let bad_request =
+        &doc["paths"]["/v1/rankings/cities"]["get"]["responses"]["400"]["content"];
+    assert!(
+        bad_request.get("application/problem+json").is_some(),
+        "{bad_request}"
+    );
+
+    let resp = client.get("/docs").send().await;
+    resp.assert_status_is_ok();
+    let html = resp.0.into_body().into_string().await.unwrap();
+    assert!(html.to_lowercase().contains("swagger"), "{html}");
+}

@@ -1,0 +1,237 @@
+//! The `PublicationStore` contract, run against `MemoryStore` (tests/store_contract.rs) and a
+//! real ClickHouse (tests/clickhouse_store.rs).
+#![allow(dead_code)]
+
+use chrono::{DateTime, Utc};
+use tributary_common::ClickHouseSettings;
+use tributary_marts::ranking::{
+    CityInfo, CitySalesmanTotals, CityTotals, SalesmanInfo, SalesmanTotals, Summary, Totals,
+    rank_all,
+};
+use tributary_marts::{
+    ClickHouseStore, LakeSnapshot, LakeSnapshots, Money, Page, Publication, PublicationStore,
+};
+
+pub fn snapshots(sale: i64) -> LakeSnapshots {
+    LakeSnapshots(vec![
+        LakeSnapshot {
+            table: "pg_sale".into(),
+            snapshot_id: Some(sale),
+        },
+        LakeSnapshot {
+            table: "pg_salesman".into(),
+            snapshot_id: Some(20),
+        },
+        LakeSnapshot {
+            table: "pg_city".into(),
+            snapshot_id: None,
+        },
+    ])
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
+}
+
+fn salesman(id: i64, cents: i64, sales: u64, name: Option<&str>) -> SalesmanTotals {
+    SalesmanTotals {
+        salesman_id: id,
+        info: name.map(|n| SalesmanInfo {
+            name: n.to_string(),
+            code: format!("S{id}"),
+        }),
+        revenue: Money::from_cents(cents),
+        sales,
+    }
+}
+
+/// Three cities (one unresolved, two tied), four salesmen, amounts with cents.
+pub fn sample(sale_snapshot: i64, run: &str, secs: i64) -> Publication {
+    let city = |id, cents, sales, name: Option<&str>| CityTotals {
+        city_id: id,
+        info: name.map(|n| CityInfo {
+            name: n.to_string(),
+            state: "SP".into(),
+        }),
+        revenue: Money::from_cents(cents),
+        sales,
+    };
+    let cs = |city_id, s| CitySalesmanTotals {
+        city_id,
+        salesman: s,
+    };
+    let totals = Totals {
+        cities: vec![
+            city(7, 123_450, 3, Some("Campinas")),
+            city(3, 50_005, 2, Some("São Paulo")),
+            city(9, 50_005, 1, None),
+        ],
+        city_salesmen: vec![
+            cs(7, salesman(1, 100_000, 1, Some("Ana"))),
+            cs(7, salesman(2, 23_450, 2, Some("Bruno"))),
+            cs(3, salesman(2, 50_005, 2, Some("Bruno"))),
+            cs(9, salesman(4, 50_005, 1, None)),
+        ],
+        salesmen: vec![
+            salesman(1, 100_000, 1, Some("Ana")),
+            salesman(2, 73_455, 4, Some("Bruno")),
+            salesman(4, 50_005, 1, None),
+        ],
+        summary: Summary {
+            sales: 6,
+            revenue: Money::from_cents(223_460),
+            unresolved_sales: 1,
+            unresolved_revenue: Money::from_cents(50_005),
+            sales_without_city: 0,
+            sales_without_salesman: 0,
+        },
+    };
+    Publication::new(snapshots(sale_snapshot), run, at(secs), rank_all(totals))
+}
+
+const ALL: Page = Page {
+    limit: 1000,
+    offset: 0,
+};
+
+pub async fn round_trip(store: &dyn PublicationStore) {
+    store.ensure_schema().await.unwrap();
+    store.ping().await.unwrap();
+    assert!(store.latest_publication().await.unwrap().is_none());
+
+    let p = sample(10, "run-1", 0);
+    store.publish(&p).await.unwrap();
+    let rows = p.rows();
+
+    let latest = store.latest_publication().await.unwrap().unwrap();
+    assert_eq!(latest, rows.publication);
+    assert_eq!(latest.publication_id, "pg_sale:10,pg_salesman:20,pg_city:none");
+    assert_eq!(
+        LakeSnapshots::from_json(&latest.publication_id, &latest.lake_snapshots).unwrap(),
+        snapshots(10)
+    );
+
+    assert_eq!(store.city_ranking(&p.id, ALL).await.unwrap(), rows.cities);
+    let order: Vec<_> = rows.cities.iter().map(|c| (c.rank, c.city_id)).collect();
+    assert_eq!(order, vec![(1, 7), (2, 3), (3, 9)]);
+    assert_eq!(store.salesman_ranking(&p.id, ALL).await.unwrap(), rows.salesmen);
+
+    let page = Page {
+        limit: 1,
+        offset: 1,
+    };
+    assert_eq!(
+        store.city_ranking(&p.id, page).await.unwrap(),
+        rows.cities[1..2].to_vec()
+    );
+    assert_eq!(
+        store.salesman_ranking(&p.id, page).await.unwrap(),
+        rows.salesmen[1..2].to_vec()
+    );
+
+    let top = store.top_city_salesmen(&p.id, &[7, 9], 1).await.unwrap();
+    let top: Vec<_> = top.iter().map(|r| (r.city_id, r.rank, r.salesman_id)).collect();
+    assert_eq!(top, vec![(7, 1, 1), (9, 1, 4)]);
+    assert!(store.top_city_salesmen(&p.id, &[], 10).await.unwrap().is_empty());
+
+    let in7 = store.city_salesman_ranking(&p.id, 7, ALL).await.unwrap();
+    let expected: Vec<_> = rows
+        .city_salesmen
+        .iter()
+        .filter(|r| r.city_id == 7)
+        .cloned()
+        .collect();
+    assert_eq!(in7, expected);
+    assert_eq!(store.city(&p.id, 3).await.unwrap().unwrap(), rows.cities[1]);
+    assert!(store.city(&p.id, 12345).await.unwrap().is_none());
+    assert!(store.city_ranking("no-such-publication", ALL).await.unwrap().is_empty());
+}
+
+pub async fn republishing_replaces_rows(store: &dyn PublicationStore) {
+    store.ensure_schema().await.unwrap();
+    let first = sample(10, "run-1", 0);
+    let second = sample(10, "run-2", 60);
+    assert_eq!(first.id, second.id);
+    store.publish(&first).await.unwrap();
+    store.publish(&second).await.unwrap();
+    // Re-publishing the older run must not win either.
+    store.publish(&first).await.unwrap();
+
+    let latest = store.latest_publication().await.unwrap().unwrap();
+    assert_eq!(latest.run_id, "run-2");
+    let cities = store.city_ranking(&first.id, ALL).await.unwrap();
+    assert_eq!(cities, second.rows().cities);
+    let salesmen = store.salesman_ranking(&first.id, ALL).await.unwrap();
+    assert_eq!(salesmen, second.rows().salesmen);
+    let in7 = store.city_salesman_ranking(&first.id, 7, ALL).await.unwrap();
+    assert_eq!(in7.len(), 2);
+    assert!(in7.iter().all(|r| r.run_id == "run-2"));
+}
+
+pub async fn latest_is_the_highest_version(store: &dyn PublicationStore) {
+    store.ensure_schema().await.unwrap();
+    let older = sample(10, "run-1", 0);
+    let newer = sample(11, "run-2", 60);
+    store.publish(&newer).await.unwrap();
+    store.publish(&older).await.unwrap();
+    let latest = store.latest_publication().await.unwrap().unwrap();
+    assert_eq!(latest.publication_id, newer.id);
+    // Both publications stay readable by id.
+    assert_eq!(store.city_ranking(&older.id, ALL).await.unwrap().len(), 3);
+    assert_eq!(store.city_ranking(&newer.id, ALL).await.unwrap().len(), 3);
+}
+
+pub async fn an_empty_publication_is_still_a_publication(store: &dyn PublicationStore) {
+    store.ensure_schema().await.unwrap();
+    let empty = Publication::new(snapshots(1), "run-e", at(0), rank_all(Totals::default()));
+    store.publish(&empty).await.unwrap();
+    let latest = store.latest_publication().await.unwrap().unwrap();
+    assert_eq!(latest.publication_id, empty.id);
+    assert_eq!((latest.cities, latest.salesmen, latest.sales), (0, 0, 0));
+    assert!(store.city_ranking(&empty.id, ALL).await.unwrap().is_empty());
+}
+
+/// ClickHouse settings from the environment (`TRIBUTARY_CLICKHOUSE__URL`, …; default
+/// 127.0.0.1:8123) with a database of this test's own.
+pub fn clickhouse_settings(test: &str) -> ClickHouseSettings {
+    #[derive(Default, serde::Serialize, serde::Deserialize)]
+    #[serde(default)]
+    struct Env {
+        clickhouse: ClickHouseSettings,
+    }
+    let env = std::env::vars().filter(|(k, _)| k.starts_with("TRIBUTARY_CLICKHOUSE__"));
+    let mut settings = tributary_common::load::<Env>(None, env)
+        .expect("TRIBUTARY_CLICKHOUSE__* settings")
+        .clickhouse;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    settings.database = format!("marts_test_{test}_{}_{nanos}", std::process::id());
+    settings
+}
+
+/// A store on a fresh database; panics with instructions when ClickHouse is not running.
+pub async fn clickhouse_store(test: &str) -> ClickHouseStore {
+    let settings = clickhouse_settings(test);
+    let store = ClickHouseStore::new(&settings).unwrap();
+    if let Err(e) = store.ping().await {
+        panic!(
+            "ClickHouse is not reachable at {} ({e}). These integration tests need the local \
+             stack: run `make test` (it starts ClickHouse), or point TRIBUTARY_CLICKHOUSE__URL \
+             at a running server.",
+            settings.url
+        );
+    }
+    store
+}
+
+/// Drops the test's database (only after the test passed, so a failure leaves it to inspect).
+pub async fn drop_database(store: &ClickHouseStore) {
+    store
+        .client()
+        .query(&format!("DROP DATABASE IF EXISTS {}", store.database()))
+        .execute()
+        .await
+        .unwrap();
+}
