@@ -126,11 +126,19 @@ who_listens() {
   ss -Hltnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\2\/\1/p' | head -n1
 }
 
+# proc_alive PID: the process exists and is not a zombie (a killed service whose parent never
+# reaps it stays a zombie, and kill -0 still succeeds on it).
+proc_alive() {
+  local pid=$1 state
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || state=Z
+  [[ -n $state && $state != Z && $state != X ]]
+}
+
 pid_alive() {
-  local f=$1 pid
+  local f=$1
   [[ -s $f ]] || return 1
-  pid=$(<"$f")
-  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+  proc_alive "$(<"$f")"
 }
 
 # port_free_or_ours STEP LOG PORT PIDFILE: fail clearly if PORT is held by a process that is not ours.
@@ -168,7 +176,7 @@ stop_pid() {
   log "$svc: stopping pid $pid"
   kill -TERM "$pid" 2>/dev/null || true
   local start=$SECONDS
-  while kill -0 "$pid" 2>/dev/null; do
+  while proc_alive "$pid"; do
     if ((SECONDS - start >= timeout)); then
       warn "$svc: pid $pid did not stop in ${timeout}s, killing it"
       kill -KILL "$pid" 2>/dev/null || true

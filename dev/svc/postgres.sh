@@ -42,7 +42,7 @@ pg_psql_app() {
 pg_running() {
   local d
   d=$(pg_data)
-  [[ -s $d/postmaster.pid ]] && kill -0 "$(head -n1 "$d/postmaster.pid")" 2>/dev/null
+  [[ -s $d/postmaster.pid ]] && proc_alive "$(head -n1 "$d/postmaster.pid")"
 }
 
 pg_prepare_dirs() {
@@ -60,7 +60,7 @@ pg_prepare_dirs() {
       warn "the postgres OS user cannot reach $PG_HOME; keeping the cluster in $alt (symlinked)"
       if [[ -e $alt ]]; then
         # left by an earlier clone at the same path whose .stack/ is gone: start afresh
-        if [[ -s $alt/data/postmaster.pid ]] && kill -0 "$(head -n1 "$alt/data/postmaster.pid")" 2>/dev/null; then
+        if [[ -s $alt/data/postmaster.pid ]] && proc_alive "$(head -n1 "$alt/data/postmaster.pid")"; then
           fail "$step" "$alt/postgres.log" "a Postgres from an earlier clone still runs on $alt/data; stop it first"
         fi
         log "postgres: removing the cluster an earlier clone left in $alt"

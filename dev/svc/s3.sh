@@ -24,6 +24,7 @@ s3_ensure_weed() {
   mkdir -p "$(dirname "$WEED_BIN")"
   run_step "$step: compile" "$logfile" bash -c "cd '$dir' && go build -trimpath -o '$WEED_BIN.tmp' ./weed"
   mv "$WEED_BIN.tmp" "$WEED_BIN"
+  rm -rf "$GOCACHE" # build cache (~2 GB); the module download stays for a rebuild
   log "$step: done in $((SECONDS - t0))s"
 }
 

@@ -56,14 +56,15 @@ pub fn warehouse(settings: &LakeSettings, cwd: &Path) -> Result<Warehouse, LakeE
     if raw.is_empty() {
         return Err(problem("must not be empty"));
     }
-    // A trailing slash makes every location `…//…`.
-    let trimmed = raw.trim_end_matches('/');
-    if let Some(rest) = trimmed.strip_prefix("s3://") {
+    if let Some(rest) = raw.strip_prefix("s3://") {
+        // A trailing slash makes every location `…//…`.
+        let rest = rest.trim_end_matches('/');
         if rest.is_empty() || rest.starts_with('/') {
             return Err(problem("s3:// needs a bucket, e.g. s3://warehouse"));
         }
-        return Ok(Warehouse::S3(trimmed.to_string()));
+        return Ok(Warehouse::S3(format!("s3://{rest}")));
     }
+    let trimmed = raw.trim_end_matches('/');
     let path = match trimmed.strip_prefix("file://") {
         Some(p) => PathBuf::from(p),
         None if trimmed.contains("://") => {
@@ -139,18 +140,37 @@ pub async fn open(settings: &LakeSettings) -> Result<SqlCatalog, LakeError> {
     // registered; the catalog does it too, but doing it here keeps that fact next to the
     // `postgres` feature this crate enables for it.
     sqlx::any::install_default_drivers();
-    SqlCatalogBuilder::default()
-        .with_storage_factory(factory)
-        .load(
-            settings.catalog_name.clone(),
-            catalog_properties(settings, &warehouse),
-        )
-        .await
-        .map_err(|source| LakeError::OpenCatalog {
-            catalog: settings.catalog_name.clone(),
-            uri: redact_uri(&settings.catalog_uri),
-            source,
-        })
+    let mut attempt = 1;
+    loop {
+        let result = SqlCatalogBuilder::default()
+            .with_storage_factory(factory.clone())
+            .load(
+                settings.catalog_name.clone(),
+                catalog_properties(settings, &warehouse),
+            )
+            .await;
+        match result {
+            Ok(catalog) => return Ok(catalog),
+            // Two processes opening a fresh catalog database race on its `CREATE TABLE IF NOT
+            // EXISTS` (Postgres reports a duplicate type): the loser just tries again.
+            Err(e) if attempt < 3 && is_create_race(&e) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(source) => {
+                return Err(LakeError::OpenCatalog {
+                    catalog: settings.catalog_name.clone(),
+                    uri: redact_uri(&settings.catalog_uri),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+fn is_create_race(error: &iceberg::Error) -> bool {
+    let text = format!("{error:#}");
+    text.contains("duplicate key value") || text.contains("already exists")
 }
 
 /// `namespace.table` of a raw table.

@@ -175,17 +175,25 @@ pub fn decode(table: RawTable, value: Option<&[u8]>) -> Result<Decoded, DecodeEr
             format!("value is not UTF-8 text: {e}"),
         )
     })?;
-    let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
-        let kind = match e.classify() {
-            serde_json::error::Category::Data => ErrorKind::NotAnEnvelope,
-            _ => ErrorKind::InvalidJson,
-        };
-        let what = if kind == ErrorKind::InvalidJson {
-            "value is not valid JSON"
-        } else {
-            "value is not a Debezium envelope object"
-        };
-        DecodeError::new(kind, format!("{what}: {e}"))
+    // Syntax first, then shape: serde would happily read a struct from a JSON array.
+    let raw: &RawValue = serde_json::from_str(text).map_err(|e| {
+        DecodeError::new(ErrorKind::InvalidJson, format!("value is not valid JSON: {e}"))
+    })?;
+    if !raw.get().starts_with('{') {
+        let found: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+        return Err(DecodeError::new(
+            ErrorKind::NotAnEnvelope,
+            format!(
+                "value is {}, not a Debezium envelope object",
+                json_type(&found)
+            ),
+        ));
+    }
+    let envelope: Envelope<'_> = serde_json::from_str(raw.get()).map_err(|e| {
+        DecodeError::new(
+            ErrorKind::NotAnEnvelope,
+            format!("value is not a Debezium envelope: {e}"),
+        )
     })?;
 
     let op = match &envelope.op {

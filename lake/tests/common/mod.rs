@@ -77,6 +77,9 @@ pub async fn setup(config: &LanderConfig, sale_partitions: i32) -> TestLake {
     let catalog = catalog::open(&config.lake)
         .await
         .unwrap_or_else(|e| panic!("{e}: {START_THE_STACK}"));
+    catalog::ensure_tables(&catalog, &config.namespace)
+        .await
+        .expect("raw tables can be created");
 
     let brokers = config.kafka.brokers.clone();
     let probe: BaseConsumer = ClientConfig::new()
