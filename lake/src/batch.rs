@@ -135,7 +135,11 @@ fn text_or_base64(bytes: Option<&[u8]>) -> (Cell, Cell) {
 
 /// Builds the batch for `rows` of `table` in `schema` (the table's Arrow schema, from
 /// `iceberg::arrow::schema_to_arrow_schema` of its current Iceberg schema).
-pub fn record_batch(table: RawTable, schema: SchemaRef, rows: &[Row]) -> Result<RecordBatch, BatchError> {
+pub fn record_batch(
+    table: RawTable,
+    schema: SchemaRef,
+    rows: &[Row],
+) -> Result<RecordBatch, BatchError> {
     let columns = table.columns();
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
@@ -300,7 +304,10 @@ mod tests {
         let offsets = batch.column_by_name(col::KAFKA_OFFSET).unwrap();
         assert_eq!(offsets.as_primitive::<Int64Type>().values(), &[10, 11]);
         let sold_at = batch.column_by_name(col::SOLD_AT).unwrap();
-        assert_eq!(sold_at.as_primitive::<TimestampMicrosecondType>().value(0), 5);
+        assert_eq!(
+            sold_at.as_primitive::<TimestampMicrosecondType>().value(0),
+            5
+        );
         let op = batch.column_by_name(col::OP).unwrap();
         assert_eq!(op.as_string::<i32>().value(0), "c");
     }
@@ -344,14 +351,27 @@ mod tests {
         event.image[3] = Cell::Str("1.00".into());
         let rows = vec![change_row(event, &prov(1))];
         let err = record_batch(RawTable::PgSale, schema(RawTable::PgSale), &rows).unwrap_err();
-        assert!(matches!(err, BatchError::CellType { column: "amount", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                BatchError::CellType {
+                    column: "amount",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn extra_optional_column_in_table_is_filled_with_nulls() {
         let base = schema(RawTable::PgCity);
         let mut fields: Vec<_> = base.fields().iter().cloned().collect();
-        fields.push(Arc::new(arrow::datatypes::Field::new("added_later", DataType::Utf8, true)));
+        fields.push(Arc::new(arrow::datatypes::Field::new(
+            "added_later",
+            DataType::Utf8,
+            true,
+        )));
         let wider = Arc::new(arrow::datatypes::Schema::new(fields));
         let event = ChangeEvent {
             op: Op::Delete,

@@ -17,7 +17,9 @@ use iceberg::io::{
 };
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
-use iceberg_catalog_sql::{SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlCatalog, SqlCatalogBuilder};
+use iceberg_catalog_sql::{
+    SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlCatalog, SqlCatalogBuilder,
+};
 use iceberg_storage_opendal::OpenDalStorageFactory;
 use sqlx::Connection;
 use tributary_common::LakeSettings;
@@ -73,7 +75,11 @@ pub fn warehouse(settings: &LakeSettings, cwd: &Path) -> Result<Warehouse, LakeE
         None if trimmed.is_empty() => PathBuf::from("/"),
         None => PathBuf::from(trimmed),
     };
-    let absolute = if path.is_absolute() { path } else { cwd.join(path) };
+    let absolute = if path.is_absolute() {
+        path
+    } else {
+        cwd.join(path)
+    };
     Ok(Warehouse::Local(normalize(&absolute)))
 }
 
@@ -94,9 +100,15 @@ fn normalize(path: &Path) -> PathBuf {
 }
 
 /// The catalog properties for `settings` and its resolved `warehouse`. Pure.
-pub fn catalog_properties(settings: &LakeSettings, warehouse: &Warehouse) -> HashMap<String, String> {
+pub fn catalog_properties(
+    settings: &LakeSettings,
+    warehouse: &Warehouse,
+) -> HashMap<String, String> {
     let mut props = HashMap::from([
-        (SQL_CATALOG_PROP_URI.to_string(), settings.catalog_uri.clone()),
+        (
+            SQL_CATALOG_PROP_URI.to_string(),
+            settings.catalog_uri.clone(),
+        ),
         (SQL_CATALOG_PROP_WAREHOUSE.to_string(), warehouse.location()),
     ]);
     if let Warehouse::S3(_) = warehouse {
@@ -104,7 +116,10 @@ pub fn catalog_properties(settings: &LakeSettings, warehouse: &Warehouse) -> Has
         props.extend([
             (S3_ENDPOINT.to_string(), s3.endpoint.clone()),
             (S3_ACCESS_KEY_ID.to_string(), s3.access_key_id.clone()),
-            (S3_SECRET_ACCESS_KEY.to_string(), s3.secret_access_key.clone()),
+            (
+                S3_SECRET_ACCESS_KEY.to_string(),
+                s3.secret_access_key.clone(),
+            ),
             (S3_REGION.to_string(), s3.region.clone()),
             // S3-compatible stores on one host (SeaweedFS, s3s-fs, MinIO) want path-style URLs.
             (S3_PATH_STYLE_ACCESS.to_string(), "true".to_string()),
@@ -161,7 +176,7 @@ pub async fn open(settings: &LakeSettings) -> Result<SqlCatalog, LakeError> {
                 return Err(LakeError::OpenCatalog {
                     catalog: settings.catalog_name.clone(),
                     uri: redact_uri(&settings.catalog_uri),
-                    source,
+                    source: Box::new(source),
                 });
             }
         }
@@ -175,7 +190,10 @@ fn is_create_race(error: &iceberg::Error) -> bool {
 
 /// `namespace.table` of a raw table.
 pub fn table_ident(namespace: &str, table: RawTable) -> TableIdent {
-    TableIdent::new(NamespaceIdent::new(namespace.to_string()), table.name().to_string())
+    TableIdent::new(
+        NamespaceIdent::new(namespace.to_string()),
+        table.name().to_string(),
+    )
 }
 
 /// Creates the namespace and every raw table that does not exist yet. Safe to race with
@@ -185,7 +203,7 @@ pub async fn ensure_tables(catalog: &dyn Catalog, namespace: &str) -> Result<(),
     let iceberg = |action, source| LakeError::Iceberg {
         action,
         table: namespace.to_string(),
-        source,
+        source: Box::new(source),
     };
     if !catalog
         .namespace_exists(&ns)
@@ -206,7 +224,7 @@ pub async fn ensure_tables(catalog: &dyn Catalog, namespace: &str) -> Result<(),
             .map_err(|source| LakeError::Iceberg {
                 action: "table_exists",
                 table: ident.to_string(),
-                source,
+                source: Box::new(source),
             })?;
         if exists {
             continue;
@@ -226,7 +244,7 @@ pub async fn ensure_tables(catalog: &dyn Catalog, namespace: &str) -> Result<(),
                 return Err(LakeError::Iceberg {
                     action: "create_table",
                     table: ident.to_string(),
-                    source,
+                    source: Box::new(source),
                 });
             }
         }
@@ -247,7 +265,7 @@ pub async fn load_table(
         .map_err(|source| LakeError::Iceberg {
             action: "load_table",
             table: ident.to_string(),
-            source,
+            source: Box::new(source),
         })
 }
 
@@ -273,11 +291,14 @@ pub fn has_offsets(properties: &HashMap<String, String>) -> bool {
 /// Reads every row of `table` as of `snapshot_id` (the current snapshot when `None`).
 ///
 /// For tests, tools and small tables; `marts` reads through DataFusion or plans files itself.
-pub async fn read_table(table: &Table, snapshot_id: Option<i64>) -> Result<Vec<RecordBatch>, LakeError> {
+pub async fn read_table(
+    table: &Table,
+    snapshot_id: Option<i64>,
+) -> Result<Vec<RecordBatch>, LakeError> {
     let scan_error = |source| LakeError::Iceberg {
         action: "scan",
         table: table.identifier().to_string(),
-        source,
+        source: Box::new(source),
     };
     let snapshot_id = match snapshot_id.or_else(|| table.metadata().current_snapshot_id()) {
         Some(id) => id,
@@ -378,10 +399,13 @@ impl WriterLock {
         let Some(session) = self.session.as_mut() else {
             return Ok(());
         };
-        session.ping().await.map_err(|source| LakeError::WriterLock {
-            namespace: self.namespace.clone(),
-            source,
-        })
+        session
+            .ping()
+            .await
+            .map_err(|source| LakeError::WriterLock {
+                namespace: self.namespace.clone(),
+                source,
+            })
     }
 
     /// Releases the lock now rather than when the session times out.
@@ -447,7 +471,10 @@ mod tests {
 
     #[test]
     fn lock_keys_differ_per_namespace_and_are_stable() {
-        assert_ne!(WriterLock::key("tributary", "raw"), WriterLock::key("tributary", "raw_it"));
+        assert_ne!(
+            WriterLock::key("tributary", "raw"),
+            WriterLock::key("tributary", "raw_it")
+        );
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
     }

@@ -129,7 +129,10 @@ impl LanderConfig {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
             if !valid {
-                return invalid("topics", &format!("{topic:?} is not a valid Kafka topic name"));
+                return invalid(
+                    "topics",
+                    &format!("{topic:?} is not a valid Kafka topic name"),
+                );
             }
             if routes[..i].iter().any(|(t, _)| t == topic) {
                 return invalid("topics", &format!("{topic:?} feeds two tables"));
@@ -144,7 +147,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -177,8 +183,11 @@ mod tests {
     fn bad_values_are_refused_with_the_key() {
         let e = LanderConfig::load(None, env(&[("TRIBUTARY_BATCH_MAX_ROWS", "0")])).unwrap_err();
         assert!(e.to_string().contains("batch_max_rows"), "{e}");
-        let e = LanderConfig::load(None, env(&[("TRIBUTARY_TOPICS__CITY", "salesdb.public.sale")]))
-            .unwrap_err();
+        let e = LanderConfig::load(
+            None,
+            env(&[("TRIBUTARY_TOPICS__CITY", "salesdb.public.sale")]),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("feeds two tables"), "{e}");
         let e = LanderConfig::load(None, env(&[("TRIBUTARY_TOPICS__CITY", "a/b")])).unwrap_err();
         assert!(e.to_string().contains("not a valid Kafka topic"), "{e}");

@@ -177,7 +177,10 @@ pub fn decode(table: RawTable, value: Option<&[u8]>) -> Result<Decoded, DecodeEr
     })?;
     // Syntax first, then shape: serde would happily read a struct from a JSON array.
     let raw: &RawValue = serde_json::from_str(text).map_err(|e| {
-        DecodeError::new(ErrorKind::InvalidJson, format!("value is not valid JSON: {e}"))
+        DecodeError::new(
+            ErrorKind::InvalidJson,
+            format!("value is not valid JSON: {e}"),
+        )
     })?;
     if !raw.get().starts_with('{') {
         let found: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
@@ -229,7 +232,10 @@ pub fn decode(table: RawTable, value: Option<&[u8]>) -> Result<Decoded, DecodeEr
     let image_raw = image_raw.ok_or_else(|| {
         DecodeError::new(
             ErrorKind::MissingField,
-            format!("op {:?} needs the `{image_name}` image, which is null or absent", op.as_str()),
+            format!(
+                "op {:?} needs the `{image_name}` image, which is null or absent",
+                op.as_str()
+            ),
         )
     })?;
     let image_map: Map<String, Value> = serde_json::from_str(image_raw.get()).map_err(|_| {
@@ -323,7 +329,11 @@ fn optional_long(
     }
 }
 
-fn cell(image: &Map<String, Value>, image_name: &str, column: &Column) -> Result<Cell, DecodeError> {
+fn cell(
+    image: &Map<String, Value>,
+    image_name: &str,
+    column: &Column,
+) -> Result<Cell, DecodeError> {
     let path = || format!("{image_name}.{}", column.name);
     let wrong = |expected: &str, found: &Value| {
         DecodeError::new(
@@ -391,12 +401,14 @@ fn cell(image: &Map<String, Value>, image_name: &str, column: &Column) -> Result
                 })
         }
         ColumnType::Timestamptz => match value {
-            Value::String(s) => parse_timestamp_micros(s).map(Cell::Timestamp).map_err(|why| {
-                DecodeError::new(
-                    ErrorKind::BadTimestamp,
-                    format!("{} {s:?} is not an ISO-8601 timestamp: {why}", path()),
-                )
-            }),
+            Value::String(s) => parse_timestamp_micros(s)
+                .map(Cell::Timestamp)
+                .map_err(|why| {
+                    DecodeError::new(
+                        ErrorKind::BadTimestamp,
+                        format!("{} {s:?} is not an ISO-8601 timestamp: {why}", path()),
+                    )
+                }),
             other => Err(wrong("an ISO-8601 timestamp string", other)),
         },
     }
@@ -437,7 +449,10 @@ pub fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128, Strin
         ));
     }
     let mut unscaled: i128 = 0;
-    let padded = frac_trimmed.bytes().chain(std::iter::repeat(b'0')).take(scale);
+    let padded = frac_trimmed
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(scale);
     for digit in int_trimmed.bytes().chain(padded) {
         unscaled = unscaled * 10 + i128::from(digit - b'0');
     }
@@ -519,7 +534,10 @@ mod tests {
     fn update_and_snapshot_read_use_after() {
         let before = sale_image(42, "1.00");
         let after = sale_image(42, "2.00");
-        let event = change(RawTable::PgSale, &envelope("u", Some(&before), Some(&after)));
+        let event = change(
+            RawTable::PgSale,
+            &envelope("u", Some(&before), Some(&after)),
+        );
         assert_eq!(event.op, Op::Update);
         assert_eq!(event.image[3], Cell::Money(200));
         assert_eq!(event.before_json.as_deref(), Some(before.as_str()));
@@ -591,10 +609,23 @@ mod tests {
             assert_eq!(parse_decimal(text, 18, 2), Ok(unscaled), "{text}");
         }
         for bad in [
-            "12x", "", "-", ".5", "5.", "1.2.3", "1e5", "NaN", "1.234", " 1.00", "1,00",
+            "12x",
+            "",
+            "-",
+            ".5",
+            "5.",
+            "1.2.3",
+            "1e5",
+            "NaN",
+            "1.234",
+            " 1.00",
+            "1,00",
             "10000000000000000.00",
         ] {
-            assert!(parse_decimal(bad, 18, 2).is_err(), "{bad:?} should be refused");
+            assert!(
+                parse_decimal(bad, 18, 2).is_err(),
+                "{bad:?} should be refused"
+            );
         }
     }
 
@@ -646,12 +677,21 @@ mod tests {
     fn invalid_json_and_non_envelopes() {
         let e = error(RawTable::PgSale, "not json {");
         assert_eq!(e.kind, ErrorKind::InvalidJson);
-        assert!(e.reason.starts_with("value is not valid JSON"), "{}", e.reason);
+        assert!(
+            e.reason.starts_with("value is not valid JSON"),
+            "{}",
+            e.reason
+        );
         assert_eq!(
-            decode(RawTable::PgSale, Some(&[0xff, 0xfe])).unwrap_err().kind,
+            decode(RawTable::PgSale, Some(&[0xff, 0xfe]))
+                .unwrap_err()
+                .kind,
             ErrorKind::InvalidJson
         );
-        assert_eq!(error(RawTable::PgSale, "[1,2]").kind, ErrorKind::NotAnEnvelope);
+        assert_eq!(
+            error(RawTable::PgSale, "[1,2]").kind,
+            ErrorKind::NotAnEnvelope
+        );
         assert_eq!(error(RawTable::PgSale, "42").kind, ErrorKind::NotAnEnvelope);
     }
 
@@ -663,8 +703,15 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::MissingField);
         assert!(e.reason.contains("`op`"), "{}", e.reason);
 
-        let wrapped = format!(r#"{{"schema":{{}},"payload":{}}}"#, envelope("c", None, Some(&after)));
-        assert!(error(RawTable::PgSale, &wrapped).reason.contains("schemas.enable"));
+        let wrapped = format!(
+            r#"{{"schema":{{}},"payload":{}}}"#,
+            envelope("c", None, Some(&after))
+        );
+        assert!(
+            error(RawTable::PgSale, &wrapped)
+                .reason
+                .contains("schemas.enable")
+        );
 
         let e = error(RawTable::PgSale, &envelope("c", None, None));
         assert_eq!(e.kind, ErrorKind::MissingField);
@@ -682,7 +729,10 @@ mod tests {
         assert!(e.reason.contains("after.id"), "{}", e.reason);
 
         let no_source = format!(r#"{{"before":null,"after":{after},"op":"c"}}"#);
-        assert_eq!(error(RawTable::PgSale, &no_source).kind, ErrorKind::MissingField);
+        assert_eq!(
+            error(RawTable::PgSale, &no_source).kind,
+            ErrorKind::MissingField
+        );
         let no_lsn = format!(r#"{{"after":{after},"op":"c","source":{{"ts_ms":1}}}}"#);
         let e = error(RawTable::PgSale, &no_lsn);
         assert_eq!(e.kind, ErrorKind::MissingField);
@@ -696,12 +746,22 @@ mod tests {
             &envelope("c", None, Some(r#"{"id":"42"}"#)),
         );
         assert_eq!(e.kind, ErrorKind::WrongType);
-        assert!(e.reason.contains("after.id must be an integer"), "{}", e.reason);
+        assert!(
+            e.reason.contains("after.id must be an integer"),
+            "{}",
+            e.reason
+        );
 
-        let e = error(RawTable::PgSale, &envelope("c", None, Some(r#"{"id":1.5}"#)));
+        let e = error(
+            RawTable::PgSale,
+            &envelope("c", None, Some(r#"{"id":1.5}"#)),
+        );
         assert_eq!(e.kind, ErrorKind::WrongType);
 
-        let e = error(RawTable::PgCity, &envelope("c", None, Some(r#"{"id":1,"name":7}"#)));
+        let e = error(
+            RawTable::PgCity,
+            &envelope("c", None, Some(r#"{"id":1,"name":7}"#)),
+        );
         assert_eq!(e.kind, ErrorKind::WrongType);
 
         let e = error(RawTable::PgCity, &envelope("c", None, Some("[1]")));
@@ -713,6 +773,9 @@ mod tests {
         assert!(e.reason.contains("\"t\""), "{}", e.reason);
 
         let numeric_op = format!(r#"{{"after":{after},"op":1,"source":{SOURCE}}}"#);
-        assert_eq!(error(RawTable::PgSale, &numeric_op).kind, ErrorKind::WrongType);
+        assert_eq!(
+            error(RawTable::PgSale, &numeric_op).kind,
+            ErrorKind::WrongType
+        );
     }
 }

@@ -29,7 +29,9 @@ pub enum LakeError {
         problem: String,
     },
     /// The SQL catalog could not be opened (Postgres down, wrong credentials, …).
-    #[error("cannot open Iceberg catalog {catalog:?} at {uri} (is Postgres up? run `make test` or `dev/up`): {source}")]
+    #[error(
+        "cannot open Iceberg catalog {catalog:?} at {uri} (is Postgres up? run `make test` or `dev/up`): {source}"
+    )]
     OpenCatalog {
         /// Catalog name.
         catalog: String,
@@ -37,7 +39,7 @@ pub enum LakeError {
         uri: String,
         /// The catalog's error.
         #[source]
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
     /// An Iceberg operation on a table failed.
     #[error("iceberg {action} on {table} failed: {source}")]
@@ -48,7 +50,7 @@ pub enum LakeError {
         table: String,
         /// The Iceberg error.
         #[source]
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
     /// A snapshot summary holds an unreadable offset map.
     #[error("table {table}: snapshot {snapshot_id} has an unreadable offset map: {source}")]

@@ -139,19 +139,29 @@ impl<S: Source> Lander<S> {
     ///
     /// On error nothing more is committed: the lake holds whatever the last commit made
     /// consistent, and the next run resumes from it.
-    pub async fn run(mut self, mode: Mode, shutdown: CancellationToken) -> Result<RunSummary, LakeError> {
+    pub async fn run(
+        mut self,
+        mode: Mode,
+        shutdown: CancellationToken,
+    ) -> Result<RunSummary, LakeError> {
         let result = self.run_loop(mode, &shutdown).await;
         if let Some(lock) = self.lock.take() {
             lock.release().await;
         }
         match &result {
             Ok(summary) => tracing::info!(?summary, "lander stopped"),
-            Err(error) => tracing::error!(%error, retryable = error.is_retryable(), "lander failed"),
+            Err(error) => {
+                tracing::error!(%error, retryable = error.is_retryable(), "lander failed")
+            }
         }
         result
     }
 
-    async fn run_loop(&mut self, mode: Mode, shutdown: &CancellationToken) -> Result<RunSummary, LakeError> {
+    async fn run_loop(
+        &mut self,
+        mode: Mode,
+        shutdown: &CancellationToken,
+    ) -> Result<RunSummary, LakeError> {
         self.discover().await?;
         let targets = match mode {
             Mode::Drain => Some(self.drain_targets().await?),
@@ -242,7 +252,10 @@ impl<S: Source> Lander<S> {
         for tp in self.assigned.keys() {
             targets.insert(tp.clone(), self.source.watermarks(tp).await?);
         }
-        tracing::info!(partitions = targets.len(), "draining up to the current high watermarks");
+        tracing::info!(
+            partitions = targets.len(),
+            "draining up to the current high watermarks"
+        );
         Ok(targets)
     }
 
@@ -260,7 +273,11 @@ impl<S: Source> Lander<S> {
             tracing::warn!(partition = %tp, "record from a topic that feeds no table, ignored");
             return;
         };
-        if self.progress.get(&tp).is_some_and(|next| record.offset < next) {
+        if self
+            .progress
+            .get(&tp)
+            .is_some_and(|next| record.offset < next)
+        {
             // Already consumed in this run (a redelivery): buffering it again would duplicate it.
             tracing::warn!(partition = %tp, offset = record.offset, "record delivered twice, ignored");
             return;
@@ -329,10 +346,17 @@ impl<S: Source> Lander<S> {
             .collect();
 
         if !buffer.dead.is_empty() {
-            let sink = self.sinks.get_mut(&RawTable::DeadLetters).expect("dead_letters sink");
+            let sink = self
+                .sinks
+                .get_mut(&RawTable::DeadLetters)
+                .expect("dead_letters sink");
             // The full map: every partition read so far is complete in dead_letters up to here.
             let report = sink.commit(&buffer.dead, &self.progress).await?;
-            self.metrics.committed(RawTable::DeadLetters, report.elapsed.as_secs_f64(), report.files);
+            self.metrics.committed(
+                RawTable::DeadLetters,
+                report.elapsed.as_secs_f64(),
+                report.files,
+            );
             for (table, n) in &buffer.dead_by_table {
                 self.metrics.events(*table, Outcome::DeadLetter, *n);
             }
@@ -356,8 +380,10 @@ impl<S: Source> Lander<S> {
             let rows = rows_by_table.remove(&table).unwrap_or_default();
             let sink = self.sinks.get_mut(&table).expect("change table sink");
             let report = sink.commit(&rows, &table_moved).await?;
-            self.metrics.committed(table, report.elapsed.as_secs_f64(), report.files);
-            self.metrics.events(table, Outcome::Landed, rows.len() as u64);
+            self.metrics
+                .committed(table, report.elapsed.as_secs_f64(), report.files);
+            self.metrics
+                .events(table, Outcome::Landed, rows.len() as u64);
             self.summary.landed += rows.len() as u64;
             self.summary.commits += 1;
             tracing::info!(%table, rows = report.rows, files = report.files, snapshot_id = report.snapshot_id, offsets = %sink.committed().encode(), "committed");
@@ -395,7 +421,10 @@ mod tests {
         let catalog = MemoryCatalogBuilder::default()
             .load(
                 "memory",
-                HashMap::from([(MEMORY_CATALOG_WAREHOUSE.to_string(), "memory:///lake".to_string())]),
+                HashMap::from([(
+                    MEMORY_CATALOG_WAREHOUSE.to_string(),
+                    "memory:///lake".to_string(),
+                )]),
             )
             .await
             .unwrap();
@@ -445,7 +474,12 @@ mod tests {
     fn produce_sales(source: &MemorySource, ids: std::ops::Range<i64>) {
         for id in ids {
             let key = format!(r#"{{"id":{id}}}"#);
-            source.produce(SALE, 0, Some(key.as_bytes()), Some(sale(id, "10.50").as_bytes()));
+            source.produce(
+                SALE,
+                0,
+                Some(key.as_bytes()),
+                Some(sale(id, "10.50").as_bytes()),
+            );
         }
     }
 
@@ -457,7 +491,13 @@ mod tests {
     fn longs(batches: &[RecordBatch], column: &str) -> Vec<i64> {
         let mut out: Vec<i64> = batches
             .iter()
-            .flat_map(|b| b.column_by_name(column).unwrap().as_primitive::<Int64Type>().values().to_vec())
+            .flat_map(|b| {
+                b.column_by_name(column)
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec()
+            })
             .collect();
         out.sort();
         out
@@ -470,7 +510,12 @@ mod tests {
         produce_sales(&source, 0..5);
         source.produce(SALE, 0, Some(b"{\"id\":5}"), Some(b"not json"));
         source.produce(SALE, 0, Some(b"{\"id\":6}"), None);
-        source.produce(SALE, 0, Some(b"{\"id\":7}"), Some(sale(7, "12x").as_bytes()));
+        source.produce(
+            SALE,
+            0,
+            Some(b"{\"id\":7}"),
+            Some(sale(7, "12x").as_bytes()),
+        );
         produce_sales(&source, 8..10);
         source.produce(
             CITY,
@@ -491,23 +536,43 @@ mod tests {
         let sales = batches(&catalog, RawTable::PgSale).await;
         assert_eq!(longs(&sales, col::KAFKA_OFFSET), vec![0, 1, 2, 3, 4, 8, 9]);
         let amount = sales[0].column_by_name(col::AMOUNT).unwrap();
-        assert_eq!(amount.as_primitive::<Decimal128Type>().value_as_string(0), "10.50");
+        assert_eq!(
+            amount.as_primitive::<Decimal128Type>().value_as_string(0),
+            "10.50"
+        );
 
         let dead = batches(&catalog, RawTable::DeadLetters).await;
         assert_eq!(longs(&dead, col::KAFKA_OFFSET), vec![5, 7]);
         let kinds: BTreeSet<String> = dead
             .iter()
             .flat_map(|b| {
-                let a = b.column_by_name(col::ERROR_KIND).unwrap().as_string::<i32>().clone();
+                let a = b
+                    .column_by_name(col::ERROR_KIND)
+                    .unwrap()
+                    .as_string::<i32>()
+                    .clone();
                 (0..a.len()).map(move |i| a.value(i).to_string())
             })
             .collect();
-        assert_eq!(kinds, BTreeSet::from(["bad_decimal".to_string(), "invalid_json".to_string()]));
+        assert_eq!(
+            kinds,
+            BTreeSet::from(["bad_decimal".to_string(), "invalid_json".to_string()])
+        );
 
-        let table = load_table(catalog.as_ref(), "raw", RawTable::PgSale).await.unwrap();
-        assert_eq!(snapshot_offsets(&table).unwrap().encode(), format!(r#"{{"{SALE}/0":10}}"#));
-        let table = load_table(catalog.as_ref(), "raw", RawTable::PgCity).await.unwrap();
-        assert_eq!(snapshot_offsets(&table).unwrap().encode(), format!(r#"{{"{CITY}/0":1}}"#));
+        let table = load_table(catalog.as_ref(), "raw", RawTable::PgSale)
+            .await
+            .unwrap();
+        assert_eq!(
+            snapshot_offsets(&table).unwrap().encode(),
+            format!(r#"{{"{SALE}/0":10}}"#)
+        );
+        let table = load_table(catalog.as_ref(), "raw", RawTable::PgCity)
+            .await
+            .unwrap();
+        assert_eq!(
+            snapshot_offsets(&table).unwrap().encode(),
+            format!(r#"{{"{CITY}/0":1}}"#)
+        );
     }
 
     #[tokio::test]
@@ -529,7 +594,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(summary.landed, 3);
-        assert_eq!(summary.skipped_replay, 0, "resumed at offset 4, nothing re-read");
+        assert_eq!(
+            summary.skipped_replay, 0,
+            "resumed at offset 4, nothing re-read"
+        );
         let sales = batches(&catalog, RawTable::PgSale).await;
         assert_eq!(longs(&sales, col::KAFKA_OFFSET), (0..7).collect::<Vec<_>>());
     }
@@ -553,7 +621,12 @@ mod tests {
             }
             let dead = std::mem::take(&mut l.buffer.dead);
             let progress = l.progress.clone();
-            l.sinks.get_mut(&RawTable::DeadLetters).unwrap().commit(&dead, &progress).await.unwrap();
+            l.sinks
+                .get_mut(&RawTable::DeadLetters)
+                .unwrap()
+                .commit(&dead, &progress)
+                .await
+                .unwrap();
         }
 
         let summary = lander(&catalog, source.reopen(), 100)
@@ -563,9 +636,24 @@ mod tests {
             .unwrap();
         assert_eq!(summary.landed, 5);
         assert_eq!(summary.dead_letters, 0);
-        assert_eq!(summary.skipped_replay, 1, "the bad record is already in dead_letters");
-        assert_eq!(longs(&batches(&catalog, RawTable::PgSale).await, col::KAFKA_OFFSET), vec![0, 1, 2, 4, 5]);
-        assert_eq!(longs(&batches(&catalog, RawTable::DeadLetters).await, col::KAFKA_OFFSET), vec![3]);
+        assert_eq!(
+            summary.skipped_replay, 1,
+            "the bad record is already in dead_letters"
+        );
+        assert_eq!(
+            longs(
+                &batches(&catalog, RawTable::PgSale).await,
+                col::KAFKA_OFFSET
+            ),
+            vec![0, 1, 2, 4, 5]
+        );
+        assert_eq!(
+            longs(
+                &batches(&catalog, RawTable::DeadLetters).await,
+                col::KAFKA_OFFSET
+            ),
+            vec![3]
+        );
     }
 
     #[tokio::test]
@@ -583,11 +671,17 @@ mod tests {
         produce_sales(&source, 0..3);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let landed = longs(&batches(&catalog, RawTable::PgSale).await, col::KAFKA_OFFSET);
+            let landed = longs(
+                &batches(&catalog, RawTable::PgSale).await,
+                col::KAFKA_OFFSET,
+            );
             if landed.len() == 3 {
                 break;
             }
-            assert!(Instant::now() < deadline, "interval commit did not happen: {landed:?}");
+            assert!(
+                Instant::now() < deadline,
+                "interval commit did not happen: {landed:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         shutdown.cancel();
@@ -606,11 +700,17 @@ mod tests {
                 .run(Mode::Follow, shutdown.clone()),
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(batches(&catalog, RawTable::PgSale).await.is_empty(), "nothing due yet");
+        assert!(
+            batches(&catalog, RawTable::PgSale).await.is_empty(),
+            "nothing due yet"
+        );
         shutdown.cancel();
         assert_eq!(running.await.unwrap().unwrap().landed, 5);
         assert_eq!(
-            longs(&batches(&catalog, RawTable::PgSale).await, col::KAFKA_OFFSET),
+            longs(
+                &batches(&catalog, RawTable::PgSale).await,
+                col::KAFKA_OFFSET
+            ),
             (0..5).collect::<Vec<_>>()
         );
     }

@@ -180,7 +180,10 @@ mod tests {
             text.contains(r#"tributary_lander_events_total{outcome="landed",table="pg_sale"} 3"#),
             "{text}"
         );
-        assert!(text.contains("tributary_lander_commit_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("tributary_lander_commit_seconds_bucket"),
+            "{text}"
+        );
         assert_eq!(m.events_count(RawTable::PgSale, Outcome::Landed), 3);
     }
 }

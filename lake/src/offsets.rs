@@ -147,7 +147,8 @@ impl OffsetMap {
 
     /// JSON text for the snapshot summary, keys sorted.
     pub fn encode(&self) -> String {
-        let map: BTreeMap<String, i64> = self.0.iter().map(|(tp, o)| (tp.to_string(), *o)).collect();
+        let map: BTreeMap<String, i64> =
+            self.0.iter().map(|(tp, o)| (tp.to_string(), *o)).collect();
         serde_json::to_string(&map).expect("a map of strings to integers always serialises")
     }
 
@@ -249,7 +250,10 @@ mod tests {
 
     #[test]
     fn malformed_maps_are_refused() {
-        assert!(matches!(OffsetMap::decode("[1]"), Err(OffsetMapError::NotJson(_))));
+        assert!(matches!(
+            OffsetMap::decode("[1]"),
+            Err(OffsetMapError::NotJson(_))
+        ));
         assert!(matches!(
             OffsetMap::decode(r#"{"sale":1}"#),
             Err(OffsetMapError::BadKey(_))
@@ -277,7 +281,10 @@ mod tests {
         let mut props = HashMap::new();
         assert!(OffsetMap::from_summary(&props).unwrap().is_empty());
         props.insert(OFFSETS_PROPERTY.to_string(), r#"{"t/0":5}"#.to_string());
-        assert_eq!(OffsetMap::from_summary(&props).unwrap().get(&tp("t", 0)), Some(5));
+        assert_eq!(
+            OffsetMap::from_summary(&props).unwrap().get(&tp("t", 0)),
+            Some(5)
+        );
     }
 
     #[test]
@@ -336,6 +343,9 @@ mod tests {
             }
         }
         assert_eq!(landed_sale, vec![0, 1, 2, 4, 5, 6, 8, 9, 10, 11]);
-        assert!(landed_dead.is_empty(), "3 and 7 are already in dead_letters");
+        assert!(
+            landed_dead.is_empty(),
+            "3 and 7 are already in dead_letters"
+        );
     }
 }

@@ -140,13 +140,29 @@ const OP_COLUMN: Column = req(col::OP, Str, "Debezium op: c, u, d or r");
 const CHANGE_TAIL: &[Column] = &[
     opt(col::BEFORE_JSON, Str, "raw JSON of Debezium's before image"),
     opt(col::AFTER_JSON, Str, "raw JSON of Debezium's after image"),
-    req(col::SOURCE_LSN, Long, "Postgres LSN of the change (source.lsn)"),
-    req(col::SOURCE_TS, Timestamptz, "source commit time (source.ts_ms)"),
-    opt(col::SOURCE_TXID, Long, "Postgres transaction id (source.txId)"),
+    req(
+        col::SOURCE_LSN,
+        Long,
+        "Postgres LSN of the change (source.lsn)",
+    ),
+    req(
+        col::SOURCE_TS,
+        Timestamptz,
+        "source commit time (source.ts_ms)",
+    ),
+    opt(
+        col::SOURCE_TXID,
+        Long,
+        "Postgres transaction id (source.txId)",
+    ),
     req(col::KAFKA_TOPIC, Str, "Kafka topic"),
     req(col::KAFKA_PARTITION, Int, "Kafka partition"),
     req(col::KAFKA_OFFSET, Long, "Kafka offset"),
-    req(col::INGEST_TIME, Timestamptz, "when the lander read the record"),
+    req(
+        col::INGEST_TIME,
+        Timestamptz,
+        "when the lander read the record",
+    ),
 ];
 
 const SALE_IMAGE: &[Column] = &[
@@ -155,7 +171,11 @@ const SALE_IMAGE: &[Column] = &[
     opt(col::CITY_ID, Long, "city id"),
     opt(col::AMOUNT, Money, "sale amount"),
     opt(col::SOLD_AT, Timestamptz, "when the sale happened"),
-    opt(col::UPDATED_AT, Timestamptz, "last update of the source row"),
+    opt(
+        col::UPDATED_AT,
+        Timestamptz,
+        "last update of the source row",
+    ),
 ];
 
 const SALESMAN_IMAGE: &[Column] = &[
@@ -177,11 +197,19 @@ const DEAD_LETTER_COLUMNS: &[Column] = &[
     req(col::KAFKA_OFFSET, Long, "Kafka offset"),
     opt(col::KAFKA_KEY, Str, "record key (see kafka_key_encoding)"),
     opt(col::KAFKA_KEY_ENCODING, Str, "utf8 or base64"),
-    opt(col::KAFKA_VALUE, Str, "record value (see kafka_value_encoding)"),
+    opt(
+        col::KAFKA_VALUE,
+        Str,
+        "record value (see kafka_value_encoding)",
+    ),
     opt(col::KAFKA_VALUE_ENCODING, Str, "utf8 or base64"),
     req(col::REASON, Str, "why the record was rejected"),
     req(col::ERROR_KIND, Str, "class of the failure"),
-    req(col::INGEST_TIME, Timestamptz, "when the lander read the record"),
+    req(
+        col::INGEST_TIME,
+        Timestamptz,
+        "when the lander read the record",
+    ),
 ];
 
 /// The tables the lander writes.
@@ -271,8 +299,8 @@ mod tests {
 
     #[test]
     fn arrow_schema_has_the_types_iceberg_writes() {
-        let arrow = iceberg::arrow::schema_to_arrow_schema(&RawTable::PgSale.iceberg_schema())
-            .unwrap();
+        let arrow =
+            iceberg::arrow::schema_to_arrow_schema(&RawTable::PgSale.iceberg_schema()).unwrap();
         assert_eq!(
             arrow.field_with_name(col::AMOUNT).unwrap().data_type(),
             &DataType::Decimal128(18, 2)
@@ -282,9 +310,17 @@ mod tests {
             &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
         );
         assert!(!arrow.field_with_name(col::ID).unwrap().is_nullable());
-        assert!(arrow.field_with_name(col::SALESMAN_ID).unwrap().is_nullable());
+        assert!(
+            arrow
+                .field_with_name(col::SALESMAN_ID)
+                .unwrap()
+                .is_nullable()
+        );
         assert_eq!(
-            arrow.field_with_name(col::KAFKA_PARTITION).unwrap().data_type(),
+            arrow
+                .field_with_name(col::KAFKA_PARTITION)
+                .unwrap()
+                .data_type(),
             &DataType::Int32
         );
     }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use iceberg::Catalog;
 use iceberg::spec::{DataFile, DataFileFormat};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
@@ -15,7 +16,6 @@ use iceberg::writer::file_writer::location_generator::{
 };
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
-use iceberg::Catalog;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
@@ -95,7 +95,11 @@ impl TableSink {
     /// Fails with [`LakeError::Fenced`] if anyone else committed to the table since this writer
     /// last did. Data file names derive from the offset range, so retrying the same flush
     /// writes the same paths (and Iceberg refuses a path already in the table).
-    pub async fn commit(&mut self, rows: &[Row], offsets: &OffsetMap) -> Result<CommitReport, LakeError> {
+    pub async fn commit(
+        &mut self,
+        rows: &[Row],
+        offsets: &OffsetMap,
+    ) -> Result<CommitReport, LakeError> {
         let started = Instant::now();
         let new_offsets = self.committed.merged(offsets);
         let commit_id = commit_id(self.kind, &self.committed, &new_offsets);
@@ -108,7 +112,10 @@ impl TableSink {
         let file_count = files.len();
         let mut attempt = 1;
         let table = loop {
-            match self.try_commit(files.clone(), &new_offsets, &commit_id).await {
+            match self
+                .try_commit(files.clone(), &new_offsets, &commit_id)
+                .await
+            {
                 Ok(table) => break table,
                 Err(error) if error.is_retryable() && attempt < COMMIT_ATTEMPTS => {
                     let backoff = Duration::from_millis(250 << attempt);
@@ -178,7 +185,7 @@ impl TableSink {
         let iceberg = |source| LakeError::Iceberg {
             action: "commit",
             table: self.table.identifier().to_string(),
-            source,
+            source: Box::new(source),
         };
         let tx = Transaction::new(&self.table);
         let append = tx
@@ -217,7 +224,7 @@ impl TableSink {
         let iceberg = |source| LakeError::Iceberg {
             action: "write",
             table: self.table.identifier().to_string(),
-            source,
+            source: Box::new(source),
         };
         let metadata = self.table.metadata();
         let schema = metadata.current_schema().clone();
@@ -280,7 +287,10 @@ mod tests {
         let catalog = MemoryCatalogBuilder::default()
             .load(
                 "memory",
-                HashMap::from([(MEMORY_CATALOG_WAREHOUSE.to_string(), "memory:///lake".to_string())]),
+                HashMap::from([(
+                    MEMORY_CATALOG_WAREHOUSE.to_string(),
+                    "memory:///lake".to_string(),
+                )]),
             )
             .await
             .unwrap();
@@ -309,7 +319,9 @@ mod tests {
     }
 
     fn offsets(next: i64) -> OffsetMap {
-        [(TopicPartition::new("city", 0), next)].into_iter().collect()
+        [(TopicPartition::new("city", 0), next)]
+            .into_iter()
+            .collect()
     }
 
     #[test]
@@ -325,19 +337,27 @@ mod tests {
     #[tokio::test]
     async fn commits_store_the_full_offset_map_and_rows() {
         let catalog = memory_catalog().await;
-        let mut sink = TableSink::open(catalog.clone(), "raw", RawTable::PgCity).await.unwrap();
+        let mut sink = TableSink::open(catalog.clone(), "raw", RawTable::PgCity)
+            .await
+            .unwrap();
         assert!(sink.committed().is_empty());
-        sink.commit(&[city_row(1, 0), city_row(2, 1)], &offsets(2)).await.unwrap();
+        sink.commit(&[city_row(1, 0), city_row(2, 1)], &offsets(2))
+            .await
+            .unwrap();
         let other: OffsetMap = [(TopicPartition::new("city", 1), 5)].into_iter().collect();
         let report = sink.commit(&[], &other).await.unwrap();
         assert_eq!(report.files, 0);
 
         // A fresh writer sees both partitions: every summary holds the full map.
-        let reopened = TableSink::open(catalog.clone(), "raw", RawTable::PgCity).await.unwrap();
+        let reopened = TableSink::open(catalog.clone(), "raw", RawTable::PgCity)
+            .await
+            .unwrap();
         assert_eq!(reopened.committed().encode(), r#"{"city/0":2,"city/1":5}"#);
         assert_eq!(reopened.snapshot_id(), Some(report.snapshot_id));
 
-        let table = load_table(catalog.as_ref(), "raw", RawTable::PgCity).await.unwrap();
+        let table = load_table(catalog.as_ref(), "raw", RawTable::PgCity)
+            .await
+            .unwrap();
         let batches = read_table(&table, None).await.unwrap();
         let offsets: Vec<i64> = batches
             .iter()
@@ -355,10 +375,17 @@ mod tests {
     #[tokio::test]
     async fn a_second_writer_is_fenced() {
         let catalog = memory_catalog().await;
-        let mut first = TableSink::open(catalog.clone(), "raw", RawTable::PgCity).await.unwrap();
-        let mut second = TableSink::open(catalog.clone(), "raw", RawTable::PgCity).await.unwrap();
+        let mut first = TableSink::open(catalog.clone(), "raw", RawTable::PgCity)
+            .await
+            .unwrap();
+        let mut second = TableSink::open(catalog.clone(), "raw", RawTable::PgCity)
+            .await
+            .unwrap();
         first.commit(&[city_row(1, 0)], &offsets(1)).await.unwrap();
-        let err = second.commit(&[city_row(1, 0)], &offsets(1)).await.unwrap_err();
+        let err = second
+            .commit(&[city_row(1, 0)], &offsets(1))
+            .await
+            .unwrap_err();
         assert!(matches!(err, LakeError::Fenced { .. }), "{err}");
         assert!(!err.is_retryable());
         // The first writer goes on.

@@ -251,7 +251,9 @@ impl MemorySource {
         let partitions = self.log.partitions.lock().expect("memory log lock");
         let mut positions = self.positions.lock().expect("memory positions lock");
         for (tp, position) in positions.iter_mut() {
-            let Some(log) = partitions.get(tp) else { continue };
+            let Some(log) = partitions.get(tp) else {
+                continue;
+            };
             if let Some((key, value)) = log.get(*position as usize) {
                 let record = Record {
                     topic: tp.topic.clone(),

@@ -65,14 +65,22 @@ pub fn test_config(name: &str, store: Store) -> LanderConfig {
 /// creates the test's topics.
 pub async fn setup(config: &LanderConfig, sale_partitions: i32) -> TestLake {
     if config.lake.warehouse.starts_with("s3://") {
-        let endpoint = config.lake.s3.endpoint.trim_start_matches("http://").trim_start_matches("https://");
+        let endpoint = config
+            .lake
+            .s3
+            .endpoint
+            .trim_start_matches("http://")
+            .trim_start_matches("https://");
         let addr = endpoint
             .to_socket_addrs()
             .ok()
             .and_then(|mut a| a.next())
-            .unwrap_or_else(|| panic!("S3 endpoint {endpoint} does not resolve: {START_THE_STACK}"));
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-            .unwrap_or_else(|e| panic!("S3 at {endpoint} is not reachable ({e}): {START_THE_STACK}"));
+            .unwrap_or_else(|| {
+                panic!("S3 endpoint {endpoint} does not resolve: {START_THE_STACK}")
+            });
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap_or_else(|e| {
+            panic!("S3 at {endpoint} is not reachable ({e}): {START_THE_STACK}")
+        });
     }
     let catalog = catalog::open(&config.lake)
         .await
@@ -96,12 +104,19 @@ pub async fn setup(config: &LanderConfig, sale_partitions: i32) -> TestLake {
         .create()
         .expect("admin client");
     let topics = [
-        NewTopic::new(&config.topics.sale, sale_partitions, TopicReplication::Fixed(1)),
+        NewTopic::new(
+            &config.topics.sale,
+            sale_partitions,
+            TopicReplication::Fixed(1),
+        ),
         NewTopic::new(&config.topics.salesman, 1, TopicReplication::Fixed(1)),
         NewTopic::new(&config.topics.city, 1, TopicReplication::Fixed(1)),
     ];
     for result in admin
-        .create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .create_topics(
+            &topics,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
         .await
         .expect("create topics")
     {
@@ -123,7 +138,13 @@ pub async fn setup(config: &LanderConfig, sale_partitions: i32) -> TestLake {
 
 impl TestLake {
     /// Produces one record to `topic`/`partition` and returns its offset.
-    pub async fn produce(&self, topic: &str, partition: i32, key: Option<&str>, value: Option<&[u8]>) -> i64 {
+    pub async fn produce(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: Option<&str>,
+        value: Option<&[u8]>,
+    ) -> i64 {
         let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).partition(partition);
         if let Some(key) = key {
             record = record.key(key);
@@ -170,11 +191,21 @@ pub fn provenance_counts(batches: &[RecordBatch]) -> BTreeMap<(String, i32, i64)
     let mut counts = BTreeMap::new();
     for b in batches {
         let topic = b.column_by_name("kafka_topic").unwrap().as_string::<i32>();
-        let partition = b.column_by_name("kafka_partition").unwrap().as_primitive::<Int32Type>();
-        let offset = b.column_by_name("kafka_offset").unwrap().as_primitive::<Int64Type>();
+        let partition = b
+            .column_by_name("kafka_partition")
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        let offset = b
+            .column_by_name("kafka_offset")
+            .unwrap()
+            .as_primitive::<Int64Type>();
         for i in 0..b.num_rows() {
             *counts
-                .entry((topic.value(i).to_string(), partition.value(i), offset.value(i)))
+                .entry((
+                    topic.value(i).to_string(),
+                    partition.value(i),
+                    offset.value(i),
+                ))
                 .or_insert(0) += 1;
         }
     }
@@ -189,7 +220,10 @@ pub fn assert_exactly_once(batches: &[RecordBatch], expected: &BTreeSet<(String,
     let found: BTreeSet<_> = counts.keys().cloned().collect();
     let missing: Vec<_> = expected.difference(&found).collect();
     let extra: Vec<_> = found.difference(expected).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, unexpected {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, unexpected {extra:?}"
+    );
 }
 
 /// Rows as maps column → display string, ordered by (partition, offset).
@@ -215,8 +249,16 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<BTreeMap<String, Option<String>>> {
     }
     out.sort_by_key(|r| {
         (
-            r["kafka_partition"].clone().unwrap_or_default().parse::<i32>().unwrap_or(0),
-            r["kafka_offset"].clone().unwrap_or_default().parse::<i64>().unwrap_or(0),
+            r["kafka_partition"]
+                .clone()
+                .unwrap_or_default()
+                .parse::<i32>()
+                .unwrap_or(0),
+            r["kafka_offset"]
+                .clone()
+                .unwrap_or_default()
+                .parse::<i64>()
+                .unwrap_or(0),
         )
     });
     out
