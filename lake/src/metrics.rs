@@ -24,6 +24,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Landed,
+        Outcome::DeadLetter,
+        Outcome::Tombstone,
+        Outcome::SkippedReplay,
+    ];
+
     /// Label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -82,6 +90,14 @@ impl Metrics {
         registry.register(Box::new(commit_seconds.clone()))?;
         registry.register(Box::new(data_files.clone()))?;
         registry.register(Box::new(last_commit.clone()))?;
+        // Every series exists from the start (at 0), so rates and alerts work before the first event.
+        for table in RawTable::ALL {
+            for outcome in Outcome::ALL {
+                events.with_label_values(&[table.name(), outcome.as_str()]);
+            }
+            commit_seconds.with_label_values(&[table.name()]);
+            data_files.with_label_values(&[table.name()]);
+        }
         Ok(Self {
             registry,
             events,
@@ -185,5 +201,11 @@ mod tests {
             "{text}"
         );
         assert_eq!(m.events_count(RawTable::PgSale, Outcome::Landed), 3);
+        assert!(
+            text.contains(
+                r#"tributary_lander_events_total{outcome="dead_letter",table="pg_city"} 0"#
+            ),
+            "{text}"
+        );
     }
 }
