@@ -79,9 +79,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
-            ApiError::CityNotFound { .. } | ApiError::RouteNotFound { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::CityNotFound { .. } | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             // Retrying later helps: the marts job has not run yet.
             ApiError::NotPublished => StatusCode::SERVICE_UNAVAILABLE,
@@ -179,10 +177,26 @@ impl From<MartsError> for ProblemResponse {
 
 /// Turns an error raised by poem or poem-openapi (before or around a handler) into an
 /// [`ApiError`]: parameter parse and validation failures become `invalid-parameter`.
-pub fn from_poem_error(error: &poem::Error, path: &str) -> ApiError {
+///
+/// `templates` are the API's path templates (`/v1/rankings/cities/{city_id}/salesmen`):
+/// poem-openapi names path parameters `param0`, `param1`, … internally, and the client should
+/// hear the name it knows.
+pub fn from_poem_error(error: &poem::Error, path: &str, templates: &[String]) -> ApiError {
     if let Some(e) = error.downcast_ref::<poem_openapi::error::ParseParamError>() {
         return ApiError::InvalidParameter {
             name: e.name.to_string(),
+            reason: e.reason.clone(),
+        };
+    }
+    if let Some(e) = error.downcast_ref::<poem_openapi::error::ParsePathError>() {
+        let name = e
+            .name
+            .strip_prefix("param")
+            .and_then(|i| i.parse().ok())
+            .and_then(|i| path_param_name(templates, path, i))
+            .unwrap_or_else(|| e.name.to_string());
+        return ApiError::InvalidParameter {
+            name,
             reason: e.reason.clone(),
         };
     }
@@ -198,6 +212,24 @@ pub fn from_poem_error(error: &poem::Error, path: &str) -> ApiError {
         status: error.status(),
         message: error.to_string(),
     }
+}
+
+/// The name of the `index`-th `{…}` segment of the template that `path` matches.
+fn path_param_name(templates: &[String], path: &str, index: usize) -> Option<String> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    templates.iter().find_map(|template| {
+        let parts: Vec<&str> = template.trim_matches('/').split('/').collect();
+        let is_var = |p: &str| p.starts_with('{') && p.ends_with('}');
+        let matches = parts.len() == segments.len()
+            && parts
+                .iter()
+                .zip(&segments)
+                .all(|(p, s)| is_var(p) || p == s);
+        matches
+            .then(|| parts.iter().copied().filter(|p| is_var(p)).nth(index))
+            .flatten()
+            .map(|p| p[1..p.len() - 1].to_string())
+    })
 }
 
 #[cfg(test)]
@@ -217,7 +249,10 @@ mod tests {
         assert_eq!(problem.parameter.as_deref(), Some("limit"));
         assert!(problem.detail.contains("limit"));
 
-        assert_eq!(ApiError::NotPublished.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            ApiError::NotPublished.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         let unreachable = ApiError::Store(MartsError::ClickHouse {
             action: "ping".into(),
             source: clickhouse::error::Error::TimedOut,
@@ -231,17 +266,39 @@ mod tests {
     }
 
     #[test]
+    fn path_parameters_get_their_documented_names() {
+        let templates = vec![
+            "/v1/rankings/salesmen".to_string(),
+            "/v1/rankings/cities/{city_id}/salesmen".to_string(),
+        ];
+        let path = "/v1/rankings/cities/seven/salesmen";
+        assert_eq!(
+            path_param_name(&templates, path, 0).as_deref(),
+            Some("city_id")
+        );
+        assert_eq!(path_param_name(&templates, path, 1), None);
+        assert_eq!(path_param_name(&templates, "/v1/other/x", 0), None);
+        let parse: poem::Error = poem_openapi::error::ParsePathError {
+            name: "param0",
+            reason: "not a number".into(),
+        }
+        .into();
+        let error = from_poem_error(&parse, path, &templates);
+        assert!(matches!(&error, ApiError::InvalidParameter { name, .. } if name == "city_id"));
+    }
+
+    #[test]
     fn poem_parse_errors_become_invalid_parameter() {
         let parse: poem::Error = poem_openapi::error::ParseParamError {
             name: "limit",
             reason: "failed to parse".into(),
         }
         .into();
-        let error = from_poem_error(&parse, "/v1/rankings/cities");
+        let error = from_poem_error(&parse, "/v1/rankings/cities", &[]);
         assert!(matches!(&error, ApiError::InvalidParameter { name, .. } if name == "limit"));
         let not_found: poem::Error = poem::error::NotFoundError.into();
         assert_eq!(
-            from_poem_error(&not_found, "/nope").status(),
+            from_poem_error(&not_found, "/nope", &[]).status(),
             StatusCode::NOT_FOUND
         );
     }

@@ -35,9 +35,7 @@ use crate::routes::RankingsApi;
 /// How long a graceful shutdown waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-fn openapi_service(
-    store: Arc<dyn PublicationStore>,
-) -> OpenApiService<RankingsApi, ()> {
+fn openapi_service(store: Arc<dyn PublicationStore>) -> OpenApiService<RankingsApi, ()> {
     OpenApiService::new(
         RankingsApi::new(store),
         "Tributary API",
@@ -59,20 +57,39 @@ pub fn app(store: Arc<dyn PublicationStore>) -> impl Endpoint<Output = Response>
     let api = openapi_service(store);
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
+    let templates = Arc::new(path_templates(&api.spec()));
     Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", docs)
-        .around(|ep, req: Request| async move {
-            let path = req.uri().path().to_string();
-            match ep.call(req).await {
-                Ok(resp) => Ok(resp),
-                // Errors poem raised itself (parameter parsing, unknown routes): same
-                // problem-JSON shape as the handlers' own errors.
-                Err(err) if err.is_from_response() => Ok(err.into_response()),
-                Err(err) => Ok(ProblemResponse::from(from_poem_error(&err, &path)).into_response()),
+        .around(move |ep, req: Request| {
+            let templates = templates.clone();
+            async move {
+                let path = req.uri().path().to_string();
+                match ep.call(req).await {
+                    Ok(resp) => Ok(resp),
+                    // Errors poem raised itself (parameter parsing, unknown routes): same
+                    // problem-JSON shape as the handlers' own errors.
+                    Err(err) if err.is_from_response() => Ok(err.into_response()),
+                    Err(err) => {
+                        let error = from_poem_error(&err, &path, &templates);
+                        Ok(ProblemResponse::from(error).into_response())
+                    }
+                }
             }
         })
+}
+
+/// The path templates of the OpenAPI document (`/v1/rankings/cities/{city_id}/salesmen`, …).
+fn path_templates(spec_json: &str) -> Vec<String> {
+    serde_json::from_str::<serde_json::Value>(spec_json)
+        .ok()
+        .and_then(|doc| {
+            doc.get("paths")
+                .and_then(|p| p.as_object())
+                .map(|paths| paths.keys().cloned().collect())
+        })
+        .unwrap_or_default()
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, reading ClickHouse as configured.

@@ -76,7 +76,10 @@ impl RankingsApi {
     async fn city_ranking(
         &self,
         /// Cities per page, 1..=1000.
-        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
         limit: Query<u32>,
         /// Cities to skip (rank order).
         #[oai(default)]
@@ -134,7 +137,10 @@ impl RankingsApi {
         /// City id.
         city_id: Path<i64>,
         /// Salesmen per page, 1..=1000.
-        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
         limit: Query<u32>,
         /// Salesmen to skip (rank order).
         #[oai(default)]
@@ -183,7 +189,10 @@ impl RankingsApi {
     async fn salesman_ranking(
         &self,
         /// Salesmen per page, 1..=1000.
-        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
         limit: Query<u32>,
         /// Salesmen to skip (rank order).
         #[oai(default)]

@@ -283,7 +283,10 @@ async fn rankings_written_to_clickhouse_read_back_equal_through_the_api() {
         .iter()
         .map(|s| s["salesman_id"].as_i64().unwrap())
         .collect();
-    let expected: Vec<i64> = top.salesmen[1..3].iter().map(|r| r.row.salesman_id).collect();
+    let expected: Vec<i64> = top.salesmen[1..3]
+        .iter()
+        .map(|r| r.row.salesman_id)
+        .collect();
     assert_eq!(ids, expected);
 
     let (status, _, _) = server.get("/readyz").await;

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use common::{Store, assert_exactly_once, envelope, rows, sale_image, setup, test_config};
 use tokio_util::sync::CancellationToken;
+use tributary_lake::catalog::WriterLock;
 use tributary_lake::metrics::Metrics;
-use tributary_lake::{Mode, RawTable};
+use tributary_lake::{LakeError, Mode, RawTable};
 
 fn key(id: i64) -> String {
     format!(r#"{{"id":{id}}}"#)
@@ -378,4 +379,30 @@ async fn wait_for_rows(lake: &common::TestLake, at_least: usize) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_lander_on_the_same_namespace_is_refused() {
+    let config = test_config("lock", Store::LocalFolder);
+    let _lake = setup(&config, 1).await;
+    let wait = Duration::from_millis(300);
+    let first = WriterLock::acquire(&config.lake, &config.namespace, wait)
+        .await
+        .expect("first lander takes the lock");
+    let err = WriterLock::acquire(&config.lake, &config.namespace, wait)
+        .await
+        .expect_err("second lander must not write the same tables");
+    assert!(matches!(err, LakeError::WriterLockBusy { .. }), "{err}");
+    // Another namespace is independent.
+    let other = WriterLock::acquire(&config.lake, &format!("{}_other", config.namespace), wait)
+        .await
+        .expect("other namespace");
+    other.release().await;
+    // Released (or its process gone): the next lander gets it.
+    first.release().await;
+    WriterLock::acquire(&config.lake, &config.namespace, wait)
+        .await
+        .expect("lock is free again")
+        .release()
+        .await;
 }

@@ -108,12 +108,21 @@ FROM (
     LEFT JOIN current_salesman m ON s.salesman_id = m.id
 ) AS sales";
 
-async fn collect(ctx: &SessionContext, query: &'static str, sql: &str) -> Result<Vec<RecordBatch>, MartsError> {
+async fn collect(
+    ctx: &SessionContext,
+    query: &'static str,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, MartsError> {
     let df_err = |source| MartsError::Query {
         query,
         source: Box::new(source),
     };
-    ctx.sql(sql).await.map_err(df_err)?.collect().await.map_err(df_err)
+    ctx.sql(sql)
+        .await
+        .map_err(df_err)?
+        .collect()
+        .await
+        .map_err(df_err)
 }
 
 /// Materialises the current state of each raw table once (as `current_sale`,
@@ -149,7 +158,11 @@ pub async fn compute_totals(ctx: &SessionContext) -> Result<Totals, MartsError> 
     for batch in collect(ctx, "city_totals", CITY_TOTALS).await? {
         let cols = Columns::new("city_totals", &batch);
         let (city_id, name, state) = (cols.i64("city_id")?, cols.str("name")?, cols.str("state")?);
-        let (resolved, revenue, sales) = (cols.bool("resolved")?, cols.money("revenue")?, cols.i64("sales")?);
+        let (resolved, revenue, sales) = (
+            cols.bool("resolved")?,
+            cols.money("revenue")?,
+            cols.i64("sales")?,
+        );
         for i in 0..batch.num_rows() {
             let id = required(&city_id, i, "city_totals", "city_id")?;
             cities.push(CityTotals {
@@ -191,8 +204,16 @@ pub async fn compute_totals(ctx: &SessionContext) -> Result<Totals, MartsError> 
     let mut salesmen = Vec::new();
     for batch in collect(ctx, "salesman_totals", SALESMAN_TOTALS).await? {
         let cols = Columns::new("salesman_totals", &batch);
-        let (salesman_id, name, code) = (cols.i64("salesman_id")?, cols.str("name")?, cols.str("code")?);
-        let (resolved, revenue, sales) = (cols.bool("resolved")?, cols.money("revenue")?, cols.i64("sales")?);
+        let (salesman_id, name, code) = (
+            cols.i64("salesman_id")?,
+            cols.str("name")?,
+            cols.str("code")?,
+        );
+        let (resolved, revenue, sales) = (
+            cols.bool("resolved")?,
+            cols.money("revenue")?,
+            cols.i64("sales")?,
+        );
         for i in 0..batch.num_rows() {
             let id = required(&salesman_id, i, "salesman_totals", "salesman_id")?;
             salesmen.push(SalesmanTotals {
@@ -310,7 +331,12 @@ impl<'a> Columns<'a> {
     }
 }
 
-fn required(values: &[Option<i64>], i: usize, query: &'static str, column: &str) -> Result<i64, MartsError> {
+fn required(
+    values: &[Option<i64>],
+    i: usize,
+    query: &'static str,
+    column: &str,
+) -> Result<i64, MartsError> {
     values[i].ok_or_else(|| MartsError::UnexpectedColumn {
         query,
         column: column.to_string(),
@@ -352,7 +378,11 @@ mod tests {
         let mut out = Vec::new();
         for b in &batches {
             let cols = Columns::new("test", b);
-            let (id, sm, c) = (cols.i64("id").unwrap(), cols.i64("salesman_id").unwrap(), cols.i64("city_id").unwrap());
+            let (id, sm, c) = (
+                cols.i64("id").unwrap(),
+                cols.i64("salesman_id").unwrap(),
+                cols.i64("city_id").unwrap(),
+            );
             let amount = cols.money("amount").unwrap();
             for i in 0..b.num_rows() {
                 out.push((id[i].unwrap(), sm[i], c[i], amount.values[i]));
@@ -372,7 +402,10 @@ mod tests {
         ];
         assert_eq!(
             current_sales(&sales).await,
-            vec![(1, Some(11), Some(7), Some(1500)), (3, Some(11), Some(8), Some(700))]
+            vec![
+                (1, Some(11), Some(7), Some(1500)),
+                (3, Some(11), Some(8), Some(700))
+            ]
         );
     }
 
@@ -444,7 +477,14 @@ mod tests {
         let cities: Vec<_> = t
             .cities
             .iter()
-            .map(|c| (c.city_id, c.info.as_ref().map(|i| i.name.as_str()), c.revenue.cents(), c.sales))
+            .map(|c| {
+                (
+                    c.city_id,
+                    c.info.as_ref().map(|i| i.name.as_str()),
+                    c.revenue.cents(),
+                    c.sales,
+                )
+            })
             .collect();
         assert_eq!(
             cities,
@@ -457,7 +497,14 @@ mod tests {
         let salesmen: Vec<_> = t
             .salesmen
             .iter()
-            .map(|s| (s.salesman_id, s.info.as_ref().map(|i| i.name.as_str()), s.revenue.cents(), s.sales))
+            .map(|s| {
+                (
+                    s.salesman_id,
+                    s.info.as_ref().map(|i| i.name.as_str()),
+                    s.revenue.cents(),
+                    s.sales,
+                )
+            })
             .collect();
         assert_eq!(
             salesmen,
@@ -470,11 +517,23 @@ mod tests {
         let per_city: Vec<_> = t
             .city_salesmen
             .iter()
-            .map(|c| (c.city_id, c.salesman.salesman_id, c.salesman.revenue.cents(), c.salesman.sales))
+            .map(|c| {
+                (
+                    c.city_id,
+                    c.salesman.salesman_id,
+                    c.salesman.revenue.cents(),
+                    c.salesman.sales,
+                )
+            })
             .collect();
         assert_eq!(
             per_city,
-            vec![(7, 100, 3050, 2), (7, 200, 999, 1), (8, 200, 1, 1), (9, 300, 5000, 1)]
+            vec![
+                (7, 100, 3050, 2),
+                (7, 200, 999, 1),
+                (8, 200, 1, 1),
+                (9, 300, 5000, 1)
+            ]
         );
         assert_eq!(
             t.summary,

@@ -110,7 +110,10 @@ impl MartsJob {
             if !force {
                 let latest = self.store.latest_publication().await?;
                 if latest.is_some_and(|p| p.publication_id == publication_id) {
-                    tracing::info!(publication_id, "lake unchanged since the latest publication");
+                    tracing::info!(
+                        publication_id,
+                        "lake unchanged since the latest publication"
+                    );
                     return Ok(RunOutcome::Unchanged { publication_id });
                 }
             }
@@ -232,7 +235,10 @@ mod tests {
         .await;
 
         let store = Arc::new(MemoryStore::new());
-        let outcome = job(lake.clone(), store.clone(), 0).run_once(false).await.unwrap();
+        let outcome = job(lake.clone(), store.clone(), 0)
+            .run_once(false)
+            .await
+            .unwrap();
         let expected_id =
             format!("pg_sale:{sale_snap},pg_salesman:{salesman_snap},pg_city:{city_snap}");
         let RunOutcome::Published {
@@ -260,15 +266,23 @@ mod tests {
         assert_eq!(top, vec![(1, 200, "", 3500), (2, 100, "Ana", 1000)]);
 
         // Same snapshots: nothing to do, unless forced.
-        let again = job(lake.clone(), store.clone(), 60).run_once(false).await.unwrap();
+        let again = job(lake.clone(), store.clone(), 60)
+            .run_once(false)
+            .await
+            .unwrap();
         assert_eq!(
             again,
             RunOutcome::Unchanged {
                 publication_id: expected_id.clone()
             }
         );
-        let forced = job(lake.clone(), store.clone(), 60).run_once(true).await.unwrap();
-        assert!(matches!(forced, RunOutcome::Published { ref publication_id, .. } if *publication_id == expected_id));
+        let forced = job(lake.clone(), store.clone(), 60)
+            .run_once(true)
+            .await
+            .unwrap();
+        assert!(
+            matches!(forced, RunOutcome::Published { ref publication_id, .. } if *publication_id == expected_id)
+        );
 
         // The salesman arrives late: a new snapshot, a new publication, the name resolved.
         let late = land(
@@ -277,18 +291,28 @@ mod tests {
             &[salesman("c", 200, (5, 1), "S2", "Bruno")],
         )
         .await;
-        let next = job(lake.clone(), store.clone(), 120).run_once(false).await.unwrap();
-        let new_id = format!("pg_sale:{sale_snap},pg_salesman:{late},pg_city:{city_snap}");
-        assert!(matches!(next, RunOutcome::Published { ref publication_id, unresolved_sales: 0, .. } if *publication_id == new_id));
-        assert_eq!(
-            store.latest_publication().await.unwrap().unwrap().publication_id,
-            new_id
-        );
-        let city7 = store
-            .top_city_salesmen(&new_id, &[7], 10)
+        let next = job(lake.clone(), store.clone(), 120)
+            .run_once(false)
             .await
             .unwrap();
-        let names: Vec<_> = city7.iter().map(|r| (r.rank, r.salesman_name.as_str())).collect();
+        let new_id = format!("pg_sale:{sale_snap},pg_salesman:{late},pg_city:{city_snap}");
+        assert!(
+            matches!(next, RunOutcome::Published { ref publication_id, unresolved_sales: 0, .. } if *publication_id == new_id)
+        );
+        assert_eq!(
+            store
+                .latest_publication()
+                .await
+                .unwrap()
+                .unwrap()
+                .publication_id,
+            new_id
+        );
+        let city7 = store.top_city_salesmen(&new_id, &[7], 10).await.unwrap();
+        let names: Vec<_> = city7
+            .iter()
+            .map(|r| (r.rank, r.salesman_name.as_str()))
+            .collect();
         assert_eq!(names, vec![(1, "Bruno"), (2, "Ana")]);
     }
 
@@ -309,8 +333,14 @@ mod tests {
     async fn a_missing_raw_table_is_a_retryable_error() {
         let lake = memory_lake(&[RawTable::PgSale, RawTable::PgCity]).await;
         let store = Arc::new(MemoryStore::new());
-        let err = job(lake, store.clone(), 0).run_once(false).await.unwrap_err();
-        assert!(matches!(&err, MartsError::LakeTableMissing { table } if table == "raw.pg_salesman"), "{err}");
+        let err = job(lake, store.clone(), 0)
+            .run_once(false)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, MartsError::LakeTableMissing { table } if table == "raw.pg_salesman"),
+            "{err}"
+        );
         assert!(err.is_retryable());
         assert!(store.latest_publication().await.unwrap().is_none());
     }

@@ -42,10 +42,7 @@ pub async fn register_raw_tables(
             return Err(MartsError::LakeTableMissing { table: qualified });
         }
         let table = catalog.load_table(&ident).await.map_err(lake_err)?;
-        let snapshot_id = table
-            .metadata()
-            .current_snapshot()
-            .map(|s| s.snapshot_id());
+        let snapshot_id = table.metadata().current_snapshot().map(|s| s.snapshot_id());
         let provider = match snapshot_id {
             Some(id) => IcebergStaticTableProvider::try_new_from_table_snapshot(table, id).await,
             // No snapshot: the scan plans no files and the table reads as empty.

@@ -152,7 +152,18 @@ mod tests {
         }
         assert_eq!("12".parse::<Money>(), Ok(Money::from_cents(1200)));
         assert_eq!("12.5".parse::<Money>(), Ok(Money::from_cents(1250)));
-        for bad in ["", "-", "1.", ".5", "1.234", "1e3", "1,000.00", "abc", "+1", "10000000000000000.00"] {
+        for bad in [
+            "",
+            "-",
+            "1.",
+            ".5",
+            "1.234",
+            "1e3",
+            "1,000.00",
+            "abc",
+            "+1",
+            "10000000000000000.00",
+        ] {
             assert!(bad.parse::<Money>().is_err(), "{bad:?} parsed");
         }
     }
@@ -160,7 +171,10 @@ mod tests {
     #[test]
     fn converts_decimals_exactly() {
         assert_eq!(Money::from_unscaled(12345, 2), Ok(Money::from_cents(12345)));
-        assert_eq!(Money::from_unscaled(123450, 3), Ok(Money::from_cents(12345)));
+        assert_eq!(
+            Money::from_unscaled(123450, 3),
+            Ok(Money::from_cents(12345))
+        );
         assert_eq!(Money::from_unscaled(12, 0), Ok(Money::from_cents(1200)));
         assert!(matches!(
             Money::from_unscaled(123451, 3),

@@ -11,9 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::MartsError;
 use crate::ranking::{Ranked, Rankings, SalesmanTotals};
-use crate::schema::{
-    CityRankingRow, CitySalesmanRankingRow, PublicationRow, SalesmanRankingRow,
-};
+use crate::schema::{CityRankingRow, CitySalesmanRankingRow, PublicationRow, SalesmanRankingRow};
 
 /// The snapshot of one raw table that a publication was computed from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

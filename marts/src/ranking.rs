@@ -179,11 +179,16 @@ pub fn rank_all(totals: Totals) -> Rankings {
     }
     let cities = rank(totals.cities)
         .into_iter()
-        .map(|Ranked { rank: city_rank, row: city }| RankedCity {
-            rank: city_rank,
-            salesmen: rank(by_city.remove(&city.city_id).unwrap_or_default()),
-            city,
-        })
+        .map(
+            |Ranked {
+                 rank: city_rank,
+                 row: city,
+             }| RankedCity {
+                rank: city_rank,
+                salesmen: rank(by_city.remove(&city.city_id).unwrap_or_default()),
+                city,
+            },
+        )
         .collect();
     debug_assert!(
         by_city.is_empty(),
@@ -296,10 +301,7 @@ mod tests {
             .collect();
         assert_eq!(
             cities,
-            vec![
-                (1, 20, vec![(1, 1), (2, 2)]),
-                (2, 10, vec![(1, 2), (2, 1)]),
-            ]
+            vec![(1, 20, vec![(1, 1), (2, 2)]), (2, 10, vec![(1, 2), (2, 1)]),]
         );
         assert_eq!(order(&rankings.salesmen), vec![(1, 1), (2, 2)]);
     }

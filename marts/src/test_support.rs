@@ -152,12 +152,14 @@ pub fn batch(table: RawTable, events: &[Ev]) -> RecordBatch {
                     .with_precision_and_scale(*p, *s)
                     .expect("decimal(18,2)"),
                 ),
-                DataType::Timestamp(TimeUnit::Microsecond, tz) => Arc::new(
-                    TimestampMicrosecondArray::from_iter(events.iter().map(|e| {
-                        (!field.is_nullable()).then_some(1_700_000_000_000_000 + e.lsn)
-                    }))
-                    .with_timezone_opt(tz.clone()),
-                ),
+                DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+                    Arc::new(
+                        TimestampMicrosecondArray::from_iter(events.iter().map(|e| {
+                            (!field.is_nullable()).then_some(1_700_000_000_000_000 + e.lsn)
+                        }))
+                        .with_timezone_opt(tz.clone()),
+                    )
+                }
                 other => new_null_array(other, events.len()),
             }
         })

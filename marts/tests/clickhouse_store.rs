@@ -19,10 +19,14 @@ async fn clickhouse_republishing_replaces_rows() {
     common::republishing_replaces_rows(&store).await;
     // No duplicates survive FINAL, whatever the merges have done so far.
     let db = store.database();
-    for table in ["publications", "city_ranking", "city_salesman_ranking", "salesman_ranking"] {
-        let sql = format!(
-            "SELECT toUInt64(count()) FROM {db}.{table} FINAL WHERE publication_id = ?"
-        );
+    for table in [
+        "publications",
+        "city_ranking",
+        "city_salesman_ranking",
+        "salesman_ranking",
+    ] {
+        let sql =
+            format!("SELECT toUInt64(count()) FROM {db}.{table} FINAL WHERE publication_id = ?");
         let final_rows: u64 = store
             .client()
             .query(&sql)

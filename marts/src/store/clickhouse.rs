@@ -72,7 +72,11 @@ impl ClickHouseStore {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut insert = self.client.insert_unescaped::<T>(&name).await.map_err(err)?;
+        let mut insert = self
+            .client
+            .insert_unescaped::<T>(&name)
+            .await
+            .map_err(err)?;
         for row in rows {
             insert.write(row).await.map_err(err)?;
         }
@@ -128,7 +132,8 @@ impl PublicationStore for ClickHouseStore {
     async fn publish(&self, publication: &Publication) -> Result<(), MartsError> {
         let rows = publication.rows();
         self.insert(CITY_RANKING, &rows.cities).await?;
-        self.insert(CITY_SALESMAN_RANKING, &rows.city_salesmen).await?;
+        self.insert(CITY_SALESMAN_RANKING, &rows.city_salesmen)
+            .await?;
         self.insert(SALESMAN_RANKING, &rows.salesmen).await?;
         // Last: a reader that sees this row sees all of the publication's rows.
         self.insert(PUBLICATIONS, std::slice::from_ref(&rows.publication))

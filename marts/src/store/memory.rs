@@ -100,18 +100,17 @@ impl PublicationStore for MemoryStore {
             upsert(&mut t.salesmen, key, r, |r| r.version);
         }
         let p = rows.publication;
-        upsert(&mut t.publications, p.publication_id.clone(), p, |r| r.version);
+        upsert(&mut t.publications, p.publication_id.clone(), p, |r| {
+            r.version
+        });
         Ok(())
     }
 
     async fn latest_publication(&self) -> Result<Option<PublicationRow>, MartsError> {
         let t = self.tables("read latest publication")?;
-        Ok(t
-            .publications
+        Ok(t.publications
             .values()
-            .max_by(|a, b| {
-                (a.version, &a.publication_id).cmp(&(b.version, &b.publication_id))
-            })
+            .max_by(|a, b| (a.version, &a.publication_id).cmp(&(b.version, &b.publication_id)))
             .cloned())
     }
 
@@ -121,7 +120,10 @@ impl PublicationStore for MemoryStore {
         p: Page,
     ) -> Result<Vec<CityRankingRow>, MartsError> {
         let t = self.tables("read city ranking")?;
-        let rows = t.cities.values().filter(|r| r.publication_id == publication_id);
+        let rows = t
+            .cities
+            .values()
+            .filter(|r| r.publication_id == publication_id);
         Ok(page(rows, p))
     }
 
@@ -132,8 +134,7 @@ impl PublicationStore for MemoryStore {
         max_rank: u32,
     ) -> Result<Vec<CitySalesmanRankingRow>, MartsError> {
         let t = self.tables("read city salesmen")?;
-        Ok(t
-            .city_salesmen
+        Ok(t.city_salesmen
             .values()
             .filter(|r| {
                 r.publication_id == publication_id
@@ -164,8 +165,7 @@ impl PublicationStore for MemoryStore {
         city_id: i64,
     ) -> Result<Option<CityRankingRow>, MartsError> {
         let t = self.tables("read city")?;
-        Ok(t
-            .cities
+        Ok(t.cities
             .values()
             .find(|r| r.publication_id == publication_id && r.city_id == city_id)
             .cloned())
@@ -177,7 +177,10 @@ impl PublicationStore for MemoryStore {
         p: Page,
     ) -> Result<Vec<SalesmanRankingRow>, MartsError> {
         let t = self.tables("read salesman ranking")?;
-        let rows = t.salesmen.values().filter(|r| r.publication_id == publication_id);
+        let rows = t
+            .salesmen
+            .values()
+            .filter(|r| r.publication_id == publication_id);
         Ok(page(rows, p))
     }
 }

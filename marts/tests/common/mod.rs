@@ -105,7 +105,10 @@ pub async fn round_trip(store: &dyn PublicationStore) {
 
     let latest = store.latest_publication().await.unwrap().unwrap();
     assert_eq!(latest, rows.publication);
-    assert_eq!(latest.publication_id, "pg_sale:10,pg_salesman:20,pg_city:none");
+    assert_eq!(
+        latest.publication_id,
+        "pg_sale:10,pg_salesman:20,pg_city:none"
+    );
     assert_eq!(
         LakeSnapshots::from_json(&latest.publication_id, &latest.lake_snapshots).unwrap(),
         snapshots(10)
@@ -114,7 +117,10 @@ pub async fn round_trip(store: &dyn PublicationStore) {
     assert_eq!(store.city_ranking(&p.id, ALL).await.unwrap(), rows.cities);
     let order: Vec<_> = rows.cities.iter().map(|c| (c.rank, c.city_id)).collect();
     assert_eq!(order, vec![(1, 7), (2, 3), (3, 9)]);
-    assert_eq!(store.salesman_ranking(&p.id, ALL).await.unwrap(), rows.salesmen);
+    assert_eq!(
+        store.salesman_ranking(&p.id, ALL).await.unwrap(),
+        rows.salesmen
+    );
 
     let page = Page {
         limit: 1,
@@ -130,9 +136,18 @@ pub async fn round_trip(store: &dyn PublicationStore) {
     );
 
     let top = store.top_city_salesmen(&p.id, &[7, 9], 1).await.unwrap();
-    let top: Vec<_> = top.iter().map(|r| (r.city_id, r.rank, r.salesman_id)).collect();
+    let top: Vec<_> = top
+        .iter()
+        .map(|r| (r.city_id, r.rank, r.salesman_id))
+        .collect();
     assert_eq!(top, vec![(7, 1, 1), (9, 1, 4)]);
-    assert!(store.top_city_salesmen(&p.id, &[], 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .top_city_salesmen(&p.id, &[], 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let in7 = store.city_salesman_ranking(&p.id, 7, ALL).await.unwrap();
     let expected: Vec<_> = rows
@@ -144,7 +159,13 @@ pub async fn round_trip(store: &dyn PublicationStore) {
     assert_eq!(in7, expected);
     assert_eq!(store.city(&p.id, 3).await.unwrap().unwrap(), rows.cities[1]);
     assert!(store.city(&p.id, 12345).await.unwrap().is_none());
-    assert!(store.city_ranking("no-such-publication", ALL).await.unwrap().is_empty());
+    assert!(
+        store
+            .city_ranking("no-such-publication", ALL)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn republishing_replaces_rows(store: &dyn PublicationStore) {
@@ -163,7 +184,10 @@ pub async fn republishing_replaces_rows(store: &dyn PublicationStore) {
     assert_eq!(cities, second.rows().cities);
     let salesmen = store.salesman_ranking(&first.id, ALL).await.unwrap();
     assert_eq!(salesmen, second.rows().salesmen);
-    let in7 = store.city_salesman_ranking(&first.id, 7, ALL).await.unwrap();
+    let in7 = store
+        .city_salesman_ranking(&first.id, 7, ALL)
+        .await
+        .unwrap();
     assert_eq!(in7.len(), 2);
     assert!(in7.iter().all(|r| r.run_id == "run-2"));
 }
