@@ -57,18 +57,24 @@ where
         .collect();
     // figment's own `Env` provider reads the process environment; folding our list keeps this testable.
     let env_figment = vars.iter().fold(Figment::new(), |fig, (key, value)| {
-        let stripped = key[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".");
+        let stripped = key[ENV_PREFIX.len()..]
+            .to_ascii_lowercase()
+            .replace("__", ".");
         fig.merge(Serialized::default(&stripped, parse_env_value(value)))
     });
     figment = figment.merge(env_figment);
-    figment.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+    figment
+        .extract()
+        .map_err(|e| ConfigError::Invalid(Box::new(e)))
 }
 
 /// Environment values are strings; numbers and booleans are recognised as such so they can
 /// fill typed fields (figment's own `Env` provider does the same).
 fn parse_env_value(value: &str) -> figment::value::Value {
     use figment::value::Value;
-    value.parse::<Value>().unwrap_or_else(|_| Value::from(value.to_string()))
+    value
+        .parse::<Value>()
+        .unwrap_or_else(|_| Value::from(value.to_string()))
 }
 
 /// Where Kafka is.
@@ -179,7 +185,10 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]

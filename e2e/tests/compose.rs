@@ -15,17 +15,33 @@ fn compose_client_present() -> bool {
 
 #[test]
 fn compose_yaml_runs_the_same_stack_and_our_services() {
-    let text = std::fs::read_to_string(repo_root().join("compose.yaml")).expect("read compose.yaml");
+    let text =
+        std::fs::read_to_string(repo_root().join("compose.yaml")).expect("read compose.yaml");
     let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("compose.yaml is valid YAML");
-    let services = doc["services"].as_mapping().expect("compose.yaml has services");
+    let services = doc["services"]
+        .as_mapping()
+        .expect("compose.yaml has services");
     let names: Vec<&str> = services.keys().filter_map(|k| k.as_str()).collect();
-    for wanted in ["postgres", "kafka", "connect", "minio", "clickhouse", "lake", "marts", "api"] {
+    for wanted in [
+        "postgres",
+        "kafka",
+        "connect",
+        "minio",
+        "clickhouse",
+        "lake",
+        "marts",
+        "api",
+    ] {
         assert!(
             names.iter().any(|n| n.contains(wanted)),
             "compose.yaml has no {wanted} service (has {names:?})"
         );
     }
-    for shared in ["ingest/debezium/salesdb-connector.json", "ingest/sql/schema.sql", "minio/"] {
+    for shared in [
+        "ingest/debezium/salesdb-connector.json",
+        "ingest/sql/schema.sql",
+        "minio/",
+    ] {
         assert!(
             text.contains(shared),
             "compose.yaml does not use {shared}, which the local stack uses: keep the two in step"

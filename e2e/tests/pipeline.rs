@@ -30,7 +30,12 @@ async fn postgres_rankings(db: &tokio_postgres::Client, dimension: &str) -> Resu
 }
 
 /// The API's ranking, every page of it.
-async fn api_rankings(http: &reqwest::Client, base: &str, path: &str, id_field: &str) -> Result<Vec<Row>> {
+async fn api_rankings(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    id_field: &str,
+) -> Result<Vec<Row>> {
     let body: Value = http
         .get(format!("{base}{path}?limit=1000"))
         .send()
@@ -45,10 +50,19 @@ async fn api_rankings(http: &reqwest::Client, base: &str, path: &str, id_field: 
         .iter()
         .map(|item| {
             Ok((
-                item[id_field].as_i64().with_context(|| format!("no {id_field} in {item}"))?,
-                item["revenue"].as_str().with_context(|| format!("no revenue in {item}"))?.to_string(),
-                item["sales"].as_i64().with_context(|| format!("no sales in {item}"))?,
-                item["rank"].as_i64().with_context(|| format!("no rank in {item}"))?,
+                item[id_field]
+                    .as_i64()
+                    .with_context(|| format!("no {id_field} in {item}"))?,
+                item["revenue"]
+                    .as_str()
+                    .with_context(|| format!("no revenue in {item}"))?
+                    .to_string(),
+                item["sales"]
+                    .as_i64()
+                    .with_context(|| format!("no sales in {item}"))?,
+                item["rank"]
+                    .as_i64()
+                    .with_context(|| format!("no rank in {item}"))?,
             ))
         })
         .collect()
@@ -97,7 +111,11 @@ async fn rankings_in_the_api_equal_rankings_computed_on_postgres() -> Result<()>
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(salesmen.len(), 2, "salesdb has no sample salesmen: did `dev/up` load sample.sql?");
+    assert_eq!(
+        salesmen.len(),
+        2,
+        "salesdb has no sample salesmen: did `dev/up` load sample.sql?"
+    );
     let mut new_ids = Vec::new();
     for (i, amount) in ["1999.99", "0.01", "25000.50"].iter().enumerate() {
         let (salesman, city) = salesmen[i % 2];
@@ -116,7 +134,8 @@ async fn rankings_in_the_api_equal_rankings_computed_on_postgres() -> Result<()>
         &[&new_ids[0], &other_salesman, &other_city],
     )
     .await?;
-    db.execute("DELETE FROM sale WHERE id = $1", &[&new_ids[1]]).await?;
+    db.execute("DELETE FROM sale WHERE id = $1", &[&new_ids[1]])
+        .await?;
     let committed = Instant::now();
 
     let want_cities = postgres_rankings(&db, "city_id").await?;
@@ -131,7 +150,10 @@ async fn rankings_in_the_api_equal_rankings_computed_on_postgres() -> Result<()>
         async move {
             let cities = api_rankings(http, base, "/v1/rankings/cities", "city_id").await?;
             let salesmen = api_rankings(http, base, "/v1/rankings/salesmen", "salesman_id").await?;
-            Ok((cities == *want_cities && salesmen == *want_salesmen).then_some((cities, salesmen)))
+            Ok(
+                (cities == *want_cities && salesmen == *want_salesmen)
+                    .then_some((cities, salesmen)),
+            )
         }
     })
     .await;

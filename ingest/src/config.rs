@@ -13,8 +13,8 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
-            salesdb_url: "host=127.0.0.1 port=5432 user=tributary password=tributary dbname=salesdb"
-                .into(),
+            salesdb_url:
+                "host=127.0.0.1 port=5432 user=tributary password=tributary dbname=salesdb".into(),
         }
     }
 }

@@ -39,8 +39,8 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tributary_common::logging::init("ingest");
     let cli = Cli::parse();
-    let config: IngestConfig =
-        tributary_common::load(cli.config.as_deref(), std::env::vars()).context("loading config")?;
+    let config: IngestConfig = tributary_common::load(cli.config.as_deref(), std::env::vars())
+        .context("loading config")?;
     match cli.command {
         Command::SampleChanges {
             inserts,
@@ -57,7 +57,12 @@ async fn main() -> anyhow::Result<()> {
             };
             let changes = sample::plan(&existing, mix, seed);
             let rows = store::apply(&client, &changes).await?;
-            tracing::info!(changes = changes.len(), rows, seed, "sample changes applied");
+            tracing::info!(
+                changes = changes.len(),
+                rows,
+                seed,
+                "sample changes applied"
+            );
         }
     }
     Ok(())

@@ -64,7 +64,8 @@ pub fn plan(existing: &Existing, mix: Mix, seed: u64) -> Vec<Change> {
     let mut changes = Vec::with_capacity(mix.inserts + mix.updates + mix.deletes);
     if !existing.salesmen.is_empty() {
         for _ in 0..mix.inserts {
-            let (salesman_id, city_id) = existing.salesmen[rng.random_range(0..existing.salesmen.len())];
+            let (salesman_id, city_id) =
+                existing.salesmen[rng.random_range(0..existing.salesmen.len())];
             changes.push(Change::Insert {
                 salesman_id,
                 city_id,

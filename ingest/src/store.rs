@@ -44,7 +44,10 @@ pub async fn connect(url: &str) -> Result<Client, StoreError> {
 /// Reads the salesmen and sales the generator may refer to.
 pub async fn existing(client: &Client) -> Result<Existing, StoreError> {
     let salesmen = client
-        .query("SELECT id, city_id FROM salesman WHERE city_id IS NOT NULL ORDER BY id", &[])
+        .query(
+            "SELECT id, city_id FROM salesman WHERE city_id IS NOT NULL ORDER BY id",
+            &[],
+        )
         .await
         .map_err(|source| StoreError::Statement {
             doing: "reading salesmen",
@@ -92,27 +95,23 @@ pub async fn apply(client: &Client, changes: &[Change]) -> Result<u64, StoreErro
                 sale_id,
                 amount,
                 moved_to: Some((salesman_id, city_id)),
-            } => {
-                client
-                    .execute(
-                        "UPDATE sale SET amount = $2::text::numeric, salesman_id = $3, city_id = $4, \
+            } => client
+                .execute(
+                    "UPDATE sale SET amount = $2::text::numeric, salesman_id = $3, city_id = $4, \
                          updated_at = now() WHERE id = $1",
-                        &[sale_id, &amount.to_string(), salesman_id, city_id],
-                    )
-                    .await
-            }
+                    &[sale_id, &amount.to_string(), salesman_id, city_id],
+                )
+                .await,
             Change::Update {
                 sale_id,
                 amount,
                 moved_to: None,
-            } => {
-                client
-                    .execute(
-                        "UPDATE sale SET amount = $2::text::numeric, updated_at = now() WHERE id = $1",
-                        &[sale_id, &amount.to_string()],
-                    )
-                    .await
-            }
+            } => client
+                .execute(
+                    "UPDATE sale SET amount = $2::text::numeric, updated_at = now() WHERE id = $1",
+                    &[sale_id, &amount.to_string()],
+                )
+                .await,
             Change::Delete { sale_id } => {
                 client
                     .execute("DELETE FROM sale WHERE id = $1", &[sale_id])

@@ -17,8 +17,6 @@ pub struct LanderConfig {
     pub kafka: KafkaSettings,
     /// Where the lake is.
     pub lake: LakeSettings,
-    /// Iceberg namespace of the raw tables (tests use their own).
-    pub namespace: String,
     /// Which topic feeds which raw table.
     pub topics: TopicsConfig,
     /// Consumer group id. Used only to publish consumed offsets for lag monitoring: the lander
@@ -43,7 +41,6 @@ impl Default for LanderConfig {
         Self {
             kafka: KafkaSettings::default(),
             lake: LakeSettings::default(),
-            namespace: names::LAKE_NAMESPACE.into(),
             topics: TopicsConfig::default(),
             group_id: "tributary-lander".into(),
             batch_max_rows: 10_000,
@@ -116,8 +113,8 @@ impl LanderConfig {
         if self.discovery_interval_ms == 0 {
             return invalid("discovery_interval_ms", "must be at least 1");
         }
-        if self.namespace.trim().is_empty() {
-            return invalid("namespace", "must not be empty");
+        if self.lake.namespace.trim().is_empty() {
+            return invalid("lake.namespace", "must not be empty");
         }
         if self.group_id.trim().is_empty() {
             return invalid("group_id", "must not be empty");
@@ -158,7 +155,7 @@ mod tests {
         let c = LanderConfig::load(None, env(&[])).unwrap();
         assert_eq!(c.batch_max_rows, 10_000);
         assert_eq!(c.commit_interval_ms, 2_000);
-        assert_eq!(c.namespace, "raw");
+        assert_eq!(c.lake.namespace, "raw");
         assert_eq!(c.topics.sale, "salesdb.public.sale");
         assert_eq!(c.lake.catalog_name, "tributary");
     }
@@ -170,13 +167,13 @@ mod tests {
             env(&[
                 ("TRIBUTARY_BATCH_MAX_ROWS", "500"),
                 ("TRIBUTARY_TOPICS__SALE", "it.sale"),
-                ("TRIBUTARY_NAMESPACE", "raw_it"),
+                ("TRIBUTARY_LAKE__NAMESPACE", "raw_it"),
             ]),
         )
         .unwrap();
         assert_eq!(c.batch_max_rows, 500);
         assert_eq!(c.topics.sale, "it.sale");
-        assert_eq!(c.namespace, "raw_it");
+        assert_eq!(c.lake.namespace, "raw_it");
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub async fn run(
     // Take the lock before reading any table's offsets: they must not move after we read them.
     let lock = WriterLock::acquire(
         &config.lake,
-        &config.namespace,
+        &config.lake.namespace,
         Duration::from_millis(config.writer_lock_wait_ms),
     )
     .await?;
@@ -111,12 +111,12 @@ impl<S: Source> Lander<S> {
         metrics: Metrics,
     ) -> Result<Self, LakeError> {
         config.validate()?;
-        ensure_tables(catalog.as_ref(), &config.namespace).await?;
+        ensure_tables(catalog.as_ref(), &config.lake.namespace).await?;
         let mut sinks = BTreeMap::new();
         for table in RawTable::ALL {
             sinks.insert(
                 table,
-                TableSink::open(catalog.clone(), &config.namespace, table).await?,
+                TableSink::open(catalog.clone(), &config.lake.namespace, table).await?,
             );
         }
         let routes = config.topics.routes().into_iter().collect();

@@ -386,21 +386,25 @@ async fn a_second_lander_on_the_same_namespace_is_refused() {
     let config = test_config("lock", Store::LocalFolder);
     let _lake = setup(&config, 1).await;
     let wait = Duration::from_millis(300);
-    let first = WriterLock::acquire(&config.lake, &config.namespace, wait)
+    let first = WriterLock::acquire(&config.lake, &config.lake.namespace, wait)
         .await
         .expect("first lander takes the lock");
-    let err = WriterLock::acquire(&config.lake, &config.namespace, wait)
+    let err = WriterLock::acquire(&config.lake, &config.lake.namespace, wait)
         .await
         .expect_err("second lander must not write the same tables");
     assert!(matches!(err, LakeError::WriterLockBusy { .. }), "{err}");
     // Another namespace is independent.
-    let other = WriterLock::acquire(&config.lake, &format!("{}_other", config.namespace), wait)
-        .await
-        .expect("other namespace");
+    let other = WriterLock::acquire(
+        &config.lake,
+        &format!("{}_other", config.lake.namespace),
+        wait,
+    )
+    .await
+    .expect("other namespace");
     other.release().await;
     // Released (or its process gone): the next lander gets it.
     first.release().await;
-    WriterLock::acquire(&config.lake, &config.namespace, wait)
+    WriterLock::acquire(&config.lake, &config.lake.namespace, wait)
         .await
         .expect("lock is free again")
         .release()

@@ -24,7 +24,7 @@ pub enum MartsError {
         table: String,
         /// The Iceberg error.
         #[source]
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
 
     /// A DataFusion query failed.

@@ -36,7 +36,7 @@ pub async fn register_raw_tables(
         let qualified = format!("{}.{name}", names::LAKE_NAMESPACE);
         let lake_err = |source| MartsError::Lake {
             table: qualified.clone(),
-            source,
+            source: Box::new(source),
         };
         if !catalog.table_exists(&ident).await.map_err(lake_err)? {
             return Err(MartsError::LakeTableMissing { table: qualified });

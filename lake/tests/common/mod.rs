@@ -44,7 +44,7 @@ fn short_id() -> String {
 pub fn test_config(name: &str, store: Store) -> LanderConfig {
     let id = short_id();
     let mut config = LanderConfig::load(None, std::env::vars()).expect("lander config loads");
-    config.namespace = format!("it_{name}_{id}");
+    config.lake.namespace = format!("it_{name}_{id}");
     config.topics.sale = format!("it.{name}.{id}.sale");
     config.topics.salesman = format!("it.{name}.{id}.salesman");
     config.topics.city = format!("it.{name}.{id}.city");
@@ -85,7 +85,7 @@ pub async fn setup(config: &LanderConfig, sale_partitions: i32) -> TestLake {
     let catalog = catalog::open(&config.lake)
         .await
         .unwrap_or_else(|e| panic!("{e}: {START_THE_STACK}"));
-    catalog::ensure_tables(&catalog, &config.namespace)
+    catalog::ensure_tables(&catalog, &config.lake.namespace)
         .await
         .expect("raw tables can be created");
 
@@ -162,7 +162,7 @@ impl TestLake {
 
     /// Every row of `table` (current snapshot, or `snapshot_id`).
     pub async fn read(&self, table: RawTable, snapshot_id: Option<i64>) -> Vec<RecordBatch> {
-        let t = load_table(self.catalog.as_ref(), &self.config.namespace, table)
+        let t = load_table(self.catalog.as_ref(), &self.config.lake.namespace, table)
             .await
             .expect("table exists");
         read_table(&t, snapshot_id).await.expect("scan")
@@ -170,7 +170,7 @@ impl TestLake {
 
     /// Current snapshot id of `table`.
     pub async fn snapshot_id(&self, table: RawTable) -> Option<i64> {
-        load_table(self.catalog.as_ref(), &self.config.namespace, table)
+        load_table(self.catalog.as_ref(), &self.config.lake.namespace, table)
             .await
             .expect("table exists")
             .metadata()
@@ -179,7 +179,7 @@ impl TestLake {
 
     /// Offset map in the current snapshot summary of `table`, as JSON.
     pub async fn offsets(&self, table: RawTable) -> String {
-        let t = load_table(self.catalog.as_ref(), &self.config.namespace, table)
+        let t = load_table(self.catalog.as_ref(), &self.config.lake.namespace, table)
             .await
             .expect("table exists");
         catalog::snapshot_offsets(&t).expect("offsets").encode()

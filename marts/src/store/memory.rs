@@ -38,10 +38,7 @@ fn upsert<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, row: V, version: impl Fn(
     }
 }
 
-fn page<'a, T: 'a>(rows: impl Iterator<Item = &'a T>, page: Page) -> Vec<T>
-where
-    T: Clone,
-{
+fn page<'a, T: Clone + 'a>(rows: impl Iterator<Item = &'a T>, page: Page) -> Vec<T> {
     rows.skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
         .take(page.limit as usize)
         .cloned()
