@@ -102,7 +102,7 @@ pub struct CityRankingPage {
     /// The `offset` applied.
     pub offset: u64,
     /// Cities in rank order.
-    pub cities: Vec<CityJson>,
+    pub items: Vec<CityJson>,
 }
 
 /// A page of one city's salesman ranking.
@@ -119,7 +119,7 @@ pub struct CitySalesmenPage {
     /// The `offset` applied.
     pub offset: u64,
     /// Salesmen in rank order.
-    pub salesmen: Vec<SalesmanJson>,
+    pub items: Vec<SalesmanJson>,
 }
 
 /// A page of the nationwide salesman ranking.
@@ -134,7 +134,7 @@ pub struct SalesmanRankingPage {
     /// The `offset` applied.
     pub offset: u64,
     /// Salesmen in rank order.
-    pub salesmen: Vec<SalesmanJson>,
+    pub items: Vec<SalesmanJson>,
 }
 
 /// `/healthz` and `/readyz` bodies.

@@ -104,7 +104,7 @@ impl RankingsApi {
         {
             by_city.entry(s.city_id).or_default().push((&s).into());
         }
-        let cities = city_rows
+        let items = city_rows
             .iter()
             .map(|c| {
                 let mut city = CityJson::from(c);
@@ -118,7 +118,7 @@ impl RankingsApi {
             publication,
             limit: limit.0,
             offset: offset.0,
-            cities,
+            items,
         }))
     }
 
@@ -159,7 +159,7 @@ impl RankingsApi {
             limit: limit.0,
             offset: offset.0,
         };
-        let salesmen = self
+        let items = self
             .store
             .city_salesman_ranking(&row.publication_id, city_id.0, page)
             .await?
@@ -172,7 +172,7 @@ impl RankingsApi {
             city: CityJson::from(&city),
             limit: limit.0,
             offset: offset.0,
-            salesmen,
+            items,
         }))
     }
 
@@ -203,7 +203,7 @@ impl RankingsApi {
             limit: limit.0,
             offset: offset.0,
         };
-        let salesmen = self
+        let items = self
             .store
             .salesman_ranking(&row.publication_id, page)
             .await?
@@ -215,7 +215,7 @@ impl RankingsApi {
             publication,
             limit: limit.0,
             offset: offset.0,
-            salesmen,
+            items,
         }))
     }
 

@@ -210,7 +210,7 @@ async fn city_ranking_embeds_top_salesmen_and_names_its_publication() {
     assert_eq!(page["limit"], 100);
     assert_eq!(page["offset"], 0);
     assert_eq!(
-        page["cities"][0],
+        page["items"][0],
         json!({
             "rank": 1, "city_id": 7, "name": "Campinas", "state": "SP", "resolved": true,
             "revenue": "1234.50", "sales": 2, "salesmen_total": 2,
@@ -220,10 +220,10 @@ async fn city_ranking_embeds_top_salesmen_and_names_its_publication() {
             ]
         })
     );
-    assert_eq!(page["cities"][1]["city_id"], 9);
-    assert_eq!(page["cities"][1]["resolved"], false);
-    assert_eq!(page["cities"][1]["name"], Value::Null);
-    assert_eq!(page["cities"][1]["revenue"], "0.05");
+    assert_eq!(page["items"][1]["city_id"], 9);
+    assert_eq!(page["items"][1]["resolved"], false);
+    assert_eq!(page["items"][1]["name"], Value::Null);
+    assert_eq!(page["items"][1]["revenue"], "0.05");
 }
 
 #[tokio::test]
@@ -239,7 +239,7 @@ async fn pages_follow_limit_and_offset() {
     let page = body(resp).await;
     assert_eq!(page["total"], 2);
     assert_eq!(
-        page["salesmen"],
+        page["items"],
         json!([{"rank": 2, "salesman_id": 2, "name": null, "code": null, "resolved": false,
                 "revenue": "234.50", "sales": 1}])
     );
@@ -249,7 +249,7 @@ async fn pages_follow_limit_and_offset() {
         .send()
         .await;
     resp.assert_status_is_ok();
-    assert_eq!(body(resp).await["cities"], json!([]));
+    assert_eq!(body(resp).await["items"], json!([]));
 }
 
 #[tokio::test]
@@ -260,7 +260,7 @@ async fn city_salesmen_lists_the_city_and_404s_unknown_cities() {
     let page = body(resp).await;
     assert_eq!(page["city"]["name"], "Campinas");
     assert_eq!(page["total"], 2);
-    let ids: Vec<_> = page["salesmen"]
+    let ids: Vec<_> = page["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -200,7 +200,7 @@ async fn rankings_written_to_clickhouse_read_back_equal_through_the_api() {
         assert_eq!(status, 200, "{page}");
         assert_eq!(page["publication"]["publication_id"], p.id);
         assert_eq!(page["total"], 40);
-        let rows = page["salesmen"].as_array().unwrap().clone();
+        let rows = page["items"].as_array().unwrap().clone();
         if rows.is_empty() {
             break;
         }
@@ -256,7 +256,7 @@ async fn rankings_written_to_clickhouse_read_back_equal_through_the_api() {
             })
         })
         .collect();
-    assert_eq!(page["cities"], Value::Array(expected));
+    assert_eq!(page["items"], Value::Array(expected));
     assert_eq!(
         page["publication"]["lake_snapshots"],
         json!([
@@ -277,7 +277,7 @@ async fn rankings_written_to_clickhouse_read_back_equal_through_the_api() {
         ))
         .await;
     assert_eq!(status, 200, "{page}");
-    let ids: Vec<i64> = page["salesmen"]
+    let ids: Vec<i64> = page["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -306,9 +306,9 @@ async fn republishing_the_same_snapshots_shows_no_duplicates() {
     let (status, _, page) = server.get("/v1/rankings/salesmen?limit=1000").await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["publication"]["run_id"], "run-2");
-    assert_eq!(page["salesmen"].as_array().unwrap().len(), 40);
+    assert_eq!(page["items"].as_array().unwrap().len(), 40);
     let (_, _, page) = server.get("/v1/rankings/cities?limit=1000").await;
-    assert_eq!(page["cities"].as_array().unwrap().len(), 30);
+    assert_eq!(page["items"].as_array().unwrap().len(), 30);
 
     let final_count: u64 = store
         .client()
@@ -343,4 +343,19 @@ async fn bad_parameters_are_400_problem_json() {
     }
     server.stop().await;
     drop_database(&store).await;
+}
+
+#[tokio::test]
+async fn before_the_first_marts_run_the_api_answers_503_not_published() {
+    // No schema at all: the database does not exist yet.
+    let settings = settings("absent");
+    let _ = ClickHouseStore::new(&settings).unwrap();
+    let server = start(&settings).await;
+    let (status, content_type, problem) = server.get("/v1/rankings/cities").await;
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(problem["type"], "urn:tributary:problem:not-published");
+    let (status, _, _) = server.get("/readyz").await;
+    assert_eq!(status, 200);
+    server.stop().await;
 }

@@ -63,34 +63,45 @@ pub enum RunOutcome {
 }
 
 /// Reads the raw tables at their current snapshots and computes both rankings.
-pub async fn compute(catalog: &dyn Catalog) -> Result<(LakeSnapshots, Rankings), MartsError> {
+pub async fn compute(
+    catalog: &dyn Catalog,
+    namespace: &str,
+) -> Result<(LakeSnapshots, Rankings), MartsError> {
     let ctx = SessionContext::new();
-    let snapshots = lake::register_raw_tables(catalog, &ctx).await?;
+    let snapshots = lake::register_raw_tables(catalog, namespace, &ctx).await?;
     let totals = current_state::compute_totals(&ctx).await?;
     Ok((snapshots, ranking::rank_all(totals)))
 }
 
-/// The marts job: a lake to read, a store to publish to, a clock.
+/// The marts job: a lake (catalog and namespace) to read, a store to publish to, a clock.
 pub struct MartsJob {
     catalog: Arc<dyn Catalog>,
+    namespace: String,
     store: Arc<dyn PublicationStore>,
     clock: Arc<dyn Clock>,
 }
 
 impl MartsJob {
-    /// A job reading `catalog` and publishing to `store`, on the system clock.
-    pub fn new(catalog: Arc<dyn Catalog>, store: Arc<dyn PublicationStore>) -> Self {
-        Self::with_clock(catalog, store, Arc::new(SystemClock))
+    /// A job reading the raw tables of `namespace` in `catalog` and publishing to `store`, on
+    /// the system clock.
+    pub fn new(
+        catalog: Arc<dyn Catalog>,
+        namespace: impl Into<String>,
+        store: Arc<dyn PublicationStore>,
+    ) -> Self {
+        Self::with_clock(catalog, namespace, store, Arc::new(SystemClock))
     }
 
     /// Same, with an injected clock (tests).
     pub fn with_clock(
         catalog: Arc<dyn Catalog>,
+        namespace: impl Into<String>,
         store: Arc<dyn PublicationStore>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             catalog,
+            namespace: namespace.into(),
             store,
             clock,
         }
@@ -105,7 +116,8 @@ impl MartsJob {
         async {
             self.store.ensure_schema().await?;
             let ctx = SessionContext::new();
-            let snapshots = lake::register_raw_tables(self.catalog.as_ref(), &ctx).await?;
+            let snapshots =
+                lake::register_raw_tables(self.catalog.as_ref(), &self.namespace, &ctx).await?;
             let publication_id = snapshots.publication_id();
             if !force {
                 let latest = self.store.latest_publication().await?;
@@ -196,7 +208,7 @@ mod tests {
 
     fn job(catalog: Arc<dyn Catalog>, store: Arc<MemoryStore>, secs: i64) -> MartsJob {
         let now = DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap();
-        MartsJob::with_clock(catalog, store, Arc::new(FixedClock(now)))
+        MartsJob::with_clock(catalog, "raw", store, Arc::new(FixedClock(now)))
     }
 
     const ALL: [RawTable; 3] = [RawTable::PgSale, RawTable::PgSalesman, RawTable::PgCity];

@@ -20,20 +20,22 @@ pub const RAW_TABLES: [&str; 3] = [
     names::TABLE_PG_CITY,
 ];
 
-/// Registers each raw table in `ctx` under its own name (`pg_sale`, …), pinned to the table's
-/// current snapshot, and returns the snapshots. A table with no snapshot yet reads as empty.
+/// Registers each raw table of `namespace` (`raw` in production) in `ctx` under its own name
+/// (`pg_sale`, …), pinned to the table's current snapshot, and returns the snapshots. A table
+/// with no snapshot yet reads as empty.
 ///
 /// The tables are loaded one after another, so the three snapshots are not one atomic cut of
 /// the lake; each is recorded, which is what makes the publication reproducible.
 pub async fn register_raw_tables(
     catalog: &dyn Catalog,
+    namespace: &str,
     ctx: &SessionContext,
 ) -> Result<LakeSnapshots, MartsError> {
-    let namespace = NamespaceIdent::new(names::LAKE_NAMESPACE.to_string());
+    let namespace_ident = NamespaceIdent::new(namespace.to_string());
     let mut snapshots = Vec::with_capacity(RAW_TABLES.len());
     for name in RAW_TABLES {
-        let ident = TableIdent::new(namespace.clone(), name.to_string());
-        let qualified = format!("{}.{name}", names::LAKE_NAMESPACE);
+        let ident = TableIdent::new(namespace_ident.clone(), name.to_string());
+        let qualified = format!("{namespace}.{name}");
         let lake_err = |source| MartsError::Lake {
             table: qualified.clone(),
             source: Box::new(source),

@@ -24,7 +24,7 @@ struct Cli {
     /// Run once and exit (same as the `run-once` command).
     #[arg(long, global = true)]
     once: bool,
-    /// Publish even if the lake has not changed since the latest publication.
+    /// With a single run: publish even if the lake has not changed since the latest publication.
     #[arg(long, global = true)]
     force: bool,
     #[command(subcommand)]
@@ -53,7 +53,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("opening the lake catalog")?;
     let store = ClickHouseStore::new(&config.clickhouse)?;
-    let job = MartsJob::new(Arc::new(catalog), Arc::new(store));
+    let job = MartsJob::new(
+        Arc::new(catalog),
+        config.lake.namespace.clone(),
+        Arc::new(store),
+    );
 
     if cli.once || matches!(cli.command, Some(Command::RunOnce)) {
         match job.run_once(cli.force).await? {

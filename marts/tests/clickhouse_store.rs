@@ -66,3 +66,10 @@ async fn clickhouse_schema_creation_is_idempotent() {
     store.ensure_schema().await.unwrap();
     common::drop_database(&store).await;
 }
+
+#[tokio::test]
+async fn clickhouse_missing_schema_means_nothing_published() {
+    // The database is never created: the API asks before the marts' first run.
+    let store = common::clickhouse_store("absent").await;
+    assert!(store.latest_publication().await.unwrap().is_none());
+}

@@ -145,10 +145,23 @@ impl PublicationStore for ClickHouseStore {
             "SELECT ?fields FROM {} FINAL ORDER BY version DESC, publication_id DESC LIMIT 1",
             self.table(PUBLICATIONS)
         );
-        let rows = self
-            .fetch_all("read latest publication", self.client.query(&sql))
-            .await?;
-        Ok(rows.into_iter().next())
+        match self.client.query(&sql).fetch_all::<PublicationRow>().await {
+            Ok(rows) => Ok(rows.into_iter().next()),
+            // Before the marts' first run the database or table does not exist yet: that is
+            // "nothing published", not a failure.
+            Err(clickhouse::error::Error::BadResponse(message))
+                if matches!(
+                    server_error_code(&message),
+                    Some(UNKNOWN_TABLE | UNKNOWN_DATABASE)
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(source) => Err(MartsError::ClickHouse {
+                action: "read latest publication".into(),
+                source,
+            }),
+        }
     }
 
     async fn city_ranking(
@@ -250,4 +263,32 @@ impl PublicationStore for ClickHouseStore {
 
 fn first_line(sql: &str) -> &str {
     sql.lines().next().unwrap_or(sql).trim_end_matches(" (")
+}
+
+/// ClickHouse `UNKNOWN_TABLE`.
+const UNKNOWN_TABLE: u32 = 60;
+/// ClickHouse `UNKNOWN_DATABASE`.
+const UNKNOWN_DATABASE: u32 = 81;
+
+/// The error code of a server exception: `Code: 81, e.displayText() = …` (18.16) or
+/// `Code: 81. DB::Exception: …` (current releases).
+fn server_error_code(message: &str) -> Option<u32> {
+    let rest = &message[message.find("Code: ")? + "Code: ".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_server_error_codes_of_old_and_new_servers() {
+        let old = "Code: 81, e.displayText() = DB::Exception: Database x doesn't exist";
+        let new = "Code: 60. DB::Exception: Table x.y does not exist. (UNKNOWN_TABLE)";
+        assert_eq!(server_error_code(old), Some(UNKNOWN_DATABASE));
+        assert_eq!(server_error_code(new), Some(UNKNOWN_TABLE));
+        assert_eq!(server_error_code("Code: 600. other"), Some(600));
+        assert_eq!(server_error_code("connection reset"), None);
+    }
 }
