@@ -22,8 +22,8 @@ status: ## show what runs where: ports, pids, logs, data dirs
 	dev/status
 	dev/app status
 
-build: prereqs ## build every binary (dev profile)
-	$(CARGO) build --workspace --bins
+build: prereqs ## build every binary and test (dev profile; one feature set, so `make test` reuses it)
+	$(CARGO) build --workspace --all-targets
 
 demo: up build ## stack up, sample data, pipeline running, rankings printed
 	dev/demo
