@@ -8,5 +8,6 @@
 pub mod config;
 pub mod logging;
 pub mod names;
+pub mod shutdown;
 
 pub use config::{ClickHouseSettings, ConfigError, KafkaSettings, LakeSettings, S3Settings, load};

@@ -39,12 +39,9 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(metrics::serve(listener, metrics.clone(), shutdown.clone()));
     }
 
-    let signals = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("signal received, shutting down");
-        signals.cancel();
-    });
+    tokio::spawn(tributary_common::shutdown::cancel_on_signal(
+        shutdown.clone(),
+    ));
 
     let mode = if cli.once { Mode::Drain } else { Mode::Follow };
     let summary = tributary_lake::run(config, mode, metrics, shutdown.clone()).await;
@@ -57,21 +54,4 @@ async fn main() -> anyhow::Result<()> {
         "done"
     );
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler can be installed");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

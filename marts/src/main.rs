@@ -72,26 +72,11 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tokio::spawn(tributary_common::shutdown::cancel_on_signal(
+        shutdown.clone(),
+    ));
     tracing::info!(interval_ms = config.interval_ms, "marts scheduler started");
     job.run_scheduled(Duration::from_millis(config.interval_ms), shutdown)
         .await;
     Ok(())
-}
-
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutdown requested");
-    shutdown.cancel();
 }
