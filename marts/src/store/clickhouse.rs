@@ -83,6 +83,30 @@ impl ClickHouseStore {
         insert.end().await.map_err(err)
     }
 
+    /// One page of a ranking table of one publication, in rank order.
+    async fn ranking_page<T>(
+        &self,
+        table: &str,
+        action: &str,
+        publication_id: &str,
+        page: Page,
+    ) -> Result<Vec<T>, MartsError>
+    where
+        T: RowOwned + RowRead,
+    {
+        let sql = format!(
+            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? ORDER BY rank LIMIT ?, ?",
+            self.table(table)
+        );
+        let query = self
+            .client
+            .query(&sql)
+            .bind(publication_id)
+            .bind(page.offset)
+            .bind(page.limit);
+        self.fetch_all(action, query).await
+    }
+
     async fn fetch_all<T>(
         &self,
         action: &str,
@@ -169,17 +193,8 @@ impl PublicationStore for ClickHouseStore {
         publication_id: &str,
         page: Page,
     ) -> Result<Vec<CityRankingRow>, MartsError> {
-        let sql = format!(
-            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? ORDER BY rank LIMIT ?, ?",
-            self.table(CITY_RANKING)
-        );
-        let query = self
-            .client
-            .query(&sql)
-            .bind(publication_id)
-            .bind(page.offset)
-            .bind(page.limit);
-        self.fetch_all("read city ranking", query).await
+        self.ranking_page(CITY_RANKING, "read city ranking", publication_id, page)
+            .await
     }
 
     async fn top_city_salesmen(
@@ -247,17 +262,13 @@ impl PublicationStore for ClickHouseStore {
         publication_id: &str,
         page: Page,
     ) -> Result<Vec<SalesmanRankingRow>, MartsError> {
-        let sql = format!(
-            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? ORDER BY rank LIMIT ?, ?",
-            self.table(SALESMAN_RANKING)
-        );
-        let query = self
-            .client
-            .query(&sql)
-            .bind(publication_id)
-            .bind(page.offset)
-            .bind(page.limit);
-        self.fetch_all("read salesman ranking", query).await
+        self.ranking_page(
+            SALESMAN_RANKING,
+            "read salesman ranking",
+            publication_id,
+            page,
+        )
+        .await
     }
 }
 
