@@ -7,8 +7,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Int32Type, Int64Type};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
+use tributary_common::{LakeSettings, names};
 use tributary_e2e::{Service, eventually, free_port, require_stack, salesdb, unique_suffix};
+use tributary_lake::catalog::{self, load_table, read_table};
+use tributary_lake::schema::{RawTable, col};
 
 /// One ranking row as both sides report it: (id, revenue as a decimal string, sales, rank).
 type Row = (i64, String, i64, i64);
@@ -102,6 +108,10 @@ async fn rankings_in_the_api_equal_rankings_computed_on_postgres() -> Result<()>
     let mut marts = Service::start("pipeline-marts", "tributary-marts", &[], &marts_env);
     let mut api = Service::start("pipeline-api", "tributary-api", &[], &api_env);
 
+    // A record on the Debezium topic that the lander cannot decode (an amount that is no number):
+    // it must land in the dead letters with its reason, and the pipeline must go on.
+    let (bad_partition, bad_offset) = produce_undecodable_sale().await?;
+
     // Changes on the source: three new sales, one of them corrected (amount and salesman), one
     // deleted, each its own transaction as a till would commit them.
     let db = salesdb().await?;
@@ -180,5 +190,65 @@ async fn rankings_in_the_api_equal_rankings_computed_on_postgres() -> Result<()>
         salesmen.len()
     );
     assert!(!cities.is_empty() && !salesmen.is_empty());
+
+    let reason = dead_letter_reason(&format!("e2e_{suffix}"), bad_partition, bad_offset).await?;
+    assert!(
+        reason.contains("amount"),
+        "dead letter reason does not name the field: {reason}"
+    );
     Ok(())
+}
+
+/// Produces a Debezium-shaped envelope whose amount is not a number onto the real sale topic.
+async fn produce_undecodable_sale() -> Result<(i32, i64)> {
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .set("acks", "all")
+        .create()?;
+    let value = r#"{"before":null,"after":{"id":-1,"salesman_id":1,"city_id":1,"amount":"12x","sold_at":"2026-01-01T00:00:00Z"},"source":{"lsn":1,"ts_ms":1,"txId":1},"op":"c","ts_ms":1}"#;
+    let delivered = producer
+        .send(
+            FutureRecord::to(names::TOPIC_PG_SALE)
+                .key(r#"{"id":-1}"#)
+                .payload(value),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    Ok((delivered.partition, delivered.offset))
+}
+
+/// The reason the lander gave for dead-lettering `partition`/`offset` of the sale topic.
+async fn dead_letter_reason(namespace: &str, partition: i32, offset: i64) -> Result<String> {
+    let settings = LakeSettings {
+        warehouse: "s3://warehouse".into(),
+        namespace: namespace.to_string(),
+        ..LakeSettings::default()
+    };
+    let lake = catalog::open(&settings).await?;
+    let table = load_table(&lake, namespace, RawTable::DeadLetters).await?;
+    let batches: Vec<RecordBatch> = read_table(&table, None).await?;
+    for batch in &batches {
+        let column = |name| {
+            batch
+                .column_by_name(name)
+                .with_context(|| format!("no {name}"))
+        };
+        let topics = column(col::KAFKA_TOPIC)?.as_string::<i32>();
+        let partitions = column(col::KAFKA_PARTITION)?.as_primitive::<Int32Type>();
+        let offsets = column(col::KAFKA_OFFSET)?.as_primitive::<Int64Type>();
+        let reasons = column(col::REASON)?.as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            if topics.value(row) == names::TOPIC_PG_SALE
+                && partitions.value(row) == partition
+                && offsets.value(row) == offset
+            {
+                return Ok(reasons.value(row).to_string());
+            }
+        }
+    }
+    anyhow::bail!(
+        "offset {partition}/{offset} of {} is not in {namespace}.dead_letters",
+        names::TOPIC_PG_SALE
+    )
 }
