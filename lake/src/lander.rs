@@ -402,34 +402,17 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use arrow::array::{Array, AsArray, RecordBatch};
     use arrow::datatypes::{Decimal128Type, Int64Type};
-    use iceberg::CatalogBuilder;
-    use iceberg::memory::{MEMORY_CATALOG_WAREHOUSE, MemoryCatalogBuilder};
 
     use super::*;
     use crate::catalog::{load_table, read_table, snapshot_offsets};
     use crate::schema::col;
+    use crate::sink::tests::memory_catalog;
     use crate::source::MemorySource;
 
     const SALE: &str = "salesdb.public.sale";
     const CITY: &str = "salesdb.public.city";
-
-    async fn memory_catalog() -> Arc<dyn Catalog> {
-        let catalog = MemoryCatalogBuilder::default()
-            .load(
-                "memory",
-                HashMap::from([(
-                    MEMORY_CATALOG_WAREHOUSE.to_string(),
-                    "memory:///lake".to_string(),
-                )]),
-            )
-            .await
-            .unwrap();
-        Arc::new(catalog)
-    }
 
     fn config(batch_max_rows: usize, commit_interval_ms: u64) -> LanderConfig {
         LanderConfig {

@@ -270,7 +270,7 @@ fn commit_id(kind: RawTable, from: &OffsetMap, to: &OffsetMap) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use arrow::array::AsArray;
     use arrow::datatypes::Int64Type;
     use iceberg::CatalogBuilder;
