@@ -8,6 +8,7 @@
 pub mod config;
 pub mod logging;
 pub mod names;
+pub mod sale_event;
 pub mod shutdown;
 
 pub use config::{ClickHouseSettings, ConfigError, KafkaSettings, LakeSettings, S3Settings, load};

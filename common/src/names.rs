@@ -23,3 +23,21 @@ pub const TABLE_DEAD_LETTERS: &str = "dead_letters";
 
 /// ClickHouse database holding the marts.
 pub const MARTS_DATABASE: &str = "marts";
+
+/// Sale events from partner files (see `sale_event::SaleEvent`).
+pub const TOPIC_FILE_SALES: &str = "raw.files.sales";
+/// Partner-file records the file ingestor rejected (see `sale_event::RejectedRecord`).
+pub const TOPIC_FILE_DEAD_LETTERS: &str = "raw.files.dead_letters";
+/// The file ingestor's progress (compacted, written in the same transactions as the events).
+pub const TOPIC_FILE_PROGRESS: &str = "tributary.files.progress";
+/// Sale events and cancellations from the legacy ERP's SOAP service.
+pub const TOPIC_ERP_SALES: &str = "raw.ws.sales";
+/// ERP records the WS ingestor rejected.
+pub const TOPIC_ERP_DEAD_LETTERS: &str = "raw.ws.dead_letters";
+/// The WS ingestor's progress: its cursor (compacted, transactional like the events).
+pub const TOPIC_ERP_PROGRESS: &str = "tributary.ws.progress";
+
+/// Raw table of sale events from partner files.
+pub const TABLE_FILE_SALE: &str = "file_sale";
+/// Raw table of sale events (and cancellations) from the ERP.
+pub const TABLE_ERP_SALE: &str = "erp_sale";

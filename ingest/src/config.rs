@@ -1,6 +1,8 @@
-//! Settings of the ingest binary.
+//! Settings of the ingest binary: defaults → `--config` TOML → `TRIBUTARY_*` environment
+//! (`TRIBUTARY_FILES__INBOX=s3://inbox/drop`, `TRIBUTARY_KAFKA__BROKERS=…`).
 
 use serde::{Deserialize, Serialize};
+use tributary_common::{KafkaSettings, S3Settings, names};
 
 /// Configuration of `tributary-ingest`, loaded by [`tributary_common::load`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -8,6 +10,10 @@ use serde::{Deserialize, Serialize};
 pub struct IngestConfig {
     /// Connection string of the store system's database (`salesdb`).
     pub salesdb_url: String,
+    /// Where Kafka is.
+    pub kafka: KafkaSettings,
+    /// The file-drop ingestor.
+    pub files: FilesConfig,
 }
 
 impl Default for IngestConfig {
@@ -15,6 +21,73 @@ impl Default for IngestConfig {
         Self {
             salesdb_url:
                 "host=127.0.0.1 port=5432 user=tributary password=tributary dbname=salesdb".into(),
+            kafka: KafkaSettings::default(),
+            files: FilesConfig::default(),
+        }
+    }
+}
+
+/// The file-drop ingestor's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// The inbox: a local folder (absolute, or relative to the working directory) or
+    /// `s3://bucket[/prefix]` on the object store in `s3`.
+    pub inbox: String,
+    /// Object-store endpoint and credentials, used when `inbox` is `s3://…`.
+    pub s3: S3Settings,
+    /// The partner mapping file (TOML or YAML).
+    pub partners: String,
+    /// How often to list the inbox.
+    pub poll_interval_ms: u64,
+    /// A file is taken only once it is this old, so a file still being copied into a local
+    /// folder is not read half-written (S3 objects appear whole; 0 is fine there).
+    pub min_age_ms: u64,
+    /// Records per Kafka transaction (and per progress record).
+    pub batch_records: usize,
+    /// Kafka transactional id. One ingestor per inbox: a second one with the same id fences
+    /// the first.
+    pub transactional_id: String,
+    /// Topics.
+    pub topics: FileTopics,
+    /// `host:port` for `/metrics` and `/healthz`; empty disables the listener.
+    pub metrics_listen: String,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            inbox: ".stack/inbox".into(),
+            s3: S3Settings::default(),
+            partners: "ingest/partners.toml".into(),
+            poll_interval_ms: 2_000,
+            min_age_ms: 1_000,
+            batch_records: 5_000,
+            transactional_id: "tributary-files".into(),
+            topics: FileTopics::default(),
+            metrics_listen: String::new(),
+        }
+    }
+}
+
+/// Where the file ingestor writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileTopics {
+    /// Sale events.
+    pub sales: String,
+    /// Rejected records and files.
+    pub dead_letters: String,
+    /// The ingestor's own progress (compacted).
+    pub progress: String,
+}
+
+impl Default for FileTopics {
+    fn default() -> Self {
+        Self {
+            sales: names::TOPIC_FILE_SALES.into(),
+            dead_letters: names::TOPIC_FILE_DEAD_LETTERS.into(),
+            progress: names::TOPIC_FILE_PROGRESS.into(),
         }
     }
 }

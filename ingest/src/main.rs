@@ -1,10 +1,17 @@
-//! `tributary-ingest`: the sample-data loader (file and WS-* ingestors come later).
+//! `tributary-ingest`: the file-drop ingestor, and the tools the demo and tests use to feed
+//! the sources (sample Postgres changes, dropping files into the inbox).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tributary_ingest::{config::IngestConfig, sample, store};
+use tokio_util::sync::CancellationToken;
+use tributary_ingest::config::IngestConfig;
+use tributary_ingest::files::FileIngestor;
+use tributary_ingest::files::inbox::Inbox;
+use tributary_ingest::files::metrics::{self, FileMetrics};
+use tributary_ingest::files::partners::Partners;
+use tributary_ingest::{sample, store};
 
 #[derive(Parser)]
 #[command(version, about = "Get sales into Tributary")]
@@ -18,6 +25,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the file-drop ingestor: partner files from the inbox to Kafka.
+    ///
+    /// The inbox is `files.inbox` (a folder, or `s3://bucket/prefix`); partners come from
+    /// `files.partners`. See `ingest/README.md`.
+    Files {
+        /// Take what is in the inbox now, then exit (with a progress bar per file).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Put a local file into the inbox under a partner's folder (works for S3 inboxes too).
+    Drop {
+        /// The file to drop.
+        file: PathBuf,
+        /// The partner's inbox folder.
+        #[arg(long)]
+        folder: String,
+        /// Name in the inbox (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Apply a seeded mix of inserts, updates and deletes to salesdb's `sale` table.
     SampleChanges {
         /// New sales to insert.
@@ -42,6 +69,23 @@ async fn main() -> anyhow::Result<()> {
     let config: IngestConfig = tributary_common::load(cli.config.as_deref(), std::env::vars())
         .context("loading config")?;
     match cli.command {
+        Command::Files { once } => run_files(config, once).await?,
+        Command::Drop { file, folder, name } => {
+            let inbox = Inbox::open(&config.files.inbox, &config.files.s3)?;
+            let name = match name {
+                Some(name) => name,
+                None => file
+                    .file_name()
+                    .context("the file has no name")?
+                    .to_string_lossy()
+                    .into_owned(),
+            };
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let path = format!("{folder}/{name}");
+            inbox.put_bytes(&path, bytes).await?;
+            println!("{}", inbox.object_url(&path));
+        }
         Command::SampleChanges {
             inserts,
             updates,
@@ -65,5 +109,39 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+async fn run_files(config: IngestConfig, once: bool) -> anyhow::Result<()> {
+    let partners = Partners::load(std::path::Path::new(&config.files.partners))?;
+    let metrics = FileMetrics::new()?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(tributary_common::shutdown::cancel_on_signal(
+        shutdown.clone(),
+    ));
+    if !config.files.metrics_listen.is_empty() {
+        let listener = tokio::net::TcpListener::bind(&config.files.metrics_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen for /metrics on {}",
+                    config.files.metrics_listen
+                )
+            })?;
+        tracing::info!(addr = %config.files.metrics_listen, "serving /metrics and /healthz");
+        tokio::spawn(metrics::serve(
+            listener,
+            metrics.registry.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let mut ingestor = FileIngestor::open(&config.kafka, config.files, partners, metrics).await?;
+    if once {
+        ingestor = ingestor.with_progress_bar();
+    }
+    let summary = ingestor.run(once, shutdown.clone()).await;
+    shutdown.cancel();
+    let summary = summary?;
+    tracing::info!(?summary, "file ingestor stopped");
     Ok(())
 }

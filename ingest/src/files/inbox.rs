@@ -1,0 +1,269 @@
+//! The inbox through `object_store`: a local folder or an `s3://bucket/prefix`.
+//!
+//! Layout under the inbox root: `<partner folder>/…/<file>` for partners' drops, and two
+//! reserved prefixes the ingestor owns (anything starting with `_` is never taken as a drop):
+//! - `_quarantine/<original path>` + `<original path>.reason.txt`: bad files, moved aside;
+//! - `_state/…`: small state objects (a snapshot partner's list of sale ids).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tokio_util::io::{StreamReader, SyncIoBridge};
+use tributary_common::S3Settings;
+
+use super::progress::Listed;
+
+/// Prefix of quarantined files.
+pub const QUARANTINE: &str = "_quarantine";
+/// Prefix of the ingestor's state objects.
+pub const STATE: &str = "_state";
+
+/// A blocking reader over an object's bytes, streamed from the store.
+pub type ObjectReader =
+    SyncIoBridge<StreamReader<BoxStream<'static, std::io::Result<Bytes>>, Bytes>>;
+
+/// An object-store call failed.
+#[derive(Debug, thiserror::Error)]
+#[error("inbox {inbox}: {action}: {source}")]
+pub struct InboxError {
+    /// Inbox URL.
+    pub inbox: String,
+    /// What we were doing.
+    pub action: String,
+    /// The store's error.
+    #[source]
+    pub source: object_store::Error,
+}
+
+/// The inbox.
+#[derive(Clone)]
+pub struct Inbox {
+    store: Arc<dyn ObjectStore>,
+    /// `file:///abs/dir` or `s3://bucket/prefix`, without a trailing slash.
+    url: String,
+    /// Prefix inside the store (empty for a local folder, the key prefix for S3).
+    prefix: Path,
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox").field("url", &self.url).finish()
+    }
+}
+
+impl Inbox {
+    /// Opens `location`: `s3://bucket[/prefix]`, or a local folder (created if missing).
+    pub fn open(location: &str, s3: &S3Settings) -> Result<Self, InboxError> {
+        let error = |action: &str, source| InboxError {
+            inbox: location.to_string(),
+            action: action.to_string(),
+            source,
+        };
+        if let Some(rest) = location.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let store = AmazonS3Builder::new()
+                .with_bucket_name(bucket)
+                .with_endpoint(&s3.endpoint)
+                .with_access_key_id(&s3.access_key_id)
+                .with_secret_access_key(&s3.secret_access_key)
+                .with_region(&s3.region)
+                .with_allow_http(s3.endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false)
+                .build()
+                .map_err(|e| error("configure S3", e))?;
+            let prefix = prefix.trim_matches('/');
+            Ok(Self {
+                store: Arc::new(store),
+                url: format!(
+                    "s3://{bucket}{}",
+                    if prefix.is_empty() {
+                        String::new()
+                    } else {
+                        format!("/{prefix}")
+                    }
+                ),
+                prefix: Path::from(prefix),
+            })
+        } else {
+            std::fs::create_dir_all(location).map_err(|e| {
+                error(
+                    "create the folder",
+                    object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(e),
+                    },
+                )
+            })?;
+            let store = LocalFileSystem::new_with_prefix(location)
+                .map_err(|e| error("open the folder", e))?;
+            let absolute = std::fs::canonicalize(location).map_err(|e| {
+                error(
+                    "resolve the folder",
+                    object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(e),
+                    },
+                )
+            })?;
+            Ok(Self {
+                store: Arc::new(store),
+                url: format!("file://{}", absolute.display()),
+                prefix: Path::default(),
+            })
+        }
+    }
+
+    /// The inbox's URL (`file:///…` or `s3://…`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The full URL of an object (`path` relative to the inbox root).
+    pub fn object_url(&self, path: &str) -> String {
+        format!("{}/{path}", self.url)
+    }
+
+    fn full(&self, path: &str) -> Path {
+        if self.prefix.as_ref().is_empty() {
+            Path::from(path)
+        } else {
+            Path::from(format!("{}/{path}", self.prefix))
+        }
+    }
+
+    fn relative(&self, location: &Path) -> String {
+        let full = location.as_ref();
+        let prefix = self.prefix.as_ref();
+        if prefix.is_empty() {
+            full.to_string()
+        } else {
+            full.strip_prefix(prefix)
+                .map(|p| p.trim_start_matches('/').to_string())
+                .unwrap_or_else(|| full.to_string())
+        }
+    }
+
+    fn error(
+        &self,
+        action: impl Into<String>,
+    ) -> impl FnOnce(object_store::Error) -> InboxError + '_ {
+        let action = action.into();
+        move |source| InboxError {
+            inbox: self.url.clone(),
+            action,
+            source,
+        }
+    }
+
+    /// Drops waiting in the inbox (reserved `_…` prefixes excluded), oldest first, then by
+    /// path, so files are taken in the order they arrived. Only objects at least `min_age`
+    /// old are listed.
+    pub async fn list(&self, min_age: chrono::Duration) -> Result<Vec<Listed>, InboxError> {
+        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        let objects: Vec<_> = self
+            .store
+            .list(prefix)
+            .try_collect()
+            .await
+            .map_err(self.error("list"))?;
+        let now = Utc::now();
+        let mut listed: Vec<(DateTime<Utc>, Listed)> = objects
+            .into_iter()
+            .filter_map(|meta| {
+                let path = self.relative(&meta.location);
+                let reserved = path.starts_with('_') || path.split('/').any(|s| s.starts_with('.'));
+                (!reserved && now - meta.last_modified >= min_age).then(|| {
+                    (
+                        meta.last_modified,
+                        Listed {
+                            path,
+                            size: meta.size,
+                            e_tag: meta.e_tag,
+                            last_modified: meta
+                                .last_modified
+                                .to_rfc3339_opts(SecondsFormat::Micros, true),
+                        },
+                    )
+                })
+            })
+            .collect();
+        listed.sort_by(|a, b| (a.0, &a.1.path).cmp(&(b.0, &b.1.path)));
+        Ok(listed.into_iter().map(|(_, l)| l).collect())
+    }
+
+    /// A blocking reader over the object's bytes, streamed (for use on a blocking thread).
+    pub async fn reader(&self, path: &str) -> Result<ObjectReader, InboxError> {
+        let result = self
+            .store
+            .get(&self.full(path))
+            .await
+            .map_err(self.error(format!("read {path}")))?;
+        let stream: BoxStream<'static, std::io::Result<Bytes>> =
+            Box::pin(result.into_stream().map_err(std::io::Error::other));
+        Ok(SyncIoBridge::new(StreamReader::new(stream)))
+    }
+
+    /// Writes a small object (state, reason files).
+    pub async fn put_text(&self, path: &str, text: String) -> Result<(), InboxError> {
+        self.store
+            .put(&self.full(path), PutPayload::from(text))
+            .await
+            .map_err(self.error(format!("write {path}")))?;
+        Ok(())
+    }
+
+    /// Reads a small object whole.
+    pub async fn get_text(&self, path: &str) -> Result<String, InboxError> {
+        let bytes = self
+            .store
+            .get(&self.full(path))
+            .await
+            .map_err(self.error(format!("read {path}")))?
+            .bytes()
+            .await
+            .map_err(self.error(format!("read {path}")))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Moves a bad file to `_quarantine/<path>` next to a `.reason.txt`, reason first so a
+    /// quarantined file never lacks its reason. Returns the quarantined path.
+    pub async fn quarantine(&self, path: &str, reason: &str) -> Result<String, InboxError> {
+        let target = format!("{QUARANTINE}/{path}");
+        self.put_text(&format!("{target}.reason.txt"), format!("{reason}\n"))
+            .await?;
+        self.store
+            .copy(&self.full(path), &self.full(&target))
+            .await
+            .map_err(self.error(format!("copy {path} to {target}")))?;
+        self.store
+            .delete(&self.full(path))
+            .await
+            .map_err(self.error(format!("delete {path}")))?;
+        Ok(target)
+    }
+
+    /// Puts bytes at `path` (tests and the demo drop files this way).
+    pub async fn put_bytes(&self, path: &str, bytes: Vec<u8>) -> Result<(), InboxError> {
+        self.store
+            .put(&self.full(path), PutPayload::from(bytes))
+            .await
+            .map_err(self.error(format!("write {path}")))?;
+        Ok(())
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, path: &str) -> Result<bool, InboxError> {
+        match self.store.head(&self.full(path)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error(format!("head {path}"))(e)),
+        }
+    }
+}

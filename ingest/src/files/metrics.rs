@@ -1,0 +1,142 @@
+//! The file ingestor's Prometheus metrics (`tributary_ingest_*`), bounded labels only.
+
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+
+/// Metrics of one file ingestor.
+#[derive(Clone)]
+pub struct FileMetrics {
+    /// Registry to expose.
+    pub registry: Registry,
+    files: IntCounterVec,
+    records: IntCounterVec,
+    errors: IntCounterVec,
+    current_bytes_read: IntGauge,
+    current_bytes_total: IntGauge,
+}
+
+impl std::fmt::Debug for FileMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileMetrics").finish_non_exhaustive()
+    }
+}
+
+impl FileMetrics {
+    /// Creates and registers the metrics.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let files = IntCounterVec::new(
+            Opts::new(
+                "tributary_ingest_files_total",
+                "Partner files finished, by outcome (done, duplicate, quarantined)",
+            ),
+            &["partner", "outcome"],
+        )?;
+        let records = IntCounterVec::new(
+            Opts::new(
+                "tributary_ingest_records_total",
+                "Records of partner files, by outcome (published, rejected, withdrawn)",
+            ),
+            &["source", "partner", "outcome"],
+        )?;
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "tributary_ingest_errors_total",
+                "Failures that will be retried (object store, Kafka), by stage",
+            ),
+            &["source", "stage"],
+        )?;
+        let current_bytes_read = IntGauge::new(
+            "tributary_ingest_file_read_bytes",
+            "Bytes of the file being published read so far (progress of a long ingest)",
+        )?;
+        let current_bytes_total = IntGauge::new(
+            "tributary_ingest_file_size_bytes",
+            "Size of the file being published (0 when idle)",
+        )?;
+        registry.register(Box::new(files.clone()))?;
+        registry.register(Box::new(records.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
+        registry.register(Box::new(current_bytes_read.clone()))?;
+        registry.register(Box::new(current_bytes_total.clone()))?;
+        Ok(Self {
+            registry,
+            files,
+            records,
+            errors,
+            current_bytes_read,
+            current_bytes_total,
+        })
+    }
+
+    /// A file finished with `outcome`.
+    pub fn file(&self, partner: &str, outcome: &str) {
+        self.files.with_label_values(&[partner, outcome]).inc();
+    }
+
+    /// `n` records of a partner had `outcome`.
+    pub fn records(&self, partner: &str, outcome: &str, n: u64) {
+        self.records
+            .with_label_values(&["files", partner, outcome])
+            .inc_by(n);
+    }
+
+    /// A retryable failure at `stage`.
+    pub fn error(&self, stage: &str) {
+        self.errors.with_label_values(&["files", stage]).inc();
+    }
+
+    /// Progress of the current file.
+    pub fn progress(&self, read: u64, total: u64) {
+        self.current_bytes_read.set(read as i64);
+        self.current_bytes_total.set(total as i64);
+    }
+
+    /// Current count of `outcome` for a partner (tests).
+    pub fn records_count(&self, partner: &str, outcome: &str) -> u64 {
+        self.records
+            .with_label_values(&["files", partner, outcome])
+            .get()
+    }
+
+    /// Current count of finished files with `outcome` (tests).
+    pub fn files_count(&self, partner: &str, outcome: &str) -> u64 {
+        self.files.with_label_values(&[partner, outcome]).get()
+    }
+}
+
+/// Serves `GET /metrics` (Prometheus text) and `GET /healthz` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Registry,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    use poem::{EndpointExt, Route, get, handler, web::Data};
+
+    #[handler]
+    fn metrics(registry: Data<&Registry>) -> poem::Response {
+        let mut out = Vec::new();
+        // Encoding well-formed families into a Vec cannot fail.
+        let _ = prometheus::Encoder::encode(
+            &prometheus::TextEncoder::new(),
+            &registry.gather(),
+            &mut out,
+        );
+        poem::Response::builder()
+            .content_type("text/plain; version=0.0.4")
+            .body(out)
+    }
+
+    #[handler]
+    fn healthz() -> &'static str {
+        "ok\n"
+    }
+
+    let app = Route::new()
+        .at("/metrics", get(metrics))
+        .at("/healthz", get(healthz))
+        .data(registry);
+    let listener = poem::listener::TcpAcceptor::from_tokio(listener)?;
+    poem::Server::new_with_acceptor(listener)
+        .run_with_graceful_shutdown(app, shutdown.cancelled_owned(), None)
+        .await
+}

@@ -1,0 +1,346 @@
+//! Publishing to Kafka exactly once: a batch of events *and* the ingestor's progress go out in
+//! one Kafka transaction, so after a crash the progress says exactly what reached Kafka.
+//!
+//! The progress lives in a compacted topic (one key per file, or one per ERP cursor) that the
+//! ingestor reads back at start with `read_committed`. Readers of the event topics (the lander)
+//! also read `read_committed`, so an aborted or unfinished batch is never seen by anyone. The
+//! transactional id fences a zombie: a second ingestor with the same id makes the first one's
+//! next commit fail instead of interleaving.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use tributary_common::KafkaSettings;
+
+/// Time allowed for transaction control calls (init, commit, abort) and metadata.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A Kafka call failed.
+#[derive(Debug, thiserror::Error)]
+#[error("kafka: {action}: {source}")]
+pub struct PublishError {
+    /// What we were doing.
+    pub action: &'static str,
+    /// librdkafka's error.
+    #[source]
+    pub source: KafkaError,
+}
+
+impl PublishError {
+    fn new(action: &'static str) -> impl FnOnce(KafkaError) -> Self {
+        move |source| Self { action, source }
+    }
+
+    /// Whether retrying the same batch may succeed (broker unavailable, timeouts). A fenced
+    /// producer or an invalid config is permanent.
+    pub fn is_retryable(&self) -> bool {
+        match &self.source {
+            KafkaError::Transaction(e) => e.is_retriable(),
+            other => !matches!(
+                other.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced)
+            ),
+        }
+    }
+}
+
+/// One record to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutRecord {
+    /// Topic.
+    pub topic: String,
+    /// Key (the sale identity for sale events).
+    pub key: String,
+    /// Value bytes; `None` is a tombstone (used to forget a progress key).
+    pub value: Option<Vec<u8>>,
+    /// Headers (provenance), UTF-8 values.
+    pub headers: Vec<(String, String)>,
+}
+
+/// A topic the ingestor needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Name.
+    pub name: String,
+    /// Partitions when created (an existing topic is left as it is).
+    pub partitions: i32,
+    /// `cleanup.policy=compact` (progress topics) instead of delete.
+    pub compacted: bool,
+}
+
+/// Creates the topics that do not exist yet. Existing ones are left alone.
+pub async fn ensure_topics(
+    kafka: &KafkaSettings,
+    topics: &[TopicSpec],
+) -> Result<(), PublishError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .create()
+        .map_err(PublishError::new("create admin client"))?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| {
+            let topic = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(1));
+            if t.compacted {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
+        .collect();
+    let results = admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(CONTROL_TIMEOUT)),
+        )
+        .await
+        .map_err(PublishError::new("create topics"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(PublishError {
+                    action: "create topic",
+                    source: KafkaError::AdminOp(code),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A transactional producer: `acks=all`, idempotent, one transaction per [`publish`](Self::publish).
+#[derive(Clone)]
+pub struct TxPublisher {
+    producer: Arc<FutureProducer>,
+}
+
+impl std::fmt::Debug for TxPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxPublisher").finish_non_exhaustive()
+    }
+}
+
+impl TxPublisher {
+    /// Connects and initialises transactions for `transactional_id`, fencing any earlier
+    /// producer with the same id (its open transaction is aborted by the broker).
+    pub async fn connect(
+        kafka: &KafkaSettings,
+        transactional_id: &str,
+    ) -> Result<Self, PublishError> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &kafka.brokers)
+            .set("client.id", transactional_id)
+            .set("transactional.id", transactional_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "20")
+            .set("transaction.timeout.ms", "60000")
+            .create()
+            .map_err(PublishError::new("create producer"))?;
+        let producer = Arc::new(producer);
+        let init = producer.clone();
+        tokio::task::spawn_blocking(move || init.init_transactions(CONTROL_TIMEOUT))
+            .await
+            .expect("init_transactions does not panic")
+            .map_err(PublishError::new("init transactions"))?;
+        Ok(Self { producer })
+    }
+
+    /// Publishes `records` in one transaction: all of them become visible to `read_committed`
+    /// readers, or none does. On failure the transaction is aborted (best effort) and the
+    /// caller may retry the same batch.
+    pub async fn publish(&self, records: &[OutRecord]) -> Result<(), PublishError> {
+        self.producer
+            .begin_transaction()
+            .map_err(PublishError::new("begin transaction"))?;
+        match self.send_all(records).await {
+            Ok(()) => {
+                let producer = self.producer.clone();
+                let committed = tokio::task::spawn_blocking(move || {
+                    producer.commit_transaction(CONTROL_TIMEOUT)
+                })
+                .await
+                .expect("commit_transaction does not panic");
+                if let Err(source) = committed {
+                    self.abort().await;
+                    return Err(PublishError {
+                        action: "commit transaction",
+                        source,
+                    });
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.abort().await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn send_all(&self, records: &[OutRecord]) -> Result<(), PublishError> {
+        let mut deliveries = Vec::with_capacity(records.len());
+        for record in records {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (key, value) in &record.headers {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value.as_bytes()),
+                });
+            }
+            let mut out = FutureRecord::to(&record.topic)
+                .key(record.key.as_bytes())
+                .headers(headers);
+            if let Some(value) = &record.value {
+                out = out.payload(value);
+            }
+            // `send_result` queues without waiting; a full queue is retried after a short wait.
+            let mut pending = out;
+            loop {
+                match self.producer.send_result(pending) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        pending = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((source, _)) => {
+                        return Err(PublishError {
+                            action: "queue record",
+                            source,
+                        });
+                    }
+                }
+            }
+        }
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((source, _))) => {
+                    return Err(PublishError {
+                        action: "deliver record",
+                        source,
+                    });
+                }
+                Err(_canceled) => {
+                    return Err(PublishError {
+                        action: "deliver record",
+                        source: KafkaError::Canceled,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn abort(&self) {
+        let producer = self.producer.clone();
+        let aborted =
+            tokio::task::spawn_blocking(move || producer.abort_transaction(CONTROL_TIMEOUT))
+                .await
+                .expect("abort_transaction does not panic");
+        if let Err(error) = aborted {
+            tracing::warn!(%error, "could not abort the transaction (the broker aborts it on timeout)");
+        }
+    }
+}
+
+/// Reads a compacted progress topic from the beginning to its end (`read_committed`), last
+/// value per key wins, a tombstone removes the key. A topic that does not exist yet is empty.
+pub async fn read_progress(
+    kafka: &KafkaSettings,
+    topic: &str,
+) -> Result<BTreeMap<String, Vec<u8>>, PublishError> {
+    let kafka = kafka.clone();
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || read_progress_blocking(&kafka, &topic))
+        .await
+        .expect("progress reader does not panic")
+}
+
+fn read_progress_blocking(
+    kafka: &KafkaSettings,
+    topic: &str,
+) -> Result<BTreeMap<String, Vec<u8>>, PublishError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", "tributary-progress-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        // EOF is reported at the last stable offset, after any transaction markers.
+        .set("enable.partition.eof", "true")
+        .create()
+        .map_err(PublishError::new("create progress consumer"))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), CONTROL_TIMEOUT)
+        .map_err(PublishError::new("fetch progress topic metadata"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut progress = BTreeMap::new();
+    if partitions.is_empty() {
+        return Ok(progress);
+    }
+    let mut list = TopicPartitionList::new();
+    let mut pending = std::collections::BTreeSet::new();
+    for p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, *p, CONTROL_TIMEOUT)
+            .map_err(PublishError::new("fetch progress watermarks"))?;
+        if high > low {
+            pending.insert(*p);
+        }
+        list.add_partition_offset(topic, *p, Offset::Beginning)
+            .map_err(PublishError::new("assign progress partition"))?;
+    }
+    consumer
+        .assign(&list)
+        .map_err(PublishError::new("assign progress partitions"))?;
+    while !pending.is_empty() {
+        match consumer.poll(CONTROL_TIMEOUT) {
+            None => {
+                return Err(PublishError {
+                    action: "read progress (no end of partition within the timeout)",
+                    source: KafkaError::NoMessageReceived,
+                });
+            }
+            Some(Ok(message)) => {
+                let Some(key) = message.key() else { continue };
+                let key = String::from_utf8_lossy(key).into_owned();
+                match message.payload() {
+                    Some(value) => {
+                        progress.insert(key, value.to_vec());
+                    }
+                    None => {
+                        progress.remove(&key);
+                    }
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                pending.remove(&p);
+            }
+            Some(Err(source)) => {
+                return Err(PublishError {
+                    action: "read progress",
+                    source,
+                });
+            }
+        }
+    }
+    Ok(progress)
+}
