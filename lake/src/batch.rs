@@ -13,7 +13,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, SchemaRef};
 use base64::Engine;
 
-use crate::decode::{Cell, ChangeEvent, DecodeError};
+use crate::decode::{Cell, ChangeEvent};
 use crate::schema::{ColumnType, RawTable};
 
 /// One row of a raw table, cells in [`RawTable::columns`] order.
@@ -33,7 +33,7 @@ pub struct Provenance {
 }
 
 /// A row could not be turned into the table's Arrow schema. Always a bug or a table whose schema
-/// was changed incompatibly by hand, never bad input: input problems are [`DecodeError`]s.
+/// was changed incompatibly by hand, never bad input: input problems are [`DecodeError`](crate::decode::DecodeError)s.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BatchError {
     /// The table has a required column the lander does not know how to fill.
@@ -91,7 +91,8 @@ pub fn dead_letter_row(
     prov: &Provenance,
     key: Option<&[u8]>,
     value: Option<&[u8]>,
-    error: &DecodeError,
+    reason: &str,
+    error_kind: &str,
 ) -> Row {
     let (key, key_encoding) = text_or_base64(key);
     let (value, value_encoding) = text_or_base64(value);
@@ -103,10 +104,16 @@ pub fn dead_letter_row(
         key_encoding,
         value,
         value_encoding,
-        Cell::Str(error.reason.clone()),
-        Cell::Str(error.kind.as_str().to_string()),
+        Cell::Str(reason.to_string()),
+        Cell::Str(error_kind.to_string()),
         Cell::Timestamp(prov.ingest_time_micros),
     ]
+}
+
+/// The row of a sale-event table: the decoded leading cells, then where the record was read.
+pub fn event_row(mut cells: Vec<Cell>, prov: &Provenance) -> Row {
+    push_kafka_provenance(&mut cells, prov);
+    cells
 }
 
 fn push_kafka_provenance(row: &mut Row, prov: &Provenance) {
@@ -252,7 +259,7 @@ mod tests {
     use arrow::datatypes::{Decimal128Type, Int64Type, TimestampMicrosecondType};
 
     use super::*;
-    use crate::decode::{ErrorKind, Op};
+    use crate::decode::{DecodeError, ErrorKind, Op};
     use crate::schema::col;
 
     fn schema(table: RawTable) -> SchemaRef {
@@ -319,8 +326,20 @@ mod tests {
             reason: "value is not valid JSON".into(),
         };
         let rows = vec![
-            dead_letter_row(&prov(3), Some(br#"{"id":1}"#), Some(b"garbage"), &error),
-            dead_letter_row(&prov(4), None, Some(&[0xff, 0x00]), &error),
+            dead_letter_row(
+                &prov(3),
+                Some(br#"{"id":1}"#),
+                Some(b"garbage"),
+                &error.reason,
+                error.kind.as_str(),
+            ),
+            dead_letter_row(
+                &prov(4),
+                None,
+                Some(&[0xff, 0x00]),
+                &error.reason,
+                error.kind.as_str(),
+            ),
         ];
         let batch =
             record_batch(RawTable::DeadLetters, schema(RawTable::DeadLetters), &rows).unwrap();

@@ -10,6 +10,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use tributary_common::sale_event::{RejectedRecord, SaleEvent, SaleOp, SaleSource};
+
 use crate::schema::{Column, ColumnType, MONEY_PRECISION, MONEY_SCALE, RawTable};
 
 /// One typed value of a row.
@@ -89,6 +91,9 @@ pub struct ChangeEvent {
 pub enum Decoded {
     /// A change event to land.
     Change(ChangeEvent),
+    /// A canonical sale event (files, ERP): the leading cells of its row, in
+    /// `RawTable::columns` order up to the Kafka provenance.
+    Event(Vec<Cell>),
     /// A null value (Kafka tombstone after a delete): nothing to land.
     Tombstone,
 }
@@ -110,6 +115,8 @@ pub enum ErrorKind {
     BadDecimal,
     /// A timestamp is not an ISO-8601/RFC 3339 date-time with an offset.
     BadTimestamp,
+    /// Not a canonical sale event (files and ERP topics).
+    NotASaleEvent,
 }
 
 impl ErrorKind {
@@ -123,6 +130,7 @@ impl ErrorKind {
             ErrorKind::UnknownOp => "unknown_op",
             ErrorKind::BadDecimal => "bad_decimal",
             ErrorKind::BadTimestamp => "bad_timestamp",
+            ErrorKind::NotASaleEvent => "not_a_sale_event",
         }
     }
 }
@@ -284,6 +292,112 @@ pub fn decode(table: RawTable, value: Option<&[u8]>) -> Result<Decoded, DecodeEr
         source_ts_micros,
         source_txid,
     }))
+}
+
+/// Decodes one record value of a sale-event topic (`raw.files.sales`, `raw.ws.sales`) into
+/// the leading cells of a `file_sale`/`erp_sale` row. `expected` is the source the topic
+/// carries: an event from another source is refused rather than landed in the wrong table.
+pub fn decode_sale_event(
+    expected: SaleSource,
+    value: Option<&[u8]>,
+) -> Result<Decoded, DecodeError> {
+    let Some(bytes) = value else {
+        return Ok(Decoded::Tombstone);
+    };
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        DecodeError::new(
+            ErrorKind::InvalidJson,
+            format!("value is not UTF-8 text: {e}"),
+        )
+    })?;
+    let event: SaleEvent = serde_json::from_str(text).map_err(|e| {
+        let kind = if e.is_syntax() || e.is_eof() {
+            ErrorKind::InvalidJson
+        } else {
+            ErrorKind::NotASaleEvent
+        };
+        DecodeError::new(kind, format!("value is not a sale event: {e}"))
+    })?;
+    if event.source != expected {
+        return Err(DecodeError::new(
+            ErrorKind::WrongType,
+            format!(
+                "event from source {:?} on the {:?} topic",
+                event.source.as_str(),
+                expected.as_str()
+            ),
+        ));
+    }
+    let amount = event
+        .amount
+        .as_deref()
+        .map(|a| {
+            parse_decimal(a, MONEY_PRECISION, MONEY_SCALE).map_err(|why| {
+                DecodeError::new(
+                    ErrorKind::BadDecimal,
+                    format!(
+                        "amount {a:?} is not a decimal({MONEY_PRECISION},{MONEY_SCALE}): {why}"
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let timestamp = |field: &str, s: &str| {
+        parse_timestamp_micros(s).map_err(|why| {
+            DecodeError::new(
+                ErrorKind::BadTimestamp,
+                format!("{field} {s:?} is not an ISO-8601 timestamp: {why}"),
+            )
+        })
+    };
+    let sold_at = event
+        .sold_at
+        .as_deref()
+        .map(|s| timestamp("sold_at", s))
+        .transpose()?;
+    let produced_at = timestamp("produced_at", &event.produced_at)?;
+    if event.op == SaleOp::Upsert && (amount.is_none() || sold_at.is_none()) {
+        return Err(DecodeError::new(
+            ErrorKind::MissingField,
+            "an upsert needs amount and sold_at",
+        ));
+    }
+    let opt_str = |s: Option<String>| s.map_or(Cell::Null, Cell::Str);
+    let opt_long = |v: Option<i64>| v.map_or(Cell::Null, Cell::Long);
+    Ok(Decoded::Event(vec![
+        Cell::Str(event.op.as_lake_op().to_string()),
+        Cell::Str(event.sale_id),
+        Cell::Str(event.origin),
+        Cell::Long(event.version.major),
+        Cell::Long(event.version.minor),
+        opt_long(event.salesman_id),
+        opt_str(event.salesman_code),
+        opt_long(event.city_id),
+        opt_str(event.city_name),
+        opt_str(event.city_state),
+        amount.map_or(Cell::Null, Cell::Money),
+        opt_str(event.currency),
+        sold_at.map_or(Cell::Null, Cell::Timestamp),
+        Cell::Timestamp(produced_at),
+        Cell::Str(Value::Object(event.provenance).to_string()),
+    ]))
+}
+
+/// A record of an ingestor's dead-letter topic: why it was rejected, as the ingestor said.
+/// A value that is not a readable [`RejectedRecord`] is still a dead letter, with a reason
+/// saying so.
+pub fn decode_rejected(value: Option<&[u8]>) -> (String, String) {
+    match value.map(serde_json::from_slice::<RejectedRecord>) {
+        Some(Ok(rejected)) => (rejected.reason, rejected.error_kind),
+        Some(Err(e)) => (
+            format!("unreadable rejected record on a dead-letter topic: {e}"),
+            ErrorKind::NotASaleEvent.as_str().to_string(),
+        ),
+        None => (
+            "empty record on a dead-letter topic".to_string(),
+            ErrorKind::MissingField.as_str().to_string(),
+        ),
+    }
 }
 
 fn json_type(v: &Value) -> &'static str {

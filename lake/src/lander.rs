@@ -8,11 +8,12 @@ use std::time::Duration;
 use iceberg::Catalog;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tributary_common::sale_event::SaleSource;
 
-use crate::batch::{Provenance, Row, change_row, dead_letter_row};
+use crate::batch::{Provenance, Row, change_row, dead_letter_row, event_row};
 use crate::catalog::{self, WriterLock, ensure_tables};
-use crate::config::LanderConfig;
-use crate::decode::{Decoded, decode};
+use crate::config::{LanderConfig, Route};
+use crate::decode::{Decoded, decode, decode_rejected, decode_sale_event};
 use crate::error::LakeError;
 use crate::metrics::{Metrics, Outcome};
 use crate::offsets::{OffsetMap, StartOffset, TopicPartition, resume_offset, should_land};
@@ -76,7 +77,7 @@ pub struct Lander<S: Source> {
     source: S,
     metrics: Metrics,
     lock: Option<WriterLock>,
-    routes: HashMap<String, RawTable>,
+    routes: HashMap<String, Route>,
     sinks: BTreeMap<RawTable, TableSink>,
     assigned: BTreeMap<TopicPartition, StartOffset>,
     /// Next offset to consume per partition (what has been read, landed or buffered).
@@ -231,7 +232,8 @@ impl<S: Source> Lander<S> {
             if self.assigned.contains_key(&tp) {
                 continue;
             }
-            let table = self.routes[&tp.topic];
+            let route = self.routes[&tp.topic];
+            let table = route.landed_in();
             let start = resume_offset(self.sinks[&table].committed(), &tp);
             if let StartOffset::At(next) = start {
                 self.progress.advance(&tp, next);
@@ -261,7 +263,11 @@ impl<S: Source> Lander<S> {
 
     fn drained(&self, targets: &BTreeMap<TopicPartition, (i64, i64)>) -> bool {
         targets.iter().all(|(tp, (low, high))| {
-            let position = self.progress.get(tp).unwrap_or(*low);
+            let landed = self.progress.get(tp).unwrap_or(*low);
+            // Past the last record, a partition written in transactions ends with a commit
+            // marker: only the consumer's position shows it was passed. Nothing is buffered
+            // beyond `landed`, so this never skips a record.
+            let position = self.source.position(tp).map_or(landed, |p| p.max(landed));
             position >= *high
         })
     }
@@ -269,7 +275,7 @@ impl<S: Source> Lander<S> {
     /// Decodes one record into the buffer (or counts it as a tombstone or a replayed record).
     fn ingest(&mut self, record: Record) {
         let tp = TopicPartition::new(record.topic.clone(), record.partition);
-        let Some(&table) = self.routes.get(&record.topic) else {
+        let Some(&route) = self.routes.get(&record.topic) else {
             tracing::warn!(partition = %tp, "record from a topic that feeds no table, ignored");
             return;
         };
@@ -291,37 +297,71 @@ impl<S: Source> Lander<S> {
             offset: record.offset,
             ingest_time_micros: chrono::Utc::now().timestamp_micros(),
         };
-        match decode(table, record.value.as_deref()) {
+        let table = route.data_table();
+        let decoded = match route {
+            Route::Rejects(_) => {
+                let (reason, kind) = decode_rejected(record.value.as_deref());
+                self.dead_letter(table, &tp, &record, &provenance, &reason, &kind);
+                return;
+            }
+            Route::Data(RawTable::FileSale) => {
+                decode_sale_event(SaleSource::Files, record.value.as_deref())
+            }
+            Route::Data(RawTable::ErpSale) => {
+                decode_sale_event(SaleSource::Erp, record.value.as_deref())
+            }
+            Route::Data(table) => decode(table, record.value.as_deref()),
+        };
+        let row = match decoded {
             Ok(Decoded::Tombstone) => {
                 self.metrics.events(table, Outcome::Tombstone, 1);
                 self.summary.tombstones += 1;
+                return;
             }
-            Ok(Decoded::Change(event)) => {
-                if should_land(self.sinks[&table].committed(), &tp, record.offset) {
-                    self.buffer
-                        .rows
-                        .entry(table)
-                        .or_default()
-                        .push(change_row(event, &provenance));
-                } else {
-                    self.skipped(table);
-                }
-            }
+            Ok(Decoded::Change(event)) => change_row(event, &provenance),
+            Ok(Decoded::Event(cells)) => event_row(cells, &provenance),
             Err(error) => {
-                let dead_letters = &self.sinks[&RawTable::DeadLetters];
-                if should_land(dead_letters.committed(), &tp, record.offset) {
-                    tracing::debug!(partition = %tp, offset = record.offset, kind = error.kind.as_str(), reason = %error.reason, "dead letter");
-                    self.buffer.dead.push(dead_letter_row(
-                        &provenance,
-                        record.key.as_deref(),
-                        record.value.as_deref(),
-                        &error,
-                    ));
-                    *self.buffer.dead_by_table.entry(table).or_default() += 1;
-                } else {
-                    self.skipped(table);
-                }
+                tracing::debug!(partition = %tp, offset = record.offset, kind = error.kind.as_str(), reason = %error.reason, "dead letter");
+                self.dead_letter(
+                    table,
+                    &tp,
+                    &record,
+                    &provenance,
+                    &error.reason,
+                    error.kind.as_str(),
+                );
+                return;
             }
+        };
+        if should_land(self.sinks[&table].committed(), &tp, record.offset) {
+            self.buffer.rows.entry(table).or_default().push(row);
+        } else {
+            self.skipped(table);
+        }
+    }
+
+    /// Buffers a `dead_letters` row for `record`, which was meant for `table`.
+    fn dead_letter(
+        &mut self,
+        table: RawTable,
+        tp: &TopicPartition,
+        record: &Record,
+        provenance: &Provenance,
+        reason: &str,
+        kind: &str,
+    ) {
+        let dead_letters = &self.sinks[&RawTable::DeadLetters];
+        if should_land(dead_letters.committed(), tp, record.offset) {
+            self.buffer.dead.push(dead_letter_row(
+                provenance,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                reason,
+                kind,
+            ));
+            *self.buffer.dead_by_table.entry(table).or_default() += 1;
+        } else {
+            self.skipped(table);
         }
     }
 
@@ -366,11 +406,11 @@ impl<S: Source> Lander<S> {
         }
 
         let mut rows_by_table = buffer.rows;
-        for table in RawTable::CHANGE_TABLES {
+        for table in RawTable::DATA_TABLES {
             let topics: Vec<&str> = self
                 .routes
                 .iter()
-                .filter(|(_, t)| **t == table)
+                .filter(|(_, route)| **route == Route::Data(table))
                 .map(|(topic, _)| topic.as_str())
                 .collect();
             let table_moved = moved.restricted_to(&topics);
@@ -711,5 +751,68 @@ mod tests {
         // 4 + 4 + 2 rows: three commits of pg_sale.
         assert_eq!(summary.commits, 3);
         assert_eq!(summary.landed, 10);
+    }
+
+    #[tokio::test]
+    async fn lands_file_events_and_the_ingestors_rejections() {
+        let catalog = memory_catalog().await;
+        let source = MemorySource::new();
+        let event = r#"{"source":"files","origin":"acme","sale_id":"A-1","op":"upsert","version":{"major":3,"minor":0},"salesman_code":"S001","city_name":"Campinas","city_state":"SP","amount":"10.50","sold_at":"2026-03-01T10:00:00Z","produced_at":"2026-03-02T00:00:00Z","provenance":{"object_url":"file:///inbox/acme/a.csv","record":1}}"#;
+        source.produce(
+            "raw.files.sales",
+            0,
+            Some(b"files/acme/A-1"),
+            Some(event.as_bytes()),
+        );
+        let wrong_source = event.replace(r#""source":"files""#, r#""source":"erp""#);
+        source.produce(
+            "raw.files.sales",
+            0,
+            Some(b"erp/x/1"),
+            Some(wrong_source.as_bytes()),
+        );
+        let rejected = r#"{"source":"files","origin":"acme","error_kind":"bad_amount","reason":"column \"valor\": \"-3\" is negative","raw":"A-2;-3","produced_at":"2026-03-02T00:00:00Z","provenance":{"record":2}}"#;
+        source.produce("raw.files.dead_letters", 0, None, Some(rejected.as_bytes()));
+
+        let summary = lander(&catalog, source, 100)
+            .await
+            .run(Mode::Drain, CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!((summary.landed, summary.dead_letters), (1, 2));
+
+        let sales = batches(&catalog, RawTable::FileSale).await;
+        let sale_id = sales[0]
+            .column_by_name(col::SALE_ID)
+            .unwrap()
+            .as_string::<i32>();
+        assert_eq!(sale_id.value(0), "A-1");
+        let amount = sales[0].column_by_name(col::AMOUNT).unwrap();
+        assert_eq!(
+            amount.as_primitive::<Decimal128Type>().value_as_string(0),
+            "10.50"
+        );
+        assert_eq!(longs(&sales, col::VERSION_MAJOR), vec![3]);
+
+        let dead = batches(&catalog, RawTable::DeadLetters).await;
+        let reasons: BTreeSet<String> = dead
+            .iter()
+            .flat_map(|b| {
+                let a = b
+                    .column_by_name(col::REASON)
+                    .unwrap()
+                    .as_string::<i32>()
+                    .clone();
+                (0..a.len()).map(move |i| a.value(i).to_string())
+            })
+            .collect();
+        assert!(
+            reasons.iter().any(|r| r.contains("is negative")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.iter().any(|r| r.contains("source \"erp\"")),
+            "{reasons:?}"
+        );
     }
 }

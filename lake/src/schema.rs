@@ -64,6 +64,26 @@ pub mod col {
     pub const REASON: &str = "reason";
     /// Machine-readable class of the failure (see `decode::ErrorKind`).
     pub const ERROR_KIND: &str = "error_kind";
+    /// Sale-event tables: `u` (upsert) or `d` (withdrawn / cancelled) is in `op`; the source's sale id.
+    pub const SALE_ID: &str = "sale_id";
+    /// Partner (files) or ERP system name.
+    pub const ORIGIN: &str = "origin";
+    /// Source order of the version, coarse part (file sequence, ERP change sequence).
+    pub const VERSION_MAJOR: &str = "version_major";
+    /// Source order of the version, fine part (record ordinal in the file).
+    pub const VERSION_MINOR: &str = "version_minor";
+    /// Salesman natural key.
+    pub const SALESMAN_CODE: &str = "salesman_code";
+    /// City natural key, name part.
+    pub const CITY_NAME: &str = "city_name";
+    /// City natural key, state part.
+    pub const CITY_STATE: &str = "city_state";
+    /// ISO 4217 currency as sent.
+    pub const CURRENCY: &str = "currency";
+    /// When the ingestor produced the event.
+    pub const PRODUCED_AT: &str = "produced_at";
+    /// The event's provenance object (object URL, record; or endpoint, cursor, request id), JSON.
+    pub const PROVENANCE_JSON: &str = "provenance_json";
 }
 
 /// Precision of money columns (Iceberg/Arrow `decimal(18,2)`).
@@ -136,7 +156,7 @@ use ColumnType::{Int, Long, Money, String as Str, Timestamptz};
 
 const OP_COLUMN: Column = req(col::OP, Str, "Debezium op: c, u, d or r");
 
-/// Columns after the typed image in every change table.
+/// Columns after the typed image in every change table (then [`KAFKA_TAIL`]).
 const CHANGE_TAIL: &[Column] = &[
     opt(col::BEFORE_JSON, Str, "raw JSON of Debezium's before image"),
     opt(col::AFTER_JSON, Str, "raw JSON of Debezium's after image"),
@@ -154,14 +174,6 @@ const CHANGE_TAIL: &[Column] = &[
         col::SOURCE_TXID,
         Long,
         "Postgres transaction id (source.txId)",
-    ),
-    req(col::KAFKA_TOPIC, Str, "Kafka topic"),
-    req(col::KAFKA_PARTITION, Int, "Kafka partition"),
-    req(col::KAFKA_OFFSET, Long, "Kafka offset"),
-    req(
-        col::INGEST_TIME,
-        Timestamptz,
-        "when the lander read the record",
     ),
 ];
 
@@ -189,6 +201,66 @@ const CITY_IMAGE: &[Column] = &[
     req(col::ID, Long, "city id"),
     opt(col::NAME, Str, "city name"),
     opt(col::STATE, Str, "state (UF)"),
+];
+
+/// Leading columns of a sale-event table (`file_sale`, `erp_sale`): the canonical
+/// `SaleEvent`, flattened. The Kafka provenance columns follow.
+const SALE_EVENT_COLUMNS: &[Column] = &[
+    req(
+        col::OP,
+        Str,
+        "u: this version of the sale; d: withdrawn or cancelled",
+    ),
+    req(col::SALE_ID, Str, "the sale's id in its source"),
+    req(col::ORIGIN, Str, "partner (files) or ERP system"),
+    req(
+        col::VERSION_MAJOR,
+        Long,
+        "source order: file sequence or ERP change sequence",
+    ),
+    req(
+        col::VERSION_MINOR,
+        Long,
+        "source order within major: record ordinal",
+    ),
+    opt(
+        col::SALESMAN_ID,
+        Long,
+        "salesman id, when the source gives it",
+    ),
+    opt(
+        col::SALESMAN_CODE,
+        Str,
+        "salesman code, when the source gives it",
+    ),
+    opt(col::CITY_ID, Long, "city id, when the source gives it"),
+    opt(
+        col::CITY_NAME,
+        Str,
+        "city name (natural key with city_state)",
+    ),
+    opt(col::CITY_STATE, Str, "city state"),
+    opt(col::AMOUNT, Money, "sale amount"),
+    opt(col::CURRENCY, Str, "currency as sent"),
+    opt(col::SOLD_AT, Timestamptz, "when the sale happened"),
+    req(
+        col::PRODUCED_AT,
+        Timestamptz,
+        "when the ingestor produced the event",
+    ),
+    req(col::PROVENANCE_JSON, Str, "where the event came from, JSON"),
+];
+
+/// The Kafka provenance columns ending every data table.
+const KAFKA_TAIL: &[Column] = &[
+    req(col::KAFKA_TOPIC, Str, "Kafka topic"),
+    req(col::KAFKA_PARTITION, Int, "Kafka partition"),
+    req(col::KAFKA_OFFSET, Long, "Kafka offset"),
+    req(
+        col::INGEST_TIME,
+        Timestamptz,
+        "when the lander read the record",
+    ),
 ];
 
 const DEAD_LETTER_COLUMNS: &[Column] = &[
@@ -221,21 +293,38 @@ pub enum RawTable {
     PgSalesman,
     /// `raw.pg_city`: change events of `salesdb.public.city`.
     PgCity,
-    /// `raw.dead_letters`: records the lander could not decode.
+    /// `raw.file_sale`: sale events from partner files.
+    FileSale,
+    /// `raw.erp_sale`: sale events and cancellations from the ERP.
+    ErpSale,
+    /// `raw.dead_letters`: records the lander could not decode, and records the ingestors
+    /// rejected.
     DeadLetters,
 }
 
 impl RawTable {
     /// Every raw table, data tables first.
-    pub const ALL: [RawTable; 4] = [
+    pub const ALL: [RawTable; 6] = [
         RawTable::PgSale,
         RawTable::PgSalesman,
         RawTable::PgCity,
+        RawTable::FileSale,
+        RawTable::ErpSale,
         RawTable::DeadLetters,
     ];
-    /// The change tables (fed by a Debezium topic each).
-    pub const CHANGE_TABLES: [RawTable; 3] =
-        [RawTable::PgSale, RawTable::PgSalesman, RawTable::PgCity];
+    /// The data tables: every table but `dead_letters`, each fed by one topic.
+    pub const DATA_TABLES: [RawTable; 5] = [
+        RawTable::PgSale,
+        RawTable::PgSalesman,
+        RawTable::PgCity,
+        RawTable::FileSale,
+        RawTable::ErpSale,
+    ];
+
+    /// Whether the table holds canonical sale events (files, ERP) rather than Debezium changes.
+    pub fn is_sale_events(self) -> bool {
+        matches!(self, RawTable::FileSale | RawTable::ErpSale)
+    }
 
     /// Table name inside the namespace.
     pub fn name(self) -> &'static str {
@@ -243,17 +332,19 @@ impl RawTable {
             RawTable::PgSale => names::TABLE_PG_SALE,
             RawTable::PgSalesman => names::TABLE_PG_SALESMAN,
             RawTable::PgCity => names::TABLE_PG_CITY,
+            RawTable::FileSale => names::TABLE_FILE_SALE,
+            RawTable::ErpSale => names::TABLE_ERP_SALE,
             RawTable::DeadLetters => names::TABLE_DEAD_LETTERS,
         }
     }
 
-    /// The typed row-image columns of a change table (empty for `dead_letters`).
+    /// The typed row-image columns of a Debezium change table (empty for the others).
     pub fn image_columns(self) -> &'static [Column] {
         match self {
             RawTable::PgSale => SALE_IMAGE,
             RawTable::PgSalesman => SALESMAN_IMAGE,
             RawTable::PgCity => CITY_IMAGE,
-            RawTable::DeadLetters => &[],
+            RawTable::FileSale | RawTable::ErpSale | RawTable::DeadLetters => &[],
         }
     }
 
@@ -261,9 +352,15 @@ impl RawTable {
     pub fn columns(self) -> Vec<Column> {
         match self {
             RawTable::DeadLetters => DEAD_LETTER_COLUMNS.to_vec(),
+            RawTable::FileSale | RawTable::ErpSale => SALE_EVENT_COLUMNS
+                .iter()
+                .chain(KAFKA_TAIL)
+                .copied()
+                .collect(),
             change => std::iter::once(OP_COLUMN)
                 .chain(change.image_columns().iter().copied())
                 .chain(CHANGE_TAIL.iter().copied())
+                .chain(KAFKA_TAIL.iter().copied())
                 .collect(),
         }
     }

@@ -58,6 +58,12 @@ pub trait Source: Send {
 
     /// Publishes how far the lander has landed, for lag monitoring only. Best effort.
     fn report_progress(&self, _landed: &OffsetMap) {}
+
+    /// The consumer's own position in a partition, when it knows one. It can be ahead of the
+    /// last record handed out: transaction markers take offsets but are never delivered.
+    fn position(&self, _tp: &TopicPartition) -> Option<i64> {
+        None
+    }
 }
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -181,6 +187,14 @@ impl Source for KafkaSource {
         })
         .await
         .expect("watermark task does not panic")
+    }
+
+    fn position(&self, tp: &TopicPartition) -> Option<i64> {
+        let assignment = self.consumer.position().ok()?;
+        match assignment.find_partition(&tp.topic, tp.partition)?.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }
     }
 
     fn report_progress(&self, landed: &OffsetMap) {
