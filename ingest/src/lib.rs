@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod erp;
 pub mod files;
 pub mod publish;
 pub mod sample;

@@ -1,0 +1,54 @@
+//! `tributary-erp-sim`: the legacy ERP simulator (SOAP 1.1/1.2, WSDL, WS-Security), the peer
+//! the WS ingestor polls in tests and in the demo. See `tributary_ingest::erp::sim` for the
+//! endpoints.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tributary_ingest::erp::{ErpSimConfig, sim};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Simulated legacy ERP: SOAP sales service with WSDL at /ws/sales?wsdl",
+    long_about = "Simulated legacy ERP: SOAP 1.1/1.2 sales service with a WSDL at \
+                  GET /ws/sales?wsdl, WS-Security UsernameToken (PasswordDigest), cursor paging, \
+                  SOAP faults and throttling. Admin JSON endpoints for tests and the demo: \
+                  GET/POST /admin/sales, POST /admin/sales/{id}/cancel, POST /admin/throttle."
+)]
+struct Cli {
+    /// Config file (TOML); `TRIBUTARY_*` environment variables override it.
+    #[arg(long, env = "TRIBUTARY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listen address; overrides the config's `listen`.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Seed of the generated change log; overrides the config's `seed`.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tributary_common::logging::init("tributary-erp-sim");
+    let cli = Cli::parse();
+    let mut config: ErpSimConfig = tributary_common::load(cli.config.as_deref(), std::env::vars())
+        .context("loading config")?;
+    if let Some(listen) = cli.listen {
+        config.listen = listen;
+    }
+    if let Some(seed) = cli.seed {
+        config.seed = seed;
+    }
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(tributary_common::shutdown::cancel_on_signal(
+        shutdown.clone(),
+    ));
+    sim::run(listener, config, shutdown).await?;
+    Ok(())
+}

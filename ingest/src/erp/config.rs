@@ -1,0 +1,203 @@
+//! Settings of the ERP client (the WS ingestor) and of the ERP simulator.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::soap::SoapVersion;
+use super::xml::XmlLimits;
+
+/// How the ingestor talks to the ERP. Embed it in the ingestor's config (for example as
+/// `erp`, so `TRIBUTARY_ERP__ENDPOINT` sets [`Self::endpoint`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ErpClientConfig {
+    /// The SOAP endpoint (the WSDL's `soap:address`).
+    pub endpoint: String,
+    /// The ERP system's name: the `origin` of every event.
+    pub origin: String,
+    /// WS-Security user.
+    pub username: String,
+    /// WS-Security password (only its digest goes over the wire).
+    pub password: String,
+    /// `"1.1"` or `"1.2"`.
+    pub soap_version: SoapVersion,
+    /// Changes asked for per `GetSales` call.
+    pub page_size: u32,
+    /// Pause between polls once the ERP has nothing new.
+    pub poll_interval_ms: u64,
+    /// Timeout of one HTTP exchange.
+    pub request_timeout_ms: u64,
+    /// Largest response accepted; bigger ones are refused unread.
+    pub max_response_bytes: usize,
+    /// Deepest element nesting accepted in a response.
+    pub max_depth: usize,
+    /// Retries of transient failures.
+    pub retry: RetrySettings,
+}
+
+impl Default for ErpClientConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "http://127.0.0.1:8088/ws/sales".into(),
+            origin: "erp".into(),
+            username: "tributary".into(),
+            password: "tributary-erp".into(),
+            soap_version: SoapVersion::V11,
+            page_size: 100,
+            poll_interval_ms: 2_000,
+            request_timeout_ms: 30_000,
+            max_response_bytes: 4 * 1024 * 1024,
+            max_depth: 32,
+            retry: RetrySettings::default(),
+        }
+    }
+}
+
+impl ErpClientConfig {
+    /// The XML limits for responses.
+    pub fn xml_limits(&self) -> XmlLimits {
+        XmlLimits {
+            max_bytes: self.max_response_bytes,
+            max_depth: self.max_depth,
+        }
+    }
+
+    /// [`Self::poll_interval_ms`] as a duration.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+}
+
+/// Exponential backoff with jitter; a throttling fault's retry-after overrides a shorter delay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// Retries after the first attempt (0 = no retry).
+    pub max_retries: usize,
+    /// First delay.
+    pub min_delay_ms: u64,
+    /// Longest backoff delay.
+    pub max_delay_ms: u64,
+    /// Longest retry-after honoured; a service asking for more is waited for this long.
+    pub max_retry_after_ms: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            max_retries: 6,
+            min_delay_ms: 200,
+            max_delay_ms: 10_000,
+            max_retry_after_ms: 60_000,
+        }
+    }
+}
+
+/// The ERP simulator (`tributary-erp-sim`). Top-level keys, like every service:
+/// `TRIBUTARY_LISTEN=127.0.0.1:8088`, `TRIBUTARY_SEED=7`, …
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ErpSimConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Base URL written into the served WSDL's `soap:address`; empty = from the request's
+    /// `Host` header.
+    pub public_url: String,
+    /// The accepted WS-Security user.
+    pub username: String,
+    /// Its password.
+    pub password: String,
+    /// Seed of the data generator: the same seed gives the same change log.
+    pub seed: u64,
+    /// Changes generated at start-up (new sales, plus some corrections and cancellations).
+    pub initial_changes: u32,
+    /// Largest `pageSize` accepted.
+    pub max_page_size: u32,
+    /// Accepted distance between `wsu:Created` and the simulator's clock, both ways; nonces
+    /// are remembered this long.
+    pub max_clock_skew_secs: u64,
+    /// SOAP requests allowed per second before `Throttled` faults (0 = unlimited).
+    pub rate_limit_per_sec: u32,
+    /// The retry-after sent with a `Throttled` fault.
+    pub throttle_retry_after_secs: u64,
+    /// Largest request accepted.
+    pub max_request_bytes: usize,
+    /// Deepest element nesting accepted in a request.
+    pub max_depth: usize,
+    /// Serve the `/admin` endpoints (injecting sales, cancellations and throttling).
+    pub admin: bool,
+}
+
+impl Default for ErpSimConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8088".into(),
+            public_url: String::new(),
+            username: "tributary".into(),
+            password: "tributary-erp".into(),
+            seed: 42,
+            initial_changes: 300,
+            max_page_size: 1_000,
+            max_clock_skew_secs: 300,
+            rate_limit_per_sec: 0,
+            throttle_retry_after_secs: 1,
+            max_request_bytes: 1024 * 1024,
+            max_depth: 32,
+            admin: true,
+        }
+    }
+}
+
+impl ErpSimConfig {
+    /// The XML limits for requests.
+    pub fn xml_limits(&self) -> XmlLimits {
+        XmlLimits {
+            max_bytes: self.max_request_bytes,
+            max_depth: self.max_depth,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Ingestor {
+        erp: ErpClientConfig,
+    }
+
+    #[test]
+    fn client_config_loads_with_env_overrides() {
+        let cfg: Ingestor = tributary_common::load(
+            None,
+            [
+                ("TRIBUTARY_ERP__SOAP_VERSION".to_string(), "1.2".to_string()),
+                ("TRIBUTARY_ERP__PAGE_SIZE".to_string(), "7".to_string()),
+                (
+                    "TRIBUTARY_ERP__RETRY__MAX_RETRIES".to_string(),
+                    "2".to_string(),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.erp.soap_version, SoapVersion::V12);
+        assert_eq!(cfg.erp.page_size, 7);
+        assert_eq!(cfg.erp.retry.max_retries, 2);
+        assert_eq!(cfg.erp.endpoint, "http://127.0.0.1:8088/ws/sales");
+    }
+
+    #[test]
+    fn sim_config_defaults_and_refuses_typos() {
+        let cfg: ErpSimConfig = tributary_common::load(None, Vec::new()).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:8088");
+        let err = tributary_common::load::<ErpSimConfig>(
+            None,
+            [("TRIBUTARY_SEEDS".to_string(), "1".to_string())],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("seeds"), "{err}");
+    }
+}
