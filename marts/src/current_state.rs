@@ -1,10 +1,19 @@
-//! From raw change events to totals, in DataFusion SQL.
+//! From raw events to totals, in DataFusion SQL.
 //!
-//! The raw tables are registered as `pg_sale`, `pg_salesman` and `pg_city` (see `lake`). The
-//! current state of a key is its event with the greatest `(source_lsn, kafka_offset)`, whatever
-//! order the events were landed in; if that event is a delete (`op = 'd'`) the key is gone.
-//! Names come from the current `pg_salesman`/`pg_city` rows, so a rename shows everywhere; a
-//! sale whose salesman or city is not in the lake yet is kept, under its id, as *unresolved*.
+//! The raw tables are registered under their own names (`pg_sale`, `pg_salesman`, `pg_city`,
+//! `file_sale`, `erp_sale`; see `lake`). The current state of a key is its newest event in its
+//! source's own order, whatever order the events were landed in: `(source_lsn, kafka_offset)`
+//! for Postgres, `(version_major, version_minor, kafka_offset)` for files and the ERP. If that
+//! event is a delete (`op = 'd'`: a CDC delete, a withdrawal from a snapshot file, an ERP
+//! cancellation) the sale is gone. A sale is identified by (source, sale id), so the same id in
+//! two sources is two sales.
+//!
+//! Names come from the current `pg_salesman`/`pg_city` rows, so a rename shows everywhere.
+//! Files and the ERP may name a salesman by code and a city by name and state; those resolve
+//! against the current master data at every run. A sale whose salesman or city is not known
+//! yet is kept and counted as *unresolved*: under its id when it has one, in the summary only
+//! when it has just a natural key nobody knows yet. It joins the rankings when the master data
+//! arrives.
 //!
 //! Ranking is not done here: the totals go to [`crate::ranking`], which is plain Rust.
 
@@ -19,9 +28,10 @@ use crate::ranking::{
     CityInfo, CitySalesmanTotals, CityTotals, SalesmanInfo, SalesmanTotals, Summary, Totals,
 };
 
-/// Latest version of every sale still present. The row-number tie-break is total over one
-/// partition (a key's events all go to one Kafka partition), so the choice is deterministic.
-pub const CURRENT_SALE: &str = "
+/// Latest version of every Postgres sale still present.
+/// The row-number tie-break is total over one partition (a key's events all go to one Kafka
+/// partition), so the choice is deterministic.
+pub const CURRENT_PG_SALE: &str = "
 SELECT id, salesman_id, city_id, amount
 FROM (
     SELECT id, op, salesman_id, city_id, amount,
@@ -29,6 +39,61 @@ FROM (
     FROM pg_sale
 ) AS events
 WHERE newest = 1 AND op <> 'd'";
+
+/// Latest version of every sale of a sale-event table (`{table}`) still present.
+const CURRENT_EVENT_SALE: &str = "
+SELECT origin, sale_id, salesman_id, salesman_code, city_id, city_name, city_state, amount
+FROM (
+    SELECT op, origin, sale_id, salesman_id, salesman_code, city_id, city_name, city_state, amount,
+           row_number() OVER (
+               PARTITION BY origin, sale_id
+               ORDER BY version_major DESC, version_minor DESC, kafka_offset DESC
+           ) AS newest
+    FROM {table}
+) AS events
+WHERE newest = 1 AND op <> 'd'";
+
+/// One id per salesman code (codes are unique in the store system; `MIN` keeps a duplicate
+/// from multiplying sales).
+const SALESMAN_BY_CODE: &str = "
+SELECT code, MIN(id) AS id FROM current_salesman WHERE code IS NOT NULL GROUP BY code";
+
+/// One id per normalised (city name, state): case, outer and repeated spaces do not matter.
+const CITY_BY_NAME: &str = "
+SELECT lower(btrim(regexp_replace(name, '\\s+', ' ', 'g'))) AS name_key,
+       upper(btrim(state)) AS state_key,
+       MIN(id) AS id
+FROM current_city
+WHERE name IS NOT NULL AND state IS NOT NULL
+GROUP BY 1, 2";
+
+/// A sale-event source's current sales with their references resolved where possible.
+/// `*_pending` marks a natural key that matches no master data yet.
+const RESOLVED_EVENT_SALE: &str = "
+SELECT CAST('{source}' AS VARCHAR) AS source,
+       CAST(e.origin || '/' || e.sale_id AS VARCHAR) AS sale_id,
+       COALESCE(e.salesman_id, m.id) AS salesman_id,
+       COALESCE(e.city_id, c.id) AS city_id,
+       e.amount,
+       e.salesman_id IS NULL AND m.id IS NULL AS salesman_pending,
+       e.city_id IS NULL AND c.id IS NULL AS city_pending
+FROM current_{table} e
+LEFT JOIN salesman_by_code m
+       ON e.salesman_id IS NULL AND m.code = e.salesman_code
+LEFT JOIN city_by_name c
+       ON e.city_id IS NULL
+      AND c.name_key = lower(btrim(regexp_replace(e.city_name, '\\s+', ' ', 'g')))
+      AND c.state_key = upper(btrim(e.city_state))";
+
+/// Every current sale of every source.
+const CURRENT_SALE: &str = "
+SELECT CAST('pg' AS VARCHAR) AS source, CAST(id AS VARCHAR) AS sale_id, salesman_id, city_id, amount,
+       FALSE AS salesman_pending, FALSE AS city_pending
+FROM current_pg_sale
+UNION ALL
+SELECT * FROM resolved_file_sale
+UNION ALL
+SELECT * FROM resolved_erp_sale";
 
 /// Latest version of every salesman still present.
 pub const CURRENT_SALESMAN: &str = "
@@ -91,18 +156,22 @@ WHERE s.salesman_id IS NOT NULL
 GROUP BY s.salesman_id, m.id, m.name, m.code";
 
 /// Whole-set counts, including what no ranking shows (sales without a city or salesman id).
-/// A sale is unresolved when it names a city or salesman the lake does not have (yet).
+/// A sale is unresolved when it names a city or salesman (by id or natural key) the lake does
+/// not have (yet).
 pub const SUMMARY: &str = "
 SELECT COUNT(*) AS sales,
        CAST(SUM(amount) AS DECIMAL(38, 2)) AS revenue,
        CAST(SUM(CASE WHEN unresolved THEN 1 ELSE 0 END) AS BIGINT) AS unresolved_sales,
        CAST(SUM(CASE WHEN unresolved THEN amount END) AS DECIMAL(38, 2)) AS unresolved_revenue,
-       CAST(SUM(CASE WHEN city_id IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS sales_without_city,
-       CAST(SUM(CASE WHEN salesman_id IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS sales_without_salesman
+       CAST(SUM(CASE WHEN city_id IS NULL AND NOT city_pending THEN 1 ELSE 0 END) AS BIGINT)
+           AS sales_without_city,
+       CAST(SUM(CASE WHEN salesman_id IS NULL AND NOT salesman_pending THEN 1 ELSE 0 END) AS BIGINT)
+           AS sales_without_salesman
 FROM (
-    SELECT s.amount, s.city_id, s.salesman_id,
+    SELECT s.amount, s.city_id, s.salesman_id, s.city_pending, s.salesman_pending,
            (s.city_id IS NOT NULL AND c.id IS NULL)
-               OR (s.salesman_id IS NOT NULL AND m.id IS NULL) AS unresolved
+               OR (s.salesman_id IS NOT NULL AND m.id IS NULL)
+               OR s.city_pending OR s.salesman_pending AS unresolved
     FROM current_sale s
     LEFT JOIN current_city c ON s.city_id = c.id
     LEFT JOIN current_salesman m ON s.salesman_id = m.id
@@ -128,26 +197,65 @@ async fn collect(
 /// Materialises the current state of each raw table once (as `current_sale`,
 /// `current_salesman`, `current_city`), so the aggregations below do not rescan the lake.
 pub async fn register_current_state(ctx: &SessionContext) -> Result<(), MartsError> {
-    for (name, sql) in [
-        ("current_sale", CURRENT_SALE),
-        ("current_salesman", CURRENT_SALESMAN),
-        ("current_city", CURRENT_CITY),
-    ] {
+    let event_sale = |table: &str| CURRENT_EVENT_SALE.replace("{table}", table);
+    let resolved = |table: &str, source: &str| {
+        RESOLVED_EVENT_SALE
+            .replace("{table}", table)
+            .replace("{source}", source)
+    };
+    // In dependency order: each step reads the ones registered before it.
+    let steps: [(&'static str, String); 10] = [
+        ("current_salesman", CURRENT_SALESMAN.into()),
+        ("current_city", CURRENT_CITY.into()),
+        ("salesman_by_code", SALESMAN_BY_CODE.into()),
+        ("city_by_name", CITY_BY_NAME.into()),
+        ("current_pg_sale", CURRENT_PG_SALE.into()),
+        ("current_file_sale", event_sale("file_sale")),
+        ("current_erp_sale", event_sale("erp_sale")),
+        ("resolved_file_sale", resolved("file_sale", "files")),
+        ("resolved_erp_sale", resolved("erp_sale", "erp")),
+        ("current_sale", CURRENT_SALE.into()),
+    ];
+    for (name, sql) in steps {
         let df_err = |source| MartsError::Query {
             query: name,
             source: Box::new(source),
         };
-        let cached = ctx
-            .sql(sql)
-            .await
-            .map_err(df_err)?
-            .cache()
-            .await
-            .map_err(df_err)?;
-        ctx.register_table(name, cached.into_view())
-            .map_err(df_err)?;
+        let frame = ctx.sql(&sql).await.map_err(df_err)?;
+        let table = materialise(frame).await.map_err(df_err)?;
+        ctx.register_table(name, table).map_err(df_err)?;
     }
     Ok(())
+}
+
+/// Runs `frame` once and keeps its rows in memory, with the Parquet field ids and docs the
+/// lake's columns carry stripped: the sources' metadata differ, and DataFusion refuses a union
+/// (or a cached plan) whose branches' field metadata do not match.
+async fn materialise(
+    frame: datafusion::dataframe::DataFrame,
+) -> datafusion::error::Result<std::sync::Arc<datafusion::datasource::MemTable>> {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{Field, Schema};
+
+    let fields: Vec<Field> = frame
+        .schema()
+        .as_arrow()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_metadata(Default::default()))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batches = frame
+        .collect()
+        .await?
+        .into_iter()
+        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Arc::new(datafusion::datasource::MemTable::try_new(
+        schema,
+        vec![batches],
+    )?))
 }
 
 /// Computes every total the rankings need. Expects the raw tables registered in `ctx`.
@@ -373,7 +481,7 @@ mod tests {
 
     async fn current_sales(sales: &[Ev]) -> Vec<(i64, Option<i64>, Option<i64>, Option<i128>)> {
         let ctx = memtable_context(sales, &[], &[]);
-        let sql = format!("SELECT * FROM ({CURRENT_SALE}) AS s ORDER BY id");
+        let sql = format!("SELECT * FROM ({CURRENT_PG_SALE}) AS s ORDER BY id");
         let batches = collect(&ctx, "test", &sql).await.unwrap();
         let mut out = Vec::new();
         for b in &batches {
@@ -437,6 +545,86 @@ mod tests {
         let t = totals(&[], &[], &[]).await;
         assert!(t.cities.is_empty() && t.city_salesmen.is_empty() && t.salesmen.is_empty());
         assert_eq!(t.summary, Summary::default());
+    }
+
+    #[tokio::test]
+    async fn file_sales_resolve_natural_keys_take_corrections_and_withdrawals() {
+        use crate::test_support::{Ref, file_sale, memtable_context_with_files};
+        let sales = [sale("c", 1, (10, 0), Some(100), Some(7), Some(1000))];
+        let salesmen = [salesman("c", 100, (1, 0), "S100", "Ana")];
+        let cities = [city("c", 7, (1, 0), "São  Paulo", "SP")];
+        let files = [
+            // Same id as the Postgres sale: another source, another sale.
+            file_sale(
+                "u",
+                ("acme", "1"),
+                (1, 0),
+                Ref::Key("S100"),
+                Ref::Key(" são paulo |sp"),
+                Some(500),
+            ),
+            // Corrected by file 2 (later in source order even though it appears first here).
+            file_sale(
+                "u",
+                ("acme", "2"),
+                (2, 0),
+                Ref::Key("S100"),
+                Ref::Id(7),
+                Some(300),
+            ),
+            file_sale(
+                "u",
+                ("acme", "2"),
+                (1, 1),
+                Ref::Key("S100"),
+                Ref::Id(7),
+                Some(9999),
+            ),
+            // Withdrawn by a later snapshot.
+            file_sale(
+                "u",
+                ("acme", "3"),
+                (1, 2),
+                Ref::Id(100),
+                Ref::Id(7),
+                Some(7000),
+            ),
+            file_sale("d", ("acme", "3"), (2, 5), Ref::Id(100), Ref::Id(7), None),
+            // A salesman code nobody knows yet: in the city, unresolved, in no salesman ranking.
+            file_sale(
+                "u",
+                ("globex", "9"),
+                (3, 0),
+                Ref::Key("S999"),
+                Ref::Id(7),
+                Some(40),
+            ),
+            // A city nobody knows yet: the salesman counts it, no city does.
+            file_sale(
+                "u",
+                ("globex", "10"),
+                (3, 1),
+                Ref::Id(100),
+                Ref::Key("Atlantis|XX"),
+                Some(2),
+            ),
+        ];
+        let ctx = memtable_context_with_files(&sales, &salesmen, &cities, &files);
+        let t = compute_totals(&ctx).await.unwrap();
+        let city7 = t.cities.iter().find(|c| c.city_id == 7).unwrap();
+        assert_eq!(
+            (city7.revenue.cents(), city7.sales),
+            (1000 + 500 + 300 + 40, 4)
+        );
+        assert_eq!(t.cities.len(), 1, "the unknown city is not ranked");
+        let ana = t.salesmen.iter().find(|s| s.salesman_id == 100).unwrap();
+        assert_eq!((ana.revenue.cents(), ana.sales), (1000 + 500 + 300 + 2, 4));
+        assert_eq!(t.salesmen.len(), 1, "the unknown code is not ranked");
+        assert_eq!(t.summary.sales, 5);
+        assert_eq!(t.summary.unresolved_sales, 2);
+        assert_eq!(t.summary.unresolved_revenue.cents(), 42);
+        assert_eq!(t.summary.sales_without_city, 0);
+        assert_eq!(t.summary.sales_without_salesman, 0);
     }
 
     #[tokio::test]

@@ -211,7 +211,7 @@ mod tests {
         MartsJob::with_clock(catalog, "raw", store, Arc::new(FixedClock(now)))
     }
 
-    const ALL: [RawTable; 3] = [RawTable::PgSale, RawTable::PgSalesman, RawTable::PgCity];
+    const ALL: [RawTable; 5] = RawTable::DATA_TABLES;
     const PAGE: Page = Page {
         limit: 100,
         offset: 0,
@@ -251,8 +251,9 @@ mod tests {
             .run_once(false)
             .await
             .unwrap();
-        let expected_id =
-            format!("pg_sale:{sale_snap},pg_salesman:{salesman_snap},pg_city:{city_snap}");
+        let expected_id = format!(
+            "pg_sale:{sale_snap},pg_salesman:{salesman_snap},pg_city:{city_snap},file_sale:none,erp_sale:none"
+        );
         let RunOutcome::Published {
             publication_id,
             cities,
@@ -307,7 +308,9 @@ mod tests {
             .run_once(false)
             .await
             .unwrap();
-        let new_id = format!("pg_sale:{sale_snap},pg_salesman:{late},pg_city:{city_snap}");
+        let new_id = format!(
+            "pg_sale:{sale_snap},pg_salesman:{late},pg_city:{city_snap},file_sale:none,erp_sale:none"
+        );
         assert!(
             matches!(next, RunOutcome::Published { ref publication_id, unresolved_sales: 0, .. } if *publication_id == new_id)
         );
@@ -336,7 +339,7 @@ mod tests {
         assert!(matches!(
             outcome,
             RunOutcome::Published { ref publication_id, cities: 0, salesmen: 0, .. }
-                if publication_id == "pg_sale:none,pg_salesman:none,pg_city:none"
+                if publication_id == "pg_sale:none,pg_salesman:none,pg_city:none,file_sale:none,erp_sale:none"
         ));
         assert!(store.latest_publication().await.unwrap().is_some());
     }

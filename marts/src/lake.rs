@@ -14,10 +14,12 @@ use crate::error::MartsError;
 use crate::publication::{LakeSnapshot, LakeSnapshots};
 
 /// The raw tables the rankings are computed from, in publication-id order.
-pub const RAW_TABLES: [&str; 3] = [
+pub const RAW_TABLES: [&str; 5] = [
     names::TABLE_PG_SALE,
     names::TABLE_PG_SALESMAN,
     names::TABLE_PG_CITY,
+    names::TABLE_FILE_SALE,
+    names::TABLE_ERP_SALE,
 ];
 
 /// Registers each raw table of `namespace` (`raw` in production) in `ctx` under its own name

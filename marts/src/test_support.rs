@@ -167,13 +167,77 @@ pub fn batch(table: RawTable, events: &[Ev]) -> RecordBatch {
     RecordBatch::try_new(schema, columns).expect("test batch matches the raw schema")
 }
 
-/// A session with `pg_sale`, `pg_salesman` and `pg_city` as in-memory tables.
+/// How a file or ERP sale names its salesman or city.
+#[derive(Debug, Clone, Copy)]
+pub enum Ref {
+    /// By id.
+    Id(i64),
+    /// By natural key (salesman code; city `name|state`).
+    Key(&'static str),
+}
+
+/// A `file_sale` event of partner `origin`, version `(major, minor)`.
+pub fn file_sale(
+    op: &'static str,
+    (origin, sale_id): (&'static str, &'static str),
+    (major, minor): (i64, i64),
+    salesman: Ref,
+    city: Ref,
+    cents: Option<i64>,
+) -> Ev {
+    let mut values = HashMap::from([
+        ("origin", Val::S(origin)),
+        ("sale_id", Val::S(sale_id)),
+        ("version_major", Val::I(major)),
+        ("version_minor", Val::I(minor)),
+        ("provenance_json", Val::S("{}")),
+    ]);
+    match salesman {
+        Ref::Id(id) => values.insert("salesman_id", Val::I(id)),
+        Ref::Key(code) => values.insert("salesman_code", Val::S(code)),
+    };
+    match city {
+        Ref::Id(id) => {
+            values.insert("city_id", Val::I(id));
+        }
+        Ref::Key(key) => {
+            let (name, state) = key.split_once('|').expect("city key is name|state");
+            values.insert("city_name", Val::S(name));
+            values.insert("city_state", Val::S(state));
+        }
+    }
+    if let Some(v) = cents {
+        values.insert("amount", Val::Cents(v));
+    }
+    Ev {
+        op,
+        id: 0,
+        lsn: major * 1_000_000 + minor,
+        offset: major * 1_000_000 + minor,
+        values,
+    }
+}
+
+/// A session with `pg_sale`, `pg_salesman` and `pg_city` as in-memory tables (and empty
+/// `file_sale`, `erp_sale`).
 pub fn memtable_context(sales: &[Ev], salesmen: &[Ev], cities: &[Ev]) -> SessionContext {
+    memtable_context_with_files(sales, salesmen, cities, &[])
+}
+
+/// Same, with `file_sale` events.
+pub fn memtable_context_with_files(
+    sales: &[Ev],
+    salesmen: &[Ev],
+    cities: &[Ev],
+    file_sales: &[Ev],
+) -> SessionContext {
     let ctx = SessionContext::new();
     for (table, events) in [
         (RawTable::PgSale, sales),
         (RawTable::PgSalesman, salesmen),
         (RawTable::PgCity, cities),
+        (RawTable::FileSale, file_sales),
+        (RawTable::ErpSale, &[]),
     ] {
         // Two partitions, the newest events first, so nothing depends on arrival order.
         let mut reversed = events.to_vec();

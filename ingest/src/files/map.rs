@@ -371,7 +371,7 @@ mod tests {
             sold_at_format: None,
             utc_offset: None,
             currency: "BRL".into(),
-            max_amount: Decimal::new(1_000_000_00, 2),
+            max_amount: Decimal::new(100_000_000, 2),
         }
     }
 

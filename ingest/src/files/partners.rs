@@ -116,7 +116,7 @@ fn default_currency() -> String {
 }
 
 fn default_max_amount() -> Decimal {
-    Decimal::new(1_000_000_00, 2)
+    Decimal::new(100_000_000, 2)
 }
 
 impl Partner {
