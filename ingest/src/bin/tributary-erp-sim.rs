@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use tributary_ingest::erp::{ErpSimConfig, sim};
+use tributary_ingest::erp::{
+    ErpClient, ErpClientConfig, ErpSimConfig, model::GetSalesRequest, sim,
+};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +30,10 @@ struct Cli {
     /// Seed of the generated change log; overrides the config's `seed`.
     #[arg(long)]
     seed: Option<u64>,
+    /// Print a freshly signed SOAP 1.1 `GetSales` request (first page, 10 changes) with the
+    /// configured credentials and exit: pipe it into curl to try the service by hand.
+    #[arg(long)]
+    print_get_sales_request: bool,
 }
 
 #[tokio::main]
@@ -41,6 +47,20 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(seed) = cli.seed {
         config.seed = seed;
+    }
+    if cli.print_get_sales_request {
+        let client = ErpClient::new(ErpClientConfig {
+            username: config.username.clone(),
+            password: config.password.clone(),
+            ..ErpClientConfig::default()
+        })?;
+        let payload = GetSalesRequest {
+            cursor: String::new(),
+            page_size: 10,
+        }
+        .to_xml();
+        println!("{}", client.build_request(&payload));
+        return Ok(());
     }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
