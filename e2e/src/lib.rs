@@ -189,3 +189,23 @@ where
     }
     bail!("gave up after {timeout:?}: {last}")
 }
+
+/// Lander settings pointing the file and ERP topics at names nobody writes to, for tests whose
+/// oracle is Postgres alone: the demo and other tests publish to the default topics of the
+/// same Kafka.
+pub fn postgres_only_topics(suffix: &str) -> BTreeMap<String, String> {
+    [
+        "FILE_SALES",
+        "FILE_DEAD_LETTERS",
+        "ERP_SALES",
+        "ERP_DEAD_LETTERS",
+    ]
+    .iter()
+    .map(|t| {
+        (
+            format!("TRIBUTARY_TOPICS__{t}"),
+            format!("e2e.{suffix}.unused.{}", t.to_ascii_lowercase()),
+        )
+    })
+    .collect()
+}

@@ -12,7 +12,9 @@ use arrow::datatypes::{Int32Type, Int64Type};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use tributary_common::{LakeSettings, names};
-use tributary_e2e::{Service, eventually, free_port, require_stack, salesdb, unique_suffix};
+use tributary_e2e::{
+    Service, eventually, free_port, postgres_only_topics, require_stack, salesdb, unique_suffix,
+};
 use tributary_lake::catalog::{self, load_table, read_table};
 use tributary_lake::schema::{RawTable, col};
 
@@ -99,6 +101,7 @@ async fn rankings_in_the_api_equal_rankings_computed_on_postgres() -> Result<()>
             .collect()
     };
     let mut lake_env = only(&["TRIBUTARY_LAKE__"]);
+    lake_env.extend(postgres_only_topics(&suffix));
     lake_env.insert("TRIBUTARY_COMMIT_INTERVAL_MS".into(), "500".into());
     let mut marts_env = only(&["TRIBUTARY_LAKE__", "TRIBUTARY_CLICKHOUSE__"]);
     marts_env.insert("TRIBUTARY_INTERVAL_MS".into(), "1000".into());

@@ -263,17 +263,42 @@ pub async fn read_progress(
     kafka: &KafkaSettings,
     topic: &str,
 ) -> Result<BTreeMap<String, Vec<u8>>, PublishError> {
-    let kafka = kafka.clone();
-    let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || read_progress_blocking(&kafka, &topic))
-        .await
-        .expect("progress reader does not panic")
+    let mut progress = BTreeMap::new();
+    for record in read_topic(kafka, topic).await? {
+        let Some(key) = record.key else { continue };
+        match record.value {
+            Some(value) => progress.insert(key, value),
+            None => progress.remove(&key),
+        };
+    }
+    Ok(progress)
 }
 
-fn read_progress_blocking(
-    kafka: &KafkaSettings,
-    topic: &str,
-) -> Result<BTreeMap<String, Vec<u8>>, PublishError> {
+/// A record read back from a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRecord {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key, as text.
+    pub key: Option<String>,
+    /// Value bytes.
+    pub value: Option<Vec<u8>>,
+}
+
+/// Every committed record of `topic`, from the beginning to the end as of now
+/// (`read_committed`: aborted transactions are skipped). Loads them all into memory: for
+/// progress topics, tests and tools, not for event streams in production.
+pub async fn read_topic(kafka: &KafkaSettings, topic: &str) -> Result<Vec<ReadRecord>, PublishError> {
+    let kafka = kafka.clone();
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || read_topic_blocking(&kafka, &topic))
+        .await
+        .expect("topic reader does not panic")
+}
+
+fn read_topic_blocking(kafka: &KafkaSettings, topic: &str) -> Result<Vec<ReadRecord>, PublishError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &kafka.brokers)
         .set("group.id", "tributary-progress-reader")
@@ -282,65 +307,59 @@ fn read_progress_blocking(
         // EOF is reported at the last stable offset, after any transaction markers.
         .set("enable.partition.eof", "true")
         .create()
-        .map_err(PublishError::new("create progress consumer"))?;
+        .map_err(PublishError::new("create topic reader"))?;
     let metadata = consumer
         .fetch_metadata(Some(topic), CONTROL_TIMEOUT)
-        .map_err(PublishError::new("fetch progress topic metadata"))?;
+        .map_err(PublishError::new("fetch topic metadata"))?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
         .filter(|t| t.name() == topic && t.error().is_none())
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
-    let mut progress = BTreeMap::new();
+    let mut records = Vec::new();
     if partitions.is_empty() {
-        return Ok(progress);
+        return Ok(records);
     }
     let mut list = TopicPartitionList::new();
     let mut pending = std::collections::BTreeSet::new();
     for p in &partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, *p, CONTROL_TIMEOUT)
-            .map_err(PublishError::new("fetch progress watermarks"))?;
+            .map_err(PublishError::new("fetch watermarks"))?;
         if high > low {
             pending.insert(*p);
         }
         list.add_partition_offset(topic, *p, Offset::Beginning)
-            .map_err(PublishError::new("assign progress partition"))?;
+            .map_err(PublishError::new("assign partition"))?;
     }
     consumer
         .assign(&list)
-        .map_err(PublishError::new("assign progress partitions"))?;
+        .map_err(PublishError::new("assign partitions"))?;
     while !pending.is_empty() {
         match consumer.poll(CONTROL_TIMEOUT) {
             None => {
                 return Err(PublishError {
-                    action: "read progress (no end of partition within the timeout)",
+                    action: "read topic (no end of partition within the timeout)",
                     source: KafkaError::NoMessageReceived,
                 });
             }
-            Some(Ok(message)) => {
-                let Some(key) = message.key() else { continue };
-                let key = String::from_utf8_lossy(key).into_owned();
-                match message.payload() {
-                    Some(value) => {
-                        progress.insert(key, value.to_vec());
-                    }
-                    None => {
-                        progress.remove(&key);
-                    }
-                }
-            }
+            Some(Ok(message)) => records.push(ReadRecord {
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                value: message.payload().map(<[u8]>::to_vec),
+            }),
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 pending.remove(&p);
             }
             Some(Err(source)) => {
                 return Err(PublishError {
-                    action: "read progress",
+                    action: "read topic",
                     source,
                 });
             }
         }
     }
-    Ok(progress)
+    Ok(records)
 }
