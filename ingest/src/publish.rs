@@ -274,6 +274,20 @@ pub async fn read_progress(
     Ok(progress)
 }
 
+/// librdkafka reports reaching the end of a partition as an error through the client context;
+/// for a reader that asks for it (`enable.partition.eof`) it is the expected way to stop.
+struct QuietEof;
+
+impl rdkafka::ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!(%error, reason, "librdkafka error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
 /// A record read back from a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadRecord {
@@ -290,7 +304,10 @@ pub struct ReadRecord {
 /// Every committed record of `topic`, from the beginning to the end as of now
 /// (`read_committed`: aborted transactions are skipped). Loads them all into memory: for
 /// progress topics, tests and tools, not for event streams in production.
-pub async fn read_topic(kafka: &KafkaSettings, topic: &str) -> Result<Vec<ReadRecord>, PublishError> {
+pub async fn read_topic(
+    kafka: &KafkaSettings,
+    topic: &str,
+) -> Result<Vec<ReadRecord>, PublishError> {
     let kafka = kafka.clone();
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || read_topic_blocking(&kafka, &topic))
@@ -298,15 +315,18 @@ pub async fn read_topic(kafka: &KafkaSettings, topic: &str) -> Result<Vec<ReadRe
         .expect("topic reader does not panic")
 }
 
-fn read_topic_blocking(kafka: &KafkaSettings, topic: &str) -> Result<Vec<ReadRecord>, PublishError> {
-    let consumer: BaseConsumer = ClientConfig::new()
+fn read_topic_blocking(
+    kafka: &KafkaSettings,
+    topic: &str,
+) -> Result<Vec<ReadRecord>, PublishError> {
+    let consumer: BaseConsumer<QuietEof> = ClientConfig::new()
         .set("bootstrap.servers", &kafka.brokers)
         .set("group.id", "tributary-progress-reader")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         // EOF is reported at the last stable offset, after any transaction markers.
         .set("enable.partition.eof", "true")
-        .create()
+        .create_with_context(QuietEof)
         .map_err(PublishError::new("create topic reader"))?;
     let metadata = consumer
         .fetch_metadata(Some(topic), CONTROL_TIMEOUT)
@@ -347,7 +367,9 @@ fn read_topic_blocking(kafka: &KafkaSettings, topic: &str) -> Result<Vec<ReadRec
             Some(Ok(message)) => records.push(ReadRecord {
                 partition: message.partition(),
                 offset: message.offset(),
-                key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                key: message
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned()),
                 value: message.payload().map(<[u8]>::to_vec),
             }),
             Some(Err(KafkaError::PartitionEOF(p))) => {

@@ -76,6 +76,9 @@ pub enum FilesError {
     /// A metric could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The configuration cannot work.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
 }
 
 impl FilesError {
@@ -84,7 +87,9 @@ impl FilesError {
     pub fn is_retryable(&self) -> bool {
         match self {
             FilesError::Publish(e) => e.is_retryable(),
-            FilesError::Progress(_) | FilesError::Metrics(_) => false,
+            FilesError::Progress(_) | FilesError::Metrics(_) | FilesError::InvalidConfig(_) => {
+                false
+            }
             _ => true,
         }
     }
@@ -155,6 +160,7 @@ impl FileIngestor {
         partners: Partners,
         metrics: FileMetrics,
     ) -> Result<Self, FilesError> {
+        config.validate().map_err(FilesError::InvalidConfig)?;
         let inbox = Inbox::open(&config.inbox, &config.s3)?;
         ensure_topics(
             kafka,
