@@ -91,3 +91,28 @@ impl Default for FileTopics {
         }
     }
 }
+
+impl FilesConfig {
+    /// Checks what the ingestor cannot run without; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.inbox.trim().is_empty() {
+            return Err("files.inbox must name a folder or s3://bucket/prefix".into());
+        }
+        if self.transactional_id.trim().is_empty() {
+            return Err("files.transactional_id must not be empty".into());
+        }
+        if self.batch_records == 0 {
+            return Err("files.batch_records must be at least 1".into());
+        }
+        for (key, topic) in [
+            ("files.topics.sales", &self.topics.sales),
+            ("files.topics.dead_letters", &self.topics.dead_letters),
+            ("files.topics.progress", &self.topics.progress),
+        ] {
+            if topic.trim().is_empty() {
+                return Err(format!("{key} must not be empty"));
+            }
+        }
+        Ok(())
+    }
+}
