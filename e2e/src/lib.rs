@@ -209,3 +209,136 @@ pub fn postgres_only_topics(suffix: &str) -> BTreeMap<String, String> {
     })
     .collect()
 }
+
+/// One ranking row as both sides report it: (id, revenue as a decimal string, sales, rank).
+pub type RankRow = (i64, String, i64, i64);
+
+/// A ranking from the API, every row of it (one page of up to 1000).
+pub async fn api_rankings(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    id_field: &str,
+) -> Result<Vec<RankRow>> {
+    let body: serde_json::Value = http
+        .get(format!("{base}{path}?limit=1000"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let items = body["items"]
+        .as_array()
+        .with_context(|| format!("{path}: no `items` array in {body}"))?;
+    items
+        .iter()
+        .map(|item| {
+            let field = |name: &str| {
+                item.get(name)
+                    .with_context(|| format!("no {name} in {item}"))
+            };
+            Ok((
+                field(id_field)?.as_i64().context("id is not an integer")?,
+                field("revenue")?
+                    .as_str()
+                    .context("revenue is not a string")?
+                    .to_string(),
+                field("sales")?.as_i64().context("sales is not an integer")?,
+                field("rank")?.as_i64().context("rank is not an integer")?,
+            ))
+        })
+        .collect()
+}
+
+/// A current sale as the oracle sees it: resolved ids (or `None`) and the amount in cents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OracleSale {
+    /// Salesman id, if known.
+    pub salesman_id: Option<i64>,
+    /// City id, if known.
+    pub city_id: Option<i64>,
+    /// Amount in cents.
+    pub cents: i64,
+}
+
+/// The master data in `salesdb`, for resolving natural keys the way DESIGN.md says.
+#[derive(Debug, Clone, Default)]
+pub struct MasterData {
+    /// Salesman code → id.
+    pub salesman_by_code: BTreeMap<String, i64>,
+    /// (lower-cased name with single spaces, upper-cased state) → city id.
+    pub city_by_name: BTreeMap<(String, String), i64>,
+}
+
+impl MasterData {
+    /// Reads the current master data from `salesdb`.
+    pub async fn load(db: &tokio_postgres::Client) -> Result<Self> {
+        let mut data = MasterData::default();
+        for row in db.query("SELECT code, id FROM salesman", &[]).await? {
+            data.salesman_by_code.insert(row.get(0), row.get(1));
+        }
+        for row in db.query("SELECT name, state, id FROM city", &[]).await? {
+            let (name, state): (String, String) = (row.get(0), row.get(1));
+            data.city_by_name.insert(city_key(&name, &state), row.get(2));
+        }
+        Ok(data)
+    }
+
+    /// The id of a salesman code, if known.
+    pub fn salesman(&self, code: &str) -> Option<i64> {
+        self.salesman_by_code.get(code).copied()
+    }
+
+    /// The id of a city by name and state, if known.
+    pub fn city(&self, name: &str, state: &str) -> Option<i64> {
+        self.city_by_name.get(&city_key(name, state)).copied()
+    }
+}
+
+fn city_key(name: &str, state: &str) -> (String, String) {
+    (
+        name.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase(),
+        state.trim().to_uppercase(),
+    )
+}
+
+/// The current sales of `salesdb`.
+pub async fn postgres_sales(db: &tokio_postgres::Client) -> Result<Vec<OracleSale>> {
+    let rows = db
+        .query(
+            "SELECT salesman_id, city_id, (amount * 100)::bigint FROM sale",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| OracleSale {
+            salesman_id: r.get(0),
+            city_id: r.get(1),
+            cents: r.get(2),
+        })
+        .collect())
+}
+
+/// Ranks `sales` by `key` (revenue desc, then id asc), as the API reports a ranking.
+pub fn oracle_ranking(sales: &[OracleSale], key: fn(&OracleSale) -> Option<i64>) -> Vec<RankRow> {
+    let mut totals: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for sale in sales {
+        if let Some(id) = key(sale) {
+            let t = totals.entry(id).or_default();
+            t.0 += sale.cents;
+            t.1 += 1;
+        }
+    }
+    let mut rows: Vec<(i64, i64, i64)> = totals.into_iter().map(|(id, (c, n))| (id, c, n)).collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, (id, cents, n))| {
+            (id, format!("{}.{:02}", cents / 100, cents % 100), n, i as i64 + 1)
+        })
+        .collect()
+}

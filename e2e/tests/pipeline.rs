@@ -10,19 +10,16 @@ use anyhow::{Context, Result};
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Int32Type, Int64Type};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use serde_json::Value;
 use tributary_common::{LakeSettings, names};
 use tributary_e2e::{
-    Service, eventually, free_port, postgres_only_topics, require_stack, salesdb, unique_suffix,
+    RankRow, Service, api_rankings, eventually, free_port, postgres_only_topics, require_stack,
+    salesdb, unique_suffix,
 };
 use tributary_lake::catalog::{self, load_table, read_table};
 use tributary_lake::schema::{RawTable, col};
 
-/// One ranking row as both sides report it: (id, revenue as a decimal string, sales, rank).
-type Row = (i64, String, i64, i64);
-
 /// The oracle: the rankings computed by SQL straight on the source database.
-async fn postgres_rankings(db: &tokio_postgres::Client, dimension: &str) -> Result<Vec<Row>> {
+async fn postgres_rankings(db: &tokio_postgres::Client, dimension: &str) -> Result<Vec<RankRow>> {
     // `dimension` is a column name we control (city_id or salesman_id), never user input.
     let sql = format!(
         "SELECT {dimension}, sum(amount)::numeric(18,2)::text, count(*) \
@@ -35,45 +32,6 @@ async fn postgres_rankings(db: &tokio_postgres::Client, dimension: &str) -> Resu
         .enumerate()
         .map(|(i, r)| (r.get(0), r.get(1), r.get(2), i as i64 + 1))
         .collect())
-}
-
-/// The API's ranking, every page of it.
-async fn api_rankings(
-    http: &reqwest::Client,
-    base: &str,
-    path: &str,
-    id_field: &str,
-) -> Result<Vec<Row>> {
-    let body: Value = http
-        .get(format!("{base}{path}?limit=1000"))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let items = body["items"]
-        .as_array()
-        .with_context(|| format!("{path}: no `items` array in {body}"))?;
-    items
-        .iter()
-        .map(|item| {
-            Ok((
-                item[id_field]
-                    .as_i64()
-                    .with_context(|| format!("no {id_field} in {item}"))?,
-                item["revenue"]
-                    .as_str()
-                    .with_context(|| format!("no revenue in {item}"))?
-                    .to_string(),
-                item["sales"]
-                    .as_i64()
-                    .with_context(|| format!("no sales in {item}"))?,
-                item["rank"]
-                    .as_i64()
-                    .with_context(|| format!("no rank in {item}"))?,
-            ))
-        })
-        .collect()
 }
 
 fn service_env(suffix: &str, api_port: u16) -> BTreeMap<String, String> {

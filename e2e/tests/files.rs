@@ -1,0 +1,204 @@
+//! Partner files end to end on the real services: CSV, JSON and NDJSON dropped into the S3
+//! inbox travel through the file ingestor, Kafka, the lander, Iceberg, the marts and ClickHouse,
+//! and the API's rankings equal the rankings computed from the sources' own current state
+//! (Postgres plus the files as written). Then a partner sends a correction (amounts changed, a
+//! sale moved to another salesman) and the rankings follow.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use tributary_e2e::{
+    MasterData, OracleSale, RankRow, Service, api_rankings, eventually, free_port,
+    oracle_ranking, postgres_sales, require_stack, salesdb, unique_suffix,
+};
+use tributary_ingest::files::inbox::Inbox;
+
+/// One partner sale as written into a file.
+#[derive(Debug, Clone)]
+struct FileSale {
+    id: String,
+    code: String,
+    city: (String, String),
+    cents: i64,
+}
+
+fn csv(sales: &[FileSale]) -> Vec<u8> {
+    // The acme dialect from ingest/partners.toml: semicolons, decimal commas, local times.
+    let mut out = String::from("pedido;vendedor;cidade;uf;valor;data\n");
+    for s in sales {
+        out.push_str(&format!(
+            "{};{};{};{};{},{:02};15/03/2026 10:00\n",
+            s.id,
+            s.code,
+            s.city.0,
+            s.city.1,
+            s.cents / 100,
+            s.cents % 100
+        ));
+    }
+    out.into_bytes()
+}
+
+fn ndjson(sales: &[FileSale], city_ids: &BTreeMap<String, i64>) -> Vec<u8> {
+    // The globex shape: nested seller code, city id, amount as a JSON number.
+    let mut out = String::new();
+    for s in sales {
+        out.push_str(&format!(
+            "{{\"order_id\":\"{}\",\"seller\":{{\"code\":\"{}\"}},\"city_id\":{},\"total\":{}.{:02},\"created_at\":\"2026-04-01T12:00:00Z\"}}\n",
+            s.id, s.code, city_ids[&s.city.0], s.cents / 100, s.cents % 100
+        ));
+    }
+    out.into_bytes()
+}
+
+/// The rankings the API must show: Postgres sales plus the current file sales, resolved
+/// against the master data; sales with an unknown code are in no salesman ranking.
+async fn oracle(
+    db: &tokio_postgres::Client,
+    files: &[&[FileSale]],
+) -> Result<(Vec<RankRow>, Vec<RankRow>)> {
+    let master = MasterData::load(db).await?;
+    let mut sales = postgres_sales(db).await?;
+    for partner in files {
+        for s in partner.iter() {
+            sales.push(OracleSale {
+                salesman_id: master.salesman(&s.code),
+                city_id: master.city(&s.city.0, &s.city.1),
+                cents: s.cents,
+            });
+        }
+    }
+    Ok((
+        oracle_ranking(&sales, |s| s.city_id),
+        oracle_ranking(&sales, |s| s.salesman_id),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partner_files_and_their_corrections_show_in_the_rankings() -> Result<()> {
+    require_stack();
+    let suffix = unique_suffix();
+    let api_port = free_port();
+    let inbox_url = format!("s3://inbox/e2e-{suffix}");
+    let topic = |t: &str| format!("e2e.{suffix}.{t}");
+    let owned = |pairs: &[(&str, String)]| -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    };
+    let lake = owned(&[
+        ("TRIBUTARY_LAKE__WAREHOUSE", "s3://warehouse".into()),
+        ("TRIBUTARY_LAKE__NAMESPACE", format!("e2e_{suffix}")),
+    ]);
+    let mut lake_env = lake.clone();
+    lake_env.extend(owned(&[
+        ("TRIBUTARY_COMMIT_INTERVAL_MS", "500".into()),
+        ("TRIBUTARY_TOPICS__FILE_SALES", topic("files.sales")),
+        ("TRIBUTARY_TOPICS__FILE_DEAD_LETTERS", topic("files.dead")),
+        ("TRIBUTARY_TOPICS__ERP_SALES", topic("unused.erp")),
+        ("TRIBUTARY_TOPICS__ERP_DEAD_LETTERS", topic("unused.erp.dead")),
+    ]));
+    let mut marts_env = lake.clone();
+    marts_env.extend(owned(&[
+        ("TRIBUTARY_CLICKHOUSE__DATABASE", format!("e2e_{suffix}")),
+        ("TRIBUTARY_INTERVAL_MS", "1000".into()),
+    ]));
+    let api_env = owned(&[
+        ("TRIBUTARY_CLICKHOUSE__DATABASE", format!("e2e_{suffix}")),
+        ("TRIBUTARY_LISTEN", format!("127.0.0.1:{api_port}")),
+    ]);
+    let ingest_env = owned(&[
+        ("TRIBUTARY_FILES__INBOX", inbox_url.clone()),
+        ("TRIBUTARY_FILES__MIN_AGE_MS", "0".into()),
+        ("TRIBUTARY_FILES__POLL_INTERVAL_MS", "300".into()),
+        ("TRIBUTARY_FILES__TRANSACTIONAL_ID", topic("files")),
+        ("TRIBUTARY_FILES__TOPICS__SALES", topic("files.sales")),
+        ("TRIBUTARY_FILES__TOPICS__DEAD_LETTERS", topic("files.dead")),
+        ("TRIBUTARY_FILES__TOPICS__PROGRESS", topic("files.progress")),
+    ]);
+
+    let db = salesdb().await?;
+    let master = MasterData::load(&db).await?;
+    let codes: Vec<String> = master.salesman_by_code.keys().cloned().collect();
+    let cities: Vec<(String, String, i64)> = db
+        .query("SELECT name, state, id FROM city ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert!(
+        codes.len() >= 5 && cities.len() >= 3,
+        "salesdb has no sample master data: did `dev/up` load sample.sql?"
+    );
+    let city_ids: BTreeMap<String, i64> =
+        cities.iter().map(|(n, _, id)| (n.clone(), *id)).collect();
+    let sale = |id: String, i: usize, cents: i64| FileSale {
+        id,
+        code: codes[i % codes.len()].clone(),
+        city: (cities[i % cities.len()].0.clone(), cities[i % cities.len()].1.clone()),
+        cents,
+    };
+    let mut acme: Vec<FileSale> = (0..30)
+        .map(|i| sale(format!("E-{i}"), i * 7, 10_000 + (i as i64 * 7919) % 90_000))
+        .collect();
+    // A salesman nobody knows yet: counted in its city, in no salesman ranking.
+    acme[3].code = "S-UNKNOWN".into();
+    let globex: Vec<FileSale> = (0..12)
+        .map(|i| sale(format!("G-{i}"), i * 3 + 1, 5_000 + (i as i64 * 104_729) % 400_000))
+        .collect();
+
+    let mut lake = Service::start("files-lake", "tributary-lake", &[], &lake_env);
+    let mut marts = Service::start("files-marts", "tributary-marts", &[], &marts_env);
+    let mut api = Service::start("files-api", "tributary-api", &[], &api_env);
+    let mut ingest = Service::start("files-ingest", "tributary-ingest", &["files"], &ingest_env);
+
+    let inbox = Inbox::open(&inbox_url, &Default::default())?;
+    inbox.put_bytes("acme/march.csv", csv(&acme)).await?;
+    inbox.put_bytes("globex/april.ndjson", ndjson(&globex, &city_ids)).await?;
+
+    let base = format!("http://127.0.0.1:{api_port}");
+    let http = reqwest::Client::new();
+    let mut check = async |stage: &str, acme: &[FileSale]| -> Result<()> {
+        let (want_cities, want_salesmen) = oracle(&db, &[acme, &globex]).await?;
+        let outcome = eventually(Duration::from_secs(180), || {
+            for service in [&mut lake, &mut marts, &mut api, &mut ingest] {
+                service.assert_running();
+            }
+            let (http, base, want_cities, want_salesmen) =
+                (&http, &base, &want_cities, &want_salesmen);
+            async move {
+                let cities = api_rankings(http, base, "/v1/rankings/cities", "city_id").await?;
+                let salesmen =
+                    api_rankings(http, base, "/v1/rankings/salesmen", "salesman_id").await?;
+                Ok((cities == *want_cities && salesmen == *want_salesmen).then_some(()))
+            }
+        })
+        .await;
+        if let Err(e) = outcome {
+            let cities = api_rankings(&http, &base, "/v1/rankings/cities", "city_id").await;
+            let salesmen =
+                api_rankings(&http, &base, "/v1/rankings/salesmen", "salesman_id").await;
+            anyhow::bail!(
+                "{stage}: the API never matched the sources ({e:#})\nwant cities   {want_cities:?}\n\
+                 got cities    {cities:?}\nwant salesmen {want_salesmen:?}\ngot salesmen  {salesmen:?}\n\
+                 logs in .stack/e2e/files-*.log"
+            );
+        }
+        Ok(())
+    };
+    check("first drop", &acme).await?;
+
+    // The correction: three amounts change and one sale moves to another salesman and city.
+    let mut corrected = vec![acme[0].clone(), acme[1].clone(), acme[2].clone(), acme[4].clone()];
+    corrected[0].cents += 123_45;
+    corrected[1].cents = 1;
+    corrected[2].cents *= 3;
+    corrected[3].code = codes[(codes.len() - 1) % codes.len()].clone();
+    corrected[3].city = (cities[0].0.clone(), cities[0].1.clone());
+    inbox.put_bytes("acme/march-corrected.csv", csv(&corrected)).await?;
+    for c in &corrected {
+        let slot = acme.iter_mut().find(|s| s.id == c.id).expect("corrected sale exists");
+        *slot = c.clone();
+    }
+    check("after the correction", &acme).await?;
+    Ok(())
+}
