@@ -243,7 +243,9 @@ pub async fn api_rankings(
                     .as_str()
                     .context("revenue is not a string")?
                     .to_string(),
-                field("sales")?.as_i64().context("sales is not an integer")?,
+                field("sales")?
+                    .as_i64()
+                    .context("sales is not an integer")?,
                 field("rank")?.as_i64().context("rank is not an integer")?,
             ))
         })
@@ -279,7 +281,8 @@ impl MasterData {
         }
         for row in db.query("SELECT name, state, id FROM city", &[]).await? {
             let (name, state): (String, String) = (row.get(0), row.get(1));
-            data.city_by_name.insert(city_key(&name, &state), row.get(2));
+            data.city_by_name
+                .insert(city_key(&name, &state), row.get(2));
         }
         Ok(data)
     }
@@ -333,12 +336,18 @@ pub fn oracle_ranking(sales: &[OracleSale], key: fn(&OracleSale) -> Option<i64>)
             t.1 += 1;
         }
     }
-    let mut rows: Vec<(i64, i64, i64)> = totals.into_iter().map(|(id, (c, n))| (id, c, n)).collect();
+    let mut rows: Vec<(i64, i64, i64)> =
+        totals.into_iter().map(|(id, (c, n))| (id, c, n)).collect();
     rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     rows.into_iter()
         .enumerate()
         .map(|(i, (id, cents, n))| {
-            (id, format!("{}.{:02}", cents / 100, cents % 100), n, i as i64 + 1)
+            (
+                id,
+                format!("{}.{:02}", cents / 100, cents % 100),
+                n,
+                i as i64 + 1,
+            )
         })
         .collect()
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use tributary_e2e::{
-    MasterData, OracleSale, RankRow, Service, api_rankings, eventually, free_port,
-    oracle_ranking, postgres_sales, require_stack, salesdb, unique_suffix,
+    MasterData, OracleSale, RankRow, Service, api_rankings, eventually, free_port, oracle_ranking,
+    postgres_sales, require_stack, salesdb, unique_suffix,
 };
 use tributary_ingest::files::inbox::Inbox;
 
@@ -83,7 +83,10 @@ async fn partner_files_and_their_corrections_show_in_the_rankings() -> Result<()
     let inbox_url = format!("s3://inbox/e2e-{suffix}");
     let topic = |t: &str| format!("e2e.{suffix}.{t}");
     let owned = |pairs: &[(&str, String)]| -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     };
     let lake = owned(&[
         ("TRIBUTARY_LAKE__WAREHOUSE", "s3://warehouse".into()),
@@ -95,7 +98,10 @@ async fn partner_files_and_their_corrections_show_in_the_rankings() -> Result<()
         ("TRIBUTARY_TOPICS__FILE_SALES", topic("files.sales")),
         ("TRIBUTARY_TOPICS__FILE_DEAD_LETTERS", topic("files.dead")),
         ("TRIBUTARY_TOPICS__ERP_SALES", topic("unused.erp")),
-        ("TRIBUTARY_TOPICS__ERP_DEAD_LETTERS", topic("unused.erp.dead")),
+        (
+            "TRIBUTARY_TOPICS__ERP_DEAD_LETTERS",
+            topic("unused.erp.dead"),
+        ),
     ]));
     let mut marts_env = lake.clone();
     marts_env.extend(owned(&[
@@ -134,7 +140,10 @@ async fn partner_files_and_their_corrections_show_in_the_rankings() -> Result<()
     let sale = |id: String, i: usize, cents: i64| FileSale {
         id,
         code: codes[i % codes.len()].clone(),
-        city: (cities[i % cities.len()].0.clone(), cities[i % cities.len()].1.clone()),
+        city: (
+            cities[i % cities.len()].0.clone(),
+            cities[i % cities.len()].1.clone(),
+        ),
         cents,
     };
     let mut acme: Vec<FileSale> = (0..30)
@@ -143,7 +152,13 @@ async fn partner_files_and_their_corrections_show_in_the_rankings() -> Result<()
     // A salesman nobody knows yet: counted in its city, in no salesman ranking.
     acme[3].code = "S-UNKNOWN".into();
     let globex: Vec<FileSale> = (0..12)
-        .map(|i| sale(format!("G-{i}"), i * 3 + 1, 5_000 + (i as i64 * 104_729) % 400_000))
+        .map(|i| {
+            sale(
+                format!("G-{i}"),
+                i * 3 + 1,
+                5_000 + (i as i64 * 104_729) % 400_000,
+            )
+        })
         .collect();
 
     let mut lake = Service::start("files-lake", "tributary-lake", &[], &lake_env);
@@ -153,7 +168,9 @@ async fn partner_files_and_their_corrections_show_in_the_rankings() -> Result<()
 
     let inbox = Inbox::open(&inbox_url, &Default::default())?;
     inbox.put_bytes("acme/march.csv", csv(&acme)).await?;
-    inbox.put_bytes("globex/april.ndjson", ndjson(&globex, &city_ids)).await?;
+    inbox
+        .put_bytes("globex/april.ndjson", ndjson(&globex, &city_ids))
+        .await?;
 
     let base = format!("http://127.0.0.1:{api_port}");
     let http = reqwest::Client::new();
@@ -175,8 +192,7 @@ async fn partner_files_and_their_corrections_show_in_the_rankings() -> Result<()
         .await;
         if let Err(e) = outcome {
             let cities = api_rankings(&http, &base, "/v1/rankings/cities", "city_id").await;
-            let salesmen =
-                api_rankings(&http, &base, "/v1/rankings/salesmen", "salesman_id").await;
+            let salesmen = api_rankings(&http, &base, "/v1/rankings/salesmen", "salesman_id").await;
             anyhow::bail!(
                 "{stage}: the API never matched the sources ({e:#})\nwant cities   {want_cities:?}\n\
                  got cities    {cities:?}\nwant salesmen {want_salesmen:?}\ngot salesmen  {salesmen:?}\n\
@@ -188,15 +204,25 @@ async fn partner_files_and_their_corrections_show_in_the_rankings() -> Result<()
     check("first drop", &acme).await?;
 
     // The correction: three amounts change and one sale moves to another salesman and city.
-    let mut corrected = vec![acme[0].clone(), acme[1].clone(), acme[2].clone(), acme[4].clone()];
-    corrected[0].cents += 123_45;
+    let mut corrected = vec![
+        acme[0].clone(),
+        acme[1].clone(),
+        acme[2].clone(),
+        acme[4].clone(),
+    ];
+    corrected[0].cents += 12_345;
     corrected[1].cents = 1;
     corrected[2].cents *= 3;
     corrected[3].code = codes[(codes.len() - 1) % codes.len()].clone();
     corrected[3].city = (cities[0].0.clone(), cities[0].1.clone());
-    inbox.put_bytes("acme/march-corrected.csv", csv(&corrected)).await?;
+    inbox
+        .put_bytes("acme/march-corrected.csv", csv(&corrected))
+        .await?;
     for c in &corrected {
-        let slot = acme.iter_mut().find(|s| s.id == c.id).expect("corrected sale exists");
+        let slot = acme
+            .iter_mut()
+            .find(|s| s.id == c.id)
+            .expect("corrected sale exists");
         *slot = c.clone();
     }
     check("after the correction", &acme).await?;
