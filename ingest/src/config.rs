@@ -14,6 +14,8 @@ pub struct IngestConfig {
     pub kafka: KafkaSettings,
     /// The file-drop ingestor.
     pub files: FilesConfig,
+    /// The WS ingestor polling the legacy ERP (`tributary-ingest erp`).
+    pub erp: crate::erp::ErpIngestConfig,
 }
 
 impl Default for IngestConfig {
@@ -23,6 +25,7 @@ impl Default for IngestConfig {
                 "host=127.0.0.1 port=5432 user=tributary password=tributary dbname=salesdb".into(),
             kafka: KafkaSettings::default(),
             files: FilesConfig::default(),
+            erp: crate::erp::ErpIngestConfig::default(),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! `tributary-ingest`: the file-drop ingestor, and the tools the demo and tests use to feed
-//! the sources (sample Postgres changes, dropping files into the inbox).
+//! `tributary-ingest`: the file-drop and ERP (WS-*) ingestors, and the tools the demo and tests
+//! use to feed the sources (sample Postgres changes, dropping files into the inbox).
 
 use std::path::PathBuf;
 
@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tributary_ingest::config::IngestConfig;
+use tributary_ingest::erp::{ErpIngestor, ErpMetrics};
 use tributary_ingest::files::FileIngestor;
 use tributary_ingest::files::inbox::Inbox;
 use tributary_ingest::files::metrics::{self, FileMetrics};
@@ -31,6 +32,15 @@ enum Command {
     /// `files.partners`. See `ingest/README.md`.
     Files {
         /// Take what is in the inbox now, then exit (with a progress bar per file).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Run the WS ingestor: poll the legacy ERP's SOAP service by cursor into Kafka.
+    ///
+    /// The ERP is `erp.client` (endpoint, WS-Security credentials); the cursor lives in Kafka
+    /// (`erp.topics.progress`), so a restart resumes where the last page committed.
+    Erp {
+        /// Poll until the ERP has nothing more, then exit (fails on a permanent error).
         #[arg(long)]
         once: bool,
     },
@@ -70,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         .context("loading config")?;
     match cli.command {
         Command::Files { once } => run_files(config, once).await?,
+        Command::Erp { once } => run_erp(config, once).await?,
         Command::Drop { file, folder, name } => {
             let inbox = Inbox::open(&config.files.inbox, &config.files.s3)?;
             let name = match name {
@@ -143,5 +154,33 @@ async fn run_files(config: IngestConfig, once: bool) -> anyhow::Result<()> {
     shutdown.cancel();
     let summary = summary?;
     tracing::info!(?summary, "file ingestor stopped");
+    Ok(())
+}
+
+async fn run_erp(config: IngestConfig, once: bool) -> anyhow::Result<()> {
+    let erp = config.erp;
+    erp.validate()
+        .map_err(|reason| anyhow::anyhow!("invalid configuration: {reason}"))?;
+    let metrics = ErpMetrics::new()?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(tributary_common::shutdown::cancel_on_signal(
+        shutdown.clone(),
+    ));
+    if !erp.metrics_listen.is_empty() {
+        let listener = tokio::net::TcpListener::bind(&erp.metrics_listen)
+            .await
+            .with_context(|| format!("cannot listen for /metrics on {}", erp.metrics_listen))?;
+        tracing::info!(addr = %erp.metrics_listen, "serving /metrics and /healthz");
+        tokio::spawn(metrics::serve(
+            listener,
+            metrics.registry.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let ingestor = ErpIngestor::open(&config.kafka, erp, metrics).await?;
+    let summary = ingestor.run(once, shutdown.clone()).await;
+    shutdown.cancel();
+    let summary = summary?;
+    tracing::info!(?summary, "erp ingestor stopped");
     Ok(())
 }

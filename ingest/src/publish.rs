@@ -188,6 +188,19 @@ impl TxPublisher {
         }
     }
 
+    /// Whether another producer with the same transactional id took over (librdkafka reports
+    /// it as a fatal error once a transaction fails). A fenced publisher can never publish
+    /// again, and must not reconnect either: that would fence the ingestor that replaced it.
+    pub fn is_fenced(&self) -> bool {
+        matches!(
+            self.producer.client().fatal_error(),
+            Some((
+                RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced,
+                _
+            ))
+        )
+    }
+
     async fn send_all(&self, records: &[OutRecord]) -> Result<(), PublishError> {
         let mut deliveries = Vec::with_capacity(records.len());
         for record in records {

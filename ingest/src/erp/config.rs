@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tributary_common::names;
 
 use super::soap::SoapVersion;
 use super::xml::XmlLimits;
@@ -90,6 +91,96 @@ impl Default for RetrySettings {
             min_delay_ms: 200,
             max_delay_ms: 10_000,
             max_retry_after_ms: 60_000,
+        }
+    }
+}
+
+/// The WS ingestor (`tributary-ingest erp`): the ERP it polls, and where its events, rejected
+/// records and cursor go. Embedded in the ingest binary's config as `erp`:
+/// `TRIBUTARY_ERP__CLIENT__ENDPOINT`, `TRIBUTARY_ERP__TOPICS__SALES`, `TRIBUTARY_ERP__METRICS_LISTEN`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ErpIngestConfig {
+    /// How to reach the ERP (endpoint, credentials, page size, poll interval, retries).
+    pub client: ErpClientConfig,
+    /// Kafka transactional id. One ingestor per ERP: a second one with the same id fences the
+    /// first, so two pollers never interleave cursors.
+    pub transactional_id: String,
+    /// Topics.
+    pub topics: ErpTopics,
+    /// First pause after a failed poll or publish (doubling up to [`Self::max_backoff_ms`]);
+    /// the ERP's retry-after wins when it asks for longer.
+    pub backoff_ms: u64,
+    /// Longest pause after a transient failure.
+    pub max_backoff_ms: u64,
+    /// Pause after a permanent failure (refused credentials, unsafe or off-schema response):
+    /// long, because only a person can fix it, but the service keeps trying the same cursor
+    /// instead of dying or skipping the page.
+    pub permanent_backoff_ms: u64,
+    /// `--once` gives up after this many failed attempts in a row at transient failures.
+    pub once_max_failures: u32,
+    /// `host:port` for `/metrics` and `/healthz`; empty disables the listener.
+    pub metrics_listen: String,
+}
+
+impl Default for ErpIngestConfig {
+    fn default() -> Self {
+        Self {
+            client: ErpClientConfig::default(),
+            transactional_id: "tributary-erp".into(),
+            topics: ErpTopics::default(),
+            backoff_ms: 1_000,
+            max_backoff_ms: 60_000,
+            permanent_backoff_ms: 300_000,
+            once_max_failures: 5,
+            metrics_listen: String::new(),
+        }
+    }
+}
+
+impl ErpIngestConfig {
+    /// Checks what the ingestor cannot run without; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.transactional_id.trim().is_empty() {
+            return Err("erp.transactional_id must not be empty".into());
+        }
+        if self.client.origin.trim().is_empty() {
+            return Err("erp.client.origin must not be empty".into());
+        }
+        if self.client.page_size == 0 {
+            return Err("erp.client.page_size must be at least 1".into());
+        }
+        for (key, topic) in [
+            ("erp.topics.sales", &self.topics.sales),
+            ("erp.topics.dead_letters", &self.topics.dead_letters),
+            ("erp.topics.progress", &self.topics.progress),
+        ] {
+            if topic.trim().is_empty() {
+                return Err(format!("{key} must not be empty"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the WS ingestor writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ErpTopics {
+    /// Sale events and cancellations.
+    pub sales: String,
+    /// Changes the ingestor could not read.
+    pub dead_letters: String,
+    /// The cursor (compacted, written in the same transactions as the events).
+    pub progress: String,
+}
+
+impl Default for ErpTopics {
+    fn default() -> Self {
+        Self {
+            sales: names::TOPIC_ERP_SALES.into(),
+            dead_letters: names::TOPIC_ERP_DEAD_LETTERS.into(),
+            progress: names::TOPIC_ERP_PROGRESS.into(),
         }
     }
 }
@@ -187,6 +278,35 @@ mod tests {
         assert_eq!(cfg.erp.page_size, 7);
         assert_eq!(cfg.erp.retry.max_retries, 2);
         assert_eq!(cfg.erp.endpoint, "http://127.0.0.1:8088/ws/sales");
+    }
+
+    #[test]
+    fn ingest_config_nests_the_client_and_validates() {
+        let cfg: crate::config::IngestConfig = tributary_common::load(
+            None,
+            [
+                (
+                    "TRIBUTARY_ERP__CLIENT__ENDPOINT".to_string(),
+                    "http://erp:8088/ws/sales".to_string(),
+                ),
+                ("TRIBUTARY_ERP__TOPICS__SALES".to_string(), "s".to_string()),
+                (
+                    "TRIBUTARY_ERP__METRICS_LISTEN".to_string(),
+                    "127.0.0.1:9467".to_string(),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.erp.client.endpoint, "http://erp:8088/ws/sales");
+        assert_eq!(cfg.erp.topics.sales, "s");
+        assert_eq!(cfg.erp.topics.progress, names::TOPIC_ERP_PROGRESS);
+        assert_eq!(cfg.erp.metrics_listen, "127.0.0.1:9467");
+        assert!(cfg.erp.validate().is_ok());
+        let bad = ErpIngestConfig {
+            transactional_id: " ".into(),
+            ..ErpIngestConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("erp.transactional_id"));
     }
 
     #[test]

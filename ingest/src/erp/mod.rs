@@ -6,6 +6,7 @@
 //!     └─ ErpClient::get_sales ── sign (wssec) ── envelope (soap) ── HTTP POST ──► ERP /ws/sales
 //!                              ◄─ safe parse (xml) ── fault? (soap, error) ── payload (model)
 //!     └─ change → SaleEvent / RejectedRecord (poller) + next cursor to persist
+//!  ErpIngestor (ingestor): page + next cursor in one Kafka transaction, metrics, backoff
 //! ```
 //!
 //! The pure parts (XML safety, envelopes, faults, the digest, payloads, the mapping to
@@ -15,6 +16,8 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod ingestor;
+pub mod metrics;
 pub mod model;
 pub mod poller;
 pub mod sim;
@@ -23,8 +26,10 @@ pub mod wssec;
 pub mod xml;
 
 pub use client::{CallInfo, ErpClient, Operation, Response};
-pub use config::{ErpClientConfig, ErpSimConfig, RetrySettings};
+pub use config::{ErpClientConfig, ErpIngestConfig, ErpSimConfig, ErpTopics, RetrySettings};
 pub use error::ErpError;
+pub use ingestor::{ErpIngestError, ErpIngestor, ErpProgress};
+pub use metrics::ErpMetrics;
 pub use poller::{ErpPoller, Page};
 pub use soap::SoapVersion;
 pub use xml::{XmlError, XmlLimits};

@@ -26,6 +26,8 @@ pub struct Page {
     pub next_cursor: String,
     /// Whether the ERP has more changes right now (poll again at once instead of waiting).
     pub has_more: bool,
+    /// The exchange that fetched the page (request id, response time, attempts made).
+    pub call: CallInfo,
 }
 
 /// Where a page came from: the provenance every event of it carries.
@@ -186,6 +188,7 @@ impl ErpPoller {
             cursor: cursor.to_string(),
             next_cursor: response.body.next_cursor,
             has_more: response.body.has_more,
+            call: response.info,
         })
     }
 }

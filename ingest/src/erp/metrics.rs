@@ -1,0 +1,160 @@
+//! The WS ingestor's Prometheus metrics (`tributary_ingest_*`), bounded labels only: the
+//! origin is one configured ERP, a stage is an [`ErpError::label`](super::ErpError::label) or
+//! `publish`/`progress`, an outcome one of a fixed few.
+//!
+//! Served by the same `/metrics` server as the file ingestor's
+//! ([`crate::files::metrics::serve`]).
+
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// Metrics of one ERP ingestor.
+#[derive(Clone)]
+pub struct ErpMetrics {
+    /// Registry to expose.
+    pub registry: Registry,
+    changes: IntCounterVec,
+    errors: IntCounterVec,
+    pages: IntCounterVec,
+    call_retries: IntCounterVec,
+    sequence: IntGaugeVec,
+    last_success: IntGaugeVec,
+}
+
+impl std::fmt::Debug for ErpMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErpMetrics").finish_non_exhaustive()
+    }
+}
+
+impl ErpMetrics {
+    /// Creates and registers the metrics.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let changes = IntCounterVec::new(
+            Opts::new(
+                "tributary_ingest_erp_changes_total",
+                "ERP changes committed to Kafka, by outcome (upsert, cancel, rejected)",
+            ),
+            &["origin", "outcome"],
+        )?;
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "tributary_ingest_errors_total",
+                "Failed polls or publishes, by stage (the ERP error's label, publish, progress)",
+            ),
+            &["source", "stage"],
+        )?;
+        let pages = IntCounterVec::new(
+            Opts::new(
+                "tributary_ingest_erp_pages_total",
+                "GetSales pages committed to Kafka with their cursor",
+            ),
+            &["origin"],
+        )?;
+        let call_retries = IntCounterVec::new(
+            Opts::new(
+                "tributary_ingest_erp_call_retries_total",
+                "Attempts the client repeated inside successful calls (throttling, transient faults)",
+            ),
+            &["origin"],
+        )?;
+        let sequence = IntGaugeVec::new(
+            Opts::new(
+                "tributary_ingest_erp_sequence",
+                "Change sequence of the newest ERP change committed to Kafka",
+            ),
+            &["origin"],
+        )?;
+        let last_success = IntGaugeVec::new(
+            Opts::new(
+                "tributary_ingest_erp_last_success_timestamp_seconds",
+                "When a poll last succeeded (a stalled poller shows as an old value)",
+            ),
+            &["origin"],
+        )?;
+        for metric in [&changes, &errors, &pages, &call_retries] {
+            registry.register(Box::new(metric.clone()))?;
+        }
+        registry.register(Box::new(sequence.clone()))?;
+        registry.register(Box::new(last_success.clone()))?;
+        Ok(Self {
+            registry,
+            changes,
+            errors,
+            pages,
+            call_retries,
+            sequence,
+            last_success,
+        })
+    }
+
+    /// A page and its changes reached Kafka.
+    pub fn page_committed(
+        &self,
+        origin: &str,
+        upserts: u64,
+        cancels: u64,
+        rejected: u64,
+        retries: u64,
+    ) {
+        self.pages.with_label_values(&[origin]).inc();
+        for (outcome, n) in [
+            ("upsert", upserts),
+            ("cancel", cancels),
+            ("rejected", rejected),
+        ] {
+            self.changes.with_label_values(&[origin, outcome]).inc_by(n);
+        }
+        self.call_retries
+            .with_label_values(&[origin])
+            .inc_by(retries);
+        self.last_success
+            .with_label_values(&[origin])
+            .set(chrono::Utc::now().timestamp());
+    }
+
+    /// A poll found nothing new.
+    pub fn polled(&self, origin: &str, retries: u64) {
+        self.call_retries
+            .with_label_values(&[origin])
+            .inc_by(retries);
+        self.last_success
+            .with_label_values(&[origin])
+            .set(chrono::Utc::now().timestamp());
+    }
+
+    /// The newest change sequence now in Kafka.
+    pub fn set_sequence(&self, origin: &str, sequence: i64) {
+        self.sequence.with_label_values(&[origin]).set(sequence);
+    }
+
+    /// A failure at `stage`.
+    pub fn error(&self, stage: &str) {
+        self.errors.with_label_values(&["erp", stage]).inc();
+    }
+
+    /// Failures counted at `stage` so far (tests).
+    pub fn errors_count(&self, stage: &str) -> u64 {
+        self.errors.with_label_values(&["erp", stage]).get()
+    }
+
+    /// Changes with `outcome` counted so far (tests).
+    pub fn changes_count(&self, origin: &str, outcome: &str) -> u64 {
+        self.changes.with_label_values(&[origin, outcome]).get()
+    }
+
+    /// Pages committed so far (tests).
+    pub fn pages_count(&self, origin: &str) -> u64 {
+        self.pages.with_label_values(&[origin]).get()
+    }
+
+    /// Repeated attempts inside successful calls so far (tests).
+    pub fn call_retries_count(&self, origin: &str) -> u64 {
+        self.call_retries.with_label_values(&[origin]).get()
+    }
+
+    /// The sequence gauge (tests).
+    pub fn sequence(&self, origin: &str) -> i64 {
+        self.sequence.with_label_values(&[origin]).get()
+    }
+}
