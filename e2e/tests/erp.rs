@@ -1,0 +1,222 @@
+//! The legacy ERP end to end on the real services: the simulator (`tributary-erp-sim`) is polled
+//! by the WS ingestor (`tributary-ingest erp`) into Kafka, landed, counted by the marts and
+//! served by the API, and the API's rankings equal the rankings computed from the sources' own
+//! current state: Postgres plus the ERP's current sales (its `GET /admin/sales`), resolved by
+//! salesman code and city name + state against the master data. Then a sale is cancelled in
+//! the ERP and its salesman's revenue drops by exactly its amount.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde_json::Value;
+use tributary_e2e::{
+    MasterData, OracleSale, RankRow, Service, api_rankings, eventually, free_port, oracle_ranking,
+    postgres_sales, require_stack, salesdb, unique_suffix,
+};
+
+/// One current ERP sale, as the simulator reports it.
+#[derive(Debug, Clone)]
+struct ErpSale {
+    id: String,
+    code: String,
+    city: (String, String),
+    cents: i64,
+}
+
+async fn erp_sales(http: &reqwest::Client, erp: &str) -> Result<Vec<ErpSale>> {
+    let body: Value = http
+        .get(format!("{erp}/admin/sales"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let sales = body["sales"]
+        .as_array()
+        .with_context(|| format!("no `sales` in {body}"))?;
+    sales
+        .iter()
+        .map(|s| {
+            let text = |k: &str| {
+                s[k].as_str()
+                    .map(str::to_string)
+                    .with_context(|| format!("no {k} in {s}"))
+            };
+            let amount: Decimal = text("amount")?.parse()?;
+            Ok(ErpSale {
+                id: text("saleId")?,
+                code: text("salesmanCode")?,
+                city: (text("cityName")?, text("cityState")?),
+                cents: (amount * Decimal::from(100))
+                    .to_i64()
+                    .with_context(|| format!("amount {amount} in cents"))?,
+            })
+        })
+        .collect()
+}
+
+/// The rankings the API must show: Postgres plus the ERP, natural keys resolved against the
+/// master data; a sale whose salesman (or city) is unknown is in no salesman (or city) ranking.
+async fn oracle(
+    db: &tokio_postgres::Client,
+    erp: &[ErpSale],
+) -> Result<(Vec<RankRow>, Vec<RankRow>)> {
+    let master = MasterData::load(db).await?;
+    let mut sales = postgres_sales(db).await?;
+    sales.extend(erp.iter().map(|s| OracleSale {
+        salesman_id: master.salesman(&s.code),
+        city_id: master.city(&s.city.0, &s.city.1),
+        cents: s.cents,
+    }));
+    Ok((
+        oracle_ranking(&sales, |s| s.city_id),
+        oracle_ranking(&sales, |s| s.salesman_id),
+    ))
+}
+
+fn owned(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn erp_sales_and_a_cancellation_show_in_the_rankings() -> Result<()> {
+    require_stack();
+    let suffix = unique_suffix();
+    let (api_port, erp_port) = (free_port(), free_port());
+    let topic = |t: &str| format!("e2e.{suffix}.{t}");
+    let lake = owned(&[
+        ("TRIBUTARY_LAKE__WAREHOUSE", "s3://warehouse".into()),
+        ("TRIBUTARY_LAKE__NAMESPACE", format!("e2e_{suffix}")),
+    ]);
+    let mut lake_env = lake.clone();
+    lake_env.extend(owned(&[
+        ("TRIBUTARY_COMMIT_INTERVAL_MS", "500".into()),
+        ("TRIBUTARY_TOPICS__ERP_SALES", topic("erp.sales")),
+        ("TRIBUTARY_TOPICS__ERP_DEAD_LETTERS", topic("erp.dead")),
+        // The demo and other tests publish partner files to the default topics.
+        ("TRIBUTARY_TOPICS__FILE_SALES", topic("unused.files")),
+        (
+            "TRIBUTARY_TOPICS__FILE_DEAD_LETTERS",
+            topic("unused.files.dead"),
+        ),
+    ]));
+    let mut marts_env = lake.clone();
+    marts_env.extend(owned(&[
+        ("TRIBUTARY_CLICKHOUSE__DATABASE", format!("e2e_{suffix}")),
+        ("TRIBUTARY_INTERVAL_MS", "1000".into()),
+    ]));
+    let api_env = owned(&[
+        ("TRIBUTARY_CLICKHOUSE__DATABASE", format!("e2e_{suffix}")),
+        ("TRIBUTARY_LISTEN", format!("127.0.0.1:{api_port}")),
+    ]);
+    let erp = format!("http://127.0.0.1:{erp_port}");
+    let sim_env = owned(&[
+        ("TRIBUTARY_LISTEN", format!("127.0.0.1:{erp_port}")),
+        ("TRIBUTARY_SEED", "2026".into()),
+        ("TRIBUTARY_INITIAL_CHANGES", "150".into()),
+    ]);
+    let ingest_env = owned(&[
+        ("TRIBUTARY_ERP__CLIENT__ENDPOINT", format!("{erp}/ws/sales")),
+        ("TRIBUTARY_ERP__CLIENT__PAGE_SIZE", "40".into()),
+        ("TRIBUTARY_ERP__CLIENT__POLL_INTERVAL_MS", "300".into()),
+        ("TRIBUTARY_ERP__TRANSACTIONAL_ID", topic("erp")),
+        ("TRIBUTARY_ERP__TOPICS__SALES", topic("erp.sales")),
+        ("TRIBUTARY_ERP__TOPICS__DEAD_LETTERS", topic("erp.dead")),
+        ("TRIBUTARY_ERP__TOPICS__PROGRESS", topic("erp.progress")),
+    ]);
+
+    let db = salesdb().await?;
+    let http = reqwest::Client::new();
+    let mut sim = Service::start("erp-sim", "tributary-erp-sim", &[], &sim_env);
+    eventually(Duration::from_secs(30), || {
+        sim.assert_running();
+        let (http, erp) = (&http, &erp);
+        async move {
+            let wsdl = http.get(format!("{erp}/ws/sales?wsdl")).send().await?;
+            Ok(wsdl.status().is_success().then_some(()))
+        }
+    })
+    .await?;
+    let mut lake = Service::start("erp-lake", "tributary-lake", &[], &lake_env);
+    let mut marts = Service::start("erp-marts", "tributary-marts", &[], &marts_env);
+    let mut api = Service::start("erp-api", "tributary-api", &[], &api_env);
+    let mut ingest = Service::start("erp-ingest", "tributary-ingest", &["erp"], &ingest_env);
+
+    let base = format!("http://127.0.0.1:{api_port}");
+    let mut check = async |stage: &str| -> Result<Vec<RankRow>> {
+        let sales = erp_sales(&http, &erp).await?;
+        let (want_cities, want_salesmen) = oracle(&db, &sales).await?;
+        let started = Instant::now();
+        let outcome = eventually(Duration::from_secs(180), || {
+            for service in [&mut sim, &mut lake, &mut marts, &mut api, &mut ingest] {
+                service.assert_running();
+            }
+            let (http, base, want_cities, want_salesmen) =
+                (&http, &base, &want_cities, &want_salesmen);
+            async move {
+                let cities = api_rankings(http, base, "/v1/rankings/cities", "city_id").await?;
+                let salesmen =
+                    api_rankings(http, base, "/v1/rankings/salesmen", "salesman_id").await?;
+                Ok((cities == *want_cities && salesmen == *want_salesmen).then_some(()))
+            }
+        })
+        .await;
+        if let Err(e) = outcome {
+            let cities = api_rankings(&http, &base, "/v1/rankings/cities", "city_id").await;
+            let salesmen = api_rankings(&http, &base, "/v1/rankings/salesmen", "salesman_id").await;
+            anyhow::bail!(
+                "{stage}: the API never matched the sources ({e:#})\nwant cities   {want_cities:?}\n\
+                 got cities    {cities:?}\nwant salesmen {want_salesmen:?}\ngot salesmen  {salesmen:?}\n\
+                 logs in .stack/e2e/erp-*.log"
+            );
+        }
+        eprintln!(
+            "{stage}: API equal to Postgres + ERP after {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(want_salesmen)
+    };
+    let before = check("initial ERP log").await?;
+
+    // Cancel the biggest ERP sale of a salesman the master data knows.
+    let master = MasterData::load(&db).await?;
+    let victim = erp_sales(&http, &erp)
+        .await?
+        .into_iter()
+        .filter(|s| master.salesman(&s.code).is_some())
+        .max_by_key(|s| (s.cents, s.id.clone()))
+        .context("the ERP has no sale of a known salesman")?;
+    let salesman = master.salesman(&victim.code).expect("filtered above");
+    let revenue_of = |rows: &[RankRow]| -> Option<String> {
+        rows.iter().find(|r| r.0 == salesman).map(|r| r.1.clone())
+    };
+    let cents = |text: &str| -> i64 {
+        let d: Decimal = text.parse().expect("a decimal revenue");
+        (d * Decimal::from(100))
+            .to_i64()
+            .expect("revenue in cents fits")
+    };
+    let revenue_before = revenue_of(&before).context("the salesman is ranked")?;
+    http.post(format!("{erp}/admin/sales/{}/cancel", victim.id))
+        .json(&serde_json::json!({ "reason": "e2e: customer cancelled" }))
+        .send()
+        .await?
+        .error_for_status()?;
+    let after = check("after the cancellation").await?;
+    let revenue_after = revenue_of(&after).unwrap_or_else(|| "0.00".into());
+    assert_eq!(
+        cents(&revenue_before) - cents(&revenue_after),
+        victim.cents,
+        "salesman {salesman}'s revenue went from {revenue_before} to {revenue_after}; the \
+         cancelled sale {} was {} cents",
+        victim.id,
+        victim.cents
+    );
+    Ok(())
+}
