@@ -1,9 +1,9 @@
 # syntax=docker/dockerfile:1
-# One image recipe for the four Tributary services; BIN selects the binary:
+# One image recipe for Tributary's services; BIN selects the binary:
 #   docker build --build-arg BIN=tributary-lake -t tributary/lake .
-# BIN is one of tributary-ingest, tributary-lake, tributary-marts, tributary-api.
-# The build stage compiles all four binaries once and does not depend on BIN, so compose's four
-# services share it (BuildKit caches it) instead of compiling the workspace four times.
+# BIN is one of tributary-ingest, tributary-erp-sim, tributary-lake, tributary-marts, tributary-api.
+# The build stage compiles every binary once and does not depend on BIN, so compose's services
+# share it (BuildKit caches it) instead of compiling the workspace once per service.
 
 ARG RUST_VERSION=1.95
 
@@ -17,9 +17,10 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked \
-      --bin tributary-ingest --bin tributary-lake --bin tributary-marts --bin tributary-api \
+      --bin tributary-ingest --bin tributary-erp-sim --bin tributary-lake --bin tributary-marts \
+      --bin tributary-api \
  && mkdir -p /out \
- && cp target/release/tributary-ingest target/release/tributary-lake \
+ && cp target/release/tributary-ingest target/release/tributary-erp-sim target/release/tributary-lake \
        target/release/tributary-marts target/release/tributary-api /out/
 
 FROM debian:bookworm-slim AS runtime

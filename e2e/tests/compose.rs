@@ -31,6 +31,9 @@ fn compose_yaml_runs_the_same_stack_and_our_services() {
         "lake",
         "marts",
         "api",
+        "erp-sim",
+        "ingest-erp",
+        "ingest-files",
     ] {
         assert!(
             names.iter().any(|n| n.contains(wanted)),
