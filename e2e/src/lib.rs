@@ -351,3 +351,57 @@ pub fn oracle_ranking(sales: &[OracleSale], key: fn(&OracleSale) -> Option<i64>)
         })
         .collect()
 }
+
+/// A row of `raw.dead_letters`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Topic the record came from.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Why it was rejected.
+    pub reason: String,
+    /// Class of the failure.
+    pub error_kind: String,
+}
+
+/// Every dead letter in `<namespace>.dead_letters` of the S3 warehouse.
+pub async fn dead_letters(namespace: &str) -> Result<Vec<DeadLetter>> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Int32Type, Int64Type};
+    use tributary_lake::catalog::{self, load_table, read_table};
+    use tributary_lake::schema::{RawTable, col};
+
+    let settings = tributary_common::LakeSettings {
+        warehouse: "s3://warehouse".into(),
+        namespace: namespace.to_string(),
+        ..Default::default()
+    };
+    let lake = catalog::open(&settings).await?;
+    let table = load_table(&lake, namespace, RawTable::DeadLetters).await?;
+    let mut out = Vec::new();
+    for batch in read_table(&table, None).await? {
+        let column = |name| {
+            batch
+                .column_by_name(name)
+                .with_context(|| format!("no {name}"))
+        };
+        let topics = column(col::KAFKA_TOPIC)?.as_string::<i32>();
+        let partitions = column(col::KAFKA_PARTITION)?.as_primitive::<Int32Type>();
+        let offsets = column(col::KAFKA_OFFSET)?.as_primitive::<Int64Type>();
+        let reasons = column(col::REASON)?.as_string::<i32>();
+        let kinds = column(col::ERROR_KIND)?.as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            out.push(DeadLetter {
+                topic: topics.value(row).to_string(),
+                partition: partitions.value(row),
+                offset: offsets.value(row),
+                reason: reasons.value(row).to_string(),
+                error_kind: kinds.value(row).to_string(),
+            });
+        }
+    }
+    Ok(out)
+}

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use tributary_e2e::{
-    MasterData, OracleSale, RankRow, Service, api_rankings, eventually, free_port, oracle_ranking,
-    postgres_sales, require_stack, salesdb, unique_suffix,
+    MasterData, OracleSale, RankRow, Service, api_rankings, dead_letters, eventually, free_port,
+    oracle_ranking, postgres_sales, require_stack, salesdb, unique_suffix,
 };
 use tributary_ingest::files::inbox::Inbox;
 
@@ -171,6 +171,14 @@ async fn partner_files_and_their_corrections_show_in_the_rankings() -> Result<()
     inbox
         .put_bytes("globex/april.ndjson", ndjson(&globex, &city_ids))
         .await?;
+    // A refund sent as a negative amount: a bad row, dead-lettered with its reason, never counted.
+    inbox
+        .put_bytes(
+            "acme/refund.csv",
+            b"pedido;vendedor;cidade;uf;valor;data\nR-1;S001;Campinas;SP;-50,00;15/03/2026 10:00\n"
+                .to_vec(),
+        )
+        .await?;
 
     let base = format!("http://127.0.0.1:{api_port}");
     let http = reqwest::Client::new();
@@ -202,6 +210,20 @@ async fn partner_files_and_their_corrections_show_in_the_rankings() -> Result<()
         Ok(())
     };
     check("first drop", &acme).await?;
+    let namespace = format!("e2e_{suffix}");
+    let dead_topic = topic("files.dead");
+    let refund = eventually(Duration::from_secs(60), || {
+        let (namespace, dead_topic) = (&namespace, &dead_topic);
+        async move {
+            Ok(dead_letters(namespace)
+                .await?
+                .into_iter()
+                .find(|d| d.topic == *dead_topic))
+        }
+    })
+    .await?;
+    assert_eq!(refund.error_kind, "bad_amount");
+    assert!(refund.reason.contains("negative"), "{refund:?}");
 
     // The correction: three amounts change and one sale moves to another salesman and city.
     let mut corrected = vec![

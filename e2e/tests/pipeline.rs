@@ -7,16 +7,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{Int32Type, Int64Type};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tributary_common::{LakeSettings, names};
+use tributary_common::names;
 use tributary_e2e::{
-    RankRow, Service, api_rankings, eventually, free_port, postgres_only_topics, require_stack,
-    salesdb, unique_suffix,
+    RankRow, Service, api_rankings, dead_letters, eventually, free_port, postgres_only_topics,
+    require_stack, salesdb, unique_suffix,
 };
-use tributary_lake::catalog::{self, load_table, read_table};
-use tributary_lake::schema::{RawTable, col};
 
 /// The oracle: the rankings computed by SQL straight on the source database.
 async fn postgres_rankings(db: &tokio_postgres::Client, dimension: &str) -> Result<Vec<RankRow>> {
@@ -181,35 +177,15 @@ async fn produce_undecodable_sale() -> Result<(i32, i64)> {
 
 /// The reason the lander gave for dead-lettering `partition`/`offset` of the sale topic.
 async fn dead_letter_reason(namespace: &str, partition: i32, offset: i64) -> Result<String> {
-    let settings = LakeSettings {
-        warehouse: "s3://warehouse".into(),
-        namespace: namespace.to_string(),
-        ..LakeSettings::default()
-    };
-    let lake = catalog::open(&settings).await?;
-    let table = load_table(&lake, namespace, RawTable::DeadLetters).await?;
-    let batches: Vec<RecordBatch> = read_table(&table, None).await?;
-    for batch in &batches {
-        let column = |name| {
-            batch
-                .column_by_name(name)
-                .with_context(|| format!("no {name}"))
-        };
-        let topics = column(col::KAFKA_TOPIC)?.as_string::<i32>();
-        let partitions = column(col::KAFKA_PARTITION)?.as_primitive::<Int32Type>();
-        let offsets = column(col::KAFKA_OFFSET)?.as_primitive::<Int64Type>();
-        let reasons = column(col::REASON)?.as_string::<i32>();
-        for row in 0..batch.num_rows() {
-            if topics.value(row) == names::TOPIC_PG_SALE
-                && partitions.value(row) == partition
-                && offsets.value(row) == offset
-            {
-                return Ok(reasons.value(row).to_string());
-            }
-        }
-    }
-    anyhow::bail!(
-        "offset {partition}/{offset} of {} is not in {namespace}.dead_letters",
-        names::TOPIC_PG_SALE
-    )
+    dead_letters(namespace)
+        .await?
+        .into_iter()
+        .find(|d| d.topic == names::TOPIC_PG_SALE && d.partition == partition && d.offset == offset)
+        .map(|d| d.reason)
+        .with_context(|| {
+            format!(
+                "offset {partition}/{offset} of {} is not in {namespace}.dead_letters",
+                names::TOPIC_PG_SALE
+            )
+        })
 }
