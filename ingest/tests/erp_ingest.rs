@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -399,4 +400,114 @@ fn headers_of_first(kafka: &KafkaSettings, topic: &str) -> BTreeMap<String, Stri
             )
         })
         .collect()
+}
+
+const BILLION_LAUGHS: &str = r#"<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+]>
+<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetSalesResponse xmlns="urn:tributary:erp:sales:v1"><nextCursor>&lol2;</nextCursor><hasMore>false</hasMore></GetSalesResponse></soap:Body></soap:Envelope>"#;
+
+/// The simulator behind a switch: while `hostile` is on, every SOAP call gets an XML bomb.
+async fn start_switchable_sim(initial_changes: u32) -> (Sim, Arc<AtomicBool>) {
+    use poem::{Endpoint, IntoResponse, Request, Response};
+    let config = ErpSimConfig {
+        listen: "127.0.0.1:0".into(),
+        initial_changes,
+        seed: 9,
+        ..ErpSimConfig::default()
+    };
+    let simulator = Simulator::new(config, Arc::new(SystemClock));
+    let app = Arc::new(simulator.app());
+    let hostile = Arc::new(AtomicBool::new(false));
+    let switch = hostile.clone();
+    let endpoint = poem::endpoint::make(move |req: Request| {
+        let (app, hostile) = (app.clone(), switch.clone());
+        async move {
+            if hostile.load(Ordering::SeqCst) {
+                Ok::<Response, poem::Error>(
+                    Response::builder()
+                        .content_type("text/xml; charset=utf-8")
+                        .body(BILLION_LAUGHS),
+                )
+            } else {
+                app.call(req).await.map(IntoResponse::into_response)
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        poem::Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(endpoint, stop.cancelled_owned(), None)
+            .await
+    });
+    let sim = Sim {
+        simulator,
+        endpoint: format!("http://{addr}/ws/sales"),
+        shutdown,
+    };
+    (sim, hostile)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_xml_bomb_mid_paging_is_refused_counted_and_the_same_cursor_retried() {
+    let kafka = require_kafka();
+    let (sim, hostile) = start_switchable_sim(50).await;
+    let config = ingest_config(&sim, 10);
+    let mut ingestor = open(&kafka, &config).await;
+    ingestor.poll_once().await.unwrap();
+    ingestor.poll_once().await.unwrap();
+    let cursor = ingestor.cursor().to_string();
+
+    // The ERP (or something in between) starts answering with an XML bomb: --once fails, the
+    // error is counted under its own label, and nothing of the bad answer lands.
+    hostile.store(true, Ordering::SeqCst);
+    let metrics = ingestor.metrics().clone();
+    let error = ingestor
+        .run(true, CancellationToken::new())
+        .await
+        .expect_err("an unsafe response fails --once");
+    assert!(
+        matches!(error, ErpIngestError::Erp(ErpError::UnsafeXml(_))),
+        "{error:?}"
+    );
+    assert!(error.stage().starts_with("xml_"), "{}", error.stage());
+    assert_eq!(metrics.errors_count(error.stage()), 1);
+    assert_eq!(
+        sequences(&events(&kafka, &config.topics.sales).await),
+        (1..=20).collect::<Vec<_>>()
+    );
+
+    // The service neither dies nor skips: it keeps asking for the same cursor...
+    let ingestor = open(&kafka, &config).await;
+    assert_eq!(ingestor.cursor(), cursor);
+    let metrics = ingestor.metrics().clone();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(ingestor.run(false, shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(metrics.errors_count(error.stage()) >= 2);
+    assert_eq!(events(&kafka, &config.topics.sales).await.len(), 20);
+
+    // ...and carries on from there once the ERP answers sanely again.
+    hostile.store(false, Ordering::SeqCst);
+    let drained = async {
+        while metrics.sequence("erp") < 50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), drained)
+        .await
+        .expect("the service resumes within the permanent backoff");
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    assert_eq!(
+        sequences(&events(&kafka, &config.topics.sales).await),
+        (1..=50).collect::<Vec<_>>()
+    );
 }
