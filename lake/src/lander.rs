@@ -47,6 +47,9 @@ pub struct RunSummary {
     pub skipped_replay: u64,
     /// Iceberg commits made.
     pub commits: u64,
+    /// Drain mode only: it stopped because no record came for a while, before every partition
+    /// reached its high watermark (something it could not read, or a broker problem).
+    pub stopped_short: bool,
 }
 
 /// Opens the lake and Kafka from `config` and runs until `shutdown` (or drained, in
@@ -182,6 +185,7 @@ impl<S: Source> Lander<S> {
                 }
                 if last_record.elapsed() >= DRAIN_IDLE {
                     tracing::warn!(idle = ?DRAIN_IDLE, "drain mode saw no record for a while, stopping short of the watermarks");
+                    self.summary.stopped_short = true;
                     break;
                 }
             }

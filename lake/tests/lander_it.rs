@@ -410,3 +410,59 @@ async fn a_second_lander_on_the_same_namespace_is_refused() {
         .release()
         .await;
 }
+
+/// Sale events written in Kafka transactions (as the file and ERP ingestors write them): each
+/// committed transaction ends with a marker that takes an offset but is never delivered, and an
+/// aborted one leaves records no `read_committed` reader sees. Drain mode must land exactly the
+/// committed events and still recognise the end of the partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_topics_land_committed_events_only_and_drain_to_the_end() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let config = test_config("txn", Store::LocalFolder);
+    let _lake = setup(&config, 1).await;
+    let topic = config.topics.file_sales.clone();
+    let event = |id: usize| {
+        format!(
+            r#"{{"source":"files","origin":"it","sale_id":"T-{id}","op":"upsert","version":{{"major":1,"minor":{id}}},"salesman_id":1,"city_id":1,"amount":"1.00","sold_at":"2026-01-01T00:00:00Z","produced_at":"2026-01-01T00:00:00Z","provenance":{{}}}}"#
+        )
+    };
+    let brokers = config.kafka.brokers.clone();
+    let produce = tokio::task::spawn_blocking(move || {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("transactional.id", format!("it-txn-{topic}"))
+            .create()
+            .unwrap();
+        producer.init_transactions(Duration::from_secs(30)).unwrap();
+        // Three committed transactions of 10 and one aborted one between them.
+        for batch in 0..4usize {
+            producer.begin_transaction().unwrap();
+            for i in 0..10 {
+                let value = event(batch * 10 + i);
+                let key = format!("files/it/T-{}", batch * 10 + i);
+                producer
+                    .send(BaseRecord::to(&topic).key(&key).payload(&value))
+                    .map_err(|(e, _)| e)
+                    .unwrap();
+            }
+            producer.flush(Duration::from_secs(30)).unwrap();
+            if batch == 2 {
+                producer.abort_transaction(Duration::from_secs(30)).unwrap();
+            } else {
+                producer
+                    .commit_transaction(Duration::from_secs(30))
+                    .unwrap();
+            }
+        }
+    });
+    produce.await.unwrap();
+
+    let summary = drain(&config).await;
+    assert_eq!(summary.landed, 30, "{summary:?}");
+    assert!(
+        !summary.stopped_short,
+        "drain must see the end of a partition that ends with a transaction marker: {summary:?}"
+    );
+}

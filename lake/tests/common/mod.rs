@@ -48,6 +48,10 @@ pub fn test_config(name: &str, store: Store) -> LanderConfig {
     config.topics.sale = format!("it.{name}.{id}.sale");
     config.topics.salesman = format!("it.{name}.{id}.salesman");
     config.topics.city = format!("it.{name}.{id}.city");
+    config.topics.file_sales = format!("it.{name}.{id}.files");
+    config.topics.file_dead_letters = format!("it.{name}.{id}.files.dead");
+    config.topics.erp_sales = format!("it.{name}.{id}.erp");
+    config.topics.erp_dead_letters = format!("it.{name}.{id}.erp.dead");
     config.group_id = format!("it-{name}-{id}");
     config.commit_interval_ms = 200;
     config.discovery_interval_ms = 500;
