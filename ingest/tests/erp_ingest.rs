@@ -511,3 +511,53 @@ async fn an_xml_bomb_mid_paging_is_refused_counted_and_the_same_cursor_retried()
         (1..=50).collect::<Vec<_>>()
     );
 }
+
+/// A `GetSalesResponse` with one good change and one whose amount cannot be read.
+const PAGE_WITH_A_BAD_CHANGE: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetSalesResponse xmlns="urn:tributary:erp:sales:v1"><change><sequence>1</sequence><changedAt>2026-07-01T00:00:00Z</changedAt><sale><saleId>ERP-1</saleId><revision>1</revision><salesmanCode>S001</salesmanCode><city><name>Campinas</name><state>SP</state></city><amount>10.50</amount><currency>BRL</currency><soldAt>2026-06-01T10:00:00Z</soldAt></sale></change><change><sequence>2</sequence><changedAt>2026-07-01T00:01:00Z</changedAt><sale><saleId>ERP-2</saleId><revision>1</revision><salesmanCode>S002</salesmanCode><city><name>Campinas</name><state>SP</state></city><amount>12,x</amount><currency>BRL</currency><soldAt>2026-06-01T11:00:00Z</soldAt></sale></change><nextCursor>after-2</nextCursor><hasMore>false</hasMore></GetSalesResponse></soap:Body></soap:Envelope>"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_change_is_dead_lettered_with_the_page() {
+    let kafka = require_kafka();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let endpoint = poem::endpoint::make_sync(|_| {
+        poem::Response::builder()
+            .content_type("text/xml; charset=utf-8")
+            .body(PAGE_WITH_A_BAD_CHANGE)
+    });
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        poem::Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(endpoint, stop.cancelled_owned(), None)
+            .await
+    });
+    let sim = Sim {
+        simulator: Simulator::new(ErpSimConfig::default(), Arc::new(SystemClock)),
+        endpoint: format!("http://{addr}/ws/sales"),
+        shutdown,
+    };
+    let config = ingest_config(&sim, 10);
+    let ingestor = open(&kafka, &config).await;
+    let metrics = ingestor.metrics().clone();
+    let summary = ingestor.run(true, CancellationToken::new()).await.unwrap();
+    assert_eq!((summary.upserts, summary.rejected), (1, 1));
+    assert_eq!(metrics.changes_count("erp", "rejected"), 1);
+
+    let published = events(&kafka, &config.topics.sales).await;
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].sale_id, "ERP-1");
+    let dead = read_topic(&kafka, &config.topics.dead_letters)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    let rejected: tributary_common::sale_event::RejectedRecord =
+        serde_json::from_slice(dead[0].value.as_deref().unwrap()).unwrap();
+    assert_eq!(rejected.error_kind, "bad_amount");
+    assert!(rejected.reason.contains("12,x"), "{}", rejected.reason);
+    assert!(rejected.raw.contains("ERP-2"), "{}", rejected.raw);
+    assert_eq!(rejected.provenance["cursor"], "");
+    let saved = progress(&kafka, &config).await.unwrap();
+    assert_eq!((saved.cursor.as_str(), saved.rejected), ("after-2", 1));
+}
