@@ -450,3 +450,21 @@ async fn sigkilled_mid_file_every_record_is_published_exactly_once() {
         "a resumed file keeps its sequence number"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fenced_ingestor_stops_instead_of_retrying() {
+    require_stack();
+    let suffix = suffix();
+    let config = config(&suffix);
+    let (mut old, _) = open_ingestor(&config).await;
+    // A second ingestor on the same inbox and transactional id takes over.
+    let (_new, _) = open_ingestor(&config).await;
+    old.inbox()
+        .put_bytes("acme/late.csv", sample("acme/2026-03-vendas.csv"))
+        .await
+        .unwrap();
+    let error = old.poll(&CancellationToken::new()).await.unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("took over"), "{error}");
+    assert!(events(&config.topics.sales).await.is_empty());
+}

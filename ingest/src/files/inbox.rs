@@ -164,7 +164,8 @@ impl Inbox {
 
     /// Drops waiting in the inbox (reserved `_…` prefixes excluded), oldest first, then by
     /// path, so files are taken in the order they arrived. Only objects at least `min_age`
-    /// old are listed.
+    /// old are listed (S3 stamps whole seconds, so a fresh object can look up to a second
+    /// younger than it is; 0 takes everything).
     pub async fn list(&self, min_age: chrono::Duration) -> Result<Vec<Listed>, InboxError> {
         let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
         let objects: Vec<_> = self
@@ -179,19 +180,21 @@ impl Inbox {
             .filter_map(|meta| {
                 let path = self.relative(&meta.location);
                 let reserved = path.starts_with('_') || path.split('/').any(|s| s.starts_with('.'));
-                (!reserved && now - meta.last_modified >= min_age).then(|| {
-                    (
-                        meta.last_modified,
-                        Listed {
-                            path,
-                            size: meta.size,
-                            e_tag: meta.e_tag,
-                            last_modified: meta
-                                .last_modified
-                                .to_rfc3339_opts(SecondsFormat::Micros, true),
-                        },
-                    )
-                })
+                (!reserved && (min_age.is_zero() || now - meta.last_modified >= min_age)).then(
+                    || {
+                        (
+                            meta.last_modified,
+                            Listed {
+                                path,
+                                size: meta.size,
+                                e_tag: meta.e_tag,
+                                last_modified: meta
+                                    .last_modified
+                                    .to_rfc3339_opts(SecondsFormat::Micros, true),
+                            },
+                        )
+                    },
+                )
             })
             .collect();
         listed.sort_by(|a, b| (a.0, &a.1.path).cmp(&(b.0, &b.1.path)));

@@ -76,6 +76,13 @@ pub enum FilesError {
     /// A metric could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// Another ingestor took over our transactional id: this one must stop, and must not
+    /// reconnect (that would fence the one that replaced it).
+    #[error("another file ingestor with transactional id {transactional_id:?} took over; stopping")]
+    Fenced {
+        /// The id.
+        transactional_id: String,
+    },
     /// The configuration cannot work.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
@@ -87,9 +94,10 @@ impl FilesError {
     pub fn is_retryable(&self) -> bool {
         match self {
             FilesError::Publish(e) => e.is_retryable(),
-            FilesError::Progress(_) | FilesError::Metrics(_) | FilesError::InvalidConfig(_) => {
-                false
-            }
+            FilesError::Progress(_)
+            | FilesError::Metrics(_)
+            | FilesError::InvalidConfig(_)
+            | FilesError::Fenced { .. } => false,
             _ => true,
         }
     }
@@ -134,6 +142,10 @@ struct Item {
 /// The file ingestor over one inbox.
 pub struct FileIngestor {
     config: FilesConfig,
+    kafka: KafkaSettings,
+    /// Set when a transaction failed: whether it committed is unknown, so the next poll starts
+    /// from a fresh producer and the progress as Kafka has it, not as we remember it.
+    resync: bool,
     partners: Partners,
     inbox: Inbox,
     publisher: TxPublisher,
@@ -196,6 +208,8 @@ impl FileIngestor {
         );
         Ok(Self {
             config,
+            kafka: kafka.clone(),
+            resync: false,
             partners,
             inbox,
             publisher,
@@ -256,6 +270,9 @@ impl FileIngestor {
 
     /// One pass over the inbox: every waiting file, oldest first.
     pub async fn poll(&mut self, shutdown: &CancellationToken) -> Result<PollSummary, FilesError> {
+        if self.resync {
+            self.resync_with_kafka().await?;
+        }
         let min_age = chrono::Duration::milliseconds(self.config.min_age_ms as i64);
         let listed = self
             .inbox
@@ -378,6 +395,21 @@ impl FileIngestor {
         .await
     }
 
+    /// After a failed transaction: a new producer (fencing our old one) and the progress read
+    /// back from Kafka, so a batch that did commit is not sent again.
+    async fn resync_with_kafka(&mut self) -> Result<(), FilesError> {
+        self.publisher = TxPublisher::connect(&self.kafka, &self.config.transactional_id).await?;
+        let records = read_progress(&self.kafka, &self.config.topics.progress).await?;
+        self.state = ProgressState::from_records(&records)?;
+        self.next_seq = self.state.next_file_seq();
+        self.resync = false;
+        tracing::info!(
+            files_known = self.state.files.len(),
+            "progress re-read from Kafka after a failed transaction"
+        );
+        Ok(())
+    }
+
     /// Pass 1: reads the whole file without publishing, hashing it. A [`FileError`] that
     /// is the file's fault means quarantine.
     async fn check(
@@ -444,10 +476,16 @@ impl FileIngestor {
         for f in &files {
             records.push(self.progress_record(file_key(&f.path), f));
         }
-        self.publisher
-            .publish(&records)
-            .await
-            .inspect_err(|_| self.metrics.error("publish"))?;
+        if let Err(error) = self.publisher.publish(&records).await {
+            self.metrics.error("publish");
+            if self.publisher.is_fenced() {
+                return Err(FilesError::Fenced {
+                    transactional_id: self.config.transactional_id.clone(),
+                });
+            }
+            self.resync = true;
+            return Err(error.into());
+        }
         for f in files {
             self.state.files.insert(f.path.clone(), f);
         }
