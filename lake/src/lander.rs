@@ -208,6 +208,7 @@ impl<S: Source> Lander<S> {
                         }
                         tracing::warn!(%error, "partition discovery failed, will retry");
                     }
+                    self.report_lag().await;
                 }
                 record = self.source.recv() => match record {
                     Ok(record) => {
@@ -251,6 +252,23 @@ impl<S: Source> Lander<S> {
         self.source.assign(&new)?;
         self.assigned.extend(new);
         Ok(())
+    }
+
+    /// Publishes each assigned partition's lag (best effort: a failed watermark query leaves
+    /// the last value).
+    async fn report_lag(&self) {
+        for tp in self.assigned.keys() {
+            match self.source.watermarks(tp).await {
+                Ok((low, high)) => {
+                    let landed = self.progress.get(tp).unwrap_or(low);
+                    let position = self.source.position(tp).map_or(landed, |p| p.max(landed));
+                    self.metrics.lag(&tp.topic, tp.partition, high - position);
+                }
+                Err(error) => {
+                    tracing::debug!(partition = %tp, %error, "no watermarks for the lag gauge")
+                }
+            }
+        }
     }
 
     async fn drain_targets(&self) -> Result<BTreeMap<TopicPartition, (i64, i64)>, LakeError> {
@@ -818,5 +836,22 @@ mod tests {
             reasons.iter().any(|r| r.contains("source \"erp\"")),
             "{reasons:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn lag_is_what_the_partition_has_beyond_the_lander() {
+        let catalog = memory_catalog().await;
+        let source = MemorySource::new();
+        produce_sales(&source, 0..5);
+        let mut l = lander(&catalog, source.clone(), 100).await;
+        l.discover().await.unwrap();
+        l.report_lag().await;
+        assert_eq!(l.metrics.lag_value(SALE, 0), 5);
+        for _ in 0..3 {
+            let record = l.source.recv().await.unwrap();
+            l.ingest(record);
+        }
+        l.report_lag().await;
+        assert_eq!(l.metrics.lag_value(SALE, 0), 2);
     }
 }

@@ -51,6 +51,7 @@ pub struct Metrics {
     commit_seconds: HistogramVec,
     data_files: IntCounterVec,
     last_commit: IntGaugeVec,
+    lag: IntGaugeVec,
 }
 
 impl Metrics {
@@ -89,7 +90,15 @@ impl Metrics {
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(commit_seconds.clone()))?;
         registry.register(Box::new(data_files.clone()))?;
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "tributary_lander_consumer_lag_records",
+                "Records in a partition the lander has not consumed yet (high watermark minus its position)",
+            ),
+            &["topic", "partition"],
+        )?;
         registry.register(Box::new(last_commit.clone()))?;
+        registry.register(Box::new(lag.clone()))?;
         // Every series exists from the start (at 0), so rates and alerts work before the first event.
         for table in RawTable::ALL {
             for outcome in Outcome::ALL {
@@ -104,6 +113,7 @@ impl Metrics {
             commit_seconds,
             data_files,
             last_commit,
+            lag,
         })
     }
 
@@ -123,6 +133,20 @@ impl Metrics {
     pub fn events_count(&self, table: RawTable, outcome: Outcome) -> u64 {
         self.events
             .with_label_values(&[table.name(), outcome.as_str()])
+            .get()
+    }
+
+    /// Sets the consumer lag of one partition.
+    pub fn lag(&self, topic: &str, partition: i32, records: i64) {
+        self.lag
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(records.max(0));
+    }
+
+    /// Current lag of one partition (tests).
+    pub fn lag_value(&self, topic: &str, partition: i32) -> i64 {
+        self.lag
+            .with_label_values(&[topic, &partition.to_string()])
             .get()
     }
 
