@@ -35,6 +35,7 @@ S3_PORT_GRPC=$((18333 + _O))           # SeaweedFS S3 gRPC (its default, S3 port
 CH_HTTP_PORT=$((8123 + _O))
 CH_TCP_PORT=$((19000 + _O))            # ClickHouse native protocol; 9000 belongs to the object store
 CH_INTERSERVER_PORT=$((19009 + _O))
+PROM_PORT=$((9090 + _O))
 
 # ---- versions (pinned) ----------------------------------------------------------------------
 PG_MAJOR=15
@@ -58,7 +59,7 @@ CH_DATABASE=marts
 # ---- layout ---------------------------------------------------------------------------------
 # .stack/<svc>/{pid,<svc>.log,data/...}; the cache holds m2/ (Maven repo), kafka-<v>/ (jars),
 # connect-plugins/, go/ (GOPATH+GOCACHE), bin/ (built binaries).
-ALL_SERVICES=(postgres kafka s3 connect clickhouse)
+ALL_SERVICES=(postgres kafka s3 connect clickhouse prometheus)
 
 svc_dir() { echo "$STACK_DIR/$1"; }
 svc_log() { echo "$STACK_DIR/$1/$1.log"; }
@@ -209,6 +210,25 @@ ensure_apt() {
   run_step "$step: apt-get install" "$logfile" "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q --no-install-recommends "${missing[@]}"
   log "$step: apt-get install done in $((SECONDS - t0))s"
+}
+
+# ensure_apt_no_start STEP PKG...: like ensure_apt, but a package's own service (a Debian
+# postinst starting e.g. clickhouse-server or prometheus on their default ports) is not started:
+# the stack runs its own process with its own config.
+ensure_apt_no_start() {
+  local step=$1 guard=0
+  if ((EUID == 0)) && [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\n# temporary, by tributary dev/lib.sh: start no service during install\nexit 101\n' \
+      >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    guard=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  ensure_apt "$@"
+  if ((guard)); then
+    rm -f /usr/sbin/policy-rc.d
+    trap - EXIT
+  fi
 }
 
 # ---- bookkeeping ----------------------------------------------------------------------------

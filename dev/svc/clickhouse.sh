@@ -17,19 +17,7 @@ ch_install() {
   [[ -n $(ch_server_bin) ]] || need=1
   command -v clickhouse-client >/dev/null || need=1
   if ((need)); then
-    local guard=0
-    if ((EUID == 0)) && [[ ! -e /usr/sbin/policy-rc.d ]]; then
-      printf '#!/bin/sh\n# temporary, by tributary dev/svc/clickhouse.sh: start no service during install\nexit 101\n' \
-        >/usr/sbin/policy-rc.d
-      chmod +x /usr/sbin/policy-rc.d
-      guard=1
-      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-    fi
-    ensure_apt "clickhouse: install" clickhouse-server clickhouse-client
-    if ((guard)); then
-      rm -f /usr/sbin/policy-rc.d
-      trap - EXIT
-    fi
+    ensure_apt_no_start "clickhouse: install" clickhouse-server clickhouse-client
   fi
   ch_stop_system_service
 }

@@ -68,6 +68,19 @@ impl FileMetrics {
         })
     }
 
+    /// Creates every series of a partner at 0, so rates and alerts work before its first file.
+    pub fn init_partner(&self, partner: &str) {
+        for outcome in ["done", "duplicate", "quarantined"] {
+            self.files.with_label_values(&[partner, outcome]);
+        }
+        for outcome in ["published", "rejected", "withdrawn"] {
+            self.records.with_label_values(&["files", partner, outcome]);
+        }
+        for stage in ["list", "file", "publish"] {
+            self.errors.with_label_values(&["files", stage]);
+        }
+    }
+
     /// A file finished with `outcome`.
     pub fn file(&self, partner: &str, outcome: &str) {
         self.files.with_label_values(&[partner, outcome]).inc();

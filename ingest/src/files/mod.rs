@@ -195,6 +195,9 @@ impl FileIngestor {
             ],
         )
         .await?;
+        for name in partners.partners.keys() {
+            metrics.init_partner(name);
+        }
         // Fence first, read second: once we are the producer, nobody else can add progress.
         let publisher = TxPublisher::connect(kafka, &config.transactional_id).await?;
         let records = read_progress(kafka, &config.topics.progress).await?;
