@@ -6,9 +6,10 @@
 //!                └── every error ───┴─► ApiError::status + problem JSON (error.rs)
 //! ```
 //!
-//! Routes: `/v1/rankings/cities`, `/v1/rankings/cities/{city_id}/salesmen`,
+//! Routes: `/v1/rankings/cities`, `/v1/rankings/cities/{city_id}/salesmen`, `/v1/months`,
 //! `/v1/rankings/salesmen`, `/healthz`, `/readyz`, `/openapi.json`, Swagger UI at `/docs`.
-//! Each ranking response is read from the latest complete publication and names it.
+//! Each ranking response is read from the latest complete publication and names it, and the
+//! period it ranks: all time, or one UTC calendar month with `?month=YYYY-MM`.
 #![deny(missing_docs)]
 
 pub mod config;

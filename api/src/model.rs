@@ -4,9 +4,10 @@
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
 use tributary_marts::schema::{
-    CityRankingRow, CitySalesmanRankingRow, PublicationRow, SalesmanRankingRow,
+    CityRankingRow, CitySalesmanRankingRow, PublicationPeriodRow, PublicationRow,
+    SalesmanRankingRow,
 };
-use tributary_marts::{LakeSnapshots, MartsError, Money};
+use tributary_marts::{LakeSnapshots, MartsError, Money, Period};
 
 /// The lake snapshot of one raw table that the numbers were computed from.
 #[derive(Debug, Clone, PartialEq, Eq, Object)]
@@ -95,6 +96,8 @@ pub struct CityJson {
 pub struct CityRankingPage {
     /// Where the numbers come from.
     pub publication: PublicationJson,
+    /// The period ranked (`all` or a UTC month) and its counts.
+    pub period: PeriodJson,
     /// Cities in the ranking.
     pub total: u64,
     /// The `limit` applied.
@@ -110,9 +113,12 @@ pub struct CityRankingPage {
 pub struct CitySalesmenPage {
     /// Where the numbers come from.
     pub publication: PublicationJson,
-    /// The city (its `salesmen` list left empty; the page is below).
-    pub city: CityJson,
-    /// Salesmen ranked in this city.
+    /// The period ranked (`all` or a UTC month) and its counts.
+    pub period: PeriodJson,
+    /// The city in the period (its `salesmen` list left empty; the page is below); null when
+    /// it has no sales in the period.
+    pub city: Option<CityJson>,
+    /// Salesmen ranked in this city in the period.
     pub total: u64,
     /// The `limit` applied.
     pub limit: u32,
@@ -127,6 +133,8 @@ pub struct CitySalesmenPage {
 pub struct SalesmanRankingPage {
     /// Where the numbers come from.
     pub publication: PublicationJson,
+    /// The period ranked (`all` or a UTC month) and its counts.
+    pub period: PeriodJson,
     /// Salesmen in the ranking.
     pub total: u64,
     /// The `limit` applied.
@@ -135,6 +143,34 @@ pub struct SalesmanRankingPage {
     pub offset: u64,
     /// Salesmen in rank order.
     pub items: Vec<SalesmanJson>,
+}
+
+/// One period of a publication: all time, or a calendar month of `sold_at` in UTC.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct PeriodJson {
+    /// `all`, or the month as `YYYY-MM` (UTC).
+    pub period: String,
+    /// Current sales in the period.
+    pub sales: u64,
+    /// Their revenue, decimal string.
+    pub revenue: String,
+    /// Cities ranked in the period.
+    pub cities: u64,
+    /// Salesmen ranked nationwide in the period.
+    pub salesmen: u64,
+    /// Sales in the period whose salesman or city is not in the lake yet.
+    pub unresolved_sales: u64,
+    /// Sales without `sold_at`: counted in all time, in no month (0 for a month).
+    pub sales_without_month: u64,
+}
+
+/// The months of the latest publication.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct MonthsPage {
+    /// Where the numbers come from.
+    pub publication: PublicationJson,
+    /// Months with at least one current sale, oldest first.
+    pub items: Vec<PeriodJson>,
 }
 
 /// `/healthz` and `/readyz` bodies.
@@ -220,6 +256,35 @@ impl From<&SalesmanRankingRow> for SalesmanJson {
             resolved: row.salesman_resolved != 0,
             revenue: money(row.revenue),
             sales: row.sales,
+        }
+    }
+}
+
+impl PeriodJson {
+    /// A period without current sales.
+    pub fn empty(period: Period) -> Self {
+        Self {
+            period: period.key(),
+            sales: 0,
+            revenue: money(0),
+            cities: 0,
+            salesmen: 0,
+            unresolved_sales: 0,
+            sales_without_month: 0,
+        }
+    }
+}
+
+impl From<&PublicationPeriodRow> for PeriodJson {
+    fn from(row: &PublicationPeriodRow) -> Self {
+        Self {
+            period: row.period.clone(),
+            sales: row.sales,
+            revenue: money(row.revenue),
+            cities: row.cities,
+            salesmen: row.salesmen,
+            unresolved_sales: row.unresolved_sales,
+            sales_without_month: row.sales_without_month,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The endpoints. Every ranking response is read from one publication — the latest complete
-//! one — and says which (its id and lake snapshots).
+//! one — and one period of it (all time, or a UTC calendar month with `?month=YYYY-MM`), and
+//! says which (the publication's id and lake snapshots, and the period).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,12 +9,12 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{OpenApi, Tags};
 use tributary_marts::schema::PublicationRow;
-use tributary_marts::{Page, PublicationStore};
+use tributary_marts::{Page, Period, PublicationStore};
 
 use crate::error::{ApiError, ProblemResponse};
 use crate::model::{
-    CityJson, CityRankingPage, CitySalesmenPage, PublicationJson, SalesmanJson,
-    SalesmanRankingPage, Status,
+    CityJson, CityRankingPage, CitySalesmenPage, MonthsPage, PeriodJson, PublicationJson,
+    SalesmanJson, SalesmanRankingPage, Status,
 };
 
 /// Default page size.
@@ -27,6 +28,24 @@ fn default_limit() -> u32 {
 
 fn default_salesmen() -> u32 {
     DEFAULT_SALESMEN_PER_CITY
+}
+
+/// The period a `month` parameter asks for: all time when absent. The OpenAPI pattern already
+/// refuses most bad months; this also refuses what a pattern cannot (year 0999).
+fn period_param(month: Option<&str>) -> Result<Period, ApiError> {
+    match month {
+        None => Ok(Period::AllTime),
+        Some(text) => {
+            text.parse()
+                .map(Period::Month)
+                .map_err(
+                    |e: tributary_marts::period::MonthError| ApiError::InvalidParameter {
+                        name: "month".into(),
+                        reason: e.to_string(),
+                    },
+                )
+        }
+    }
 }
 
 #[derive(Tags)]
@@ -57,6 +76,21 @@ impl RankingsApi {
         let json = PublicationJson::from_row(&row)?;
         Ok((row, json))
     }
+
+    /// The latest publication and the asked-for period of it. A period without current sales
+    /// (a month nobody sold in) is empty, not an error.
+    async fn latest_period(
+        &self,
+        month: Option<&str>,
+    ) -> Result<(PublicationRow, PublicationJson, Period, PeriodJson), ProblemResponse> {
+        let period = period_param(month)?;
+        let (row, publication) = self.latest().await?;
+        let summary = match self.store.period(&row.publication_id, period).await? {
+            Some(p) => PeriodJson::from(&p),
+            None => PeriodJson::empty(period),
+        };
+        Ok((row, publication, period, summary))
+    }
 }
 
 type ApiResult<T> = Result<Json<T>, ProblemResponse>;
@@ -66,7 +100,9 @@ impl RankingsApi {
     /// Top sales per city.
     ///
     /// Cities ranked by revenue (ties: lower city id first), each with its top `salesmen`
-    /// salesmen ranked by their revenue in that city. 503 until the marts have published.
+    /// salesmen ranked by their revenue in that city. All time by default; with `month`, over
+    /// the sales of that UTC calendar month only (a month without sales: no items, total 0).
+    /// 503 until the marts have published.
     #[oai(
         path = "/v1/rankings/cities",
         method = "get",
@@ -88,18 +124,25 @@ impl RankingsApi {
         /// `/v1/rankings/cities/{city_id}/salesmen`).
         #[oai(default = "default_salesmen", validator(maximum(value = "100")))]
         salesmen: Query<u32>,
+        /// Rank the sales of this calendar month of `sold_at`, in UTC (`YYYY-MM`, e.g.
+        /// `2026-03`); all time when absent. Sales without `sold_at` count in all time only.
+        #[oai(validator(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$"))]
+        month: Query<Option<String>>,
     ) -> ApiResult<CityRankingPage> {
-        let (row, publication) = self.latest().await?;
+        let (row, publication, period, summary) = self.latest_period(month.0.as_deref()).await?;
         let page = Page {
             limit: limit.0,
             offset: offset.0,
         };
-        let city_rows = self.store.city_ranking(&row.publication_id, page).await?;
+        let city_rows = self
+            .store
+            .city_ranking(&row.publication_id, period, page)
+            .await?;
         let ids: Vec<i64> = city_rows.iter().map(|c| c.city_id).collect();
         let mut by_city: BTreeMap<i64, Vec<SalesmanJson>> = BTreeMap::new();
         for s in self
             .store
-            .top_city_salesmen(&row.publication_id, &ids, salesmen.0)
+            .top_city_salesmen(&row.publication_id, period, &ids, salesmen.0)
             .await?
         {
             by_city.entry(s.city_id).or_default().push((&s).into());
@@ -114,8 +157,9 @@ impl RankingsApi {
             })
             .collect();
         Ok(Json(CityRankingPage {
-            total: row.cities,
+            total: summary.cities,
             publication,
+            period: summary,
             limit: limit.0,
             offset: offset.0,
             items,
@@ -124,8 +168,9 @@ impl RankingsApi {
 
     /// Salesmen ranked within one city.
     ///
-    /// By their revenue in that city (ties: lower salesman id first). 404 if the city has no
-    /// current sales in the latest publication.
+    /// By their revenue in that city (ties: lower salesman id first), all time or in one UTC
+    /// `month`. 404 if the city has no current sales in the latest publication at all; a city
+    /// with sales, but none in `month`, answers 200 with `city: null`, no items and total 0.
     #[oai(
         path = "/v1/rankings/cities/:city_id/salesmen",
         method = "get",
@@ -145,31 +190,48 @@ impl RankingsApi {
         /// Salesmen to skip (rank order).
         #[oai(default)]
         offset: Query<u64>,
+        /// Rank the sales of this calendar month of `sold_at`, in UTC (`YYYY-MM`, e.g.
+        /// `2026-03`); all time when absent. Sales without `sold_at` count in all time only.
+        #[oai(validator(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$"))]
+        month: Query<Option<String>>,
     ) -> ApiResult<CitySalesmenPage> {
-        let (row, publication) = self.latest().await?;
+        let (row, publication, period, summary) = self.latest_period(month.0.as_deref()).await?;
         let city = self
             .store
-            .city(&row.publication_id, city_id.0)
-            .await?
-            .ok_or_else(|| ApiError::CityNotFound {
+            .city(&row.publication_id, period, city_id.0)
+            .await?;
+        // "No such city" is decided on all time, so a month without the city's sales is an
+        // empty page rather than a 404 that would suggest a wrong id.
+        if city.is_none()
+            && (period == Period::AllTime
+                || self
+                    .store
+                    .city(&row.publication_id, Period::AllTime, city_id.0)
+                    .await?
+                    .is_none())
+        {
+            return Err(ApiError::CityNotFound {
                 city_id: city_id.0,
                 publication_id: row.publication_id.clone(),
-            })?;
+            }
+            .into());
+        }
         let page = Page {
             limit: limit.0,
             offset: offset.0,
         };
         let items = self
             .store
-            .city_salesman_ranking(&row.publication_id, city_id.0, page)
+            .city_salesman_ranking(&row.publication_id, period, city_id.0, page)
             .await?
             .iter()
             .map(SalesmanJson::from)
             .collect();
         Ok(Json(CitySalesmenPage {
             publication,
-            total: city.salesmen,
-            city: CityJson::from(&city),
+            period: summary,
+            total: city.as_ref().map_or(0, |c| c.salesmen),
+            city: city.as_ref().map(CityJson::from),
             limit: limit.0,
             offset: offset.0,
             items,
@@ -179,7 +241,8 @@ impl RankingsApi {
     /// Top salesman nationwide.
     ///
     /// Salesmen ranked by revenue over all their current sales (ties: lower salesman id
-    /// first); rank 1 is the top salesman. 503 until the marts have published.
+    /// first), or over those of one UTC `month`; rank 1 is the top salesman. A month without
+    /// sales: no items, total 0. 503 until the marts have published.
     #[oai(
         path = "/v1/rankings/salesmen",
         method = "get",
@@ -197,26 +260,55 @@ impl RankingsApi {
         /// Salesmen to skip (rank order).
         #[oai(default)]
         offset: Query<u64>,
+        /// Rank the sales of this calendar month of `sold_at`, in UTC (`YYYY-MM`, e.g.
+        /// `2026-03`); all time when absent. Sales without `sold_at` count in all time only.
+        #[oai(validator(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$"))]
+        month: Query<Option<String>>,
     ) -> ApiResult<SalesmanRankingPage> {
-        let (row, publication) = self.latest().await?;
+        let (row, publication, period, summary) = self.latest_period(month.0.as_deref()).await?;
         let page = Page {
             limit: limit.0,
             offset: offset.0,
         };
         let items = self
             .store
-            .salesman_ranking(&row.publication_id, page)
+            .salesman_ranking(&row.publication_id, period, page)
             .await?
             .iter()
             .map(SalesmanJson::from)
             .collect();
         Ok(Json(SalesmanRankingPage {
-            total: row.salesmen,
+            total: summary.salesmen,
             publication,
+            period: summary,
             limit: limit.0,
             offset: offset.0,
             items,
         }))
+    }
+
+    /// The months with rankings.
+    ///
+    /// Every UTC calendar month of `sold_at` with at least one current sale in the latest
+    /// publication, oldest first, with its counts: the values `month` takes. 503 until the
+    /// marts have published.
+    #[oai(
+        path = "/v1/months",
+        method = "get",
+        tag = "ApiTags::Rankings",
+        operation_id = "months"
+    )]
+    async fn months(&self) -> ApiResult<MonthsPage> {
+        let (row, publication) = self.latest().await?;
+        let items = self
+            .store
+            .periods(&row.publication_id)
+            .await?
+            .iter()
+            .filter(|p| p.period != Period::ALL)
+            .map(PeriodJson::from)
+            .collect();
+        Ok(Json(MonthsPage { publication, items }))
     }
 
     /// Liveness: the process is up.

@@ -1,6 +1,7 @@
 //! The HTTP surface on a `MemoryStore`: parameter validation, problem bodies, the shapes of
 //! the ranking responses. No services needed.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::DateTime;
@@ -60,6 +61,7 @@ fn publication() -> Publication {
             unresolved_revenue: Money::from_cents(23_455),
             sales_without_city: 0,
             sales_without_salesman: 0,
+            sales_without_month: 0,
         },
     };
     let snapshots = LakeSnapshots(vec![
@@ -82,6 +84,30 @@ fn publication() -> Publication {
         DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
         rank_all(totals),
     )
+    // February: Ana (1) and Bruno (2) tie in city 9; the lower id ranks first. City 7 sold
+    // nothing in February.
+    .with_months(BTreeMap::from([(
+        "2026-02".parse().unwrap(),
+        rank_all(Totals {
+            cities: vec![city(9, 200, Some("Santos"))],
+            city_salesmen: vec![
+                CitySalesmanTotals {
+                    city_id: 9,
+                    salesman: salesman(2, 100, None),
+                },
+                CitySalesmanTotals {
+                    city_id: 9,
+                    salesman: salesman(1, 100, Some("Ana")),
+                },
+            ],
+            salesmen: vec![salesman(2, 100, None), salesman(1, 100, Some("Ana"))],
+            summary: Summary {
+                sales: 2,
+                revenue: Money::from_cents(200),
+                ..Summary::default()
+            },
+        }),
+    )]))
 }
 
 async fn published() -> Arc<MemoryStore> {
@@ -332,4 +358,158 @@ async fn openapi_document_and_swagger_ui_are_served() {
     resp.assert_status_is_ok();
     let html = resp.0.into_body().into_string().await.unwrap();
     assert!(html.to_lowercase().contains("swagger"), "{html}");
+}
+
+#[tokio::test]
+async fn month_selects_that_months_rankings_and_says_so() {
+    let client = TestClient::new(app(published().await));
+    let resp = client
+        .get("/v1/rankings/salesmen")
+        .query("month", &"2026-02")
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    let page = body(resp).await;
+    assert_eq!(page["period"]["period"], "2026-02");
+    assert_eq!(page["period"]["revenue"], "2.00");
+    assert_eq!(page["total"], 2);
+    let order: Vec<_> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["rank"].clone(), s["salesman_id"].clone()))
+        .collect();
+    assert_eq!(order, vec![(json!(1), json!(1)), (json!(2), json!(2))]);
+
+    let resp = client
+        .get("/v1/rankings/cities")
+        .query("month", &"2026-02")
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    let page = body(resp).await;
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["items"][0]["city_id"], 9);
+    assert_eq!(page["items"][0]["name"], "Santos");
+    assert_eq!(page["items"][0]["salesmen"][0]["salesman_id"], 1);
+
+    let resp = client
+        .get("/v1/rankings/cities/9/salesmen")
+        .query("month", &"2026-02")
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    let page = body(resp).await;
+    assert_eq!(page["city"]["revenue"], "2.00");
+    assert_eq!(page["total"], 2);
+
+    // All time is the default and says so.
+    let page = body(client.get("/v1/rankings/salesmen").send().await).await;
+    assert_eq!(page["period"]["period"], "all");
+    assert_eq!(page["items"][0]["revenue"], "1000.05");
+}
+
+#[tokio::test]
+async fn a_month_without_sales_is_empty_not_an_error() {
+    let client = TestClient::new(app(published().await));
+    for path in ["/v1/rankings/salesmen", "/v1/rankings/cities"] {
+        let resp = client.get(path).query("month", &"1999-01").send().await;
+        resp.assert_status_is_ok();
+        let page = body(resp).await;
+        assert_eq!(page["total"], 0, "{path}");
+        assert_eq!(page["items"], json!([]), "{path}");
+        assert_eq!(page["period"]["period"], "1999-01");
+        assert_eq!(page["period"]["sales"], 0);
+    }
+    // City 7 sold all time, not in February: 200 with no city; an unknown city stays 404.
+    let resp = client
+        .get("/v1/rankings/cities/7/salesmen")
+        .query("month", &"2026-02")
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    let page = body(resp).await;
+    assert_eq!(page["city"], Value::Null);
+    assert_eq!(
+        (page["total"].clone(), page["items"].clone()),
+        (json!(0), json!([]))
+    );
+    let resp = client
+        .get("/v1/rankings/cities/404/salesmen")
+        .query("month", &"2026-02")
+        .send()
+        .await;
+    assert_problem(resp, StatusCode::NOT_FOUND, "city-not-found").await;
+}
+
+#[tokio::test]
+async fn malformed_months_are_400_problems_naming_month() {
+    let client = TestClient::new(app(published().await));
+    for path in [
+        "/v1/rankings/salesmen",
+        "/v1/rankings/cities",
+        "/v1/rankings/cities/7/salesmen",
+    ] {
+        for bad in [
+            "2026-13",
+            "2026-00",
+            "2026-1",
+            "26-01",
+            "2026-01-05",
+            "jan",
+            "",
+            "0999-01",
+        ] {
+            let resp = client.get(path).query("month", &bad).send().await;
+            let problem = assert_problem(resp, StatusCode::BAD_REQUEST, "invalid-parameter").await;
+            assert_eq!(
+                problem["parameter"], "month",
+                "{path}?month={bad}: {problem}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn months_lists_the_publications_months() {
+    let client = TestClient::new(app(published().await));
+    let resp = client.get("/v1/months").send().await;
+    resp.assert_status_is_ok();
+    let page = body(resp).await;
+    assert_eq!(
+        page["publication"]["publication_id"],
+        "pg_sale:11,pg_salesman:22,pg_city:none"
+    );
+    assert_eq!(
+        page["items"],
+        json!([{"period": "2026-02", "sales": 2, "revenue": "2.00", "cities": 1,
+                "salesmen": 2, "unresolved_sales": 0, "sales_without_month": 0}])
+    );
+    let client = TestClient::new(app(Arc::new(MemoryStore::new())));
+    let resp = client.get("/v1/months").send().await;
+    assert_problem(resp, StatusCode::SERVICE_UNAVAILABLE, "not-published").await;
+}
+
+#[tokio::test]
+async fn every_parameter_is_documented() {
+    let doc: Value = serde_json::from_str(&crate::openapi_json()).unwrap();
+    assert!(doc["paths"]["/v1/months"]["get"].is_object());
+    for path in [
+        "/v1/rankings/cities",
+        "/v1/rankings/cities/{city_id}/salesmen",
+        "/v1/rankings/salesmen",
+    ] {
+        let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+        for p in params {
+            let description = p["description"].as_str().unwrap_or_default();
+            assert!(
+                !description.is_empty(),
+                "{path} {}: undocumented",
+                p["name"]
+            );
+        }
+        let month = params.iter().find(|p| p["name"] == "month").unwrap();
+        assert!(month["description"].as_str().unwrap().contains("UTC"));
+        assert_eq!(month["required"], false);
+    }
 }

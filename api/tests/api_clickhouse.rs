@@ -3,6 +3,7 @@
 //! Each test has its own database. Fails — never skips — when ClickHouse is not running:
 //! run `make test`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use chrono::DateTime;
@@ -15,7 +16,7 @@ use tributary_marts::ranking::{
     rank_all,
 };
 use tributary_marts::{
-    ClickHouseStore, LakeSnapshot, LakeSnapshots, Money, Publication, PublicationStore,
+    ClickHouseStore, LakeSnapshot, LakeSnapshots, Money, Month, Publication, PublicationStore,
 };
 
 fn settings(test: &str) -> ClickHouseSettings {
@@ -97,6 +98,7 @@ fn publication(run: &str, secs: i64) -> Publication {
         unresolved_revenue: Money::from_cents(100),
         sales_without_city: 1,
         sales_without_salesman: 2,
+        sales_without_month: 4,
     };
     let snapshots = LakeSnapshots(vec![
         LakeSnapshot {
@@ -118,6 +120,52 @@ fn publication(run: &str, secs: i64) -> Publication {
         DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap(),
         rank_all(totals),
     )
+    .with_months(BTreeMap::from([(march(), rank_all(march_totals()))]))
+}
+
+fn march() -> Month {
+    "2026-03".parse().unwrap()
+}
+
+/// March alone: two cities (tied, so the lower id leads) and two salesmen.
+fn march_totals() -> Totals {
+    let salesman = |id: i64, cents: i64| SalesmanTotals {
+        salesman_id: id,
+        info: Some(SalesmanInfo {
+            name: format!("Salesman {id}"),
+            code: format!("S{id}"),
+        }),
+        revenue: Money::from_cents(cents),
+        sales: 1,
+    };
+    let city = |id: i64| CityTotals {
+        city_id: id,
+        info: Some(CityInfo {
+            name: format!("City {id}"),
+            state: "SP".into(),
+        }),
+        revenue: Money::from_cents(500),
+        sales: 1,
+    };
+    Totals {
+        cities: vec![city(5), city(2)],
+        city_salesmen: vec![
+            CitySalesmanTotals {
+                city_id: 2,
+                salesman: salesman(9, 500),
+            },
+            CitySalesmanTotals {
+                city_id: 5,
+                salesman: salesman(4, 500),
+            },
+        ],
+        salesmen: vec![salesman(4, 500), salesman(9, 500)],
+        summary: Summary {
+            sales: 2,
+            revenue: Money::from_cents(1000),
+            ..Summary::default()
+        },
+    }
 }
 
 struct Server {
@@ -313,7 +361,7 @@ async fn republishing_the_same_snapshots_shows_no_duplicates() {
     let final_count: u64 = store
         .client()
         .query(&format!(
-            "SELECT toUInt64(count()) FROM {}.salesman_ranking FINAL",
+            "SELECT toUInt64(count()) FROM {}.salesman_ranking FINAL WHERE period = 'all'",
             store.database()
         ))
         .fetch_one()
@@ -358,4 +406,114 @@ async fn before_the_first_marts_run_the_api_answers_503_not_published() {
     let (status, _, _) = server.get("/readyz").await;
     assert_eq!(status, 200);
     server.stop().await;
+}
+
+#[tokio::test]
+async fn monthly_rankings_read_back_through_the_api() {
+    let settings = settings("monthly");
+    let store = store(&settings).await;
+    let server = start(&settings).await;
+    store.publish(&publication("run-1", 0)).await.unwrap();
+
+    let (status, _, months) = server.get("/v1/months").await;
+    assert_eq!(status, 200, "{months}");
+    let listed: Vec<_> = months["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["period"].clone(),
+                m["sales"].clone(),
+                m["revenue"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, vec![(json!("2026-03"), json!(2), json!("10.00"))]);
+
+    let (status, _, all) = server.get("/v1/rankings/salesmen?limit=1").await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["period"]["period"], "all");
+    assert_eq!(all["period"]["sales_without_month"], 4);
+    assert_eq!(all["total"], 40);
+
+    let (status, _, march) = server.get("/v1/rankings/salesmen?month=2026-03").await;
+    assert_eq!(status, 200, "{march}");
+    assert_eq!(march["period"]["period"], "2026-03");
+    assert_eq!(march["total"], 2);
+    let order: Vec<_> = march["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["rank"].clone(),
+                s["salesman_id"].clone(),
+                s["revenue"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            (json!(1), json!(4), json!("5.00")),
+            (json!(2), json!(9), json!("5.00"))
+        ]
+    );
+
+    let (status, _, cities) = server
+        .get("/v1/rankings/cities?month=2026-03&salesmen=5")
+        .await;
+    assert_eq!(status, 200, "{cities}");
+    let order: Vec<_> = cities["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["city_id"].clone(),
+                c["salesmen"][0]["salesman_id"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(order, vec![(json!(2), json!(9)), (json!(5), json!(4))]);
+
+    let (status, _, in5) = server
+        .get("/v1/rankings/cities/5/salesmen?month=2026-03")
+        .await;
+    assert_eq!(status, 200, "{in5}");
+    assert_eq!(in5["city"]["rank"], 2);
+    assert_eq!(in5["items"][0]["salesman_id"], 4);
+    // City 7 sold, but not in March: an empty page, not a 404.
+    let (status, _, in7) = server
+        .get("/v1/rankings/cities/7/salesmen?month=2026-03")
+        .await;
+    assert_eq!(status, 200, "{in7}");
+    assert_eq!(
+        (in7["city"].clone(), in7["total"].clone()),
+        (Value::Null, json!(0))
+    );
+
+    // A month nobody sold in.
+    for path in [
+        "/v1/rankings/salesmen?month=2025-12",
+        "/v1/rankings/cities?month=2025-12",
+    ] {
+        let (status, _, empty) = server.get(path).await;
+        assert_eq!(status, 200, "{path}: {empty}");
+        assert_eq!(empty["total"], 0);
+        assert_eq!(empty["items"], json!([]));
+        assert_eq!(empty["period"]["period"], "2025-12");
+    }
+
+    for bad in ["2026-13", "2026-3", "march", "2026-03-01"] {
+        let (status, content_type, problem) = server
+            .get(&format!("/v1/rankings/salesmen?month={bad}"))
+            .await;
+        assert_eq!(status, 400, "{bad}: {problem}");
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(problem["parameter"], "month", "{bad}: {problem}");
+    }
+    server.stop().await;
+    drop_database(&store).await;
 }

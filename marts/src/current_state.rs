@@ -24,17 +24,19 @@ use datafusion::prelude::SessionContext;
 
 use crate::error::MartsError;
 use crate::money::Money;
+use crate::period::Period;
 use crate::ranking::{
-    CityInfo, CitySalesmanTotals, CityTotals, SalesmanInfo, SalesmanTotals, Summary, Totals,
+    CityInfo, CitySalesmanTotals, CityTotals, PeriodTotals, SalesmanInfo, SalesmanTotals, Summary,
+    Totals,
 };
 
 /// Latest version of every Postgres sale still present.
 /// The row-number tie-break is total over one partition (a key's events all go to one Kafka
 /// partition), so the choice is deterministic.
 pub const CURRENT_PG_SALE: &str = "
-SELECT id, salesman_id, city_id, amount
+SELECT id, salesman_id, city_id, amount, sold_at
 FROM (
-    SELECT id, op, salesman_id, city_id, amount,
+    SELECT id, op, salesman_id, city_id, amount, sold_at,
            row_number() OVER (PARTITION BY id ORDER BY source_lsn DESC, kafka_offset DESC) AS newest
     FROM pg_sale
 ) AS events
@@ -42,9 +44,10 @@ WHERE newest = 1 AND op <> 'd'";
 
 /// Latest version of every sale of a sale-event table (`{table}`) still present.
 const CURRENT_EVENT_SALE: &str = "
-SELECT origin, sale_id, salesman_id, salesman_code, city_id, city_name, city_state, amount
+SELECT origin, sale_id, salesman_id, salesman_code, city_id, city_name, city_state, amount, sold_at
 FROM (
     SELECT op, origin, sale_id, salesman_id, salesman_code, city_id, city_name, city_state, amount,
+           sold_at,
            row_number() OVER (
                PARTITION BY origin, sale_id
                ORDER BY version_major DESC, version_minor DESC, kafka_offset DESC
@@ -75,6 +78,7 @@ SELECT CAST('{source}' AS VARCHAR) AS source,
        COALESCE(e.salesman_id, m.id) AS salesman_id,
        COALESCE(e.city_id, c.id) AS city_id,
        e.amount,
+       e.sold_at,
        e.salesman_id IS NULL AND m.id IS NULL AS salesman_pending,
        e.city_id IS NULL AND c.id IS NULL AS city_pending
 FROM current_{table} e
@@ -88,12 +92,23 @@ LEFT JOIN city_by_name c
 /// Every current sale of every source.
 const CURRENT_SALE: &str = "
 SELECT CAST('pg' AS VARCHAR) AS source, CAST(id AS VARCHAR) AS sale_id, salesman_id, city_id, amount,
+       sold_at,
        FALSE AS salesman_pending, FALSE AS city_pending
 FROM current_pg_sale
 UNION ALL
 SELECT * FROM resolved_file_sale
 UNION ALL
 SELECT * FROM resolved_erp_sale";
+
+/// Every current sale once for all time and once more for its UTC calendar month of `sold_at`
+/// (`YYYY-MM`). `sold_at` is an Iceberg `timestamptz`, UTC in Arrow (`+00:00`), so the month
+/// is the UTC month. A sale without `sold_at` is in `all` only. The aggregations group by
+/// `period`, so every period is computed by the same query as all time.
+pub const SALE_PERIOD: &str = "
+SELECT CAST('all' AS VARCHAR) AS period, s.* FROM current_sale s
+UNION ALL
+SELECT CAST(to_char(s.sold_at, '%Y-%m') AS VARCHAR) AS period, s.* FROM current_sale s
+WHERE s.sold_at IS NOT NULL";
 
 /// Latest version of every salesman still present.
 pub const CURRENT_SALESMAN: &str = "
@@ -117,65 +132,71 @@ WHERE newest = 1 AND op <> 'd'";
 
 /// Per city (of the sale): revenue and count, with the city's current name if known.
 pub const CITY_TOTALS: &str = "
-SELECT s.city_id AS city_id,
+SELECT s.period AS period,
+       s.city_id AS city_id,
        c.name AS name,
        c.state AS state,
        c.id IS NOT NULL AS resolved,
        CAST(SUM(s.amount) AS DECIMAL(38, 2)) AS revenue,
        COUNT(*) AS sales
-FROM current_sale s
+FROM sale_period s
 LEFT JOIN current_city c ON s.city_id = c.id
 WHERE s.city_id IS NOT NULL
-GROUP BY s.city_id, c.id, c.name, c.state";
+GROUP BY s.period, s.city_id, c.id, c.name, c.state";
 
 /// Per (city, salesman): the salesman's revenue and count in that city.
 pub const CITY_SALESMAN_TOTALS: &str = "
-SELECT s.city_id AS city_id,
+SELECT s.period AS period,
+       s.city_id AS city_id,
        s.salesman_id AS salesman_id,
        m.name AS name,
        m.code AS code,
        m.id IS NOT NULL AS resolved,
        CAST(SUM(s.amount) AS DECIMAL(38, 2)) AS revenue,
        COUNT(*) AS sales
-FROM current_sale s
+FROM sale_period s
 LEFT JOIN current_salesman m ON s.salesman_id = m.id
 WHERE s.city_id IS NOT NULL AND s.salesman_id IS NOT NULL
-GROUP BY s.city_id, s.salesman_id, m.id, m.name, m.code";
+GROUP BY s.period, s.city_id, s.salesman_id, m.id, m.name, m.code";
 
 /// Per salesman, nationwide.
 pub const SALESMAN_TOTALS: &str = "
-SELECT s.salesman_id AS salesman_id,
+SELECT s.period AS period,
+       s.salesman_id AS salesman_id,
        m.name AS name,
        m.code AS code,
        m.id IS NOT NULL AS resolved,
        CAST(SUM(s.amount) AS DECIMAL(38, 2)) AS revenue,
        COUNT(*) AS sales
-FROM current_sale s
+FROM sale_period s
 LEFT JOIN current_salesman m ON s.salesman_id = m.id
 WHERE s.salesman_id IS NOT NULL
-GROUP BY s.salesman_id, m.id, m.name, m.code";
+GROUP BY s.period, s.salesman_id, m.id, m.name, m.code";
 
 /// Whole-set counts, including what no ranking shows (sales without a city or salesman id).
 /// A sale is unresolved when it names a city or salesman (by id or natural key) the lake does
 /// not have (yet).
 pub const SUMMARY: &str = "
-SELECT COUNT(*) AS sales,
+SELECT period,
+       COUNT(*) AS sales,
        CAST(SUM(amount) AS DECIMAL(38, 2)) AS revenue,
        CAST(SUM(CASE WHEN unresolved THEN 1 ELSE 0 END) AS BIGINT) AS unresolved_sales,
        CAST(SUM(CASE WHEN unresolved THEN amount END) AS DECIMAL(38, 2)) AS unresolved_revenue,
        CAST(SUM(CASE WHEN city_id IS NULL AND NOT city_pending THEN 1 ELSE 0 END) AS BIGINT)
            AS sales_without_city,
        CAST(SUM(CASE WHEN salesman_id IS NULL AND NOT salesman_pending THEN 1 ELSE 0 END) AS BIGINT)
-           AS sales_without_salesman
+           AS sales_without_salesman,
+       CAST(SUM(CASE WHEN sold_at IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS sales_without_month
 FROM (
-    SELECT s.amount, s.city_id, s.salesman_id, s.city_pending, s.salesman_pending,
+    SELECT s.period, s.amount, s.sold_at, s.city_id, s.salesman_id, s.city_pending, s.salesman_pending,
            (s.city_id IS NOT NULL AND c.id IS NULL)
                OR (s.salesman_id IS NOT NULL AND m.id IS NULL)
                OR s.city_pending OR s.salesman_pending AS unresolved
-    FROM current_sale s
+    FROM sale_period s
     LEFT JOIN current_city c ON s.city_id = c.id
     LEFT JOIN current_salesman m ON s.salesman_id = m.id
-) AS sales";
+) AS sales
+GROUP BY period";
 
 async fn collect(
     ctx: &SessionContext,
@@ -204,7 +225,7 @@ pub async fn register_current_state(ctx: &SessionContext) -> Result<(), MartsErr
             .replace("{source}", source)
     };
     // In dependency order: each step reads the ones registered before it.
-    let steps: [(&'static str, String); 10] = [
+    let steps: [(&'static str, String); 11] = [
         ("current_salesman", CURRENT_SALESMAN.into()),
         ("current_city", CURRENT_CITY.into()),
         ("salesman_by_code", SALESMAN_BY_CODE.into()),
@@ -215,6 +236,7 @@ pub async fn register_current_state(ctx: &SessionContext) -> Result<(), MartsErr
         ("resolved_file_sale", resolved("file_sale", "files")),
         ("resolved_erp_sale", resolved("erp_sale", "erp")),
         ("current_sale", CURRENT_SALE.into()),
+        ("sale_period", SALE_PERIOD.into()),
     ];
     for (name, sql) in steps {
         let df_err = |source| MartsError::Query {
@@ -259,12 +281,12 @@ async fn materialise(
 }
 
 /// Computes every total the rankings need. Expects the raw tables registered in `ctx`.
-pub async fn compute_totals(ctx: &SessionContext) -> Result<Totals, MartsError> {
+pub async fn compute_totals(ctx: &SessionContext) -> Result<PeriodTotals, MartsError> {
     register_current_state(ctx).await?;
-
-    let mut cities = Vec::new();
+    let mut totals = PeriodTotals::default();
     for batch in collect(ctx, "city_totals", CITY_TOTALS).await? {
         let cols = Columns::new("city_totals", &batch);
+        let period = cols.period()?;
         let (city_id, name, state) = (cols.i64("city_id")?, cols.str("name")?, cols.str("state")?);
         let (resolved, revenue, sales) = (
             cols.bool("resolved")?,
@@ -273,45 +295,47 @@ pub async fn compute_totals(ctx: &SessionContext) -> Result<Totals, MartsError> 
         );
         for i in 0..batch.num_rows() {
             let id = required(&city_id, i, "city_totals", "city_id")?;
-            cities.push(CityTotals {
-                city_id: id,
-                info: resolved[i].then(|| CityInfo {
-                    name: name[i].clone().unwrap_or_default(),
-                    state: state[i].clone().unwrap_or_default(),
-                }),
-                revenue: money(&revenue, i, || format!("city {id}"))?,
-                sales: count(&sales, i),
-            });
+            period_totals(&mut totals, period[i])
+                .cities
+                .push(CityTotals {
+                    city_id: id,
+                    info: resolved[i].then(|| CityInfo {
+                        name: name[i].clone().unwrap_or_default(),
+                        state: state[i].clone().unwrap_or_default(),
+                    }),
+                    revenue: money(&revenue, i, || format!("city {id}"))?,
+                    sales: count(&sales, i),
+                });
         }
     }
-
-    let mut city_salesmen = Vec::new();
     for batch in collect(ctx, "city_salesman_totals", CITY_SALESMAN_TOTALS).await? {
         let cols = Columns::new("city_salesman_totals", &batch);
+        let period = cols.period()?;
         let (city_id, salesman_id) = (cols.i64("city_id")?, cols.i64("salesman_id")?);
         let (name, code, resolved) = (cols.str("name")?, cols.str("code")?, cols.bool("resolved")?);
         let (revenue, sales) = (cols.money("revenue")?, cols.i64("sales")?);
         for i in 0..batch.num_rows() {
             let city = required(&city_id, i, "city_salesman_totals", "city_id")?;
             let id = required(&salesman_id, i, "city_salesman_totals", "salesman_id")?;
-            city_salesmen.push(CitySalesmanTotals {
-                city_id: city,
-                salesman: SalesmanTotals {
-                    salesman_id: id,
-                    info: resolved[i].then(|| SalesmanInfo {
-                        name: name[i].clone().unwrap_or_default(),
-                        code: code[i].clone().unwrap_or_default(),
-                    }),
-                    revenue: money(&revenue, i, || format!("salesman {id} in city {city}"))?,
-                    sales: count(&sales, i),
-                },
-            });
+            period_totals(&mut totals, period[i])
+                .city_salesmen
+                .push(CitySalesmanTotals {
+                    city_id: city,
+                    salesman: SalesmanTotals {
+                        salesman_id: id,
+                        info: resolved[i].then(|| SalesmanInfo {
+                            name: name[i].clone().unwrap_or_default(),
+                            code: code[i].clone().unwrap_or_default(),
+                        }),
+                        revenue: money(&revenue, i, || format!("salesman {id} in city {city}"))?,
+                        sales: count(&sales, i),
+                    },
+                });
         }
     }
-
-    let mut salesmen = Vec::new();
     for batch in collect(ctx, "salesman_totals", SALESMAN_TOTALS).await? {
         let cols = Columns::new("salesman_totals", &batch);
+        let period = cols.period()?;
         let (salesman_id, name, code) = (
             cols.i64("salesman_id")?,
             cols.str("name")?,
@@ -324,42 +348,57 @@ pub async fn compute_totals(ctx: &SessionContext) -> Result<Totals, MartsError> 
         );
         for i in 0..batch.num_rows() {
             let id = required(&salesman_id, i, "salesman_totals", "salesman_id")?;
-            salesmen.push(SalesmanTotals {
-                salesman_id: id,
-                info: resolved[i].then(|| SalesmanInfo {
-                    name: name[i].clone().unwrap_or_default(),
-                    code: code[i].clone().unwrap_or_default(),
-                }),
-                revenue: money(&revenue, i, || format!("salesman {id}"))?,
-                sales: count(&sales, i),
-            });
+            period_totals(&mut totals, period[i])
+                .salesmen
+                .push(SalesmanTotals {
+                    salesman_id: id,
+                    info: resolved[i].then(|| SalesmanInfo {
+                        name: name[i].clone().unwrap_or_default(),
+                        code: code[i].clone().unwrap_or_default(),
+                    }),
+                    revenue: money(&revenue, i, || format!("salesman {id}"))?,
+                    sales: count(&sales, i),
+                });
         }
     }
 
-    let mut summary = Summary::default();
     for batch in collect(ctx, "summary", SUMMARY).await? {
         let cols = Columns::new("summary", &batch);
-        if batch.num_rows() == 0 {
-            continue;
+        let period = cols.period()?;
+        let (sales, revenue) = (cols.i64("sales")?, cols.money("revenue")?);
+        let (unresolved, unresolved_revenue) = (
+            cols.i64("unresolved_sales")?,
+            cols.money("unresolved_revenue")?,
+        );
+        let (without_city, without_salesman, without_month) = (
+            cols.i64("sales_without_city")?,
+            cols.i64("sales_without_salesman")?,
+            cols.i64("sales_without_month")?,
+        );
+        for (i, period) in period.into_iter().enumerate() {
+            period_totals(&mut totals, period).summary = Summary {
+                sales: count(&sales, i),
+                revenue: money(&revenue, i, || format!("all sales of {period}"))?,
+                unresolved_sales: count(&unresolved, i),
+                unresolved_revenue: money(&unresolved_revenue, i, || {
+                    format!("unresolved sales of {period}")
+                })?,
+                sales_without_city: count(&without_city, i),
+                sales_without_salesman: count(&without_salesman, i),
+                sales_without_month: count(&without_month, i),
+            };
         }
-        summary = Summary {
-            sales: count(&cols.i64("sales")?, 0),
-            revenue: money(&cols.money("revenue")?, 0, || "all sales".into())?,
-            unresolved_sales: count(&cols.i64("unresolved_sales")?, 0),
-            unresolved_revenue: money(&cols.money("unresolved_revenue")?, 0, || {
-                "unresolved sales".into()
-            })?,
-            sales_without_city: count(&cols.i64("sales_without_city")?, 0),
-            sales_without_salesman: count(&cols.i64("sales_without_salesman")?, 0),
-        };
     }
 
-    Ok(Totals {
-        cities,
-        city_salesmen,
-        salesmen,
-        summary,
-    })
+    Ok(totals)
+}
+
+/// The totals of `period`, created empty on first use.
+fn period_totals(totals: &mut PeriodTotals, period: Period) -> &mut Totals {
+    match period {
+        Period::AllTime => &mut totals.all,
+        Period::Month(m) => totals.months.entry(m).or_default(),
+    }
 }
 
 /// Typed access to a result batch's columns, with errors naming the query and column.
@@ -427,6 +466,23 @@ impl<'a> Columns<'a> {
         Ok(strings.iter().map(|s| s.map(str::to_string)).collect())
     }
 
+    /// The `period` column, parsed (`all` or `YYYY-MM`).
+    fn period(&self) -> Result<Vec<Period>, MartsError> {
+        self.str("period")?
+            .into_iter()
+            .map(|p| {
+                p.as_deref().and_then(|p| p.parse().ok()).ok_or_else(|| {
+                    MartsError::UnexpectedColumn {
+                        query: self.query,
+                        column: "period".into(),
+                        expected: "all or YYYY-MM",
+                        found: format!("{p:?}"),
+                    }
+                })
+            })
+            .collect()
+    }
+
     fn money(&self, name: &str) -> Result<Decimals, MartsError> {
         let col = self.column(name)?;
         match col.data_type() {
@@ -476,7 +532,7 @@ mod tests {
 
     async fn totals(sales: &[Ev], salesmen: &[Ev], cities: &[Ev]) -> Totals {
         let ctx = memtable_context(sales, salesmen, cities);
-        compute_totals(&ctx).await.expect("totals")
+        compute_totals(&ctx).await.expect("totals").all
     }
 
     async fn current_sales(sales: &[Ev]) -> Vec<(i64, Option<i64>, Option<i64>, Option<i128>)> {
@@ -610,7 +666,7 @@ mod tests {
             ),
         ];
         let ctx = memtable_context_with_files(&sales, &salesmen, &cities, &files);
-        let t = compute_totals(&ctx).await.unwrap();
+        let t = compute_totals(&ctx).await.unwrap().all;
         let city7 = t.cities.iter().find(|c| c.city_id == 7).unwrap();
         assert_eq!(
             (city7.revenue.cents(), city7.sales),
@@ -732,6 +788,7 @@ mod tests {
                 unresolved_revenue: Money::from_cents(5000),
                 sales_without_city: 1,
                 sales_without_salesman: 1,
+                sales_without_month: 7,
             }
         );
     }
@@ -743,5 +800,156 @@ mod tests {
         assert_eq!(t.cities[0].revenue, Money::ZERO);
         assert_eq!(t.cities[0].sales, 1);
         assert_eq!(t.summary.sales, 1);
+    }
+
+    fn month(text: &str) -> crate::period::Month {
+        text.parse().unwrap()
+    }
+
+    /// `(salesman_id, cents, sales)` of one period's salesman totals, by id.
+    fn salesmen_of(t: &Totals) -> Vec<(i64, i64, u64)> {
+        let mut rows: Vec<_> = t
+            .salesmen
+            .iter()
+            .map(|s| (s.salesman_id, s.revenue.cents(), s.sales))
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    #[tokio::test]
+    async fn sales_count_in_their_utc_month_and_all_time() {
+        let sales = [
+            // The last second of January in UTC, already February in Tokyo: January, because
+            // months are UTC.
+            sale("c", 1, (10, 0), Some(100), Some(7), Some(1000)).sold_at("2026-01-31T23:59:59Z"),
+            // 08:30 in Tokyo on 1 February is 23:30 UTC on 31 January: January.
+            sale("c", 2, (11, 1), Some(100), Some(7), Some(500))
+                .sold_at("2026-02-01T08:30:00+09:00"),
+            sale("c", 3, (12, 2), Some(200), Some(8), Some(700)).sold_at("2026-02-01T00:00:00Z"),
+            // No sold_at: all time only, counted as such.
+            sale("c", 4, (13, 3), Some(200), Some(8), Some(1)),
+        ];
+        let ctx = memtable_context(&sales, &[], &[]);
+        let t = compute_totals(&ctx).await.unwrap();
+        assert_eq!(salesmen_of(&t.all), vec![(100, 1500, 2), (200, 701, 2)]);
+        assert_eq!(t.all.summary.sales_without_month, 1);
+        assert_eq!(
+            t.months.keys().copied().collect::<Vec<_>>(),
+            vec![month("2026-01"), month("2026-02")]
+        );
+        assert_eq!(
+            salesmen_of(&t.months[&month("2026-01")]),
+            vec![(100, 1500, 2)]
+        );
+        assert_eq!(
+            salesmen_of(&t.months[&month("2026-02")]),
+            vec![(200, 700, 1)]
+        );
+        let feb = &t.months[&month("2026-02")];
+        assert_eq!((feb.summary.sales, feb.summary.revenue.cents()), (1, 700));
+        assert_eq!(feb.summary.sales_without_month, 0);
+        assert_eq!(feb.cities.len(), 1);
+        assert_eq!(feb.city_salesmen.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_sale_moved_to_another_month_moves_its_revenue_and_empties_the_old_month() {
+        let sales = [
+            sale("c", 1, (10, 0), Some(100), Some(7), Some(1000)).sold_at("2026-03-10T12:00:00Z"),
+            sale("c", 2, (11, 1), Some(200), Some(7), Some(400)).sold_at("2026-03-11T12:00:00Z"),
+            // A correction of sale 1's date (and amount): it leaves March for April.
+            sale("u", 1, (20, 2), Some(100), Some(7), Some(1200)).sold_at("2026-04-02T12:00:00Z"),
+            // Sale 2 is deleted: March has no sales left.
+            sale("d", 2, (21, 3), Some(200), Some(7), Some(400)).sold_at("2026-03-11T12:00:00Z"),
+        ];
+        let ctx = memtable_context(&sales, &[], &[]);
+        let t = compute_totals(&ctx).await.unwrap();
+        assert!(
+            !t.months.contains_key(&month("2026-03")),
+            "March keeps nothing: {:?}",
+            t.months.keys()
+        );
+        assert_eq!(
+            salesmen_of(&t.months[&month("2026-04")]),
+            vec![(100, 1200, 1)]
+        );
+        assert_eq!(salesmen_of(&t.all), vec![(100, 1200, 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_late_event_for_an_old_month_counts_in_that_month_and_ties_break_by_id() {
+        let sales = [
+            sale("c", 1, (10, 0), Some(300), Some(7), Some(500)).sold_at("2026-05-03T09:00:00Z"),
+            sale("c", 2, (11, 1), Some(100), Some(8), Some(900)).sold_at("2026-05-04T09:00:00Z"),
+            // Arrives last (highest LSN) but happened in January.
+            sale("c", 3, (99, 2), Some(200), Some(8), Some(500)).sold_at("2026-01-15T09:00:00Z"),
+            sale("c", 4, (100, 3), Some(300), Some(7), Some(250)).sold_at("2026-01-20T09:00:00Z"),
+            sale("c", 5, (101, 4), Some(300), Some(7), Some(250)).sold_at("2026-01-21T09:00:00Z"),
+        ];
+        let ctx = memtable_context(&sales, &[], &[]);
+        let ranked = crate::ranking::rank_periods(compute_totals(&ctx).await.unwrap());
+        let order = |r: &crate::ranking::Rankings| {
+            r.salesmen
+                .iter()
+                .map(|s| (s.rank, s.row.salesman_id, s.row.revenue.cents()))
+                .collect::<Vec<_>>()
+        };
+        // January: 200 and 300 tie at 5.00; the lower id ranks first.
+        assert_eq!(
+            order(&ranked.months[&month("2026-01")]),
+            vec![(1, 200, 500), (2, 300, 500)]
+        );
+        assert_eq!(
+            order(&ranked.months[&month("2026-05")]),
+            vec![(1, 100, 900), (2, 300, 500)]
+        );
+        assert_eq!(
+            order(&ranked.all),
+            vec![(1, 300, 1000), (2, 100, 900), (3, 200, 500)]
+        );
+        // Cities tie too in January (7: 5.00, 8: 5.00): city 7 first.
+        let jan_cities: Vec<_> = ranked.months[&month("2026-01")]
+            .cities
+            .iter()
+            .map(|c| (c.rank, c.city.city_id))
+            .collect();
+        assert_eq!(jan_cities, vec![(1, 7), (2, 8)]);
+    }
+
+    #[tokio::test]
+    async fn file_sales_count_in_their_month() {
+        use crate::test_support::{Ref, file_sale, memtable_context_with_files};
+        let files = [
+            file_sale(
+                "u",
+                ("acme", "1"),
+                (1, 0),
+                Ref::Id(100),
+                Ref::Id(7),
+                Some(500),
+            )
+            .sold_at("2026-06-30T23:00:00Z"),
+            // A later file corrects the date into July.
+            file_sale(
+                "u",
+                ("acme", "1"),
+                (2, 0),
+                Ref::Id(100),
+                Ref::Id(7),
+                Some(500),
+            )
+            .sold_at("2026-07-01T01:00:00Z"),
+        ];
+        let ctx = memtable_context_with_files(&[], &[], &[], &files);
+        let t = compute_totals(&ctx).await.unwrap();
+        assert_eq!(
+            t.months.keys().copied().collect::<Vec<_>>(),
+            vec![month("2026-07")]
+        );
+        assert_eq!(
+            salesmen_of(&t.months[&month("2026-07")]),
+            vec![(100, 500, 1)]
+        );
     }
 }

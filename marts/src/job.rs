@@ -18,7 +18,8 @@ use crate::current_state;
 use crate::error::MartsError;
 use crate::lake;
 use crate::publication::{LakeSnapshots, Publication};
-use crate::ranking::{self, Rankings};
+use crate::ranking::{self, PeriodRankings};
+use crate::schema::{MartRunRow, RunStatus};
 use crate::store::PublicationStore;
 
 /// Where "now" comes from, so tests can fix it.
@@ -50,6 +51,8 @@ pub enum RunOutcome {
         cities: usize,
         /// Salesmen ranked nationwide.
         salesmen: usize,
+        /// Months ranked (those with at least one current sale).
+        months: usize,
         /// Current sales counted.
         sales: u64,
         /// Sales whose salesman or city is not in the lake yet.
@@ -62,15 +65,29 @@ pub enum RunOutcome {
     },
 }
 
-/// Reads the raw tables at their current snapshots and computes both rankings.
+/// What a run has learnt so far, for its `mart_runs` row (kept when it fails half-way).
+#[derive(Debug, Default)]
+struct RunProgress {
+    snapshots: Option<LakeSnapshots>,
+    rows_in: u64,
+    rows_out: u64,
+}
+
+/// ClickHouse `DateTime` has second precision; a row read back then equals the row written.
+fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
+/// Reads the raw tables at their current snapshots and computes both rankings, all time and
+/// per month.
 pub async fn compute(
     catalog: &dyn Catalog,
     namespace: &str,
-) -> Result<(LakeSnapshots, Rankings), MartsError> {
+) -> Result<(LakeSnapshots, PeriodRankings), MartsError> {
     let ctx = SessionContext::new();
     let snapshots = lake::register_raw_tables(catalog, namespace, &ctx).await?;
     let totals = current_state::compute_totals(&ctx).await?;
-    Ok((snapshots, ranking::rank_all(totals)))
+    Ok((snapshots, ranking::rank_periods(totals)))
 }
 
 /// The marts job: a lake (catalog and namespace) to read, a store to publish to, a clock.
@@ -107,53 +124,102 @@ impl MartsJob {
         }
     }
 
-    /// One run. With `force`, publishes even when the lake has not changed since the latest
-    /// publication (a rerun writes the same rows, which replace the earlier ones).
+    /// One run, recorded in `mart_runs` whatever its outcome. With `force`, publishes even
+    /// when the lake has not changed since the latest publication (a rerun writes the same
+    /// rows, which replace the earlier ones).
+    ///
+    /// Recording is best effort: a run that failed because ClickHouse is down cannot record
+    /// that either, and a record that fails to be written must not turn a published run into
+    /// an error (the publication is already visible), so such a failure is only logged.
     pub async fn run_once(&self, force: bool) -> Result<RunOutcome, MartsError> {
         let run_id = uuid::Uuid::now_v7().to_string();
-        let computed_at = self.clock.now();
+        let started_at = self.clock.now();
         let span = tracing::info_span!("marts_run", run_id = %run_id);
-        async {
-            self.store.ensure_schema().await?;
-            let ctx = SessionContext::new();
-            let snapshots =
-                lake::register_raw_tables(self.catalog.as_ref(), &self.namespace, &ctx).await?;
-            let publication_id = snapshots.publication_id();
-            if !force {
-                let latest = self.store.latest_publication().await?;
-                if latest.is_some_and(|p| p.publication_id == publication_id) {
-                    tracing::info!(
-                        publication_id,
-                        "lake unchanged since the latest publication"
-                    );
-                    return Ok(RunOutcome::Unchanged { publication_id });
-                }
-            }
-            let totals = current_state::compute_totals(&ctx).await?;
-            let rankings = ranking::rank_all(totals);
-            let publication = Publication::new(snapshots, run_id.clone(), computed_at, rankings);
-            self.store.publish(&publication).await?;
-            let summary = &publication.rankings.summary;
-            let outcome = RunOutcome::Published {
-                publication_id,
-                run_id: run_id.clone(),
-                cities: publication.rankings.cities.len(),
-                salesmen: publication.rankings.salesmen.len(),
-                sales: summary.sales,
-                unresolved_sales: summary.unresolved_sales,
-            };
-            tracing::info!(
-                publication_id = %publication.id,
-                cities = publication.rankings.cities.len(),
-                salesmen = publication.rankings.salesmen.len(),
-                sales = summary.sales,
-                unresolved_sales = summary.unresolved_sales,
-                "published rankings"
-            );
-            Ok(outcome)
+        let mut progress = RunProgress::default();
+        let result = self
+            .run(&run_id, started_at, force, &mut progress)
+            .instrument(span.clone())
+            .await;
+        let (status, error) = match &result {
+            Ok(RunOutcome::Published { .. }) => (RunStatus::Published, String::new()),
+            Ok(RunOutcome::Unchanged { .. }) => (RunStatus::Unchanged, String::new()),
+            Err(e) => (RunStatus::Failed, e.to_string()),
+        };
+        let record = MartRunRow {
+            run_id: run_id.clone(),
+            started_at: whole_seconds(started_at),
+            finished_at: whole_seconds(self.clock.now()),
+            status: status.as_str().to_string(),
+            error,
+            publication_id: progress
+                .snapshots
+                .as_ref()
+                .map(LakeSnapshots::publication_id)
+                .unwrap_or_default(),
+            lake_snapshots: progress
+                .snapshots
+                .as_ref()
+                .map_or_else(|| "[]".to_string(), LakeSnapshots::to_json),
+            rows_in: progress.rows_in,
+            rows_out: progress.rows_out,
+        };
+        if let Err(error) = self.store.record_run(&record).await {
+            let _guard = span.enter();
+            tracing::warn!(%error, status = status.as_str(), "could not record the run in mart_runs");
         }
-        .instrument(span)
-        .await
+        result
+    }
+
+    async fn run(
+        &self,
+        run_id: &str,
+        computed_at: DateTime<Utc>,
+        force: bool,
+        progress: &mut RunProgress,
+    ) -> Result<RunOutcome, MartsError> {
+        self.store.ensure_schema().await?;
+        let ctx = SessionContext::new();
+        let snapshots =
+            lake::register_raw_tables(self.catalog.as_ref(), &self.namespace, &ctx).await?;
+        progress.snapshots = Some(snapshots.clone());
+        let publication_id = snapshots.publication_id();
+        if !force {
+            let latest = self.store.latest_publication().await?;
+            if latest.is_some_and(|p| p.publication_id == publication_id) {
+                tracing::info!(
+                    publication_id,
+                    "lake unchanged since the latest publication"
+                );
+                return Ok(RunOutcome::Unchanged { publication_id });
+            }
+        }
+        let totals = current_state::compute_totals(&ctx).await?;
+        progress.rows_in = totals.all.summary.sales;
+        let rankings = ranking::rank_periods(totals);
+        let publication = Publication::of_periods(snapshots, run_id, computed_at, rankings);
+        self.store.publish(&publication).await?;
+        progress.rows_out = publication.rows().ranking_rows();
+        let summary = &publication.rankings.summary;
+        let outcome = RunOutcome::Published {
+            publication_id,
+            run_id: run_id.to_string(),
+            cities: publication.rankings.cities.len(),
+            salesmen: publication.rankings.salesmen.len(),
+            months: publication.months.len(),
+            sales: summary.sales,
+            unresolved_sales: summary.unresolved_sales,
+        };
+        tracing::info!(
+            publication_id = %publication.id,
+            cities = publication.rankings.cities.len(),
+            salesmen = publication.rankings.salesmen.len(),
+            months = publication.months.len(),
+            sales = summary.sales,
+            unresolved_sales = summary.unresolved_sales,
+            rows_out = progress.rows_out,
+            "published rankings"
+        );
+        Ok(outcome)
     }
 
     /// Runs now, then every `interval` (measured start to start; a run longer than the
@@ -195,6 +261,7 @@ mod tests {
     use tributary_lake::schema::RawTable;
 
     use super::*;
+    use crate::period::Period;
     use crate::store::{MemoryStore, Page};
     use crate::test_support::{city, land, memory_lake, sale, salesman};
 
@@ -271,7 +338,10 @@ mod tests {
         let latest = store.latest_publication().await.unwrap().unwrap();
         assert_eq!(latest.publication_id, expected_id);
         assert!(latest.lake_snapshots.contains(&sale_snap.to_string()));
-        let ranking = store.salesman_ranking(&expected_id, PAGE).await.unwrap();
+        let ranking = store
+            .salesman_ranking(&expected_id, Period::AllTime, PAGE)
+            .await
+            .unwrap();
         let top: Vec<_> = ranking
             .iter()
             .map(|r| (r.rank, r.salesman_id, r.salesman_name.as_str(), r.revenue))
@@ -323,7 +393,10 @@ mod tests {
                 .publication_id,
             new_id
         );
-        let city7 = store.top_city_salesmen(&new_id, &[7], 10).await.unwrap();
+        let city7 = store
+            .top_city_salesmen(&new_id, Period::AllTime, &[7], 10)
+            .await
+            .unwrap();
         let names: Vec<_> = city7
             .iter()
             .map(|r| (r.rank, r.salesman_name.as_str()))

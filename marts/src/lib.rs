@@ -30,6 +30,7 @@ pub mod job;
 #[cfg(feature = "job")]
 pub mod lake;
 pub mod money;
+pub mod period;
 pub mod publication;
 pub mod ranking;
 pub mod schema;
@@ -43,5 +44,6 @@ pub use error::MartsError;
 #[cfg(feature = "job")]
 pub use job::{MartsJob, RunOutcome};
 pub use money::Money;
+pub use period::{Month, Period};
 pub use publication::{LakeSnapshot, LakeSnapshots, Publication};
 pub use store::{ClickHouseStore, MemoryStore, Page, PublicationStore};

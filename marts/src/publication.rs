@@ -6,12 +6,18 @@
 //! the same lake state always yields the same id and the same ranking rows, and rewriting them
 //! replaces them in ClickHouse instead of adding to them.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::MartsError;
-use crate::ranking::{Ranked, Rankings, SalesmanTotals};
-use crate::schema::{CityRankingRow, CitySalesmanRankingRow, PublicationRow, SalesmanRankingRow};
+use crate::period::{Month, Period};
+use crate::ranking::{PeriodRankings, Ranked, Rankings, SalesmanTotals};
+use crate::schema::{
+    CityRankingRow, CitySalesmanRankingRow, PublicationPeriodRow, PublicationRow,
+    SalesmanRankingRow,
+};
 
 /// The snapshot of one raw table that a publication was computed from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,26 +73,38 @@ pub struct Publication {
     pub run_id: String,
     /// When the run started.
     pub computed_at: DateTime<Utc>,
-    /// The rankings.
+    /// The all-time rankings.
     pub rankings: Rankings,
+    /// The rankings of every UTC month of `sold_at` with at least one current sale.
+    pub months: BTreeMap<Month, Rankings>,
 }
 
 /// The rows one publication writes, in the order they must be written: rankings first, the
 /// publication row last, so a reader that finds the publication row finds all of its rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicationRows {
-    /// `city_ranking` rows.
+    /// `city_ranking` rows, every period.
     pub cities: Vec<CityRankingRow>,
-    /// `city_salesman_ranking` rows.
+    /// `city_salesman_ranking` rows, every period.
     pub city_salesmen: Vec<CitySalesmanRankingRow>,
-    /// `salesman_ranking` rows.
+    /// `salesman_ranking` rows, every period.
     pub salesmen: Vec<SalesmanRankingRow>,
+    /// `publication_periods` rows: `all` first, then the months in order.
+    pub periods: Vec<PublicationPeriodRow>,
     /// The `publications` row, written last.
     pub publication: PublicationRow,
 }
 
+impl PublicationRows {
+    /// Ranking rows of every table and period together (`mart_runs.rows_out`).
+    pub fn ranking_rows(&self) -> u64 {
+        (self.cities.len() + self.city_salesmen.len() + self.salesmen.len()) as u64
+    }
+}
+
 impl Publication {
-    /// A publication of `rankings`, identified by the snapshots they were computed from.
+    /// An all-time publication of `rankings`, identified by the snapshots they were computed
+    /// from (add the months with [`Publication::with_months`]).
     pub fn new(
         lake_snapshots: LakeSnapshots,
         run_id: impl Into<String>,
@@ -99,7 +117,30 @@ impl Publication {
             run_id: run_id.into(),
             computed_at,
             rankings,
+            months: BTreeMap::new(),
         }
+    }
+
+    /// A publication of every period's rankings.
+    pub fn of_periods(
+        lake_snapshots: LakeSnapshots,
+        run_id: impl Into<String>,
+        computed_at: DateTime<Utc>,
+        rankings: PeriodRankings,
+    ) -> Self {
+        Self::new(lake_snapshots, run_id, computed_at, rankings.all).with_months(rankings.months)
+    }
+
+    /// The same publication with these monthly rankings.
+    pub fn with_months(mut self, months: BTreeMap<Month, Rankings>) -> Self {
+        self.months = months;
+        self
+    }
+
+    /// Every period's rankings, all time first.
+    pub fn periods(&self) -> impl Iterator<Item = (Period, &Rankings)> {
+        std::iter::once((Period::AllTime, &self.rankings))
+            .chain(self.months.iter().map(|(m, r)| (Period::Month(*m), r)))
     }
 
     /// The ReplacingMergeTree version of every row: the run's start in milliseconds, so a
@@ -121,35 +162,60 @@ impl Publication {
                 .map(|i| (i.name.clone(), i.code.clone(), 1u8))
                 .unwrap_or_default()
         };
-        let mut cities = Vec::with_capacity(self.rankings.cities.len());
+        let mut cities = Vec::new();
         let mut city_salesmen = Vec::new();
-        for city in &self.rankings.cities {
-            let (city_name, city_state, city_resolved) = city
-                .city
-                .info
-                .as_ref()
-                .map(|i| (i.name.clone(), i.state.clone(), 1u8))
-                .unwrap_or_default();
-            cities.push(CityRankingRow {
-                publication_id: self.id.clone(),
-                rank: city.rank,
-                city_id: city.city.city_id,
-                city_name,
-                city_state,
-                city_resolved,
-                revenue: city.city.revenue.cents(),
-                sales: city.city.sales,
-                salesmen: city.salesmen.len() as u64,
-                lake_snapshots: snapshots.clone(),
-                run_id: self.run_id.clone(),
-                computed_at,
-                version,
-            });
-            for Ranked { rank, row } in &city.salesmen {
-                let (salesman_name, salesman_code, salesman_resolved) = salesman_fields(row);
-                city_salesmen.push(CitySalesmanRankingRow {
+        let mut salesmen = Vec::new();
+        let mut periods = Vec::new();
+        for (period, rankings) in self.periods() {
+            let period = period.key();
+            for city in &rankings.cities {
+                let (city_name, city_state, city_resolved) = city
+                    .city
+                    .info
+                    .as_ref()
+                    .map(|i| (i.name.clone(), i.state.clone(), 1u8))
+                    .unwrap_or_default();
+                cities.push(CityRankingRow {
                     publication_id: self.id.clone(),
+                    period: period.clone(),
+                    rank: city.rank,
                     city_id: city.city.city_id,
+                    city_name,
+                    city_state,
+                    city_resolved,
+                    revenue: city.city.revenue.cents(),
+                    sales: city.city.sales,
+                    salesmen: city.salesmen.len() as u64,
+                    lake_snapshots: snapshots.clone(),
+                    run_id: self.run_id.clone(),
+                    computed_at,
+                    version,
+                });
+                for Ranked { rank, row } in &city.salesmen {
+                    let (salesman_name, salesman_code, salesman_resolved) = salesman_fields(row);
+                    city_salesmen.push(CitySalesmanRankingRow {
+                        publication_id: self.id.clone(),
+                        period: period.clone(),
+                        city_id: city.city.city_id,
+                        rank: *rank,
+                        salesman_id: row.salesman_id,
+                        salesman_name,
+                        salesman_code,
+                        salesman_resolved,
+                        revenue: row.revenue.cents(),
+                        sales: row.sales,
+                        lake_snapshots: snapshots.clone(),
+                        run_id: self.run_id.clone(),
+                        computed_at,
+                        version,
+                    });
+                }
+            }
+            for Ranked { rank, row } in &rankings.salesmen {
+                let (salesman_name, salesman_code, salesman_resolved) = salesman_fields(row);
+                salesmen.push(SalesmanRankingRow {
+                    publication_id: self.id.clone(),
+                    period: period.clone(),
                     rank: *rank,
                     salesman_id: row.salesman_id,
                     salesman_name,
@@ -163,29 +229,25 @@ impl Publication {
                     version,
                 });
             }
+            let summary = &rankings.summary;
+            periods.push(PublicationPeriodRow {
+                publication_id: self.id.clone(),
+                period,
+                sales: summary.sales,
+                revenue: summary.revenue.cents(),
+                cities: rankings.cities.len() as u64,
+                salesmen: rankings.salesmen.len() as u64,
+                unresolved_sales: summary.unresolved_sales,
+                unresolved_revenue: summary.unresolved_revenue.cents(),
+                sales_without_city: summary.sales_without_city,
+                sales_without_salesman: summary.sales_without_salesman,
+                sales_without_month: summary.sales_without_month,
+                lake_snapshots: snapshots.clone(),
+                run_id: self.run_id.clone(),
+                computed_at,
+                version,
+            });
         }
-        let salesmen = self
-            .rankings
-            .salesmen
-            .iter()
-            .map(|Ranked { rank, row }| {
-                let (salesman_name, salesman_code, salesman_resolved) = salesman_fields(row);
-                SalesmanRankingRow {
-                    publication_id: self.id.clone(),
-                    rank: *rank,
-                    salesman_id: row.salesman_id,
-                    salesman_name,
-                    salesman_code,
-                    salesman_resolved,
-                    revenue: row.revenue.cents(),
-                    sales: row.sales,
-                    lake_snapshots: snapshots.clone(),
-                    run_id: self.run_id.clone(),
-                    computed_at,
-                    version,
-                }
-            })
-            .collect();
         let summary = &self.rankings.summary;
         let publication = PublicationRow {
             publication_id: self.id.clone(),
@@ -206,6 +268,7 @@ impl Publication {
             cities,
             city_salesmen,
             salesmen,
+            periods,
             publication,
         }
     }

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use crate::money::Money;
+use crate::period::Month;
 
 /// Current name of a city, from the latest `pg_city` event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +83,8 @@ pub struct Summary {
     pub sales_without_city: u64,
     /// Sales with no `salesman_id` at all: in their city's revenue, in no salesman ranking.
     pub sales_without_salesman: u64,
+    /// Sales with no `sold_at`: counted all-time, in no monthly ranking (always 0 for a month).
+    pub sales_without_month: u64,
 }
 
 /// Everything the rankings are computed from.
@@ -202,6 +205,36 @@ pub fn rank_all(totals: Totals) -> Rankings {
     }
 }
 
+/// Totals for all time and for every month with at least one current sale.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeriodTotals {
+    /// Every current sale.
+    pub all: Totals,
+    /// The current sales of each UTC calendar month of `sold_at`.
+    pub months: BTreeMap<Month, Totals>,
+}
+
+/// Both rankings for all time and for every month.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeriodRankings {
+    /// All-time rankings.
+    pub all: Rankings,
+    /// Each month's rankings, ranked within the month alone.
+    pub months: BTreeMap<Month, Rankings>,
+}
+
+/// Ranks every period on its own: a month's rank 1 is the top of that month, whatever the
+/// other months or all time say.
+pub fn rank_periods(totals: PeriodTotals) -> PeriodRankings {
+    PeriodRankings {
+        all: rank_all(totals.all),
+        months: totals
+            .months
+            .into_iter()
+            .map(|(month, t)| (month, rank_all(t)))
+            .collect(),
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,5 +337,36 @@ mod tests {
             vec![(1, 20, vec![(1, 1), (2, 2)]), (2, 10, vec![(1, 2), (2, 1)]),]
         );
         assert_eq!(order(&rankings.salesmen), vec![(1, 1), (2, 2)]);
+    }
+
+    #[test]
+    fn each_month_is_ranked_on_its_own_with_the_same_tie_break() {
+        let month = |m| Month::new(2026, m).unwrap();
+        let totals = |salesmen: Vec<SalesmanTotals>| Totals {
+            salesmen,
+            ..Totals::default()
+        };
+        let ranked = rank_periods(PeriodTotals {
+            // All time: 1 leads on the sum of both months.
+            all: totals(vec![salesman(1, 900), salesman(2, 600), salesman(3, 300)]),
+            months: BTreeMap::from([
+                // January: 1 and 3 tie; the lower id wins.
+                (month(1), totals(vec![salesman(3, 300), salesman(1, 300)])),
+                // February: 2 beats 1 although 1 leads all time.
+                (
+                    month(2),
+                    totals(vec![salesman(1, 600), salesman(2, 600 + 1)]),
+                ),
+            ]),
+        });
+        assert_eq!(order(&ranked.all.salesmen), vec![(1, 1), (2, 2), (3, 3)]);
+        assert_eq!(
+            order(&ranked.months[&month(1)].salesmen),
+            vec![(1, 1), (2, 3)]
+        );
+        assert_eq!(
+            order(&ranked.months[&month(2)].salesmen),
+            vec![(1, 2), (2, 1)]
+        );
     }
 }

@@ -5,19 +5,29 @@
 //! what both have: no `LowCardinality`, no `DateTime64`, no `Bool` (flags are `UInt8`), no
 //! window functions, no TTL. Money is `Decimal(18,2)`, an `Int64` of cents in RowBinary.
 //!
-//! Every table is a `ReplacingMergeTree(version)` whose sorting key starts with
-//! `publication_id`: the API reads exactly one publication (`WHERE publication_id = …`, served
-//! from the primary index) with `FINAL`, and a rerun of the same publication writes rows with
-//! the same keys and a higher `version`, replacing the earlier ones. The rest of each key is the
-//! order the API pages in:
+//! Every publication table is a `ReplacingMergeTree(version)` whose sorting key starts with
+//! `publication_id, period`: the API reads exactly one period of one publication
+//! (`WHERE publication_id = … AND period = …`, served from the primary index) with `FINAL`, and
+//! a rerun of the same publication writes rows with the same keys and a higher `version`,
+//! replacing the earlier ones. `period` is `'all'` or a UTC month `'YYYY-MM'` of `sold_at`
+//! ([`crate::period`]). The rest of each key is the order the API pages in:
 //!
-//! - `city_ranking`: `(publication_id, rank, city_id)`. Within a publication the rank is a
+//! - `city_ranking`: `(publication_id, period, rank, city_id)`. Within a period the rank is a
 //!   function of the city (ties are broken by id), so `city_id` adds no duplicates; leading with
 //!   `rank` lets `ORDER BY rank LIMIT n, m` read the key in order.
-//! - `city_salesman_ranking`: `(publication_id, city_id, rank, salesman_id)`: one city's salesmen
-//!   in rank order are one contiguous key range.
-//! - `salesman_ranking`: `(publication_id, rank, salesman_id)`, like cities.
+//! - `city_salesman_ranking`: `(publication_id, period, city_id, rank, salesman_id)`: one city's
+//!   salesmen in rank order are one contiguous key range.
+//! - `salesman_ranking`: `(publication_id, period, rank, salesman_id)`, like cities.
+//! - `publication_periods`: `(publication_id, period)`: a period's counts; its rows list the
+//!   months a publication has.
 //! - `publications`: `(publication_id)`; the latest is the one with the highest `version`.
+//!
+//! `mart_runs` is a plain `MergeTree` ordered by `(started_at, run_id)`: one row per run, written
+//! once when it ends, published, unchanged or failed.
+//!
+//! Tables written before periods existed lack the `period` column; `ensure_schema` of the
+//! ClickHouse store drops them (with `publications` and `publication_periods`) and recreates
+//! them, and the next run republishes: marts are derived data (ADR 0003).
 
 use chrono::{DateTime, Utc};
 use clickhouse::Row;
@@ -33,6 +43,12 @@ pub const CITY_RANKING: &str = "city_ranking";
 pub const CITY_SALESMAN_RANKING: &str = "city_salesman_ranking";
 /// Top salesman nationwide.
 pub const SALESMAN_RANKING: &str = "salesman_ranking";
+/// Per publication and period: the period's counts (and, by existing, which months there are).
+pub const PUBLICATION_PERIODS: &str = "publication_periods";
+/// One row per marts run, whatever its outcome.
+pub const MART_RUNS: &str = "mart_runs";
+/// The ranking tables, whose sorting key has `period` right after `publication_id`.
+pub const RANKING_TABLES: [&str; 3] = [CITY_RANKING, CITY_SALESMAN_RANKING, SALESMAN_RANKING];
 
 /// Columns every row carries: where it came from and which run wrote it.
 const PROVENANCE_COLUMNS: &str = "\
@@ -79,6 +95,7 @@ ORDER BY publication_id"
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.{CITY_RANKING} (
     publication_id String,
+    period String,
     rank UInt32,
     city_id Int64,
     city_name String,
@@ -89,11 +106,12 @@ ORDER BY publication_id"
     salesmen UInt64,
 {PROVENANCE_COLUMNS}
 ) ENGINE = ReplacingMergeTree(version)
-ORDER BY (publication_id, rank, city_id)"
+ORDER BY (publication_id, period, rank, city_id)"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.{CITY_SALESMAN_RANKING} (
     publication_id String,
+    period String,
     city_id Int64,
     rank UInt32,
     salesman_id Int64,
@@ -104,11 +122,12 @@ ORDER BY (publication_id, rank, city_id)"
     sales UInt64,
 {PROVENANCE_COLUMNS}
 ) ENGINE = ReplacingMergeTree(version)
-ORDER BY (publication_id, city_id, rank, salesman_id)"
+ORDER BY (publication_id, period, city_id, rank, salesman_id)"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.{SALESMAN_RANKING} (
     publication_id String,
+    period String,
     rank UInt32,
     salesman_id Int64,
     salesman_name String,
@@ -118,7 +137,38 @@ ORDER BY (publication_id, city_id, rank, salesman_id)"
     sales UInt64,
 {PROVENANCE_COLUMNS}
 ) ENGINE = ReplacingMergeTree(version)
-ORDER BY (publication_id, rank, salesman_id)"
+ORDER BY (publication_id, period, rank, salesman_id)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.{PUBLICATION_PERIODS} (
+    publication_id String,
+    period String,
+    sales UInt64,
+    revenue Decimal(18, 2),
+    cities UInt64,
+    salesmen UInt64,
+    unresolved_sales UInt64,
+    unresolved_revenue Decimal(18, 2),
+    sales_without_city UInt64,
+    sales_without_salesman UInt64,
+    sales_without_month UInt64,
+{PROVENANCE_COLUMNS}
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (publication_id, period)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.{MART_RUNS} (
+    run_id String,
+    started_at DateTime,
+    finished_at DateTime,
+    status String,
+    error String,
+    publication_id String,
+    lake_snapshots String,
+    rows_in UInt64,
+    rows_out UInt64
+) ENGINE = MergeTree
+ORDER BY (started_at, run_id)"
         ),
     ])
 }
@@ -160,6 +210,8 @@ pub struct PublicationRow {
 pub struct CityRankingRow {
     /// The publication.
     pub publication_id: String,
+    /// `all` or `YYYY-MM` (UTC month of `sold_at`).
+    pub period: String,
     /// 1 = the city with the highest revenue.
     pub rank: u32,
     /// City id.
@@ -192,6 +244,8 @@ pub struct CityRankingRow {
 pub struct CitySalesmanRankingRow {
     /// The publication.
     pub publication_id: String,
+    /// `all` or `YYYY-MM` (UTC month of `sold_at`).
+    pub period: String,
     /// The city the sales were made in.
     pub city_id: i64,
     /// 1 = the salesman with the highest revenue in this city.
@@ -224,6 +278,8 @@ pub struct CitySalesmanRankingRow {
 pub struct SalesmanRankingRow {
     /// The publication.
     pub publication_id: String,
+    /// `all` or `YYYY-MM` (UTC month of `sold_at`).
+    pub period: String,
     /// 1 = the top salesman nationwide.
     pub rank: u32,
     /// Salesman id.
@@ -249,6 +305,90 @@ pub struct SalesmanRankingRow {
     pub version: u64,
 }
 
+/// A row of `publication_periods`: one per period of a publication (`all`, and every month
+/// with at least one current sale).
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct PublicationPeriodRow {
+    /// The publication.
+    pub publication_id: String,
+    /// `all` or `YYYY-MM`.
+    pub period: String,
+    /// Current sales in the period.
+    pub sales: u64,
+    /// Their revenue, in cents.
+    pub revenue: i64,
+    /// Rows in `city_ranking` for the period.
+    pub cities: u64,
+    /// Rows in `salesman_ranking` for the period.
+    pub salesmen: u64,
+    /// Sales in the period whose salesman or city is not in the lake yet.
+    pub unresolved_sales: u64,
+    /// Their revenue, in cents.
+    pub unresolved_revenue: i64,
+    /// Sales without a `city_id`.
+    pub sales_without_city: u64,
+    /// Sales without a `salesman_id`.
+    pub sales_without_salesman: u64,
+    /// Sales without `sold_at` (all time only: they belong to no month).
+    pub sales_without_month: u64,
+    /// JSON list of `{table, snapshot_id}`.
+    pub lake_snapshots: String,
+    /// The run that wrote this row.
+    pub run_id: String,
+    /// When that run started.
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub computed_at: DateTime<Utc>,
+    /// ReplacingMergeTree version.
+    pub version: u64,
+}
+
+/// How a marts run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Rankings were computed and published.
+    Published,
+    /// The lake had not changed since the latest publication; nothing was written.
+    Unchanged,
+    /// The run failed (`error` says why).
+    Failed,
+}
+
+impl RunStatus {
+    /// The stored form: `published`, `unchanged`, `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Published => "published",
+            RunStatus::Unchanged => "unchanged",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A row of `mart_runs`.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct MartRunRow {
+    /// The run (UUID v7, so ids sort by start).
+    pub run_id: String,
+    /// When it started.
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub finished_at: DateTime<Utc>,
+    /// [`RunStatus::as_str`].
+    pub status: String,
+    /// Why it failed; empty otherwise.
+    pub error: String,
+    /// The publication written or found unchanged; empty if the run failed before knowing it.
+    pub publication_id: String,
+    /// JSON list of `{table, snapshot_id}` read; `[]` if the run failed before reading them.
+    pub lake_snapshots: String,
+    /// Current sales read (0 when nothing was computed).
+    pub rows_in: u64,
+    /// Ranking rows written, every period and table together (0 unless published).
+    pub rows_out: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +409,7 @@ mod tests {
         for missing in ["LowCardinality", "DateTime64", "Bool", "TTL", "Nullable"] {
             assert!(!sql.contains(missing), "{missing} in DDL");
         }
-        assert_eq!(sql.matches("ReplacingMergeTree(version)").count(), 4);
+        assert_eq!(sql.matches("ReplacingMergeTree(version)").count(), 5);
+        assert_eq!(sql.matches("ENGINE = MergeTree").count(), 1);
     }
 }

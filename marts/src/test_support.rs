@@ -34,6 +34,8 @@ pub enum Val {
     S(&'static str),
     /// A `decimal(18,2)`, in cents.
     Cents(i64),
+    /// A `timestamptz`, microseconds since the epoch.
+    Micros(i64),
 }
 
 /// One change event: op, key, source position and the row image.
@@ -44,6 +46,17 @@ pub struct Ev {
     pub lsn: i64,
     pub offset: i64,
     pub values: HashMap<&'static str, Val>,
+}
+
+impl Ev {
+    /// The same event with `sold_at` set (RFC 3339, e.g. `2026-01-31T23:30:00Z`).
+    pub fn sold_at(mut self, rfc3339: &str) -> Self {
+        let micros = chrono::DateTime::parse_from_rfc3339(rfc3339)
+            .expect("an RFC 3339 time")
+            .timestamp_micros();
+        self.values.insert("sold_at", Val::Micros(micros));
+        self
+    }
 }
 
 /// A `pg_sale` event.
@@ -152,14 +165,15 @@ pub fn batch(table: RawTable, events: &[Ev]) -> RecordBatch {
                     .with_precision_and_scale(*p, *s)
                     .expect("decimal(18,2)"),
                 ),
-                DataType::Timestamp(TimeUnit::Microsecond, tz) => {
-                    Arc::new(
-                        TimestampMicrosecondArray::from_iter(events.iter().map(|e| {
-                            (!field.is_nullable()).then_some(1_700_000_000_000_000 + e.lsn)
-                        }))
-                        .with_timezone_opt(tz.clone()),
-                    )
-                }
+                DataType::Timestamp(TimeUnit::Microsecond, tz) => Arc::new(
+                    TimestampMicrosecondArray::from_iter(events.iter().map(|e| {
+                        match e.values.get(name) {
+                            Some(Val::Micros(v)) => Some(*v),
+                            _ => (!field.is_nullable()).then_some(1_700_000_000_000_000 + e.lsn),
+                        }
+                    }))
+                    .with_timezone_opt(tz.clone()),
+                ),
                 other => new_null_array(other, events.len()),
             }
         })

@@ -10,10 +10,12 @@ use tributary_common::ClickHouseSettings;
 
 use super::{Page, PublicationStore};
 use crate::error::MartsError;
+use crate::period::Period;
 use crate::publication::Publication;
 use crate::schema::{
-    self, CITY_RANKING, CITY_SALESMAN_RANKING, CityRankingRow, CitySalesmanRankingRow,
-    PUBLICATIONS, PublicationRow, SALESMAN_RANKING, SalesmanRankingRow,
+    self, CITY_RANKING, CITY_SALESMAN_RANKING, CityRankingRow, CitySalesmanRankingRow, MART_RUNS,
+    MartRunRow, PUBLICATION_PERIODS, PUBLICATIONS, PublicationPeriodRow, PublicationRow,
+    RANKING_TABLES, SALESMAN_RANKING, SalesmanRankingRow,
 };
 
 /// The marts database on a ClickHouse server.
@@ -89,19 +91,22 @@ impl ClickHouseStore {
         table: &str,
         action: &str,
         publication_id: &str,
+        period: Period,
         page: Page,
     ) -> Result<Vec<T>, MartsError>
     where
         T: RowOwned + RowRead,
     {
         let sql = format!(
-            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? ORDER BY rank LIMIT ?, ?",
+            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? AND period = ? \
+             ORDER BY rank LIMIT ?, ?",
             self.table(table)
         );
         let query = self
             .client
             .query(&sql)
             .bind(publication_id)
+            .bind(period.key())
             .bind(page.offset)
             .bind(page.limit);
         self.fetch_all(action, query).await
@@ -125,9 +130,63 @@ impl ClickHouseStore {
     }
 }
 
+impl ClickHouseStore {
+    /// Drops the tables of the layout before periods (ranking tables without a `period`
+    /// column), with `publications` and `publication_periods`, so the `CREATE … IF NOT EXISTS`
+    /// that follow build the current layout and the next run republishes. The marts are derived
+    /// from the lake, so nothing is lost; the API answers "not published" (503) until then
+    /// rather than serving rows without a period. ADR 0003.
+    async fn drop_old_layout(&self) -> Result<(), MartsError> {
+        let tables = RANKING_TABLES
+            .iter()
+            .map(|t| format!("'{t}'"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT table FROM system.columns WHERE database = ? AND table IN ({tables}) \
+             GROUP BY table HAVING sum(name = 'period') = 0"
+        );
+        let old: Vec<String> = self
+            .client
+            .query(&sql)
+            .bind(self.database.as_str())
+            .fetch_all()
+            .await
+            .map_err(|source| MartsError::ClickHouse {
+                action: "inspect the marts layout (system.columns)".into(),
+                source,
+            })?;
+        if old.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(
+            database = %self.database,
+            tables = ?old,
+            "marts tables without a period column; dropping them so the next run republishes"
+        );
+        let drop = old
+            .iter()
+            .map(String::as_str)
+            .chain([PUBLICATIONS, PUBLICATION_PERIODS]);
+        for table in drop {
+            let name = self.table(table);
+            self.client
+                .query(&format!("DROP TABLE IF EXISTS {name}"))
+                .execute()
+                .await
+                .map_err(|source| MartsError::ClickHouse {
+                    action: format!("drop old-layout table {name}"),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl PublicationStore for ClickHouseStore {
     async fn ensure_schema(&self) -> Result<(), MartsError> {
+        self.drop_old_layout().await?;
         for statement in schema::ddl(&self.database)? {
             self.client
                 .query(&statement)
@@ -159,6 +218,7 @@ impl PublicationStore for ClickHouseStore {
         self.insert(CITY_SALESMAN_RANKING, &rows.city_salesmen)
             .await?;
         self.insert(SALESMAN_RANKING, &rows.salesmen).await?;
+        self.insert(PUBLICATION_PERIODS, &rows.periods).await?;
         // Last: a reader that sees this row sees all of the publication's rows.
         self.insert(PUBLICATIONS, std::slice::from_ref(&rows.publication))
             .await
@@ -191,15 +251,23 @@ impl PublicationStore for ClickHouseStore {
     async fn city_ranking(
         &self,
         publication_id: &str,
+        period: Period,
         page: Page,
     ) -> Result<Vec<CityRankingRow>, MartsError> {
-        self.ranking_page(CITY_RANKING, "read city ranking", publication_id, page)
-            .await
+        self.ranking_page(
+            CITY_RANKING,
+            "read city ranking",
+            publication_id,
+            period,
+            page,
+        )
+        .await
     }
 
     async fn top_city_salesmen(
         &self,
         publication_id: &str,
+        period: Period,
         city_ids: &[i64],
         max_rank: u32,
     ) -> Result<Vec<CitySalesmanRankingRow>, MartsError> {
@@ -214,29 +282,36 @@ impl PublicationStore for ClickHouseStore {
             .collect::<Vec<_>>()
             .join(",");
         let sql = format!(
-            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? AND city_id IN ({ids}) \
-             AND rank <= ? ORDER BY city_id, rank",
-            self.table(CITY_SALESMAN_RANKING)
-        );
-        let query = self.client.query(&sql).bind(publication_id).bind(max_rank);
-        self.fetch_all("read city salesmen", query).await
-    }
-
-    async fn city_salesman_ranking(
-        &self,
-        publication_id: &str,
-        city_id: i64,
-        page: Page,
-    ) -> Result<Vec<CitySalesmanRankingRow>, MartsError> {
-        let sql = format!(
-            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? AND city_id = ? \
-             ORDER BY rank LIMIT ?, ?",
+            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? AND period = ? \
+             AND city_id IN ({ids}) AND rank <= ? ORDER BY city_id, rank",
             self.table(CITY_SALESMAN_RANKING)
         );
         let query = self
             .client
             .query(&sql)
             .bind(publication_id)
+            .bind(period.key())
+            .bind(max_rank);
+        self.fetch_all("read city salesmen", query).await
+    }
+
+    async fn city_salesman_ranking(
+        &self,
+        publication_id: &str,
+        period: Period,
+        city_id: i64,
+        page: Page,
+    ) -> Result<Vec<CitySalesmanRankingRow>, MartsError> {
+        let sql = format!(
+            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? AND period = ? \
+             AND city_id = ? ORDER BY rank LIMIT ?, ?",
+            self.table(CITY_SALESMAN_RANKING)
+        );
+        let query = self
+            .client
+            .query(&sql)
+            .bind(publication_id)
+            .bind(period.key())
             .bind(city_id)
             .bind(page.offset)
             .bind(page.limit);
@@ -246,13 +321,20 @@ impl PublicationStore for ClickHouseStore {
     async fn city(
         &self,
         publication_id: &str,
+        period: Period,
         city_id: i64,
     ) -> Result<Option<CityRankingRow>, MartsError> {
         let sql = format!(
-            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? AND city_id = ? LIMIT 1",
+            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? AND period = ? \
+             AND city_id = ? LIMIT 1",
             self.table(CITY_RANKING)
         );
-        let query = self.client.query(&sql).bind(publication_id).bind(city_id);
+        let query = self
+            .client
+            .query(&sql)
+            .bind(publication_id)
+            .bind(period.key())
+            .bind(city_id);
         let rows = self.fetch_all("read city", query).await?;
         Ok(rows.into_iter().next())
     }
@@ -260,15 +342,59 @@ impl PublicationStore for ClickHouseStore {
     async fn salesman_ranking(
         &self,
         publication_id: &str,
+        period: Period,
         page: Page,
     ) -> Result<Vec<SalesmanRankingRow>, MartsError> {
         self.ranking_page(
             SALESMAN_RANKING,
             "read salesman ranking",
             publication_id,
+            period,
             page,
         )
         .await
+    }
+
+    async fn period(
+        &self,
+        publication_id: &str,
+        period: Period,
+    ) -> Result<Option<PublicationPeriodRow>, MartsError> {
+        let sql = format!(
+            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? AND period = ? LIMIT 1",
+            self.table(PUBLICATION_PERIODS)
+        );
+        let query = self
+            .client
+            .query(&sql)
+            .bind(publication_id)
+            .bind(period.key());
+        let rows = self.fetch_all("read publication period", query).await?;
+        Ok(rows.into_iter().next())
+    }
+
+    async fn periods(&self, publication_id: &str) -> Result<Vec<PublicationPeriodRow>, MartsError> {
+        // `all` first, then the months: `YYYY-MM` sorts as text in calendar order.
+        let sql = format!(
+            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? \
+             ORDER BY period = 'all' DESC, period",
+            self.table(PUBLICATION_PERIODS)
+        );
+        let query = self.client.query(&sql).bind(publication_id);
+        self.fetch_all("read publication periods", query).await
+    }
+
+    async fn record_run(&self, run: &MartRunRow) -> Result<(), MartsError> {
+        self.insert(MART_RUNS, std::slice::from_ref(run)).await
+    }
+
+    async fn runs(&self, limit: u32) -> Result<Vec<MartRunRow>, MartsError> {
+        let sql = format!(
+            "SELECT ?fields FROM {} ORDER BY started_at DESC, run_id DESC LIMIT ?",
+            self.table(MART_RUNS)
+        );
+        let query = self.client.query(&sql).bind(limit);
+        self.fetch_all("read mart runs", query).await
     }
 }
 

@@ -10,15 +10,24 @@ use async_trait::async_trait;
 
 use super::{Page, PublicationStore};
 use crate::error::MartsError;
+use crate::period::Period;
 use crate::publication::Publication;
-use crate::schema::{CityRankingRow, CitySalesmanRankingRow, PublicationRow, SalesmanRankingRow};
+use crate::schema::{
+    CityRankingRow, CitySalesmanRankingRow, MartRunRow, PublicationPeriodRow, PublicationRow,
+    SalesmanRankingRow,
+};
 
+/// Keys are the tables' sorting keys, with the period as a [`Period`] so `all` sorts before
+/// the months as `Period`'s order says (ClickHouse never relies on that order: it filters on
+/// one period).
 #[derive(Debug, Default)]
 struct Tables {
     publications: BTreeMap<String, PublicationRow>,
-    cities: BTreeMap<(String, u32, i64), CityRankingRow>,
-    city_salesmen: BTreeMap<(String, i64, u32, i64), CitySalesmanRankingRow>,
-    salesmen: BTreeMap<(String, u32, i64), SalesmanRankingRow>,
+    periods: BTreeMap<(String, Period), PublicationPeriodRow>,
+    cities: BTreeMap<(String, Period, u32, i64), CityRankingRow>,
+    city_salesmen: BTreeMap<(String, Period, i64, u32, i64), CitySalesmanRankingRow>,
+    salesmen: BTreeMap<(String, Period, u32, i64), SalesmanRankingRow>,
+    runs: Vec<MartRunRow>,
 }
 
 /// A [`PublicationStore`] in memory, for tests. [`MemoryStore::set_unavailable`] makes every
@@ -43,6 +52,12 @@ fn page<'a, T: Clone + 'a>(rows: impl Iterator<Item = &'a T>, page: Page) -> Vec
         .take(page.limit as usize)
         .cloned()
         .collect()
+}
+
+/// Rows were written from a [`Period`], so their text always parses back.
+fn period_of(text: &str) -> Period {
+    text.parse()
+        .unwrap_or_else(|e| panic!("memory store row with a bad period: {e}"))
 }
 
 impl MemoryStore {
@@ -85,16 +100,36 @@ impl PublicationStore for MemoryStore {
         let rows = publication.rows();
         let mut t = self.tables("publish")?;
         for r in rows.cities {
-            let key = (r.publication_id.clone(), r.rank, r.city_id);
+            let key = (
+                r.publication_id.clone(),
+                period_of(&r.period),
+                r.rank,
+                r.city_id,
+            );
             upsert(&mut t.cities, key, r, |r| r.version);
         }
         for r in rows.city_salesmen {
-            let key = (r.publication_id.clone(), r.city_id, r.rank, r.salesman_id);
+            let key = (
+                r.publication_id.clone(),
+                period_of(&r.period),
+                r.city_id,
+                r.rank,
+                r.salesman_id,
+            );
             upsert(&mut t.city_salesmen, key, r, |r| r.version);
         }
         for r in rows.salesmen {
-            let key = (r.publication_id.clone(), r.rank, r.salesman_id);
+            let key = (
+                r.publication_id.clone(),
+                period_of(&r.period),
+                r.rank,
+                r.salesman_id,
+            );
             upsert(&mut t.salesmen, key, r, |r| r.version);
+        }
+        for r in rows.periods {
+            let key = (r.publication_id.clone(), period_of(&r.period));
+            upsert(&mut t.periods, key, r, |r| r.version);
         }
         let p = rows.publication;
         upsert(&mut t.publications, p.publication_id.clone(), p, |r| {
@@ -114,70 +149,112 @@ impl PublicationStore for MemoryStore {
     async fn city_ranking(
         &self,
         publication_id: &str,
+        period: Period,
         p: Page,
     ) -> Result<Vec<CityRankingRow>, MartsError> {
         let t = self.tables("read city ranking")?;
         let rows = t
             .cities
-            .values()
-            .filter(|r| r.publication_id == publication_id);
+            .iter()
+            .filter(|(k, _)| k.0 == publication_id && k.1 == period)
+            .map(|(_, r)| r);
         Ok(page(rows, p))
     }
 
     async fn top_city_salesmen(
         &self,
         publication_id: &str,
+        period: Period,
         city_ids: &[i64],
         max_rank: u32,
     ) -> Result<Vec<CitySalesmanRankingRow>, MartsError> {
         let t = self.tables("read city salesmen")?;
         Ok(t.city_salesmen
-            .values()
-            .filter(|r| {
-                r.publication_id == publication_id
+            .iter()
+            .filter(|(k, r)| {
+                k.0 == publication_id
+                    && k.1 == period
                     && city_ids.contains(&r.city_id)
                     && r.rank <= max_rank
             })
-            .cloned()
+            .map(|(_, r)| r.clone())
             .collect())
     }
 
     async fn city_salesman_ranking(
         &self,
         publication_id: &str,
+        period: Period,
         city_id: i64,
         p: Page,
     ) -> Result<Vec<CitySalesmanRankingRow>, MartsError> {
         let t = self.tables("read city salesman ranking")?;
         let rows = t
             .city_salesmen
-            .values()
-            .filter(|r| r.publication_id == publication_id && r.city_id == city_id);
+            .iter()
+            .filter(|(k, _)| k.0 == publication_id && k.1 == period && k.2 == city_id)
+            .map(|(_, r)| r);
         Ok(page(rows, p))
     }
 
     async fn city(
         &self,
         publication_id: &str,
+        period: Period,
         city_id: i64,
     ) -> Result<Option<CityRankingRow>, MartsError> {
         let t = self.tables("read city")?;
         Ok(t.cities
-            .values()
-            .find(|r| r.publication_id == publication_id && r.city_id == city_id)
-            .cloned())
+            .iter()
+            .find(|(k, _)| k.0 == publication_id && k.1 == period && k.3 == city_id)
+            .map(|(_, r)| r.clone()))
     }
 
     async fn salesman_ranking(
         &self,
         publication_id: &str,
+        period: Period,
         p: Page,
     ) -> Result<Vec<SalesmanRankingRow>, MartsError> {
         let t = self.tables("read salesman ranking")?;
         let rows = t
             .salesmen
-            .values()
-            .filter(|r| r.publication_id == publication_id);
+            .iter()
+            .filter(|(k, _)| k.0 == publication_id && k.1 == period)
+            .map(|(_, r)| r);
         Ok(page(rows, p))
+    }
+
+    async fn period(
+        &self,
+        publication_id: &str,
+        period: Period,
+    ) -> Result<Option<PublicationPeriodRow>, MartsError> {
+        let t = self.tables("read publication period")?;
+        Ok(t.periods
+            .get(&(publication_id.to_string(), period))
+            .cloned())
+    }
+
+    async fn periods(&self, publication_id: &str) -> Result<Vec<PublicationPeriodRow>, MartsError> {
+        let t = self.tables("read publication periods")?;
+        Ok(t.periods
+            .iter()
+            .filter(|(k, _)| k.0 == publication_id)
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+
+    async fn record_run(&self, run: &MartRunRow) -> Result<(), MartsError> {
+        self.tables("record run")?.runs.push(run.clone());
+        Ok(())
+    }
+
+    async fn runs(&self, limit: u32) -> Result<Vec<MartRunRow>, MartsError> {
+        let t = self.tables("read runs")?;
+        let mut runs = t.runs.clone();
+        runs.sort_by(|a, b| (&b.started_at, &b.run_id).cmp(&(&a.started_at, &a.run_id)));
+        runs.truncate(limit as usize);
+        Ok(runs)
     }
 }

@@ -12,8 +12,12 @@ use async_trait::async_trait;
 pub use self::clickhouse::ClickHouseStore;
 pub use self::memory::MemoryStore;
 use crate::error::MartsError;
+use crate::period::Period;
 use crate::publication::Publication;
-use crate::schema::{CityRankingRow, CitySalesmanRankingRow, PublicationRow, SalesmanRankingRow};
+use crate::schema::{
+    CityRankingRow, CitySalesmanRankingRow, MartRunRow, PublicationPeriodRow, PublicationRow,
+    SalesmanRankingRow,
+};
 
 /// A page of a ranking, in rank order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,10 +28,11 @@ pub struct Page {
     pub offset: u64,
 }
 
-/// Writes publications and reads the latest one back.
+/// Writes publications and reads the latest one back. Every ranking read names one period
+/// (all time or a UTC month) of one publication.
 #[async_trait]
 pub trait PublicationStore: Send + Sync {
-    /// Creates the database and tables if absent.
+    /// Creates the database and tables if absent (and replaces tables of an older layout).
     async fn ensure_schema(&self) -> Result<(), MartsError>;
 
     /// Checks the store answers (the API's readiness).
@@ -44,6 +49,7 @@ pub trait PublicationStore: Send + Sync {
     async fn city_ranking(
         &self,
         publication_id: &str,
+        period: Period,
         page: Page,
     ) -> Result<Vec<CityRankingRow>, MartsError>;
 
@@ -51,6 +57,7 @@ pub trait PublicationStore: Send + Sync {
     async fn top_city_salesmen(
         &self,
         publication_id: &str,
+        period: Period,
         city_ids: &[i64],
         max_rank: u32,
     ) -> Result<Vec<CitySalesmanRankingRow>, MartsError>;
@@ -59,6 +66,7 @@ pub trait PublicationStore: Send + Sync {
     async fn city_salesman_ranking(
         &self,
         publication_id: &str,
+        period: Period,
         city_id: i64,
         page: Page,
     ) -> Result<Vec<CitySalesmanRankingRow>, MartsError>;
@@ -67,6 +75,7 @@ pub trait PublicationStore: Send + Sync {
     async fn city(
         &self,
         publication_id: &str,
+        period: Period,
         city_id: i64,
     ) -> Result<Option<CityRankingRow>, MartsError>;
 
@@ -74,6 +83,24 @@ pub trait PublicationStore: Send + Sync {
     async fn salesman_ranking(
         &self,
         publication_id: &str,
+        period: Period,
         page: Page,
     ) -> Result<Vec<SalesmanRankingRow>, MartsError>;
+
+    /// One period of a publication: its counts, or `None` when the period has no current sales
+    /// (a month nobody sold in).
+    async fn period(
+        &self,
+        publication_id: &str,
+        period: Period,
+    ) -> Result<Option<PublicationPeriodRow>, MartsError>;
+
+    /// Every period of a publication, `all` first, then the months in order.
+    async fn periods(&self, publication_id: &str) -> Result<Vec<PublicationPeriodRow>, MartsError>;
+
+    /// Records one run in `mart_runs`.
+    async fn record_run(&self, run: &MartRunRow) -> Result<(), MartsError>;
+
+    /// The latest `limit` runs, newest first.
+    async fn runs(&self, limit: u32) -> Result<Vec<MartRunRow>, MartsError>;
 }

@@ -9,7 +9,8 @@ use tributary_marts::ranking::{
     rank_all,
 };
 use tributary_marts::{
-    ClickHouseStore, LakeSnapshot, LakeSnapshots, Money, Page, Publication, PublicationStore,
+    ClickHouseStore, LakeSnapshot, LakeSnapshots, Money, Page, Period, Publication,
+    PublicationStore,
 };
 
 pub fn snapshots(sale: i64) -> LakeSnapshots {
@@ -84,6 +85,7 @@ pub fn sample(sale_snapshot: i64, run: &str, secs: i64) -> Publication {
             unresolved_revenue: Money::from_cents(50_005),
             sales_without_city: 0,
             sales_without_salesman: 0,
+            sales_without_month: 0,
         },
     };
     Publication::new(snapshots(sale_snapshot), run, at(secs), rank_all(totals))
@@ -114,11 +116,20 @@ pub async fn round_trip(store: &dyn PublicationStore) {
         snapshots(10)
     );
 
-    assert_eq!(store.city_ranking(&p.id, ALL).await.unwrap(), rows.cities);
+    assert_eq!(
+        store
+            .city_ranking(&p.id, Period::AllTime, ALL)
+            .await
+            .unwrap(),
+        rows.cities
+    );
     let order: Vec<_> = rows.cities.iter().map(|c| (c.rank, c.city_id)).collect();
     assert_eq!(order, vec![(1, 7), (2, 3), (3, 9)]);
     assert_eq!(
-        store.salesman_ranking(&p.id, ALL).await.unwrap(),
+        store
+            .salesman_ranking(&p.id, Period::AllTime, ALL)
+            .await
+            .unwrap(),
         rows.salesmen
     );
 
@@ -127,15 +138,24 @@ pub async fn round_trip(store: &dyn PublicationStore) {
         offset: 1,
     };
     assert_eq!(
-        store.city_ranking(&p.id, page).await.unwrap(),
+        store
+            .city_ranking(&p.id, Period::AllTime, page)
+            .await
+            .unwrap(),
         rows.cities[1..2].to_vec()
     );
     assert_eq!(
-        store.salesman_ranking(&p.id, page).await.unwrap(),
+        store
+            .salesman_ranking(&p.id, Period::AllTime, page)
+            .await
+            .unwrap(),
         rows.salesmen[1..2].to_vec()
     );
 
-    let top = store.top_city_salesmen(&p.id, &[7, 9], 1).await.unwrap();
+    let top = store
+        .top_city_salesmen(&p.id, Period::AllTime, &[7, 9], 1)
+        .await
+        .unwrap();
     let top: Vec<_> = top
         .iter()
         .map(|r| (r.city_id, r.rank, r.salesman_id))
@@ -143,13 +163,16 @@ pub async fn round_trip(store: &dyn PublicationStore) {
     assert_eq!(top, vec![(7, 1, 1), (9, 1, 4)]);
     assert!(
         store
-            .top_city_salesmen(&p.id, &[], 10)
+            .top_city_salesmen(&p.id, Period::AllTime, &[], 10)
             .await
             .unwrap()
             .is_empty()
     );
 
-    let in7 = store.city_salesman_ranking(&p.id, 7, ALL).await.unwrap();
+    let in7 = store
+        .city_salesman_ranking(&p.id, Period::AllTime, 7, ALL)
+        .await
+        .unwrap();
     let expected: Vec<_> = rows
         .city_salesmen
         .iter()
@@ -157,11 +180,24 @@ pub async fn round_trip(store: &dyn PublicationStore) {
         .cloned()
         .collect();
     assert_eq!(in7, expected);
-    assert_eq!(store.city(&p.id, 3).await.unwrap().unwrap(), rows.cities[1]);
-    assert!(store.city(&p.id, 12345).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .city(&p.id, Period::AllTime, 3)
+            .await
+            .unwrap()
+            .unwrap(),
+        rows.cities[1]
+    );
     assert!(
         store
-            .city_ranking("no-such-publication", ALL)
+            .city(&p.id, Period::AllTime, 12345)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .city_ranking("no-such-publication", Period::AllTime, ALL)
             .await
             .unwrap()
             .is_empty()
@@ -180,12 +216,18 @@ pub async fn republishing_replaces_rows(store: &dyn PublicationStore) {
 
     let latest = store.latest_publication().await.unwrap().unwrap();
     assert_eq!(latest.run_id, "run-2");
-    let cities = store.city_ranking(&first.id, ALL).await.unwrap();
+    let cities = store
+        .city_ranking(&first.id, Period::AllTime, ALL)
+        .await
+        .unwrap();
     assert_eq!(cities, second.rows().cities);
-    let salesmen = store.salesman_ranking(&first.id, ALL).await.unwrap();
+    let salesmen = store
+        .salesman_ranking(&first.id, Period::AllTime, ALL)
+        .await
+        .unwrap();
     assert_eq!(salesmen, second.rows().salesmen);
     let in7 = store
-        .city_salesman_ranking(&first.id, 7, ALL)
+        .city_salesman_ranking(&first.id, Period::AllTime, 7, ALL)
         .await
         .unwrap();
     assert_eq!(in7.len(), 2);
@@ -201,8 +243,22 @@ pub async fn latest_is_the_highest_version(store: &dyn PublicationStore) {
     let latest = store.latest_publication().await.unwrap().unwrap();
     assert_eq!(latest.publication_id, newer.id);
     // Both publications stay readable by id.
-    assert_eq!(store.city_ranking(&older.id, ALL).await.unwrap().len(), 3);
-    assert_eq!(store.city_ranking(&newer.id, ALL).await.unwrap().len(), 3);
+    assert_eq!(
+        store
+            .city_ranking(&older.id, Period::AllTime, ALL)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        store
+            .city_ranking(&newer.id, Period::AllTime, ALL)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 pub async fn an_empty_publication_is_still_a_publication(store: &dyn PublicationStore) {
@@ -212,7 +268,13 @@ pub async fn an_empty_publication_is_still_a_publication(store: &dyn Publication
     let latest = store.latest_publication().await.unwrap().unwrap();
     assert_eq!(latest.publication_id, empty.id);
     assert_eq!((latest.cities, latest.salesmen, latest.sales), (0, 0, 0));
-    assert!(store.city_ranking(&empty.id, ALL).await.unwrap().is_empty());
+    assert!(
+        store
+            .city_ranking(&empty.id, Period::AllTime, ALL)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// ClickHouse settings from the environment (`TRIBUTARY_CLICKHOUSE__URL`, …; default
