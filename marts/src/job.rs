@@ -418,6 +418,84 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn months_are_published_and_every_run_is_recorded() {
+        let lake = memory_lake(&ALL).await;
+        land(
+            lake.as_ref(),
+            RawTable::PgSale,
+            &[
+                sale("c", 1, (10, 0), Some(100), Some(7), Some(1000))
+                    .sold_at("2026-01-05T10:00:00Z"),
+                sale("c", 2, (11, 1), Some(100), Some(7), Some(500))
+                    .sold_at("2026-02-05T10:00:00Z"),
+                sale("c", 3, (12, 2), Some(100), Some(7), Some(1)),
+            ],
+        )
+        .await;
+        let store = Arc::new(MemoryStore::new());
+        let outcome = job(lake.clone(), store.clone(), 0)
+            .run_once(false)
+            .await
+            .unwrap();
+        let RunOutcome::Published {
+            publication_id,
+            months,
+            ..
+        } = outcome
+        else {
+            panic!("expected a publication, got {outcome:?}");
+        };
+        assert_eq!(months, 2);
+        let feb = Period::Month("2026-02".parse().unwrap());
+        let top = store
+            .salesman_ranking(&publication_id, feb, PAGE)
+            .await
+            .unwrap();
+        assert_eq!(
+            top.iter()
+                .map(|r| (r.salesman_id, r.revenue))
+                .collect::<Vec<_>>(),
+            vec![(100, 500)]
+        );
+        let all = store
+            .period(&publication_id, Period::AllTime)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (all.sales, all.revenue, all.sales_without_month),
+            (3, 1501, 1)
+        );
+
+        job(lake.clone(), store.clone(), 60)
+            .run_once(false)
+            .await
+            .unwrap();
+        let runs = store.runs(10).await.unwrap();
+        let summary: Vec<_> = runs
+            .iter()
+            .map(|r| {
+                (
+                    r.status.as_str(),
+                    r.publication_id.as_str(),
+                    r.rows_in,
+                    r.rows_out,
+                )
+            })
+            .collect();
+        // Newest first. Published: 3 current sales in; per period (all, January, February) one
+        // city, one salesman in it and one nationwide: 9 rows out.
+        assert_eq!(
+            summary,
+            vec![
+                ("unchanged", publication_id.as_str(), 0, 0),
+                ("published", publication_id.as_str(), 3, 9),
+            ]
+        );
+        assert!(runs.iter().all(|r| r.error.is_empty()));
+        assert!(runs[1].lake_snapshots.contains("pg_sale"));
+    }
+    #[tokio::test]
     async fn a_missing_raw_table_is_a_retryable_error() {
         let lake = memory_lake(&[RawTable::PgSale, RawTable::PgCity]).await;
         let store = Arc::new(MemoryStore::new());
@@ -431,6 +509,22 @@ mod tests {
         );
         assert!(err.is_retryable());
         assert!(store.latest_publication().await.unwrap().is_none());
+        // Failed runs are recorded too, with what went wrong.
+        let runs = store.runs(10).await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].status, "failed");
+        assert!(
+            runs[0].error.contains("raw.pg_salesman"),
+            "{}",
+            runs[0].error
+        );
+        assert_eq!(
+            (
+                runs[0].publication_id.as_str(),
+                runs[0].lake_snapshots.as_str()
+            ),
+            ("", "[]")
+        );
     }
 
     #[tokio::test]

@@ -73,3 +73,79 @@ async fn clickhouse_missing_schema_means_nothing_published() {
     let store = common::clickhouse_store("absent").await;
     assert!(store.latest_publication().await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn clickhouse_periods_are_read_apart() {
+    let store = common::clickhouse_store("periods").await;
+    common::periods_are_read_apart(&store).await;
+    common::drop_database(&store).await;
+}
+
+#[tokio::test]
+async fn clickhouse_runs_are_recorded() {
+    let store = common::clickhouse_store("runs").await;
+    common::runs_are_recorded_newest_first(&store).await;
+    common::drop_database(&store).await;
+}
+
+/// Tables of the layout before periods (as the local stack has them from earlier runs) are
+/// replaced, and their publication forgotten so the next run republishes; the current layout
+/// is left alone.
+#[tokio::test]
+async fn clickhouse_old_layout_is_replaced() {
+    let store = common::clickhouse_store("old_layout").await;
+    let db = store.database();
+    let exec = |sql: String| {
+        let client = store.client().clone();
+        async move { client.query(&sql).execute().await.unwrap() }
+    };
+    exec(format!("CREATE DATABASE {db}")).await;
+    exec(format!(
+        "CREATE TABLE {db}.salesman_ranking (publication_id String, rank UInt32, \
+         salesman_id Int64, version UInt64) ENGINE = ReplacingMergeTree(version) \
+         ORDER BY (publication_id, rank, salesman_id)"
+    ))
+    .await;
+    store.ensure_schema().await.unwrap();
+    let has_period = |table: &'static str| {
+        let client = store.client().clone();
+        let db = db.to_string();
+        async move {
+            client
+                .query(
+                    "SELECT toUInt64(count()) FROM system.columns \
+                     WHERE database = ? AND table = ? AND name = 'period'",
+                )
+                .bind(db)
+                .bind(table)
+                .fetch_one::<u64>()
+                .await
+                .unwrap()
+        }
+    };
+    for table in ["city_ranking", "city_salesman_ranking", "salesman_ranking"] {
+        assert_eq!(has_period(table).await, 1, "{table}");
+    }
+    // The current layout survives ensure_schema with its data.
+    store
+        .publish(&common::sample(10, "run-1", 0))
+        .await
+        .unwrap();
+    store.ensure_schema().await.unwrap();
+    assert!(store.latest_publication().await.unwrap().is_some());
+
+    // Now an old table again: ensure_schema drops it with the publications.
+    exec(format!("DROP TABLE {db}.city_ranking")).await;
+    exec(format!(
+        "CREATE TABLE {db}.city_ranking (publication_id String, rank UInt32, city_id Int64, \
+         version UInt64) ENGINE = ReplacingMergeTree(version) ORDER BY (publication_id, rank, city_id)"
+    ))
+    .await;
+    store.ensure_schema().await.unwrap();
+    assert_eq!(has_period("city_ranking").await, 1);
+    assert!(
+        store.latest_publication().await.unwrap().is_none(),
+        "the publication of the old layout is forgotten, so the next run republishes"
+    );
+    common::drop_database(&store).await;
+}

@@ -32,3 +32,13 @@ async fn memory_unavailable_fails_retryably() {
     let err = store.ping().await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
 }
+
+#[tokio::test]
+async fn memory_periods_are_read_apart() {
+    common::periods_are_read_apart(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn memory_runs_are_recorded() {
+    common::runs_are_recorded_newest_first(&MemoryStore::new()).await;
+}

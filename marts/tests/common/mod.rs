@@ -2,14 +2,17 @@
 //! real ClickHouse (tests/clickhouse_store.rs).
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use tributary_common::ClickHouseSettings;
 use tributary_marts::ranking::{
     CityInfo, CitySalesmanTotals, CityTotals, SalesmanInfo, SalesmanTotals, Summary, Totals,
     rank_all,
 };
+use tributary_marts::schema::{MartRunRow, RunStatus};
 use tributary_marts::{
-    ClickHouseStore, LakeSnapshot, LakeSnapshots, Money, Page, Period, Publication,
+    ClickHouseStore, LakeSnapshot, LakeSnapshots, Money, Month, Page, Period, Publication,
     PublicationStore,
 };
 
@@ -320,4 +323,167 @@ pub async fn drop_database(store: &ClickHouseStore) {
         .execute()
         .await
         .unwrap();
+}
+
+pub fn month(text: &str) -> Month {
+    text.parse().unwrap()
+}
+
+/// `sample` plus two months: January (two salesmen tied, one city) and March (one of each).
+pub fn sample_with_months(sale_snapshot: i64, run: &str, secs: i64) -> Publication {
+    let totals = |salesmen: Vec<SalesmanTotals>, city_id: i64| {
+        let revenue = salesmen.iter().map(|s| s.revenue.cents()).sum::<i64>();
+        let sales = salesmen.iter().map(|s| s.sales).sum::<u64>();
+        Totals {
+            cities: vec![CityTotals {
+                city_id,
+                info: None,
+                revenue: Money::from_cents(revenue),
+                sales,
+            }],
+            city_salesmen: salesmen
+                .iter()
+                .map(|s| CitySalesmanTotals {
+                    city_id,
+                    salesman: s.clone(),
+                })
+                .collect(),
+            summary: Summary {
+                sales,
+                revenue: Money::from_cents(revenue),
+                ..Summary::default()
+            },
+            salesmen,
+        }
+    };
+    let months = BTreeMap::from([
+        (
+            month("2026-01"),
+            rank_all(totals(
+                vec![
+                    salesman(2, 300, 1, Some("Bruno")),
+                    salesman(1, 300, 1, Some("Ana")),
+                ],
+                7,
+            )),
+        ),
+        (
+            month("2026-03"),
+            rank_all(totals(vec![salesman(4, 50_005, 1, None)], 9)),
+        ),
+    ]);
+    sample(sale_snapshot, run, secs).with_months(months)
+}
+
+pub async fn periods_are_read_apart(store: &dyn PublicationStore) {
+    store.ensure_schema().await.unwrap();
+    let p = sample_with_months(10, "run-1", 0);
+    store.publish(&p).await.unwrap();
+    let rows = p.rows();
+    let jan = Period::Month(month("2026-01"));
+    let mar = Period::Month(month("2026-03"));
+
+    // All time is unchanged by the months next to it.
+    let all = store
+        .city_ranking(&p.id, Period::AllTime, ALL)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().all(|r| r.period == "all"));
+    let salesmen = store
+        .salesman_ranking(&p.id, Period::AllTime, ALL)
+        .await
+        .unwrap();
+    assert_eq!(salesmen.len(), 3);
+
+    // January: the tie goes to the lower id.
+    let jan_salesmen = store.salesman_ranking(&p.id, jan, ALL).await.unwrap();
+    let order: Vec<_> = jan_salesmen
+        .iter()
+        .map(|r| (r.period.as_str(), r.rank, r.salesman_id, r.revenue))
+        .collect();
+    assert_eq!(order, vec![("2026-01", 1, 1, 300), ("2026-01", 2, 2, 300)]);
+    let expected: Vec<_> = rows
+        .salesmen
+        .iter()
+        .filter(|r| r.period == "2026-01")
+        .cloned()
+        .collect();
+    assert_eq!(jan_salesmen, expected);
+    let in7 = store
+        .city_salesman_ranking(&p.id, jan, 7, ALL)
+        .await
+        .unwrap();
+    assert_eq!(in7.len(), 2);
+    assert_eq!(
+        store
+            .top_city_salesmen(&p.id, jan, &[7, 9], 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store.city(&p.id, jan, 9).await.unwrap().is_none());
+    assert_eq!(store.city(&p.id, mar, 9).await.unwrap().unwrap().rank, 1);
+    assert_eq!(store.city_ranking(&p.id, mar, ALL).await.unwrap().len(), 1);
+
+    // The periods: all first, then the months in order; a month without sales has none.
+    let periods = store.periods(&p.id).await.unwrap();
+    assert_eq!(periods, rows.periods);
+    let keys: Vec<_> = periods.iter().map(|r| r.period.as_str()).collect();
+    assert_eq!(keys, vec!["all", "2026-01", "2026-03"]);
+    let jan_row = store.period(&p.id, jan).await.unwrap().unwrap();
+    assert_eq!(
+        (jan_row.sales, jan_row.revenue, jan_row.salesmen),
+        (2, 600, 2)
+    );
+    let empty = Period::Month(month("2025-12"));
+    assert!(store.period(&p.id, empty).await.unwrap().is_none());
+    assert!(
+        store
+            .salesman_ranking(&p.id, empty, ALL)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .city_ranking(&p.id, empty, ALL)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub fn run_row(run_id: &str, secs: i64, status: RunStatus) -> MartRunRow {
+    MartRunRow {
+        run_id: run_id.to_string(),
+        started_at: at(secs),
+        finished_at: at(secs + 2),
+        status: status.as_str().to_string(),
+        error: match status {
+            RunStatus::Failed => "lake table raw.pg_sale does not exist".into(),
+            _ => String::new(),
+        },
+        publication_id: "pg_sale:10,pg_salesman:20,pg_city:none".into(),
+        lake_snapshots: snapshots(10).to_json(),
+        rows_in: 6,
+        rows_out: 10,
+    }
+}
+
+pub async fn runs_are_recorded_newest_first(store: &dyn PublicationStore) {
+    store.ensure_schema().await.unwrap();
+    assert!(store.runs(10).await.unwrap().is_empty());
+    let runs = [
+        run_row("run-1", 0, RunStatus::Published),
+        run_row("run-3", 120, RunStatus::Failed),
+        run_row("run-2", 60, RunStatus::Unchanged),
+    ];
+    for r in &runs {
+        store.record_run(r).await.unwrap();
+    }
+    let latest = store.runs(2).await.unwrap();
+    assert_eq!(latest, vec![runs[1].clone(), runs[2].clone()]);
+    assert_eq!(store.runs(10).await.unwrap().len(), 3);
 }
