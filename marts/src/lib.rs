@@ -6,18 +6,20 @@
 //!        │  lake: pin each table at its current snapshot → publication id
 //!        ▼
 //!  current_state: latest event per id (source_lsn, kafka_offset), deletes removed,
-//!                 current names joined, totals per city / (city, salesman) / salesman
+//!                 current names joined; each sale under `all` and its UTC month of `sold_at`;
+//!                 totals per period and city / (city, salesman) / salesman
 //!        │
 //!        ▼
-//!  ranking: revenue desc, id asc, ranks 1..n           (pure Rust)
+//!  ranking: each period on its own, revenue desc, id asc, ranks 1..n   (pure Rust)
 //!        │
 //!        ▼
-//!  store: ClickHouse `marts` — ranking rows first, the `publications` row last
+//!  store: ClickHouse `marts` — ranking rows of every period first, then
+//!                 `publication_periods`, the `publications` row last; one `mart_runs` row per run
 //! ```
 //!
 //! Without the default `job` feature the crate is only the ClickHouse contract
-//! ([`schema`], [`store`], [`publication`], [`ranking`], [`money`]), which `tributary-api` reads
-//! through.
+//! ([`schema`], [`store`], [`publication`], [`ranking`], [`period`], [`money`]), which
+//! `tributary-api` reads through.
 #![deny(missing_docs)]
 
 #[cfg(feature = "job")]
