@@ -1,0 +1,232 @@
+//! Monthly rankings end to end on the real services (Postgres-only data): sales whose `sold_at`
+//! is in an old month (a late event), one moved to another month by an update, one made late
+//! on a local evening that is already the next month in UTC. The API's monthly rankings must
+//! equal the rankings SQL computes on Postgres per `date_trunc('month', sold_at AT TIME ZONE
+//! 'UTC')`, for every month, and `/v1/months` must list exactly Postgres's months.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tributary_e2e::{
+    RankRow, Service, eventually, free_port, postgres_only_topics, require_stack, salesdb,
+    unique_suffix,
+};
+
+/// Postgres's UTC month of `sold_at`, as the API names months.
+const MONTH: &str = "to_char(date_trunc('month', sold_at AT TIME ZONE 'UTC'), 'YYYY-MM')";
+
+/// The oracle: per UTC month, the ranking by `dimension` computed by SQL on the source.
+async fn postgres_monthly(
+    db: &tokio_postgres::Client,
+    dimension: &str,
+) -> Result<BTreeMap<String, Vec<RankRow>>> {
+    // `dimension` is a column name we control (city_id or salesman_id), never user input.
+    let sql = format!(
+        "SELECT {MONTH} AS month, {dimension}, sum(amount)::numeric(18,2)::text, count(*) \
+           FROM sale WHERE {dimension} IS NOT NULL AND sold_at IS NOT NULL \
+          GROUP BY 1, {dimension} ORDER BY 1, sum(amount) DESC, {dimension} ASC"
+    );
+    let mut months: BTreeMap<String, Vec<RankRow>> = BTreeMap::new();
+    for r in db.query(&sql, &[]).await? {
+        let ranking = months.entry(r.get(0)).or_default();
+        let rank = ranking.len() as i64 + 1;
+        ranking.push((r.get(1), r.get(2), r.get(3), rank));
+    }
+    Ok(months)
+}
+
+/// The months `/v1/months` lists.
+async fn api_months(http: &reqwest::Client, base: &str) -> Result<Vec<String>> {
+    let body: serde_json::Value = http
+        .get(format!("{base}/v1/months"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    body["items"]
+        .as_array()
+        .with_context(|| format!("no items in {body}"))?
+        .iter()
+        .map(|m| {
+            m["period"]
+                .as_str()
+                .map(str::to_string)
+                .with_context(|| format!("no period in {m}"))
+        })
+        .collect()
+}
+
+/// One month's ranking from the API, every row (one page of up to 1000).
+async fn api_month(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    id_field: &str,
+    month: &str,
+) -> Result<Vec<RankRow>> {
+    let url = format!("{base}{path}?month={month}&limit=1000");
+    let body: serde_json::Value = http
+        .get(&url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    anyhow::ensure!(
+        body["period"]["period"] == month,
+        "{url} answered for another period: {body}"
+    );
+    body["items"]
+        .as_array()
+        .with_context(|| format!("{url}: no items in {body}"))?
+        .iter()
+        .map(|item| {
+            Ok((
+                item[id_field].as_i64().context("id is not an integer")?,
+                item["revenue"]
+                    .as_str()
+                    .context("revenue is not a string")?
+                    .to_string(),
+                item["sales"].as_i64().context("sales is not an integer")?,
+                item["rank"].as_i64().context("rank is not an integer")?,
+            ))
+        })
+        .collect()
+}
+
+/// Every month's ranking from the API, for the months Postgres has.
+async fn api_monthly(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    id_field: &str,
+    months: impl Iterator<Item = &String>,
+) -> Result<BTreeMap<String, Vec<RankRow>>> {
+    let mut out = BTreeMap::new();
+    for month in months {
+        out.insert(
+            month.clone(),
+            api_month(http, base, path, id_field, month).await?,
+        );
+    }
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn monthly_rankings_in_the_api_equal_postgres_per_utc_month() -> Result<()> {
+    require_stack();
+    let suffix = unique_suffix();
+    let api_port = free_port();
+    let lake_common = [
+        ("TRIBUTARY_LAKE__WAREHOUSE", "s3://warehouse".to_string()),
+        ("TRIBUTARY_LAKE__NAMESPACE", format!("e2e_{suffix}")),
+    ];
+    let clickhouse = ("TRIBUTARY_CLICKHOUSE__DATABASE", format!("e2e_{suffix}"));
+    let env = |pairs: &[(&str, String)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    };
+    let mut lake_env = env(&lake_common);
+    lake_env.extend(postgres_only_topics(&suffix));
+    lake_env.insert("TRIBUTARY_COMMIT_INTERVAL_MS".into(), "500".into());
+    let mut marts_env = env(&lake_common);
+    marts_env.extend(env(&[
+        clickhouse.clone(),
+        ("TRIBUTARY_INTERVAL_MS", "1000".into()),
+    ]));
+    let api_env = env(&[
+        clickhouse,
+        ("TRIBUTARY_LISTEN", format!("127.0.0.1:{api_port}")),
+    ]);
+    let mut lake = Service::start("monthly-lake", "tributary-lake", &[], &lake_env);
+    let mut marts = Service::start("monthly-marts", "tributary-marts", &[], &marts_env);
+    let mut api = Service::start("monthly-api", "tributary-api", &[], &api_env);
+
+    let db = salesdb().await?;
+    let (salesman, city): (i64, i64) = db
+        .query_one("SELECT id, city_id FROM salesman ORDER BY id LIMIT 1", &[])
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .context("salesdb has no sample salesmen: did `dev/up` load sample.sql?")?;
+    let insert = |sold_at: &'static str, amount: &'static str| {
+        let db = &db;
+        async move {
+            db.query_one(
+                "INSERT INTO sale (salesman_id, city_id, amount, sold_at) \
+                 VALUES ($1, $2, $3::text::numeric, $4::text::timestamptz) RETURNING id",
+                &[&salesman, &city, &amount, &sold_at],
+            )
+            .await
+            .map(|r| r.get::<_, i64>(0))
+        }
+    };
+    // 23:30 on 30 November in São Paulo is 02:30 UTC on 1 December: December.
+    insert("2024-11-30T23:30:00-03:00", "777.77").await?;
+    // A late event for an old month, then moved to the month before.
+    let moved = insert("2024-10-10T12:00:00Z", "123.45").await?;
+    db.execute(
+        "UPDATE sale SET sold_at = '2024-09-10T12:00:00Z' WHERE id = $1",
+        &[&moved],
+    )
+    .await?;
+
+    let want_cities = postgres_monthly(&db, "city_id").await?;
+    let want_salesmen = postgres_monthly(&db, "salesman_id").await?;
+    assert!(want_salesmen.contains_key("2024-12") && want_salesmen.contains_key("2024-09"));
+    let want_months: Vec<String> = want_salesmen.keys().cloned().collect();
+    let base = format!("http://127.0.0.1:{api_port}");
+    let http = reqwest::Client::new();
+    let check = || {
+        lake.assert_running();
+        marts.assert_running();
+        api.assert_running();
+        let (http, base) = (&http, &base);
+        let (want_cities, want_salesmen, want_months) =
+            (&want_cities, &want_salesmen, &want_months);
+        async move {
+            let months = api_months(http, base).await?;
+            if months != *want_months {
+                return Ok(None);
+            }
+            let cities =
+                api_monthly(http, base, "/v1/rankings/cities", "city_id", months.iter()).await?;
+            let salesmen = api_monthly(
+                http,
+                base,
+                "/v1/rankings/salesmen",
+                "salesman_id",
+                months.iter(),
+            )
+            .await?;
+            Ok((cities == *want_cities && salesmen == *want_salesmen).then_some(()))
+        }
+    };
+    if let Err(e) = eventually(Duration::from_secs(240), check).await {
+        let months = api_months(&http, &base).await;
+        panic!(
+            "the API's monthly rankings never matched Postgres ({e:#})\nwant months {want_months:?}\n\
+             got months  {months:?}\nlogs: {}, {}, {}",
+            lake.log().display(),
+            marts.log().display(),
+            api.log().display()
+        );
+    }
+    // The moved sale left October: no ranking there has its revenue any more.
+    let october = api_month(
+        &http,
+        &base,
+        "/v1/rankings/salesmen",
+        "salesman_id",
+        "2024-10",
+    )
+    .await?;
+    assert_eq!(
+        october,
+        want_salesmen.get("2024-10").cloned().unwrap_or_default()
+    );
+    Ok(())
+}
