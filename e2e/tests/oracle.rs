@@ -1,0 +1,462 @@
+//! The oracle test: a seeded random workload on all three real sources at once, and after each
+//! round the API's rankings must equal the rankings computed directly from the sources' own
+//! current state. Zero differences.
+//!
+//! - Postgres: inserts, updates of amount / salesman / city / date, deletes, salesman renames,
+//!   and a salesman that arrives late (files and the ERP name its code before it exists).
+//! - Partner files: new sales, corrections (amount, salesman, city, date), byte-identical
+//!   re-drops of earlier files.
+//! - The ERP: new sales, corrections, cancellations (through the simulator's admin API).
+//! - Sales land in random months of 2025–2026: late events for old months.
+//!
+//! The seed is printed; replay a failure with `ORACLE_SEED=<seed>` (not a `TRIBUTARY_*` name:
+//! the services would refuse it as an unknown setting).
+//! `ORACLE_ROUNDS` (default 3) sets the length; a long run is a loop over seeds.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde_json::{Value, json};
+use tributary_e2e::{
+    MasterData, OracleSale, RankRow, Service, api_rankings, eventually, free_port, oracle_ranking,
+    postgres_sales, require_stack, salesdb, unique_suffix,
+};
+use tributary_ingest::files::inbox::Inbox;
+
+/// A sale from a file or the ERP as its source holds it now.
+#[derive(Debug, Clone, PartialEq)]
+struct SourceSale {
+    code: String,
+    city: (String, String),
+    cents: i64,
+    sold_at: String,
+}
+
+fn owned(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+/// A random time in 2025–2026 (whole minutes, UTC).
+fn random_time(rng: &mut ChaCha8Rng) -> chrono::DateTime<chrono::Utc> {
+    let start = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z").unwrap();
+    (start + chrono::Duration::minutes(rng.random_range(0..(700 * 24 * 60)))).to_utc()
+}
+
+/// The acme CSV dialect (see `ingest/partners.toml`): semicolons, decimal commas, local time.
+fn acme_csv(sales: &[(String, SourceSale)]) -> Vec<u8> {
+    let mut out = String::from("pedido;vendedor;cidade;uf;valor;data\n");
+    for (id, s) in sales {
+        let local = chrono::DateTime::parse_from_rfc3339(&s.sold_at)
+            .unwrap()
+            .with_timezone(&chrono::FixedOffset::west_opt(3 * 3600).unwrap());
+        out.push_str(&format!(
+            "{id};{};{};{};{},{:02};{}\n",
+            s.code,
+            s.city.0,
+            s.city.1,
+            s.cents / 100,
+            s.cents % 100,
+            local.format("%d/%m/%Y %H:%M")
+        ));
+    }
+    out.into_bytes()
+}
+
+async fn erp_sales(http: &reqwest::Client, erp: &str) -> Result<BTreeMap<String, SourceSale>> {
+    let body: Value = http
+        .get(format!("{erp}/admin/sales"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let mut out = BTreeMap::new();
+    for s in body["sales"].as_array().context("no sales")? {
+        let text = |k: &str| {
+            s[k].as_str()
+                .map(str::to_string)
+                .with_context(|| format!("no {k} in {s}"))
+        };
+        let amount: Decimal = text("amount")?.parse()?;
+        out.insert(
+            text("saleId")?,
+            SourceSale {
+                code: text("salesmanCode")?,
+                city: (text("cityName")?, text("cityState")?),
+                cents: (amount * Decimal::from(100)).to_i64().context("cents")?,
+                sold_at: text("soldAt")?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Rankings from the sources: Postgres as it is, the files as the test wrote them, the ERP as
+/// it reports itself; natural keys resolved against the master data.
+async fn oracle(
+    db: &tokio_postgres::Client,
+    files: &BTreeMap<String, SourceSale>,
+    erp: &BTreeMap<String, SourceSale>,
+) -> Result<(Vec<RankRow>, Vec<RankRow>)> {
+    let master = MasterData::load(db).await?;
+    let mut sales = postgres_sales(db).await?;
+    for s in files.values().chain(erp.values()) {
+        sales.push(OracleSale {
+            salesman_id: master.salesman(&s.code),
+            city_id: master.city(&s.city.0, &s.city.1),
+            cents: s.cents,
+        });
+    }
+    Ok((
+        oracle_ranking(&sales, |s| s.city_id),
+        oracle_ranking(&sales, |s| s.salesman_id),
+    ))
+}
+
+/// Random Postgres changes: inserts, updates of every field, deletes, a rename.
+async fn postgres_round(
+    db: &tokio_postgres::Client,
+    rng: &mut ChaCha8Rng,
+    salesmen: &[(i64, i64)],
+    cities: &[i64],
+) -> Result<()> {
+    for _ in 0..12 {
+        let (salesman, city) = *salesmen.choose(rng).unwrap();
+        let cents: i64 = rng.random_range(100..500_000);
+        db.execute(
+            "INSERT INTO sale (salesman_id, city_id, amount, sold_at) VALUES ($1, $2, $3::text::numeric, $4::text::timestamptz)",
+            &[&salesman, &city, &format!("{}.{:02}", cents / 100, cents % 100), &random_time(rng).to_rfc3339()],
+        )
+        .await?;
+    }
+    let ids: Vec<i64> = db
+        .query("SELECT id FROM sale ORDER BY id DESC LIMIT 200", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for id in ids.choose_multiple(rng, 10) {
+        let cents: i64 = rng.random_range(100..500_000);
+        let amount = format!("{}.{:02}", cents / 100, cents % 100);
+        match rng.random_range(0..4) {
+            0 => {
+                db.execute(
+                    "UPDATE sale SET amount = $2::text::numeric WHERE id = $1",
+                    &[id, &amount],
+                )
+                .await?
+            }
+            1 => {
+                let (salesman, _) = *salesmen.choose(rng).unwrap();
+                db.execute(
+                    "UPDATE sale SET salesman_id = $2 WHERE id = $1",
+                    &[id, &salesman],
+                )
+                .await?
+            }
+            2 => {
+                let city = *cities.choose(rng).unwrap();
+                db.execute("UPDATE sale SET city_id = $2 WHERE id = $1", &[id, &city])
+                    .await?
+            }
+            _ => {
+                db.execute(
+                    "UPDATE sale SET sold_at = $2::text::timestamptz WHERE id = $1",
+                    &[id, &random_time(rng).to_rfc3339()],
+                )
+                .await?
+            }
+        };
+    }
+    for id in ids.choose_multiple(rng, 4) {
+        db.execute("DELETE FROM sale WHERE id = $1", &[id]).await?;
+    }
+    let (renamed, _) = *salesmen.choose(rng).unwrap();
+    db.execute(
+        "UPDATE salesman SET name = split_part(name, ' #', 1) || ' #' || $2 WHERE id = $1",
+        &[&renamed, &rng.random_range(0..1000i32).to_string()],
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn random_workload_on_all_sources_ranks_exactly_like_the_sources() -> Result<()> {
+    require_stack();
+    let seed: u64 = std::env::var("ORACLE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    let rounds: usize = std::env::var("ORACLE_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    eprintln!("oracle seed {seed}, {rounds} rounds (replay: ORACLE_SEED={seed})");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+
+    let suffix = unique_suffix();
+    let (api_port, erp_port) = (free_port(), free_port());
+    let topic = |t: &str| format!("e2e.{suffix}.{t}");
+    let erp = format!("http://127.0.0.1:{erp_port}");
+    let inbox_url = format!("s3://inbox/oracle-{suffix}");
+    let lake = owned(&[
+        ("TRIBUTARY_LAKE__WAREHOUSE", "s3://warehouse".into()),
+        ("TRIBUTARY_LAKE__NAMESPACE", format!("e2e_{suffix}")),
+    ]);
+    let mut lake_env = lake.clone();
+    lake_env.extend(owned(&[
+        ("TRIBUTARY_COMMIT_INTERVAL_MS", "500".into()),
+        ("TRIBUTARY_TOPICS__FILE_SALES", topic("files.sales")),
+        ("TRIBUTARY_TOPICS__FILE_DEAD_LETTERS", topic("files.dead")),
+        ("TRIBUTARY_TOPICS__ERP_SALES", topic("erp.sales")),
+        ("TRIBUTARY_TOPICS__ERP_DEAD_LETTERS", topic("erp.dead")),
+    ]));
+    let mut marts_env = lake.clone();
+    marts_env.extend(owned(&[
+        ("TRIBUTARY_CLICKHOUSE__DATABASE", format!("e2e_{suffix}")),
+        ("TRIBUTARY_INTERVAL_MS", "1000".into()),
+    ]));
+    let api_env = owned(&[
+        ("TRIBUTARY_CLICKHOUSE__DATABASE", format!("e2e_{suffix}")),
+        ("TRIBUTARY_LISTEN", format!("127.0.0.1:{api_port}")),
+    ]);
+    let files_env = owned(&[
+        ("TRIBUTARY_FILES__INBOX", inbox_url.clone()),
+        ("TRIBUTARY_FILES__MIN_AGE_MS", "0".into()),
+        ("TRIBUTARY_FILES__POLL_INTERVAL_MS", "300".into()),
+        ("TRIBUTARY_FILES__TRANSACTIONAL_ID", topic("files")),
+        ("TRIBUTARY_FILES__TOPICS__SALES", topic("files.sales")),
+        ("TRIBUTARY_FILES__TOPICS__DEAD_LETTERS", topic("files.dead")),
+        ("TRIBUTARY_FILES__TOPICS__PROGRESS", topic("files.progress")),
+    ]);
+    let sim_env = owned(&[
+        ("TRIBUTARY_LISTEN", format!("127.0.0.1:{erp_port}")),
+        ("TRIBUTARY_SEED", (seed % 100_000).to_string()),
+        ("TRIBUTARY_INITIAL_CHANGES", "80".into()),
+    ]);
+    let erp_env = owned(&[
+        ("TRIBUTARY_ERP__CLIENT__ENDPOINT", format!("{erp}/ws/sales")),
+        ("TRIBUTARY_ERP__CLIENT__POLL_INTERVAL_MS", "300".into()),
+        ("TRIBUTARY_ERP__TRANSACTIONAL_ID", topic("erp")),
+        ("TRIBUTARY_ERP__TOPICS__SALES", topic("erp.sales")),
+        ("TRIBUTARY_ERP__TOPICS__DEAD_LETTERS", topic("erp.dead")),
+        ("TRIBUTARY_ERP__TOPICS__PROGRESS", topic("erp.progress")),
+    ]);
+
+    let db = salesdb().await?;
+    let http = reqwest::Client::new();
+    let salesmen: Vec<(i64, i64)> = db
+        .query("SELECT id, city_id FROM salesman ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let cities: Vec<(i64, String, String)> = db
+        .query("SELECT id, name, state FROM city ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert!(
+        salesmen.len() >= 5 && cities.len() >= 3,
+        "salesdb has no sample master data: did `dev/up` load sample.sql?"
+    );
+    let city_ids: Vec<i64> = cities.iter().map(|c| c.0).collect();
+    let mut codes: Vec<String> = MasterData::load(&db)
+        .await?
+        .salesman_by_code
+        .into_keys()
+        .collect();
+    // A salesman nobody knows yet: files and the ERP name him before Postgres has him.
+    let late_code = format!("L{}", seed % 1_000_000);
+    codes.push(late_code.clone());
+
+    let mut services = vec![Service::start(
+        "oracle-erp-sim",
+        "tributary-erp-sim",
+        &[],
+        &sim_env,
+    )];
+    eventually(Duration::from_secs(30), || {
+        let (http, erp) = (&http, &erp);
+        async move {
+            let wsdl = http.get(format!("{erp}/ws/sales?wsdl")).send().await?;
+            Ok(wsdl.status().is_success().then_some(()))
+        }
+    })
+    .await?;
+    services.push(Service::start(
+        "oracle-lake",
+        "tributary-lake",
+        &[],
+        &lake_env,
+    ));
+    services.push(Service::start(
+        "oracle-marts",
+        "tributary-marts",
+        &[],
+        &marts_env,
+    ));
+    services.push(Service::start("oracle-api", "tributary-api", &[], &api_env));
+    services.push(Service::start(
+        "oracle-files",
+        "tributary-ingest",
+        &["files"],
+        &files_env,
+    ));
+    services.push(Service::start(
+        "oracle-erp",
+        "tributary-ingest",
+        &["erp"],
+        &erp_env,
+    ));
+
+    let inbox = Inbox::open(&inbox_url, &Default::default())?;
+    let mut files: BTreeMap<String, SourceSale> = BTreeMap::new();
+    let mut dropped: Vec<Vec<u8>> = Vec::new();
+    let base = format!("http://127.0.0.1:{api_port}");
+    let random_sale = |rng: &mut ChaCha8Rng| {
+        let city = cities.choose(rng).unwrap();
+        SourceSale {
+            code: codes.choose(rng).unwrap().clone(),
+            city: (city.1.clone(), city.2.clone()),
+            cents: rng.random_range(100..500_000),
+            sold_at: random_time(rng).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }
+    };
+
+    for round in 0..rounds {
+        postgres_round(&db, &mut rng, &salesmen, &city_ids).await?;
+
+        // Files: new sales and corrections in one new file, sometimes an old file again.
+        let mut batch: Vec<(String, SourceSale)> = Vec::new();
+        for i in 0..8 {
+            batch.push((format!("O{round}-{i}"), random_sale(&mut rng)));
+        }
+        let known: Vec<String> = files.keys().cloned().collect();
+        for id in known.choose_multiple(&mut rng, 4) {
+            let mut corrected = files[id].clone();
+            match rng.random_range(0..4) {
+                0 => corrected.cents = rng.random_range(100..500_000),
+                1 => corrected.code = codes.choose(&mut rng).unwrap().clone(),
+                2 => {
+                    let c = cities.choose(&mut rng).unwrap();
+                    corrected.city = (c.1.clone(), c.2.clone());
+                }
+                _ => {
+                    corrected.sold_at =
+                        random_time(&mut rng).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                }
+            }
+            batch.push((id.clone(), corrected));
+        }
+        let bytes = acme_csv(&batch);
+        inbox
+            .put_bytes(&format!("acme/round-{round}.csv"), bytes.clone())
+            .await?;
+        for (id, sale) in batch {
+            files.insert(id, sale);
+        }
+        if let Some(old) = dropped.choose(&mut rng).cloned() {
+            // Same bytes, new name: a duplicate, nothing changes.
+            inbox
+                .put_bytes(&format!("acme/round-{round}-again.csv"), old)
+                .await?;
+        }
+        dropped.push(bytes);
+
+        // The ERP: new sales, corrections, cancellations.
+        let current = erp_sales(&http, &erp).await?;
+        for _ in 0..5 {
+            let s = random_sale(&mut rng);
+            http.post(format!("{erp}/admin/sales"))
+                .json(&json!({"salesmanCode": s.code, "cityName": s.city.0, "cityState": s.city.1,
+                              "amount": format!("{}.{:02}", s.cents / 100, s.cents % 100), "soldAt": s.sold_at}))
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+        let ids: Vec<&String> = current.keys().collect();
+        for id in ids.choose_multiple(&mut rng, 3) {
+            let s = random_sale(&mut rng);
+            http.post(format!("{erp}/admin/sales"))
+                .json(&json!({"saleId": id, "salesmanCode": s.code, "cityName": s.city.0, "cityState": s.city.1,
+                              "amount": format!("{}.{:02}", s.cents / 100, s.cents % 100), "soldAt": s.sold_at}))
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+        for id in ids.choose_multiple(&mut rng, 2) {
+            // Already cancelled by a correction above? Then 409, which is fine.
+            let _ = http
+                .post(format!("{erp}/admin/sales/{id}/cancel"))
+                .json(&json!({"reason": "oracle: cancelled"}))
+                .send()
+                .await?;
+        }
+
+        // The late salesman arrives in Postgres in the middle of the run.
+        if round == rounds / 2 {
+            db.execute(
+                "INSERT INTO salesman (code, name, city_id) VALUES ($1, $2, $3) ON CONFLICT (code) DO NOTHING",
+                &[&late_code, &format!("Late Arrival {late_code}"), &city_ids[0]],
+            )
+            .await?;
+        }
+
+        let erp_now = erp_sales(&http, &erp).await?;
+        let (want_cities, want_salesmen) = oracle(&db, &files, &erp_now).await?;
+        let started = Instant::now();
+        let matched = eventually(Duration::from_secs(240), || {
+            for s in services.iter_mut() {
+                s.assert_running();
+            }
+            let (http, base, want_cities, want_salesmen) =
+                (&http, &base, &want_cities, &want_salesmen);
+            async move {
+                let cities = api_rankings(http, base, "/v1/rankings/cities", "city_id").await?;
+                let salesmen =
+                    api_rankings(http, base, "/v1/rankings/salesmen", "salesman_id").await?;
+                Ok((cities == *want_cities && salesmen == *want_salesmen).then_some(()))
+            }
+        })
+        .await;
+        if let Err(e) = matched {
+            let cities = api_rankings(&http, &base, "/v1/rankings/cities", "city_id").await?;
+            let salesmen =
+                api_rankings(&http, &base, "/v1/rankings/salesmen", "salesman_id").await?;
+            let diff = |want: &[RankRow], got: &[RankRow]| -> Vec<String> {
+                let got: BTreeMap<i64, &RankRow> = got.iter().map(|r| (r.0, r)).collect();
+                let mut out: Vec<String> = want
+                    .iter()
+                    .filter(|w| got.get(&w.0) != Some(w))
+                    .map(|w| format!("want {w:?} got {:?}", got.get(&w.0)))
+                    .collect();
+                out.truncate(10);
+                out
+            };
+            panic!(
+                "seed {seed} round {round}: the API never matched the sources ({e:#})\n\
+                 cities:   {:?}\nsalesmen: {:?}\nreplay: ORACLE_SEED={seed}; logs in .stack/e2e/oracle-*.log",
+                diff(&want_cities, &cities),
+                diff(&want_salesmen, &salesmen)
+            );
+        }
+        eprintln!(
+            "seed {seed} round {round}: {} cities and {} salesmen equal to the sources after {:.1} s",
+            want_cities.len(),
+            want_salesmen.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
