@@ -213,20 +213,41 @@ pub fn postgres_only_topics(suffix: &str) -> BTreeMap<String, String> {
 /// One ranking row as both sides report it: (id, revenue as a decimal string, sales, rank).
 pub type RankRow = (i64, String, i64, i64);
 
-/// A ranking from the API, every row of it (one page of up to 1000).
+/// A ranking from the API, all time, every row of it (one page of up to 1000).
 pub async fn api_rankings(
     http: &reqwest::Client,
     base: &str,
     path: &str,
     id_field: &str,
 ) -> Result<Vec<RankRow>> {
+    api_ranking_for(http, base, path, id_field, None).await
+}
+
+/// A ranking from the API for one calendar month (`YYYY-MM`), or all time.
+pub async fn api_ranking_for(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    id_field: &str,
+    month: Option<&str>,
+) -> Result<Vec<RankRow>> {
+    let url = match month {
+        Some(m) => format!("{base}{path}?month={m}&limit=1000"),
+        None => format!("{base}{path}?limit=1000"),
+    };
     let body: serde_json::Value = http
-        .get(format!("{base}{path}?limit=1000"))
+        .get(&url)
         .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
+    if let Some(m) = month {
+        anyhow::ensure!(
+            body["period"]["period"] == m,
+            "{url} answered for another period: {body}"
+        );
+    }
     let items = body["items"]
         .as_array()
         .with_context(|| format!("{path}: no `items` array in {body}"))?;
@@ -261,6 +282,8 @@ pub struct OracleSale {
     pub city_id: Option<i64>,
     /// Amount in cents.
     pub cents: i64,
+    /// UTC calendar month of `sold_at` (`YYYY-MM`), if it has one.
+    pub month: Option<String>,
 }
 
 /// The master data in `salesdb`, for resolving natural keys the way DESIGN.md says.
@@ -312,7 +335,8 @@ fn city_key(name: &str, state: &str) -> (String, String) {
 pub async fn postgres_sales(db: &tokio_postgres::Client) -> Result<Vec<OracleSale>> {
     let rows = db
         .query(
-            "SELECT salesman_id, city_id, (amount * 100)::bigint FROM sale",
+            "SELECT salesman_id, city_id, (amount * 100)::bigint, \
+                    to_char(sold_at AT TIME ZONE 'UTC', 'YYYY-MM') FROM sale",
             &[],
         )
         .await?;
@@ -322,6 +346,7 @@ pub async fn postgres_sales(db: &tokio_postgres::Client) -> Result<Vec<OracleSal
             salesman_id: r.get(0),
             city_id: r.get(1),
             cents: r.get(2),
+            month: r.get(3),
         })
         .collect())
 }
@@ -404,4 +429,26 @@ pub async fn dead_letters(namespace: &str) -> Result<Vec<DeadLetter>> {
         }
     }
     Ok(out)
+}
+
+/// The months `/v1/months` lists for the latest publication.
+pub async fn api_months(http: &reqwest::Client, base: &str) -> Result<Vec<String>> {
+    let body: serde_json::Value = http
+        .get(format!("{base}/v1/months"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    body["items"]
+        .as_array()
+        .with_context(|| format!("no items in {body}"))?
+        .iter()
+        .map(|m| {
+            m["period"]
+                .as_str()
+                .map(str::to_string)
+                .with_context(|| format!("no period in {m}"))
+        })
+        .collect()
 }

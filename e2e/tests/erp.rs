@@ -70,6 +70,7 @@ async fn oracle(
         salesman_id: master.salesman(&s.code),
         city_id: master.city(&s.city.0, &s.city.1),
         cents: s.cents,
+        month: None,
     }));
     Ok((
         oracle_ranking(&sales, |s| s.city_id),

@@ -66,6 +66,7 @@ async fn oracle(
                 salesman_id: master.salesman(&s.code),
                 city_id: master.city(&s.city.0, &s.city.1),
                 cents: s.cents,
+                month: None,
             });
         }
     }

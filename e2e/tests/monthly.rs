@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tributary_e2e::{
-    RankRow, Service, eventually, free_port, postgres_only_topics, require_stack, salesdb,
-    unique_suffix,
+    RankRow, Service, api_months, api_ranking_for, eventually, free_port, postgres_only_topics,
+    require_stack, salesdb, unique_suffix,
 };
 
 /// Postgres's UTC month of `sold_at`, as the API names months.
@@ -36,66 +36,6 @@ async fn postgres_monthly(
     Ok(months)
 }
 
-/// The months `/v1/months` lists.
-async fn api_months(http: &reqwest::Client, base: &str) -> Result<Vec<String>> {
-    let body: serde_json::Value = http
-        .get(format!("{base}/v1/months"))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    body["items"]
-        .as_array()
-        .with_context(|| format!("no items in {body}"))?
-        .iter()
-        .map(|m| {
-            m["period"]
-                .as_str()
-                .map(str::to_string)
-                .with_context(|| format!("no period in {m}"))
-        })
-        .collect()
-}
-
-/// One month's ranking from the API, every row (one page of up to 1000).
-async fn api_month(
-    http: &reqwest::Client,
-    base: &str,
-    path: &str,
-    id_field: &str,
-    month: &str,
-) -> Result<Vec<RankRow>> {
-    let url = format!("{base}{path}?month={month}&limit=1000");
-    let body: serde_json::Value = http
-        .get(&url)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    anyhow::ensure!(
-        body["period"]["period"] == month,
-        "{url} answered for another period: {body}"
-    );
-    body["items"]
-        .as_array()
-        .with_context(|| format!("{url}: no items in {body}"))?
-        .iter()
-        .map(|item| {
-            Ok((
-                item[id_field].as_i64().context("id is not an integer")?,
-                item["revenue"]
-                    .as_str()
-                    .context("revenue is not a string")?
-                    .to_string(),
-                item["sales"].as_i64().context("sales is not an integer")?,
-                item["rank"].as_i64().context("rank is not an integer")?,
-            ))
-        })
-        .collect()
-}
-
 /// Every month's ranking from the API, for the months Postgres has.
 async fn api_monthly(
     http: &reqwest::Client,
@@ -108,7 +48,7 @@ async fn api_monthly(
     for month in months {
         out.insert(
             month.clone(),
-            api_month(http, base, path, id_field, month).await?,
+            api_ranking_for(http, base, path, id_field, Some(month)).await?,
         );
     }
     Ok(out)
@@ -216,12 +156,12 @@ async fn monthly_rankings_in_the_api_equal_postgres_per_utc_month() -> Result<()
         );
     }
     // The moved sale left October: no ranking there has its revenue any more.
-    let october = api_month(
+    let october = api_ranking_for(
         &http,
         &base,
         "/v1/rankings/salesmen",
         "salesman_id",
-        "2024-10",
+        Some("2024-10"),
     )
     .await?;
     assert_eq!(

@@ -13,7 +13,7 @@
 //! the services would refuse it as an unknown setting).
 //! `ORACLE_ROUNDS` (default 3) sets the length; a long run is a loop over seeds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -24,8 +24,8 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::{Value, json};
 use tributary_e2e::{
-    MasterData, OracleSale, RankRow, Service, api_rankings, eventually, free_port, oracle_ranking,
-    postgres_sales, require_stack, salesdb, unique_suffix,
+    MasterData, OracleSale, RankRow, Service, api_months, api_ranking_for, eventually, free_port,
+    oracle_ranking, postgres_sales, require_stack, salesdb, unique_suffix,
 };
 use tributary_ingest::files::inbox::Inbox;
 
@@ -100,13 +100,16 @@ async fn erp_sales(http: &reqwest::Client, erp: &str) -> Result<BTreeMap<String,
     Ok(out)
 }
 
+/// (cities, salesmen) rankings, all time (`None`) and per UTC month.
+type Rankings = BTreeMap<Option<String>, (Vec<RankRow>, Vec<RankRow>)>;
+
 /// Rankings from the sources: Postgres as it is, the files as the test wrote them, the ERP as
-/// it reports itself; natural keys resolved against the master data.
+/// it reports itself; natural keys resolved against the master data; all time and per month.
 async fn oracle(
     db: &tokio_postgres::Client,
     files: &BTreeMap<String, SourceSale>,
     erp: &BTreeMap<String, SourceSale>,
-) -> Result<(Vec<RankRow>, Vec<RankRow>)> {
+) -> Result<Rankings> {
     let master = MasterData::load(db).await?;
     let mut sales = postgres_sales(db).await?;
     for s in files.values().chain(erp.values()) {
@@ -114,12 +117,33 @@ async fn oracle(
             salesman_id: master.salesman(&s.code),
             city_id: master.city(&s.city.0, &s.city.1),
             cents: s.cents,
+            month: Some(s.sold_at[..7].to_string()),
         });
     }
-    Ok((
-        oracle_ranking(&sales, |s| s.city_id),
-        oracle_ranking(&sales, |s| s.salesman_id),
-    ))
+    let mut rankings = BTreeMap::new();
+    rankings.insert(
+        None,
+        (
+            oracle_ranking(&sales, |s| s.city_id),
+            oracle_ranking(&sales, |s| s.salesman_id),
+        ),
+    );
+    let months: BTreeSet<String> = sales.iter().filter_map(|s| s.month.clone()).collect();
+    for month in months {
+        let in_month: Vec<OracleSale> = sales
+            .iter()
+            .filter(|s| s.month.as_deref() == Some(month.as_str()))
+            .cloned()
+            .collect();
+        rankings.insert(
+            Some(month),
+            (
+                oracle_ranking(&in_month, |s| s.city_id),
+                oracle_ranking(&in_month, |s| s.salesman_id),
+            ),
+        );
+    }
+    Ok(rankings)
 }
 
 /// Random Postgres changes: inserts, updates of every field, deletes, a rename.
@@ -414,49 +438,71 @@ async fn random_workload_on_all_sources_ranks_exactly_like_the_sources() -> Resu
         }
 
         let erp_now = erp_sales(&http, &erp).await?;
-        let (want_cities, want_salesmen) = oracle(&db, &files, &erp_now).await?;
+        let want = oracle(&db, &files, &erp_now).await?;
         let started = Instant::now();
         let matched = eventually(Duration::from_secs(240), || {
             for s in services.iter_mut() {
                 s.assert_running();
             }
-            let (http, base, want_cities, want_salesmen) =
-                (&http, &base, &want_cities, &want_salesmen);
-            async move {
-                let cities = api_rankings(http, base, "/v1/rankings/cities", "city_id").await?;
-                let salesmen =
-                    api_rankings(http, base, "/v1/rankings/salesmen", "salesman_id").await?;
-                Ok((cities == *want_cities && salesmen == *want_salesmen).then_some(()))
-            }
+            let (http, base, want) = (&http, &base, &want);
+            async move { Ok((api_all(http, base, want).await? == *want).then_some(())) }
         })
         .await;
         if let Err(e) = matched {
-            let cities = api_rankings(&http, &base, "/v1/rankings/cities", "city_id").await?;
-            let salesmen =
-                api_rankings(&http, &base, "/v1/rankings/salesmen", "salesman_id").await?;
-            let diff = |want: &[RankRow], got: &[RankRow]| -> Vec<String> {
-                let got: BTreeMap<i64, &RankRow> = got.iter().map(|r| (r.0, r)).collect();
-                let mut out: Vec<String> = want
-                    .iter()
-                    .filter(|w| got.get(&w.0) != Some(w))
-                    .map(|w| format!("want {w:?} got {:?}", got.get(&w.0)))
-                    .collect();
-                out.truncate(10);
-                out
-            };
+            let got = api_all(&http, &base, &want).await?;
+            let diffs: Vec<String> = want
+                .iter()
+                .filter(|(period, w)| got.get(*period) != Some(w))
+                .take(3)
+                .map(|(period, (cities, salesmen))| {
+                    let (got_cities, got_salesmen) = got.get(period).cloned().unwrap_or_default();
+                    format!(
+                        "{}: cities {:?}; salesmen {:?}",
+                        period.as_deref().unwrap_or("all time"),
+                        diff(cities, &got_cities),
+                        diff(salesmen, &got_salesmen)
+                    )
+                })
+                .collect();
             panic!(
-                "seed {seed} round {round}: the API never matched the sources ({e:#})\n\
-                 cities:   {:?}\nsalesmen: {:?}\nreplay: ORACLE_SEED={seed}; logs in .stack/e2e/oracle-*.log",
-                diff(&want_cities, &cities),
-                diff(&want_salesmen, &salesmen)
+                "seed {seed} round {round}: the API never matched the sources ({e:#})\n{}\n\
+                 replay: ORACLE_SEED={seed}; logs in .stack/e2e/oracle-*.log",
+                diffs.join("\n")
             );
         }
         eprintln!(
-            "seed {seed} round {round}: {} cities and {} salesmen equal to the sources after {:.1} s",
-            want_cities.len(),
-            want_salesmen.len(),
+            "seed {seed} round {round}: all time and {} months, {} cities and {} salesmen, equal to the sources after {:.1} s",
+            want.len() - 1,
+            want[&None].0.len(),
+            want[&None].1.len(),
             started.elapsed().as_secs_f64()
         );
     }
     Ok(())
+}
+
+/// What the API serves for every period of `want` (all time and each month), and for any month
+/// the API lists that `want` does not have.
+async fn api_all(http: &reqwest::Client, base: &str, want: &Rankings) -> Result<Rankings> {
+    let mut periods: BTreeSet<Option<String>> = want.keys().cloned().collect();
+    periods.extend(api_months(http, base).await?.into_iter().map(Some));
+    let mut out = Rankings::new();
+    for period in periods {
+        let month = period.as_deref();
+        let cities = api_ranking_for(http, base, "/v1/rankings/cities", "city_id", month).await?;
+        let salesmen =
+            api_ranking_for(http, base, "/v1/rankings/salesmen", "salesman_id", month).await?;
+        out.insert(period, (cities, salesmen));
+    }
+    Ok(out)
+}
+
+/// Rows of `want` that `got` lacks or has differently (the first 10).
+fn diff(want: &[RankRow], got: &[RankRow]) -> Vec<String> {
+    let got: BTreeMap<i64, &RankRow> = got.iter().map(|r| (r.0, r)).collect();
+    want.iter()
+        .filter(|w| got.get(&w.0) != Some(w))
+        .take(10)
+        .map(|w| format!("want {w:?} got {:?}", got.get(&w.0)))
+        .collect()
 }
