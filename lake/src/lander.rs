@@ -70,8 +70,45 @@ pub async fn run(
     )
     .await?;
     let source = KafkaSource::new(&config.kafka, &config.group_id)?;
-    let lander = Lander::open(config, source, catalog, lock, metrics).await?;
-    lander.run(mode, shutdown).await
+    // Its own client: watermark queries on the landing consumer stall its fetches.
+    let lag_source = KafkaSource::new(&config.kafka, &format!("{}-lag", config.group_id))?;
+    let lander = Lander::open(config, source, catalog, lock, metrics.clone()).await?;
+    let landed = lander.landed();
+    let stop_lag = shutdown.child_token();
+    let lag_task = tokio::spawn({
+        let stop = stop_lag.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(LAG_INTERVAL) => {}
+                }
+                let snapshot = landed.lock().expect("landed offsets lock").clone();
+                report_lag(&lag_source, &snapshot, &metrics).await;
+            }
+        }
+    });
+    let result = lander.run(mode, shutdown).await;
+    stop_lag.cancel();
+    let _ = lag_task.await;
+    result
+}
+
+/// How often the consumer lag gauge is refreshed.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Sets the lag gauge of every partition in `landed`: its high watermark minus the next offset
+/// the lake holds. Best effort: a failed query leaves the last value. A partition written in
+/// transactions shows a lag of 1 at rest (its final commit marker is never landed).
+pub async fn report_lag<S: Source>(source: &S, landed: &OffsetMap, metrics: &Metrics) {
+    for (tp, next) in landed.iter() {
+        match source.watermarks(tp).await {
+            Ok((_, high)) => metrics.lag(&tp.topic, tp.partition, high - next),
+            Err(error) => {
+                tracing::debug!(partition = %tp, %error, "no watermarks for the lag gauge")
+            }
+        }
+    }
 }
 
 /// The lander over any [`Source`] and any Iceberg catalog.
@@ -86,6 +123,8 @@ pub struct Lander<S: Source> {
     /// Next offset to consume per partition (what has been read, landed or buffered).
     progress: OffsetMap,
     buffer: Buffer,
+    /// What the lake holds, shared with the lag reporter.
+    landed: Arc<std::sync::Mutex<OffsetMap>>,
     summary: RunSummary,
 }
 
@@ -134,8 +173,14 @@ impl<S: Source> Lander<S> {
             assigned: BTreeMap::new(),
             progress: OffsetMap::new(),
             buffer: Buffer::default(),
+            landed: Arc::default(),
             summary: RunSummary::default(),
         })
+    }
+
+    /// The offsets the lake holds per partition, kept current by the lander (for the lag gauge).
+    pub fn landed(&self) -> Arc<std::sync::Mutex<OffsetMap>> {
+        self.landed.clone()
     }
 
     /// Runs until `shutdown` (then flushes what was consumed) or, in [`Mode::Drain`], until
@@ -208,7 +253,6 @@ impl<S: Source> Lander<S> {
                         }
                         tracing::warn!(%error, "partition discovery failed, will retry");
                     }
-                    self.report_lag().await;
                 }
                 record = self.source.recv() => match record {
                     Ok(record) => {
@@ -250,25 +294,18 @@ impl<S: Source> Lander<S> {
             return Ok(());
         }
         self.source.assign(&new)?;
-        self.assigned.extend(new);
-        Ok(())
-    }
-
-    /// Publishes each assigned partition's lag (best effort: a failed watermark query leaves
-    /// the last value).
-    async fn report_lag(&self) {
-        for tp in self.assigned.keys() {
-            match self.source.watermarks(tp).await {
-                Ok((low, high)) => {
-                    let landed = self.progress.get(tp).unwrap_or(low);
-                    let position = self.source.position(tp).map_or(landed, |p| p.max(landed));
-                    self.metrics.lag(&tp.topic, tp.partition, high - position);
-                }
-                Err(error) => {
-                    tracing::debug!(partition = %tp, %error, "no watermarks for the lag gauge")
-                }
+        {
+            let mut landed = self.landed.lock().expect("landed offsets lock");
+            for (tp, start) in &new {
+                let next = match start {
+                    StartOffset::At(next) => *next,
+                    StartOffset::Beginning => 0,
+                };
+                landed.advance(tp, next);
             }
         }
+        self.assigned.extend(new);
+        Ok(())
     }
 
     async fn drain_targets(&self) -> Result<BTreeMap<TopicPartition, (i64, i64)>, LakeError> {
@@ -451,6 +488,7 @@ impl<S: Source> Lander<S> {
             tracing::info!(%table, rows = report.rows, files = report.files, snapshot_id = report.snapshot_id, offsets = %sink.committed().encode(), "committed");
         }
         self.source.report_progress(&self.progress);
+        *self.landed.lock().expect("landed offsets lock") = self.progress.clone();
         Ok(())
     }
 }
@@ -839,19 +877,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn lag_is_what_the_partition_has_beyond_the_lander() {
+    async fn lag_is_what_the_partition_has_beyond_the_lake() {
         let catalog = memory_catalog().await;
         let source = MemorySource::new();
         produce_sales(&source, 0..5);
-        let mut l = lander(&catalog, source.clone(), 100).await;
+        let mut l = lander(&catalog, source.clone(), 3).await;
         l.discover().await.unwrap();
-        l.report_lag().await;
-        assert_eq!(l.metrics.lag_value(SALE, 0), 5);
+        let metrics = Metrics::new().unwrap();
+        report_lag(&source, &l.landed().lock().unwrap().clone(), &metrics).await;
+        assert_eq!(metrics.lag_value(SALE, 0), 5);
         for _ in 0..3 {
             let record = l.source.recv().await.unwrap();
             l.ingest(record);
         }
-        l.report_lag().await;
-        assert_eq!(l.metrics.lag_value(SALE, 0), 2);
+        l.flush().await.unwrap();
+        report_lag(&source, &l.landed().lock().unwrap().clone(), &metrics).await;
+        assert_eq!(metrics.lag_value(SALE, 0), 2, "three landed, two to go");
     }
 }
