@@ -884,14 +884,16 @@ mod tests {
         let mut l = lander(&catalog, source.clone(), 3).await;
         l.discover().await.unwrap();
         let metrics = Metrics::new().unwrap();
-        report_lag(&source, &l.landed().lock().unwrap().clone(), &metrics).await;
+        let landed = l.landed().lock().unwrap().clone();
+        report_lag(&source, &landed, &metrics).await;
         assert_eq!(metrics.lag_value(SALE, 0), 5);
         for _ in 0..3 {
             let record = l.source.recv().await.unwrap();
             l.ingest(record);
         }
         l.flush().await.unwrap();
-        report_lag(&source, &l.landed().lock().unwrap().clone(), &metrics).await;
+        let landed = l.landed().lock().unwrap().clone();
+        report_lag(&source, &landed, &metrics).await;
         assert_eq!(metrics.lag_value(SALE, 0), 2, "three landed, two to go");
     }
 }
