@@ -45,10 +45,14 @@ fn owned(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// A random time in 2025–2026 (whole minutes, UTC).
+/// A random time from 2025-01-01 to yesterday (whole minutes, UTC): never in the future, which
+/// partner files may not send.
 fn random_time(rng: &mut ChaCha8Rng) -> chrono::DateTime<chrono::Utc> {
-    let start = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z").unwrap();
-    (start + chrono::Duration::minutes(rng.random_range(0..(700 * 24 * 60)))).to_utc()
+    let start = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let minutes = (chrono::Utc::now() - chrono::Duration::days(1) - start).num_minutes();
+    start + chrono::Duration::minutes(rng.random_range(0..minutes))
 }
 
 /// The acme CSV dialect (see `ingest/partners.toml`): semicolons, decimal commas, local time.
