@@ -218,6 +218,10 @@ pub struct ErpSimConfig {
     pub max_depth: usize,
     /// Serve the `/admin` endpoints (injecting sales, cancellations and throttling).
     pub admin: bool,
+    /// A file that records every change injected through `/admin` and is replayed at start,
+    /// so a restarted simulator has the same log (and a saved cursor stays valid) like a real
+    /// ERP would. Empty: memory only.
+    pub journal: String,
 }
 
 impl Default for ErpSimConfig {
@@ -236,6 +240,7 @@ impl Default for ErpSimConfig {
             max_request_bytes: 1024 * 1024,
             max_depth: 32,
             admin: true,
+            journal: String::new(),
         }
     }
 }

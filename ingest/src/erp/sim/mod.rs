@@ -77,9 +77,13 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// A simulator with its generated log, using `clock` for timestamps and the skew check.
+    /// A simulator with its generated log, using `clock` for timestamps and the skew check,
+    /// and the changes of its journal (if any) replayed on top.
     pub fn new(config: ErpSimConfig, clock: SharedClock) -> Self {
-        let store = Store::generate(config.seed, config.initial_changes);
+        let mut store = Store::generate(config.seed, config.initial_changes);
+        if !config.journal.is_empty() {
+            replay_journal(&mut store, &config.journal);
+        }
         Self {
             state: Arc::new(Mutex::new(State {
                 store,
@@ -104,7 +108,10 @@ impl Simulator {
     /// Appends a new sale or a correction (same as `POST /admin/sales`).
     pub fn upsert(&self, input: SaleInput) -> super::model::ErpChange {
         let now = self.clock.now();
-        self.lock().store.upsert(input, now)
+        let mut state = self.lock();
+        let change = state.store.upsert(input.clone(), now);
+        self.journal(&Journaled::Upsert { input, at: now });
+        change
     }
 
     /// Appends a cancellation (same as `POST /admin/sales/{id}/cancel`).
@@ -114,7 +121,31 @@ impl Simulator {
         reason: Option<String>,
     ) -> Result<super::model::ErpChange, CancelError> {
         let now = self.clock.now();
-        self.lock().store.cancel(sale_id, reason, now)
+        let mut state = self.lock();
+        let change = state.store.cancel(sale_id, reason.clone(), now)?;
+        self.journal(&Journaled::Cancel {
+            sale_id: sale_id.to_string(),
+            reason,
+            at: now,
+        });
+        Ok(change)
+    }
+
+    /// Records an injected change in the journal (called with the state lock held, so the
+    /// journal's order is the log's order). A failed write is logged: the change stands.
+    fn journal(&self, entry: &Journaled) {
+        if self.config.journal.is_empty() {
+            return;
+        }
+        let line = serde_json::to_string(entry).expect("journal entries serialise") + "\n";
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.config.journal)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+        if let Err(error) = written {
+            tracing::error!(journal = %self.config.journal, %error, "could not record an injected change; a restart will forget it");
+        }
     }
 
     /// The next `requests` SOAP calls get a `Throttled` fault asking for `retry_after`.
@@ -575,4 +606,102 @@ pub async fn serve(
         .await?;
     tracing::info!("erp simulator stopped");
     Ok(())
+}
+
+/// One change injected through `/admin`, as the journal records it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Journaled {
+    Upsert {
+        input: SaleInput,
+        at: DateTime<Utc>,
+    },
+    Cancel {
+        sale_id: String,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Applies the journal's changes in order, with their original times. A missing file is an
+/// empty journal; an unreadable line is logged and skipped (the rest still replays).
+fn replay_journal(store: &mut Store, path: &str) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(error) => {
+            tracing::error!(journal = path, %error, "could not read the journal; starting without it");
+            return;
+        }
+    };
+    let mut replayed = 0;
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        match serde_json::from_str::<Journaled>(line) {
+            Ok(Journaled::Upsert { input, at }) => {
+                store.upsert(input, at);
+                replayed += 1;
+            }
+            Ok(Journaled::Cancel {
+                sale_id,
+                reason,
+                at,
+            }) => {
+                if store.cancel(&sale_id, reason, at).is_ok() {
+                    replayed += 1;
+                }
+            }
+            Err(error) => {
+                tracing::error!(journal = path, line = n + 1, %error, "skipping an unreadable journal line")
+            }
+        }
+    }
+    tracing::info!(journal = path, replayed, "journal replayed");
+}
+
+#[cfg(test)]
+mod journal_tests {
+    use super::*;
+    use crate::erp::wssec::SystemClock;
+
+    #[test]
+    fn a_restarted_simulator_replays_its_journal_and_keeps_its_log() {
+        let journal = std::env::temp_dir().join(format!(
+            "tributary-erp-journal-{}-{:?}.jsonl",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        let config = ErpSimConfig {
+            initial_changes: 20,
+            journal: journal.display().to_string(),
+            ..ErpSimConfig::default()
+        };
+        let first = Simulator::new(config.clone(), Arc::new(SystemClock));
+        let added = first.upsert(SaleInput {
+            sale_id: None,
+            salesman_code: "S001".into(),
+            city_name: "Campinas".into(),
+            city_state: "SP".into(),
+            amount: Decimal::new(12_345, 2),
+            currency: "BRL".into(),
+            sold_at: "2026-03-01T10:00:00Z".parse().unwrap(),
+        });
+        let (_, before) = first.active_sales();
+        let victim = before
+            .iter()
+            .find(|s| s.sale_id != added.sale_id())
+            .unwrap()
+            .sale_id
+            .clone();
+        first.cancel(&victim, Some("test".into())).unwrap();
+        let (sequence, sales) = first.active_sales();
+
+        let restarted = Simulator::new(config, Arc::new(SystemClock));
+        assert_eq!(restarted.active_sales(), (sequence, sales));
+        assert_eq!(sequence, 22, "20 generated, one sale, one cancellation");
+        std::fs::remove_file(journal).unwrap();
+    }
 }

@@ -31,7 +31,7 @@ pub const UNKNOWN_CITIES: [(&str, &str); 2] = [("Maringá", "PR"), ("Sorocaba", 
 pub const KNOWN_SALESMEN: u32 = 20;
 
 /// The values of a new sale or of a correction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SaleInput {
     /// Existing id to correct, or `None` for a new sale.
     pub sale_id: Option<String>,
