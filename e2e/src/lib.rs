@@ -452,3 +452,182 @@ pub async fn api_months(http: &reqwest::Client, base: &str) -> Result<Vec<String
         })
         .collect()
 }
+
+/// The settings of one end-to-end run of the whole pipeline: its own lake namespace,
+/// ClickHouse database, file and ERP topics, inbox prefix and ports, so runs never see each
+/// other's data. Postgres (and its Debezium topics) is shared: oracles read its whole state.
+pub struct TestPipeline {
+    /// Unique suffix of every name.
+    pub suffix: String,
+    /// Port of the API.
+    pub api_port: u16,
+    /// Port of the ERP simulator.
+    pub erp_port: u16,
+}
+
+impl Default for TestPipeline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn env_map(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+impl TestPipeline {
+    /// Fresh names and ports.
+    pub fn new() -> Self {
+        Self {
+            suffix: unique_suffix(),
+            api_port: free_port(),
+            erp_port: free_port(),
+        }
+    }
+
+    /// `e2e.<suffix>.<name>`: a topic (or transactional id) of this run.
+    pub fn topic(&self, name: &str) -> String {
+        format!("e2e.{}.{name}", self.suffix)
+    }
+
+    /// The Iceberg namespace and ClickHouse database of this run.
+    pub fn namespace(&self) -> String {
+        format!("e2e_{}", self.suffix)
+    }
+
+    /// The API's base URL.
+    pub fn api(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    /// The ERP simulator's base URL.
+    pub fn erp(&self) -> String {
+        format!("http://127.0.0.1:{}", self.erp_port)
+    }
+
+    /// The partner-file inbox of this run on the stack's S3.
+    pub fn inbox(&self) -> String {
+        format!("s3://inbox/e2e-{}", self.suffix)
+    }
+
+    fn lake(&self) -> BTreeMap<String, String> {
+        env_map(&[
+            ("TRIBUTARY_LAKE__WAREHOUSE", "s3://warehouse".into()),
+            ("TRIBUTARY_LAKE__NAMESPACE", self.namespace()),
+        ])
+    }
+
+    /// The lander: Debezium's topics, and this run's file and ERP topics.
+    pub fn lake_env(&self) -> BTreeMap<String, String> {
+        let mut env = self.lake();
+        env.extend(env_map(&[
+            ("TRIBUTARY_COMMIT_INTERVAL_MS", "500".into()),
+            ("TRIBUTARY_TOPICS__FILE_SALES", self.topic("files.sales")),
+            (
+                "TRIBUTARY_TOPICS__FILE_DEAD_LETTERS",
+                self.topic("files.dead"),
+            ),
+            ("TRIBUTARY_TOPICS__ERP_SALES", self.topic("erp.sales")),
+            ("TRIBUTARY_TOPICS__ERP_DEAD_LETTERS", self.topic("erp.dead")),
+        ]));
+        env
+    }
+
+    /// The marts job, every second.
+    pub fn marts_env(&self) -> BTreeMap<String, String> {
+        let mut env = self.lake();
+        env.extend(env_map(&[
+            ("TRIBUTARY_CLICKHOUSE__DATABASE", self.namespace()),
+            ("TRIBUTARY_INTERVAL_MS", "1000".into()),
+        ]));
+        env
+    }
+
+    /// The API.
+    pub fn api_env(&self) -> BTreeMap<String, String> {
+        env_map(&[
+            ("TRIBUTARY_CLICKHOUSE__DATABASE", self.namespace()),
+            ("TRIBUTARY_LISTEN", format!("127.0.0.1:{}", self.api_port)),
+        ])
+    }
+
+    /// The file ingestor on [`Self::inbox`].
+    pub fn files_env(&self) -> BTreeMap<String, String> {
+        env_map(&[
+            ("TRIBUTARY_FILES__INBOX", self.inbox()),
+            ("TRIBUTARY_FILES__MIN_AGE_MS", "0".into()),
+            ("TRIBUTARY_FILES__POLL_INTERVAL_MS", "300".into()),
+            ("TRIBUTARY_FILES__TRANSACTIONAL_ID", self.topic("files")),
+            ("TRIBUTARY_FILES__TOPICS__SALES", self.topic("files.sales")),
+            (
+                "TRIBUTARY_FILES__TOPICS__DEAD_LETTERS",
+                self.topic("files.dead"),
+            ),
+            (
+                "TRIBUTARY_FILES__TOPICS__PROGRESS",
+                self.topic("files.progress"),
+            ),
+        ])
+    }
+
+    /// The ERP simulator, seeded, with `initial_changes` in its log.
+    pub fn sim_env(&self, seed: u64, initial_changes: u32) -> BTreeMap<String, String> {
+        env_map(&[
+            ("TRIBUTARY_LISTEN", format!("127.0.0.1:{}", self.erp_port)),
+            ("TRIBUTARY_SEED", seed.to_string()),
+            ("TRIBUTARY_INITIAL_CHANGES", initial_changes.to_string()),
+        ])
+    }
+
+    /// The ERP ingestor polling [`Self::erp`].
+    pub fn erp_env(&self) -> BTreeMap<String, String> {
+        env_map(&[
+            (
+                "TRIBUTARY_ERP__CLIENT__ENDPOINT",
+                format!("{}/ws/sales", self.erp()),
+            ),
+            ("TRIBUTARY_ERP__CLIENT__PAGE_SIZE", "40".into()),
+            ("TRIBUTARY_ERP__CLIENT__POLL_INTERVAL_MS", "300".into()),
+            ("TRIBUTARY_ERP__TRANSACTIONAL_ID", self.topic("erp")),
+            ("TRIBUTARY_ERP__TOPICS__SALES", self.topic("erp.sales")),
+            (
+                "TRIBUTARY_ERP__TOPICS__DEAD_LETTERS",
+                self.topic("erp.dead"),
+            ),
+            (
+                "TRIBUTARY_ERP__TOPICS__PROGRESS",
+                self.topic("erp.progress"),
+            ),
+        ])
+    }
+
+    /// Starts the ERP simulator and waits until it serves its WSDL.
+    pub async fn start_sim(&self, name: &str, seed: u64, initial_changes: u32) -> Result<Service> {
+        let mut sim = Service::start(
+            name,
+            "tributary-erp-sim",
+            &[],
+            &self.sim_env(seed, initial_changes),
+        );
+        let http = reqwest::Client::new();
+        let url = format!("{}/ws/sales?wsdl", self.erp());
+        eventually(Duration::from_secs(30), || {
+            sim.assert_running();
+            let (http, url) = (&http, &url);
+            async move {
+                Ok(http
+                    .get(url.as_str())
+                    .send()
+                    .await?
+                    .status()
+                    .is_success()
+                    .then_some(()))
+            }
+        })
+        .await?;
+        Ok(sim)
+    }
+}

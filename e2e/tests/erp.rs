@@ -5,7 +5,6 @@
 //! salesman code and city name + state against the master data. Then a sale is cancelled in
 //! the ERP and its salesman's revenue drops by exactly its amount.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -13,8 +12,8 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::Value;
 use tributary_e2e::{
-    MasterData, OracleSale, RankRow, Service, api_rankings, eventually, free_port, oracle_ranking,
-    postgres_sales, require_stack, salesdb, unique_suffix,
+    MasterData, OracleSale, RankRow, Service, TestPipeline, api_rankings, eventually,
+    oracle_ranking, postgres_sales, require_stack, salesdb,
 };
 
 /// One current ERP sale, as the simulator reports it.
@@ -78,78 +77,20 @@ async fn oracle(
     ))
 }
 
-fn owned(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn erp_sales_and_a_cancellation_show_in_the_rankings() -> Result<()> {
     require_stack();
-    let suffix = unique_suffix();
-    let (api_port, erp_port) = (free_port(), free_port());
-    let topic = |t: &str| format!("e2e.{suffix}.{t}");
-    let lake = owned(&[
-        ("TRIBUTARY_LAKE__WAREHOUSE", "s3://warehouse".into()),
-        ("TRIBUTARY_LAKE__NAMESPACE", format!("e2e_{suffix}")),
-    ]);
-    let mut lake_env = lake.clone();
-    lake_env.extend(owned(&[
-        ("TRIBUTARY_COMMIT_INTERVAL_MS", "500".into()),
-        ("TRIBUTARY_TOPICS__ERP_SALES", topic("erp.sales")),
-        ("TRIBUTARY_TOPICS__ERP_DEAD_LETTERS", topic("erp.dead")),
-        // The demo and other tests publish partner files to the default topics.
-        ("TRIBUTARY_TOPICS__FILE_SALES", topic("unused.files")),
-        (
-            "TRIBUTARY_TOPICS__FILE_DEAD_LETTERS",
-            topic("unused.files.dead"),
-        ),
-    ]));
-    let mut marts_env = lake.clone();
-    marts_env.extend(owned(&[
-        ("TRIBUTARY_CLICKHOUSE__DATABASE", format!("e2e_{suffix}")),
-        ("TRIBUTARY_INTERVAL_MS", "1000".into()),
-    ]));
-    let api_env = owned(&[
-        ("TRIBUTARY_CLICKHOUSE__DATABASE", format!("e2e_{suffix}")),
-        ("TRIBUTARY_LISTEN", format!("127.0.0.1:{api_port}")),
-    ]);
-    let erp = format!("http://127.0.0.1:{erp_port}");
-    let sim_env = owned(&[
-        ("TRIBUTARY_LISTEN", format!("127.0.0.1:{erp_port}")),
-        ("TRIBUTARY_SEED", "2026".into()),
-        ("TRIBUTARY_INITIAL_CHANGES", "150".into()),
-    ]);
-    let ingest_env = owned(&[
-        ("TRIBUTARY_ERP__CLIENT__ENDPOINT", format!("{erp}/ws/sales")),
-        ("TRIBUTARY_ERP__CLIENT__PAGE_SIZE", "40".into()),
-        ("TRIBUTARY_ERP__CLIENT__POLL_INTERVAL_MS", "300".into()),
-        ("TRIBUTARY_ERP__TRANSACTIONAL_ID", topic("erp")),
-        ("TRIBUTARY_ERP__TOPICS__SALES", topic("erp.sales")),
-        ("TRIBUTARY_ERP__TOPICS__DEAD_LETTERS", topic("erp.dead")),
-        ("TRIBUTARY_ERP__TOPICS__PROGRESS", topic("erp.progress")),
-    ]);
-
+    let run = TestPipeline::new();
+    let erp = run.erp();
     let db = salesdb().await?;
     let http = reqwest::Client::new();
-    let mut sim = Service::start("erp-sim", "tributary-erp-sim", &[], &sim_env);
-    eventually(Duration::from_secs(30), || {
-        sim.assert_running();
-        let (http, erp) = (&http, &erp);
-        async move {
-            let wsdl = http.get(format!("{erp}/ws/sales?wsdl")).send().await?;
-            Ok(wsdl.status().is_success().then_some(()))
-        }
-    })
-    .await?;
-    let mut lake = Service::start("erp-lake", "tributary-lake", &[], &lake_env);
-    let mut marts = Service::start("erp-marts", "tributary-marts", &[], &marts_env);
-    let mut api = Service::start("erp-api", "tributary-api", &[], &api_env);
-    let mut ingest = Service::start("erp-ingest", "tributary-ingest", &["erp"], &ingest_env);
+    let mut sim = run.start_sim("erp-sim", 2026, 150).await?;
+    let mut lake = Service::start("erp-lake", "tributary-lake", &[], &run.lake_env());
+    let mut marts = Service::start("erp-marts", "tributary-marts", &[], &run.marts_env());
+    let mut api = Service::start("erp-api", "tributary-api", &[], &run.api_env());
+    let mut ingest = Service::start("erp-ingest", "tributary-ingest", &["erp"], &run.erp_env());
 
-    let base = format!("http://127.0.0.1:{api_port}");
+    let base = run.api();
     let mut check = async |stage: &str| -> Result<Vec<RankRow>> {
         let sales = erp_sales(&http, &erp).await?;
         let (want_cities, want_salesmen) = oracle(&db, &sales).await?;

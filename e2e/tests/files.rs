@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use tributary_e2e::{
-    MasterData, OracleSale, RankRow, Service, api_rankings, dead_letters, eventually, free_port,
-    oracle_ranking, postgres_sales, require_stack, salesdb, unique_suffix,
+    MasterData, OracleSale, RankRow, Service, TestPipeline, api_rankings, dead_letters, eventually,
+    oracle_ranking, postgres_sales, require_stack, salesdb,
 };
 use tributary_ingest::files::inbox::Inbox;
 
@@ -79,49 +79,7 @@ async fn oracle(
 #[tokio::test(flavor = "multi_thread")]
 async fn partner_files_and_their_corrections_show_in_the_rankings() -> Result<()> {
     require_stack();
-    let suffix = unique_suffix();
-    let api_port = free_port();
-    let inbox_url = format!("s3://inbox/e2e-{suffix}");
-    let topic = |t: &str| format!("e2e.{suffix}.{t}");
-    let owned = |pairs: &[(&str, String)]| -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect()
-    };
-    let lake = owned(&[
-        ("TRIBUTARY_LAKE__WAREHOUSE", "s3://warehouse".into()),
-        ("TRIBUTARY_LAKE__NAMESPACE", format!("e2e_{suffix}")),
-    ]);
-    let mut lake_env = lake.clone();
-    lake_env.extend(owned(&[
-        ("TRIBUTARY_COMMIT_INTERVAL_MS", "500".into()),
-        ("TRIBUTARY_TOPICS__FILE_SALES", topic("files.sales")),
-        ("TRIBUTARY_TOPICS__FILE_DEAD_LETTERS", topic("files.dead")),
-        ("TRIBUTARY_TOPICS__ERP_SALES", topic("unused.erp")),
-        (
-            "TRIBUTARY_TOPICS__ERP_DEAD_LETTERS",
-            topic("unused.erp.dead"),
-        ),
-    ]));
-    let mut marts_env = lake.clone();
-    marts_env.extend(owned(&[
-        ("TRIBUTARY_CLICKHOUSE__DATABASE", format!("e2e_{suffix}")),
-        ("TRIBUTARY_INTERVAL_MS", "1000".into()),
-    ]));
-    let api_env = owned(&[
-        ("TRIBUTARY_CLICKHOUSE__DATABASE", format!("e2e_{suffix}")),
-        ("TRIBUTARY_LISTEN", format!("127.0.0.1:{api_port}")),
-    ]);
-    let ingest_env = owned(&[
-        ("TRIBUTARY_FILES__INBOX", inbox_url.clone()),
-        ("TRIBUTARY_FILES__MIN_AGE_MS", "0".into()),
-        ("TRIBUTARY_FILES__POLL_INTERVAL_MS", "300".into()),
-        ("TRIBUTARY_FILES__TRANSACTIONAL_ID", topic("files")),
-        ("TRIBUTARY_FILES__TOPICS__SALES", topic("files.sales")),
-        ("TRIBUTARY_FILES__TOPICS__DEAD_LETTERS", topic("files.dead")),
-        ("TRIBUTARY_FILES__TOPICS__PROGRESS", topic("files.progress")),
-    ]);
+    let run = TestPipeline::new();
 
     let db = salesdb().await?;
     let master = MasterData::load(&db).await?;
@@ -162,12 +120,17 @@ async fn partner_files_and_their_corrections_show_in_the_rankings() -> Result<()
         })
         .collect();
 
-    let mut lake = Service::start("files-lake", "tributary-lake", &[], &lake_env);
-    let mut marts = Service::start("files-marts", "tributary-marts", &[], &marts_env);
-    let mut api = Service::start("files-api", "tributary-api", &[], &api_env);
-    let mut ingest = Service::start("files-ingest", "tributary-ingest", &["files"], &ingest_env);
+    let mut lake = Service::start("files-lake", "tributary-lake", &[], &run.lake_env());
+    let mut marts = Service::start("files-marts", "tributary-marts", &[], &run.marts_env());
+    let mut api = Service::start("files-api", "tributary-api", &[], &run.api_env());
+    let mut ingest = Service::start(
+        "files-ingest",
+        "tributary-ingest",
+        &["files"],
+        &run.files_env(),
+    );
 
-    let inbox = Inbox::open(&inbox_url, &Default::default())?;
+    let inbox = Inbox::open(&run.inbox(), &Default::default())?;
     inbox.put_bytes("acme/march.csv", csv(&acme)).await?;
     inbox
         .put_bytes("globex/april.ndjson", ndjson(&globex, &city_ids))
@@ -181,7 +144,7 @@ async fn partner_files_and_their_corrections_show_in_the_rankings() -> Result<()
         )
         .await?;
 
-    let base = format!("http://127.0.0.1:{api_port}");
+    let base = run.api();
     let http = reqwest::Client::new();
     let mut check = async |stage: &str, acme: &[FileSale]| -> Result<()> {
         let (want_cities, want_salesmen) = oracle(&db, &[acme, &globex]).await?;
@@ -211,8 +174,8 @@ async fn partner_files_and_their_corrections_show_in_the_rankings() -> Result<()
         Ok(())
     };
     check("first drop", &acme).await?;
-    let namespace = format!("e2e_{suffix}");
-    let dead_topic = topic("files.dead");
+    let namespace = run.namespace();
+    let dead_topic = run.topic("files.dead");
     let refund = eventually(Duration::from_secs(60), || {
         let (namespace, dead_topic) = (&namespace, &dead_topic);
         async move {

@@ -24,8 +24,8 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::{Value, json};
 use tributary_e2e::{
-    MasterData, OracleSale, RankRow, Service, api_months, api_ranking_for, eventually, free_port,
-    oracle_ranking, postgres_sales, require_stack, salesdb, unique_suffix,
+    MasterData, OracleSale, RankRow, Service, TestPipeline, api_months, api_ranking_for,
+    eventually, oracle_ranking, postgres_sales, require_stack, salesdb,
 };
 use tributary_ingest::files::inbox::Inbox;
 
@@ -36,13 +36,6 @@ struct SourceSale {
     city: (String, String),
     cents: i64,
     sold_at: String,
-}
-
-fn owned(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
 }
 
 /// A random time from 2025-01-01 to yesterday (whole minutes, UTC): never in the future, which
@@ -231,54 +224,8 @@ async fn random_workload_on_all_sources_ranks_exactly_like_the_sources() -> Resu
     eprintln!("oracle seed {seed}, {rounds} rounds (replay: ORACLE_SEED={seed})");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
 
-    let suffix = unique_suffix();
-    let (api_port, erp_port) = (free_port(), free_port());
-    let topic = |t: &str| format!("e2e.{suffix}.{t}");
-    let erp = format!("http://127.0.0.1:{erp_port}");
-    let inbox_url = format!("s3://inbox/oracle-{suffix}");
-    let lake = owned(&[
-        ("TRIBUTARY_LAKE__WAREHOUSE", "s3://warehouse".into()),
-        ("TRIBUTARY_LAKE__NAMESPACE", format!("e2e_{suffix}")),
-    ]);
-    let mut lake_env = lake.clone();
-    lake_env.extend(owned(&[
-        ("TRIBUTARY_COMMIT_INTERVAL_MS", "500".into()),
-        ("TRIBUTARY_TOPICS__FILE_SALES", topic("files.sales")),
-        ("TRIBUTARY_TOPICS__FILE_DEAD_LETTERS", topic("files.dead")),
-        ("TRIBUTARY_TOPICS__ERP_SALES", topic("erp.sales")),
-        ("TRIBUTARY_TOPICS__ERP_DEAD_LETTERS", topic("erp.dead")),
-    ]));
-    let mut marts_env = lake.clone();
-    marts_env.extend(owned(&[
-        ("TRIBUTARY_CLICKHOUSE__DATABASE", format!("e2e_{suffix}")),
-        ("TRIBUTARY_INTERVAL_MS", "1000".into()),
-    ]));
-    let api_env = owned(&[
-        ("TRIBUTARY_CLICKHOUSE__DATABASE", format!("e2e_{suffix}")),
-        ("TRIBUTARY_LISTEN", format!("127.0.0.1:{api_port}")),
-    ]);
-    let files_env = owned(&[
-        ("TRIBUTARY_FILES__INBOX", inbox_url.clone()),
-        ("TRIBUTARY_FILES__MIN_AGE_MS", "0".into()),
-        ("TRIBUTARY_FILES__POLL_INTERVAL_MS", "300".into()),
-        ("TRIBUTARY_FILES__TRANSACTIONAL_ID", topic("files")),
-        ("TRIBUTARY_FILES__TOPICS__SALES", topic("files.sales")),
-        ("TRIBUTARY_FILES__TOPICS__DEAD_LETTERS", topic("files.dead")),
-        ("TRIBUTARY_FILES__TOPICS__PROGRESS", topic("files.progress")),
-    ]);
-    let sim_env = owned(&[
-        ("TRIBUTARY_LISTEN", format!("127.0.0.1:{erp_port}")),
-        ("TRIBUTARY_SEED", (seed % 100_000).to_string()),
-        ("TRIBUTARY_INITIAL_CHANGES", "80".into()),
-    ]);
-    let erp_env = owned(&[
-        ("TRIBUTARY_ERP__CLIENT__ENDPOINT", format!("{erp}/ws/sales")),
-        ("TRIBUTARY_ERP__CLIENT__POLL_INTERVAL_MS", "300".into()),
-        ("TRIBUTARY_ERP__TRANSACTIONAL_ID", topic("erp")),
-        ("TRIBUTARY_ERP__TOPICS__SALES", topic("erp.sales")),
-        ("TRIBUTARY_ERP__TOPICS__DEAD_LETTERS", topic("erp.dead")),
-        ("TRIBUTARY_ERP__TOPICS__PROGRESS", topic("erp.progress")),
-    ]);
+    let run = TestPipeline::new();
+    let erp = run.erp();
 
     let db = salesdb().await?;
     let http = reqwest::Client::new();
@@ -308,50 +255,26 @@ async fn random_workload_on_all_sources_ranks_exactly_like_the_sources() -> Resu
     let late_code = format!("L{}", seed % 1_000_000);
     codes.push(late_code.clone());
 
-    let mut services = vec![Service::start(
-        "oracle-erp-sim",
-        "tributary-erp-sim",
-        &[],
-        &sim_env,
-    )];
-    eventually(Duration::from_secs(30), || {
-        let (http, erp) = (&http, &erp);
-        async move {
-            let wsdl = http.get(format!("{erp}/ws/sales?wsdl")).send().await?;
-            Ok(wsdl.status().is_success().then_some(()))
-        }
-    })
-    .await?;
-    services.push(Service::start(
-        "oracle-lake",
-        "tributary-lake",
-        &[],
-        &lake_env,
-    ));
-    services.push(Service::start(
-        "oracle-marts",
-        "tributary-marts",
-        &[],
-        &marts_env,
-    ));
-    services.push(Service::start("oracle-api", "tributary-api", &[], &api_env));
-    services.push(Service::start(
-        "oracle-files",
-        "tributary-ingest",
-        &["files"],
-        &files_env,
-    ));
-    services.push(Service::start(
-        "oracle-erp",
-        "tributary-ingest",
-        &["erp"],
-        &erp_env,
-    ));
+    let mut services = vec![run.start_sim("oracle-erp-sim", seed % 100_000, 80).await?];
+    for (name, bin, args, env) in [
+        ("oracle-lake", "tributary-lake", &[][..], run.lake_env()),
+        ("oracle-marts", "tributary-marts", &[], run.marts_env()),
+        ("oracle-api", "tributary-api", &[], run.api_env()),
+        (
+            "oracle-files",
+            "tributary-ingest",
+            &["files"],
+            run.files_env(),
+        ),
+        ("oracle-erp", "tributary-ingest", &["erp"], run.erp_env()),
+    ] {
+        services.push(Service::start(name, bin, args, &env));
+    }
 
-    let inbox = Inbox::open(&inbox_url, &Default::default())?;
+    let inbox = Inbox::open(&run.inbox(), &Default::default())?;
     let mut files: BTreeMap<String, SourceSale> = BTreeMap::new();
     let mut dropped: Vec<Vec<u8>> = Vec::new();
-    let base = format!("http://127.0.0.1:{api_port}");
+    let base = run.api();
     let random_sale = |rng: &mut ChaCha8Rng| {
         let city = cities.choose(rng).unwrap();
         SourceSale {
