@@ -631,3 +631,38 @@ impl TestPipeline {
         Ok(sim)
     }
 }
+
+/// Waits until the API's all-time (cities, salesmen) rankings equal `want`, while `services`
+/// keep running; fails with both sides and where the logs are (`.stack/e2e/<logs>.log`).
+pub async fn await_rankings(
+    http: &reqwest::Client,
+    base: &str,
+    want: &(Vec<RankRow>, Vec<RankRow>),
+    services: &mut [&mut Service],
+    stage: &str,
+    logs: &str,
+) -> Result<()> {
+    let outcome = eventually(Duration::from_secs(180), || {
+        for service in services.iter_mut() {
+            service.assert_running();
+        }
+        async move {
+            let cities = api_rankings(http, base, "/v1/rankings/cities", "city_id").await?;
+            let salesmen = api_rankings(http, base, "/v1/rankings/salesmen", "salesman_id").await?;
+            Ok((cities == want.0 && salesmen == want.1).then_some(()))
+        }
+    })
+    .await;
+    if let Err(e) = outcome {
+        let cities = api_rankings(http, base, "/v1/rankings/cities", "city_id").await;
+        let salesmen = api_rankings(http, base, "/v1/rankings/salesmen", "salesman_id").await;
+        bail!(
+            "{stage}: the API never matched the sources ({e:#})\nwant cities   {:?}\n\
+             got cities    {cities:?}\nwant salesmen {:?}\ngot salesmen  {salesmen:?}\n\
+             logs in .stack/e2e/{logs}.log",
+            want.0,
+            want.1
+        );
+    }
+    Ok(())
+}

@@ -5,15 +5,15 @@
 //! salesman code and city name + state against the master data. Then a sale is cancelled in
 //! the ERP and its salesman's revenue drops by exactly its amount.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::Value;
 use tributary_e2e::{
-    MasterData, OracleSale, RankRow, Service, TestPipeline, api_rankings, eventually,
-    oracle_ranking, postgres_sales, require_stack, salesdb,
+    MasterData, OracleSale, RankRow, Service, TestPipeline, await_rankings, oracle_ranking,
+    postgres_sales, require_stack, salesdb,
 };
 
 /// One current ERP sale, as the simulator reports it.
@@ -93,36 +93,15 @@ async fn erp_sales_and_a_cancellation_show_in_the_rankings() -> Result<()> {
     let base = run.api();
     let mut check = async |stage: &str| -> Result<Vec<RankRow>> {
         let sales = erp_sales(&http, &erp).await?;
-        let (want_cities, want_salesmen) = oracle(&db, &sales).await?;
+        let want = oracle(&db, &sales).await?;
         let started = Instant::now();
-        let outcome = eventually(Duration::from_secs(180), || {
-            for service in [&mut sim, &mut lake, &mut marts, &mut api, &mut ingest] {
-                service.assert_running();
-            }
-            let (http, base, want_cities, want_salesmen) =
-                (&http, &base, &want_cities, &want_salesmen);
-            async move {
-                let cities = api_rankings(http, base, "/v1/rankings/cities", "city_id").await?;
-                let salesmen =
-                    api_rankings(http, base, "/v1/rankings/salesmen", "salesman_id").await?;
-                Ok((cities == *want_cities && salesmen == *want_salesmen).then_some(()))
-            }
-        })
-        .await;
-        if let Err(e) = outcome {
-            let cities = api_rankings(&http, &base, "/v1/rankings/cities", "city_id").await;
-            let salesmen = api_rankings(&http, &base, "/v1/rankings/salesmen", "salesman_id").await;
-            anyhow::bail!(
-                "{stage}: the API never matched the sources ({e:#})\nwant cities   {want_cities:?}\n\
-                 got cities    {cities:?}\nwant salesmen {want_salesmen:?}\ngot salesmen  {salesmen:?}\n\
-                 logs in .stack/e2e/erp-*.log"
-            );
-        }
+        let services = &mut [&mut sim, &mut lake, &mut marts, &mut api, &mut ingest];
+        await_rankings(&http, &base, &want, services, stage, "erp-*").await?;
         eprintln!(
             "{stage}: API equal to Postgres + ERP after {:.1} s",
             started.elapsed().as_secs_f64()
         );
-        Ok(want_salesmen)
+        Ok(want.1)
     };
     let before = check("initial ERP log").await?;
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use tributary_e2e::{
-    MasterData, OracleSale, RankRow, Service, TestPipeline, api_rankings, dead_letters, eventually,
-    oracle_ranking, postgres_sales, require_stack, salesdb,
+    MasterData, OracleSale, RankRow, Service, TestPipeline, await_rankings, dead_letters,
+    eventually, oracle_ranking, postgres_sales, require_stack, salesdb,
 };
 use tributary_ingest::files::inbox::Inbox;
 
@@ -147,31 +147,9 @@ async fn partner_files_and_their_corrections_show_in_the_rankings() -> Result<()
     let base = run.api();
     let http = reqwest::Client::new();
     let mut check = async |stage: &str, acme: &[FileSale]| -> Result<()> {
-        let (want_cities, want_salesmen) = oracle(&db, &[acme, &globex]).await?;
-        let outcome = eventually(Duration::from_secs(180), || {
-            for service in [&mut lake, &mut marts, &mut api, &mut ingest] {
-                service.assert_running();
-            }
-            let (http, base, want_cities, want_salesmen) =
-                (&http, &base, &want_cities, &want_salesmen);
-            async move {
-                let cities = api_rankings(http, base, "/v1/rankings/cities", "city_id").await?;
-                let salesmen =
-                    api_rankings(http, base, "/v1/rankings/salesmen", "salesman_id").await?;
-                Ok((cities == *want_cities && salesmen == *want_salesmen).then_some(()))
-            }
-        })
-        .await;
-        if let Err(e) = outcome {
-            let cities = api_rankings(&http, &base, "/v1/rankings/cities", "city_id").await;
-            let salesmen = api_rankings(&http, &base, "/v1/rankings/salesmen", "salesman_id").await;
-            anyhow::bail!(
-                "{stage}: the API never matched the sources ({e:#})\nwant cities   {want_cities:?}\n\
-                 got cities    {cities:?}\nwant salesmen {want_salesmen:?}\ngot salesmen  {salesmen:?}\n\
-                 logs in .stack/e2e/files-*.log"
-            );
-        }
-        Ok(())
+        let want = oracle(&db, &[acme, &globex]).await?;
+        let services = &mut [&mut lake, &mut marts, &mut api, &mut ingest];
+        await_rankings(&http, &base, &want, services, stage, "files-*").await
     };
     check("first drop", &acme).await?;
     let namespace = run.namespace();
