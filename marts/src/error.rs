@@ -16,6 +16,17 @@ pub enum MartsError {
         table: String,
     },
 
+    /// A time-travel request named a snapshot the table does not have (expired, or from
+    /// another table), or a table the rankings do not read.
+    #[cfg(feature = "job")]
+    #[error("lake table {table} has no snapshot {snapshot_id}")]
+    UnknownSnapshot {
+        /// `namespace.table` (or the unknown table name as given).
+        table: String,
+        /// The snapshot id asked for.
+        snapshot_id: i64,
+    },
+
     /// The Iceberg catalog or a table could not be read.
     #[cfg(feature = "job")]
     #[error("reading lake table {table} failed: {source}")]
@@ -96,6 +107,8 @@ impl MartsError {
         match self {
             #[cfg(feature = "job")]
             MartsError::LakeTableMissing { .. } => true,
+            #[cfg(feature = "job")]
+            MartsError::UnknownSnapshot { .. } => false,
             #[cfg(feature = "job")]
             MartsError::Lake { source, .. } => source.retryable(),
             #[cfg(feature = "job")]

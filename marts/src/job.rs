@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::current_state;
 use crate::error::MartsError;
-use crate::lake;
+use crate::lake::{self, AsOf};
 use crate::publication::{LakeSnapshots, Publication};
 use crate::ranking::{self, PeriodRankings};
 use crate::schema::{MartRunRow, RunStatus};
@@ -84,8 +84,19 @@ pub async fn compute(
     catalog: &dyn Catalog,
     namespace: &str,
 ) -> Result<(LakeSnapshots, PeriodRankings), MartsError> {
+    compute_as_of(catalog, namespace, &AsOf::Latest).await
+}
+
+/// Reads the raw tables at the snapshots `as_of` picks and computes both rankings from them
+/// (time travel): the same computation as a run, so the answer as of a past publication's
+/// snapshots is that publication.
+pub async fn compute_as_of(
+    catalog: &dyn Catalog,
+    namespace: &str,
+    as_of: &AsOf,
+) -> Result<(LakeSnapshots, PeriodRankings), MartsError> {
     let ctx = SessionContext::new();
-    let snapshots = lake::register_raw_tables(catalog, namespace, &ctx).await?;
+    let snapshots = lake::register_raw_tables_as_of(catalog, namespace, &ctx, as_of).await?;
     let totals = current_state::compute_totals(&ctx).await?;
     Ok((snapshots, ranking::rank_periods(totals)))
 }
