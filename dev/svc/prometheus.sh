@@ -16,7 +16,7 @@ prometheus_up() {
   if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
     ensure_apt_no_start "prometheus: install" prometheus
   fi
-  sed "s|@BIND@|$BIND|g" "$REPO_DIR/dev/prometheus/prometheus.yml" >"$PROM_HOME/prometheus.yml"
+  sed -E "s|@[A-Z_]+_HOST@|$BIND|g" "$REPO_DIR/dev/prometheus/prometheus.yml" >"$PROM_HOME/prometheus.yml"
   cp "$REPO_DIR/dev/prometheus/rules.yml" "$PROM_HOME/rules.yml"
   run_step "prometheus: promtool check config" "$PROM_LOG" promtool check config "$PROM_HOME/prometheus.yml"
   if pid_alive "$pidfile"; then

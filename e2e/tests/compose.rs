@@ -34,6 +34,7 @@ fn compose_yaml_runs_the_same_stack_and_our_services() {
         "erp-sim",
         "ingest-erp",
         "ingest-files",
+        "prometheus",
     ] {
         assert!(
             names.iter().any(|n| n.contains(wanted)),

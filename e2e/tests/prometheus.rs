@@ -40,8 +40,11 @@ fn the_shipped_scrape_config_and_rules_are_valid_and_the_alerts_fire() -> Result
     let dir = repo_root().join("dev/prometheus");
     let tmp = std::env::temp_dir().join(format!("tributary-prom-{}", unique_suffix()));
     std::fs::create_dir_all(&tmp)?;
-    let config =
-        std::fs::read_to_string(dir.join("prometheus.yml"))?.replace("@BIND@", "127.0.0.1");
+    let mut config = std::fs::read_to_string(dir.join("prometheus.yml"))?;
+    for host in ["LAKE", "INGEST_FILES", "INGEST_ERP", "PROMETHEUS"] {
+        config = config.replace(&format!("@{host}_HOST@"), "127.0.0.1");
+    }
+    assert!(!config.contains('@'), "a placeholder is left: {config}");
     std::fs::write(tmp.join("prometheus.yml"), config)?;
     std::fs::copy(dir.join("rules.yml"), tmp.join("rules.yml"))?;
     let checked = promtool(
