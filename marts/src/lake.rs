@@ -44,6 +44,30 @@ pub enum AsOf {
     Timestamp(DateTime<Utc>),
 }
 
+impl AsOf {
+    /// Parses `pg_sale=123,pg_city=456` (the CLI's `--snapshot`) into
+    /// [`AsOf::Snapshots`]. Table names are checked when the tables are read.
+    pub fn parse_snapshots(text: &str) -> Result<Self, String> {
+        let mut pins = BTreeMap::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (table, id) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not table=snapshot_id"))?;
+            let id: i64 = id
+                .trim()
+                .parse()
+                .map_err(|_| format!("{part:?}: snapshot id is not an integer"))?;
+            if pins.insert(table.trim().to_string(), id).is_some() {
+                return Err(format!("table {} named twice", table.trim()));
+            }
+        }
+        if pins.is_empty() {
+            return Err("expected table=snapshot_id[,table=snapshot_id…]".to_string());
+        }
+        Ok(AsOf::Snapshots(pins))
+    }
+}
+
 /// Registers each raw table of `namespace` (`raw` in production) in `ctx` under its own name
 /// (`pg_sale`, …), pinned to the table's current snapshot, and returns the snapshots. A table
 /// with no snapshot yet reads as empty.
@@ -394,6 +418,20 @@ mod tests {
         assert_eq!(now, latest);
         assert!(now.0.publication_id().contains(&format!("pg_sale:{sale2}")));
         assert_ne!(now.1, oracle);
+    }
+
+    #[test]
+    fn snapshot_pins_parse() {
+        assert_eq!(
+            AsOf::parse_snapshots("pg_sale=1, pg_city=-2").unwrap(),
+            AsOf::Snapshots(BTreeMap::from([
+                ("pg_sale".to_string(), 1),
+                ("pg_city".to_string(), -2)
+            ]))
+        );
+        for bad in ["", "pg_sale", "pg_sale=x", "pg_sale=1,pg_sale=2"] {
+            assert!(AsOf::parse_snapshots(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[tokio::test]

@@ -6,9 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tributary_marts::{ClickHouseStore, MartsConfig, MartsJob, RunOutcome};
+use tributary_marts::job::compute_as_of;
+use tributary_marts::lake::{AsOf, TableSnapshots, list_snapshots};
+use tributary_marts::ranking::PeriodRankings;
+use tributary_marts::{ClickHouseStore, LakeSnapshots, MartsConfig, MartsJob, Month, RunOutcome};
 
 /// Computes the rankings from the raw Iceberg tables and publishes them to ClickHouse.
 #[derive(Debug, Parser)]
@@ -37,6 +41,27 @@ enum Command {
     RunOnce,
     /// Run now and then every `interval_ms` until SIGINT/SIGTERM (the default).
     Schedule,
+    /// Time travel: compute both rankings from the lake as it was, print them and the
+    /// snapshots read. Publishes nothing; ClickHouse is not needed.
+    AsOf {
+        /// Pin snapshots, `pg_sale=<id>,pg_salesman=<id>,…`; tables not named are read at
+        /// their current snapshot (`tributary-marts snapshots` lists the ids).
+        #[arg(long, value_parser = AsOf::parse_snapshots, conflicts_with = "time", required_unless_present = "time")]
+        snapshot: Option<AsOf>,
+        /// Each table as it was at this time (RFC 3339, e.g. `2026-11-25T12:00:00Z`): its
+        /// latest snapshot committed at or before it; a table with none by then is empty.
+        #[arg(long)]
+        time: Option<DateTime<Utc>>,
+        /// Show this UTC month of `sold_at` (`YYYY-MM`) instead of all time.
+        #[arg(long)]
+        month: Option<Month>,
+        /// Rows per ranking (and salesmen per city).
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
+    /// List every raw table's snapshots: id, commit time, operation, summary (with the
+    /// `tributary.offsets` the lander records).
+    Snapshots,
 }
 
 #[tokio::main]
@@ -52,6 +77,34 @@ async fn main() -> anyhow::Result<()> {
     let catalog = tributary_lake::catalog::open(&config.lake)
         .await
         .context("opening the lake catalog")?;
+    match cli.command {
+        Some(Command::AsOf {
+            snapshot,
+            time,
+            month,
+            top,
+        }) => {
+            let as_of = match (snapshot, time) {
+                (Some(pins), _) => pins,
+                (None, Some(at)) => AsOf::Timestamp(at),
+                // clap requires one of the two.
+                (None, None) => AsOf::Latest,
+            };
+            let (snapshots, rankings) =
+                compute_as_of(&catalog, &config.lake.namespace, &as_of).await?;
+            print!(
+                "{}",
+                render_as_of(&as_of, &snapshots, &rankings, month, top)
+            );
+            return Ok(());
+        }
+        Some(Command::Snapshots) => {
+            let tables = list_snapshots(&catalog, &config.lake.namespace).await?;
+            print!("{}", render_snapshots(&tables));
+            return Ok(());
+        }
+        _ => {}
+    }
     let store = ClickHouseStore::new(&config.clickhouse)?;
     let job = MartsJob::new(
         Arc::new(catalog),
@@ -79,4 +132,191 @@ async fn main() -> anyhow::Result<()> {
     job.run_scheduled(Duration::from_millis(config.interval_ms), shutdown)
         .await;
     Ok(())
+}
+
+/// The `as-of` report: what was read, then both rankings of the chosen period. Pure.
+fn render_as_of(
+    as_of: &AsOf,
+    snapshots: &LakeSnapshots,
+    rankings: &PeriodRankings,
+    month: Option<Month>,
+    top: usize,
+) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let asked = match as_of {
+        AsOf::Latest => "latest".to_string(),
+        AsOf::Timestamp(at) => format!("time {}", at.to_rfc3339()),
+        AsOf::Snapshots(pins) => format!("snapshots {pins:?}"),
+    };
+    let _ = writeln!(out, "as of {asked}");
+    let _ = writeln!(out, "publication_id {}", snapshots.publication_id());
+    let _ = writeln!(out, "{:<12} {:>20}", "table", "snapshot_id");
+    for s in &snapshots.0 {
+        let id = s
+            .snapshot_id
+            .map_or_else(|| "none (empty)".to_string(), |id| id.to_string());
+        let _ = writeln!(out, "{:<12} {:>20}", s.table, id);
+    }
+    let (period, ranked) = match month {
+        None => ("all time".to_string(), Some(&rankings.all)),
+        Some(m) => (m.to_string(), rankings.months.get(&m)),
+    };
+    let _ = writeln!(out);
+    let Some(ranked) = ranked else {
+        let _ = writeln!(out, "{period}: no current sales");
+        return out;
+    };
+    let summary = &ranked.summary;
+    let _ = writeln!(
+        out,
+        "{period}: {} sales, revenue {}, {} unresolved",
+        summary.sales, summary.revenue, summary.unresolved_sales
+    );
+    let _ = writeln!(out, "\ntop sales per city");
+    let _ = writeln!(
+        out,
+        "{:>4} {:>10} {:<24} {:>16} {:>7}   top salesmen there",
+        "rank", "city_id", "city", "revenue", "sales"
+    );
+    for city in ranked.cities.iter().take(top) {
+        let name = city.city.info.as_ref().map_or_else(
+            || "(unresolved)".to_string(),
+            |i| format!("{}/{}", i.name, i.state),
+        );
+        let there: Vec<String> = city
+            .salesmen
+            .iter()
+            .take(top)
+            .map(|s| format!("{}. {} {}", s.rank, salesman_name(&s.row), s.row.revenue))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:>4} {:>10} {:<24} {:>16} {:>7}   {}",
+            city.rank,
+            city.city.city_id,
+            name,
+            city.city.revenue,
+            city.city.sales,
+            there.join("; ")
+        );
+    }
+    let _ = writeln!(out, "\ntop salesmen nationwide");
+    let _ = writeln!(
+        out,
+        "{:>4} {:>12} {:<24} {:>16} {:>7}",
+        "rank", "salesman_id", "salesman", "revenue", "sales"
+    );
+    for s in ranked.salesmen.iter().take(top) {
+        let _ = writeln!(
+            out,
+            "{:>4} {:>12} {:<24} {:>16} {:>7}",
+            s.rank,
+            s.row.salesman_id,
+            salesman_name(&s.row),
+            s.row.revenue,
+            s.row.sales
+        );
+    }
+    out
+}
+
+fn salesman_name(s: &tributary_marts::ranking::SalesmanTotals) -> String {
+    s.info.as_ref().map_or_else(
+        || format!("#{} (unresolved)", s.salesman_id),
+        |i| i.name.clone(),
+    )
+}
+
+/// The `snapshots` listing, oldest first per table. Pure.
+fn render_snapshots(tables: &[TableSnapshots]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for table in tables {
+        let current = table
+            .current_snapshot_id
+            .map_or_else(|| "none".to_string(), |id| id.to_string());
+        let _ = writeln!(
+            out,
+            "{} (current {current}, {} snapshots)",
+            table.table,
+            table.snapshots.len()
+        );
+        for s in &table.snapshots {
+            let summary: Vec<String> = s.summary.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let _ = writeln!(
+                out,
+                "  {:>20}  {}  {:<9} {}",
+                s.snapshot_id,
+                s.committed_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                s.operation,
+                summary.join(" ")
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_cli_is_consistent_and_as_of_needs_a_snapshot_or_a_time() {
+        Cli::command().debug_assert();
+        assert!(Cli::try_parse_from(["m", "as-of"]).is_err());
+        assert!(Cli::try_parse_from(["m", "as-of", "--time", "yesterday"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "m",
+                "as-of",
+                "--time",
+                "2026-01-01T00:00:00Z",
+                "--snapshot",
+                "pg_sale=1"
+            ])
+            .is_err()
+        );
+        let cli = Cli::try_parse_from([
+            "m",
+            "as-of",
+            "--snapshot",
+            "pg_sale=1",
+            "--month",
+            "2026-02",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::AsOf {
+                snapshot: Some(AsOf::Snapshots(_)),
+                month: Some(_),
+                ..
+            })
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["m", "snapshots"]).unwrap().command,
+            Some(Command::Snapshots)
+        ));
+    }
+
+    #[test]
+    fn an_empty_lake_renders() {
+        let snapshots = LakeSnapshots(vec![tributary_marts::LakeSnapshot {
+            table: "pg_sale".into(),
+            snapshot_id: None,
+        }]);
+        let text = render_as_of(
+            &AsOf::Latest,
+            &snapshots,
+            &PeriodRankings::default(),
+            Some("2026-01".parse().unwrap()),
+            10,
+        );
+        assert!(text.contains("pg_sale:none"), "{text}");
+        assert!(text.contains("2026-01: no current sales"), "{text}");
+    }
 }
