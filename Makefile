@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help up down status build prereqs demo test lint unit e2e fmt oracle
+.PHONY: help up down status build prereqs demo test lint unit e2e fmt oracle bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -41,6 +41,10 @@ unit: prereqs ## unit tests only (no services needed)
 test: lint up build ## fmt, clippy, unit, integration and end-to-end tests (starts the stack)
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads=1
 	$(MAKE) --no-print-directory oracle SEEDS=2 ROUNDS=3
+
+# Benchmarks (bench/README.md): release build, on the running stack; results in bench/results/.
+bench: up ## benchmarks against their baselines (lander vs raw rdkafka), results in bench/results/
+	$(CARGO) run --release -p tributary-bench -- lander
 
 # The oracle test (e2e/tests/oracle.rs) over many seeds: `make oracle SEEDS=50 ROUNDS=8`.
 # Seeds are 1..SEEDS, so a failure names a seed anyone can replay (ORACLE_SEED=n).

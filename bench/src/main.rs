@@ -1,0 +1,289 @@
+//! `tributary-bench`: measures Tributary's stages on the real local stack against the baselines
+//! a user would pick instead, in the same run, and writes the results (Markdown and JSON) to
+//! `bench/results/`. Benchmarks print numbers; nothing here asserts a time.
+//!
+//! - `lander`: events/s landed into Iceberg from a pre-filled topic, against a raw rdkafka
+//!   consume-and-decode loop of the same topic (the ceiling: what reading and decoding alone
+//!   cost, with no Parquet, no object store, no catalog commit).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tributary_lake::decode::decode;
+use tributary_lake::metrics::Metrics;
+use tributary_lake::{LanderConfig, Mode, RawTable};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Benchmarks on the real local stack (start it with `make up`)"
+)]
+struct Cli {
+    /// Where the results go.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The lander against a raw rdkafka consume+decode loop of the same pre-filled topic.
+    Lander {
+        /// Change events in the topic.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// Partitions of the topic.
+        #[arg(long, default_value_t = 2)]
+        partitions: i32,
+        /// Lander commit size.
+        #[arg(long, default_value_t = 50_000)]
+        batch_max_rows: usize,
+        /// Warehouse: `s3://warehouse` (the stack's object store) or a local folder.
+        #[arg(long, default_value = "s3://warehouse")]
+        warehouse: String,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    benchmark: String,
+    subject: String,
+    events: usize,
+    seconds: f64,
+    events_per_second: f64,
+    note: String,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tributary_common::logging::init("bench");
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Lander {
+            events,
+            partitions,
+            batch_max_rows,
+            warehouse,
+        } => {
+            let rows = lander(events, partitions, batch_max_rows, &warehouse).await?;
+            write_results(&cli.out, "lander", &rows)?;
+        }
+    }
+    Ok(())
+}
+
+const BROKERS: &str = "127.0.0.1:9092";
+
+fn envelope(id: usize) -> String {
+    format!(
+        r#"{{"before":null,"after":{{"id":{id},"salesman_id":{},"city_id":{},"amount":"{}.{:02}","sold_at":"2026-03-01T10:00:00.000000Z","updated_at":"2026-03-01T10:00:00Z"}},"source":{{"lsn":{},"ts_ms":1772359200000,"txId":{}}},"op":"c","ts_ms":1772359200001}}"#,
+        id % 20 + 1,
+        id % 8 + 1,
+        id % 5000,
+        id % 100,
+        1_000_000 + id,
+        id / 10
+    )
+}
+
+async fn fill_topic(topic: &str, partitions: i32, events: usize) -> Result<f64> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", BROKERS)
+        .create()?;
+    admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", BROKERS)
+        .set("linger.ms", "50")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let start = Instant::now();
+    for id in 0..events {
+        let key = format!(r#"{{"id":{id}}}"#);
+        let value = envelope(id);
+        let record = FutureRecord::to(topic)
+            .key(&key)
+            .payload(&value)
+            .partition((id % partitions as usize) as i32);
+        // Queue without waiting for each delivery; flush below waits for all.
+        if let Err((e, _)) = producer.send_result(record) {
+            bail!("queueing event {id}: {e}");
+        }
+        if id % 100_000 == 99_999 {
+            producer.flush(Duration::from_secs(60))?;
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// The ceiling: consume every record of `topic` and decode it, nothing else.
+fn consume_and_decode(topic: &str, partitions: i32, events: usize) -> Result<f64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", BROKERS)
+        .set("group.id", format!("bench-ceiling-{topic}"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&list)?;
+    let start = Instant::now();
+    let (mut seen, mut decoded) = (0usize, 0usize);
+    while seen < events {
+        match consumer.poll(Duration::from_secs(30)) {
+            Some(Ok(message)) => {
+                seen += 1;
+                if decode(RawTable::PgSale, message.payload()).is_ok() {
+                    decoded += 1;
+                }
+            }
+            Some(Err(e)) => bail!("consume: {e}"),
+            None => bail!("no record for 30 s after {seen} of {events}"),
+        }
+    }
+    anyhow::ensure!(decoded == events, "decoded {decoded} of {events}");
+    Ok(start.elapsed().as_secs_f64())
+}
+
+async fn lander(
+    events: usize,
+    partitions: i32,
+    batch_max_rows: usize,
+    warehouse: &str,
+) -> Result<Vec<Row>> {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let topic = format!("bench.{id}.sale");
+    eprintln!("filling {topic}: {events} Debezium envelopes over {partitions} partitions");
+    let fill = fill_topic(&topic, partitions, events).await?;
+
+    eprintln!("ceiling: rdkafka consume + decode");
+    let ceiling = {
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || consume_and_decode(&topic, partitions, events))
+            .await??
+    };
+
+    eprintln!("the lander, drain mode, commits of {batch_max_rows}");
+    let unused = |t: &str| format!("bench.{id}.unused.{t}");
+    let mut config = LanderConfig::default();
+    config.lake.warehouse = warehouse.to_string();
+    config.lake.namespace = format!("bench_{id}");
+    config.topics.sale = topic.clone();
+    config.topics.salesman = unused("salesman");
+    config.topics.city = unused("city");
+    config.topics.file_sales = unused("files");
+    config.topics.file_dead_letters = unused("files.dead");
+    config.topics.erp_sales = unused("erp");
+    config.topics.erp_dead_letters = unused("erp.dead");
+    config.group_id = format!("bench-lander-{id}");
+    config.batch_max_rows = batch_max_rows;
+    config.commit_interval_ms = 10_000;
+    let start = Instant::now();
+    let summary = tributary_lake::run(
+        config,
+        Mode::Drain,
+        Metrics::new()?,
+        CancellationToken::new(),
+    )
+    .await
+    .context("lander run")?;
+    let landed_secs = start.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        summary.landed as usize == events,
+        "the lander landed {} of {events}: {summary:?}",
+        summary.landed
+    );
+    let per_second = |secs: f64| events as f64 / secs;
+    let note = format!(
+        "{partitions} partitions, commits of {batch_max_rows}, {} commits, warehouse {warehouse}",
+        summary.commits
+    );
+    let rows = vec![
+        Row {
+            benchmark: "lander".into(),
+            subject: "fill: rdkafka producer (acks=all default, lz4)".into(),
+            events,
+            seconds: fill,
+            events_per_second: per_second(fill),
+            note: "writing the topic, for scale".into(),
+        },
+        Row {
+            benchmark: "lander".into(),
+            subject: "ceiling: rdkafka consume + Debezium decode".into(),
+            events,
+            seconds: ceiling,
+            events_per_second: per_second(ceiling),
+            note: "no Parquet, no object store, no commit".into(),
+        },
+        Row {
+            benchmark: "lander".into(),
+            subject: "tributary-lake (drain) into Iceberg".into(),
+            events,
+            seconds: landed_secs,
+            events_per_second: per_second(landed_secs),
+            note: format!(
+                "{note}; {:.0}% of the ceiling",
+                100.0 * ceiling / landed_secs
+            ),
+        },
+    ];
+    Ok(rows)
+}
+
+fn write_results(dir: &PathBuf, name: &str, rows: &[Row]) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let when = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let machine = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let mut md = format!(
+        "# {name}\n\n{when}, {cores} cores ({machine}), {profile} build, tributary {}\n\n| subject | events | seconds | events/s | note |\n|---|---:|---:|---:|---|\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for r in rows {
+        md.push_str(&format!(
+            "| {} | {} | {:.2} | {:.0} | {} |\n",
+            r.subject, r.events, r.seconds, r.events_per_second, r.note
+        ));
+    }
+    print!("{md}");
+    std::fs::write(dir.join(format!("{name}.md")), &md)?;
+    let json = serde_json::json!({"benchmark": name, "when": when, "cores": cores, "machine": machine, "profile": profile, "rows": rows});
+    std::fs::write(
+        dir.join(format!("{name}.json")),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    Ok(())
+}
