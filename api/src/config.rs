@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
-use tributary_common::ClickHouseSettings;
+use tributary_common::{ClickHouseSettings, LakeSettings};
 
 /// The API's configuration (`tributary_common::load`: defaults → `--config` file →
 /// `TRIBUTARY_*` environment, e.g. `TRIBUTARY_LISTEN=0.0.0.0:8080`).
@@ -14,6 +14,9 @@ pub struct ApiConfig {
     pub listen: String,
     /// The ClickHouse holding the marts.
     pub clickhouse: ClickHouseSettings,
+    /// The lake, read for time travel (`?as_of=`, `/v1/snapshots`); e.g.
+    /// `TRIBUTARY_LAKE__WAREHOUSE=s3://warehouse`, `TRIBUTARY_LAKE__CATALOG_URI=postgres://…`.
+    pub lake: LakeSettings,
 }
 
 impl Default for ApiConfig {
@@ -21,6 +24,7 @@ impl Default for ApiConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             clickhouse: ClickHouseSettings::default(),
+            lake: LakeSettings::default(),
         }
     }
 }
@@ -45,9 +49,16 @@ mod tests {
     fn defaults_and_environment() {
         let config: ApiConfig = tributary_common::load(
             None,
-            vec![("TRIBUTARY_LISTEN".to_string(), "0.0.0.0:9999".to_string())],
+            vec![
+                ("TRIBUTARY_LISTEN".to_string(), "0.0.0.0:9999".to_string()),
+                (
+                    "TRIBUTARY_LAKE__WAREHOUSE".to_string(),
+                    "s3://warehouse".to_string(),
+                ),
+            ],
         )
         .unwrap();
+        assert_eq!(config.lake.warehouse, "s3://warehouse");
         assert_eq!(config.listen_addr().unwrap().port(), 9999);
         assert_eq!(config.clickhouse, ClickHouseSettings::default());
         assert_eq!(ApiConfig::default().listen, "127.0.0.1:8080");

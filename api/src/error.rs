@@ -61,6 +61,12 @@ pub enum ApiError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] MartsError),
+    /// Reading the lake for an on-demand (`as_of`) answer failed.
+    #[error("lake: {0}")]
+    Lake(MartsError),
+    /// The lake cannot be opened (catalog or object store down, or none configured).
+    #[error("lake unavailable: {0}")]
+    LakeUnavailable(String),
     /// Any other error poem reports, with its status.
     #[error("{message}")]
     Http {
@@ -87,6 +93,14 @@ impl ApiError {
             // (a missing table, an unreadable row) is ours to fix.
             ApiError::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) | ApiError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            // The catalog, a table or the object store cannot be read: a dependency outage.
+            // A failing query or an impossible value is ours to fix.
+            ApiError::LakeUnavailable(_)
+            | ApiError::Lake(MartsError::Lake { .. } | MartsError::LakeTableMissing { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Lake(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Lake(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Http { status, .. } => *status,
         }
     }
@@ -107,7 +121,15 @@ impl ApiError {
             ApiError::Store(_) if status == StatusCode::SERVICE_UNAVAILABLE => {
                 ("store-unavailable", "Rankings store unavailable", None)
             }
-            ApiError::Store(_) | ApiError::Io(_) => ("internal", "Internal error", None),
+            ApiError::Lake(_) | ApiError::LakeUnavailable(_)
+                if status == StatusCode::SERVICE_UNAVAILABLE =>
+            {
+                ("lake-unavailable", "Lake unavailable", None)
+            }
+            ApiError::Store(_)
+            | ApiError::Io(_)
+            | ApiError::Lake(_)
+            | ApiError::LakeUnavailable(_) => ("internal", "Internal error", None),
             ApiError::Http { .. } => (
                 "http",
                 status.canonical_reason().unwrap_or("HTTP error"),
@@ -141,7 +163,8 @@ pub enum ProblemResponse {
     /// No such city, or no such route.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
-    /// No rankings are published yet, or ClickHouse cannot be reached; retry later.
+    /// No rankings are published yet, or ClickHouse (or, for `as_of`, the lake) cannot be
+    /// reached; retry later.
     #[oai(status = 503, content_type = "application/problem+json")]
     Unavailable(Json<Problem>),
     /// Something that will not fix itself.

@@ -7,17 +7,24 @@
 //! ```
 //!
 //! Routes: `/v1/rankings/cities`, `/v1/rankings/cities/{city_id}/salesmen`, `/v1/months`,
-//! `/v1/rankings/salesmen`, `/healthz`, `/readyz`, `/openapi.json`, Swagger UI at `/docs`.
-//! Each ranking response is read from the latest complete publication and names it, and the
-//! period it ranks: all time, or one UTC calendar month with `?month=YYYY-MM`.
+//! `/v1/rankings/salesmen`, `/v1/snapshots`, `/healthz`, `/readyz`, `/openapi.json`, Swagger
+//! UI at `/docs`. Each ranking response is read from the latest complete publication and names
+//! it, and the period it ranks: all time, or one UTC calendar month with `?month=YYYY-MM`.
+//!
+//! Time travel: with `?as_of=<RFC 3339>` a ranking is instead computed on demand from the
+//! lake as it was then (each raw table at its latest snapshot committed by that time; see
+//! [`lake`]), and its `publication` names those snapshots, `run_id: "on-demand"` and `as_of`.
 #![deny(missing_docs)]
 
 pub mod config;
 pub mod error;
+pub mod lake;
 pub mod model;
 pub mod routes;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_time_travel;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,18 +38,14 @@ use tributary_marts::{ClickHouseStore, PublicationStore};
 pub use crate::config::ApiConfig;
 pub use crate::error::ApiError;
 use crate::error::{ProblemResponse, from_poem_error};
+pub use crate::lake::Lake;
 use crate::routes::RankingsApi;
 
 /// How long a graceful shutdown waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-fn openapi_service(store: Arc<dyn PublicationStore>) -> OpenApiService<RankingsApi, ()> {
-    OpenApiService::new(
-        RankingsApi::new(store),
-        "Tributary API",
-        env!("CARGO_PKG_VERSION"),
-    )
-    .description(
+fn openapi_service(api: RankingsApi) -> OpenApiService<RankingsApi, ()> {
+    OpenApiService::new(api, "Tributary API", env!("CARGO_PKG_VERSION")).description(
         "Sales rankings computed by the Tributary marts from the lake. Money is a decimal \
          string with two places; every error is problem JSON (application/problem+json).",
     )
@@ -50,12 +53,27 @@ fn openapi_service(store: Arc<dyn PublicationStore>) -> OpenApiService<RankingsA
 
 /// The OpenAPI document, as served at `/openapi.json`.
 pub fn openapi_json() -> String {
-    openapi_service(Arc::new(tributary_marts::MemoryStore::new())).spec()
+    openapi_service(RankingsApi::new(Arc::new(
+        tributary_marts::MemoryStore::new(),
+    )))
+    .spec()
 }
 
-/// The whole HTTP application over `store`.
+/// The whole HTTP application over `store`, without a lake (time travel answers 503).
 pub fn app(store: Arc<dyn PublicationStore>) -> impl Endpoint<Output = Response> {
-    let api = openapi_service(store);
+    app_of(RankingsApi::new(store))
+}
+
+/// The whole HTTP application over `store`, with `lake` for time travel.
+pub fn app_with_lake(
+    store: Arc<dyn PublicationStore>,
+    lake: Arc<Lake>,
+) -> impl Endpoint<Output = Response> {
+    app_of(RankingsApi::with_lake(store, lake))
+}
+
+fn app_of(api: RankingsApi) -> impl Endpoint<Output = Response> {
+    let api = openapi_service(api);
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let templates = Arc::new(path_templates(&api.spec()));
@@ -100,19 +118,25 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {
     let store = ClickHouseStore::new(&config.clickhouse)?;
-    serve(listener, Arc::new(store), shutdown).await
+    let lake = Arc::new(Lake::from_settings(config.lake));
+    serve(listener, Arc::new(store), lake, shutdown).await
 }
 
-/// Serves the API over any store (tests use `MemoryStore`).
+/// Serves the API over any store and lake (tests use `MemoryStore` and a memory catalog).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Arc<dyn PublicationStore>,
+    lake: Arc<Lake>,
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "api listening");
     Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
-        .run_with_graceful_shutdown(app(store), shutdown.cancelled_owned(), Some(SHUTDOWN_GRACE))
+        .run_with_graceful_shutdown(
+            app_with_lake(store, lake),
+            shutdown.cancelled_owned(),
+            Some(SHUTDOWN_GRACE),
+        )
         .await?;
     tracing::info!("api stopped");
     Ok(())

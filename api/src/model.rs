@@ -1,8 +1,11 @@
 //! JSON shapes of the API. Money is a decimal string with two places (`"1234.50"`), never a
 //! JSON number, so no client parses it into a float by accident.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
+use tributary_marts::lake::TableSnapshots;
 use tributary_marts::schema::{
     CityRankingRow, CitySalesmanRankingRow, PublicationPeriodRow, PublicationRow,
     SalesmanRankingRow,
@@ -46,6 +49,65 @@ pub struct PublicationJson {
     pub sales_without_city: u64,
     /// Sales without a salesman id (in no salesman ranking).
     pub sales_without_salesman: u64,
+    /// Only on an answer computed on demand from the lake (`?as_of=`): the time asked for.
+    /// `lake_snapshots` are then the snapshots current at that time, `run_id` is
+    /// `on-demand` and `computed_at` is when the request computed it; nothing was published.
+    #[oai(skip_serializing_if_is_none)]
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+/// One snapshot of a raw table.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct SnapshotJson {
+    /// Iceberg snapshot id.
+    pub snapshot_id: i64,
+    /// The snapshot it was committed on top of.
+    pub parent_snapshot_id: Option<i64>,
+    /// When it was committed (millisecond precision): `?as_of=` this time or later reads it.
+    pub timestamp: DateTime<Utc>,
+    /// `append`, `overwrite`, …
+    pub operation: String,
+    /// The rest of the snapshot summary (`added-records`, `tributary.offsets`: the source
+    /// positions landed up to this snapshot, …).
+    pub summary: BTreeMap<String, String>,
+}
+
+/// A raw table and its snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct TableSnapshotsJson {
+    /// Table name in the `raw` namespace.
+    pub table: String,
+    /// The current snapshot; null while nothing has landed.
+    pub current_snapshot_id: Option<i64>,
+    /// Oldest first.
+    pub snapshots: Vec<SnapshotJson>,
+}
+
+/// `/v1/snapshots`.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct SnapshotsPage {
+    /// The raw tables the rankings read, then `dead_letters` if it exists.
+    pub tables: Vec<TableSnapshotsJson>,
+}
+
+impl From<TableSnapshots> for TableSnapshotsJson {
+    fn from(t: TableSnapshots) -> Self {
+        Self {
+            table: t.table,
+            current_snapshot_id: t.current_snapshot_id,
+            snapshots: t
+                .snapshots
+                .into_iter()
+                .map(|s| SnapshotJson {
+                    snapshot_id: s.snapshot_id,
+                    parent_snapshot_id: s.parent_snapshot_id,
+                    timestamp: s.committed_at,
+                    operation: s.operation,
+                    summary: s.summary,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A salesman in a ranking (nationwide, or within one city).
@@ -212,6 +274,7 @@ impl PublicationJson {
             unresolved_revenue: money(row.unresolved_revenue),
             sales_without_city: row.sales_without_city,
             sales_without_salesman: row.sales_without_salesman,
+            as_of: None,
         })
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{OpenApi, Tags};
@@ -12,9 +13,10 @@ use tributary_marts::schema::PublicationRow;
 use tributary_marts::{Page, Period, PublicationStore};
 
 use crate::error::{ApiError, ProblemResponse};
+use crate::lake::Lake;
 use crate::model::{
     CityJson, CityRankingPage, CitySalesmenPage, MonthsPage, PeriodJson, PublicationJson,
-    SalesmanJson, SalesmanRankingPage, Status,
+    SalesmanJson, SalesmanRankingPage, SnapshotsPage, Status,
 };
 
 /// Default page size.
@@ -56,15 +58,81 @@ enum ApiTags {
     Health,
 }
 
-/// The API, over a publication store.
+/// The time an `as_of` parameter asks for, if any.
+fn as_of_param(as_of: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    as_of
+        .map(|text| {
+            DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| ApiError::InvalidParameter {
+                    name: "as_of".into(),
+                    reason: format!(
+                        "{text:?} is not an RFC 3339 time such as 2026-03-01T12:00:00Z: {e}"
+                    ),
+                })
+        })
+        .transpose()
+}
+
+/// What a ranking request reads: the store, its publication and the period asked for.
+type Source = (
+    Arc<dyn PublicationStore>,
+    PublicationRow,
+    PublicationJson,
+    Period,
+    PeriodJson,
+);
+
+/// The API, over a publication store and (for time travel) the lake.
 pub struct RankingsApi {
     store: Arc<dyn PublicationStore>,
+    lake: Option<Arc<Lake>>,
 }
 
 impl RankingsApi {
-    /// An API reading from `store`.
+    /// An API reading from `store`, without a lake (`as_of` and `/v1/snapshots` answer 503).
     pub fn new(store: Arc<dyn PublicationStore>) -> Self {
-        Self { store }
+        Self { store, lake: None }
+    }
+
+    /// An API reading from `store`, and from `lake` for time travel.
+    pub fn with_lake(store: Arc<dyn PublicationStore>, lake: Arc<Lake>) -> Self {
+        Self {
+            store,
+            lake: Some(lake),
+        }
+    }
+
+    fn lake(&self) -> Result<&Lake, ApiError> {
+        self.lake
+            .as_deref()
+            .ok_or_else(|| ApiError::LakeUnavailable("no lake is configured".to_string()))
+    }
+
+    /// The latest publication, or with `as_of` one computed on demand from the lake as it was
+    /// then, and the asked-for period of it.
+    async fn source(
+        &self,
+        month: Option<&str>,
+        as_of: Option<&str>,
+    ) -> Result<Source, ProblemResponse> {
+        let period = period_param(month)?;
+        let Some(at) = as_of_param(as_of)? else {
+            let (row, publication, period, summary) = self.latest_period(month).await?;
+            return Ok((self.store.clone(), row, publication, period, summary));
+        };
+        let store = self.lake()?.publication_as_of(at).await?;
+        let row = store
+            .latest_publication()
+            .await?
+            .ok_or(ApiError::NotPublished)?;
+        let mut publication = PublicationJson::from_row(&row)?;
+        publication.as_of = Some(at);
+        let summary = match store.period(&row.publication_id, period).await? {
+            Some(p) => PeriodJson::from(&p),
+            None => PeriodJson::empty(period),
+        };
+        Ok((store, row, publication, period, summary))
     }
 
     async fn latest(&self) -> Result<(PublicationRow, PublicationJson), ProblemResponse> {
@@ -128,20 +196,24 @@ impl RankingsApi {
         /// `2026-03`); all time when absent. Sales without `sold_at` count in all time only.
         #[oai(validator(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$"))]
         month: Query<Option<String>>,
+        /// Time travel: rank the lake as it was at this time (RFC 3339, e.g.
+        /// `2026-03-01T12:00:00Z`), computed on demand from each raw table's latest snapshot
+        /// committed at or before it (`/v1/snapshots` lists them). A time before the first
+        /// snapshot answers 200 with empty rankings. Latest publication when absent.
+        as_of: Query<Option<String>>,
     ) -> ApiResult<CityRankingPage> {
-        let (row, publication, period, summary) = self.latest_period(month.0.as_deref()).await?;
+        let (store, row, publication, period, summary) =
+            self.source(month.0.as_deref(), as_of.0.as_deref()).await?;
         let page = Page {
             limit: limit.0,
             offset: offset.0,
         };
-        let city_rows = self
-            .store
+        let city_rows = store
             .city_ranking(&row.publication_id, period, page)
             .await?;
         let ids: Vec<i64> = city_rows.iter().map(|c| c.city_id).collect();
         let mut by_city: BTreeMap<i64, Vec<SalesmanJson>> = BTreeMap::new();
-        for s in self
-            .store
+        for s in store
             .top_city_salesmen(&row.publication_id, period, &ids, salesmen.0)
             .await?
         {
@@ -194,18 +266,20 @@ impl RankingsApi {
         /// `2026-03`); all time when absent. Sales without `sold_at` count in all time only.
         #[oai(validator(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$"))]
         month: Query<Option<String>>,
+        /// Time travel: rank the lake as it was at this time (RFC 3339, e.g.
+        /// `2026-03-01T12:00:00Z`), computed on demand from each raw table's latest snapshot
+        /// committed at or before it (`/v1/snapshots` lists them). A time before the first
+        /// snapshot answers 200 with empty rankings. Latest publication when absent.
+        as_of: Query<Option<String>>,
     ) -> ApiResult<CitySalesmenPage> {
-        let (row, publication, period, summary) = self.latest_period(month.0.as_deref()).await?;
-        let city = self
-            .store
-            .city(&row.publication_id, period, city_id.0)
-            .await?;
+        let (store, row, publication, period, summary) =
+            self.source(month.0.as_deref(), as_of.0.as_deref()).await?;
+        let city = store.city(&row.publication_id, period, city_id.0).await?;
         // "No such city" is decided on all time, so a month without the city's sales is an
         // empty page rather than a 404 that would suggest a wrong id.
         if city.is_none()
             && (period == Period::AllTime
-                || self
-                    .store
+                || store
                     .city(&row.publication_id, Period::AllTime, city_id.0)
                     .await?
                     .is_none())
@@ -220,8 +294,7 @@ impl RankingsApi {
             limit: limit.0,
             offset: offset.0,
         };
-        let items = self
-            .store
+        let items = store
             .city_salesman_ranking(&row.publication_id, period, city_id.0, page)
             .await?
             .iter()
@@ -264,14 +337,19 @@ impl RankingsApi {
         /// `2026-03`); all time when absent. Sales without `sold_at` count in all time only.
         #[oai(validator(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$"))]
         month: Query<Option<String>>,
+        /// Time travel: rank the lake as it was at this time (RFC 3339, e.g.
+        /// `2026-03-01T12:00:00Z`), computed on demand from each raw table's latest snapshot
+        /// committed at or before it (`/v1/snapshots` lists them). A time before the first
+        /// snapshot answers 200 with empty rankings. Latest publication when absent.
+        as_of: Query<Option<String>>,
     ) -> ApiResult<SalesmanRankingPage> {
-        let (row, publication, period, summary) = self.latest_period(month.0.as_deref()).await?;
+        let (store, row, publication, period, summary) =
+            self.source(month.0.as_deref(), as_of.0.as_deref()).await?;
         let page = Page {
             limit: limit.0,
             offset: offset.0,
         };
-        let items = self
-            .store
+        let items = store
             .salesman_ranking(&row.publication_id, period, page)
             .await?
             .iter()
@@ -309,6 +387,23 @@ impl RankingsApi {
             .map(PeriodJson::from)
             .collect();
         Ok(Json(MonthsPage { publication, items }))
+    }
+
+    /// Every raw table's snapshots.
+    ///
+    /// Id, commit time and summary of each snapshot of each raw table, oldest first: the
+    /// points `as_of` can travel to. 503 when the lake cannot be read.
+    #[oai(
+        path = "/v1/snapshots",
+        method = "get",
+        tag = "ApiTags::Rankings",
+        operation_id = "snapshots"
+    )]
+    async fn snapshots(&self) -> ApiResult<SnapshotsPage> {
+        let tables = self.lake()?.snapshots().await?;
+        Ok(Json(SnapshotsPage {
+            tables: tables.into_iter().map(Into::into).collect(),
+        }))
     }
 
     /// Liveness: the process is up.

@@ -182,6 +182,7 @@ async fn start(settings: &ClickHouseSettings) -> Server {
     let config = ApiConfig {
         listen: "unused".into(),
         clickhouse: settings.clone(),
+        ..ApiConfig::default()
     };
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(tributary_api::run(listener, config, shutdown.clone()));

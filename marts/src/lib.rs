@@ -37,8 +37,11 @@ pub mod publication;
 pub mod ranking;
 pub mod schema;
 pub mod store;
-#[cfg(all(test, feature = "job"))]
-mod test_support;
+/// Test helpers (raw events, an in-memory lake); `test-support` feature, tests only.
+#[cfg(any(all(test, feature = "job"), feature = "test-support"))]
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod test_support;
 
 #[cfg(feature = "job")]
 pub use config::MartsConfig;
