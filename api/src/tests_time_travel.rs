@@ -1,0 +1,225 @@
+//! Time travel on iceberg's `MemoryCatalog`: `?as_of=` answers equal what a publication of the
+//! lake at that moment answers, and `/v1/snapshots` lists what can be travelled to.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use iceberg::{Catalog, NamespaceIdent, TableIdent};
+use poem::http::StatusCode;
+use poem::test::{TestClient, TestResponse};
+use serde_json::Value;
+use tributary_lake::schema::RawTable;
+use tributary_marts::job::compute;
+use tributary_marts::test_support::{Ev, city, land, memory_lake, sale, salesman};
+use tributary_marts::{MemoryStore, Publication, PublicationStore};
+
+use crate::lake::Lake;
+use crate::{app, app_with_lake};
+
+const ALL: [RawTable; 5] = RawTable::DATA_TABLES;
+
+fn first_sales() -> Vec<Ev> {
+    vec![
+        sale("c", 1, (10, 0), Some(100), Some(7), Some(1000)).sold_at("2026-01-05T10:00:00Z"),
+        sale("c", 2, (11, 1), Some(200), Some(8), Some(3000)).sold_at("2026-02-05T10:00:00Z"),
+        sale("c", 3, (12, 2), Some(100), Some(8), Some(2500)).sold_at("2026-02-07T10:00:00Z"),
+    ]
+}
+
+/// Lands the first round in every ranking table it uses; returns the latest commit time.
+async fn land_first(lake: &dyn Catalog) -> DateTime<Utc> {
+    land(lake, RawTable::PgSale, &first_sales()).await;
+    land(
+        lake,
+        RawTable::PgSalesman,
+        &[
+            salesman("r", 100, (1, 0), "S1", "Ana"),
+            salesman("r", 200, (2, 1), "S2", "Bruno"),
+        ],
+    )
+    .await;
+    land(
+        lake,
+        RawTable::PgCity,
+        &[
+            city("r", 7, (1, 0), "Campinas", "SP"),
+            city("r", 8, (2, 1), "Santos", "SP"),
+        ],
+    )
+    .await;
+    let mut latest = 0;
+    for table in [RawTable::PgSale, RawTable::PgSalesman, RawTable::PgCity] {
+        let ident = TableIdent::new(NamespaceIdent::new("raw".into()), table.name().into());
+        let t = lake.load_table(&ident).await.unwrap();
+        latest = latest.max(t.metadata().current_snapshot().unwrap().timestamp_ms());
+    }
+    DateTime::from_timestamp_millis(latest).unwrap()
+}
+
+async fn body(resp: TestResponse) -> Value {
+    resp.json().await.value().deserialize()
+}
+
+async fn get(client: &TestClient<impl poem::Endpoint>, uri: &str) -> (StatusCode, Value) {
+    let resp = client.get(uri).send().await;
+    let status = resp.0.status();
+    (status, body(resp).await)
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[tokio::test]
+async fn rankings_as_of_an_earlier_time_equal_a_publication_of_that_moment() {
+    let lake = memory_lake(&ALL).await;
+    let t1 = land_first(lake.as_ref()).await;
+    // Iceberg commit times are milliseconds: the second round must be visibly later.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    land(
+        lake.as_ref(),
+        RawTable::PgSale,
+        &[
+            sale("d", 2, (20, 3), None, None, None),
+            sale("c", 4, (21, 4), Some(300), Some(7), Some(90_000)).sold_at("2026-02-09T10:00:00Z"),
+        ],
+    )
+    .await;
+
+    // The oracle: a lake holding only the first round, published as the marts would.
+    let oracle_lake = memory_lake(&ALL).await;
+    land_first(oracle_lake.as_ref()).await;
+    let (snapshots, rankings) = compute(oracle_lake.as_ref(), "raw").await.unwrap();
+    let oracle_store = Arc::new(MemoryStore::new());
+    oracle_store
+        .publish(&Publication::of_periods(
+            snapshots,
+            "run-1",
+            Utc::now(),
+            rankings,
+        ))
+        .await
+        .unwrap();
+    let oracle = TestClient::new(app(oracle_store));
+
+    // No publication in ClickHouse at all: as_of does not need one.
+    let api = TestClient::new(app_with_lake(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Lake::from_catalog(lake.clone(), "raw")),
+    ));
+    let at = rfc3339(t1);
+    for path in [
+        "/v1/rankings/salesmen",
+        "/v1/rankings/cities",
+        "/v1/rankings/salesmen?month=2026-02",
+        "/v1/rankings/cities?month=2026-02&salesmen=1",
+        "/v1/rankings/cities/8/salesmen",
+    ] {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (status, travelled) = get(&api, &format!("{path}{sep}as_of={at}")).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {travelled}");
+        let (_, expected) = get(&oracle, path).await;
+        assert_eq!(travelled["items"], expected["items"], "{path}");
+        assert_eq!(travelled["period"], expected["period"], "{path}");
+        let publication = &travelled["publication"];
+        assert_eq!(publication["run_id"], "on-demand", "{path}");
+        let as_of: DateTime<Utc> = publication["as_of"].as_str().unwrap().parse().unwrap();
+        assert_eq!(as_of, t1, "{path}");
+        assert_eq!(publication["sales"], expected["publication"]["sales"]);
+        assert!(
+            publication["publication_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("pg_sale:"),
+            "{publication}"
+        );
+    }
+
+    // As of now: the second round is in (sale 2 deleted, salesman 300 on top).
+    let (status, now) = get(
+        &api,
+        &format!("/v1/rankings/salesmen?as_of={}", rfc3339(Utc::now())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(now["items"][0]["salesman_id"], 300, "{now}");
+    assert_eq!(now["publication"]["sales"], 3);
+
+    // Before the first snapshot: 200, empty rankings, every snapshot null.
+    let before = rfc3339(t1 - chrono::Duration::days(1));
+    let (status, empty) = get(&api, &format!("/v1/rankings/cities?as_of={before}")).await;
+    assert_eq!(status, StatusCode::OK, "{empty}");
+    assert_eq!(empty["items"], Value::Array(vec![]));
+    assert_eq!(empty["total"], 0);
+    assert!(
+        empty["publication"]["lake_snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["snapshot_id"].is_null()),
+        "{empty}"
+    );
+
+    // The snapshots to travel to.
+    let (status, listed) = get(&api, "/v1/snapshots").await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let tables = listed["tables"].as_array().unwrap();
+    assert_eq!(tables[0]["table"], "pg_sale");
+    let sale_snapshots = tables[0]["snapshots"].as_array().unwrap();
+    assert_eq!(sale_snapshots.len(), 2);
+    assert_eq!(sale_snapshots[0]["operation"], "append");
+    assert_eq!(sale_snapshots[1]["summary"]["added-records"], "2");
+    assert_eq!(
+        tables[0]["current_snapshot_id"],
+        sale_snapshots[1]["snapshot_id"]
+    );
+}
+
+#[tokio::test]
+async fn bad_times_are_400_naming_as_of_and_a_missing_lake_is_503() {
+    let lake = memory_lake(&ALL).await;
+    let api = TestClient::new(app_with_lake(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Lake::from_catalog(lake, "raw")),
+    ));
+    for bad in ["yesterday", "2026-02-30T00:00:00Z", "2026-01-01"] {
+        let (status, problem) = get(&api, &format!("/v1/rankings/salesmen?as_of={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {problem}");
+        assert_eq!(problem["parameter"], "as_of", "{problem}");
+        assert_eq!(problem["type"], "urn:tributary:problem:invalid-parameter");
+    }
+
+    // Tables not created yet (the lander never ran): the lake is not there yet.
+    let half = memory_lake(&[RawTable::PgSale]).await;
+    let api = TestClient::new(app_with_lake(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Lake::from_catalog(half, "raw")),
+    ));
+    let (status, problem) = get(&api, "/v1/rankings/cities?as_of=2026-01-01T00:00:00Z").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert_eq!(problem["type"], "urn:tributary:problem:lake-unavailable");
+    let (status, _) = get(&api, "/v1/snapshots").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+    // A server without a lake.
+    let api = TestClient::new(app(Arc::new(MemoryStore::new())));
+    let (status, problem) = get(&api, "/v1/rankings/salesmen?as_of=2026-01-01T00:00:00Z").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert_eq!(problem["type"], "urn:tributary:problem:lake-unavailable");
+}
+
+#[tokio::test]
+async fn as_of_and_snapshots_are_documented() {
+    let doc: Value = serde_json::from_str(&crate::openapi_json()).unwrap();
+    for path in [
+        "/v1/rankings/cities",
+        "/v1/rankings/salesmen",
+        "/v1/rankings/cities/{city_id}/salesmen",
+    ] {
+        let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let as_of = params.iter().find(|p| p["name"] == "as_of").expect(path);
+        assert!(as_of["description"].as_str().unwrap().contains("RFC 3339"));
+    }
+    assert!(doc["paths"]["/v1/snapshots"]["get"].is_object());
+}
