@@ -301,7 +301,17 @@ pub async fn memory_lake(tables: &[RawTable]) -> Arc<dyn Catalog> {
 
 /// Lands `events` into `raw.<table>` as one append (one new snapshot); returns its id.
 pub async fn land(catalog: &dyn Catalog, table: RawTable, events: &[Ev]) -> i64 {
-    let ident = TableIdent::new(NamespaceIdent::new("raw".into()), table.name().into());
+    land_in(catalog, "raw", table, events).await
+}
+
+/// Same, into `<namespace>.<table>` (integration tests use a namespace of their own).
+pub async fn land_in(
+    catalog: &dyn Catalog,
+    namespace: &str,
+    table: RawTable,
+    events: &[Ev],
+) -> i64 {
+    let ident = TableIdent::new(NamespaceIdent::new(namespace.into()), table.name().into());
     let t = catalog.load_table(&ident).await.expect("load table");
     let parquet = ParquetWriterBuilder::new(
         WriterProperties::default(),
