@@ -17,6 +17,11 @@
 //!                 `publication_periods`, the `publications` row last; one `mart_runs` row per run
 //! ```
 //!
+//! Time travel: [`lake::AsOf`] pins each raw table at chosen snapshots or at the snapshot
+//! current at a given time, and [`job::compute_as_of`] computes both rankings from that state
+//! (`tributary-marts as-of`, the API's `?as_of=`); [`lake::list_snapshots`] lists what there is
+//! to travel to (`tributary-marts snapshots`, `GET /v1/snapshots`).
+//!
 //! Without the default `job` feature the crate is only the ClickHouse contract
 //! ([`schema`], [`store`], [`publication`], [`ranking`], [`period`], [`money`]), which
 //! `tributary-api` reads through.
