@@ -3,8 +3,8 @@
 //! An `as_of` answer is computed on demand — the marts' own computation
 //! (`tributary_marts::job::compute_as_of`) over the snapshots current at that time — and put
 //! in a throw-away `MemoryStore` as a publication, so the handlers page and shape it exactly
-//! like a published one. Nothing is cached: each request reads the lake again (seconds, not
-//! milliseconds, on a large lake).
+//! like a published one. Nothing is cached: each request reads the lake again (about 0.3 s on
+//! the local stack's ~4,000 sales; it grows with the lake).
 //!
 //! The catalog is opened on first use, not at start-up: the ClickHouse endpoints must keep
 //! working while the lake is down, and a lake that comes back is picked up by the next request.
