@@ -5,46 +5,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio_util::sync::CancellationToken;
 use tributary_common::sale_event::{SaleEvent, SaleOp};
 use tributary_ingest::erp::{
     ErpClient, ErpClientConfig, ErpError, ErpPoller, ErpSimConfig, RetrySettings, SoapVersion,
     client::FixedNonce,
     model::SaleStatus,
-    sim::{self, Simulator},
+    sim::{self, SpawnedSimulator},
     soap::{ErpFaultCode, FaultClass},
     wssec::{Clock, RandomNonce, SystemClock},
 };
 
-struct Sim {
-    simulator: Simulator,
-    base: String,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
+type Sim = SpawnedSimulator;
 
 async fn start(initial_changes: u32) -> Sim {
     let config = ErpSimConfig {
-        listen: "127.0.0.1:0".into(),
         initial_changes,
         seed: 11,
         ..ErpSimConfig::default()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let simulator = Simulator::new(config, Arc::new(SystemClock));
-    let shutdown = CancellationToken::new();
-    tokio::spawn(sim::serve(listener, simulator.clone(), shutdown.clone()));
-    Sim {
-        simulator,
-        base: format!("http://{addr}"),
-        shutdown,
-    }
+    sim::spawn(config).await.expect("start the simulator")
 }
 
 fn client_config(sim: &Sim) -> ErpClientConfig {

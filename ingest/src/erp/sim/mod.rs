@@ -662,6 +662,39 @@ fn replay_journal(store: &mut Store, path: &str) {
     tracing::info!(journal = path, replayed, "journal replayed");
 }
 
+/// A simulator serving on a free loopback port of this process (tests, benchmarks); it stops
+/// when dropped.
+pub struct SpawnedSimulator {
+    /// Its data, to inject changes or read them directly.
+    pub simulator: Simulator,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The SOAP endpoint, `<base>/ws/sales`.
+    pub endpoint: String,
+    shutdown: CancellationToken,
+}
+
+impl Drop for SpawnedSimulator {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Starts a simulator with `config` (its `listen` is ignored) on a free loopback port.
+pub async fn spawn(config: ErpSimConfig) -> std::io::Result<SpawnedSimulator> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let simulator = Simulator::new(config, Arc::new(crate::erp::wssec::SystemClock));
+    let shutdown = CancellationToken::new();
+    tokio::spawn(serve(listener, simulator.clone(), shutdown.clone()));
+    Ok(SpawnedSimulator {
+        simulator,
+        endpoint: format!("{base}/ws/sales"),
+        base,
+        shutdown,
+    })
+}
+
 #[cfg(test)]
 mod journal_tests {
     use super::*;
