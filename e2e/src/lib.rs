@@ -666,3 +666,41 @@ pub async fn await_rankings(
     }
     Ok(())
 }
+
+/// A file or ERP sale as its source holds it: natural keys, amount, month.
+#[derive(Debug, Clone, Copy)]
+pub struct NaturalSale<'a> {
+    /// Salesman code.
+    pub code: &'a str,
+    /// City name and state.
+    pub city: (&'a str, &'a str),
+    /// Amount in cents.
+    pub cents: i64,
+    /// UTC month of `sold_at`, when the oracle compares months.
+    pub month: Option<&'a str>,
+}
+
+/// The current sales of every source as the oracle sees them: Postgres as it is, plus
+/// `others` resolved against the master data (an unknown code or city resolves to `None`).
+pub async fn current_sales<'a>(
+    db: &tokio_postgres::Client,
+    others: impl IntoIterator<Item = NaturalSale<'a>>,
+) -> Result<Vec<OracleSale>> {
+    let master = MasterData::load(db).await?;
+    let mut sales = postgres_sales(db).await?;
+    sales.extend(others.into_iter().map(|s| OracleSale {
+        salesman_id: master.salesman(s.code),
+        city_id: master.city(s.city.0, s.city.1),
+        cents: s.cents,
+        month: s.month.map(str::to_string),
+    }));
+    Ok(sales)
+}
+
+/// All-time (cities, salesmen) rankings of `sales`.
+pub fn oracle_rankings(sales: &[OracleSale]) -> (Vec<RankRow>, Vec<RankRow>) {
+    (
+        oracle_ranking(sales, |s| s.city_id),
+        oracle_ranking(sales, |s| s.salesman_id),
+    )
+}

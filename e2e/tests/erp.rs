@@ -12,8 +12,8 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::Value;
 use tributary_e2e::{
-    MasterData, OracleSale, RankRow, Service, TestPipeline, await_rankings, oracle_ranking,
-    postgres_sales, require_stack, salesdb,
+    MasterData, NaturalSale, RankRow, Service, TestPipeline, await_rankings, current_sales,
+    oracle_rankings, require_stack, salesdb,
 };
 
 /// One current ERP sale, as the simulator reports it.
@@ -63,18 +63,13 @@ async fn oracle(
     db: &tokio_postgres::Client,
     erp: &[ErpSale],
 ) -> Result<(Vec<RankRow>, Vec<RankRow>)> {
-    let master = MasterData::load(db).await?;
-    let mut sales = postgres_sales(db).await?;
-    sales.extend(erp.iter().map(|s| OracleSale {
-        salesman_id: master.salesman(&s.code),
-        city_id: master.city(&s.city.0, &s.city.1),
+    let erp = erp.iter().map(|s| NaturalSale {
+        code: &s.code,
+        city: (&s.city.0, &s.city.1),
         cents: s.cents,
         month: None,
-    }));
-    Ok((
-        oracle_ranking(&sales, |s| s.city_id),
-        oracle_ranking(&sales, |s| s.salesman_id),
-    ))
+    });
+    Ok(oracle_rankings(&current_sales(db, erp).await?))
 }
 
 #[tokio::test(flavor = "multi_thread")]

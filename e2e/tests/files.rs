@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use tributary_e2e::{
-    MasterData, OracleSale, RankRow, Service, TestPipeline, await_rankings, dead_letters,
-    eventually, oracle_ranking, postgres_sales, require_stack, salesdb,
+    MasterData, NaturalSale, RankRow, Service, TestPipeline, await_rankings, current_sales,
+    dead_letters, eventually, oracle_rankings, require_stack, salesdb,
 };
 use tributary_ingest::files::inbox::Inbox;
 
@@ -58,22 +58,16 @@ async fn oracle(
     db: &tokio_postgres::Client,
     files: &[&[FileSale]],
 ) -> Result<(Vec<RankRow>, Vec<RankRow>)> {
-    let master = MasterData::load(db).await?;
-    let mut sales = postgres_sales(db).await?;
-    for partner in files {
-        for s in partner.iter() {
-            sales.push(OracleSale {
-                salesman_id: master.salesman(&s.code),
-                city_id: master.city(&s.city.0, &s.city.1),
-                cents: s.cents,
-                month: None,
-            });
-        }
-    }
-    Ok((
-        oracle_ranking(&sales, |s| s.city_id),
-        oracle_ranking(&sales, |s| s.salesman_id),
-    ))
+    let files = files
+        .iter()
+        .flat_map(|partner| partner.iter())
+        .map(|s| NaturalSale {
+            code: &s.code,
+            city: (&s.city.0, &s.city.1),
+            cents: s.cents,
+            month: None,
+        });
+    Ok(oracle_rankings(&current_sales(db, files).await?))
 }
 
 #[tokio::test(flavor = "multi_thread")]

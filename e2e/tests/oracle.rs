@@ -24,8 +24,8 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::{Value, json};
 use tributary_e2e::{
-    MasterData, OracleSale, RankRow, Service, TestPipeline, api_months, api_ranking_for,
-    eventually, oracle_ranking, postgres_sales, require_stack, salesdb,
+    MasterData, NaturalSale, OracleSale, RankRow, Service, TestPipeline, api_months,
+    api_ranking_for, current_sales, eventually, oracle_rankings, require_stack, salesdb,
 };
 use tributary_ingest::files::inbox::Inbox;
 
@@ -107,24 +107,15 @@ async fn oracle(
     files: &BTreeMap<String, SourceSale>,
     erp: &BTreeMap<String, SourceSale>,
 ) -> Result<Rankings> {
-    let master = MasterData::load(db).await?;
-    let mut sales = postgres_sales(db).await?;
-    for s in files.values().chain(erp.values()) {
-        sales.push(OracleSale {
-            salesman_id: master.salesman(&s.code),
-            city_id: master.city(&s.city.0, &s.city.1),
-            cents: s.cents,
-            month: Some(s.sold_at[..7].to_string()),
-        });
-    }
+    let others = files.values().chain(erp.values()).map(|s| NaturalSale {
+        code: &s.code,
+        city: (&s.city.0, &s.city.1),
+        cents: s.cents,
+        month: Some(&s.sold_at[..7]),
+    });
+    let sales = current_sales(db, others).await?;
     let mut rankings = BTreeMap::new();
-    rankings.insert(
-        None,
-        (
-            oracle_ranking(&sales, |s| s.city_id),
-            oracle_ranking(&sales, |s| s.salesman_id),
-        ),
-    );
+    rankings.insert(None, oracle_rankings(&sales));
     let months: BTreeSet<String> = sales.iter().filter_map(|s| s.month.clone()).collect();
     for month in months {
         let in_month: Vec<OracleSale> = sales
@@ -132,13 +123,7 @@ async fn oracle(
             .filter(|s| s.month.as_deref() == Some(month.as_str()))
             .cloned()
             .collect();
-        rankings.insert(
-            Some(month),
-            (
-                oracle_ranking(&in_month, |s| s.city_id),
-                oracle_ranking(&in_month, |s| s.salesman_id),
-            ),
-        );
+        rankings.insert(Some(month), oracle_rankings(&in_month));
     }
     Ok(rankings)
 }
