@@ -47,11 +47,12 @@ bench: up ## benchmarks against their baselines (lander vs raw rdkafka), results
 	$(CARGO) run --release -p tributary-bench -- lander
 
 # The oracle test (e2e/tests/oracle.rs) over many seeds: `make oracle SEEDS=50 ROUNDS=8`.
-# Seeds are 1..SEEDS, so a failure names a seed anyone can replay (ORACLE_SEED=n).
+# Seeds are 1..SEEDS, so a failure names a seed anyone can replay (ORACLE_SEED=n). `--workspace`
+# keeps the feature set of `make build`: `-p tributary-e2e` alone would rebuild the dependencies.
 SEEDS ?= 20
 ROUNDS ?= 5
 oracle: ## the randomized oracle test over SEEDS seeds of ROUNDS rounds (stack up, binaries built)
 	@for seed in $$(seq 1 $(SEEDS)); do \
 	  echo "oracle: seed $$seed of $(SEEDS), $(ROUNDS) rounds"; \
-	  ORACLE_SEED=$$seed ORACLE_ROUNDS=$(ROUNDS) $(CARGO) test -q -p tributary-e2e --test oracle -- --test-threads=1 || exit 1; \
+	  ORACLE_SEED=$$seed ORACLE_ROUNDS=$(ROUNDS) $(CARGO) test -q --workspace --test oracle -- --test-threads=1 || exit 1; \
 	done
