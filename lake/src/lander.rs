@@ -16,6 +16,7 @@ use crate::catalog::{self, WriterLock, ensure_tables};
 use crate::config::{LanderConfig, Route};
 use crate::decode::{Decoded, decode, decode_rejected, decode_sale_event};
 use crate::error::LakeError;
+use crate::lineage::LakeLineage;
 use crate::metrics::{Metrics, Outcome};
 use crate::offsets::{OffsetMap, StartOffset, TopicPartition, resume_offset, should_land};
 use crate::schema::RawTable;
@@ -127,6 +128,8 @@ pub struct Lander<S: Source> {
     /// What the lake holds, shared with the lag reporter.
     landed: Arc<std::sync::Mutex<OffsetMap>>,
     summary: RunSummary,
+    /// OpenLineage: a run per commit (`OPENLINEAGE_*`, off by default).
+    lineage: LakeLineage,
 }
 
 #[derive(Default)]
@@ -164,6 +167,9 @@ impl<S: Source> Lander<S> {
             );
         }
         let routes = config.topics.routes().into_iter().collect();
+        let lineage = LakeLineage::from_env(&config);
+        // Already registered when a test opens several landers on one registry: keep the first.
+        let _ = lineage.lineage().register_metrics(metrics.registry());
         Ok(Self {
             config,
             source,
@@ -176,6 +182,7 @@ impl<S: Source> Lander<S> {
             buffer: Buffer::default(),
             landed: Arc::default(),
             summary: RunSummary::default(),
+            lineage,
         })
     }
 
@@ -195,6 +202,14 @@ impl<S: Source> Lander<S> {
         shutdown: CancellationToken,
     ) -> Result<RunSummary, LakeError> {
         let result = self.run_loop(mode, &shutdown).await;
+        self.lineage
+            .stopped(
+                result
+                    .as_ref()
+                    .err()
+                    .map(|e| tributary_lineage::facets::ErrorMessageRunFacet::from_error(e)),
+            )
+            .await;
         if let Some(lock) = self.lock.take() {
             lock.release().await;
         }
@@ -470,7 +485,23 @@ impl<S: Source> Lander<S> {
                 .get_mut(&RawTable::DeadLetters)
                 .expect("dead_letters sink");
             // The full map: every partition read so far is complete in dead_letters up to here.
-            let report = sink.commit(&buffer.dead, &self.progress).await?;
+            let run = self.lineage.commit_started(
+                RawTable::DeadLetters,
+                sink.committed(),
+                &moved,
+                buffer.dead.len() as u64,
+            );
+            let parent = sink.snapshot_id();
+            let report = match sink.commit(&buffer.dead, &self.progress).await {
+                Ok(report) => {
+                    self.lineage.commit_done(run, &report, parent);
+                    report
+                }
+                Err(error) => {
+                    self.lineage.commit_failed(run, &error);
+                    return Err(error);
+                }
+            };
             self.metrics.committed(
                 RawTable::DeadLetters,
                 report.elapsed.as_secs_f64(),
@@ -498,7 +529,23 @@ impl<S: Source> Lander<S> {
             }
             let rows = rows_by_table.remove(&table).unwrap_or_default();
             let sink = self.sinks.get_mut(&table).expect("change table sink");
-            let report = sink.commit(&rows, &table_moved).await?;
+            let run = self.lineage.commit_started(
+                table,
+                sink.committed(),
+                &table_moved,
+                rows.len() as u64,
+            );
+            let parent = sink.snapshot_id();
+            let report = match sink.commit(&rows, &table_moved).await {
+                Ok(report) => {
+                    self.lineage.commit_done(run, &report, parent);
+                    report
+                }
+                Err(error) => {
+                    self.lineage.commit_failed(run, &error);
+                    return Err(error);
+                }
+            };
             self.metrics
                 .committed(table, report.elapsed.as_secs_f64(), report.files);
             self.metrics

@@ -23,6 +23,7 @@ pub mod config;
 pub mod decode;
 pub mod error;
 pub mod lander;
+pub mod lineage;
 pub mod metrics;
 pub mod offsets;
 pub mod schema;

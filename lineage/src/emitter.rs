@@ -328,6 +328,11 @@ impl JobRun {
         event
     }
 
+    /// Sends an event built with [`JobRun::event`] (e.g. with an earlier `event_time`).
+    pub fn emit(&self, event: RunEvent) {
+        self.lineage.emit(event);
+    }
+
     /// START.
     pub fn start(&self, inputs: Vec<InputDataset>, outputs: Vec<OutputDataset>) {
         self.lineage

@@ -183,6 +183,8 @@ pub struct ErpIngestor {
     publisher: Option<TxPublisher>,
     progress: ErpProgress,
     metrics: ErpMetrics,
+    /// OpenLineage: a run per published page (`OPENLINEAGE_*`, off by default).
+    lineage: super::lineage::ErpLineage,
 }
 
 impl std::fmt::Debug for ErpIngestor {
@@ -236,6 +238,15 @@ impl ErpIngestor {
             ],
         )
         .await?;
+        let lineage = super::lineage::ErpLineage::from_env(
+            &config.client.endpoint,
+            &config.client.origin,
+            &kafka.brokers,
+            &topics.sales,
+            &topics.dead_letters,
+        );
+        // Already registered when a test opens several ingestors on one registry: keep the first.
+        let _ = lineage.lineage().register_metrics(&metrics.registry);
         let mut ingestor = Self {
             kafka: kafka.clone(),
             poller: ErpPoller::new(client),
@@ -243,6 +254,7 @@ impl ErpIngestor {
             publisher: None,
             progress: ErpProgress::default(),
             metrics,
+            lineage,
         };
         ingestor.connect().await?;
         tracing::info!(
@@ -296,7 +308,9 @@ impl ErpIngestor {
     /// Fetches the page after the current cursor and publishes it with the next cursor in one
     /// transaction. On failure the cursor stays where it was and the error is counted.
     pub async fn poll_once(&mut self) -> Result<PollOutcome, ErpIngestError> {
+        let started_at = chrono::Utc::now();
         let result = self.try_poll().await;
+        self.lineage.poll(started_at, &result);
         if let Err(error) = &result {
             self.metrics.error(error.stage());
         }
@@ -434,6 +448,24 @@ impl ErpIngestor {
     /// response nor skips it — while `--once` fails at once. A fenced producer or an unreadable
     /// progress topic always stops the ingestor.
     pub async fn run(
+        self,
+        once: bool,
+        shutdown: CancellationToken,
+    ) -> Result<RunSummary, ErpIngestError> {
+        let lineage = self.lineage.clone();
+        let result = self.run_polls(once, shutdown).await;
+        lineage
+            .stopped(
+                result
+                    .as_ref()
+                    .err()
+                    .map(|e| tributary_lineage::facets::ErrorMessageRunFacet::from_error(e)),
+            )
+            .await;
+        result
+    }
+
+    async fn run_polls(
         mut self,
         once: bool,
         shutdown: CancellationToken,

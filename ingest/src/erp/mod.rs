@@ -17,6 +17,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod ingestor;
+pub mod lineage;
 pub mod metrics;
 pub mod model;
 pub mod poller;

@@ -15,6 +15,7 @@
 //! resumes at the first record not yet in Kafka: nothing lost, nothing twice.
 
 pub mod inbox;
+pub mod lineage;
 pub mod map;
 pub mod metrics;
 pub mod parse;
@@ -153,6 +154,10 @@ pub struct FileIngestor {
     next_seq: i64,
     metrics: FileMetrics,
     progress_bar: Option<indicatif::ProgressBar>,
+    /// OpenLineage: a run per file (`OPENLINEAGE_*`, off by default).
+    lineage: lineage::FilesLineage,
+    /// Why the last file was quarantined (for its FAIL event).
+    last_quarantine: Option<String>,
 }
 
 impl std::fmt::Debug for FileIngestor {
@@ -202,6 +207,14 @@ impl FileIngestor {
         let publisher = TxPublisher::connect(kafka, &config.transactional_id).await?;
         let records = read_progress(kafka, &config.topics.progress).await?;
         let state = ProgressState::from_records(&records)?;
+        let lineage = lineage::FilesLineage::from_env(
+            inbox.url(),
+            &kafka.brokers,
+            &config.topics.sales,
+            &config.topics.dead_letters,
+        );
+        // Already registered when a test opens several ingestors on one registry: keep the first.
+        let _ = lineage.lineage().register_metrics(&metrics.registry);
         let next_seq = state.next_file_seq();
         tracing::info!(
             inbox = inbox.url(),
@@ -220,6 +233,8 @@ impl FileIngestor {
             next_seq,
             metrics,
             progress_bar: None,
+            lineage,
+            last_quarantine: None,
         })
     }
 
@@ -237,6 +252,24 @@ impl FileIngestor {
     /// Polls until `shutdown`, or once when `once`. Transient failures are logged, counted
     /// and retried at the next poll; permanent ones stop the ingestor.
     pub async fn run(
+        self,
+        once: bool,
+        shutdown: CancellationToken,
+    ) -> Result<PollSummary, FilesError> {
+        let lineage = self.lineage.clone();
+        let result = self.run_passes(once, shutdown).await;
+        lineage
+            .stopped(
+                result
+                    .as_ref()
+                    .err()
+                    .map(|e| tributary_lineage::facets::ErrorMessageRunFacet::from_error(e)),
+            )
+            .await;
+        result
+    }
+
+    async fn run_passes(
         mut self,
         once: bool,
         shutdown: CancellationToken,
@@ -288,7 +321,24 @@ impl FileIngestor {
                 summary.interrupted = true;
                 break;
             }
+            let (started_at, before) = (Utc::now(), (summary.published, summary.rejected));
             let ended = self.process(&file, shutdown, &mut summary).await;
+            let outcome = match &ended {
+                Ok(Ended::Skipped) => lineage::FileOutcome::Skipped,
+                Ok(Ended::Done | Ended::Duplicate) => lineage::FileOutcome::Done,
+                Ok(Ended::Interrupted) => lineage::FileOutcome::Interrupted,
+                Ok(Ended::Quarantined) => lineage::FileOutcome::Quarantined(
+                    self.last_quarantine.take().unwrap_or_default(),
+                ),
+                Err(error) => lineage::FileOutcome::Failed(error),
+            };
+            self.lineage.file(
+                &file,
+                started_at,
+                outcome,
+                summary.published - before.0,
+                summary.rejected - before.1,
+            );
             match ended {
                 Ok(Ended::Done) => summary.files_done += 1,
                 Ok(Ended::Duplicate) => summary.duplicates += 1,
@@ -502,6 +552,7 @@ impl FileIngestor {
         kind: &str,
         reason: &str,
     ) -> Result<Ended, FilesError> {
+        self.last_quarantine = Some(reason.to_string());
         let target = format!("{}/{}", inbox::QUARANTINE, listed.path);
         let mut provenance = self.provenance(listed);
         provenance.insert(
