@@ -46,6 +46,20 @@ pub enum ApiError {
         /// The publication searched.
         publication_id: String,
     },
+    /// The salesman is in no ranking of the publication.
+    #[error("salesman {salesman_id} is not in publication {publication_id}")]
+    SalesmanNotFound {
+        /// The salesman asked for.
+        salesman_id: i64,
+        /// The publication searched.
+        publication_id: String,
+    },
+    /// No raw table of the lake has this snapshot (`?as_of_snapshot=`).
+    #[error("no raw table of the lake has snapshot {snapshot_id}; GET /v1/snapshots lists them")]
+    SnapshotNotFound {
+        /// The snapshot asked for.
+        snapshot_id: i64,
+    },
     /// No route matches the path.
     #[error("no route for {path}")]
     RouteNotFound {
@@ -85,7 +99,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
-            ApiError::CityNotFound { .. } | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::CityNotFound { .. }
+            | ApiError::SalesmanNotFound { .. }
+            | ApiError::SnapshotNotFound { .. }
+            | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             // Retrying later helps: the marts job has not run yet.
             ApiError::NotPublished => StatusCode::SERVICE_UNAVAILABLE,
@@ -115,6 +132,12 @@ impl ApiError {
                 Some(name.clone()),
             ),
             ApiError::CityNotFound { .. } => ("city-not-found", "City not found", None),
+            ApiError::SalesmanNotFound { .. } => ("salesman-not-found", "Salesman not found", None),
+            ApiError::SnapshotNotFound { .. } => (
+                "snapshot-not-found",
+                "Snapshot not found",
+                Some("as_of_snapshot".to_string()),
+            ),
             ApiError::RouteNotFound { .. } => ("not-found", "Not found", None),
             ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed", None),
             ApiError::NotPublished => ("not-published", "Rankings not published yet", None),

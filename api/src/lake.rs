@@ -16,8 +16,10 @@ use iceberg::Catalog;
 use tokio::sync::OnceCell;
 use tributary_common::LakeSettings;
 use tributary_marts::job::compute_as_of;
-use tributary_marts::lake::{AsOf, TableSnapshots, list_snapshots};
-use tributary_marts::{MemoryStore, Publication, PublicationStore};
+use tributary_marts::lake::{
+    AsOf, LISTED_TABLES, RAW_TABLES, TableSnapshots, list_snapshots, load_raw_table, snapshot_at,
+};
+use tributary_marts::{MartsError, MemoryStore, Publication, PublicationStore};
 
 use crate::error::ApiError;
 
@@ -79,15 +81,88 @@ impl Lake {
         &self,
         at: DateTime<Utc>,
     ) -> Result<Arc<dyn PublicationStore>, ApiError> {
+        self.publication_of(&AsOf::Timestamp(at)).await
+    }
+
+    /// Both rankings with the raw tables pinned as `as_of` says, as a one-publication store.
+    pub async fn publication_of(
+        &self,
+        as_of: &AsOf,
+    ) -> Result<Arc<dyn PublicationStore>, ApiError> {
         let catalog = self.catalog().await?;
-        let (snapshots, rankings) =
-            compute_as_of(catalog.as_ref(), &self.namespace, &AsOf::Timestamp(at))
-                .await
-                .map_err(ApiError::Lake)?;
+        let (snapshots, rankings) = compute_as_of(catalog.as_ref(), &self.namespace, as_of)
+            .await
+            .map_err(ApiError::Lake)?;
         let publication =
             Publication::of_periods(snapshots, ON_DEMAND_RUN_ID, Utc::now(), rankings);
         let store = MemoryStore::new();
         store.publish(&publication).await?;
         Ok(Arc::new(store))
     }
+
+    /// What `?as_of_snapshot=<id>` reads: the lake as it was when snapshot `snapshot_id` was
+    /// committed. The id is looked up among every raw table's snapshots (`dead_letters`
+    /// included); that table is read at exactly this snapshot, every other raw table at its
+    /// snapshot current at the commit time (empty if it had none yet). An id no table has is
+    /// [`ApiError::SnapshotNotFound`].
+    pub async fn resolve_snapshot(&self, snapshot_id: i64) -> Result<SnapshotCut, ApiError> {
+        let catalog = self.catalog().await?;
+        let mut tables = Vec::with_capacity(LISTED_TABLES.len());
+        for name in LISTED_TABLES {
+            match load_raw_table(catalog.as_ref(), &self.namespace, name).await {
+                Ok(table) => tables.push((name, table)),
+                Err(MartsError::LakeTableMissing { .. }) if !RAW_TABLES.contains(&name) => {}
+                Err(e) => return Err(ApiError::Lake(e)),
+            }
+        }
+        let (owner, committed_ms) = tables
+            .iter()
+            .find_map(|(name, table)| {
+                table
+                    .metadata()
+                    .snapshot_by_id(snapshot_id)
+                    .map(|s| (*name, s.timestamp_ms()))
+            })
+            .ok_or(ApiError::SnapshotNotFound { snapshot_id })?;
+        let at = DateTime::from_timestamp_millis(committed_ms).unwrap_or_default();
+        let owner_is_read = RAW_TABLES.contains(&owner);
+        let as_of = match tables.iter().find(|(name, _)| *name == owner) {
+            // Another snapshot of the owner committed in the same millisecond, after it: the
+            // time alone would pick that one, so pin every table that had a snapshot by then.
+            Some((_, table))
+                if owner_is_read && snapshot_at(table.metadata(), at) != Some(snapshot_id) =>
+            {
+                let pins = tables
+                    .iter()
+                    .filter(|(name, _)| RAW_TABLES.contains(name))
+                    .filter_map(|(name, table)| {
+                        let id = if *name == owner {
+                            Some(snapshot_id)
+                        } else {
+                            snapshot_at(table.metadata(), at)
+                        };
+                        id.map(|id| (name.to_string(), id))
+                    })
+                    .collect();
+                AsOf::Snapshots(pins)
+            }
+            _ => AsOf::Timestamp(at),
+        };
+        Ok(SnapshotCut {
+            table: owner.to_string(),
+            committed_at: at,
+            as_of,
+        })
+    }
+}
+
+/// Where a snapshot id sits in the lake, and how to read the lake as of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotCut {
+    /// The raw table the snapshot belongs to.
+    pub table: String,
+    /// When it was committed.
+    pub committed_at: DateTime<Utc>,
+    /// The pins that read the lake as it was then.
+    pub as_of: AsOf,
 }

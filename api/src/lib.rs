@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod lake;
 pub mod model;
+pub mod reads;
 pub mod routes;
 #[cfg(test)]
 mod tests;
@@ -39,6 +40,7 @@ pub use crate::config::ApiConfig;
 pub use crate::error::ApiError;
 use crate::error::{ProblemResponse, from_poem_error};
 pub use crate::lake::Lake;
+use crate::reads::ClickHouseReads;
 use crate::routes::RankingsApi;
 
 /// How long a graceful shutdown waits for requests in flight.
@@ -119,7 +121,9 @@ pub async fn run(
 ) -> Result<(), ApiError> {
     let store = ClickHouseStore::new(&config.clickhouse)?;
     let lake = Arc::new(Lake::from_settings(config.lake));
-    serve(listener, Arc::new(store), lake, shutdown).await
+    let api = RankingsApi::with_lake(Arc::new(store.clone()), lake)
+        .with_reads(Arc::new(ClickHouseReads(store)));
+    serve_api(listener, api, shutdown).await
 }
 
 /// Serves the API over any store and lake (tests use `MemoryStore` and a memory catalog).
@@ -129,11 +133,20 @@ pub async fn serve(
     lake: Arc<Lake>,
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {
+    serve_api(listener, RankingsApi::with_lake(store, lake), shutdown).await
+}
+
+/// Serves `api` on `listener` until `shutdown` is cancelled.
+async fn serve_api(
+    listener: tokio::net::TcpListener,
+    api: RankingsApi,
+    shutdown: CancellationToken,
+) -> Result<(), ApiError> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "api listening");
     Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
         .run_with_graceful_shutdown(
-            app_with_lake(store, lake),
+            app_of(api),
             shutdown.cancelled_owned(),
             Some(SHUTDOWN_GRACE),
         )

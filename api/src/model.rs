@@ -54,6 +54,10 @@ pub struct PublicationJson {
     /// `on-demand` and `computed_at` is when the request computed it; nothing was published.
     #[oai(skip_serializing_if_is_none)]
     pub as_of: Option<DateTime<Utc>>,
+    /// Only on an answer computed for `?as_of_snapshot=`: the snapshot id asked for (`as_of` is
+    /// then its commit time, and `lake_snapshots` the snapshots current at that time).
+    #[oai(skip_serializing_if_is_none)]
+    pub as_of_snapshot: Option<i64>,
 }
 
 /// One snapshot of a raw table.
@@ -275,6 +279,7 @@ impl PublicationJson {
             sales_without_city: row.sales_without_city,
             sales_without_salesman: row.sales_without_salesman,
             as_of: None,
+            as_of_snapshot: None,
         })
     }
 }
@@ -350,4 +355,162 @@ impl From<&PublicationPeriodRow> for PeriodJson {
             sales_without_month: row.sales_without_month,
         }
     }
+}
+
+/// A city a salesman sold in, with his standing there.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct SalesmanCityJson {
+    /// City id.
+    pub city_id: i64,
+    /// Current name of the city; null while unresolved.
+    pub name: Option<String>,
+    /// Current state of the city; null while unresolved.
+    pub state: Option<String>,
+    /// False while the city is not in the lake yet.
+    pub resolved: bool,
+    /// The salesman's rank among the city's salesmen (1 = top seller of the city).
+    pub rank_in_city: u32,
+    /// The salesman's revenue in this city, decimal string.
+    pub revenue: String,
+    /// The salesman's current sales in this city.
+    pub sales: u64,
+    /// The city's own rank in the city ranking; null if the city row is missing.
+    pub city_rank: Option<u32>,
+}
+
+/// A salesman's nationwide standing in one month.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct SalesmanMonthJson {
+    /// The UTC month, `YYYY-MM`.
+    pub period: String,
+    /// Nationwide rank in that month.
+    pub rank: u32,
+    /// Revenue in that month, decimal string.
+    pub revenue: String,
+    /// Current sales in that month.
+    pub sales: u64,
+}
+
+/// `GET /v1/salesmen/{salesman_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct SalesmanDetail {
+    /// Where the numbers come from.
+    pub publication: PublicationJson,
+    /// The period of `rank`, `revenue`, `sales` and `cities` (`all`, or `month`).
+    pub period: PeriodJson,
+    /// Salesman id.
+    pub salesman_id: i64,
+    /// Current name; null while unresolved.
+    pub name: Option<String>,
+    /// Current code; null while unresolved.
+    pub code: Option<String>,
+    /// False while the salesman is not in the lake yet.
+    pub resolved: bool,
+    /// Nationwide rank in the period; null when he sold nothing in it.
+    pub rank: Option<u32>,
+    /// Revenue in the period, decimal string.
+    pub revenue: String,
+    /// Current sales in the period.
+    pub sales: u64,
+    /// Every city he sold in during the period, by his revenue there (highest first).
+    pub cities: Vec<SalesmanCityJson>,
+    /// Every month he sold in, oldest first (independent of `month`).
+    pub months: Vec<SalesmanMonthJson>,
+}
+
+/// A city's standing in one month.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct CityMonthJson {
+    /// The UTC month, `YYYY-MM`.
+    pub period: String,
+    /// Rank among the cities in that month.
+    pub rank: u32,
+    /// Revenue in that month, decimal string.
+    pub revenue: String,
+    /// Current sales in that month.
+    pub sales: u64,
+    /// Salesmen who sold in the city that month.
+    pub salesmen: u64,
+}
+
+/// `GET /v1/cities/{city_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct CityDetail {
+    /// Where the numbers come from.
+    pub publication: PublicationJson,
+    /// The period of `rank`, `revenue`, `sales` and `salesmen` (`all`, or `month`).
+    pub period: PeriodJson,
+    /// City id.
+    pub city_id: i64,
+    /// Current name; null while unresolved.
+    pub name: Option<String>,
+    /// Current state; null while unresolved.
+    pub state: Option<String>,
+    /// False while the city is not in the lake yet.
+    pub resolved: bool,
+    /// Rank among the cities in the period; null when it sold nothing in it.
+    pub rank: Option<u32>,
+    /// Revenue in the period, decimal string.
+    pub revenue: String,
+    /// Current sales in the period.
+    pub sales: u64,
+    /// Salesmen ranked in the city in the period (all of them; `salesmen` is one page).
+    pub salesmen_total: u64,
+    /// The `limit` applied to `salesmen`.
+    pub limit: u32,
+    /// The `offset` applied to `salesmen`.
+    pub offset: u64,
+    /// The city's salesmen in the period, ranked by their revenue in this city.
+    pub salesmen: Vec<SalesmanJson>,
+    /// Every month the city sold in, oldest first (independent of `month`).
+    pub months: Vec<CityMonthJson>,
+}
+
+impl From<&SalesmanRankingRow> for SalesmanMonthJson {
+    fn from(row: &SalesmanRankingRow) -> Self {
+        Self {
+            period: row.period.clone(),
+            rank: row.rank,
+            revenue: money(row.revenue),
+            sales: row.sales,
+        }
+    }
+}
+
+impl From<&CityRankingRow> for CityMonthJson {
+    fn from(row: &CityRankingRow) -> Self {
+        Self {
+            period: row.period.clone(),
+            rank: row.rank,
+            revenue: money(row.revenue),
+            sales: row.sales,
+            salesmen: row.salesmen,
+        }
+    }
+}
+
+impl SalesmanCityJson {
+    /// The salesman's row in a city, with the city's own row when there is one.
+    pub fn new(row: &CitySalesmanRankingRow, city: Option<&CityRankingRow>) -> Self {
+        Self {
+            city_id: row.city_id,
+            name: city.and_then(|c| known(c.city_resolved, &c.city_name)),
+            state: city.and_then(|c| known(c.city_resolved, &c.city_state)),
+            resolved: city.is_some_and(|c| c.city_resolved != 0),
+            rank_in_city: row.rank,
+            revenue: money(row.revenue),
+            sales: row.sales,
+            city_rank: city.map(|c| c.rank),
+        }
+    }
+}
+
+/// Zero money, as the API writes it.
+pub fn zero_money() -> String {
+    money(0)
+}
+
+/// A row's revenue, as the API writes it.
+pub fn money_of(cents: i64) -> String {
+    money(cents)
 }

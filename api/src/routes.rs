@@ -1,6 +1,7 @@
 //! The endpoints. Every ranking response is read from one publication — the latest complete
-//! one — and one period of it (all time, or a UTC calendar month with `?month=YYYY-MM`), and
-//! says which (the publication's id and lake snapshots, and the period).
+//! one, or one computed on demand from the lake for `as_of` / `as_of_snapshot` — and one
+//! period of it (all time, or a UTC calendar month with `?month=YYYY-MM`), and says which (the
+//! publication's id and lake snapshots, and the period).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,9 +16,11 @@ use tributary_marts::{Page, Period, PublicationStore};
 use crate::error::{ApiError, ProblemResponse};
 use crate::lake::Lake;
 use crate::model::{
-    CityJson, CityRankingPage, CitySalesmenPage, MonthsPage, PeriodJson, PublicationJson,
-    SalesmanJson, SalesmanRankingPage, SnapshotsPage, Status,
+    CityDetail, CityJson, CityMonthJson, CityRankingPage, CitySalesmenPage, MonthsPage, PeriodJson,
+    PublicationJson, SalesmanCityJson, SalesmanDetail, SalesmanJson, SalesmanMonthJson,
+    SalesmanRankingPage, SnapshotsPage, Status, money_of, zero_money,
 };
+use crate::reads::{RankingReads, ScanReads};
 
 /// Default page size.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -54,6 +57,10 @@ fn period_param(month: Option<&str>) -> Result<Period, ApiError> {
 enum ApiTags {
     /// The two rankings.
     Rankings,
+    /// One salesman or one city in detail.
+    Details,
+    /// Time travel: the lake's snapshots.
+    Lake,
     /// Liveness and readiness.
     Health,
 }
@@ -74,33 +81,68 @@ fn as_of_param(as_of: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
         .transpose()
 }
 
-/// What a ranking request reads: the store, its publication and the period asked for.
-type Source = (
-    Arc<dyn PublicationStore>,
-    PublicationRow,
-    PublicationJson,
-    Period,
-    PeriodJson,
-);
+/// Which publication a request reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Travel {
+    /// The latest publication in the store.
+    Latest,
+    /// The lake at a time.
+    At(DateTime<Utc>),
+    /// The lake as it was when a snapshot was committed.
+    Snapshot(i64),
+}
+
+/// The publication `as_of` and `as_of_snapshot` ask for; at most one of them may be given.
+fn travel_param(as_of: Option<&str>, as_of_snapshot: Option<i64>) -> Result<Travel, ApiError> {
+    match (as_of_param(as_of)?, as_of_snapshot) {
+        (None, None) => Ok(Travel::Latest),
+        (Some(at), None) => Ok(Travel::At(at)),
+        (None, Some(id)) => Ok(Travel::Snapshot(id)),
+        (Some(_), Some(_)) => Err(ApiError::InvalidParameter {
+            name: "as_of_snapshot".into(),
+            reason: "give either as_of (a time) or as_of_snapshot (a snapshot id), not both".into(),
+        }),
+    }
+}
+
+/// What a request reads: the store and its extra reads, the publication, the period asked for.
+struct Source {
+    store: Arc<dyn PublicationStore>,
+    reads: Arc<dyn RankingReads>,
+    row: PublicationRow,
+    publication: PublicationJson,
+    period: Period,
+    summary: PeriodJson,
+}
 
 /// The API, over a publication store and (for time travel) the lake.
 pub struct RankingsApi {
     store: Arc<dyn PublicationStore>,
+    reads: Arc<dyn RankingReads>,
     lake: Option<Arc<Lake>>,
 }
 
 impl RankingsApi {
     /// An API reading from `store`, without a lake (`as_of` and `/v1/snapshots` answer 503).
     pub fn new(store: Arc<dyn PublicationStore>) -> Self {
-        Self { store, lake: None }
+        Self {
+            reads: Arc::new(ScanReads(store.clone())),
+            store,
+            lake: None,
+        }
     }
 
     /// An API reading from `store`, and from `lake` for time travel.
     pub fn with_lake(store: Arc<dyn PublicationStore>, lake: Arc<Lake>) -> Self {
         Self {
-            store,
             lake: Some(lake),
+            ..Self::new(store)
         }
+    }
+
+    /// Replaces the filtered and detail reads (ClickHouse's own queries instead of scans).
+    pub fn with_reads(self, reads: Arc<dyn RankingReads>) -> Self {
+        Self { reads, ..self }
     }
 
     fn lake(&self) -> Result<&Lake, ApiError> {
@@ -109,30 +151,52 @@ impl RankingsApi {
             .ok_or_else(|| ApiError::LakeUnavailable("no lake is configured".to_string()))
     }
 
-    /// The latest publication, or with `as_of` one computed on demand from the lake as it was
-    /// then, and the asked-for period of it.
+    /// The latest publication, or one computed on demand from the lake as it was at `as_of`
+    /// or at `as_of_snapshot`, and the asked-for period of it. A period without current sales
+    /// (a month nobody sold in) is empty, not an error.
     async fn source(
         &self,
         month: Option<&str>,
         as_of: Option<&str>,
+        as_of_snapshot: Option<i64>,
     ) -> Result<Source, ProblemResponse> {
         let period = period_param(month)?;
-        let Some(at) = as_of_param(as_of)? else {
-            let (row, publication, period, summary) = self.latest_period(month).await?;
-            return Ok((self.store.clone(), row, publication, period, summary));
+        let (store, reads, at) = match travel_param(as_of, as_of_snapshot)? {
+            Travel::Latest => (self.store.clone(), self.reads.clone(), None),
+            Travel::At(at) => {
+                let store = self.lake()?.publication_as_of(at).await?;
+                let reads: Arc<dyn RankingReads> = Arc::new(ScanReads(store.clone()));
+                (store, reads, Some((at, None)))
+            }
+            Travel::Snapshot(id) => {
+                let lake = self.lake()?;
+                let cut = lake.resolve_snapshot(id).await?;
+                let store = lake.publication_of(&cut.as_of).await?;
+                let reads: Arc<dyn RankingReads> = Arc::new(ScanReads(store.clone()));
+                (store, reads, Some((cut.committed_at, Some(id))))
+            }
         };
-        let store = self.lake()?.publication_as_of(at).await?;
         let row = store
             .latest_publication()
             .await?
             .ok_or(ApiError::NotPublished)?;
         let mut publication = PublicationJson::from_row(&row)?;
-        publication.as_of = Some(at);
+        if let Some((at, snapshot)) = at {
+            publication.as_of = Some(at);
+            publication.as_of_snapshot = snapshot;
+        }
         let summary = match store.period(&row.publication_id, period).await? {
             Some(p) => PeriodJson::from(&p),
             None => PeriodJson::empty(period),
         };
-        Ok((store, row, publication, period, summary))
+        Ok(Source {
+            store,
+            reads,
+            row,
+            publication,
+            period,
+            summary,
+        })
     }
 
     async fn latest(&self) -> Result<(PublicationRow, PublicationJson), ProblemResponse> {
@@ -143,21 +207,6 @@ impl RankingsApi {
             .ok_or(ApiError::NotPublished)?;
         let json = PublicationJson::from_row(&row)?;
         Ok((row, json))
-    }
-
-    /// The latest publication and the asked-for period of it. A period without current sales
-    /// (a month nobody sold in) is empty, not an error.
-    async fn latest_period(
-        &self,
-        month: Option<&str>,
-    ) -> Result<(PublicationRow, PublicationJson, Period, PeriodJson), ProblemResponse> {
-        let period = period_param(month)?;
-        let (row, publication) = self.latest().await?;
-        let summary = match self.store.period(&row.publication_id, period).await? {
-            Some(p) => PeriodJson::from(&p),
-            None => PeriodJson::empty(period),
-        };
-        Ok((row, publication, period, summary))
     }
 }
 
@@ -170,13 +219,15 @@ impl RankingsApi {
     /// Cities ranked by revenue (ties: lower city id first), each with its top `salesmen`
     /// salesmen ranked by their revenue in that city. All time by default; with `month`, over
     /// the sales of that UTC calendar month only (a month without sales: no items, total 0).
-    /// 503 until the marts have published.
+    /// With `state`, only that state's cities, keeping their national rank. 503 until the
+    /// marts have published.
     #[oai(
         path = "/v1/rankings/cities",
         method = "get",
         tag = "ApiTags::Rankings",
         operation_id = "city_ranking"
     )]
+    #[allow(clippy::too_many_arguments)]
     async fn city_ranking(
         &self,
         /// Cities per page, 1..=1000.
@@ -192,6 +243,10 @@ impl RankingsApi {
         /// `/v1/rankings/cities/{city_id}/salesmen`).
         #[oai(default = "default_salesmen", validator(maximum(value = "100")))]
         salesmen: Query<u32>,
+        /// Only the cities of this state (exact, as stored: `SP`), each keeping its national
+        /// rank; `total` counts them. Unresolved cities (no state known yet) never match.
+        #[oai(validator(min_length = 1, max_length = 100))]
+        state: Query<Option<String>>,
         /// Rank the sales of this calendar month of `sold_at`, in UTC (`YYYY-MM`, e.g.
         /// `2026-03`); all time when absent. Sales without `sold_at` count in all time only.
         #[oai(validator(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$"))]
@@ -201,20 +256,36 @@ impl RankingsApi {
         /// committed at or before it (`/v1/snapshots` lists them). A time before the first
         /// snapshot answers 200 with empty rankings. Latest publication when absent.
         as_of: Query<Option<String>>,
+        /// Time travel to a snapshot id of any raw table (`/v1/snapshots`): that table is read
+        /// at exactly this snapshot, every other raw table at its snapshot current when this
+        /// one was committed. 404 `snapshot-not-found` if no raw table has it; not together
+        /// with `as_of`.
+        as_of_snapshot: Query<Option<i64>>,
     ) -> ApiResult<CityRankingPage> {
-        let (store, row, publication, period, summary) =
-            self.source(month.0.as_deref(), as_of.0.as_deref()).await?;
+        let src = self
+            .source(month.0.as_deref(), as_of.0.as_deref(), as_of_snapshot.0)
+            .await?;
         let page = Page {
             limit: limit.0,
             offset: offset.0,
         };
-        let city_rows = store
-            .city_ranking(&row.publication_id, period, page)
-            .await?;
+        let pub_id = &src.row.publication_id;
+        let (city_rows, total) = match state.0.as_deref() {
+            None => (
+                src.store.city_ranking(pub_id, src.period, page).await?,
+                src.summary.cities,
+            ),
+            Some(state) => {
+                src.reads
+                    .cities_in_state(pub_id, src.period, state, page)
+                    .await?
+            }
+        };
         let ids: Vec<i64> = city_rows.iter().map(|c| c.city_id).collect();
         let mut by_city: BTreeMap<i64, Vec<SalesmanJson>> = BTreeMap::new();
-        for s in store
-            .top_city_salesmen(&row.publication_id, period, &ids, salesmen.0)
+        for s in src
+            .store
+            .top_city_salesmen(pub_id, src.period, &ids, salesmen.0)
             .await?
         {
             by_city.entry(s.city_id).or_default().push((&s).into());
@@ -229,9 +300,9 @@ impl RankingsApi {
             })
             .collect();
         Ok(Json(CityRankingPage {
-            total: summary.cities,
-            publication,
-            period: summary,
+            total,
+            publication: src.publication,
+            period: src.summary,
             limit: limit.0,
             offset: offset.0,
             items,
@@ -241,7 +312,7 @@ impl RankingsApi {
     /// Salesmen ranked within one city.
     ///
     /// By their revenue in that city (ties: lower salesman id first), all time or in one UTC
-    /// `month`. 404 if the city has no current sales in the latest publication at all; a city
+    /// `month`. 404 if the city has no current sales in the publication at all; a city
     /// with sales, but none in `month`, answers 200 with `city: null`, no items and total 0.
     #[oai(
         path = "/v1/rankings/cities/:city_id/salesmen",
@@ -271,38 +342,30 @@ impl RankingsApi {
         /// committed at or before it (`/v1/snapshots` lists them). A time before the first
         /// snapshot answers 200 with empty rankings. Latest publication when absent.
         as_of: Query<Option<String>>,
+        /// Time travel to a snapshot id of any raw table (`/v1/snapshots`): that table is read
+        /// at exactly this snapshot, every other raw table at its snapshot current when this
+        /// one was committed. 404 `snapshot-not-found` if no raw table has it; not together
+        /// with `as_of`.
+        as_of_snapshot: Query<Option<i64>>,
     ) -> ApiResult<CitySalesmenPage> {
-        let (store, row, publication, period, summary) =
-            self.source(month.0.as_deref(), as_of.0.as_deref()).await?;
-        let city = store.city(&row.publication_id, period, city_id.0).await?;
-        // "No such city" is decided on all time, so a month without the city's sales is an
-        // empty page rather than a 404 that would suggest a wrong id.
-        if city.is_none()
-            && (period == Period::AllTime
-                || store
-                    .city(&row.publication_id, Period::AllTime, city_id.0)
-                    .await?
-                    .is_none())
-        {
-            return Err(ApiError::CityNotFound {
-                city_id: city_id.0,
-                publication_id: row.publication_id.clone(),
-            }
-            .into());
-        }
+        let src = self
+            .source(month.0.as_deref(), as_of.0.as_deref(), as_of_snapshot.0)
+            .await?;
+        let city = self.city_or_404(&src, city_id.0).await?;
         let page = Page {
             limit: limit.0,
             offset: offset.0,
         };
-        let items = store
-            .city_salesman_ranking(&row.publication_id, period, city_id.0, page)
+        let items = src
+            .store
+            .city_salesman_ranking(&src.row.publication_id, src.period, city_id.0, page)
             .await?
             .iter()
             .map(SalesmanJson::from)
             .collect();
         Ok(Json(CitySalesmenPage {
-            publication,
-            period: summary,
+            publication: src.publication,
+            period: src.summary,
             total: city.as_ref().map_or(0, |c| c.salesmen),
             city: city.as_ref().map(CityJson::from),
             limit: limit.0,
@@ -314,16 +377,169 @@ impl RankingsApi {
     /// Top salesman nationwide.
     ///
     /// Salesmen ranked by revenue over all their current sales (ties: lower salesman id
-    /// first), or over those of one UTC `month`; rank 1 is the top salesman. A month without
-    /// sales: no items, total 0. 503 until the marts have published.
+    /// first), or over those of one UTC `month`; rank 1 is the top salesman. With `city_id`,
+    /// only the salesmen who sold in that city (in the period), each keeping his nationwide
+    /// rank and totals (his ranking *within* the city is `/v1/rankings/cities/{city_id}/salesmen`).
+    /// A month without sales: no items, total 0. 503 until the marts have published.
     #[oai(
         path = "/v1/rankings/salesmen",
         method = "get",
         tag = "ApiTags::Rankings",
         operation_id = "salesman_ranking"
     )]
+    #[allow(clippy::too_many_arguments)]
     async fn salesman_ranking(
         &self,
+        /// Salesmen per page, 1..=1000.
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<u32>,
+        /// Salesmen to skip (rank order).
+        #[oai(default)]
+        offset: Query<u64>,
+        /// Only the salesmen with sales in this city (in the period); `total` counts them. A
+        /// city nobody sold in gives no items and total 0.
+        city_id: Query<Option<i64>>,
+        /// Rank the sales of this calendar month of `sold_at`, in UTC (`YYYY-MM`, e.g.
+        /// `2026-03`); all time when absent. Sales without `sold_at` count in all time only.
+        #[oai(validator(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$"))]
+        month: Query<Option<String>>,
+        /// Time travel: rank the lake as it was at this time (RFC 3339, e.g.
+        /// `2026-03-01T12:00:00Z`), computed on demand from each raw table's latest snapshot
+        /// committed at or before it (`/v1/snapshots` lists them). A time before the first
+        /// snapshot answers 200 with empty rankings. Latest publication when absent.
+        as_of: Query<Option<String>>,
+        /// Time travel to a snapshot id of any raw table (`/v1/snapshots`): that table is read
+        /// at exactly this snapshot, every other raw table at its snapshot current when this
+        /// one was committed. 404 `snapshot-not-found` if no raw table has it; not together
+        /// with `as_of`.
+        as_of_snapshot: Query<Option<i64>>,
+    ) -> ApiResult<SalesmanRankingPage> {
+        let src = self
+            .source(month.0.as_deref(), as_of.0.as_deref(), as_of_snapshot.0)
+            .await?;
+        let page = Page {
+            limit: limit.0,
+            offset: offset.0,
+        };
+        let pub_id = &src.row.publication_id;
+        let (rows, total) = match city_id.0 {
+            None => (
+                src.store.salesman_ranking(pub_id, src.period, page).await?,
+                src.summary.salesmen,
+            ),
+            Some(city_id) => {
+                src.reads
+                    .salesmen_in_city(pub_id, src.period, city_id, page)
+                    .await?
+            }
+        };
+        Ok(Json(SalesmanRankingPage {
+            total,
+            publication: src.publication,
+            period: src.summary,
+            limit: limit.0,
+            offset: offset.0,
+            items: rows.iter().map(SalesmanJson::from).collect(),
+        }))
+    }
+
+    /// One salesman.
+    ///
+    /// His nationwide rank, revenue and sales in the period (all time, or `month`), every city
+    /// he sold in with his rank among that city's salesmen, and his rank, revenue and sales in
+    /// every month he sold in. 404 `salesman-not-found` if he has no current sale at all.
+    #[oai(
+        path = "/v1/salesmen/:salesman_id",
+        method = "get",
+        tag = "ApiTags::Details",
+        operation_id = "salesman_detail"
+    )]
+    async fn salesman_detail(
+        &self,
+        /// Salesman id.
+        salesman_id: Path<i64>,
+        /// Rank the sales of this calendar month of `sold_at`, in UTC (`YYYY-MM`, e.g.
+        /// `2026-03`); all time when absent. Sales without `sold_at` count in all time only.
+        #[oai(validator(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$"))]
+        month: Query<Option<String>>,
+        /// Time travel: rank the lake as it was at this time (RFC 3339, e.g.
+        /// `2026-03-01T12:00:00Z`), computed on demand from each raw table's latest snapshot
+        /// committed at or before it (`/v1/snapshots` lists them). A time before the first
+        /// snapshot answers 200 with empty rankings. Latest publication when absent.
+        as_of: Query<Option<String>>,
+        /// Time travel to a snapshot id of any raw table (`/v1/snapshots`): that table is read
+        /// at exactly this snapshot, every other raw table at its snapshot current when this
+        /// one was committed. 404 `snapshot-not-found` if no raw table has it; not together
+        /// with `as_of`.
+        as_of_snapshot: Query<Option<i64>>,
+    ) -> ApiResult<SalesmanDetail> {
+        let src = self
+            .source(month.0.as_deref(), as_of.0.as_deref(), as_of_snapshot.0)
+            .await?;
+        let (pub_id, id) = (&src.row.publication_id, salesman_id.0);
+        let in_period = src.reads.salesman(pub_id, src.period, id).await?;
+        let all_time = match (&in_period, src.period) {
+            (Some(row), Period::AllTime) => row.clone(),
+            _ => src
+                .reads
+                .salesman(pub_id, Period::AllTime, id)
+                .await?
+                .ok_or_else(|| ApiError::SalesmanNotFound {
+                    salesman_id: id,
+                    publication_id: pub_id.clone(),
+                })?,
+        };
+        let city_rows = src.reads.salesman_cities(pub_id, src.period, id).await?;
+        let ids: Vec<i64> = city_rows.iter().map(|c| c.city_id).collect();
+        let cities: BTreeMap<i64, _> = src
+            .reads
+            .cities(pub_id, src.period, &ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.city_id, c))
+            .collect();
+        let months = src.reads.salesman_months(pub_id, id).await?;
+        let named = SalesmanJson::from(&all_time);
+        Ok(Json(SalesmanDetail {
+            publication: src.publication,
+            period: src.summary,
+            salesman_id: id,
+            name: named.name,
+            code: named.code,
+            resolved: named.resolved,
+            rank: in_period.as_ref().map(|s| s.rank),
+            revenue: in_period
+                .as_ref()
+                .map_or_else(zero_money, |s| money_of(s.revenue)),
+            sales: in_period.as_ref().map_or(0, |s| s.sales),
+            cities: city_rows
+                .iter()
+                .map(|c| SalesmanCityJson::new(c, cities.get(&c.city_id)))
+                .collect(),
+            months: months.iter().map(SalesmanMonthJson::from).collect(),
+        }))
+    }
+
+    /// One city.
+    ///
+    /// Its rank, revenue and sales in the period (all time, or `month`), its salesmen ranked
+    /// by their revenue there (paged by `limit`/`offset`), and its rank, revenue, sales and
+    /// number of salesmen in every month it sold in. 404 `city-not-found` if it has no
+    /// current sale at all.
+    #[oai(
+        path = "/v1/cities/:city_id",
+        method = "get",
+        tag = "ApiTags::Details",
+        operation_id = "city_detail"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn city_detail(
+        &self,
+        /// City id.
+        city_id: Path<i64>,
         /// Salesmen per page, 1..=1000.
         #[oai(
             default = "default_limit",
@@ -342,26 +558,55 @@ impl RankingsApi {
         /// committed at or before it (`/v1/snapshots` lists them). A time before the first
         /// snapshot answers 200 with empty rankings. Latest publication when absent.
         as_of: Query<Option<String>>,
-    ) -> ApiResult<SalesmanRankingPage> {
-        let (store, row, publication, period, summary) =
-            self.source(month.0.as_deref(), as_of.0.as_deref()).await?;
+        /// Time travel to a snapshot id of any raw table (`/v1/snapshots`): that table is read
+        /// at exactly this snapshot, every other raw table at its snapshot current when this
+        /// one was committed. 404 `snapshot-not-found` if no raw table has it; not together
+        /// with `as_of`.
+        as_of_snapshot: Query<Option<i64>>,
+    ) -> ApiResult<CityDetail> {
+        let src = self
+            .source(month.0.as_deref(), as_of.0.as_deref(), as_of_snapshot.0)
+            .await?;
+        let (pub_id, id) = (&src.row.publication_id, city_id.0);
+        let in_period = self.city_or_404(&src, id).await?;
+        let all_time = match (&in_period, src.period) {
+            (Some(row), Period::AllTime) => row.clone(),
+            _ => src
+                .store
+                .city(pub_id, Period::AllTime, id)
+                .await?
+                .ok_or_else(|| ApiError::CityNotFound {
+                    city_id: id,
+                    publication_id: pub_id.clone(),
+                })?,
+        };
         let page = Page {
             limit: limit.0,
             offset: offset.0,
         };
-        let items = store
-            .salesman_ranking(&row.publication_id, period, page)
-            .await?
-            .iter()
-            .map(SalesmanJson::from)
-            .collect();
-        Ok(Json(SalesmanRankingPage {
-            total: summary.salesmen,
-            publication,
-            period: summary,
+        let salesmen = src
+            .store
+            .city_salesman_ranking(pub_id, src.period, id, page)
+            .await?;
+        let months = src.reads.city_months(pub_id, id).await?;
+        let named = CityJson::from(&all_time);
+        Ok(Json(CityDetail {
+            publication: src.publication,
+            period: src.summary,
+            city_id: id,
+            name: named.name,
+            state: named.state,
+            resolved: named.resolved,
+            rank: in_period.as_ref().map(|c| c.rank),
+            revenue: in_period
+                .as_ref()
+                .map_or_else(zero_money, |c| money_of(c.revenue)),
+            sales: in_period.as_ref().map_or(0, |c| c.sales),
+            salesmen_total: in_period.as_ref().map_or(0, |c| c.salesmen),
             limit: limit.0,
             offset: offset.0,
-            items,
+            salesmen: salesmen.iter().map(SalesmanJson::from).collect(),
+            months: months.iter().map(CityMonthJson::from).collect(),
         }))
     }
 
@@ -392,11 +637,11 @@ impl RankingsApi {
     /// Every raw table's snapshots.
     ///
     /// Id, commit time and summary of each snapshot of each raw table, oldest first: the
-    /// points `as_of` can travel to. 503 when the lake cannot be read.
+    /// points `as_of` and `as_of_snapshot` can travel to. 503 when the lake cannot be read.
     #[oai(
         path = "/v1/snapshots",
         method = "get",
-        tag = "ApiTags::Rankings",
+        tag = "ApiTags::Lake",
         operation_id = "snapshots"
     )]
     async fn snapshots(&self) -> ApiResult<SnapshotsPage> {
@@ -421,5 +666,33 @@ impl RankingsApi {
         Ok(Json(Status {
             status: "ready".into(),
         }))
+    }
+}
+
+impl RankingsApi {
+    /// The city's row in the source's period. "No such city" (404) is decided on all time, so
+    /// a month without the city's sales is `None` rather than a 404 suggesting a wrong id.
+    async fn city_or_404(
+        &self,
+        src: &Source,
+        city_id: i64,
+    ) -> Result<Option<tributary_marts::schema::CityRankingRow>, ProblemResponse> {
+        let pub_id = &src.row.publication_id;
+        let city = src.store.city(pub_id, src.period, city_id).await?;
+        if city.is_none()
+            && (src.period == Period::AllTime
+                || src
+                    .store
+                    .city(pub_id, Period::AllTime, city_id)
+                    .await?
+                    .is_none())
+        {
+            return Err(ApiError::CityNotFound {
+                city_id,
+                publication_id: pub_id.clone(),
+            }
+            .into());
+        }
+        Ok(city)
     }
 }

@@ -30,6 +30,11 @@ fn first_sales() -> Vec<Ev> {
 /// Lands the first round in every ranking table it uses; returns the latest commit time.
 async fn land_first(lake: &dyn Catalog) -> DateTime<Utc> {
     land(lake, RawTable::PgSale, &first_sales()).await;
+    land_first_masters(lake).await
+}
+
+/// The first round's salesmen and cities; returns the latest commit time of the three tables.
+async fn land_first_masters(lake: &dyn Catalog) -> DateTime<Utc> {
     land(
         lake,
         RawTable::PgSalesman,
@@ -222,4 +227,108 @@ async fn as_of_and_snapshots_are_documented() {
         assert!(as_of["description"].as_str().unwrap().contains("RFC 3339"));
     }
     assert!(doc["paths"]["/v1/snapshots"]["get"].is_object());
+}
+
+#[tokio::test]
+async fn as_of_snapshot_reads_the_lake_when_that_snapshot_was_committed() {
+    let lake = memory_lake(&ALL).await;
+    land(lake.as_ref(), RawTable::PgSale, &first_sales()).await;
+    // Commit times are milliseconds: the masters must come visibly after the sales.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    land_first_masters(lake.as_ref()).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    land(
+        lake.as_ref(),
+        RawTable::PgSale,
+        &[sale("c", 4, (21, 4), Some(300), Some(7), Some(90_000))],
+    )
+    .await;
+
+    let oracle_lake = memory_lake(&ALL).await;
+    land_first(oracle_lake.as_ref()).await;
+    let (snapshots, rankings) = compute(oracle_lake.as_ref(), "raw").await.unwrap();
+    let oracle_store = Arc::new(MemoryStore::new());
+    oracle_store
+        .publish(&Publication::of_periods(
+            snapshots,
+            "run-1",
+            Utc::now(),
+            rankings,
+        ))
+        .await
+        .unwrap();
+    let oracle = TestClient::new(app(oracle_store));
+    let api = TestClient::new(app_with_lake(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Lake::from_catalog(lake.clone(), "raw")),
+    ));
+
+    let (_, listed) = get(&api, "/v1/snapshots").await;
+    let first_of = |table: &str| {
+        listed["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == table)
+            .unwrap()["snapshots"][0]["snapshot_id"]
+            .as_i64()
+            .unwrap()
+    };
+    // pg_city was landed last in the first round: its first snapshot sees the whole round,
+    // the later pg_sale append not.
+    let city_snapshot = first_of("pg_city");
+    for path in [
+        "/v1/rankings/salesmen",
+        "/v1/rankings/cities?month=2026-02",
+        "/v1/salesmen/200",
+        "/v1/cities/8",
+    ] {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (status, travelled) =
+            get(&api, &format!("{path}{sep}as_of_snapshot={city_snapshot}")).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {travelled}");
+        let (_, expected) = get(&oracle, path).await;
+        for field in [
+            "items", "period", "rank", "revenue", "months", "cities", "salesmen",
+        ] {
+            assert_eq!(travelled[field], expected[field], "{path} {field}");
+        }
+        assert_eq!(travelled["publication"]["as_of_snapshot"], city_snapshot);
+        assert_eq!(travelled["publication"]["run_id"], "on-demand");
+    }
+
+    // pg_sale's first snapshot came before any salesman or city: those tables read as empty.
+    let sale_snapshot = first_of("pg_sale");
+    let (status, early) = get(
+        &api,
+        &format!("/v1/rankings/salesmen?as_of_snapshot={sale_snapshot}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{early}");
+    let pins = early["publication"]["lake_snapshots"].as_array().unwrap();
+    assert_eq!(pins[0]["snapshot_id"], sale_snapshot, "{early}");
+    assert!(
+        pins[1..].iter().all(|p| p["snapshot_id"].is_null()),
+        "{early}"
+    );
+    assert!(
+        early["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["resolved"] == false),
+        "{early}"
+    );
+
+    let (status, problem) = get(&api, "/v1/rankings/cities?as_of_snapshot=42").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+    assert_eq!(problem["type"], "urn:tributary:problem:snapshot-not-found");
+    assert_eq!(problem["parameter"], "as_of_snapshot");
+    let (status, problem) = get(
+        &api,
+        &format!("/v1/rankings/cities?as_of_snapshot={sale_snapshot}&as_of=2026-01-01T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(problem["parameter"], "as_of_snapshot");
 }
