@@ -62,7 +62,13 @@ impl LakeLineage {
             lineage,
             process,
             brokers: config.kafka.brokers.clone(),
-            warehouse: config.lake.warehouse.clone(),
+            // The location the catalog records (a relative local folder made absolute), so the
+            // dataset name is where the table really is.
+            warehouse: std::env::current_dir()
+                .ok()
+                .and_then(|cwd| crate::catalog::warehouse(&config.lake, &cwd).ok())
+                .map(|w| w.location())
+                .unwrap_or_else(|| config.lake.warehouse.clone()),
             namespace: config.lake.namespace.clone(),
         }
     }
