@@ -15,6 +15,19 @@ pub struct MartsConfig {
     pub clickhouse: ClickHouseSettings,
     /// Time between the starts of two scheduled runs, in milliseconds.
     pub interval_ms: u64,
+    /// Where the incremental state is kept.
+    pub state: StateSettings,
+}
+
+/// The Postgres database and schema of the kept incremental state (see `state`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSettings {
+    /// Postgres URL; default: the lake's catalog database (`lake.catalog_uri`).
+    pub url: Option<String>,
+    /// Schema; default: `marts_state_<clickhouse.database>`, so each marts database has its
+    /// own state.
+    pub schema: Option<String>,
 }
 
 impl Default for MartsConfig {
@@ -23,6 +36,7 @@ impl Default for MartsConfig {
             lake: LakeSettings::default(),
             clickhouse: ClickHouseSettings::default(),
             interval_ms: 30_000,
+            state: StateSettings::default(),
         }
     }
 }
@@ -38,12 +52,31 @@ pub struct InvalidConfig {
 }
 
 impl MartsConfig {
+    /// The state database URL, defaulting to the catalog's.
+    pub fn state_url(&self) -> &str {
+        self.state.url.as_deref().unwrap_or(&self.lake.catalog_uri)
+    }
+
+    /// The state schema, defaulting to `marts_state_<clickhouse database>`.
+    pub fn state_schema(&self) -> String {
+        self.state
+            .schema
+            .clone()
+            .unwrap_or_else(|| format!("marts_state_{}", self.clickhouse.database))
+    }
+
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.interval_ms == 0 {
             return Err(InvalidConfig {
                 field: "interval_ms",
                 reason: "must be at least 1",
+            });
+        }
+        if crate::schema::validate_database(&self.state_schema()).is_err() {
+            return Err(InvalidConfig {
+                field: "state.schema",
+                reason: "must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*)",
             });
         }
         if crate::schema::validate_database(&self.clickhouse.database).is_err() {

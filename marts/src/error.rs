@@ -64,6 +64,49 @@ pub enum MartsError {
         found: String,
     },
 
+    /// The kept incremental state cannot continue from the lake as it is: it was folded from a
+    /// snapshot that is no longer an ancestor of the table's current one (the table was
+    /// recreated, rolled back or its snapshots expired), or the lake holds a non-append commit.
+    #[cfg(feature = "job")]
+    #[error(
+        "marts state cannot follow lake table {table}: {reason}; rebuild it from the lake with `tributary-marts run-once --rebuild`"
+    )]
+    StateDiverged {
+        /// `namespace.table`.
+        table: String,
+        /// What does not line up.
+        reason: String,
+    },
+
+    /// The state store (Postgres) failed.
+    #[cfg(feature = "job")]
+    #[error("marts state: {action} failed: {source}")]
+    State {
+        /// What was being done.
+        action: String,
+        /// The client error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    /// Another run changed the kept state while this one was computing (two runs at once, or a
+    /// rebuild); this run's changes were rolled back, and the next one starts from the new state.
+    #[cfg(feature = "job")]
+    #[error(
+        "marts state changed under this run (generation {expected} expected, {found} found); nothing was written"
+    )]
+    StateConflict {
+        /// The generation this run started from.
+        expected: u64,
+        /// The generation found at commit.
+        found: u64,
+    },
+
+    /// The kept state cannot be read back.
+    #[cfg(feature = "job")]
+    #[error("marts state is unreadable: {0}; rebuild it with `tributary-marts run-once --rebuild`")]
+    CorruptState(String),
+
     /// A revenue does not fit `Decimal(18,2)`.
     #[error("revenue of {scope} does not fit Decimal(18,2): {source}")]
     Revenue {
@@ -120,6 +163,14 @@ impl MartsError {
             ),
             #[cfg(feature = "job")]
             MartsError::UnexpectedColumn { .. } => false,
+            #[cfg(feature = "job")]
+            MartsError::StateDiverged { .. } | MartsError::CorruptState(_) => false,
+            #[cfg(feature = "job")]
+            MartsError::State { source, .. } => {
+                source.is_closed() || source.as_db_error().is_none()
+            }
+            #[cfg(feature = "job")]
+            MartsError::StateConflict { .. } => true,
             MartsError::Revenue { .. } => false,
             MartsError::ClickHouse { source, .. } => matches!(
                 source,

@@ -1,10 +1,18 @@
 //! One marts run, and the schedule that repeats it.
 //!
 //! A run pins the raw tables at their current snapshots, derives the publication id from them,
-//! and — unless that publication is already the latest one — recomputes both rankings from
-//! scratch and publishes them. Recomputing everything is the simple, obviously-correct first
-//! version; DESIGN.md describes the incremental one that will replace it.
+//! and — unless that publication is already the latest one — folds what the lake gained since
+//! the previous run into the kept state (`fold`, `state`), then ranks and publishes from it.
+//! The cost of a run follows the events it reads, not the history: it reads only the data files
+//! added since the snapshots the state stopped at (`lake::read_added`), and the kept sales it
+//! looks up are only those the new events (or a changed natural key) touch.
+//!
+//! `--rebuild` forgets the state and folds the whole lake again; it must publish exactly what
+//! the incremental runs did. Time travel ([`compute_as_of`]) does not use the state: it computes
+//! from the lake in SQL (`current_state`), which is also the reference the tests hold the
+//! incremental arithmetic to.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +24,15 @@ use tracing::Instrument;
 
 use crate::current_state;
 use crate::error::MartsError;
-use crate::lake::{self, AsOf};
-use crate::publication::{LakeSnapshots, Publication};
+use crate::events::{self, Watermark};
+use crate::fold::{SOURCE_ERP, SOURCE_FILES, SOURCE_PG, SaleEvent, SaleKey, SaleRecord};
+use crate::lake::{self, AsOf, RAW_TABLES};
+use crate::publication::{LakeSnapshot, LakeSnapshots, Publication};
 use crate::ranking::{self, PeriodRankings};
 use crate::schema::{MartRunRow, RunStatus};
+use crate::state::{Checkpoint, StateStore};
 use crate::store::PublicationStore;
+use tributary_common::names;
 
 /// Where "now" comes from, so tests can fix it.
 pub trait Clock: Send + Sync {
@@ -101,23 +113,48 @@ pub async fn compute_as_of(
     Ok((snapshots, ranking::rank_periods(totals)))
 }
 
-/// The marts job: a lake (catalog and namespace) to read, a store to publish to, a clock.
+/// The marts job: a lake (catalog and namespace) to read, kept state to fold into, a store to
+/// publish to, a clock.
 pub struct MartsJob {
     catalog: Arc<dyn Catalog>,
     namespace: String,
     store: Arc<dyn PublicationStore>,
+    state: Arc<dyn StateStore>,
     clock: Arc<dyn Clock>,
 }
 
+/// How a run treats the kept state and the latest publication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunMode {
+    /// Fold what is new; publish unless the lake is unchanged since the latest publication.
+    #[default]
+    Incremental,
+    /// Fold what is new and publish even if nothing changed (the rows replace the earlier ones).
+    Force,
+    /// Forget the kept state, fold the whole lake again and publish.
+    Rebuild,
+}
+
+/// The new events of one run, decoded, and how far they reach per source.
+#[derive(Debug, Default)]
+struct NewEvents {
+    sales: Vec<SaleEvent>,
+    salesmen: Vec<crate::fold::MasterEvent<crate::fold::SalesmanRow>>,
+    cities: Vec<crate::fold::MasterEvent<crate::fold::CityRow>>,
+    watermarks: std::collections::BTreeMap<String, Watermark>,
+    rows: u64,
+}
+
 impl MartsJob {
-    /// A job reading the raw tables of `namespace` in `catalog` and publishing to `store`, on
-    /// the system clock.
+    /// A job reading the raw tables of `namespace` in `catalog`, keeping its state in `state`
+    /// and publishing to `store`, on the system clock.
     pub fn new(
         catalog: Arc<dyn Catalog>,
         namespace: impl Into<String>,
         store: Arc<dyn PublicationStore>,
+        state: Arc<dyn StateStore>,
     ) -> Self {
-        Self::with_clock(catalog, namespace, store, Arc::new(SystemClock))
+        Self::with_clock(catalog, namespace, store, state, Arc::new(SystemClock))
     }
 
     /// Same, with an injected clock (tests).
@@ -125,30 +162,40 @@ impl MartsJob {
         catalog: Arc<dyn Catalog>,
         namespace: impl Into<String>,
         store: Arc<dyn PublicationStore>,
+        state: Arc<dyn StateStore>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             catalog,
             namespace: namespace.into(),
             store,
+            state,
             clock,
         }
     }
 
-    /// One run, recorded in `mart_runs` whatever its outcome. With `force`, publishes even
-    /// when the lake has not changed since the latest publication (a rerun writes the same
-    /// rows, which replace the earlier ones).
+    /// One incremental run ([`RunMode::Force`] with `force`); see [`MartsJob::run_with`].
+    pub async fn run_once(&self, force: bool) -> Result<RunOutcome, MartsError> {
+        self.run_with(if force {
+            RunMode::Force
+        } else {
+            RunMode::Incremental
+        })
+        .await
+    }
+
+    /// One run, recorded in `mart_runs` whatever its outcome.
     ///
     /// Recording is best effort: a run that failed because ClickHouse is down cannot record
     /// that either, and a record that fails to be written must not turn a published run into
     /// an error (the publication is already visible), so such a failure is only logged.
-    pub async fn run_once(&self, force: bool) -> Result<RunOutcome, MartsError> {
+    pub async fn run_with(&self, mode: RunMode) -> Result<RunOutcome, MartsError> {
         let run_id = uuid::Uuid::now_v7().to_string();
         let started_at = self.clock.now();
-        let span = tracing::info_span!("marts_run", run_id = %run_id);
+        let span = tracing::info_span!("marts_run", run_id = %run_id, mode = ?mode);
         let mut progress = RunProgress::default();
         let result = self
-            .run(&run_id, started_at, force, &mut progress)
+            .run(&run_id, started_at, mode, &mut progress)
             .instrument(span.clone())
             .await;
         let (status, error) = match &result {
@@ -185,16 +232,32 @@ impl MartsJob {
         &self,
         run_id: &str,
         computed_at: DateTime<Utc>,
-        force: bool,
+        mode: RunMode,
         progress: &mut RunProgress,
     ) -> Result<RunOutcome, MartsError> {
         self.store.ensure_schema().await?;
-        let ctx = SessionContext::new();
-        let snapshots =
-            lake::register_raw_tables(self.catalog.as_ref(), &self.namespace, &ctx).await?;
+        if mode == RunMode::Rebuild {
+            tracing::info!("rebuild: forgetting the kept state");
+            self.state.reset().await?;
+        }
+        let mut tables = Vec::with_capacity(RAW_TABLES.len());
+        for name in RAW_TABLES {
+            let table = lake::load_raw_table(self.catalog.as_ref(), &self.namespace, name).await?;
+            let snapshot_id = table.metadata().current_snapshot().map(|s| s.snapshot_id());
+            tables.push((name, table, snapshot_id));
+        }
+        let snapshots = LakeSnapshots(
+            tables
+                .iter()
+                .map(|(name, _, snapshot_id)| LakeSnapshot {
+                    table: name.to_string(),
+                    snapshot_id: *snapshot_id,
+                })
+                .collect(),
+        );
         progress.snapshots = Some(snapshots.clone());
         let publication_id = snapshots.publication_id();
-        if !force {
+        if mode == RunMode::Incremental {
             let latest = self.store.latest_publication().await?;
             if latest.is_some_and(|p| p.publication_id == publication_id) {
                 tracing::info!(
@@ -204,10 +267,36 @@ impl MartsJob {
                 return Ok(RunOutcome::Unchanged { publication_id });
             }
         }
-        let totals = current_state::compute_totals(&ctx).await?;
-        progress.rows_in = totals.all.summary.sales;
+
+        let base = self.state.checkpoint().await?;
+        if let Some(kept) = &base
+            && kept.namespace != self.namespace
+        {
+            return Err(MartsError::StateDiverged {
+                table: self.namespace.clone(),
+                reason: format!("the state was folded from namespace {:?}", kept.namespace),
+            });
+        }
+        let mut checkpoint = base.clone().unwrap_or_else(|| Checkpoint {
+            namespace: self.namespace.clone(),
+            ..Checkpoint::default()
+        });
+        let new = self.read_new_events(&tables, &checkpoint).await?;
+        progress.rows_in = new.rows;
+        let changed = self.fold(&mut checkpoint, new).await?;
+        checkpoint.snapshots = tables
+            .iter()
+            .filter_map(|(name, _, id)| id.map(|id| (name.to_string(), id)))
+            .collect();
+        checkpoint.generation = base.as_ref().map_or(1, |b| b.generation + 1);
+        self.state
+            .commit(base.as_ref().map(|b| b.generation), &changed, &checkpoint)
+            .await?;
+
+        let totals = checkpoint.cells.totals(&checkpoint.master);
         let rankings = ranking::rank_periods(totals);
-        let publication = Publication::of_periods(snapshots, run_id, computed_at, rankings);
+        let publication = Publication::of_periods(snapshots, run_id, computed_at, rankings)
+            .with_sources(checkpoint.watermarks.clone());
         self.store.publish(&publication).await?;
         progress.rows_out = publication.rows().ranking_rows();
         let summary = &publication.rankings.summary;
@@ -222,6 +311,8 @@ impl MartsJob {
         };
         tracing::info!(
             publication_id = %publication.id,
+            events_in = progress.rows_in,
+            sales_changed = changed.len(),
             cities = publication.rankings.cities.len(),
             salesmen = publication.rankings.salesmen.len(),
             months = publication.months.len(),
@@ -231,6 +322,115 @@ impl MartsJob {
             "published rankings"
         );
         Ok(outcome)
+    }
+
+    /// Reads and decodes what each raw table gained since the checkpoint's snapshot of it.
+    async fn read_new_events(
+        &self,
+        tables: &[(&'static str, iceberg::table::Table, Option<i64>)],
+        checkpoint: &Checkpoint,
+    ) -> Result<NewEvents, MartsError> {
+        let mut new = NewEvents::default();
+        for (name, table, current) in tables {
+            let qualified = format!("{}.{name}", self.namespace);
+            let since = checkpoint.snapshots.get(*name).copied();
+            let Some(upto) = *current else {
+                if since.is_some() {
+                    return Err(MartsError::StateDiverged {
+                        table: qualified,
+                        reason: "the table has no snapshot any more".into(),
+                    });
+                }
+                continue;
+            };
+            if since == Some(upto) {
+                continue;
+            }
+            let batches = lake::read_added(table, &qualified, since, upto).await?;
+            let source = match *name {
+                names::TABLE_FILE_SALE => SOURCE_FILES,
+                names::TABLE_ERP_SALE => SOURCE_ERP,
+                _ => SOURCE_PG,
+            };
+            let watermark = new.watermarks.entry(source.to_string()).or_default();
+            for batch in &batches {
+                new.rows += batch.num_rows() as u64;
+                match *name {
+                    names::TABLE_PG_SALE => new.sales.extend(events::pg_sales(batch, watermark)?),
+                    names::TABLE_PG_SALESMAN => {
+                        new.salesmen.extend(events::salesmen(batch, watermark)?)
+                    }
+                    names::TABLE_PG_CITY => new.cities.extend(events::cities(batch, watermark)?),
+                    _ => new
+                        .sales
+                        .extend(events::event_sales(source, batch, watermark)?),
+                }
+            }
+            tracing::debug!(table = %qualified, ?since, upto, rows = new.rows, "read what the table gained");
+        }
+        Ok(new)
+    }
+
+    /// Folds `new` into `checkpoint` (master data, cells, watermarks) and returns the sales
+    /// whose kept version changed.
+    async fn fold(
+        &self,
+        checkpoint: &mut Checkpoint,
+        new: NewEvents,
+    ) -> Result<Vec<SaleRecord>, MartsError> {
+        let before = checkpoint.master.index();
+        checkpoint.master.apply(new.salesmen, new.cities);
+        let keys = checkpoint.master.index();
+        let (codes, city_keys) = before.changed(&keys);
+
+        // The newest event of each sale within the batch; older ones change nothing.
+        let mut newest: HashMap<SaleKey, SaleEvent> = HashMap::with_capacity(new.sales.len());
+        for event in new.sales {
+            match newest.get(&event.key) {
+                Some(kept) if kept.order >= event.order => {}
+                _ => {
+                    newest.insert(event.key.clone(), event);
+                }
+            }
+        }
+        let wanted: Vec<SaleKey> = newest.keys().cloned().collect();
+        let kept: HashMap<SaleKey, SaleRecord> = self
+            .state
+            .sales(&wanted)
+            .await?
+            .into_iter()
+            .map(|r| (r.key.clone(), r))
+            .collect();
+        let mut changed: HashMap<SaleKey, SaleRecord> = HashMap::new();
+        for (key, event) in newest {
+            if let Some(record) = checkpoint.cells.fold_event(kept.get(&key), event, &keys) {
+                changed.insert(key, record);
+            }
+        }
+        // Sales naming a code or city whose resolution moved count somewhere else now. Those
+        // folded just above were resolved against the new keys already.
+        for record in self.state.sales_naming(&codes, &city_keys).await? {
+            if changed.contains_key(&record.key) {
+                continue;
+            }
+            if let Some(moved) = checkpoint.cells.reresolve(&record, &keys) {
+                changed.insert(moved.key.clone(), moved);
+            }
+        }
+        for (source, seen) in new.watermarks {
+            checkpoint.watermarks.entry(source).or_default().merge(seen);
+        }
+        Ok(changed.into_values().collect())
+    }
+
+    /// The rankings as the kept state has them (what the latest incremental run published),
+    /// without reading the lake. `None` before the first run.
+    pub async fn kept_rankings(&self) -> Result<Option<PeriodRankings>, MartsError> {
+        Ok(self
+            .state
+            .checkpoint()
+            .await?
+            .map(|c| ranking::rank_periods(c.cells.totals(&c.master))))
     }
 
     /// Runs now, then every `interval` (measured start to start; a run longer than the
@@ -273,6 +473,7 @@ mod tests {
 
     use super::*;
     use crate::period::Period;
+    use crate::state::MemoryState;
     use crate::store::{MemoryStore, Page};
     use crate::test_support::{city, land, memory_lake, sale, salesman};
 
@@ -284,9 +485,14 @@ mod tests {
         }
     }
 
-    fn job(catalog: Arc<dyn Catalog>, store: Arc<MemoryStore>, secs: i64) -> MartsJob {
+    fn job(
+        catalog: Arc<dyn Catalog>,
+        store: Arc<MemoryStore>,
+        state: Arc<MemoryState>,
+        secs: i64,
+    ) -> MartsJob {
         let now = DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap();
-        MartsJob::with_clock(catalog, "raw", store, Arc::new(FixedClock(now)))
+        MartsJob::with_clock(catalog, "raw", store, state, Arc::new(FixedClock(now)))
     }
 
     const ALL: [RawTable; 5] = RawTable::DATA_TABLES;
@@ -325,7 +531,8 @@ mod tests {
         .await;
 
         let store = Arc::new(MemoryStore::new());
-        let outcome = job(lake.clone(), store.clone(), 0)
+        let state = Arc::new(MemoryState::new());
+        let outcome = job(lake.clone(), store.clone(), state.clone(), 0)
             .run_once(false)
             .await
             .unwrap();
@@ -360,7 +567,7 @@ mod tests {
         assert_eq!(top, vec![(1, 200, "", 3500), (2, 100, "Ana", 1000)]);
 
         // Same snapshots: nothing to do, unless forced.
-        let again = job(lake.clone(), store.clone(), 60)
+        let again = job(lake.clone(), store.clone(), state.clone(), 60)
             .run_once(false)
             .await
             .unwrap();
@@ -370,7 +577,7 @@ mod tests {
                 publication_id: expected_id.clone()
             }
         );
-        let forced = job(lake.clone(), store.clone(), 60)
+        let forced = job(lake.clone(), store.clone(), state.clone(), 60)
             .run_once(true)
             .await
             .unwrap();
@@ -385,7 +592,7 @@ mod tests {
             &[salesman("c", 200, (5, 1), "S2", "Bruno")],
         )
         .await;
-        let next = job(lake.clone(), store.clone(), 120)
+        let next = job(lake.clone(), store.clone(), state.clone(), 120)
             .run_once(false)
             .await
             .unwrap();
@@ -419,7 +626,11 @@ mod tests {
     async fn tables_without_snapshots_read_as_empty() {
         let lake = memory_lake(&ALL).await;
         let store = Arc::new(MemoryStore::new());
-        let outcome = job(lake, store.clone(), 0).run_once(false).await.unwrap();
+        let state = Arc::new(MemoryState::new());
+        let outcome = job(lake, store.clone(), state.clone(), 0)
+            .run_once(false)
+            .await
+            .unwrap();
         assert!(matches!(
             outcome,
             RunOutcome::Published { ref publication_id, cities: 0, salesmen: 0, .. }
@@ -444,7 +655,8 @@ mod tests {
         )
         .await;
         let store = Arc::new(MemoryStore::new());
-        let outcome = job(lake.clone(), store.clone(), 0)
+        let state = Arc::new(MemoryState::new());
+        let outcome = job(lake.clone(), store.clone(), state.clone(), 0)
             .run_once(false)
             .await
             .unwrap();
@@ -478,7 +690,7 @@ mod tests {
             (3, 1501, 1)
         );
 
-        job(lake.clone(), store.clone(), 60)
+        job(lake.clone(), store.clone(), state.clone(), 60)
             .run_once(false)
             .await
             .unwrap();
@@ -510,7 +722,8 @@ mod tests {
     async fn a_missing_raw_table_is_a_retryable_error() {
         let lake = memory_lake(&[RawTable::PgSale, RawTable::PgCity]).await;
         let store = Arc::new(MemoryStore::new());
-        let err = job(lake, store.clone(), 0)
+        let state = Arc::new(MemoryState::new());
+        let err = job(lake, store.clone(), state.clone(), 0)
             .run_once(false)
             .await
             .unwrap_err();
@@ -542,7 +755,8 @@ mod tests {
     async fn the_schedule_runs_until_shutdown() {
         let lake = memory_lake(&ALL).await;
         let store = Arc::new(MemoryStore::new());
-        let job = job(lake, store.clone(), 0);
+        let state = Arc::new(MemoryState::new());
+        let job = job(lake, store.clone(), state.clone(), 0);
         let shutdown = CancellationToken::new();
         let stopper = shutdown.clone();
         let run = tokio::spawn(async move {

@@ -33,6 +33,12 @@ pub mod config;
 pub mod current_state;
 pub mod error;
 #[cfg(feature = "job")]
+pub mod events;
+#[cfg(feature = "job")]
+pub mod fold;
+#[cfg(all(test, feature = "job"))]
+mod incremental_tests;
+#[cfg(feature = "job")]
 pub mod job;
 #[cfg(feature = "job")]
 pub mod lake;
@@ -41,6 +47,8 @@ pub mod period;
 pub mod publication;
 pub mod ranking;
 pub mod schema;
+#[cfg(feature = "job")]
+pub mod state;
 pub mod store;
 /// Test helpers (raw events, an in-memory lake); `test-support` feature, tests only.
 #[cfg(any(all(test, feature = "job"), feature = "test-support"))]
@@ -52,7 +60,7 @@ pub mod test_support;
 pub use config::MartsConfig;
 pub use error::MartsError;
 #[cfg(feature = "job")]
-pub use job::{MartsJob, RunOutcome};
+pub use job::{MartsJob, RunMode, RunOutcome};
 pub use money::Money;
 pub use period::{Month, Period};
 pub use publication::{LakeSnapshot, LakeSnapshots, Publication};

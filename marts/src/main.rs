@@ -12,7 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tributary_marts::job::compute_as_of;
 use tributary_marts::lake::{AsOf, TableSnapshots, list_snapshots};
 use tributary_marts::ranking::PeriodRankings;
-use tributary_marts::{ClickHouseStore, LakeSnapshots, MartsConfig, MartsJob, Month, RunOutcome};
+use tributary_marts::state::PostgresState;
+use tributary_marts::{
+    ClickHouseStore, LakeSnapshots, MartsConfig, MartsJob, Month, RunMode, RunOutcome,
+};
 
 /// Computes the rankings from the raw Iceberg tables and publishes them to ClickHouse.
 #[derive(Debug, Parser)]
@@ -31,6 +34,10 @@ struct Cli {
     /// With a single run: publish even if the lake has not changed since the latest publication.
     #[arg(long, global = true)]
     force: bool,
+    /// With a single run: forget the kept incremental state and fold the whole lake again (the
+    /// result must equal the incremental runs'; use it after the lake was recreated).
+    #[arg(long, global = true)]
+    rebuild: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -105,15 +112,24 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => {}
     }
+    let state = PostgresState::new(config.state_url(), config.state_schema())?;
     let store = ClickHouseStore::new(&config.clickhouse)?;
     let job = MartsJob::new(
         Arc::new(catalog),
         config.lake.namespace.clone(),
         Arc::new(store),
+        Arc::new(state),
     );
 
-    if cli.once || matches!(cli.command, Some(Command::RunOnce)) {
-        match job.run_once(cli.force).await? {
+    if cli.once || cli.rebuild || matches!(cli.command, Some(Command::RunOnce)) {
+        let mode = if cli.rebuild {
+            RunMode::Rebuild
+        } else if cli.force {
+            RunMode::Force
+        } else {
+            RunMode::Incremental
+        };
+        match job.run_with(mode).await? {
             RunOutcome::Published { publication_id, .. } => {
                 println!("published {publication_id}");
             }

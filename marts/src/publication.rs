@@ -16,7 +16,7 @@ use crate::period::{Month, Period};
 use crate::ranking::{PeriodRankings, Ranked, Rankings, SalesmanTotals};
 use crate::schema::{
     CityRankingRow, CitySalesmanRankingRow, PublicationPeriodRow, PublicationRow,
-    SalesmanRankingRow,
+    PublicationSourceRow, SalesmanRankingRow,
 };
 
 /// The snapshot of one raw table that a publication was computed from.
@@ -62,6 +62,36 @@ impl LakeSnapshots {
     }
 }
 
+/// How far the events of one source that a publication counts reach: its completeness.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceWatermark {
+    /// The furthest source position: Postgres LSN, partner-file sequence, ERP change sequence.
+    pub position: Option<i64>,
+    /// The newest source time: the Postgres commit time, or when the ingestor produced the
+    /// event (files, ERP).
+    pub newest_event_at: Option<DateTime<Utc>>,
+    /// Events of the source folded in, all runs together.
+    pub events: u64,
+}
+
+impl SourceWatermark {
+    /// Counts one more event, at `position`, from `at` (microseconds since the epoch).
+    pub fn saw(&mut self, position: i64, at: Option<i64>) {
+        self.position = Some(self.position.map_or(position, |p| p.max(position)));
+        if let Some(at) = at.and_then(DateTime::from_timestamp_micros) {
+            self.newest_event_at = Some(self.newest_event_at.map_or(at, |n| n.max(at)));
+        }
+        self.events += 1;
+    }
+
+    /// Adds what `other` saw.
+    pub fn merge(&mut self, other: SourceWatermark) {
+        self.position = self.position.max(other.position);
+        self.newest_event_at = self.newest_event_at.max(other.newest_event_at);
+        self.events += other.events;
+    }
+}
+
 /// Both rankings with where they came from and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publication {
@@ -77,6 +107,8 @@ pub struct Publication {
     pub rankings: Rankings,
     /// The rankings of every UTC month of `sold_at` with at least one current sale.
     pub months: BTreeMap<Month, Rankings>,
+    /// Per source (`pg`, `files`, `erp`): how far the events counted reach.
+    pub sources: BTreeMap<String, SourceWatermark>,
 }
 
 /// The rows one publication writes, in the order they must be written: rankings first, the
@@ -91,6 +123,8 @@ pub struct PublicationRows {
     pub salesmen: Vec<SalesmanRankingRow>,
     /// `publication_periods` rows: `all` first, then the months in order.
     pub periods: Vec<PublicationPeriodRow>,
+    /// `publication_sources` rows, one per source.
+    pub sources: Vec<PublicationSourceRow>,
     /// The `publications` row, written last.
     pub publication: PublicationRow,
 }
@@ -118,6 +152,7 @@ impl Publication {
             computed_at,
             rankings,
             months: BTreeMap::new(),
+            sources: BTreeMap::new(),
         }
     }
 
@@ -134,6 +169,12 @@ impl Publication {
     /// The same publication with these monthly rankings.
     pub fn with_months(mut self, months: BTreeMap<Month, Rankings>) -> Self {
         self.months = months;
+        self
+    }
+
+    /// The same publication with these per-source watermarks.
+    pub fn with_sources(mut self, sources: BTreeMap<String, SourceWatermark>) -> Self {
+        self.sources = sources;
         self
     }
 
@@ -248,6 +289,23 @@ impl Publication {
                 version,
             });
         }
+        let sources = self
+            .sources
+            .iter()
+            .map(|(source, w)| PublicationSourceRow {
+                publication_id: self.id.clone(),
+                source: source.clone(),
+                position: w.position,
+                newest_event_at: w
+                    .newest_event_at
+                    .map(|t| DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)),
+                events: w.events,
+                lake_snapshots: snapshots.clone(),
+                run_id: self.run_id.clone(),
+                computed_at,
+                version,
+            })
+            .collect();
         let summary = &self.rankings.summary;
         let publication = PublicationRow {
             publication_id: self.id.clone(),
@@ -269,6 +327,7 @@ impl Publication {
             city_salesmen,
             salesmen,
             periods,
+            sources,
             publication,
         }
     }

@@ -45,6 +45,8 @@ pub const CITY_SALESMAN_RANKING: &str = "city_salesman_ranking";
 pub const SALESMAN_RANKING: &str = "salesman_ranking";
 /// Per publication and period: the period's counts (and, by existing, which months there are).
 pub const PUBLICATION_PERIODS: &str = "publication_periods";
+/// Per publication and source: how far the counted events reach (completeness, freshness).
+pub const PUBLICATION_SOURCES: &str = "publication_sources";
 /// One row per marts run, whatever its outcome.
 pub const MART_RUNS: &str = "mart_runs";
 /// The ranking tables, whose sorting key has `period` right after `publication_id`.
@@ -155,6 +157,17 @@ ORDER BY (publication_id, period, rank, salesman_id)"
 {PROVENANCE_COLUMNS}
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY (publication_id, period)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.{PUBLICATION_SOURCES} (
+    publication_id String,
+    source String,
+    position Nullable(Int64),
+    newest_event_at Nullable(DateTime),
+    events UInt64,
+{PROVENANCE_COLUMNS}
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (publication_id, source)"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.{MART_RUNS} (
@@ -294,6 +307,31 @@ pub struct SalesmanRankingRow {
     pub revenue: i64,
     /// Number of current sales.
     pub sales: u64,
+    /// JSON list of `{table, snapshot_id}`.
+    pub lake_snapshots: String,
+    /// The run that wrote this row.
+    pub run_id: String,
+    /// When that run started.
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub computed_at: DateTime<Utc>,
+    /// ReplacingMergeTree version.
+    pub version: u64,
+}
+
+/// A row of `publication_sources`: one per source a publication counts events of.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct PublicationSourceRow {
+    /// The publication.
+    pub publication_id: String,
+    /// `pg`, `files` or `erp`.
+    pub source: String,
+    /// The furthest source position counted: Postgres LSN, file sequence, ERP change sequence.
+    pub position: Option<i64>,
+    /// The newest source time counted (Postgres commit time; files and ERP: when ingested).
+    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
+    pub newest_event_at: Option<DateTime<Utc>>,
+    /// Events of the source counted in total.
+    pub events: u64,
     /// JSON list of `{table, snapshot_id}`.
     pub lake_snapshots: String,
     /// The run that wrote this row.

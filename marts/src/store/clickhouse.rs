@@ -14,8 +14,8 @@ use crate::period::Period;
 use crate::publication::Publication;
 use crate::schema::{
     self, CITY_RANKING, CITY_SALESMAN_RANKING, CityRankingRow, CitySalesmanRankingRow, MART_RUNS,
-    MartRunRow, PUBLICATION_PERIODS, PUBLICATIONS, PublicationPeriodRow, PublicationRow,
-    RANKING_TABLES, SALESMAN_RANKING, SalesmanRankingRow,
+    MartRunRow, PUBLICATION_PERIODS, PUBLICATION_SOURCES, PUBLICATIONS, PublicationPeriodRow,
+    PublicationRow, RANKING_TABLES, SALESMAN_RANKING, SalesmanRankingRow,
 };
 
 /// The marts database on a ClickHouse server.
@@ -219,6 +219,7 @@ impl PublicationStore for ClickHouseStore {
             .await?;
         self.insert(SALESMAN_RANKING, &rows.salesmen).await?;
         self.insert(PUBLICATION_PERIODS, &rows.periods).await?;
+        self.insert(PUBLICATION_SOURCES, &rows.sources).await?;
         // Last: a reader that sees this row sees all of the publication's rows.
         self.insert(PUBLICATIONS, std::slice::from_ref(&rows.publication))
             .await
@@ -382,6 +383,18 @@ impl PublicationStore for ClickHouseStore {
         );
         let query = self.client.query(&sql).bind(publication_id);
         self.fetch_all("read publication periods", query).await
+    }
+
+    async fn sources(
+        &self,
+        publication_id: &str,
+    ) -> Result<Vec<crate::schema::PublicationSourceRow>, MartsError> {
+        let sql = format!(
+            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? ORDER BY source",
+            self.table(PUBLICATION_SOURCES)
+        );
+        let query = self.client.query(&sql).bind(publication_id);
+        self.fetch_all("read publication sources", query).await
     }
 
     async fn record_run(&self, run: &MartRunRow) -> Result<(), MartsError> {

@@ -24,6 +24,7 @@ use crate::schema::{
 struct Tables {
     publications: BTreeMap<String, PublicationRow>,
     periods: BTreeMap<(String, Period), PublicationPeriodRow>,
+    sources: BTreeMap<(String, String), crate::schema::PublicationSourceRow>,
     cities: BTreeMap<(String, Period, u32, i64), CityRankingRow>,
     city_salesmen: BTreeMap<(String, Period, i64, u32, i64), CitySalesmanRankingRow>,
     salesmen: BTreeMap<(String, Period, u32, i64), SalesmanRankingRow>,
@@ -130,6 +131,10 @@ impl PublicationStore for MemoryStore {
         for r in rows.periods {
             let key = (r.publication_id.clone(), period_of(&r.period));
             upsert(&mut t.periods, key, r, |r| r.version);
+        }
+        for r in rows.sources {
+            let key = (r.publication_id.clone(), r.source.clone());
+            upsert(&mut t.sources, key, r, |r| r.version);
         }
         let p = rows.publication;
         upsert(&mut t.publications, p.publication_id.clone(), p, |r| {
@@ -239,6 +244,18 @@ impl PublicationStore for MemoryStore {
     async fn periods(&self, publication_id: &str) -> Result<Vec<PublicationPeriodRow>, MartsError> {
         let t = self.tables("read publication periods")?;
         Ok(t.periods
+            .iter()
+            .filter(|(k, _)| k.0 == publication_id)
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+
+    async fn sources(
+        &self,
+        publication_id: &str,
+    ) -> Result<Vec<crate::schema::PublicationSourceRow>, MartsError> {
+        let t = self.tables("read publication sources")?;
+        Ok(t.sources
             .iter()
             .filter(|(k, _)| k.0 == publication_id)
             .map(|(_, r)| r.clone())

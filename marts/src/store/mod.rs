@@ -98,6 +98,12 @@ pub trait PublicationStore: Send + Sync {
     /// Every period of a publication, `all` first, then the months in order.
     async fn periods(&self, publication_id: &str) -> Result<Vec<PublicationPeriodRow>, MartsError>;
 
+    /// Per source, how far the events a publication counts reach (sorted by source).
+    async fn sources(
+        &self,
+        publication_id: &str,
+    ) -> Result<Vec<crate::schema::PublicationSourceRow>, MartsError>;
+
     /// Records one run in `mart_runs`.
     async fn record_run(&self, run: &MartRunRow) -> Result<(), MartsError>;
 

@@ -1,0 +1,685 @@
+//! The incremental marts' arithmetic: folding new raw events into kept state. Pure, no I/O.
+//!
+//! Kept state (see `state`) is
+//! - the **current version of every sale** ever seen, keyed by (source, sale id), with its source
+//!   order and — for a live sale — the salesman and city it counts under (`SaleRecord`);
+//! - the **current master data** (`MasterData`): every salesman and city, deleted ones as
+//!   tombstones so that a late, older event cannot bring them back;
+//! - **cells** (`Cells`): revenue and count per (period, city, salesman), the finest grain every
+//!   ranking and summary is a sum of.
+//!
+//! A new event for a sale replaces the kept version only if it is newer in the source's own
+//! order. The kept version's contribution is then retracted from its cells and the new one added
+//! (a delete only retracts). Sales that name their salesman by code or their city by name + state
+//! are resolved against the master data; when the master data changes what a code or a city name
+//! resolves to, the sales naming it are re-resolved (retracted and added again).
+//!
+//! The totals — and from them the rankings — are then a sum over cells joined with the current
+//! names. They equal what `current_state` computes in SQL from the whole history; the unit tests
+//! check exactly that.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Datelike, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::money::Money;
+use crate::period::{Month, Period};
+use crate::ranking::{
+    CityInfo, CitySalesmanTotals, CityTotals, PeriodTotals, SalesmanInfo, SalesmanTotals, Summary,
+    Totals,
+};
+
+/// A sale's identity: its source (`pg`, `files`, `erp`) and its id there (`42`, `acme/S-1`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SaleKey {
+    /// `pg`, `files` or `erp`.
+    pub source: String,
+    /// The id within the source (`origin/sale_id` for files and the ERP).
+    pub sale_id: String,
+}
+
+/// Position of an event in its source's own order, compared lexicographically: `(LSN, Kafka
+/// offset, 0)` for Postgres, `(version major, version minor, Kafka offset)` for files and the ERP.
+pub type SourceOrder = [i64; 3];
+
+/// A city's natural key, normalised the way `current_state` does: the name lower-cased with
+/// runs of white space made one space and trimmed; the state upper-cased and trimmed of spaces.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CityKey {
+    /// Normalised name.
+    pub name: String,
+    /// Normalised state.
+    pub state: String,
+}
+
+impl CityKey {
+    /// The key of a city named `name` in `state`.
+    pub fn new(name: &str, state: &str) -> Self {
+        Self {
+            name: name
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase(),
+            state: state.trim_matches(' ').to_uppercase(),
+        }
+    }
+}
+
+/// How a sale names its salesman and city, as the source sent it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaleRefs {
+    /// Salesman id, when the source gives one.
+    pub salesman_id: Option<i64>,
+    /// Salesman code, used when there is no id.
+    pub salesman_code: Option<String>,
+    /// City id, when the source gives one.
+    pub city_id: Option<i64>,
+    /// City name + state, used when there is no id (`None` unless both were sent).
+    pub city_key: Option<CityKey>,
+}
+
+/// One raw event of a sale, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleEvent {
+    /// Whose sale.
+    pub key: SaleKey,
+    /// Its place in the source's order.
+    pub order: SourceOrder,
+    /// A delete, withdrawal or cancellation.
+    pub deleted: bool,
+    /// References as sent.
+    pub refs: SaleRefs,
+    /// Amount (`None` counts as zero revenue, as SQL's `SUM` does).
+    pub amount: Option<Money>,
+    /// When the sale happened, microseconds since the epoch (UTC).
+    pub sold_at_micros: Option<i64>,
+}
+
+/// What a salesman or city reference of a live sale counts under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Resolved {
+    /// The sale names none: it is in no ranking of that kind.
+    None,
+    /// This id (known to the master data or not).
+    Id(i64),
+    /// A natural key nobody has yet: unresolved.
+    Pending,
+}
+
+/// The kept current version of a sale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaleRecord {
+    /// Whose sale.
+    pub key: SaleKey,
+    /// Source order of the version kept.
+    pub order: SourceOrder,
+    /// Deleted: kept as a tombstone so an older event arriving later does not revive it.
+    pub deleted: bool,
+    /// References as sent.
+    pub refs: SaleRefs,
+    /// Amount in cents (0 when the source sent none).
+    pub amount_cents: i64,
+    /// When the sale happened, microseconds since the epoch (UTC).
+    pub sold_at_micros: Option<i64>,
+    /// The salesman it counts under, as resolved when it was last folded.
+    pub salesman: Resolved,
+    /// The city it counts under, as resolved when it was last folded.
+    pub city: Resolved,
+}
+
+/// A current salesman.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SalesmanRow {
+    /// Code (natural key).
+    pub code: Option<String>,
+    /// Name.
+    pub name: Option<String>,
+}
+
+/// A current city.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CityRow {
+    /// Name.
+    pub name: Option<String>,
+    /// State.
+    pub state: Option<String>,
+}
+
+/// The kept version of one master-data row: `None` once deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterVersion<T> {
+    /// Source order of the version kept.
+    pub order: SourceOrder,
+    /// The row, or `None` for a tombstone.
+    pub row: Option<T>,
+}
+
+/// One raw event of a master-data table, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterEvent<T> {
+    /// Salesman or city id.
+    pub id: i64,
+    /// The newer version.
+    pub version: MasterVersion<T>,
+}
+
+/// Current salesmen and cities, tombstones included.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterData {
+    /// By salesman id.
+    pub salesmen: BTreeMap<i64, MasterVersion<SalesmanRow>>,
+    /// By city id.
+    pub cities: BTreeMap<i64, MasterVersion<CityRow>>,
+}
+
+fn newer<T>(map: &mut BTreeMap<i64, MasterVersion<T>>, event: MasterEvent<T>) {
+    match map.get(&event.id) {
+        Some(kept) if kept.order >= event.version.order => {}
+        _ => {
+            map.insert(event.id, event.version);
+        }
+    }
+}
+
+impl MasterData {
+    /// Keeps each event that is newer than what is kept for its id.
+    pub fn apply(
+        &mut self,
+        salesmen: impl IntoIterator<Item = MasterEvent<SalesmanRow>>,
+        cities: impl IntoIterator<Item = MasterEvent<CityRow>>,
+    ) {
+        for event in salesmen {
+            newer(&mut self.salesmen, event);
+        }
+        for event in cities {
+            newer(&mut self.cities, event);
+        }
+    }
+
+    fn salesman(&self, id: i64) -> Option<&SalesmanRow> {
+        self.salesmen.get(&id).and_then(|v| v.row.as_ref())
+    }
+
+    fn city(&self, id: i64) -> Option<&CityRow> {
+        self.cities.get(&id).and_then(|v| v.row.as_ref())
+    }
+
+    /// What each natural key resolves to now: the lowest id among the current rows with it
+    /// (codes and city names are meant to be unique; the lowest id keeps a duplicate from
+    /// counting a sale twice).
+    pub fn index(&self) -> NaturalKeys {
+        let mut keys = NaturalKeys::default();
+        for (&id, version) in &self.salesmen {
+            if let Some(code) = version.row.as_ref().and_then(|r| r.code.clone()) {
+                keys.codes
+                    .entry(code)
+                    .and_modify(|min| *min = (*min).min(id))
+                    .or_insert(id);
+            }
+        }
+        for (&id, version) in &self.cities {
+            if let Some(CityRow {
+                name: Some(name),
+                state: Some(state),
+            }) = version.row.as_ref()
+            {
+                keys.cities
+                    .entry(CityKey::new(name, state))
+                    .and_modify(|min| *min = (*min).min(id))
+                    .or_insert(id);
+            }
+        }
+        keys
+    }
+}
+
+/// Natural key → id, as the master data stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NaturalKeys {
+    /// Salesman code → salesman id.
+    pub codes: HashMap<String, i64>,
+    /// City key → city id.
+    pub cities: HashMap<CityKey, i64>,
+}
+
+impl NaturalKeys {
+    /// The codes and city keys that resolve differently in `after` than in `self`: the sales
+    /// naming them must be re-resolved.
+    pub fn changed(&self, after: &NaturalKeys) -> (Vec<String>, Vec<CityKey>) {
+        fn diff<K: Clone + Eq + std::hash::Hash + Ord>(
+            a: &HashMap<K, i64>,
+            b: &HashMap<K, i64>,
+        ) -> Vec<K> {
+            let mut keys: Vec<K> = a
+                .iter()
+                .filter(|(k, v)| b.get(*k) != Some(v))
+                .map(|(k, _)| k.clone())
+                .chain(b.keys().filter(|k| !a.contains_key(*k)).cloned())
+                .collect();
+            keys.sort();
+            keys
+        }
+        (
+            diff(&self.codes, &after.codes),
+            diff(&self.cities, &after.cities),
+        )
+    }
+
+    /// What `refs` counts under now.
+    pub fn resolve(&self, refs: &SaleRefs) -> (Resolved, Resolved) {
+        let salesman = match (refs.salesman_id, &refs.salesman_code) {
+            (Some(id), _) => Resolved::Id(id),
+            (None, Some(code)) => self
+                .codes
+                .get(code)
+                .map_or(Resolved::Pending, |&id| Resolved::Id(id)),
+            // A sale-event source always names a salesman somehow; one that names none is
+            // waiting for data like one whose code is unknown (as `current_state` counts it).
+            (None, None) => Resolved::Pending,
+        };
+        let city = match (refs.city_id, &refs.city_key) {
+            (Some(id), _) => Resolved::Id(id),
+            (None, Some(key)) => self
+                .cities
+                .get(key)
+                .map_or(Resolved::Pending, |&id| Resolved::Id(id)),
+            (None, None) => Resolved::Pending,
+        };
+        (salesman, city)
+    }
+}
+
+/// Where a Postgres sale counts: its ids as they are (Postgres sales name no natural keys).
+fn resolve_by_id(refs: &SaleRefs) -> (Resolved, Resolved) {
+    (
+        refs.salesman_id.map_or(Resolved::None, Resolved::Id),
+        refs.city_id.map_or(Resolved::None, Resolved::Id),
+    )
+}
+
+/// The finest grain of the rankings: one period, one city, one salesman.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CellKey {
+    /// `None` for all time, else the month of `sold_at`.
+    pub month: Option<(u16, u8)>,
+    /// The city the sales count under.
+    pub city: Resolved,
+    /// The salesman the sales count under.
+    pub salesman: Resolved,
+}
+
+impl CellKey {
+    fn period(&self) -> Period {
+        match self.month.and_then(|(y, m)| Month::new(y, m)) {
+            Some(month) => Period::Month(month),
+            None => Period::AllTime,
+        }
+    }
+}
+
+/// Revenue and count of one cell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellTotals {
+    /// Sum of amounts, in cents.
+    pub cents: i64,
+    /// Number of sales.
+    pub sales: i64,
+}
+
+/// Every non-empty cell.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Cells(#[serde(with = "cells_as_list")] pub BTreeMap<CellKey, CellTotals>);
+
+/// JSON maps need string keys; cells are stored as a list of pairs.
+mod cells_as_list {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        cells: &BTreeMap<CellKey, CellTotals>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(cells.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<CellKey, CellTotals>, D::Error> {
+        let pairs: Vec<(CellKey, CellTotals)> = Vec::deserialize(d)?;
+        Ok(pairs.into_iter().collect())
+    }
+}
+
+fn month_of(micros: i64) -> Option<(u16, u8)> {
+    let at: DateTime<Utc> = DateTime::from_timestamp_micros(micros)?;
+    Some((
+        u16::try_from(at.year()).ok()?,
+        u8::try_from(at.month()).ok()?,
+    ))
+}
+
+impl Cells {
+    fn add(&mut self, record: &SaleRecord, sign: i64) {
+        if record.deleted {
+            return;
+        }
+        let months = [None, record.sold_at_micros.and_then(month_of)];
+        for (i, month) in months.into_iter().enumerate() {
+            if i == 1 && month.is_none() {
+                continue;
+            }
+            let key = CellKey {
+                month,
+                city: record.city,
+                salesman: record.salesman,
+            };
+            let cell = self.0.entry(key).or_default();
+            cell.cents += sign * record.amount_cents;
+            cell.sales += sign;
+            if cell.sales == 0 {
+                debug_assert_eq!(cell.cents, 0, "an empty cell has no revenue");
+                self.0.remove(&key);
+            }
+        }
+    }
+
+    /// Folds a new event of a sale into the cells, given the kept version (if any) and the
+    /// natural keys as they stand. Returns the new kept version, or `None` when the event is
+    /// not newer than the kept one (it changes nothing).
+    pub fn fold_event(
+        &mut self,
+        kept: Option<&SaleRecord>,
+        event: SaleEvent,
+        keys: &NaturalKeys,
+    ) -> Option<SaleRecord> {
+        if kept.is_some_and(|k| k.order >= event.order) {
+            return None;
+        }
+        if let Some(kept) = kept {
+            self.add(kept, -1);
+        }
+        let (salesman, city) = if event.key.source == crate::fold::SOURCE_PG {
+            resolve_by_id(&event.refs)
+        } else {
+            keys.resolve(&event.refs)
+        };
+        let record = SaleRecord {
+            key: event.key,
+            order: event.order,
+            deleted: event.deleted,
+            amount_cents: event.amount.map_or(0, Money::cents),
+            sold_at_micros: event.sold_at_micros,
+            refs: event.refs,
+            salesman,
+            city,
+        };
+        self.add(&record, 1);
+        Some(record)
+    }
+
+    /// Re-resolves a kept sale against changed natural keys. Returns the new kept version, or
+    /// `None` if it still counts where it did.
+    pub fn reresolve(&mut self, kept: &SaleRecord, keys: &NaturalKeys) -> Option<SaleRecord> {
+        if kept.deleted || kept.key.source == SOURCE_PG {
+            return None;
+        }
+        let (salesman, city) = keys.resolve(&kept.refs);
+        if (salesman, city) == (kept.salesman, kept.city) {
+            return None;
+        }
+        self.add(kept, -1);
+        let record = SaleRecord {
+            salesman,
+            city,
+            ..kept.clone()
+        };
+        self.add(&record, 1);
+        Some(record)
+    }
+
+    /// Every total the rankings need, with the current names from `master`: the same numbers
+    /// `current_state::compute_totals` gets from the whole history.
+    pub fn totals(&self, master: &MasterData) -> PeriodTotals {
+        #[derive(Default)]
+        struct Acc {
+            cities: BTreeMap<i64, CellTotals>,
+            city_salesmen: BTreeMap<(i64, i64), CellTotals>,
+            salesmen: BTreeMap<i64, CellTotals>,
+            summary: Summary,
+            unresolved_cents: i64,
+            cents: i64,
+        }
+        fn bump(t: &mut CellTotals, by: &CellTotals) {
+            t.cents += by.cents;
+            t.sales += by.sales;
+        }
+        let mut periods: BTreeMap<Period, Acc> = BTreeMap::new();
+        for (key, cell) in &self.0 {
+            let acc = periods.entry(key.period()).or_default();
+            if let Resolved::Id(city) = key.city {
+                bump(acc.cities.entry(city).or_default(), cell);
+                if let Resolved::Id(salesman) = key.salesman {
+                    bump(acc.city_salesmen.entry((city, salesman)).or_default(), cell);
+                }
+            }
+            if let Resolved::Id(salesman) = key.salesman {
+                bump(acc.salesmen.entry(salesman).or_default(), cell);
+            }
+            let unknown = |r: Resolved, known: &dyn Fn(i64) -> bool| match r {
+                Resolved::Id(id) => !known(id),
+                Resolved::Pending => true,
+                Resolved::None => false,
+            };
+            let sales = u64::try_from(cell.sales).unwrap_or(0);
+            acc.summary.sales += sales;
+            acc.cents += cell.cents;
+            if unknown(key.city, &|id| master.city(id).is_some())
+                || unknown(key.salesman, &|id| master.salesman(id).is_some())
+            {
+                acc.summary.unresolved_sales += sales;
+                acc.unresolved_cents += cell.cents;
+            }
+            if key.city == Resolved::None {
+                acc.summary.sales_without_city += sales;
+            }
+            if key.salesman == Resolved::None {
+                acc.summary.sales_without_salesman += sales;
+            }
+        }
+        let dated: u64 = periods
+            .iter()
+            .filter(|(p, _)| **p != Period::AllTime)
+            .map(|(_, acc)| acc.summary.sales)
+            .sum();
+        let city_info = |id: i64| {
+            master.city(id).map(|c| CityInfo {
+                name: c.name.clone().unwrap_or_default(),
+                state: c.state.clone().unwrap_or_default(),
+            })
+        };
+        let salesman_info = |id: i64| {
+            master.salesman(id).map(|s| SalesmanInfo {
+                name: s.name.clone().unwrap_or_default(),
+                code: s.code.clone().unwrap_or_default(),
+            })
+        };
+        let salesman_totals = |id: i64, t: &CellTotals| SalesmanTotals {
+            salesman_id: id,
+            info: salesman_info(id),
+            revenue: Money::from_cents(t.cents),
+            sales: u64::try_from(t.sales).unwrap_or(0),
+        };
+        let mut out = PeriodTotals::default();
+        for (period, mut acc) in periods {
+            acc.summary.revenue = Money::from_cents(acc.cents);
+            acc.summary.unresolved_revenue = Money::from_cents(acc.unresolved_cents);
+            if period == Period::AllTime {
+                acc.summary.sales_without_month = acc.summary.sales.saturating_sub(dated);
+            }
+            let totals = Totals {
+                cities: acc
+                    .cities
+                    .iter()
+                    .map(|(&id, t)| CityTotals {
+                        city_id: id,
+                        info: city_info(id),
+                        revenue: Money::from_cents(t.cents),
+                        sales: u64::try_from(t.sales).unwrap_or(0),
+                    })
+                    .collect(),
+                city_salesmen: acc
+                    .city_salesmen
+                    .iter()
+                    .map(|(&(city, salesman), t)| CitySalesmanTotals {
+                        city_id: city,
+                        salesman: salesman_totals(salesman, t),
+                    })
+                    .collect(),
+                salesmen: acc
+                    .salesmen
+                    .iter()
+                    .map(|(&id, t)| salesman_totals(id, t))
+                    .collect(),
+                summary: acc.summary,
+            };
+            match period {
+                Period::AllTime => out.all = totals,
+                Period::Month(m) => {
+                    out.months.insert(m, totals);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Source name of Postgres sales.
+pub const SOURCE_PG: &str = "pg";
+/// Source name of partner-file sales.
+pub const SOURCE_FILES: &str = "files";
+/// Source name of ERP sales.
+pub const SOURCE_ERP: &str = "erp";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(source: &str, id: &str, order: i64, refs: SaleRefs, cents: i64) -> SaleEvent {
+        SaleEvent {
+            key: SaleKey {
+                source: source.into(),
+                sale_id: id.into(),
+            },
+            order: [order, 0, 0],
+            deleted: false,
+            refs,
+            amount: Some(Money::from_cents(cents)),
+            sold_at_micros: Some(1_767_225_600_000_000), // 2026-01-01T00:00:00Z
+        }
+    }
+
+    fn ids(salesman: i64, city: i64) -> SaleRefs {
+        SaleRefs {
+            salesman_id: Some(salesman),
+            city_id: Some(city),
+            ..SaleRefs::default()
+        }
+    }
+
+    #[test]
+    fn city_keys_normalise_like_the_sql() {
+        assert_eq!(
+            CityKey::new("  São\t Paulo ", " sp "),
+            CityKey {
+                name: "são paulo".into(),
+                state: "SP".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_newer_version_moves_revenue_and_an_older_one_changes_nothing() {
+        let keys = NaturalKeys::default();
+        let mut cells = Cells::default();
+        let v1 = cells
+            .fold_event(None, event("pg", "1", 10, ids(1, 7), 500), &keys)
+            .unwrap();
+        let v2 = cells
+            .fold_event(Some(&v1), event("pg", "1", 20, ids(2, 8), 300), &keys)
+            .unwrap();
+        assert!(
+            cells
+                .fold_event(Some(&v2), event("pg", "1", 15, ids(1, 7), 900), &keys)
+                .is_none()
+        );
+        let totals = cells.totals(&MasterData::default());
+        let salesmen: Vec<_> = totals
+            .all
+            .salesmen
+            .iter()
+            .map(|s| (s.salesman_id, s.revenue.cents()))
+            .collect();
+        assert_eq!(salesmen, vec![(2, 300)]);
+        assert_eq!(totals.months.len(), 1);
+
+        let mut deleted = event("pg", "1", 30, ids(2, 8), 0);
+        deleted.deleted = true;
+        let tomb = cells.fold_event(Some(&v2), deleted, &keys).unwrap();
+        assert!(tomb.deleted);
+        assert!(cells.0.is_empty(), "{:?}", cells.0);
+    }
+
+    #[test]
+    fn a_code_that_appears_later_resolves_the_sales_that_named_it() {
+        let mut master = MasterData::default();
+        let before = master.index();
+        let mut cells = Cells::default();
+        let refs = SaleRefs {
+            salesman_code: Some("S9".into()),
+            city_id: Some(7),
+            ..SaleRefs::default()
+        };
+        let kept = cells
+            .fold_event(None, event("files", "acme/1", 1, refs, 100), &before)
+            .unwrap();
+        assert_eq!(kept.salesman, Resolved::Pending);
+        assert_eq!(cells.totals(&master).all.summary.unresolved_sales, 1);
+
+        master.apply(
+            [MasterEvent {
+                id: 9,
+                version: MasterVersion {
+                    order: [5, 0, 0],
+                    row: Some(SalesmanRow {
+                        code: Some("S9".into()),
+                        name: Some("Ana".into()),
+                    }),
+                },
+            }],
+            [MasterEvent {
+                id: 7,
+                version: MasterVersion {
+                    order: [6, 0, 0],
+                    row: Some(CityRow {
+                        name: Some("Campinas".into()),
+                        state: Some("SP".into()),
+                    }),
+                },
+            }],
+        );
+        let after = master.index();
+        assert_eq!(
+            before.changed(&after),
+            (vec!["S9".to_string()], vec![CityKey::new("Campinas", "SP")])
+        );
+        let moved = cells.reresolve(&kept, &after).unwrap();
+        assert_eq!(moved.salesman, Resolved::Id(9));
+        assert!(cells.reresolve(&moved, &after).is_none());
+        let totals = cells.totals(&master);
+        assert_eq!(totals.all.summary.unresolved_sales, 0);
+        assert_eq!(totals.all.salesmen[0].info.as_ref().unwrap().name, "Ana");
+    }
+}
