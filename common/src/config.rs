@@ -94,7 +94,7 @@ impl Default for KafkaSettings {
 }
 
 /// Where the lake is: the Iceberg SQL catalog (in Postgres) and the warehouse it points into.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LakeSettings {
     /// Catalog name as recorded in `iceberg_tables.catalog_name`.
@@ -123,7 +123,7 @@ impl Default for LakeSettings {
 }
 
 /// S3-compatible object store settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct S3Settings {
     /// Endpoint URL, e.g. `http://127.0.0.1:9000`.
@@ -148,7 +148,7 @@ impl Default for S3Settings {
 }
 
 /// Where ClickHouse is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClickHouseSettings {
     /// HTTP interface URL.
@@ -169,6 +169,66 @@ impl Default for ClickHouseSettings {
             user: "default".into(),
             password: String::new(),
         }
+    }
+}
+
+/// Shown instead of a secret in `Debug` output (config structs end up in logs and errors).
+pub const REDACTED: &str = "<redacted>";
+
+/// `url` with the password of its `user:password@` part replaced by [`REDACTED`], for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info
+                .split_once(':')
+                .map_or(user_info, |(user, _)| user);
+            let password = if user_info.contains(':') {
+                format!(":{REDACTED}")
+            } else {
+                String::new()
+            };
+            format!("{scheme}://{user}{password}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+impl std::fmt::Debug for LakeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakeSettings")
+            .field("catalog_name", &self.catalog_name)
+            .field("catalog_uri", &redact_url(&self.catalog_uri))
+            .field("warehouse", &self.warehouse)
+            .field("namespace", &self.namespace)
+            .field("s3", &self.s3)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &REDACTED)
+            .field("region", &self.region)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ClickHouseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseSettings")
+            .field("url", &redact_url(&self.url))
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &REDACTED)
+            .finish()
     }
 }
 
@@ -219,6 +279,27 @@ mod tests {
     fn unknown_keys_are_refused() {
         let err = load::<Svc>(None, env(&[("TRIBUTARY_KAFKA__BROKER", "typo:9092")])).unwrap_err();
         assert!(err.to_string().contains("broker"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let lake = LakeSettings::default();
+        let shown = format!(
+            "{lake:?} {:?}",
+            ClickHouseSettings {
+                password: "ch-pass".into(),
+                ..ClickHouseSettings::default()
+            }
+        );
+        for secret in ["tributary-secret", ":tributary@", "ch-pass"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("postgres://tributary:<redacted>@127.0.0.1:5432/tributary"),
+            "{shown}"
+        );
+        assert_eq!(redact_url("http://127.0.0.1:8123"), "http://127.0.0.1:8123");
+        assert_eq!(redact_url("s3://u@host/p"), "s3://u@host/p");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! What every Tributary service needs and nothing more: typed settings for the shared
-//! infrastructure (Kafka, the lake, ClickHouse), layered config loading, and log set-up.
+//! infrastructure (Kafka, the lake, ClickHouse), layered config loading, and log and trace set-up.
 //!
 //! Each service owns its own config struct and embeds the sections it needs from here, so the
 //! defaults for "where is Kafka" live in exactly one place.
@@ -10,5 +10,6 @@ pub mod logging;
 pub mod names;
 pub mod sale_event;
 pub mod shutdown;
+pub mod telemetry;
 
 pub use config::{ClickHouseSettings, ConfigError, KafkaSettings, LakeSettings, S3Settings, load};

@@ -74,8 +74,12 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tributary_common::logging::init("ingest");
     let cli = Cli::parse();
+    let _telemetry = tributary_common::telemetry::init(match cli.command {
+        Command::Files { .. } => "tributary-ingest-files",
+        Command::Erp { .. } => "tributary-ingest-erp",
+        _ => "tributary-ingest",
+    });
     let config: IngestConfig = tributary_common::load(cli.config.as_deref(), std::env::vars())
         .context("loading config")?;
     match cli.command {

@@ -19,6 +19,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+use tracing::Instrument;
 use tributary_common::KafkaSettings;
 
 /// Time allowed for transaction control calls (init, commit, abort) and metadata.
@@ -75,6 +76,42 @@ pub struct TopicSpec {
     pub partitions: i32,
     /// `cleanup.policy=compact` (progress topics) instead of delete.
     pub compacted: bool,
+}
+
+/// The span of one published batch (one Kafka transaction), named and attributed by the
+/// OpenTelemetry messaging conventions. `messaging.destination.name` is the topic most records
+/// go to (the events; the progress record rides along); `tributary.kafka.topics` lists all.
+fn batch_span(records: &[OutRecord]) -> tracing::Span {
+    let topics = batch_topics(records);
+    let destination = topics.first().map_or("", |(topic, _)| topic.as_str());
+    let all: Vec<&str> = topics.iter().map(|(topic, _)| topic.as_str()).collect();
+    tracing::info_span!(
+        "kafka batch",
+        otel.name = %format!("send {destination}"),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        messaging.system = "kafka",
+        messaging.operation.type = "send",
+        messaging.operation.name = "send",
+        messaging.destination.name = %destination,
+        messaging.batch.message_count = records.len() as i64,
+        tributary.kafka.topics = %all.join(","),
+    )
+}
+
+/// Topics of a batch with their record counts, most records first (then by name).
+fn batch_topics(records: &[OutRecord]) -> Vec<(String, usize)> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for record in records {
+        *counts.entry(record.topic.as_str()).or_default() += 1;
+    }
+    let mut topics: Vec<(String, usize)> = counts
+        .into_iter()
+        .map(|(topic, n)| (topic.to_string(), n))
+        .collect();
+    topics.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    topics
 }
 
 /// Creates the topics that do not exist yet. Existing ones are left alone.
@@ -160,7 +197,24 @@ impl TxPublisher {
     /// Publishes `records` in one transaction: all of them become visible to `read_committed`
     /// readers, or none does. On failure the transaction is aborted (best effort) and the
     /// caller may retry the same batch.
+    ///
+    /// The transaction is one span (`send <topic>`, messaging semantic conventions) whose W3C
+    /// `traceparent`/`tracestate` go into every record's headers, so the lander can continue
+    /// the trace.
     pub async fn publish(&self, records: &[OutRecord]) -> Result<(), PublishError> {
+        let span = batch_span(records);
+        let result = self
+            .publish_in_transaction(records)
+            .instrument(span.clone())
+            .await;
+        if let Err(error) = &result {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", error.action);
+        }
+        result
+    }
+
+    async fn publish_in_transaction(&self, records: &[OutRecord]) -> Result<(), PublishError> {
         self.producer
             .begin_transaction()
             .map_err(PublishError::new("begin transaction"))?;
@@ -203,9 +257,12 @@ impl TxPublisher {
 
     async fn send_all(&self, records: &[OutRecord]) -> Result<(), PublishError> {
         let mut deliveries = Vec::with_capacity(records.len());
+        // The batch span's context: the same `traceparent` on every record of the transaction.
+        let trace_headers = tributary_common::telemetry::current_trace_headers();
         for record in records {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for (key, value) in &record.headers {
+            let mut headers =
+                OwnedHeaders::new_with_capacity(record.headers.len() + trace_headers.len());
+            for (key, value) in record.headers.iter().chain(&trace_headers) {
                 headers = headers.insert(Header {
                     key,
                     value: Some(value.as_bytes()),
@@ -401,4 +458,32 @@ fn read_topic_blocking(
         }
     }
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(topic: &str) -> OutRecord {
+        OutRecord {
+            topic: topic.into(),
+            key: "k".into(),
+            value: Some(b"v".to_vec()),
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_batch_destination_is_the_topic_most_records_go_to() {
+        let batch = [
+            record("raw.files.progress"),
+            record("raw.files.sales"),
+            record("raw.files.dead_letters"),
+            record("raw.files.sales"),
+        ];
+        let topics = batch_topics(&batch);
+        assert_eq!(topics[0], ("raw.files.sales".to_string(), 2));
+        assert_eq!(topics.len(), 3);
+        assert!(batch_topics(&[]).is_empty());
+    }
 }

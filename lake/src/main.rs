@@ -26,7 +26,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tributary_common::logging::init("tributary-lake");
+    let _telemetry = tributary_common::telemetry::init("tributary-lake");
     let config = LanderConfig::load(cli.config.as_deref(), std::env::vars())?;
     let metrics = Metrics::new()?;
     let shutdown = CancellationToken::new();

@@ -38,7 +38,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tributary_common::logging::init("tributary-erp-sim");
+    let _telemetry = tributary_common::telemetry::init("tributary-erp-sim");
     let cli = Cli::parse();
     let mut config: ErpSimConfig = tributary_common::load(cli.config.as_deref(), std::env::vars())
         .context("loading config")?;

@@ -10,7 +10,7 @@ use super::xml::XmlLimits;
 
 /// How the ingestor talks to the ERP. Embed it in the ingestor's config (for example as
 /// `erp`, so `TRIBUTARY_ERP__ENDPOINT` sets [`Self::endpoint`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ErpClientConfig {
     /// The SOAP endpoint (the WSDL's `soap:address`).
@@ -187,7 +187,7 @@ impl Default for ErpTopics {
 
 /// The ERP simulator (`tributary-erp-sim`). Top-level keys, like every service:
 /// `TRIBUTARY_LISTEN=127.0.0.1:8088`, `TRIBUTARY_SEED=7`, …
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ErpSimConfig {
     /// Address to listen on.
@@ -252,6 +252,46 @@ impl ErpSimConfig {
             max_bytes: self.max_request_bytes,
             max_depth: self.max_depth,
         }
+    }
+}
+
+// Config structs end up in logs and error messages: never show the WS-Security password.
+impl std::fmt::Debug for ErpClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErpClientConfig")
+            .field("endpoint", &self.endpoint)
+            .field("origin", &self.origin)
+            .field("username", &self.username)
+            .field("password", &tributary_common::config::REDACTED)
+            .field("soap_version", &self.soap_version)
+            .field("page_size", &self.page_size)
+            .field("poll_interval_ms", &self.poll_interval_ms)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_depth", &self.max_depth)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ErpSimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErpSimConfig")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("username", &self.username)
+            .field("password", &tributary_common::config::REDACTED)
+            .field("seed", &self.seed)
+            .field("initial_changes", &self.initial_changes)
+            .field("max_page_size", &self.max_page_size)
+            .field("max_clock_skew_secs", &self.max_clock_skew_secs)
+            .field("rate_limit_per_sec", &self.rate_limit_per_sec)
+            .field("throttle_retry_after_secs", &self.throttle_retry_after_secs)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .field("max_depth", &self.max_depth)
+            .field("admin", &self.admin)
+            .field("journal", &self.journal)
+            .finish()
     }
 }
 
