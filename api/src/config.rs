@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 use tributary_common::{ClickHouseSettings, LakeSettings};
+use tributary_lake::config::TopicsConfig;
 
 /// The API's configuration (`tributary_common::load`: defaults → `--config` file →
 /// `TRIBUTARY_*` environment, e.g. `TRIBUTARY_LISTEN=0.0.0.0:8080`).
@@ -17,6 +18,9 @@ pub struct ApiConfig {
     /// The lake, read for time travel (`?as_of=`, `/v1/snapshots`); e.g.
     /// `TRIBUTARY_LAKE__WAREHOUSE=s3://warehouse`, `TRIBUTARY_LAKE__CATALOG_URI=postgres://…`.
     pub lake: LakeSettings,
+    /// The Kafka topics, as the lander names them (`TRIBUTARY_TOPICS__FILE_DEAD_LETTERS`, …): they
+    /// say which source each dead letter came from.
+    pub topics: TopicsConfig,
 }
 
 impl Default for ApiConfig {
@@ -25,6 +29,7 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:8080".into(),
             clickhouse: ClickHouseSettings::default(),
             lake: LakeSettings::default(),
+            topics: TopicsConfig::default(),
         }
     }
 }

@@ -81,6 +81,9 @@ pub enum ApiError {
     /// The lake cannot be opened (catalog or object store down, or none configured).
     #[error("lake unavailable: {0}")]
     LakeUnavailable(String),
+    /// `raw.dead_letters` has rows the API cannot read (a column missing or of another type).
+    #[error("unreadable dead letters: {0}")]
+    DeadLetterRows(String),
     /// Any other error poem reports, with its status.
     #[error("{message}")]
     Http {
@@ -109,7 +112,9 @@ impl ApiError {
             // An unreachable ClickHouse is an outage of a dependency; anything else it says
             // (a missing table, an unreadable row) is ours to fix.
             ApiError::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Store(_) | ApiError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Store(_) | ApiError::Io(_) | ApiError::DeadLetterRows(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             // The catalog, a table or the object store cannot be read: a dependency outage.
             // A failing query or an impossible value is ours to fix.
             ApiError::LakeUnavailable(_)
@@ -151,6 +156,7 @@ impl ApiError {
             }
             ApiError::Store(_)
             | ApiError::Io(_)
+            | ApiError::DeadLetterRows(_)
             | ApiError::Lake(_)
             | ApiError::LakeUnavailable(_) => ("internal", "Internal error", None),
             ApiError::Http { .. } => (

@@ -14,13 +14,16 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use iceberg::Catalog;
 use tokio::sync::OnceCell;
-use tributary_common::LakeSettings;
+use tributary_common::{LakeSettings, names};
+use tributary_lake::catalog::read_table;
+use tributary_lake::config::TopicsConfig;
 use tributary_marts::job::compute_as_of;
 use tributary_marts::lake::{
     AsOf, LISTED_TABLES, RAW_TABLES, TableSnapshots, list_snapshots, load_raw_table, snapshot_at,
 };
 use tributary_marts::{MartsError, MemoryStore, Publication, PublicationStore};
 
+use crate::dead_letters::{self, DeadLetter, TopicSources};
 use crate::error::ApiError;
 
 /// The `run_id` of an on-demand publication: no marts run wrote it.
@@ -30,6 +33,7 @@ pub const ON_DEMAND_RUN_ID: &str = "on-demand";
 pub struct Lake {
     settings: Option<LakeSettings>,
     namespace: String,
+    sources: TopicSources,
     catalog: OnceCell<Arc<dyn Catalog>>,
 }
 
@@ -39,6 +43,7 @@ impl Lake {
         Self {
             namespace: settings.namespace.clone(),
             settings: Some(settings),
+            sources: TopicSources::default(),
             catalog: OnceCell::new(),
         }
     }
@@ -48,8 +53,38 @@ impl Lake {
         Self {
             settings: None,
             namespace: namespace.into(),
+            sources: TopicSources::default(),
             catalog: OnceCell::new_with(Some(catalog)),
         }
+    }
+
+    /// Attributes dead letters to sources by these topics (the lander's `topics` settings).
+    pub fn with_topics(self, topics: &TopicsConfig) -> Self {
+        Self {
+            sources: TopicSources::new(topics),
+            ..self
+        }
+    }
+
+    /// Every row of `dead_letters` at its current snapshot, attributed to its source. A lake
+    /// without the table yet (the lander never ran) has none.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, ApiError> {
+        let catalog = self.catalog().await?;
+        let table = match load_raw_table(
+            catalog.as_ref(),
+            &self.namespace,
+            names::TABLE_DEAD_LETTERS,
+        )
+        .await
+        {
+            Ok(table) => table,
+            Err(MartsError::LakeTableMissing { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(ApiError::Lake(e)),
+        };
+        let batches = read_table(&table, None)
+            .await
+            .map_err(|e| ApiError::LakeUnavailable(e.to_string()))?;
+        dead_letters::from_batches(&batches, &self.sources).map_err(ApiError::DeadLetterRows)
     }
 
     async fn catalog(&self) -> Result<Arc<dyn Catalog>, ApiError> {

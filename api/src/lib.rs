@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod dead_letters;
 pub mod error;
 pub mod lake;
 pub mod model;
@@ -24,6 +25,8 @@ pub mod reads;
 pub mod routes;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dead_letters;
 #[cfg(test)]
 mod tests_time_travel;
 
@@ -120,7 +123,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {
     let store = ClickHouseStore::new(&config.clickhouse)?;
-    let lake = Arc::new(Lake::from_settings(config.lake));
+    let lake = Arc::new(Lake::from_settings(config.lake).with_topics(&config.topics));
     let api = RankingsApi::with_lake(Arc::new(store.clone()), lake)
         .with_reads(Arc::new(ClickHouseReads(store)));
     serve_api(listener, api, shutdown).await

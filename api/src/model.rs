@@ -514,3 +514,94 @@ pub fn zero_money() -> String {
 pub fn money_of(cents: i64) -> String {
     money(cents)
 }
+
+/// One rejected record of `raw.dead_letters`.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct DeadLetterJson {
+    /// `pg`, `files`, `erp`, or `unknown` for a topic the API's `topics` settings do not name.
+    pub source: String,
+    /// Class of the failure (`bad_amount`, `undecodable`, …).
+    pub kind: String,
+    /// Why it was rejected.
+    pub reason: String,
+    /// Kafka topic it was read from.
+    pub topic: String,
+    /// Kafka partition.
+    pub partition: i32,
+    /// Kafka offset.
+    pub offset: i64,
+    /// Record key, as text or base64 (`key_encoding`).
+    pub key: Option<String>,
+    /// `utf8` or `base64`.
+    pub key_encoding: Option<String>,
+    /// The rejected record (row, message) whole, as text or base64 (`value_encoding`).
+    pub value: Option<String>,
+    /// `utf8` or `base64`.
+    pub value_encoding: Option<String>,
+    /// When the lander landed it.
+    pub ingested_at: DateTime<Utc>,
+}
+
+/// `GET /v1/dead-letters`.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct DeadLettersPage {
+    /// Dead letters matching the filters.
+    pub total: u64,
+    /// The `limit` applied.
+    pub limit: u32,
+    /// The `offset` applied.
+    pub offset: u64,
+    /// Newest first.
+    pub items: Vec<DeadLetterJson>,
+}
+
+/// Dead letters of one source and kind.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct DeadLetterCountJson {
+    /// `pg`, `files`, `erp` or `unknown`.
+    pub source: String,
+    /// Class of the failure.
+    pub kind: String,
+    /// How many.
+    pub count: u64,
+    /// When the newest of them was landed.
+    pub newest_at: DateTime<Utc>,
+}
+
+/// `GET /v1/dead-letters/counts`.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct DeadLetterCountsPage {
+    /// Every dead letter.
+    pub total: u64,
+    /// Per source and kind, by source then kind.
+    pub items: Vec<DeadLetterCountJson>,
+}
+
+impl From<crate::dead_letters::DeadLetter> for DeadLetterJson {
+    fn from(d: crate::dead_letters::DeadLetter) -> Self {
+        Self {
+            source: d.source,
+            kind: d.kind,
+            reason: d.reason,
+            topic: d.topic,
+            partition: d.partition,
+            offset: d.offset,
+            key: d.key,
+            key_encoding: d.key_encoding,
+            value: d.value,
+            value_encoding: d.value_encoding,
+            ingested_at: d.ingested_at,
+        }
+    }
+}
+
+impl From<&crate::dead_letters::Count> for DeadLetterCountJson {
+    fn from(c: &crate::dead_letters::Count) -> Self {
+        Self {
+            source: c.source.clone(),
+            kind: c.kind.clone(),
+            count: c.count,
+            newest_at: c.newest_at,
+        }
+    }
+}

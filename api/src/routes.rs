@@ -13,12 +13,14 @@ use poem_openapi::{OpenApi, Tags};
 use tributary_marts::schema::PublicationRow;
 use tributary_marts::{Page, Period, PublicationStore};
 
+use crate::dead_letters;
 use crate::error::{ApiError, ProblemResponse};
 use crate::lake::Lake;
 use crate::model::{
-    CityDetail, CityJson, CityMonthJson, CityRankingPage, CitySalesmenPage, MonthsPage, PeriodJson,
-    PublicationJson, SalesmanCityJson, SalesmanDetail, SalesmanJson, SalesmanMonthJson,
-    SalesmanRankingPage, SnapshotsPage, Status, money_of, zero_money,
+    CityDetail, CityJson, CityMonthJson, CityRankingPage, CitySalesmenPage, DeadLetterCountsPage,
+    DeadLettersPage, MonthsPage, PeriodJson, PublicationJson, SalesmanCityJson, SalesmanDetail,
+    SalesmanJson, SalesmanMonthJson, SalesmanRankingPage, SnapshotsPage, Status, money_of,
+    zero_money,
 };
 use crate::reads::{RankingReads, ScanReads};
 
@@ -61,6 +63,8 @@ enum ApiTags {
     Details,
     /// Time travel: the lake's snapshots.
     Lake,
+    /// Rejected input.
+    DeadLetters,
     /// Liveness and readiness.
     Health,
 }
@@ -648,6 +652,70 @@ impl RankingsApi {
         let tables = self.lake()?.snapshots().await?;
         Ok(Json(SnapshotsPage {
             tables: tables.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    /// Dead letters: the records that were rejected.
+    ///
+    /// Every record an ingestor or the lander rejected, from the lake table
+    /// `raw.dead_letters`, newest first, with its reason and the record itself. Filter by
+    /// `source` and `kind`; page with `limit`/`offset`. 503 when the lake cannot be read.
+    #[oai(
+        path = "/v1/dead-letters",
+        method = "get",
+        tag = "ApiTags::DeadLetters",
+        operation_id = "dead_letters"
+    )]
+    async fn dead_letters(
+        &self,
+        /// Only this source: `pg` (Debezium's topics), `files`, `erp`, or `unknown`.
+        #[oai(validator(pattern = "^(pg|files|erp|unknown)$"))]
+        source: Query<Option<String>>,
+        /// Only this kind of failure (`error_kind`, e.g. `bad_amount`; the counts list them).
+        #[oai(validator(min_length = 1, max_length = 100))]
+        kind: Query<Option<String>>,
+        /// Dead letters per page, 1..=1000.
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<u32>,
+        /// Dead letters to skip (newest first).
+        #[oai(default)]
+        offset: Query<u64>,
+    ) -> ApiResult<DeadLettersPage> {
+        let letters = self.lake()?.dead_letters().await?;
+        let filter = dead_letters::Filter {
+            source: source.0,
+            kind: kind.0,
+        };
+        let (items, total) = dead_letters::select(letters, &filter, limit.0, offset.0);
+        Ok(Json(DeadLettersPage {
+            total,
+            limit: limit.0,
+            offset: offset.0,
+            items: items.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    /// Dead letters counted per source and kind.
+    ///
+    /// How many records each source had rejected, by kind of failure, and when the newest
+    /// was landed. 503 when the lake cannot be read.
+    #[oai(
+        path = "/v1/dead-letters/counts",
+        method = "get",
+        tag = "ApiTags::DeadLetters",
+        operation_id = "dead_letter_counts"
+    )]
+    async fn dead_letter_counts(&self) -> ApiResult<DeadLetterCountsPage> {
+        let letters = self.lake()?.dead_letters().await?;
+        Ok(Json(DeadLetterCountsPage {
+            total: letters.len() as u64,
+            items: dead_letters::counts(&letters)
+                .iter()
+                .map(Into::into)
+                .collect(),
         }))
     }
 
