@@ -283,6 +283,15 @@ pub fn snapshot_offsets(table: &Table) -> Result<OffsetMap, LakeError> {
     })
 }
 
+/// The W3C `traceparent` of the lander commit span that wrote a snapshot, from its summary
+/// properties (`snapshot.summary().additional_properties`); `None` for snapshots written before
+/// tracing or by another writer. Link a span to it with `tributary_common::telemetry::link_span`.
+pub fn snapshot_traceparent(properties: &HashMap<String, String>) -> Option<&str> {
+    properties
+        .get(crate::offsets::TRACEPARENT_PROPERTY)
+        .map(String::as_str)
+}
+
 /// Whether a snapshot summary was written by the lander (carries an offset map).
 pub fn has_offsets(properties: &HashMap<String, String>) -> bool {
     properties.contains_key(OFFSETS_PROPERTY)

@@ -21,7 +21,9 @@ use crate::metrics::{Metrics, Outcome};
 use crate::offsets::{OffsetMap, StartOffset, TopicPartition, resume_offset, should_land};
 use crate::schema::RawTable;
 use crate::sink::TableSink;
-use crate::source::{KafkaSource, Record, Source};
+use crate::source::{KafkaSource, Record, Source, TraceHeaders};
+use crate::telemetry::{commit_span, record_commit};
+use tracing::Instrument;
 
 /// How long drain mode waits without any record before it stops short of the high watermarks
 /// (e.g. transaction markers that are never delivered as records).
@@ -140,6 +142,9 @@ struct Buffer {
     dead_by_table: BTreeMap<RawTable, u64>,
     touched: BTreeSet<TopicPartition>,
     first_at: Option<Instant>,
+    /// Trace contexts of the producers whose records are buffered, per table they land in
+    /// (bounded: see [`MAX_UPSTREAM_TRACES`]).
+    upstream: BTreeMap<RawTable, BTreeSet<TraceHeaders>>,
 }
 
 impl Buffer {
@@ -429,6 +434,7 @@ impl<S: Source> Lander<S> {
         };
         if should_land(self.sinks[&table].committed(), &tp, record.offset) {
             self.buffer.rows.entry(table).or_default().push(row);
+            note_upstream(&mut self.buffer.upstream, table, &record);
         } else {
             self.skipped(table);
         }
@@ -454,6 +460,7 @@ impl<S: Source> Lander<S> {
                 kind,
             ));
             *self.buffer.dead_by_table.entry(table).or_default() += 1;
+            note_upstream(&mut self.buffer.upstream, RawTable::DeadLetters, record);
         } else {
             self.skipped(table);
         }
@@ -492,7 +499,19 @@ impl<S: Source> Lander<S> {
                 buffer.dead.len() as u64,
             );
             let parent = sink.snapshot_id();
-            let report = match sink.commit(&buffer.dead, &self.progress).await {
+            // Tracing: one span per commit, continuing or linking the producers' traces.
+            let span = commit_span(
+                &self.config.lake.namespace,
+                RawTable::DeadLetters,
+                buffer.dead.len(),
+                buffer.upstream.get(&RawTable::DeadLetters),
+            );
+            let committed = sink
+                .commit(&buffer.dead, &self.progress)
+                .instrument(span.clone())
+                .await;
+            record_commit(&span, &committed);
+            let report = match committed {
                 Ok(report) => {
                     self.lineage.commit_done(run, &report, parent);
                     report
@@ -507,6 +526,8 @@ impl<S: Source> Lander<S> {
                 report.elapsed.as_secs_f64(),
                 report.files,
             );
+            self.metrics
+                .committed_bytes(RawTable::DeadLetters, report.bytes);
             for (table, n) in &buffer.dead_by_table {
                 self.metrics.events(*table, Outcome::DeadLetter, *n);
             }
@@ -536,7 +557,19 @@ impl<S: Source> Lander<S> {
                 rows.len() as u64,
             );
             let parent = sink.snapshot_id();
-            let report = match sink.commit(&rows, &table_moved).await {
+            // Tracing: one span per commit, continuing or linking the producers' traces.
+            let span = commit_span(
+                &self.config.lake.namespace,
+                table,
+                rows.len(),
+                buffer.upstream.get(&table),
+            );
+            let committed = sink
+                .commit(&rows, &table_moved)
+                .instrument(span.clone())
+                .await;
+            record_commit(&span, &committed);
+            let report = match committed {
                 Ok(report) => {
                     self.lineage.commit_done(run, &report, parent);
                     report
@@ -548,6 +581,7 @@ impl<S: Source> Lander<S> {
             };
             self.metrics
                 .committed(table, report.elapsed.as_secs_f64(), report.files);
+            self.metrics.committed_bytes(table, report.bytes);
             self.metrics
                 .events(table, Outcome::Landed, rows.len() as u64);
             self.summary.landed += rows.len() as u64;
@@ -557,6 +591,23 @@ impl<S: Source> Lander<S> {
         self.source.report_progress(&self.progress);
         *self.landed.lock().expect("landed offsets lock") = self.progress.clone();
         Ok(())
+    }
+}
+
+/// Most producer trace contexts one commit links to; beyond it the commit still lands, with
+/// fewer links (a trace backend caps links per span anyway).
+pub const MAX_UPSTREAM_TRACES: usize = 64;
+
+fn note_upstream(
+    upstream: &mut BTreeMap<RawTable, BTreeSet<TraceHeaders>>,
+    table: RawTable,
+    record: &Record,
+) {
+    if let Some(trace) = &record.trace {
+        let traces = upstream.entry(table).or_default();
+        if traces.len() < MAX_UPSTREAM_TRACES {
+            traces.insert(trace.clone());
+        }
     }
 }
 

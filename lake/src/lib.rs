@@ -29,6 +29,7 @@ pub mod offsets;
 pub mod schema;
 pub mod sink;
 pub mod source;
+pub mod telemetry;
 
 pub use config::LanderConfig;
 pub use error::LakeError;

@@ -51,6 +51,9 @@ pub struct Metrics {
     commit_seconds: HistogramVec,
     data_files: IntCounterVec,
     last_commit: IntGaugeVec,
+    commit_files: HistogramVec,
+    commit_bytes: HistogramVec,
+    data_bytes: IntCounterVec,
     lag: IntGaugeVec,
 }
 
@@ -97,6 +100,32 @@ impl Metrics {
             ),
             &["topic", "partition"],
         )?;
+        let commit_files = HistogramVec::new(
+            HistogramOpts::new(
+                "tributary_lander_commit_files",
+                "Parquet data files added by one commit, by table",
+            )
+            .buckets(vec![0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+            &["table"],
+        )?;
+        let commit_bytes = HistogramVec::new(
+            HistogramOpts::new(
+                "tributary_lander_commit_bytes",
+                "Bytes of Parquet data added by one commit, by table",
+            )
+            .buckets(prometheus::exponential_buckets(1024.0, 4.0, 10)?),
+            &["table"],
+        )?;
+        let data_bytes = IntCounterVec::new(
+            Opts::new(
+                "tributary_lander_data_bytes_total",
+                "Bytes of Parquet data committed, by table",
+            ),
+            &["table"],
+        )?;
+        registry.register(Box::new(commit_files.clone()))?;
+        registry.register(Box::new(commit_bytes.clone()))?;
+        registry.register(Box::new(data_bytes.clone()))?;
         registry.register(Box::new(last_commit.clone()))?;
         registry.register(Box::new(lag.clone()))?;
         // Every series exists from the start (at 0), so rates and alerts work before the first event.
@@ -106,6 +135,9 @@ impl Metrics {
             }
             commit_seconds.with_label_values(&[table.name()]);
             data_files.with_label_values(&[table.name()]);
+            commit_files.with_label_values(&[table.name()]);
+            commit_bytes.with_label_values(&[table.name()]);
+            data_bytes.with_label_values(&[table.name()]);
         }
         Ok(Self {
             registry,
@@ -113,6 +145,9 @@ impl Metrics {
             commit_seconds,
             data_files,
             last_commit,
+            commit_files,
+            commit_bytes,
+            data_bytes,
             lag,
         })
     }
@@ -158,9 +193,22 @@ impl Metrics {
         self.data_files
             .with_label_values(&[table.name()])
             .inc_by(files as u64);
+        self.commit_files
+            .with_label_values(&[table.name()])
+            .observe(files as f64);
         self.last_commit
             .with_label_values(&[table.name()])
             .set(chrono::Utc::now().timestamp());
+    }
+
+    /// Records the size of one successful commit (with [`Self::committed`]).
+    pub fn committed_bytes(&self, table: RawTable, bytes: u64) {
+        self.commit_bytes
+            .with_label_values(&[table.name()])
+            .observe(bytes as f64);
+        self.data_bytes
+            .with_label_values(&[table.name()])
+            .inc_by(bytes);
     }
 
     /// Prometheus text exposition.

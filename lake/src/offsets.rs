@@ -22,6 +22,10 @@ use std::str::FromStr;
 pub const OFFSETS_PROPERTY: &str = "tributary.offsets";
 /// Snapshot summary property holding the id of the lander commit that made the snapshot.
 pub const COMMIT_ID_PROPERTY: &str = "tributary.commit-id";
+/// Snapshot summary property holding the W3C `traceparent` of the lander commit span that made
+/// the snapshot: a job reading the snapshot links its own span to it
+/// (`tributary_common::telemetry::link_span`).
+pub const TRACEPARENT_PROPERTY: &str = "tributary.traceparent";
 
 /// A Kafka topic partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

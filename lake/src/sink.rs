@@ -22,7 +22,7 @@ use parquet::file::properties::WriterProperties;
 use crate::batch::{Row, record_batch};
 use crate::catalog::{fnv1a64, load_table, snapshot_offsets};
 use crate::error::LakeError;
-use crate::offsets::{COMMIT_ID_PROPERTY, OFFSETS_PROPERTY, OffsetMap};
+use crate::offsets::{COMMIT_ID_PROPERTY, OFFSETS_PROPERTY, OffsetMap, TRACEPARENT_PROPERTY};
 use crate::schema::RawTable;
 
 /// How many times a retryable commit failure is retried before the lander gives up (and its
@@ -38,6 +38,8 @@ pub struct CommitReport {
     pub files: usize,
     /// Rows added.
     pub rows: usize,
+    /// Bytes of the data files added (Parquet, as written).
+    pub bytes: u64,
     /// Wall time of write + commit.
     pub elapsed: Duration,
 }
@@ -110,6 +112,7 @@ impl TableSink {
             self.write_files(rows, &commit_id).await?
         };
         let file_count = files.len();
+        let bytes = files.iter().map(DataFile::file_size_in_bytes).sum();
         let mut attempt = 1;
         let table = loop {
             match self
@@ -145,6 +148,7 @@ impl TableSink {
             snapshot_id: snapshot.snapshot_id(),
             files: file_count,
             rows: rows.len(),
+            bytes,
             elapsed: started.elapsed(),
         };
         tracing::debug!(table = %self.table.identifier(), snapshot_id = report.snapshot_id, rows = report.rows, files = report.files, offsets = %new_offsets.encode(), "committed");
@@ -178,10 +182,16 @@ impl TableSink {
         offsets: &OffsetMap,
         commit_id: &str,
     ) -> Result<Table, LakeError> {
-        let properties = HashMap::from([
+        let mut properties = HashMap::from([
             (OFFSETS_PROPERTY.to_string(), offsets.encode()),
             (COMMIT_ID_PROPERTY.to_string(), commit_id.to_string()),
         ]);
+        // The commit span (the lander runs this inside it): later jobs link their runs to it.
+        if let Some(traceparent) =
+            tributary_common::telemetry::traceparent(&tracing::Span::current())
+        {
+            properties.insert(TRACEPARENT_PROPERTY.to_string(), traceparent);
+        }
         let iceberg = |source| LakeError::Iceberg {
             action: "commit",
             table: self.table.identifier().to_string(),

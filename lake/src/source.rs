@@ -12,10 +12,11 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 use tributary_common::KafkaSettings;
+use tributary_common::telemetry::{TRACEPARENT, TRACESTATE};
 
 use crate::error::LakeError;
 use crate::offsets::{OffsetMap, StartOffset, TopicPartition};
@@ -33,6 +34,41 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     /// Value bytes; `None` is a tombstone.
     pub value: Option<Vec<u8>>,
+    /// The producer's W3C trace context (`traceparent`, `tracestate` headers), if it sent one
+    /// (our ingestors do; Debezium does not).
+    pub trace: Option<TraceHeaders>,
+}
+
+/// W3C Trace Context carried by a record.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TraceHeaders {
+    /// `traceparent`.
+    pub traceparent: String,
+    /// `tracestate`, when present.
+    pub tracestate: Option<String>,
+}
+
+impl TraceHeaders {
+    /// The trace context in Kafka headers, if there is a `traceparent`.
+    pub fn from_kafka<H: Headers>(headers: &H) -> Option<Self> {
+        let mut traceparent = None;
+        let mut tracestate = None;
+        for header in headers.iter() {
+            let value = header
+                .value
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_string);
+            match header.key {
+                TRACEPARENT => traceparent = value,
+                TRACESTATE => tracestate = value,
+                _ => {}
+            }
+        }
+        traceparent.map(|traceparent| Self {
+            traceparent,
+            tracestate,
+        })
+    }
 }
 
 /// A partitioned log the lander reads.
@@ -160,6 +196,7 @@ impl Source for KafkaSource {
                 offset: message.offset(),
                 key: message.key().map(<[u8]>::to_vec),
                 value: message.payload().map(<[u8]>::to_vec),
+                trace: message.headers().and_then(TraceHeaders::from_kafka),
             }),
             Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => {
                 Err(LakeError::OffsetOutOfRange {
@@ -219,7 +256,7 @@ pub struct MemorySource {
     positions: Arc<Mutex<BTreeMap<TopicPartition, i64>>>,
 }
 
-type Entry = (Option<Vec<u8>>, Option<Vec<u8>>);
+type Entry = (Option<Vec<u8>>, Option<Vec<u8>>, Option<TraceHeaders>);
 
 #[derive(Debug, Default)]
 struct SharedLog {
@@ -241,12 +278,24 @@ impl MemorySource {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> i64 {
+        self.produce_traced(topic, partition, key, value, None)
+    }
+
+    /// [`Self::produce`] with a producer's trace context in the record's headers.
+    pub fn produce_traced(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        trace: Option<TraceHeaders>,
+    ) -> i64 {
         let offset = {
             let mut partitions = self.log.partitions.lock().expect("memory log lock");
             let log = partitions
                 .entry(TopicPartition::new(topic, partition))
                 .or_default();
-            log.push((key.map(<[u8]>::to_vec), value.map(<[u8]>::to_vec)));
+            log.push((key.map(<[u8]>::to_vec), value.map(<[u8]>::to_vec), trace));
             log.len() as i64 - 1
         };
         self.log.appended.notify_waiters();
@@ -268,13 +317,14 @@ impl MemorySource {
             let Some(log) = partitions.get(tp) else {
                 continue;
             };
-            if let Some((key, value)) = log.get(*position as usize) {
+            if let Some((key, value, trace)) = log.get(*position as usize) {
                 let record = Record {
                     topic: tp.topic.clone(),
                     partition: tp.partition,
                     offset: *position,
                     key: key.clone(),
                     value: value.clone(),
+                    trace: trace.clone(),
                 };
                 *position += 1;
                 return Some(record);
