@@ -20,9 +20,11 @@ pub mod config;
 pub mod dead_letters;
 pub mod error;
 pub mod lake;
+pub mod metrics;
 pub mod model;
 pub mod reads;
 pub mod routes;
+pub mod status;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -31,7 +33,7 @@ mod tests_dead_letters;
 mod tests_time_travel;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use poem::listener::TcpAcceptor;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server};
@@ -43,6 +45,7 @@ pub use crate::config::ApiConfig;
 pub use crate::error::ApiError;
 use crate::error::{ProblemResponse, from_poem_error};
 pub use crate::lake::Lake;
+use crate::metrics::{ApiMetrics, route_template};
 use crate::reads::ClickHouseReads;
 use crate::routes::RankingsApi;
 
@@ -78,28 +81,70 @@ pub fn app_with_lake(
 }
 
 fn app_of(api: RankingsApi) -> impl Endpoint<Output = Response> {
+    let (store, lake) = api.parts();
     let api = openapi_service(api);
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
-    let templates = Arc::new(path_templates(&api.spec()));
+    let mut templates = path_templates(&api.spec());
+    // Routes outside the OpenAPI document, so /metrics labels them by template too.
+    templates.extend(
+        ["/metrics", "/status", "/openapi.json", "/docs/*"]
+            .into_iter()
+            .map(String::from),
+    );
+    let templates = Arc::new(templates);
+    let metrics = Arc::new(ApiMetrics::new());
+    let scrape = {
+        let (store, metrics) = (store.clone(), metrics.clone());
+        poem::endpoint::make(move |_req| {
+            let (store, metrics) = (store.clone(), metrics.clone());
+            async move {
+                let computed_at = store
+                    .latest_publication()
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|p| p.computed_at);
+                metrics.set_publication(computed_at, chrono::Utc::now());
+                metrics
+                    .encode()
+                    .with_content_type("text/plain; version=0.0.4; charset=utf-8")
+            }
+        })
+    };
+    let status_page = poem::endpoint::make(move |_req| {
+        let (store, lake) = (store.clone(), lake.clone());
+        async move { status::page(store.as_ref(), lake.as_deref(), chrono::Utc::now()).await }
+    });
     Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
+        .at("/metrics", poem::get(scrape))
+        .at("/status", poem::get(status_page))
         .nest("/docs", docs)
         .around(move |ep, req: Request| {
-            let templates = templates.clone();
+            let (templates, metrics) = (templates.clone(), metrics.clone());
             async move {
+                let started = Instant::now();
                 let path = req.uri().path().to_string();
-                match ep.call(req).await {
-                    Ok(resp) => Ok(resp),
+                let method = req.method().to_string();
+                let resp = match ep.call(req).await {
+                    Ok(resp) => resp,
                     // Errors poem raised itself (parameter parsing, unknown routes): same
                     // problem-JSON shape as the handlers' own errors.
-                    Err(err) if err.is_from_response() => Ok(err.into_response()),
+                    Err(err) if err.is_from_response() => err.into_response(),
                     Err(err) => {
                         let error = from_poem_error(&err, &path, &templates);
-                        Ok(ProblemResponse::from(error).into_response())
+                        ProblemResponse::from(error).into_response()
                     }
-                }
+                };
+                metrics.observe(
+                    route_template(&templates, &path),
+                    &method,
+                    resp.status().as_u16(),
+                    started.elapsed(),
+                );
+                Ok(resp)
             }
         })
 }

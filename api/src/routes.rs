@@ -764,3 +764,11 @@ impl RankingsApi {
         Ok(city)
     }
 }
+
+impl RankingsApi {
+    /// The store and the lake, for the routes outside the OpenAPI document (`/metrics`,
+    /// `/status`).
+    pub(crate) fn parts(&self) -> (Arc<dyn PublicationStore>, Option<Arc<Lake>>) {
+        (self.store.clone(), self.lake.clone())
+    }
+}

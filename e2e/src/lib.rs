@@ -4,6 +4,8 @@
 //! Nothing here mocks a service. When the stack is not running the tests fail with a message
 //! that says how to start it.
 
+pub mod browser;
+
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

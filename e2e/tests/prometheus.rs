@@ -41,7 +41,7 @@ fn the_shipped_scrape_config_and_rules_are_valid_and_the_alerts_fire() -> Result
     let tmp = std::env::temp_dir().join(format!("tributary-prom-{}", unique_suffix()));
     std::fs::create_dir_all(&tmp)?;
     let mut config = std::fs::read_to_string(dir.join("prometheus.yml"))?;
-    for host in ["LAKE", "INGEST_FILES", "INGEST_ERP", "PROMETHEUS"] {
+    for host in ["LAKE", "INGEST_FILES", "INGEST_ERP", "API", "PROMETHEUS"] {
         config = config.replace(&format!("@{host}_HOST@"), "127.0.0.1");
     }
     assert!(!config.contains('@'), "a placeholder is left: {config}");
@@ -84,8 +84,13 @@ async fn every_service_serves_valid_prometheus_metrics() -> Result<()> {
             .collect()
     };
     let unused = |t: &str| format!("e2e.{suffix}.metrics.{t}");
-    let (lake_port, files_port, erp_port, sim_port) =
-        (free_port(), free_port(), free_port(), free_port());
+    let (lake_port, files_port, erp_port, sim_port, api_port) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
     let inbox = std::env::temp_dir().join(format!("tributary-metrics-inbox-{suffix}"));
 
     let mut services = [
@@ -152,6 +157,18 @@ async fn every_service_serves_valid_prometheus_metrics() -> Result<()> {
                 ("TRIBUTARY_ERP__TOPICS__PROGRESS", unused("erp.progress")),
             ]),
         ),
+        Service::start(
+            "metrics-api",
+            "tributary-api",
+            &[],
+            &owned(&[
+                ("TRIBUTARY_LISTEN", format!("127.0.0.1:{api_port}")),
+                (
+                    "TRIBUTARY_CLICKHOUSE__DATABASE",
+                    format!("e2e_metrics_{suffix}"),
+                ),
+            ]),
+        ),
     ];
 
     let http = reqwest::Client::new();
@@ -159,6 +176,8 @@ async fn every_service_serves_valid_prometheus_metrics() -> Result<()> {
         (lake_port, "tributary_lander_consumer_lag_records"),
         (files_port, "tributary_ingest_files_total"),
         (erp_port, "tributary_ingest_erp_sequence"),
+        // Counted after each response: the second scrape shows the first.
+        (api_port, "tributary_api_request_duration_seconds_bucket"),
     ] {
         let text = eventually(Duration::from_secs(60), || {
             for s in services.iter_mut() {

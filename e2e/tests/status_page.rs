@@ -1,14 +1,16 @@
 //! Bad input visible in the API, and the status page, on the real services: a partner file
 //! with a bad row travels through the file ingestor, Kafka and the lander into
 //! `raw.dead_letters`; `GET /v1/dead-letters` lists it with its reason, filtered by source and
-//! kind, and its counts equal the rows in the lake.
+//! kind, and its counts equal the rows in the lake. The status page, rendered in headless
+//! Chromium, shows the same counts and the publication the API serves (screenshot:
+//! target/status-page.png).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
-use tributary_e2e::{Service, TestPipeline, dead_letters, eventually, require_stack};
+use tributary_e2e::{Service, TestPipeline, browser, dead_letters, eventually, require_stack};
 use tributary_ingest::files::inbox::Inbox;
 
 /// The API of `run`, reading the run's lake and naming its topics like its lander does.
@@ -105,5 +107,69 @@ async fn bad_rows_show_in_the_api_and_on_the_status_page() -> Result<()> {
         .find(|c| c["source"] == "files" && c["kind"] == "bad_amount")
         .with_context(|| format!("no files/bad_amount count in {counts}"))?;
     assert_eq!(files_bad_amount["count"], 2, "{counts}");
+
+    status_page_agrees_with_the_api(&http, &base, &counts).await
+}
+
+/// The status page, rendered by headless Chromium, shows the latest publication the API
+/// names and the dead-letter counts it counts; its screenshot is written under target/.
+async fn status_page_agrees_with_the_api(
+    http: &reqwest::Client,
+    base: &str,
+    counts: &Value,
+) -> Result<()> {
+    let url = format!("{base}/status");
+    // The marts publish every second: compare a page and an API answer taken together, until
+    // no publication landed in between.
+    let dom = eventually(Duration::from_secs(120), || async {
+        let before = get(http, &format!("{base}/v1/rankings/salesmen?limit=1")).await;
+        let dom = browser::dump_dom(&url)?;
+        let after = get(http, &format!("{base}/v1/rankings/salesmen?limit=1")).await;
+        let (Ok(before), Ok(after)) = (before, after) else {
+            return Ok(None); // nothing published yet
+        };
+        let id = &before["publication"]["publication_id"];
+        let shown = browser::element_text(&dom, r#"id="publication-id""#);
+        Ok(
+            (id == &after["publication"]["publication_id"] && shown.as_deref() == id.as_str())
+                .then_some(dom),
+        )
+    })
+    .await
+    .context("the status page never showed the publication the API serves")?;
+
+    let total = browser::element_text(&dom, r#"id="dead-letters-total""#)
+        .with_context(|| format!("no dead-letter total on the page: {dom}"))?;
+    assert_eq!(
+        Some(total.as_str()),
+        counts["total"].as_u64().map(|n| n.to_string()).as_deref(),
+        "dead letters on the page vs /v1/dead-letters/counts {counts}"
+    );
+    let files_row = browser::element_text(&dom, r#"data-source="files" data-kind="bad_amount""#)
+        .with_context(|| format!("no files/bad_amount row on the page: {dom}"))?;
+    assert!(files_row.contains('2'), "{files_row}");
+    for stage in [
+        "sources",
+        "Kafka",
+        "lander",
+        "Iceberg",
+        "marts",
+        "ClickHouse",
+        "API",
+    ] {
+        assert!(
+            dom.contains(&format!("data-stage=\"{stage}\"")),
+            "stage {stage} missing from the page"
+        );
+    }
+    assert!(
+        dom.contains(r#"data-stage="marts" data-state="ok""#),
+        "{dom}"
+    );
+    assert!(dom.contains(r#"class="run""#), "no marts run listed: {dom}");
+
+    let png = tributary_e2e::repo_root().join("target/status-page.png");
+    let png = browser::screenshot(&url, &png)?;
+    println!("status page screenshot: {}", png.display());
     Ok(())
 }

@@ -1,0 +1,257 @@
+//! The API's Prometheus metrics, served at `/metrics` in the text exposition format.
+//!
+//! - `tributary_api_requests_total{route,method,status}` and
+//!   `tributary_api_request_duration_seconds{route,method,status}`: `route` is the route
+//!   *template* (`/v1/cities/{city_id}`), never the raw path, and `method` is one of the standard
+//!   methods or `other`, so no label takes unbounded values; a path no route serves is
+//!   `route="unmatched"`.
+//! - `tributary_api_publication_age_seconds`: now minus the start of the marts run that wrote
+//!   the latest publication, read at each scrape; `tributary_api_publication_available` is 0
+//!   (and the age absent) while nothing is published or the store cannot be read.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// The `route` label of a request no route serves.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Buckets of the request duration histogram, in seconds: from a cached-looking 2 ms read to a
+/// time-travel request recomputing the lake (~0.3 s on the local stack, more on a big lake).
+const DURATION_BUCKETS: [f64; 12] = [
+    0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The API's metrics, in their own registry (tests build as many as they like).
+#[derive(Clone)]
+pub struct ApiMetrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    publication_age: Gauge,
+    publication_available: IntGauge,
+}
+
+impl std::fmt::Debug for ApiMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiMetrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for ApiMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ApiMetrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Self {
+        let labels = ["route", "method", "status"];
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "tributary_api_requests_total",
+                "HTTP requests served, by route template, method and status",
+            ),
+            &labels,
+        )
+        .expect("valid counter");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tributary_api_request_duration_seconds",
+                "Time to serve an HTTP request, by route template, method and status",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &labels,
+        )
+        .expect("valid histogram");
+        let publication_age = Gauge::new(
+            "tributary_api_publication_age_seconds",
+            "Seconds since the marts run that wrote the latest publication started",
+        )
+        .expect("valid gauge");
+        let publication_available = IntGauge::new(
+            "tributary_api_publication_available",
+            "1 when a publication could be read at the last scrape, else 0",
+        )
+        .expect("valid gauge");
+        let registry = Registry::new();
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(publication_available.clone()),
+        ] {
+            registry.register(collector).expect("unique metric names");
+        }
+        Self {
+            registry,
+            requests,
+            duration,
+            publication_age,
+            publication_available,
+        }
+    }
+
+    /// Counts one request and its duration.
+    pub fn observe(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        let status = status.to_string();
+        let labels = [route, method_label(method), status.as_str()];
+        self.requests.with_label_values(&labels).inc();
+        self.duration
+            .with_label_values(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Sets the publication gauges from the latest publication's start, if one was read.
+    pub fn set_publication(&self, computed_at: Option<DateTime<Utc>>, now: DateTime<Utc>) {
+        // The age gauge is registered only while there is an age, so "no publication" is an
+        // absent series rather than a misleading 0.
+        let _ = self
+            .registry
+            .unregister(Box::new(self.publication_age.clone()));
+        match computed_at {
+            Some(at) => {
+                let age = (now - at).num_milliseconds() as f64 / 1000.0;
+                self.publication_age.set(age.max(0.0));
+                self.registry
+                    .register(Box::new(self.publication_age.clone()))
+                    .expect("age gauge unregistered just before");
+                self.publication_available.set(1);
+            }
+            None => self.publication_available.set(0),
+        }
+    }
+
+    /// Every metric in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding to memory");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// The `method` label: a standard method, or `other` (clients can send any token).
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// The route template `path` is served by: the first of `templates` (`/v1/cities/{city_id}`)
+/// whose segments match, a `prefix/*` template for everything under a prefix, or
+/// [`UNMATCHED_ROUTE`]. Pure.
+pub fn route_template<'a>(templates: &'a [String], path: &str) -> &'a str {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let is_var = |p: &str| p.starts_with('{') && p.ends_with('}');
+    templates
+        .iter()
+        .find(|template| {
+            if let Some(prefix) = template.strip_suffix("/*") {
+                return path == prefix || path.starts_with(&format!("{prefix}/"));
+            }
+            let parts: Vec<&str> = template.trim_matches('/').split('/').collect();
+            parts.len() == segments.len()
+                && parts
+                    .iter()
+                    .zip(&segments)
+                    .all(|(p, s)| (is_var(p) && !s.is_empty()) || p == s)
+        })
+        .map_or(UNMATCHED_ROUTE, String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn templates() -> Vec<String> {
+        [
+            "/v1/rankings/cities",
+            "/v1/rankings/cities/{city_id}/salesmen",
+            "/v1/cities/{city_id}",
+            "/metrics",
+            "/docs/*",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    #[test]
+    fn paths_map_to_their_templates_and_nothing_else() {
+        let t = templates();
+        assert_eq!(route_template(&t, "/v1/cities/7"), "/v1/cities/{city_id}");
+        assert_eq!(
+            route_template(&t, "/v1/rankings/cities/123/salesmen"),
+            "/v1/rankings/cities/{city_id}/salesmen"
+        );
+        assert_eq!(
+            route_template(&t, "/v1/rankings/cities"),
+            "/v1/rankings/cities"
+        );
+        assert_eq!(route_template(&t, "/docs/index.css"), "/docs/*");
+        assert_eq!(route_template(&t, "/docs"), "/docs/*");
+        for unknown in ["/v1/cities/7/extra", "/v1/cities/", "/nope", "/", "/docsx"] {
+            assert_eq!(route_template(&t, unknown), UNMATCHED_ROUTE, "{unknown}");
+        }
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("BREW"), "other");
+    }
+
+    #[test]
+    fn requests_and_publication_age_are_exposed() {
+        let metrics = ApiMetrics::new();
+        metrics.observe("/v1/cities/{city_id}", "GET", 200, Duration::from_millis(3));
+        metrics.observe(
+            "/v1/cities/{city_id}",
+            "GET",
+            200,
+            Duration::from_millis(30),
+        );
+        metrics.observe(UNMATCHED_ROUTE, "BREW", 404, Duration::from_millis(1));
+        let now = DateTime::from_timestamp(1_700_000_100, 0).unwrap();
+        metrics.set_publication(None, now);
+        let text = metrics.encode();
+        assert!(
+            text.contains("tributary_api_publication_available 0"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("tributary_api_publication_age_seconds"),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"tributary_api_requests_total{method="GET",route="/v1/cities/{city_id}",status="200"} 2"#
+        ), "{text}");
+        assert!(text.contains(
+            r#"tributary_api_request_duration_seconds_bucket{method="GET",route="/v1/cities/{city_id}",status="200",le="0.005"} 1"#
+        ), "{text}");
+        assert!(
+            text.contains(
+                r#"tributary_api_requests_total{method="other",route="unmatched",status="404"} 1"#
+            ),
+            "{text}"
+        );
+
+        metrics.set_publication(DateTime::from_timestamp(1_700_000_000, 0), now);
+        metrics.set_publication(DateTime::from_timestamp(1_700_000_040, 0), now);
+        let text = metrics.encode();
+        assert!(
+            text.contains("tributary_api_publication_age_seconds 60"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tributary_api_publication_available 1"),
+            "{text}"
+        );
+    }
+}
