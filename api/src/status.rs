@@ -246,7 +246,8 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:22px 0 8px}\
 table{border-collapse:collapse;background:#fff;font-size:13px;min-width:50%}\
 th,td{padding:4px 10px;border-bottom:1px solid #eaecf0;text-align:left}th{background:#f2f4f7}\
 td.n{text-align:right;font-variant-numeric:tabular-nums}.err{color:#b42318}\
-.grid{display:grid;grid-template-columns:1fr 1fr;gap:0 24px}.badge{padding:1px 6px;border-radius:4px}\
+.grid{display:grid;grid-template-columns:minmax(0,3fr) minmax(0,2fr);gap:0 24px}.grid table{width:100%}\
+.id{word-break:break-all;font-family:ui-monospace,monospace;font-size:12px}.badge{padding:1px 6px;border-radius:4px}\
 .published{background:#d1fadf}.unchanged{background:#eaecf0}.failed{background:#fee4e2}";
 
 fn unavailable(out: &mut String, what: &str, why: &str) {
@@ -292,7 +293,7 @@ pub fn render(v: &StatusView) -> String {
         Ok(Some(p)) => {
             let _ = write!(
                 o,
-                "<table id=\"publication\"><tr><th>id</th><td id=\"publication-id\">{}</td></tr>\
+                "<table id=\"publication\"><tr><th>id</th><td id=\"publication-id\" class=\"id\">{}</td></tr>\
                  <tr><th>computed at</th><td>{}</td></tr>\
                  <tr><th>age</th><td id=\"publication-age\" data-seconds=\"{}\">{}</td></tr>\
                  <tr><th>marts run</th><td>{}</td></tr>\
@@ -421,7 +422,7 @@ pub fn render(v: &StatusView) -> String {
             for r in runs {
                 let took = (r.finished_at - r.started_at).num_seconds();
                 let what = if r.error.is_empty() {
-                    esc(&r.publication_id)
+                    format!("<span class=\"id\">{}</span>", esc(&r.publication_id))
                 } else {
                     format!("<span class=\"err\">{}</span>", esc(&r.error))
                 };
@@ -499,7 +500,9 @@ mod tests {
     #[test]
     fn the_page_shows_each_part_and_escapes_what_it_shows() {
         let html = render(&view());
-        assert!(html.contains("<td id=\"publication-id\">pg_sale:1,pg_salesman:2&lt;x&gt;</td>"));
+        assert!(html.contains(
+            "<td id=\"publication-id\" class=\"id\">pg_sale:1,pg_salesman:2&lt;x&gt;</td>"
+        ));
         assert!(html.contains("data-seconds=\"120\">2 min</td>"), "{html}");
         assert!(html.contains("<b id=\"dead-letters-total\">2</b>"));
         assert!(html.contains("data-source=\"files\" data-kind=\"bad_amount\""));
