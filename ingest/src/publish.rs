@@ -79,8 +79,9 @@ pub struct TopicSpec {
 }
 
 /// The span of one published batch (one Kafka transaction), named and attributed by the
-/// OpenTelemetry messaging conventions. `messaging.destination.name` is the topic most records
-/// go to (the events; the progress record rides along); `tributary.kafka.topics` lists all.
+/// OpenTelemetry messaging conventions. `messaging.destination.name` is the topic most events go
+/// to (events carry provenance headers; the progress records riding along carry none);
+/// `tributary.kafka.topics` lists all.
 fn batch_span(records: &[OutRecord]) -> tracing::Span {
     let topics = batch_topics(records);
     let destination = topics.first().map_or("", |(topic, _)| topic.as_str());
@@ -100,18 +101,21 @@ fn batch_span(records: &[OutRecord]) -> tracing::Span {
     )
 }
 
-/// Topics of a batch with their record counts, most records first (then by name).
+/// Topics of a batch with their record counts: most events (records with headers) first, then
+/// most records, then by name.
 fn batch_topics(records: &[OutRecord]) -> Vec<(String, usize)> {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut counts: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for record in records {
-        *counts.entry(record.topic.as_str()).or_default() += 1;
+        let (events, all) = counts.entry(record.topic.as_str()).or_default();
+        *events += usize::from(!record.headers.is_empty());
+        *all += 1;
     }
-    let mut topics: Vec<(String, usize)> = counts
-        .into_iter()
-        .map(|(topic, n)| (topic.to_string(), n))
-        .collect();
-    topics.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut topics: Vec<(&str, (usize, usize))> = counts.into_iter().collect();
+    topics.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     topics
+        .into_iter()
+        .map(|(topic, (_, all))| (topic.to_string(), all))
+        .collect()
 }
 
 /// Creates the topics that do not exist yet. Existing ones are left alone.
@@ -469,14 +473,23 @@ mod tests {
             topic: topic.into(),
             key: "k".into(),
             value: Some(b"v".to_vec()),
+            headers: vec![("tributary-source".into(), "files".into())],
+        }
+    }
+
+    fn progress(topic: &str) -> OutRecord {
+        OutRecord {
             headers: Vec::new(),
+            ..record(topic)
         }
     }
 
     #[test]
-    fn the_batch_destination_is_the_topic_most_records_go_to() {
+    fn the_batch_destination_is_the_topic_most_events_go_to() {
         let batch = [
-            record("raw.files.progress"),
+            progress("raw.files.progress"),
+            progress("raw.files.progress"),
+            progress("raw.files.progress"),
             record("raw.files.sales"),
             record("raw.files.dead_letters"),
             record("raw.files.sales"),

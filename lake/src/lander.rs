@@ -533,7 +533,8 @@ impl<S: Source> Lander<S> {
             }
             self.summary.dead_letters += buffer.dead.len() as u64;
             self.summary.commits += 1;
-            tracing::info!(table = %RawTable::DeadLetters, rows = report.rows, snapshot_id = report.snapshot_id, "committed dead letters");
+            // Inside the commit span, so the line carries its trace id.
+            span.in_scope(|| tracing::info!(table = %RawTable::DeadLetters, rows = report.rows, snapshot_id = report.snapshot_id, "committed dead letters"));
         }
 
         let mut rows_by_table = buffer.rows;
@@ -586,7 +587,8 @@ impl<S: Source> Lander<S> {
                 .events(table, Outcome::Landed, rows.len() as u64);
             self.summary.landed += rows.len() as u64;
             self.summary.commits += 1;
-            tracing::info!(%table, rows = report.rows, files = report.files, snapshot_id = report.snapshot_id, offsets = %sink.committed().encode(), "committed");
+            // Inside the commit span, so the line carries its trace id.
+            span.in_scope(|| tracing::info!(%table, rows = report.rows, files = report.files, snapshot_id = report.snapshot_id, offsets = %sink.committed().encode(), "committed"));
         }
         self.source.report_progress(&self.progress);
         *self.landed.lock().expect("landed offsets lock") = self.progress.clone();
