@@ -706,3 +706,35 @@ pub fn oracle_rankings(sales: &[OracleSale]) -> (Vec<RankRow>, Vec<RankRow>) {
         oracle_ranking(sales, |s| s.salesman_id),
     )
 }
+
+/// Runs one of our binaries to its end with `env` (e.g. `tributary-marts run-once --rebuild`)
+/// and returns its standard output; an exit other than success is an error with its stderr.
+pub fn run_bin(bin: &str, args: &[&str], env: &BTreeMap<String, String>) -> Result<String> {
+    let path = bin_dir().join(bin);
+    let output = std::process::Command::new(&path)
+        .args(args)
+        .envs(env)
+        .output()
+        .with_context(|| format!("running {}", path.display()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{bin} {args:?} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Runs `sql` on the local ClickHouse (HTTP, 127.0.0.1:8123) and returns its text output.
+pub async fn clickhouse_query(sql: &str) -> Result<String> {
+    let response = reqwest::Client::new()
+        .post("http://127.0.0.1:8123/")
+        .body(sql.to_string())
+        .send()
+        .await
+        .context("clickhouse unreachable")?;
+    let status = response.status();
+    let text = response.text().await?;
+    anyhow::ensure!(status.is_success(), "clickhouse: {sql}: {status}: {text}");
+    Ok(text)
+}

@@ -51,7 +51,7 @@ impl Clock for SystemClock {
 }
 
 /// What a run did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RunOutcome {
     /// Rankings were computed and published.
     Published {
@@ -69,12 +69,29 @@ pub enum RunOutcome {
         sales: u64,
         /// Sales whose salesman or city is not in the lake yet.
         unresolved_sales: u64,
+        /// Where the run's time went.
+        timings: RunTimings,
     },
     /// The lake has not changed since the latest publication; nothing was written.
     Unchanged {
         /// The latest publication, still current.
         publication_id: String,
     },
+}
+
+/// Where a published run's time went, in seconds (logged, and reported by the benchmark).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RunTimings {
+    /// Reading the data files the lake gained.
+    pub read: f64,
+    /// Folding them into the kept state (lookups of the sales they touch included).
+    pub fold: f64,
+    /// Committing the state.
+    pub commit: f64,
+    /// Ranking from the cells.
+    pub rank: f64,
+    /// Writing the publication to the store.
+    pub publish: f64,
 }
 
 /// What a run has learnt so far, for its `mart_runs` row (kept when it fails half-way).
@@ -281,9 +298,19 @@ impl MartsJob {
             namespace: self.namespace.clone(),
             ..Checkpoint::default()
         });
+        let mut timings = RunTimings::default();
+        let mut clock = std::time::Instant::now();
+        let mut lap = || {
+            let now = std::time::Instant::now();
+            let secs = (now - clock).as_secs_f64();
+            clock = now;
+            secs
+        };
         let new = self.read_new_events(&tables, &checkpoint).await?;
+        timings.read = lap();
         progress.rows_in = new.rows;
         let changed = self.fold(&mut checkpoint, new).await?;
+        timings.fold = lap();
         checkpoint.snapshots = tables
             .iter()
             .filter_map(|(name, _, id)| id.map(|id| (name.to_string(), id)))
@@ -292,12 +319,15 @@ impl MartsJob {
         self.state
             .commit(base.as_ref().map(|b| b.generation), &changed, &checkpoint)
             .await?;
+        timings.commit = lap();
 
         let totals = checkpoint.cells.totals(&checkpoint.master);
         let rankings = ranking::rank_periods(totals);
         let publication = Publication::of_periods(snapshots, run_id, computed_at, rankings)
             .with_sources(checkpoint.watermarks.clone());
+        timings.rank = lap();
         self.store.publish(&publication).await?;
+        timings.publish = lap();
         progress.rows_out = publication.rows().ranking_rows();
         let summary = &publication.rankings.summary;
         let outcome = RunOutcome::Published {
@@ -308,6 +338,7 @@ impl MartsJob {
             months: publication.months.len(),
             sales: summary.sales,
             unresolved_sales: summary.unresolved_sales,
+            timings,
         };
         tracing::info!(
             publication_id = %publication.id,
@@ -319,6 +350,7 @@ impl MartsJob {
             sales = summary.sales,
             unresolved_sales = summary.unresolved_sales,
             rows_out = progress.rows_out,
+            ?timings,
             "published rankings"
         );
         Ok(outcome)

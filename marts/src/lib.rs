@@ -60,7 +60,7 @@ pub mod test_support;
 pub use config::MartsConfig;
 pub use error::MartsError;
 #[cfg(feature = "job")]
-pub use job::{MartsJob, RunMode, RunOutcome};
+pub use job::{MartsJob, RunMode, RunOutcome, RunTimings};
 pub use money::Money;
 pub use period::{Month, Period};
 pub use publication::{LakeSnapshot, LakeSnapshots, Publication};

@@ -1,0 +1,317 @@
+//! `tributary-bench marts`: the cost of an incremental marts run against the history it sits
+//! on. For each history size, the raw tables are filled with that many Postgres change events
+//! (skewed salesmen, each selling mostly in their home city, 80/15/5 insert/update/delete,
+//! two years of months; the new events mostly in the latest month), the marts state is built, then
+//! 10 K new events are appended and timed three ways:
+//! - the incremental run (reads the new files, folds them into the kept state in Postgres,
+//!   ranks and publishes to ClickHouse);
+//! - a full recompute of the same rankings from the whole lake in DataFusion SQL (what the
+//!   marts did before they were incremental, and what time travel still does);
+//! - the first run over the history (building the state from nothing: what `--rebuild` costs).
+//!
+//! The goal is a flat incremental line.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use tributary_common::{ClickHouseSettings, LakeSettings};
+use tributary_lake::RawTable;
+use tributary_lake::batch::{Provenance, Row, change_row};
+use tributary_lake::decode::{Cell, ChangeEvent, Op};
+use tributary_lake::offsets::{OffsetMap, TopicPartition};
+use tributary_lake::sink::TableSink;
+use tributary_marts::job::compute;
+use tributary_marts::state::{PostgresState, StateStore};
+use tributary_marts::{ClickHouseStore, MartsJob, RunMode, RunOutcome};
+
+use crate::Row as ResultRow;
+
+const CITIES: i64 = 50;
+const SALESMEN: i64 = 500;
+const APPEND_ROWS: usize = 100_000;
+
+/// SplitMix64: deterministic, dependency-free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// 1..=n, skewed towards the low ids (a few big cities, a few star salesmen).
+    fn skewed(&mut self, n: i64) -> i64 {
+        1 + ((self.unit() * self.unit()) * n as f64) as i64
+    }
+}
+
+/// Appends change events to one raw table, one commit per call, with made-up Kafka offsets.
+struct Writer {
+    sink: TableSink,
+    topic: String,
+    next_offset: i64,
+}
+
+impl Writer {
+    async fn open(catalog: Arc<dyn iceberg::Catalog>, ns: &str, table: RawTable) -> Result<Self> {
+        Ok(Self {
+            sink: TableSink::open(catalog, ns, table).await?,
+            topic: format!("bench.{ns}.{table}"),
+            next_offset: 0,
+        })
+    }
+
+    async fn append(&mut self, events: Vec<ChangeEvent>) -> Result<()> {
+        let now = chrono::Utc::now().timestamp_micros();
+        let rows: Vec<Row> = events
+            .into_iter()
+            .map(|e| {
+                let prov = Provenance {
+                    topic: self.topic.clone(),
+                    partition: 0,
+                    offset: self.next_offset,
+                    ingest_time_micros: now,
+                };
+                self.next_offset += 1;
+                change_row(e, &prov)
+            })
+            .collect();
+        let mut offsets = OffsetMap::new();
+        offsets.advance(
+            &TopicPartition::new(self.topic.clone(), 0),
+            self.next_offset,
+        );
+        self.sink.commit(&rows, &offsets).await?;
+        Ok(())
+    }
+}
+
+fn change(op: Op, lsn: i64, image: Vec<Cell>) -> ChangeEvent {
+    ChangeEvent {
+        op,
+        image,
+        before_json: None,
+        after_json: None,
+        source_lsn: lsn,
+        source_ts_micros: chrono::Utc::now().timestamp_micros(),
+        source_txid: None,
+    }
+}
+
+/// The Postgres sale workload: inserts of new ids, updates and deletes of existing ones.
+struct Sales {
+    rng: Rng,
+    lsn: i64,
+    next_id: i64,
+    /// Sales happen over two years of history; once `live` is set, mostly in the latest month.
+    live: bool,
+}
+
+impl Sales {
+    fn next(&mut self) -> ChangeEvent {
+        self.lsn += 1;
+        let roll = self.rng.unit();
+        let existing = self.next_id > 1;
+        let (op, id) = if roll < 0.80 || !existing {
+            self.next_id += 1;
+            (Op::Create, self.next_id - 1)
+        } else {
+            let id = 1 + (self.rng.next() % (self.next_id - 1) as u64) as i64;
+            (if roll < 0.95 { Op::Update } else { Op::Delete }, id)
+        };
+        // Two years of history, so there are 24 monthly rankings to keep; new sales are in the
+        // latest month, but one in ten is late (an old month).
+        const TWO_YEARS_MICROS: f64 = 63_072_000e6;
+        const MONTH_MICROS: f64 = 2_592_000e6;
+        let start = 1_735_689_600_000_000;
+        let sold_at = if self.live && self.rng.unit() < 0.9 {
+            start + (TWO_YEARS_MICROS - MONTH_MICROS + self.rng.unit() * MONTH_MICROS) as i64
+        } else {
+            start + (self.rng.unit() * TWO_YEARS_MICROS) as i64
+        };
+        // Salesmen sell mostly in their home city.
+        let salesman = self.rng.skewed(SALESMEN);
+        let city = if self.rng.unit() < 0.9 {
+            1 + salesman % CITIES
+        } else {
+            self.rng.skewed(CITIES)
+        };
+        let image = vec![
+            Cell::Long(id),
+            Cell::Long(salesman),
+            Cell::Long(city),
+            Cell::Money(i128::from(100 + (self.rng.next() % 1_000_000) as i64)),
+            Cell::Timestamp(sold_at),
+            Cell::Null,
+        ];
+        change(op, self.lsn, image)
+    }
+}
+
+async fn fill_master(catalog: Arc<dyn iceberg::Catalog>, ns: &str) -> Result<()> {
+    let mut cities = Writer::open(catalog.clone(), ns, RawTable::PgCity).await?;
+    cities
+        .append(
+            (1..=CITIES)
+                .map(|id| {
+                    change(
+                        Op::Read,
+                        id,
+                        vec![
+                            Cell::Long(id),
+                            Cell::Str(format!("City {id}")),
+                            Cell::Str("SP".into()),
+                        ],
+                    )
+                })
+                .collect(),
+        )
+        .await?;
+    let mut salesmen = Writer::open(catalog, ns, RawTable::PgSalesman).await?;
+    salesmen
+        .append(
+            (1..=SALESMEN)
+                .map(|id| {
+                    change(
+                        Op::Read,
+                        id,
+                        vec![
+                            Cell::Long(id),
+                            Cell::Str(format!("S{id}")),
+                            Cell::Str(format!("Salesman {id}")),
+                            Cell::Long(1 + id % CITIES),
+                        ],
+                    )
+                })
+                .collect(),
+        )
+        .await
+}
+
+/// One history size: returns the rows of the results table.
+pub async fn history(
+    lake: &LakeSettings,
+    clickhouse: &ClickHouseSettings,
+    id: &str,
+    history: usize,
+    new_events: usize,
+) -> Result<Vec<ResultRow>> {
+    let ns = format!("bench_marts_{id}_{history}");
+    let mut settings = lake.clone();
+    settings.namespace = ns.clone();
+    let catalog: Arc<dyn iceberg::Catalog> =
+        Arc::new(tributary_lake::catalog::open(&settings).await?);
+    tributary_lake::catalog::ensure_tables(catalog.as_ref(), &ns).await?;
+    fill_master(catalog.clone(), &ns).await?;
+
+    eprintln!("{ns}: writing {history} sale events of history");
+    let started = Instant::now();
+    let mut sales = Sales {
+        rng: Rng(history as u64),
+        lsn: 1_000,
+        next_id: 1,
+        live: false,
+    };
+    let mut writer = Writer::open(catalog.clone(), &ns, RawTable::PgSale).await?;
+    let mut left = history;
+    while left > 0 {
+        let n = left.min(APPEND_ROWS);
+        writer
+            .append((0..n).map(|_| sales.next()).collect())
+            .await?;
+        left -= n;
+    }
+    eprintln!(
+        "{ns}: history written in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut ch = clickhouse.clone();
+    ch.database = format!("bench_marts_{id}");
+    let state = Arc::new(PostgresState::new(
+        &lake.catalog_uri,
+        format!("marts_state_{ns}"),
+    )?);
+    let job = MartsJob::new(
+        catalog.clone(),
+        ns.clone(),
+        Arc::new(ClickHouseStore::new(&ch)?),
+        state.clone(),
+    );
+    let started = Instant::now();
+    job.run_with(RunMode::Rebuild)
+        .await
+        .context("first run (rebuild)")?;
+    let build = started.elapsed().as_secs_f64();
+
+    sales.live = true;
+    writer
+        .append((0..new_events).map(|_| sales.next()).collect())
+        .await?;
+    let started = Instant::now();
+    let outcome = job
+        .run_with(RunMode::Incremental)
+        .await
+        .context("incremental run")?;
+    let incremental = started.elapsed().as_secs_f64();
+    let RunOutcome::Published { timings: t, .. } = outcome else {
+        anyhow::bail!("{ns}: the incremental run published nothing");
+    };
+
+    let started = Instant::now();
+    let (_, full) = compute(catalog.as_ref(), &ns)
+        .await
+        .context("full recompute")?;
+    let recompute = started.elapsed().as_secs_f64();
+    // The two must agree, or the timing compares different work.
+    let kept = job.kept_rankings().await?.context("state after the run")?;
+    anyhow::ensure!(
+        kept == full,
+        "{ns}: incremental rankings differ from the full recompute"
+    );
+    state.reset().await?;
+
+    let total = history + new_events;
+    let row = |subject: String, events: usize, seconds: f64, note: String| ResultRow {
+        benchmark: "marts".into(),
+        subject,
+        events,
+        seconds,
+        events_per_second: events as f64 / seconds,
+        note,
+    };
+    Ok(vec![
+        row(
+            format!("incremental run: {new_events} new on {history} history"),
+            new_events,
+            incremental,
+            format!(
+                "read {:.2}s, fold {:.2}s, state commit {:.2}s, rank {:.2}s, publish {:.2}s; {:.1}x faster than recompute + publish",
+                t.read,
+                t.fold,
+                t.commit,
+                t.rank,
+                t.publish,
+                (recompute + t.publish) / incremental
+            ),
+        ),
+        row(
+            format!("full recompute (DataFusion SQL) of {total}, + the same publish"),
+            total,
+            recompute + t.publish,
+            format!("reads every event; the baseline (compute {recompute:.2}s)"),
+        ),
+        row(
+            format!("first run / --rebuild over {history}"),
+            history,
+            build,
+            "builds the kept state in Postgres from nothing".into(),
+        ),
+    ])
+}
