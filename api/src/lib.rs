@@ -1,19 +1,25 @@
 //! Tributary API: the rankings in ClickHouse over HTTP, with an OpenAPI document and Swagger UI.
 //!
 //! ```text
-//!  request ─► poem Route ─► RankingsApi (poem-openapi) ─► PublicationStore ─► ClickHouse `marts`
-//!                │                  │
-//!                └── every error ───┴─► ApiError::status + problem JSON (error.rs)
+//!  request ─► metrics (route template, method, status) ─► poem Route
+//!     ├─► RankingsApi (poem-openapi) ─► PublicationStore / RankingReads ─► ClickHouse `marts`
+//!     │        └─► Lake (as_of, as_of_snapshot, /v1/snapshots, /v1/dead-letters) ─► Iceberg `raw`
+//!     ├─► /metrics (metrics.rs)   └─► /status (status.rs: server-rendered HTML)
+//!     └── every error ─► ApiError::status + problem JSON (error.rs)
 //! ```
 //!
-//! Routes: `/v1/rankings/cities`, `/v1/rankings/cities/{city_id}/salesmen`, `/v1/months`,
-//! `/v1/rankings/salesmen`, `/v1/snapshots`, `/healthz`, `/readyz`, `/openapi.json`, Swagger
-//! UI at `/docs`. Each ranking response is read from the latest complete publication and names
-//! it, and the period it ranks: all time, or one UTC calendar month with `?month=YYYY-MM`.
+//! Routes: `/v1/rankings/cities` (`?state=`), `/v1/rankings/cities/{city_id}/salesmen`,
+//! `/v1/rankings/salesmen` (`?city_id=`), `/v1/salesmen/{salesman_id}`, `/v1/cities/{city_id}`,
+//! `/v1/months`, `/v1/snapshots`, `/v1/dead-letters`, `/v1/dead-letters/counts`, `/healthz`,
+//! `/readyz`, `/metrics`, `/status`, `/openapi.json`, Swagger UI at `/docs`. Each ranking
+//! response is read from the latest complete publication and names it, and the period it
+//! ranks: all time, or one UTC calendar month with `?month=YYYY-MM`.
 //!
-//! Time travel: with `?as_of=<RFC 3339>` a ranking is instead computed on demand from the
-//! lake as it was then (each raw table at its latest snapshot committed by that time; see
-//! [`lake`]), and its `publication` names those snapshots, `run_id: "on-demand"` and `as_of`.
+//! Time travel: with `?as_of=<RFC 3339>` a ranking or detail is instead computed on demand from
+//! the lake as it was then (each raw table at its latest snapshot committed by that time; see
+//! [`lake`]), and its `publication` names those snapshots, `run_id: "on-demand"` and `as_of`;
+//! `?as_of_snapshot=<id>` does the same as of the commit of one snapshot of any raw table
+//! ([`Lake::resolve_snapshot`]).
 #![deny(missing_docs)]
 
 pub mod config;
