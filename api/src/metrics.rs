@@ -34,6 +34,9 @@ pub struct ApiMetrics {
     duration: HistogramVec,
     publication_age: Gauge,
     publication_available: IntGauge,
+    /// Serialises [`ApiMetrics::set_publication`]: two scrapes at once must not both register
+    /// the age gauge.
+    publication_lock: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for ApiMetrics {
@@ -93,6 +96,7 @@ impl ApiMetrics {
             duration,
             publication_age,
             publication_available,
+            publication_lock: Default::default(),
         }
     }
 
@@ -108,6 +112,10 @@ impl ApiMetrics {
 
     /// Sets the publication gauges from the latest publication's start, if one was read.
     pub fn set_publication(&self, computed_at: Option<DateTime<Utc>>, now: DateTime<Utc>) {
+        let _one_at_a_time = self
+            .publication_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // The age gauge is registered only while there is an age, so "no publication" is an
         // absent series rather than a misleading 0.
         let _ = self

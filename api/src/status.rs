@@ -330,7 +330,11 @@ pub fn render(v: &StatusView) -> String {
                  <th>position</th><th>events</th></tr>",
             );
             for r in rows {
-                let (newest, old) = match r.newest_event_at {
+                // `None`, the epoch and -1 all mean "nothing counted yet" (the store has used both
+                // forms); `.into()` accepts either.
+                let newest: Option<DateTime<Utc>> = r.newest_event_at.into();
+                let position: Option<i64> = r.position.into();
+                let (newest, old) = match newest.filter(|t| t.timestamp() > 0) {
                     Some(t) => (time(t), age(v.now, t)),
                     None => ("—".into(), "—".into()),
                 };
@@ -342,7 +346,9 @@ pub fn render(v: &StatusView) -> String {
                     esc(&r.source),
                     newest,
                     old,
-                    r.position.map_or("—".to_string(), |p| p.to_string()),
+                    position
+                        .filter(|p| *p >= 0)
+                        .map_or("—".to_string(), |p| p.to_string()),
                     r.events
                 );
             }
