@@ -36,7 +36,12 @@ async fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen for /metrics on {}", config.metrics_listen))?;
         tracing::info!(addr = %config.metrics_listen, "serving /metrics and /healthz");
-        tokio::spawn(metrics::serve(listener, metrics.clone(), shutdown.clone()));
+        let served = metrics.clone();
+        tokio::spawn(metrics::serve(
+            listener,
+            move || served.encode(),
+            shutdown.clone(),
+        ));
     }
 
     tokio::spawn(tributary_common::shutdown::cancel_on_signal(

@@ -220,9 +220,13 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` and `GET /healthz` until `shutdown`. Deliberately tiny: one request
+/// Serves `GET /metrics` (the text `encode` returns) and `GET /healthz` until `shutdown`;
+/// the marts job serves its own metrics with it too. Deliberately tiny: one request
 /// per connection, no keep-alive.
-pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: CancellationToken) {
+pub async fn serve<F>(listener: TcpListener, encode: F, shutdown: CancellationToken)
+where
+    F: Fn() -> String + Clone + Send + 'static,
+{
     loop {
         let (mut stream, _) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -234,14 +238,14 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: Cancellati
                 }
             },
         };
-        let metrics = metrics.clone();
+        let encode = encode.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
             let n = stream.read(&mut buf).await.unwrap_or(0);
             let request = String::from_utf8_lossy(&buf[..n]);
             let path = request.split_whitespace().nth(1).unwrap_or("");
             let (status, content_type, body) = match path {
-                "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.encode()),
+                "/metrics" => ("200 OK", "text/plain; version=0.0.4", encode()),
                 "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
                 _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
             };

@@ -17,6 +17,8 @@ pub struct MartsConfig {
     pub interval_ms: u64,
     /// Where the incremental state is kept.
     pub state: StateSettings,
+    /// `host:port` for `/metrics` and `/healthz`; empty (the default) disables the listener.
+    pub metrics_listen: String,
 }
 
 /// The Postgres database and schema of the kept incremental state (see `state`).
@@ -37,6 +39,7 @@ impl Default for MartsConfig {
             clickhouse: ClickHouseSettings::default(),
             interval_ms: 30_000,
             state: StateSettings::default(),
+            metrics_listen: String::new(),
         }
     }
 }
@@ -73,15 +76,15 @@ impl MartsConfig {
                 reason: "must be at least 1",
             });
         }
-        if crate::schema::validate_database(&self.state_schema()).is_err() {
-            return Err(InvalidConfig {
-                field: "state.schema",
-                reason: "must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*)",
-            });
-        }
         if crate::schema::validate_database(&self.clickhouse.database).is_err() {
             return Err(InvalidConfig {
                 field: "clickhouse.database",
+                reason: "must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*)",
+            });
+        }
+        if crate::schema::validate_database(&self.state_schema()).is_err() {
+            return Err(InvalidConfig {
+                field: "state.schema",
                 reason: "must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*)",
             });
         }

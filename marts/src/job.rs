@@ -100,6 +100,8 @@ struct RunProgress {
     snapshots: Option<LakeSnapshots>,
     rows_in: u64,
     rows_out: u64,
+    /// Per source, the newest event the published rankings count.
+    newest: Option<std::collections::BTreeMap<String, DateTime<Utc>>>,
 }
 
 /// ClickHouse `DateTime` has second precision; a row read back then equals the row written.
@@ -138,6 +140,7 @@ pub struct MartsJob {
     store: Arc<dyn PublicationStore>,
     state: Arc<dyn StateStore>,
     clock: Arc<dyn Clock>,
+    metrics: Option<crate::metrics::MartsMetrics>,
 }
 
 /// How a run treats the kept state and the latest publication.
@@ -188,7 +191,14 @@ impl MartsJob {
             store,
             state,
             clock,
+            metrics: None,
         }
+    }
+
+    /// The same job, counting its runs in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::MartsMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// One incremental run ([`RunMode::Force`] with `force`); see [`MartsJob::run_with`].
@@ -211,6 +221,7 @@ impl MartsJob {
         let started_at = self.clock.now();
         let span = tracing::info_span!("marts_run", run_id = %run_id, mode = ?mode);
         let mut progress = RunProgress::default();
+        let timer = std::time::Instant::now();
         let result = self
             .run(&run_id, started_at, mode, &mut progress)
             .instrument(span.clone())
@@ -241,6 +252,10 @@ impl MartsJob {
         if let Err(error) = self.store.record_run(&record).await {
             let _guard = span.enter();
             tracing::warn!(%error, status = status.as_str(), "could not record the run in mart_runs");
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.run(status, timer.elapsed().as_secs_f64(), progress.rows_in);
+            self.record_freshness(metrics, &result, progress).await;
         }
         result
     }
@@ -329,6 +344,13 @@ impl MartsJob {
         self.store.publish(&publication).await?;
         timings.publish = lap();
         progress.rows_out = publication.rows().ranking_rows();
+        progress.newest = Some(
+            checkpoint
+                .watermarks
+                .iter()
+                .filter_map(|(source, w)| w.newest_event_at.map(|at| (source.clone(), at)))
+                .collect(),
+        );
         let summary = &publication.rankings.summary;
         let outcome = RunOutcome::Published {
             publication_id,
@@ -354,6 +376,37 @@ impl MartsJob {
             "published rankings"
         );
         Ok(outcome)
+    }
+
+    /// Tells the metrics what the latest publication counts. After a restart whose first run
+    /// finds the lake unchanged, that is read back from the publication's sources.
+    async fn record_freshness(
+        &self,
+        metrics: &crate::metrics::MartsMetrics,
+        result: &Result<RunOutcome, MartsError>,
+        progress: RunProgress,
+    ) {
+        match (result, progress.newest) {
+            (Ok(RunOutcome::Published { .. }), Some(newest)) => {
+                metrics.published(Some(progress.rows_out), &newest);
+            }
+            (Ok(RunOutcome::Unchanged { publication_id }), _) if !metrics.knows_sources() => {
+                match self.store.sources(publication_id).await {
+                    Ok(rows) => {
+                        let newest = rows
+                            .into_iter()
+                            .filter(|r| r.newest_event_at.timestamp() > 0)
+                            .map(|r| (r.source, r.newest_event_at))
+                            .collect();
+                        metrics.published(None, &newest);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "could not read the publication's sources")
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Reads and decodes what each raw table gained since the checkpoint's snapshot of it.

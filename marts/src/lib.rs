@@ -42,6 +42,8 @@ mod incremental_tests;
 pub mod job;
 #[cfg(feature = "job")]
 pub mod lake;
+#[cfg(feature = "job")]
+pub mod metrics;
 pub mod money;
 pub mod period;
 pub mod publication;

@@ -113,13 +113,15 @@ async fn main() -> anyhow::Result<()> {
         _ => {}
     }
     let state = PostgresState::new(config.state_url(), config.state_schema())?;
+    let metrics = tributary_marts::metrics::MartsMetrics::new()?;
     let store = ClickHouseStore::new(&config.clickhouse)?;
     let job = MartsJob::new(
         Arc::new(catalog),
         config.lake.namespace.clone(),
         Arc::new(store),
         Arc::new(state),
-    );
+    )
+    .with_metrics(metrics.clone());
 
     if cli.once || cli.rebuild || matches!(cli.command, Some(Command::RunOnce)) {
         let mode = if cli.rebuild {
@@ -141,6 +143,17 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let shutdown = CancellationToken::new();
+    if !config.metrics_listen.is_empty() {
+        let listener = tokio::net::TcpListener::bind(&config.metrics_listen)
+            .await
+            .with_context(|| format!("cannot listen for /metrics on {}", config.metrics_listen))?;
+        tracing::info!(addr = %config.metrics_listen, "serving /metrics and /healthz");
+        tokio::spawn(tributary_lake::metrics::serve(
+            listener,
+            move || metrics.encode(),
+            shutdown.clone(),
+        ));
+    }
     tokio::spawn(tributary_common::shutdown::cancel_on_signal(
         shutdown.clone(),
     ));

@@ -295,10 +295,11 @@ impl Publication {
             .map(|(source, w)| PublicationSourceRow {
                 publication_id: self.id.clone(),
                 source: source.clone(),
-                position: w.position,
+                position: w.position.unwrap_or(-1),
                 newest_event_at: w
                     .newest_event_at
-                    .map(|t| DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)),
+                    .and_then(|t| DateTime::from_timestamp(t.timestamp(), 0))
+                    .unwrap_or_default(),
                 events: w.events,
                 lake_snapshots: snapshots.clone(),
                 run_id: self.run_id.clone(),

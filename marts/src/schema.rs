@@ -162,8 +162,8 @@ ORDER BY (publication_id, period)"
             "CREATE TABLE IF NOT EXISTS {db}.{PUBLICATION_SOURCES} (
     publication_id String,
     source String,
-    position Nullable(Int64),
-    newest_event_at Nullable(DateTime),
+    position Int64,
+    newest_event_at DateTime,
     events UInt64,
 {PROVENANCE_COLUMNS}
 ) ENGINE = ReplacingMergeTree(version)
@@ -325,11 +325,13 @@ pub struct PublicationSourceRow {
     pub publication_id: String,
     /// `pg`, `files` or `erp`.
     pub source: String,
-    /// The furthest source position counted: Postgres LSN, file sequence, ERP change sequence.
-    pub position: Option<i64>,
-    /// The newest source time counted (Postgres commit time; files and ERP: when ingested).
-    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
-    pub newest_event_at: Option<DateTime<Utc>>,
+    /// The furthest source position counted: Postgres LSN, file sequence, ERP change sequence
+    /// (-1: none yet; the DDL avoids `Nullable`, see the module docs).
+    pub position: i64,
+    /// The newest source time counted (Postgres commit time; files and ERP: when ingested);
+    /// the Unix epoch when none is known.
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub newest_event_at: DateTime<Utc>,
     /// Events of the source counted in total.
     pub events: u64,
     /// JSON list of `{table, snapshot_id}`.
@@ -447,7 +449,7 @@ mod tests {
         for missing in ["LowCardinality", "DateTime64", "Bool", "TTL", "Nullable"] {
             assert!(!sql.contains(missing), "{missing} in DDL");
         }
-        assert_eq!(sql.matches("ReplacingMergeTree(version)").count(), 5);
+        assert_eq!(sql.matches("ReplacingMergeTree(version)").count(), 6);
         assert_eq!(sql.matches("ENGINE = MergeTree").count(), 1);
     }
 }

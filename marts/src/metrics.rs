@@ -1,0 +1,195 @@
+//! The marts job's Prometheus metrics, served on `/metrics` (`metrics_listen`).
+//!
+//! - `tributary_marts_runs_total{status}`: runs by outcome (`published`, `unchanged`, `failed`);
+//! - `tributary_marts_run_duration_seconds{status}`: how long they took;
+//! - `tributary_marts_events_folded_total`: raw events folded into the kept state;
+//! - `tributary_marts_ranking_rows`: ranking rows of the latest publication;
+//! - `tributary_marts_newest_event_timestamp_seconds{source}`: the newest source event the
+//!   published rankings count (Postgres commit time; files and ERP: when ingested);
+//! - `tributary_freshness_seconds{source}`: now − that, computed when scraped: how stale the
+//!   rankings are per source. It grows while a source is silent and drops when its events are
+//!   published.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::schema::RunStatus;
+
+/// The marts metrics (cheap to clone: a handle).
+#[derive(Clone)]
+pub struct MartsMetrics {
+    registry: Registry,
+    runs: IntCounterVec,
+    duration: HistogramVec,
+    events: IntCounter,
+    rows: IntGauge,
+    newest: GaugeVec,
+    freshness: GaugeVec,
+    newest_at: Arc<Mutex<BTreeMap<String, DateTime<Utc>>>>,
+}
+
+impl std::fmt::Debug for MartsMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MartsMetrics").finish_non_exhaustive()
+    }
+}
+
+impl MartsMetrics {
+    /// Registers every series, the per-status ones at zero so rates work from the first scrape.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let runs = IntCounterVec::new(
+            Opts::new("tributary_marts_runs_total", "Marts runs, by outcome"),
+            &["status"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tributary_marts_run_duration_seconds",
+                "Duration of marts runs, by outcome",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+            &["status"],
+        )?;
+        let events = IntCounter::new(
+            "tributary_marts_events_folded_total",
+            "Raw lake events folded into the kept marts state",
+        )?;
+        let rows = IntGauge::new(
+            "tributary_marts_ranking_rows",
+            "Ranking rows of the latest publication",
+        )?;
+        let newest = GaugeVec::new(
+            Opts::new(
+                "tributary_marts_newest_event_timestamp_seconds",
+                "Newest source event counted by the published rankings, Unix time",
+            ),
+            &["source"],
+        )?;
+        let freshness = GaugeVec::new(
+            Opts::new(
+                "tributary_freshness_seconds",
+                "Now minus the newest source event visible in the marts, per source",
+            ),
+            &["source"],
+        )?;
+        registry.register(Box::new(runs.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(rows.clone()))?;
+        registry.register(Box::new(newest.clone()))?;
+        registry.register(Box::new(freshness.clone()))?;
+        for status in [
+            RunStatus::Published,
+            RunStatus::Unchanged,
+            RunStatus::Failed,
+        ] {
+            runs.with_label_values(&[status.as_str()]);
+            duration.with_label_values(&[status.as_str()]);
+        }
+        Ok(Self {
+            registry,
+            runs,
+            duration,
+            events,
+            rows,
+            newest,
+            freshness,
+            newest_at: Arc::default(),
+        })
+    }
+
+    /// Counts a run.
+    pub fn run(&self, status: RunStatus, seconds: f64, events_in: u64) {
+        self.runs.with_label_values(&[status.as_str()]).inc();
+        self.duration
+            .with_label_values(&[status.as_str()])
+            .observe(seconds);
+        self.events.inc_by(events_in);
+    }
+
+    /// Records what the latest publication holds.
+    pub fn published(&self, ranking_rows: Option<u64>, newest: &BTreeMap<String, DateTime<Utc>>) {
+        if let Some(rows) = ranking_rows {
+            self.rows.set(i64::try_from(rows).unwrap_or(i64::MAX));
+        }
+        let mut kept = self.newest_at.lock().unwrap_or_else(|e| e.into_inner());
+        for (source, at) in newest {
+            kept.insert(source.clone(), *at);
+            self.newest
+                .with_label_values(&[source.as_str()])
+                .set(at.timestamp_millis() as f64 / 1000.0);
+        }
+    }
+
+    /// Whether the newest event times are known (after a publication by this process).
+    pub fn knows_sources(&self) -> bool {
+        !self
+            .newest_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// Prometheus text exposition, with freshness computed against `now`.
+    pub fn encode_at(&self, now: DateTime<Utc>) -> String {
+        for (source, at) in self
+            .newest_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let age = (now - *at).num_milliseconds().max(0) as f64 / 1000.0;
+            self.freshness
+                .with_label_values(&[source.as_str()])
+                .set(age);
+        }
+        let mut out = Vec::new();
+        // Encoding well-formed families into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Prometheus text exposition now.
+    pub fn encode(&self) -> String {
+        self.encode_at(Utc::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freshness_is_the_age_of_the_newest_published_event() {
+        let m = MartsMetrics::new().unwrap();
+        let text = m.encode();
+        assert!(
+            text.contains(r#"tributary_marts_runs_total{status="failed"} 0"#),
+            "{text}"
+        );
+        assert!(!text.contains("tributary_freshness_seconds{"), "{text}");
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        m.run(RunStatus::Published, 0.3, 42);
+        m.published(Some(7), &BTreeMap::from([("files".to_string(), at)]));
+        let later = at + chrono::Duration::seconds(90);
+        let text = m.encode_at(later);
+        assert!(
+            text.contains(r#"tributary_freshness_seconds{source="files"} 90"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("tributary_marts_events_folded_total 42"),
+            "{text}"
+        );
+        assert!(text.contains("tributary_marts_ranking_rows 7"), "{text}");
+        assert!(m.knows_sources());
+    }
+}
