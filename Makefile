@@ -43,8 +43,14 @@ test: lint up build ## fmt, clippy, unit, integration and end-to-end tests (star
 	$(MAKE) --no-print-directory oracle SEEDS=2 ROUNDS=3
 
 # Benchmarks (bench/README.md): release build, on the running stack; results in bench/results/.
-bench: up ## benchmarks against their baselines (lander vs raw rdkafka), results in bench/results/
+bench: up ## benchmarks against their baselines (lander vs raw rdkafka; marts incremental vs recompute), results in bench/results/
 	$(CARGO) run --release -p tributary-bench -- lander
+	$(CARGO) run --release -p tributary-bench -- marts
+
+# The mart-cost benchmark alone, in the dev profile (no 20-minute release build): HISTORIES=100000,1000000
+HISTORIES ?= 100000,1000000,10000000
+bench-marts: up build ## incremental marts run vs full recompute on 100K/1M/10M events of history
+	"$${CARGO_TARGET_DIR:-target}/debug/tributary-bench" marts --histories $(HISTORIES)
 
 # The oracle test (e2e/tests/oracle.rs) over many seeds: `make oracle SEEDS=50 ROUNDS=8`.
 # Seeds are 1..SEEDS, so a failure names a seed anyone can replay (ORACLE_SEED=n). `--workspace`
