@@ -30,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", tributary_api::openapi_json());
         return Ok(());
     }
-    tributary_common::logging::init("tributary-api");
+    let _telemetry = tributary_common::telemetry::init("tributary-api");
     let mut config: ApiConfig = tributary_common::load(cli.config.as_deref(), std::env::vars())?;
     if let Some(listen) = cli.listen {
         config.listen = listen;

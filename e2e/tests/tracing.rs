@@ -2,7 +2,8 @@
 //! ingestor and the real lander, both exporting OTLP/HTTP to a receiver in this test. The ingest
 //! batch span's trace id is the one in the Kafka records' `traceparent` header, and the lander
 //! commit span that landed them continues (or links to) that trace; the snapshot it wrote names
-//! the commit span in its summary (`tributary.traceparent`), for the marts to link to.
+//! the commit span in its summary (`tributary.traceparent`), for the marts to link to. The marts
+//! run span that folds that snapshot links to the commit span.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -165,7 +166,7 @@ fn ids(traceparent: &str) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_file_batch_trace_crosses_kafka_into_the_lander_commit() -> Result<()> {
+async fn a_file_batch_trace_crosses_kafka_into_the_lander_commit_and_the_mart_run() -> Result<()> {
     require_stack();
     let run = TestPipeline::new();
     let port = free_port();
@@ -176,6 +177,12 @@ async fn a_file_batch_trace_crosses_kafka_into_the_lander_commit() -> Result<()>
         "tributary-lake",
         &[],
         &traced(run.lake_env(), port),
+    );
+    let mut marts = Service::start(
+        "tracing-marts",
+        "tributary-marts",
+        &[],
+        &traced(run.marts_env(), port),
     );
     let mut ingest = Service::start(
         "tracing-ingest",
@@ -296,5 +303,29 @@ async fn a_file_batch_trace_crosses_kafka_into_the_lander_commit() -> Result<()>
     if ids(stored) != (commit.trace_id.clone(), commit.span_id.clone()) {
         bail!("snapshot {snapshot_id} names {stored}, the commit span is {commit:?}");
     }
+
+    // The marts run that folded that snapshot links to the commit span: the trace reaches the
+    // run that counted the sales.
+    let link = (commit.trace_id.clone(), commit.span_id.clone());
+    let run_span = eventually(Duration::from_secs(90), || {
+        marts.assert_running();
+        let (seen, link) = (&seen, &link);
+        async move {
+            Ok(seen
+                .lock()
+                .expect("spans lock")
+                .iter()
+                .find(|s| s.name == "marts_run" && s.links.contains(link))
+                .cloned())
+        }
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "no marts_run span links to the commit span {link:?}; see {}",
+            marts.log().display()
+        )
+    })?;
+    assert_eq!(run_span.service, "tributary-marts");
     Ok(())
 }

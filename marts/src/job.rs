@@ -34,6 +34,9 @@ use crate::state::{Checkpoint, StateStore};
 use crate::store::PublicationStore;
 use tributary_common::names;
 
+/// Lander commits a run span links to, per table (the newest ones).
+const MAX_SPAN_LINKS: usize = 64;
+
 /// Where "now" comes from, so tests can fix it.
 pub trait Clock: Send + Sync {
     /// The current time.
@@ -431,7 +434,19 @@ impl MartsJob {
             if since == Some(upto) {
                 continue;
             }
-            let batches = lake::read_added(table, &qualified, since, upto).await?;
+            let (batches, snapshots) = lake::read_added(table, &qualified, since, upto).await?;
+            // One trace follows a sale from its ingest batch through the lander commit to this
+            // run: link the run span to the commits (their span is in the snapshot summary).
+            for id in snapshots.iter().take(MAX_SPAN_LINKS) {
+                if let Some(parent) = table.metadata().snapshot_by_id(*id).and_then(|s| {
+                    tributary_lake::catalog::snapshot_traceparent(
+                        &s.summary().additional_properties,
+                    )
+                    .map(str::to_string)
+                }) {
+                    tributary_common::telemetry::link_span(&tracing::Span::current(), &parent);
+                }
+            }
             let source = match *name {
                 names::TABLE_FILE_SALE => SOURCE_FILES,
                 names::TABLE_ERP_SALE => SOURCE_ERP,

@@ -189,12 +189,15 @@ async fn load(catalog: &dyn Catalog, namespace: &str, name: &str) -> Result<Tabl
 /// is not a plain chain of appends from `since` — `since` is not an ancestor of `upto` (the table
 /// was recreated or rolled back, or snapshots expired), or a commit in it is not an append — is
 /// [`MartsError::StateDiverged`]: the kept state must then be rebuilt.
+///
+/// Also returns the snapshot ids in the range, newest first (the run links its span to the
+/// lander commits that wrote them).
 pub async fn read_added(
     table: &Table,
     qualified: &str,
     since: Option<i64>,
     upto: i64,
-) -> Result<Vec<arrow::array::RecordBatch>, MartsError> {
+) -> Result<(Vec<arrow::array::RecordBatch>, Vec<i64>), MartsError> {
     use futures::TryStreamExt;
     use iceberg::spec::{ManifestContentType, ManifestList, ManifestStatus, Operation};
 
@@ -209,6 +212,7 @@ pub async fn read_added(
     };
     // The snapshots in the range, newest first, following parents from `upto`.
     let mut range = std::collections::HashSet::new();
+    let mut in_order = Vec::new();
     let mut cursor = Some(upto);
     while let Some(id) = cursor {
         if Some(id) == since {
@@ -224,6 +228,7 @@ pub async fn read_added(
             )));
         }
         range.insert(id);
+        in_order.push(id);
         cursor = snapshot.parent_snapshot_id();
     }
     if since.is_some() && cursor.is_none() {
@@ -233,7 +238,7 @@ pub async fn read_added(
         )));
     }
     if range.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), in_order));
     }
     let snapshot = metadata
         .snapshot_by_id(upto)
@@ -286,7 +291,8 @@ pub async fn read_added(
         .read(Box::pin(futures::stream::iter(tasks)))
         .map_err(lake_err)?
         .stream();
-    stream.try_collect().await.map_err(lake_err)
+    let batches = stream.try_collect().await.map_err(lake_err)?;
+    Ok((batches, in_order))
 }
 
 /// Loads raw table `name` of `namespace` (a missing table is [`MartsError::LakeTableMissing`]).

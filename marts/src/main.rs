@@ -74,7 +74,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tributary_common::logging::init("tributary-marts");
+    let _telemetry = tributary_common::telemetry::init("tributary-marts");
     let mut config: MartsConfig = tributary_common::load(cli.config.as_deref(), std::env::vars())?;
     if let Some(interval) = cli.interval {
         config.interval_ms = interval;
