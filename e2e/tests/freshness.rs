@@ -41,7 +41,7 @@ async fn freshness_grows_while_a_source_is_silent_and_drops_when_it_speaks() -> 
         format!("127.0.0.1:{port}"),
     );
     marts_env.insert("TRIBUTARY_INTERVAL_MS".into(), "1000".into());
-    let mut services = vec![
+    let mut services = [
         Service::start("fresh-lake", "tributary-lake", &[], &run.lake_env()),
         Service::start("fresh-marts", "tributary-marts", &[], &marts_env),
         Service::start(
