@@ -41,7 +41,14 @@ fn the_shipped_scrape_config_and_rules_are_valid_and_the_alerts_fire() -> Result
     let tmp = std::env::temp_dir().join(format!("tributary-prom-{}", unique_suffix()));
     std::fs::create_dir_all(&tmp)?;
     let mut config = std::fs::read_to_string(dir.join("prometheus.yml"))?;
-    for host in ["LAKE", "INGEST_FILES", "INGEST_ERP", "API", "MARTS", "PROMETHEUS"] {
+    for host in [
+        "LAKE",
+        "INGEST_FILES",
+        "INGEST_ERP",
+        "API",
+        "MARTS",
+        "PROMETHEUS",
+    ] {
         config = config.replace(&format!("@{host}_HOST@"), "127.0.0.1");
     }
     assert!(!config.contains('@'), "a placeholder is left: {config}");
