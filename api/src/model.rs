@@ -239,6 +239,32 @@ pub struct MonthsPage {
     pub items: Vec<PeriodJson>,
 }
 
+/// How far the published rankings reach in one source.
+#[derive(Debug, Clone, PartialEq, Object)]
+pub struct SourceCompletenessJson {
+    /// `pg` (store system, via Debezium), `files` (partner files) or `erp` (the WS-* ERP).
+    pub source: String,
+    /// The furthest source position the rankings include: Postgres LSN, partner-file
+    /// sequence, ERP change sequence; null before the first event.
+    pub position: Option<i64>,
+    /// The newest source event the rankings include: Postgres commit time; for files and the
+    /// ERP, when the ingestor produced it.
+    pub newest_event_at: Option<DateTime<Utc>>,
+    /// Seconds from that event to now: how far behind this source the rankings are.
+    pub behind_seconds: Option<f64>,
+    /// Events of the source the rankings include.
+    pub events: u64,
+}
+
+/// Per source, how far the latest publication reaches.
+#[derive(Debug, Clone, PartialEq, Object)]
+pub struct CompletenessPage {
+    /// Where the numbers come from.
+    pub publication: PublicationJson,
+    /// One item per source with events in the lake, by source name.
+    pub items: Vec<SourceCompletenessJson>,
+}
+
 /// `/healthz` and `/readyz` bodies.
 #[derive(Debug, Clone, PartialEq, Eq, Object)]
 pub struct Status {

@@ -17,10 +17,10 @@ use crate::dead_letters;
 use crate::error::{ApiError, ProblemResponse};
 use crate::lake::Lake;
 use crate::model::{
-    CityDetail, CityJson, CityMonthJson, CityRankingPage, CitySalesmenPage, DeadLetterCountsPage,
-    DeadLettersPage, MonthsPage, PeriodJson, PublicationJson, SalesmanCityJson, SalesmanDetail,
-    SalesmanJson, SalesmanMonthJson, SalesmanRankingPage, SnapshotsPage, Status, money_of,
-    zero_money,
+    CityDetail, CityJson, CityMonthJson, CityRankingPage, CitySalesmenPage, CompletenessPage,
+    DeadLetterCountsPage, DeadLettersPage, MonthsPage, PeriodJson, PublicationJson,
+    SalesmanCityJson, SalesmanDetail, SalesmanJson, SalesmanMonthJson, SalesmanRankingPage,
+    SnapshotsPage, SourceCompletenessJson, Status, money_of, zero_money,
 };
 use crate::reads::{RankingReads, ScanReads};
 
@@ -636,6 +636,42 @@ impl RankingsApi {
             .map(PeriodJson::from)
             .collect();
         Ok(Json(MonthsPage { publication, items }))
+    }
+
+    /// Completeness: how far the published rankings reach in each source.
+    ///
+    /// Per source (`pg`, `files`, `erp`), the furthest source position and the newest source
+    /// event the latest publication counts, and how many seconds behind now that is: a late or
+    /// silent source shows here before anyone wonders why a sale is missing. 503 until the
+    /// marts have published.
+    #[oai(
+        path = "/v1/completeness",
+        method = "get",
+        tag = "ApiTags::Rankings",
+        operation_id = "completeness"
+    )]
+    async fn completeness(&self) -> ApiResult<CompletenessPage> {
+        let (row, publication) = self.latest().await?;
+        let now = chrono::Utc::now();
+        let items = self
+            .store
+            .sources(&row.publication_id)
+            .await?
+            .into_iter()
+            .map(|s| {
+                // The marts store "none yet" as -1 and the Unix epoch (no Nullable in ClickHouse 18).
+                let newest = (s.newest_event_at.timestamp() > 0).then_some(s.newest_event_at);
+                SourceCompletenessJson {
+                    source: s.source,
+                    position: (s.position >= 0).then_some(s.position),
+                    newest_event_at: newest,
+                    behind_seconds: newest
+                        .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
+                    events: s.events,
+                }
+            })
+            .collect();
+        Ok(Json(CompletenessPage { publication, items }))
     }
 
     /// Every raw table's snapshots.

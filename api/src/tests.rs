@@ -729,3 +729,41 @@ async fn every_parameter_and_error_response_is_documented() {
     assert!(names("/v1/rankings/salesmen").contains(&"city_id".to_string()));
     assert!(names("/v1/salesmen/{salesman_id}").contains(&"as_of_snapshot".to_string()));
 }
+
+#[tokio::test]
+async fn completeness_says_how_far_each_source_reaches() {
+    use tributary_marts::publication::SourceWatermark;
+
+    let newest = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let publication = publication().with_sources(BTreeMap::from([
+        (
+            "pg".to_string(),
+            SourceWatermark {
+                position: Some(4242),
+                newest_event_at: Some(newest),
+                events: 12,
+            },
+        ),
+        ("erp".to_string(), SourceWatermark::default()),
+    ]));
+    store.publish(&publication).await.unwrap();
+    let client = TestClient::new(app(store));
+    let (status, page) = get_json(&client, "/v1/completeness").await;
+    assert_eq!(status, StatusCode::OK);
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{page}");
+    assert_eq!(items[0]["source"], "erp");
+    assert!(items[0]["position"].is_null() && items[0]["newest_event_at"].is_null());
+    assert_eq!(items[1]["source"], "pg");
+    assert_eq!(items[1]["position"], 4242);
+    assert_eq!(items[1]["events"], 12);
+    assert!(
+        items[1]["behind_seconds"].as_f64().unwrap() > 1.0e6,
+        "{page}"
+    );
+
+    let client = TestClient::new(app(Arc::new(MemoryStore::new())));
+    let resp = client.get("/v1/completeness").send().await;
+    assert_problem(resp, StatusCode::SERVICE_UNAVAILABLE, "not-published").await;
+}

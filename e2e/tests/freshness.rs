@@ -44,6 +44,7 @@ async fn freshness_grows_while_a_source_is_silent_and_drops_when_it_speaks() -> 
     let mut services = [
         Service::start("fresh-lake", "tributary-lake", &[], &run.lake_env()),
         Service::start("fresh-marts", "tributary-marts", &[], &marts_env),
+        Service::start("fresh-api", "tributary-api", &[], &run.api_env()),
         Service::start(
             "fresh-ingest",
             "tributary-ingest",
@@ -90,6 +91,34 @@ async fn freshness_grows_while_a_source_is_silent_and_drops_when_it_speaks() -> 
     assert!(
         fresh < silent,
         "{fresh} s after a new file, {silent} s before"
+    );
+
+    // The API says the same per source: completeness of the published rankings.
+    let completeness = eventually(Duration::from_secs(60), || {
+        let url = format!("{}/v1/completeness", run.api());
+        async move {
+            let page: serde_json::Value = match reqwest::get(&url).await {
+                Ok(r) if r.status().is_success() => r.json().await?,
+                _ => return Ok(None),
+            };
+            let files = page["items"]
+                .as_array()
+                .and_then(|items| items.iter().find(|i| i["source"] == "files").cloned());
+            Ok(files.filter(|f| f["events"].as_u64() >= Some(2)))
+        }
+    })
+    .await
+    .context("/v1/completeness never showed both files' events")?;
+    assert!(
+        completeness["position"].as_i64().is_some(),
+        "{completeness}"
+    );
+    let behind = completeness["behind_seconds"]
+        .as_f64()
+        .context("behind_seconds")?;
+    assert!(
+        behind < silent,
+        "the API says files are {behind} s behind, the marts said {fresh} s"
     );
 
     // The exposition is valid Prometheus text.
