@@ -45,6 +45,7 @@ use poem::listener::TcpAcceptor;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server};
 use poem_openapi::OpenApiService;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use tributary_marts::{ClickHouseStore, PublicationStore};
 
 pub use crate::config::ApiConfig;
@@ -134,7 +135,24 @@ fn app_of(api: RankingsApi) -> impl Endpoint<Output = Response> {
                 let started = Instant::now();
                 let path = req.uri().path().to_string();
                 let method = req.method().to_string();
-                let resp = match ep.call(req).await {
+                let route = route_template(&templates, &path);
+                // One server span per request (HTTP semantic conventions), continuing the
+                // caller's trace when it sends a W3C `traceparent`.
+                let span = tracing::info_span!(
+                    "http_request",
+                    otel.name = %format!("{method} {route}"),
+                    otel.kind = "server",
+                    http.request.method = %method,
+                    http.route = %route,
+                    url.path = %path,
+                    http.response.status_code = tracing::field::Empty,
+                );
+                if let Some(parent) = req.header("traceparent").and_then(|tp| {
+                    tributary_common::telemetry::remote_context(tp, req.header("tracestate"))
+                }) {
+                    tributary_common::telemetry::set_remote_parent(&span, parent);
+                }
+                let resp = match ep.call(req).instrument(span.clone()).await {
                     Ok(resp) => resp,
                     // Errors poem raised itself (parameter parsing, unknown routes): same
                     // problem-JSON shape as the handlers' own errors.
@@ -144,6 +162,7 @@ fn app_of(api: RankingsApi) -> impl Endpoint<Output = Response> {
                         ProblemResponse::from(error).into_response()
                     }
                 };
+                span.record("http.response.status_code", resp.status().as_u16());
                 metrics.observe(
                     route_template(&templates, &path),
                     &method,

@@ -329,3 +329,58 @@ async fn a_file_batch_trace_crosses_kafka_into_the_lander_commit_and_the_mart_ru
     assert_eq!(run_span.service, "tributary-marts");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_request_is_a_server_span_that_continues_the_callers_trace() -> Result<()> {
+    require_stack();
+    let run = TestPipeline::new();
+    let port = free_port();
+    let seen = spawn_receiver(port);
+    let mut api = Service::start(
+        "tracing-api",
+        "tributary-api",
+        &[],
+        &traced(run.api_env(), port),
+    );
+    let (trace_id, caller) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(30), || {
+        api.assert_running();
+        let (http, url) = (&http, format!("{}/v1/cities/7", run.api()));
+        async move {
+            let sent = http
+                .get(&url)
+                .header("traceparent", format!("00-{trace_id}-{caller}-01"))
+                .send()
+                .await;
+            // No publication in this run's database: a 503 problem, still a traced request.
+            Ok(sent.ok().map(|_| ()))
+        }
+    })
+    .await?;
+    let span = eventually(Duration::from_secs(30), || {
+        let seen = &seen;
+        async move {
+            Ok(seen
+                .lock()
+                .expect("spans lock")
+                .iter()
+                .find(|s| s.service == "tributary-api" && s.trace_id == trace_id)
+                .cloned())
+        }
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "no API span in the caller's trace; see {}",
+            api.log().display()
+        )
+    })?;
+    assert_eq!(span.parent_span_id, caller, "{span:?}");
+    assert_eq!(span.name, "GET /v1/cities/{city_id}");
+    assert_eq!(span.attributes["http.route"], "/v1/cities/{city_id}");
+    assert_eq!(span.attributes["http.request.method"], "GET");
+    assert_eq!(span.attributes["url.path"], "/v1/cities/7");
+    assert_eq!(span.attributes["http.response.status_code"], "503");
+    Ok(())
+}
