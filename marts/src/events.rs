@@ -16,7 +16,7 @@ use crate::fold::{
     SaleKey, SaleRefs, SalesmanRow,
 };
 use crate::money::Money;
-pub use crate::publication::SourceWatermark as Watermark;
+use crate::publication::SourceWatermark as Watermark;
 
 /// Typed columns of one batch, with errors naming the table and column.
 struct Batch<'a> {
@@ -239,22 +239,23 @@ pub fn event_sales(
         .collect())
 }
 
-/// Decodes `pg_salesman` rows.
-pub fn salesmen(
+/// Decodes the rows of a master-data table (`pg_salesman`, `pg_city`): its two text columns
+/// `a` and `b` make a row with `row`, unless the event is a delete.
+fn master_events<T>(
+    table: &'static str,
+    (a, b_col): (&str, &str),
     batch: &RecordBatch,
     watermark: &mut Watermark,
-) -> Result<Vec<MasterEvent<SalesmanRow>>, MartsError> {
-    let b = Batch {
-        table: "pg_salesman",
-        batch,
-    };
+    row: impl Fn(Option<String>, Option<String>) -> T,
+) -> Result<Vec<MasterEvent<T>>, MartsError> {
+    let b = Batch { table, batch };
     let (id, lsn, offset, source_ts) = (
         b.required_i64s(col::ID)?,
         b.required_i64s(col::SOURCE_LSN)?,
         b.required_i64s(col::KAFKA_OFFSET)?,
         b.micros(col::SOURCE_TS)?,
     );
-    let (code, name, deleted) = (b.strs(col::CODE)?, b.strs(col::NAME)?, b.deleted()?);
+    let (first, second, deleted) = (b.strs(a)?, b.strs(b_col)?, b.deleted()?);
     Ok((0..batch.num_rows())
         .map(|i| {
             watermark.saw(lsn[i], source_ts[i]);
@@ -262,14 +263,25 @@ pub fn salesmen(
                 id: id[i],
                 version: MasterVersion {
                     order: [lsn[i], offset[i], 0],
-                    row: (!deleted[i]).then(|| SalesmanRow {
-                        code: code[i].clone(),
-                        name: name[i].clone(),
-                    }),
+                    row: (!deleted[i]).then(|| row(first[i].clone(), second[i].clone())),
                 },
             }
         })
         .collect())
+}
+
+/// Decodes `pg_salesman` rows.
+pub fn salesmen(
+    batch: &RecordBatch,
+    watermark: &mut Watermark,
+) -> Result<Vec<MasterEvent<SalesmanRow>>, MartsError> {
+    master_events(
+        "pg_salesman",
+        (col::CODE, col::NAME),
+        batch,
+        watermark,
+        |code, name| SalesmanRow { code, name },
+    )
 }
 
 /// Decodes `pg_city` rows.
@@ -277,30 +289,11 @@ pub fn cities(
     batch: &RecordBatch,
     watermark: &mut Watermark,
 ) -> Result<Vec<MasterEvent<CityRow>>, MartsError> {
-    let b = Batch {
-        table: "pg_city",
+    master_events(
+        "pg_city",
+        (col::NAME, col::STATE),
         batch,
-    };
-    let (id, lsn, offset, source_ts) = (
-        b.required_i64s(col::ID)?,
-        b.required_i64s(col::SOURCE_LSN)?,
-        b.required_i64s(col::KAFKA_OFFSET)?,
-        b.micros(col::SOURCE_TS)?,
-    );
-    let (name, state, deleted) = (b.strs(col::NAME)?, b.strs(col::STATE)?, b.deleted()?);
-    Ok((0..batch.num_rows())
-        .map(|i| {
-            watermark.saw(lsn[i], source_ts[i]);
-            MasterEvent {
-                id: id[i],
-                version: MasterVersion {
-                    order: [lsn[i], offset[i], 0],
-                    row: (!deleted[i]).then(|| CityRow {
-                        name: name[i].clone(),
-                        state: state[i].clone(),
-                    }),
-                },
-            }
-        })
-        .collect())
+        watermark,
+        |name, state| CityRow { name, state },
+    )
 }

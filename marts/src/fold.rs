@@ -401,7 +401,7 @@ impl Cells {
         if let Some(kept) = kept {
             self.add(kept, -1);
         }
-        let (salesman, city) = if event.key.source == crate::fold::SOURCE_PG {
+        let (salesman, city) = if event.key.source == SOURCE_PG {
             resolve_by_id(&event.refs)
         } else {
             keys.resolve(&event.refs)

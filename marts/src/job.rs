@@ -24,10 +24,10 @@ use tracing::Instrument;
 
 use crate::current_state;
 use crate::error::MartsError;
-use crate::events::{self, Watermark};
+use crate::events;
 use crate::fold::{SOURCE_ERP, SOURCE_FILES, SOURCE_PG, SaleEvent, SaleKey, SaleRecord};
 use crate::lake::{self, AsOf, RAW_TABLES};
-use crate::publication::{LakeSnapshot, LakeSnapshots, Publication};
+use crate::publication::{LakeSnapshot, LakeSnapshots, Publication, SourceWatermark};
 use crate::ranking::{self, PeriodRankings};
 use crate::schema::{MartRunRow, RunStatus};
 use crate::state::{Checkpoint, StateStore};
@@ -164,7 +164,7 @@ struct NewEvents {
     sales: Vec<SaleEvent>,
     salesmen: Vec<crate::fold::MasterEvent<crate::fold::SalesmanRow>>,
     cities: Vec<crate::fold::MasterEvent<crate::fold::CityRow>>,
-    watermarks: std::collections::BTreeMap<String, Watermark>,
+    watermarks: std::collections::BTreeMap<String, SourceWatermark>,
     rows: u64,
 }
 

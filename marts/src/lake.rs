@@ -109,7 +109,7 @@ pub async fn register_raw_tables_as_of(
             table: qualified.clone(),
             source: Box::new(source),
         };
-        let table = load(catalog, namespace, name).await?;
+        let table = load_raw_table(catalog, namespace, name).await?;
         let snapshot_id = match as_of {
             AsOf::Latest => table.metadata().current_snapshot().map(|s| s.snapshot_id()),
             AsOf::Snapshots(pins) => match pins.get(name) {
@@ -167,7 +167,12 @@ pub async fn register_raw_tables_as_of(
     Ok(LakeSnapshots(snapshots))
 }
 
-async fn load(catalog: &dyn Catalog, namespace: &str, name: &str) -> Result<Table, MartsError> {
+/// Loads raw table `name` of `namespace` (a missing table is [`MartsError::LakeTableMissing`]).
+pub async fn load_raw_table(
+    catalog: &dyn Catalog,
+    namespace: &str,
+    name: &str,
+) -> Result<Table, MartsError> {
     let ident = TableIdent::new(NamespaceIdent::new(namespace.to_string()), name.to_string());
     let qualified = format!("{namespace}.{name}");
     let lake_err = |source| MartsError::Lake {
@@ -295,15 +300,6 @@ pub async fn read_added(
     Ok((batches, in_order))
 }
 
-/// Loads raw table `name` of `namespace` (a missing table is [`MartsError::LakeTableMissing`]).
-pub async fn load_raw_table(
-    catalog: &dyn Catalog,
-    namespace: &str,
-    name: &str,
-) -> Result<Table, MartsError> {
-    load(catalog, namespace, name).await
-}
-
 /// The snapshot that was current at `at`: the latest entry of the snapshot log (the history of
 /// the current snapshot, so a rolled-back branch is not picked) committed at or before `at`,
 /// falling back to the snapshots themselves when the log is empty. Millisecond precision, as
@@ -371,7 +367,7 @@ pub async fn list_snapshots(
 ) -> Result<Vec<TableSnapshots>, MartsError> {
     let mut out = Vec::with_capacity(LISTED_TABLES.len());
     for name in LISTED_TABLES {
-        let table = match load(catalog, namespace, name).await {
+        let table = match load_raw_table(catalog, namespace, name).await {
             Ok(table) => table,
             Err(MartsError::LakeTableMissing { .. }) if name == names::TABLE_DEAD_LETTERS => {
                 continue;
@@ -417,7 +413,7 @@ mod tests {
     const ALL: [RawTable; 5] = RawTable::DATA_TABLES;
 
     async fn commit_time(catalog: &dyn Catalog, table: &str, snapshot_id: i64) -> DateTime<Utc> {
-        let t = load(catalog, "raw", table).await.unwrap();
+        let t = load_raw_table(catalog, "raw", table).await.unwrap();
         let ms = t
             .metadata()
             .snapshot_by_id(snapshot_id)

@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 pub use self::memory::MemoryState;
 pub use self::postgres::PostgresState;
 use crate::error::MartsError;
-use crate::events::Watermark;
 use crate::fold::{Cells, CityKey, MasterData, SaleKey, SaleRecord};
+use crate::publication::SourceWatermark;
 
 /// Where the kept state stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +42,7 @@ pub struct Checkpoint {
     /// Revenue and count per (period, city, salesman).
     pub cells: Cells,
     /// Source (`pg`, `files`, `erp`) → how far the folded events reach.
-    pub watermarks: BTreeMap<String, Watermark>,
+    pub watermarks: BTreeMap<String, SourceWatermark>,
 }
 
 /// Storage of the kept state.
