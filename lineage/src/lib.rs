@@ -30,6 +30,7 @@ pub mod emitter;
 pub mod error;
 pub mod event;
 pub mod facets;
+pub mod graph;
 pub mod marts;
 pub mod naming;
 pub mod transport;
