@@ -21,6 +21,9 @@ pub struct ApiConfig {
     /// The Kafka topics, as the lander names them (`TRIBUTARY_TOPICS__FILE_DEAD_LETTERS`, …): they
     /// say which source each dead letter came from.
     pub topics: TopicsConfig,
+    /// Where `POST /api/v1/lineage` stores OpenLineage events (the Marquez-compatible subset;
+    /// `TRIBUTARY_LINEAGE__URL`, `TRIBUTARY_LINEAGE__SCHEMA`).
+    pub lineage: LineageStoreSettings,
 }
 
 impl Default for ApiConfig {
@@ -30,6 +33,62 @@ impl Default for ApiConfig {
             clickhouse: ClickHouseSettings::default(),
             lake: LakeSettings::default(),
             topics: TopicsConfig::default(),
+            lineage: LineageStoreSettings::default(),
+        }
+    }
+}
+
+/// The lineage event store: a Postgres database and the schema of its table `lineage_events`
+/// (created at start-up if missing).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LineageStoreSettings {
+    /// Postgres URL (`postgres://user:password@host:port/database`).
+    pub url: String,
+    /// Schema of the events table (letters, digits and `_`; tests use their own).
+    pub schema: String,
+}
+
+impl Default for LineageStoreSettings {
+    fn default() -> Self {
+        Self {
+            url: "postgres://tributary:tributary@127.0.0.1:5432/tributary".into(),
+            schema: "lineage".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for LineageStoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password.
+        let url = match self.url.split_once('@') {
+            Some((_, host)) => format!("postgres://***@{host}"),
+            None => self.url.clone(),
+        };
+        f.debug_struct("LineageStoreSettings")
+            .field("url", &url)
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl LineageStoreSettings {
+    /// The schema name, checked: it is spliced into SQL.
+    pub fn checked_schema(&self) -> Result<&str, String> {
+        let ok = !self.schema.is_empty()
+            && self.schema.len() <= 63
+            && self
+                .schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !self.schema.starts_with(|c: char| c.is_ascii_digit());
+        if ok {
+            Ok(&self.schema)
+        } else {
+            Err(format!(
+                "invalid api config: lineage.schema = {:?} must be letters, digits and _ (not starting with a digit)",
+                self.schema
+            ))
         }
     }
 }

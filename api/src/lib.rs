@@ -26,6 +26,8 @@ pub mod config;
 pub mod dead_letters;
 pub mod error;
 pub mod lake;
+pub mod lineage_page;
+pub mod lineage_store;
 pub mod metrics;
 pub mod model;
 pub mod reads;
@@ -52,6 +54,7 @@ pub use crate::config::ApiConfig;
 pub use crate::error::ApiError;
 use crate::error::{ProblemResponse, from_poem_error};
 pub use crate::lake::Lake;
+use crate::lineage_store::{LineageStore, PostgresEventLog};
 use crate::metrics::{ApiMetrics, route_template};
 use crate::reads::ClickHouseReads;
 use crate::routes::RankingsApi;
@@ -76,7 +79,7 @@ pub fn openapi_json() -> String {
 
 /// The whole HTTP application over `store`, without a lake (time travel answers 503).
 pub fn app(store: Arc<dyn PublicationStore>) -> impl Endpoint<Output = Response> {
-    app_of(RankingsApi::new(store))
+    app_of(RankingsApi::new(store), Arc::new(LineageStore::in_memory()))
 }
 
 /// The whole HTTP application over `store`, with `lake` for time travel.
@@ -84,10 +87,13 @@ pub fn app_with_lake(
     store: Arc<dyn PublicationStore>,
     lake: Arc<Lake>,
 ) -> impl Endpoint<Output = Response> {
-    app_of(RankingsApi::with_lake(store, lake))
+    app_of(
+        RankingsApi::with_lake(store, lake),
+        Arc::new(LineageStore::in_memory()),
+    )
 }
 
-fn app_of(api: RankingsApi) -> impl Endpoint<Output = Response> {
+fn app_of(api: RankingsApi, lineage: Arc<LineageStore>) -> impl Endpoint<Output = Response> {
     let (store, lake) = api.parts();
     let api = openapi_service(api);
     let docs = api.swagger_ui();
@@ -99,6 +105,7 @@ fn app_of(api: RankingsApi) -> impl Endpoint<Output = Response> {
             .into_iter()
             .map(String::from),
     );
+    templates.extend(lineage_store::ROUTE_TEMPLATES.iter().map(|t| t.to_string()));
     let templates = Arc::new(templates);
     let metrics = Arc::new(ApiMetrics::new());
     let scrape = {
@@ -128,6 +135,8 @@ fn app_of(api: RankingsApi) -> impl Endpoint<Output = Response> {
         .at("/openapi.json", spec)
         .at("/metrics", poem::get(scrape))
         .at("/status", poem::get(status_page))
+        .nest("/api/v1", lineage_store::routes(lineage))
+        .at("/lineage", poem::get(lineage_page::page))
         .nest("/docs", docs)
         .around(move |ep, req: Request| {
             let (templates, metrics) = (templates.clone(), metrics.clone());
@@ -196,7 +205,15 @@ pub async fn run(
     let lake = Arc::new(Lake::from_settings(config.lake).with_topics(&config.topics));
     let api = RankingsApi::with_lake(Arc::new(store.clone()), lake)
         .with_reads(Arc::new(ClickHouseReads(store)));
-    serve_api(listener, api, shutdown).await
+    // The lineage store is opened now if Postgres answers, else at the first lineage request:
+    // the rankings do not depend on it.
+    let log = PostgresEventLog::new(config.lineage)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    if let Err(error) = log.connect().await {
+        tracing::warn!(%error, "lineage store not ready yet; retrying at each lineage request");
+    }
+    let lineage = Arc::new(LineageStore::new(Arc::new(log)));
+    serve_api(listener, api, lineage, shutdown).await
 }
 
 /// Serves the API over any store and lake (tests use `MemoryStore` and a memory catalog).
@@ -206,20 +223,27 @@ pub async fn serve(
     lake: Arc<Lake>,
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {
-    serve_api(listener, RankingsApi::with_lake(store, lake), shutdown).await
+    serve_api(
+        listener,
+        RankingsApi::with_lake(store, lake),
+        Arc::new(LineageStore::in_memory()),
+        shutdown,
+    )
+    .await
 }
 
 /// Serves `api` on `listener` until `shutdown` is cancelled.
 async fn serve_api(
     listener: tokio::net::TcpListener,
     api: RankingsApi,
+    lineage: Arc<LineageStore>,
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "api listening");
     Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
         .run_with_graceful_shutdown(
-            app_of(api),
+            app_of(api, lineage),
             shutdown.cancelled_owned(),
             Some(SHUTDOWN_GRACE),
         )
