@@ -27,6 +27,7 @@ use crate::error::MartsError;
 use crate::events;
 use crate::fold::{SOURCE_ERP, SOURCE_FILES, SOURCE_PG, SaleEvent, SaleKey, SaleRecord};
 use crate::lake::{self, AsOf, RAW_TABLES};
+use crate::lineage::{MartsLineage, MartsRun, table_reads};
 use crate::publication::{LakeSnapshot, LakeSnapshots, Publication, SourceWatermark};
 use crate::ranking::{self, PeriodRankings};
 use crate::schema::{MartRunRow, RunStatus};
@@ -105,6 +106,9 @@ struct RunProgress {
     rows_out: u64,
     /// Per source, the newest event the published rankings count.
     newest: Option<std::collections::BTreeMap<String, DateTime<Utc>>>,
+    /// Rows read per raw table, and written per ranking table (lineage statistics).
+    rows_read: std::collections::BTreeMap<String, u64>,
+    rows_written: std::collections::BTreeMap<String, u64>,
 }
 
 /// ClickHouse `DateTime` has second precision; a row read back then equals the row written.
@@ -144,6 +148,7 @@ pub struct MartsJob {
     state: Arc<dyn StateStore>,
     clock: Arc<dyn Clock>,
     metrics: Option<crate::metrics::MartsMetrics>,
+    lineage: MartsLineage,
 }
 
 /// How a run treats the kept state and the latest publication.
@@ -166,6 +171,7 @@ struct NewEvents {
     cities: Vec<crate::fold::MasterEvent<crate::fold::CityRow>>,
     watermarks: std::collections::BTreeMap<String, SourceWatermark>,
     rows: u64,
+    rows_by_table: std::collections::BTreeMap<String, u64>,
 }
 
 impl MartsJob {
@@ -195,7 +201,14 @@ impl MartsJob {
             state,
             clock,
             metrics: None,
+            lineage: MartsLineage::disabled(),
         }
+    }
+
+    /// The same job, emitting OpenLineage events for its runs (see [`crate::lineage`]).
+    pub fn with_lineage(mut self, lineage: MartsLineage) -> Self {
+        self.lineage = lineage;
+        self
     }
 
     /// The same job, counting its runs in `metrics`.
@@ -220,13 +233,23 @@ impl MartsJob {
     /// that either, and a record that fails to be written must not turn a published run into
     /// an error (the publication is already visible), so such a failure is only logged.
     pub async fn run_with(&self, mode: RunMode) -> Result<RunOutcome, MartsError> {
+        self.run_under(mode, None).await
+    }
+
+    /// [`MartsJob::run_with`], its lineage run the child of `parent` (the scheduler's).
+    async fn run_under(
+        &self,
+        mode: RunMode,
+        parent: Option<&tributary_lineage::JobRun>,
+    ) -> Result<RunOutcome, MartsError> {
         let run_id = uuid::Uuid::now_v7().to_string();
         let started_at = self.clock.now();
+        let mut lineage = self.lineage.begin(parent, started_at);
         let span = tracing::info_span!("marts_run", run_id = %run_id, mode = ?mode);
         let mut progress = RunProgress::default();
         let timer = std::time::Instant::now();
         let result = self
-            .run(&run_id, started_at, mode, &mut progress)
+            .run(&run_id, started_at, mode, &mut progress, &mut lineage)
             .instrument(span.clone())
             .await;
         let (status, error) = match &result {
@@ -256,6 +279,15 @@ impl MartsJob {
             let _guard = span.enter();
             tracing::warn!(%error, status = status.as_str(), "could not record the run in mart_runs");
         }
+        let reads = table_reads(progress.snapshots.as_ref(), &progress.rows_read);
+        match &result {
+            Ok(RunOutcome::Published { .. }) => lineage.complete(&reads, &progress.rows_written),
+            // Nothing read, nothing written: no events (see `crate::lineage`).
+            Ok(RunOutcome::Unchanged { .. }) => {}
+            Err(error) => lineage.fail(&reads, error),
+        }
+        // Delivered before a `run-once` process exits (bounded; immediate when lineage is off).
+        self.lineage.lineage().flush().await;
         if let Some(metrics) = &self.metrics {
             metrics.run(status, timer.elapsed().as_secs_f64(), progress.rows_in);
             self.record_freshness(metrics, &result, progress).await;
@@ -269,6 +301,7 @@ impl MartsJob {
         computed_at: DateTime<Utc>,
         mode: RunMode,
         progress: &mut RunProgress,
+        lineage: &mut MartsRun,
     ) -> Result<RunOutcome, MartsError> {
         self.store.ensure_schema().await?;
         if mode == RunMode::Rebuild {
@@ -302,6 +335,7 @@ impl MartsJob {
                 return Ok(RunOutcome::Unchanged { publication_id });
             }
         }
+        lineage.start(&table_reads(Some(&snapshots), &Default::default()));
 
         let base = self.state.checkpoint().await?;
         if let Some(kept) = &base
@@ -327,6 +361,7 @@ impl MartsJob {
         let new = self.read_new_events(&tables, &checkpoint).await?;
         timings.read = lap();
         progress.rows_in = new.rows;
+        progress.rows_read = new.rows_by_table.clone();
         let changed = self.fold(&mut checkpoint, new).await?;
         timings.fold = lap();
         checkpoint.snapshots = tables
@@ -346,7 +381,19 @@ impl MartsJob {
         timings.rank = lap();
         self.store.publish(&publication).await?;
         timings.publish = lap();
-        progress.rows_out = publication.rows().ranking_rows();
+        let rows = publication.rows();
+        progress.rows_out = rows.ranking_rows();
+        progress.rows_written = [
+            (crate::schema::CITY_RANKING, rows.cities.len()),
+            (
+                crate::schema::CITY_SALESMAN_RANKING,
+                rows.city_salesmen.len(),
+            ),
+            (crate::schema::SALESMAN_RANKING, rows.salesmen.len()),
+        ]
+        .into_iter()
+        .map(|(table, n)| (table.to_string(), n as u64))
+        .collect();
         progress.newest = Some(
             checkpoint
                 .watermarks
@@ -422,6 +469,7 @@ impl MartsJob {
         for (name, table, current) in tables {
             let qualified = format!("{}.{name}", self.namespace);
             let since = checkpoint.snapshots.get(*name).copied();
+            new.rows_by_table.entry(name.to_string()).or_default();
             let Some(upto) = *current else {
                 if since.is_some() {
                     return Err(MartsError::StateDiverged {
@@ -455,6 +503,7 @@ impl MartsJob {
             let watermark = new.watermarks.entry(source.to_string()).or_default();
             for batch in &batches {
                 new.rows += batch.num_rows() as u64;
+                *new.rows_by_table.entry(name.to_string()).or_default() += batch.num_rows() as u64;
                 match *name {
                     names::TABLE_PG_SALE => new.sales.extend(events::pg_sales(batch, watermark)?),
                     names::TABLE_PG_SALESMAN => {
@@ -540,6 +589,7 @@ impl MartsJob {
     /// in flight: ranking rows are replaceable and the publication row is written last, so an
     /// interrupted run leaves nothing a reader can see, and the next run repeats it.
     pub async fn run_scheduled(&self, interval: Duration, shutdown: CancellationToken) {
+        let process = self.lineage.process();
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -552,7 +602,7 @@ impl MartsJob {
                     tracing::info!("shutdown during a run; the next start repeats it");
                     break;
                 }
-                result = self.run_once(false) => {
+                result = self.run_under(RunMode::Incremental, Some(&process)) => {
                     if let Err(error) = result {
                         tracing::error!(
                             %error,
@@ -563,6 +613,8 @@ impl MartsJob {
                 }
             }
         }
+        process.complete(vec![], vec![]);
+        self.lineage.lineage().flush().await;
         tracing::info!("marts scheduler stopped");
     }
 }

@@ -43,6 +43,8 @@ pub mod job;
 #[cfg(feature = "job")]
 pub mod lake;
 #[cfg(feature = "job")]
+pub mod lineage;
+#[cfg(feature = "job")]
 pub mod metrics;
 pub mod money;
 pub mod period;
