@@ -21,7 +21,8 @@ use tributary_marts::job::compute_as_of;
 use tributary_marts::lake::{
     AsOf, LISTED_TABLES, RAW_TABLES, TableSnapshots, list_snapshots, load_raw_table, snapshot_at,
 };
-use tributary_marts::{MartsError, MemoryStore, Publication, PublicationStore};
+use tributary_marts::provenance::{Provenance, RankingKey, provenance};
+use tributary_marts::{MartsError, MemoryStore, Period, Publication, PublicationStore};
 
 use crate::dead_letters::{self, DeadLetter, TopicSources};
 use crate::error::ApiError;
@@ -100,6 +101,19 @@ impl Lake {
             })
             .await
             .cloned()
+    }
+
+    /// The current sales behind one ranking row, the lake read as `as_of` says.
+    pub async fn provenance(
+        &self,
+        as_of: &AsOf,
+        period: Period,
+        key: RankingKey,
+    ) -> Result<Provenance, ApiError> {
+        let catalog = self.catalog().await?;
+        provenance(catalog.as_ref(), &self.namespace, as_of, period, key)
+            .await
+            .map_err(ApiError::Lake)
     }
 
     /// Every raw table's snapshots.

@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{OpenApi, Tags};
+use tributary_marts::lake::AsOf;
+use tributary_marts::provenance::RankingKey;
 use tributary_marts::schema::PublicationRow;
 use tributary_marts::{Page, Period, PublicationStore};
 
@@ -18,10 +20,11 @@ use crate::error::{ApiError, ProblemResponse};
 use crate::lake::Lake;
 use crate::model::{
     CityDetail, CityJson, CityMonthJson, CityRankingPage, CitySalesmenPage, CompletenessPage,
-    DeadLetterCountsPage, DeadLettersPage, MonthsPage, PeriodJson, PublicationJson,
-    SalesmanCityJson, SalesmanDetail, SalesmanJson, SalesmanMonthJson, SalesmanRankingPage,
-    SnapshotsPage, SourceCompletenessJson, Status, money_of, zero_money,
+    DeadLetterCountsPage, DeadLettersPage, LakeSnapshotJson, MonthsPage, PeriodJson,
+    PublicationJson, SalesmanCityJson, SalesmanDetail, SalesmanJson, SalesmanMonthJson,
+    SalesmanRankingPage, SnapshotsPage, SourceCompletenessJson, Status, money_of, zero_money,
 };
+use crate::provenance::{ProvenancePage, page_of};
 use crate::reads::{RankingReads, ScanReads};
 
 /// Default page size.
@@ -61,6 +64,8 @@ enum ApiTags {
     Rankings,
     /// One salesman or one city in detail.
     Details,
+    /// Which source records make up a ranking row.
+    Provenance,
     /// Time travel: the lake's snapshots.
     Lake,
     /// Rejected input.
@@ -109,6 +114,19 @@ fn travel_param(as_of: Option<&str>, as_of_snapshot: Option<i64>) -> Result<Trav
     }
 }
 
+/// The lake pins that reproduce a publication: each raw table at the snapshot it was computed
+/// from. (A table that had no snapshot then is read at its current one; it can only differ if
+/// it got its first snapshot since.)
+fn publication_pins(publication: &PublicationJson) -> AsOf {
+    AsOf::Snapshots(
+        publication
+            .lake_snapshots
+            .iter()
+            .filter_map(|s| s.snapshot_id.map(|id| (s.table.clone(), id)))
+            .collect(),
+    )
+}
+
 /// What a request reads: the store and its extra reads, the publication, the period asked for.
 struct Source {
     store: Arc<dyn PublicationStore>,
@@ -117,6 +135,8 @@ struct Source {
     publication: PublicationJson,
     period: Period,
     summary: PeriodJson,
+    /// How the lake is read to explain this publication: at its own snapshots, or as asked.
+    as_of: AsOf,
 }
 
 /// The API, over a publication store and (for time travel) the lake.
@@ -165,19 +185,24 @@ impl RankingsApi {
         as_of_snapshot: Option<i64>,
     ) -> Result<Source, ProblemResponse> {
         let period = period_param(month)?;
-        let (store, reads, at) = match travel_param(as_of, as_of_snapshot)? {
-            Travel::Latest => (self.store.clone(), self.reads.clone(), None),
+        let (store, reads, at, lake_as_of) = match travel_param(as_of, as_of_snapshot)? {
+            Travel::Latest => (self.store.clone(), self.reads.clone(), None, None),
             Travel::At(at) => {
                 let store = self.lake()?.publication_as_of(at).await?;
                 let reads: Arc<dyn RankingReads> = Arc::new(ScanReads(store.clone()));
-                (store, reads, Some((at, None)))
+                (store, reads, Some((at, None)), Some(AsOf::Timestamp(at)))
             }
             Travel::Snapshot(id) => {
                 let lake = self.lake()?;
                 let cut = lake.resolve_snapshot(id).await?;
                 let store = lake.publication_of(&cut.as_of).await?;
                 let reads: Arc<dyn RankingReads> = Arc::new(ScanReads(store.clone()));
-                (store, reads, Some((cut.committed_at, Some(id))))
+                (
+                    store,
+                    reads,
+                    Some((cut.committed_at, Some(id))),
+                    Some(cut.as_of),
+                )
             }
         };
         let row = store
@@ -193,6 +218,7 @@ impl RankingsApi {
             Some(p) => PeriodJson::from(&p),
             None => PeriodJson::empty(period),
         };
+        let as_of = lake_as_of.unwrap_or_else(|| publication_pins(&publication));
         Ok(Source {
             store,
             reads,
@@ -200,7 +226,96 @@ impl RankingsApi {
             publication,
             period,
             summary,
+            as_of,
         })
+    }
+
+    /// The provenance page of one ranking row: the row as published (or computed for the
+    /// time asked), and the sales behind it read from the lake at the same snapshots.
+    async fn provenance(
+        &self,
+        key: RankingKey,
+        (month, as_of, as_of_snapshot): (Option<&str>, Option<&str>, Option<i64>),
+        limit: u32,
+        offset: u64,
+    ) -> ApiResult<ProvenancePage> {
+        let src = self.source(month, as_of, as_of_snapshot).await?;
+        let publication_id = &src.row.publication_id;
+        let salesman_not_found = |salesman_id| ApiError::SalesmanNotFound {
+            salesman_id,
+            publication_id: publication_id.clone(),
+        };
+        let (ranking, rank, revenue, sales) = match key {
+            RankingKey::City { city_id } => src
+                .reads
+                .cities(publication_id, src.period, &[city_id])
+                .await?
+                .into_iter()
+                .next()
+                .map(|c| ("city", c.rank, c.revenue, c.sales))
+                .ok_or_else(|| ApiError::CityNotFound {
+                    city_id,
+                    publication_id: publication_id.clone(),
+                })?,
+            RankingKey::CitySalesman {
+                city_id,
+                salesman_id,
+            } => src
+                .reads
+                .salesman_cities(publication_id, src.period, salesman_id)
+                .await?
+                .into_iter()
+                .find(|c| c.city_id == city_id)
+                .map(|c| ("city_salesman", c.rank, c.revenue, c.sales))
+                .ok_or_else(|| salesman_not_found(salesman_id))?,
+            RankingKey::Salesman { salesman_id } => src
+                .reads
+                .salesman(publication_id, src.period, salesman_id)
+                .await?
+                .map(|s| ("salesman", s.rank, s.revenue, s.sales))
+                .ok_or_else(|| salesman_not_found(salesman_id))?,
+        };
+        let provenance = self.lake()?.provenance(&src.as_of, src.period, key).await?;
+        let records_revenue = provenance.revenue().ok_or_else(|| {
+            ApiError::Lake(tributary_marts::MartsError::UnexpectedColumn {
+                query: "provenance",
+                column: "amount".into(),
+                expected: "a sum within Decimal(18,2)",
+                found: "an overflowing sum".into(),
+            })
+        })?;
+        let (city_id, salesman_id) = match key {
+            RankingKey::City { city_id } => (Some(city_id), None),
+            RankingKey::CitySalesman {
+                city_id,
+                salesman_id,
+            } => (Some(city_id), Some(salesman_id)),
+            RankingKey::Salesman { salesman_id } => (None, Some(salesman_id)),
+        };
+        Ok(Json(ProvenancePage {
+            publication: src.publication,
+            period: src.period.key(),
+            ranking: ranking.to_string(),
+            city_id,
+            salesman_id,
+            rank,
+            revenue: money_of(revenue),
+            sales,
+            records_revenue: records_revenue.to_string(),
+            lake_snapshots: provenance
+                .snapshots
+                .0
+                .iter()
+                .map(|s| LakeSnapshotJson {
+                    table: s.table.clone(),
+                    snapshot_id: s.snapshot_id,
+                })
+                .collect(),
+            total: provenance.records.len() as u64,
+            limit,
+            offset,
+            records: page_of(&provenance, limit, offset),
+        }))
     }
 
     async fn latest(&self) -> Result<(PublicationRow, PublicationJson), ProblemResponse> {
@@ -612,6 +727,128 @@ impl RankingsApi {
             salesmen: salesmen.iter().map(SalesmanJson::from).collect(),
             months: months.iter().map(CityMonthJson::from).collect(),
         }))
+    }
+
+    /// Which sales make up a city's row of the city ranking.
+    ///
+    /// The current sales of that city in the period (all time, or `month`) — their amounts
+    /// sum to the row's revenue and their count is its sales count — each with where its
+    /// current version came from: the Postgres LSN and transaction, or the file/ERP record and
+    /// the ingestor's provenance; the Kafka record; when it was landed; the ingest trace id.
+    /// Read from the lake at the publication's own snapshots, or as `as_of` /
+    /// `as_of_snapshot` say. 404 `city-not-found` if the city has no row in the period.
+    #[oai(
+        path = "/v1/rankings/cities/:city_id/provenance",
+        method = "get",
+        tag = "ApiTags::Provenance",
+        operation_id = "city_provenance"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn city_provenance(
+        &self,
+        /// City id.
+        city_id: Path<i64>,
+        /// The period of the row (`YYYY-MM`, UTC); all time when absent.
+        #[oai(validator(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$"))]
+        month: Query<Option<String>>,
+        /// Time travel to a time (RFC 3339), as on the rankings.
+        as_of: Query<Option<String>>,
+        /// Time travel to a snapshot id, as on the rankings.
+        as_of_snapshot: Query<Option<i64>>,
+        /// Records per page, 1..=1000.
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<u32>,
+        /// Records to skip.
+        #[oai(default)]
+        offset: Query<u64>,
+    ) -> ApiResult<ProvenancePage> {
+        let key = RankingKey::City { city_id: city_id.0 };
+        let travel = (month.0.as_deref(), as_of.0.as_deref(), as_of_snapshot.0);
+        self.provenance(key, travel, limit.0, offset.0).await
+    }
+
+    /// Which sales make up a salesman's row in a city's salesman ranking.
+    ///
+    /// As `/v1/rankings/cities/{city_id}/provenance`, for the sales of that salesman in that
+    /// city. 404 `salesman-not-found` if he has no row there in the period.
+    #[oai(
+        path = "/v1/rankings/cities/:city_id/salesmen/:salesman_id/provenance",
+        method = "get",
+        tag = "ApiTags::Provenance",
+        operation_id = "city_salesman_provenance"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn city_salesman_provenance(
+        &self,
+        /// City id.
+        city_id: Path<i64>,
+        /// Salesman id.
+        salesman_id: Path<i64>,
+        /// The period of the row (`YYYY-MM`, UTC); all time when absent.
+        #[oai(validator(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$"))]
+        month: Query<Option<String>>,
+        /// Time travel to a time (RFC 3339), as on the rankings.
+        as_of: Query<Option<String>>,
+        /// Time travel to a snapshot id, as on the rankings.
+        as_of_snapshot: Query<Option<i64>>,
+        /// Records per page, 1..=1000.
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<u32>,
+        /// Records to skip.
+        #[oai(default)]
+        offset: Query<u64>,
+    ) -> ApiResult<ProvenancePage> {
+        let key = RankingKey::CitySalesman {
+            city_id: city_id.0,
+            salesman_id: salesman_id.0,
+        };
+        let travel = (month.0.as_deref(), as_of.0.as_deref(), as_of_snapshot.0);
+        self.provenance(key, travel, limit.0, offset.0).await
+    }
+
+    /// Which sales make up a salesman's row of the nationwide ranking.
+    ///
+    /// As `/v1/rankings/cities/{city_id}/provenance`, for all of his sales in the period.
+    /// 404 `salesman-not-found` if he has no row in the period.
+    #[oai(
+        path = "/v1/rankings/salesmen/:salesman_id/provenance",
+        method = "get",
+        tag = "ApiTags::Provenance",
+        operation_id = "salesman_provenance"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn salesman_provenance(
+        &self,
+        /// Salesman id.
+        salesman_id: Path<i64>,
+        /// The period of the row (`YYYY-MM`, UTC); all time when absent.
+        #[oai(validator(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$"))]
+        month: Query<Option<String>>,
+        /// Time travel to a time (RFC 3339), as on the rankings.
+        as_of: Query<Option<String>>,
+        /// Time travel to a snapshot id, as on the rankings.
+        as_of_snapshot: Query<Option<i64>>,
+        /// Records per page, 1..=1000.
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<u32>,
+        /// Records to skip.
+        #[oai(default)]
+        offset: Query<u64>,
+    ) -> ApiResult<ProvenancePage> {
+        let key = RankingKey::Salesman {
+            salesman_id: salesman_id.0,
+        };
+        let travel = (month.0.as_deref(), as_of.0.as_deref(), as_of_snapshot.0);
+        self.provenance(key, travel, limit.0, offset.0).await
     }
 
     /// The months with rankings.

@@ -37,6 +37,7 @@ async fn land_dead_letters(catalog: Arc<dyn iceberg::Catalog>, rows: &[(&str, i6
                 partition: 0,
                 offset: *offset,
                 ingest_time_micros: (1_700_000_000 + second) * 1_000_000,
+                trace_id: None,
             };
             dead_letter_row(
                 &prov,

@@ -77,6 +77,7 @@ impl Writer {
                     partition: 0,
                     offset: self.next_offset,
                     ingest_time_micros: now,
+                    trace_id: None,
                 };
                 self.next_offset += 1;
                 change_row(e, &prov)

@@ -30,6 +30,8 @@ pub struct Provenance {
     pub offset: i64,
     /// When the lander read it, microseconds since the epoch.
     pub ingest_time_micros: i64,
+    /// Trace id of the ingest batch that produced it (from its `traceparent` header).
+    pub trace_id: Option<String>,
 }
 
 /// A row could not be turned into the table's Arrow schema. Always a bug or a table whose schema
@@ -107,6 +109,7 @@ pub fn dead_letter_row(
         Cell::Str(reason.to_string()),
         Cell::Str(error_kind.to_string()),
         Cell::Timestamp(prov.ingest_time_micros),
+        opt_str(prov.trace_id.clone()),
     ]
 }
 
@@ -121,6 +124,7 @@ fn push_kafka_provenance(row: &mut Row, prov: &Provenance) {
     row.push(Cell::Int(prov.partition));
     row.push(Cell::Long(prov.offset));
     row.push(Cell::Timestamp(prov.ingest_time_micros));
+    row.push(opt_str(prov.trace_id.clone()));
 }
 
 fn opt_str(s: Option<String>) -> Cell {
@@ -272,6 +276,7 @@ mod tests {
             partition: 0,
             offset,
             ingest_time_micros: 1_000_000,
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
         }
     }
 
@@ -317,6 +322,11 @@ mod tests {
         );
         let op = batch.column_by_name(col::OP).unwrap();
         assert_eq!(op.as_string::<i32>().value(0), "c");
+        let trace_id = batch.column_by_name(col::TRACE_ID).unwrap();
+        assert_eq!(
+            trace_id.as_string::<i32>().value(1),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use iceberg::io::{
     S3_PATH_STYLE_ACCESS, S3_REGION, S3_SECRET_ACCESS_KEY, StorageFactory,
 };
 use iceberg::table::Table;
+use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
 use iceberg_catalog_sql::{
     SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlCatalog, SqlCatalogBuilder,
@@ -227,6 +228,7 @@ pub async fn ensure_tables(catalog: &dyn Catalog, namespace: &str) -> Result<(),
                 source: Box::new(source),
             })?;
         if exists {
+            add_missing_columns(catalog, namespace, table).await?;
             continue;
         }
         let creation = TableCreation::builder()
@@ -250,6 +252,75 @@ pub async fn ensure_tables(catalog: &dyn Catalog, namespace: &str) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// Brings an existing table up to [`RawTable::columns`]: the optional columns a newer lander
+/// writes (e.g. `trace_id`) are added at the end, with a schema update committed through the
+/// catalog, so their field ids are the ones a new table would get. Old data files keep reading
+/// (the column is null in them); a snapshot keeps the schema it was written with.
+///
+/// Only additions of optional columns are automatic. A column the table lacks that is required
+/// is [`LakeError::SchemaDrift`]: rows already written have no value for it.
+async fn add_missing_columns(
+    catalog: &dyn Catalog,
+    namespace: &str,
+    table: RawTable,
+) -> Result<(), LakeError> {
+    let current = load_table(catalog, namespace, table).await?;
+    let schema = current.metadata().current_schema();
+    let missing: Vec<_> = table
+        .columns()
+        .into_iter()
+        .filter(|c| schema.field_by_name(c.name).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if let Some(required) = missing.iter().find(|c| c.required) {
+        return Err(LakeError::SchemaDrift {
+            table: table_ident(namespace, table).to_string(),
+            column: required.name.to_string(),
+        });
+    }
+    let mut update = Transaction::new(&current).update_schema();
+    for column in &missing {
+        update = update.add_column(
+            AddColumn::builder()
+                .name(column.name)
+                .field_type(column.ty.iceberg())
+                .doc(column.doc)
+                .build(),
+        );
+    }
+    let iceberg = |action, source| LakeError::Iceberg {
+        action,
+        table: table_ident(namespace, table).to_string(),
+        source: Box::new(source),
+    };
+    let tx = update
+        .apply(Transaction::new(&current))
+        .map_err(|e| iceberg("update_schema", e))?;
+    match tx.commit(catalog).await {
+        Ok(_) => {
+            let names: Vec<_> = missing.iter().map(|c| c.name).collect();
+            tracing::info!(table = %table_ident(namespace, table), columns = ?names, "added columns");
+            Ok(())
+        }
+        // Another lander evolved it first: fine if it now has the columns.
+        Err(e) if e.kind() == iceberg::ErrorKind::CatalogCommitConflicts => {
+            let again = load_table(catalog, namespace, table).await?;
+            let schema = again.metadata().current_schema();
+            if missing
+                .iter()
+                .all(|c| schema.field_by_name(c.name).is_some())
+            {
+                Ok(())
+            } else {
+                Err(iceberg("update_schema", e))
+            }
+        }
+        Err(e) => Err(iceberg("update_schema", e)),
+    }
 }
 
 /// Loads `namespace.table`.
@@ -486,5 +557,59 @@ mod tests {
         );
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    /// A table created by a lander before `trace_id` existed gets the column on the next start,
+    /// with the field id a new table gives it; its old rows read it as null.
+    #[tokio::test]
+    async fn an_older_table_gets_the_new_optional_columns() {
+        use iceberg::CatalogBuilder;
+        use iceberg::memory::{MEMORY_CATALOG_WAREHOUSE, MemoryCatalogBuilder};
+        use iceberg::spec::Schema;
+
+        use crate::schema::col;
+
+        let catalog = MemoryCatalogBuilder::default()
+            .load(
+                "memory",
+                HashMap::from([(
+                    MEMORY_CATALOG_WAREHOUSE.to_string(),
+                    "memory:///lake".to_string(),
+                )]),
+            )
+            .await
+            .unwrap();
+        let ns = NamespaceIdent::new("raw".into());
+        catalog.create_namespace(&ns, HashMap::new()).await.unwrap();
+        let table = RawTable::PgSale;
+        let current = table.iceberg_schema();
+        let old_fields: Vec<_> = current
+            .as_struct()
+            .fields()
+            .iter()
+            .filter(|f| f.name != col::TRACE_ID)
+            .cloned()
+            .collect();
+        let old = Schema::builder().with_fields(old_fields).build().unwrap();
+        let creation = TableCreation::builder()
+            .name(table.name().into())
+            .schema(old)
+            .build();
+        catalog.create_table(&ns, creation).await.unwrap();
+
+        ensure_tables(&catalog, "raw").await.unwrap();
+        let evolved = load_table(&catalog, "raw", table).await.unwrap();
+        let schema = evolved.metadata().current_schema();
+        let trace_id = schema.field_by_name(col::TRACE_ID).expect("trace_id added");
+        assert_eq!(
+            trace_id.id,
+            current.field_by_name(col::TRACE_ID).unwrap().id
+        );
+        assert!(!trace_id.required);
+        assert_eq!(schema.as_struct().fields().len(), table.columns().len());
+        // Idempotent: a second start changes nothing.
+        ensure_tables(&catalog, "raw").await.unwrap();
+        let again = load_table(&catalog, "raw", table).await.unwrap();
+        assert_eq!(again.metadata().current_schema_id(), schema.schema_id());
     }
 }

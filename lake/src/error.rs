@@ -52,6 +52,17 @@ pub enum LakeError {
         #[source]
         source: Box<iceberg::Error>,
     },
+    /// An existing table lacks a required column this lander writes: rows already in it have no
+    /// value for it, so it cannot be added automatically.
+    #[error(
+        "table {table} lacks required column {column:?}: it was created by an older, incompatible lander; migrate the table or land into a new namespace"
+    )]
+    SchemaDrift {
+        /// Table.
+        table: String,
+        /// The missing column.
+        column: String,
+    },
     /// A snapshot summary holds an unreadable offset map.
     #[error("table {table}: snapshot {snapshot_id} has an unreadable offset map: {source}")]
     BadOffsets {
@@ -161,6 +172,7 @@ impl LakeError {
             | LakeError::InvalidConfig { .. }
             | LakeError::Warehouse { .. }
             | LakeError::BadOffsets { .. }
+            | LakeError::SchemaDrift { .. }
             | LakeError::Fenced { .. }
             | LakeError::OffsetOutOfRange { .. }
             | LakeError::Batch(_)

@@ -395,6 +395,7 @@ impl<S: Source> Lander<S> {
             partition: record.partition,
             offset: record.offset,
             ingest_time_micros: chrono::Utc::now().timestamp_micros(),
+            trace_id: record.trace.as_ref().and_then(TraceHeaders::trace_id),
         };
         let table = route.data_table();
         let decoded = match route {

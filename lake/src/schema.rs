@@ -36,6 +36,9 @@ pub mod col {
     pub const KAFKA_OFFSET: &str = "kafka_offset";
     /// When the lander read the record.
     pub const INGEST_TIME: &str = "ingest_time";
+    /// W3C trace id (32 hex digits) of the ingest batch that produced the record, from its
+    /// `traceparent` header (null when the producer sent none, e.g. Debezium).
+    pub const TRACE_ID: &str = "trace_id";
     /// `pg_sale.salesman_id`.
     pub const SALESMAN_ID: &str = "salesman_id";
     /// `pg_sale.city_id` / `pg_salesman.city_id`.
@@ -107,7 +110,8 @@ pub enum ColumnType {
 }
 
 impl ColumnType {
-    fn iceberg(self) -> Type {
+    /// The Iceberg type of the column.
+    pub fn iceberg(self) -> Type {
         Type::Primitive(match self {
             ColumnType::Long => PrimitiveType::Long,
             ColumnType::Int => PrimitiveType::Int,
@@ -261,6 +265,11 @@ const KAFKA_TAIL: &[Column] = &[
         Timestamptz,
         "when the lander read the record",
     ),
+    opt(
+        col::TRACE_ID,
+        Str,
+        "trace id of the producing ingest batch (traceparent header)",
+    ),
 ];
 
 const DEAD_LETTER_COLUMNS: &[Column] = &[
@@ -281,6 +290,11 @@ const DEAD_LETTER_COLUMNS: &[Column] = &[
         col::INGEST_TIME,
         Timestamptz,
         "when the lander read the record",
+    ),
+    opt(
+        col::TRACE_ID,
+        Str,
+        "trace id of the producing ingest batch (traceparent header)",
     ),
 ];
 

@@ -324,6 +324,7 @@ pub(crate) mod tests {
             partition: 0,
             offset,
             ingest_time_micros: 2,
+            trace_id: None,
         };
         change_row(event, &prov)
     }

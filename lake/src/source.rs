@@ -69,6 +69,17 @@ impl TraceHeaders {
             tracestate,
         })
     }
+
+    /// The trace id of a well-formed `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), lower case;
+    /// `None` for a malformed one or the all-zero (invalid) id.
+    pub fn trace_id(&self) -> Option<String> {
+        let mut parts = self.traceparent.trim().split('-');
+        let (_version, trace_id) = (parts.next()?, parts.next()?);
+        let valid = trace_id.len() == 32
+            && trace_id.bytes().all(|b| b.is_ascii_hexdigit())
+            && trace_id.bytes().any(|b| b != b'0');
+        valid.then(|| trace_id.to_ascii_lowercase())
+    }
 }
 
 /// A partitioned log the lander reads.
@@ -372,5 +383,33 @@ impl Source for MemorySource {
     async fn watermarks(&self, tp: &TopicPartition) -> Result<(i64, i64), LakeError> {
         let partitions = self.log.partitions.lock().expect("memory log lock");
         Ok((0, partitions.get(tp).map_or(0, |l| l.len() as i64)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TraceHeaders;
+
+    fn trace_id(traceparent: &str) -> Option<String> {
+        TraceHeaders {
+            traceparent: traceparent.into(),
+            tracestate: None,
+        }
+        .trace_id()
+    }
+
+    #[test]
+    fn trace_id_comes_from_a_well_formed_traceparent_only() {
+        assert_eq!(
+            trace_id("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(
+            trace_id("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+        assert_eq!(trace_id("00-4bf92f35-00f067aa0ba902b7-01"), None);
+        assert_eq!(trace_id("garbage"), None);
+        assert_eq!(trace_id(""), None);
     }
 }

@@ -30,24 +30,28 @@ use crate::ranking::{
     Totals,
 };
 
-/// Latest version of every Postgres sale still present.
+/// Latest version of every Postgres sale still present, with where that version came from.
 /// The row-number tie-break is total over one partition (a key's events all go to one Kafka
 /// partition), so the choice is deterministic.
 pub const CURRENT_PG_SALE: &str = "
-SELECT id, salesman_id, city_id, amount, sold_at
+SELECT id, salesman_id, city_id, amount, sold_at,
+       source_lsn, source_txid, source_ts, kafka_topic, kafka_partition, kafka_offset, ingest_time,
+       {trace_id} AS trace_id
 FROM (
-    SELECT id, op, salesman_id, city_id, amount, sold_at,
+    SELECT *,
            row_number() OVER (PARTITION BY id ORDER BY source_lsn DESC, kafka_offset DESC) AS newest
     FROM pg_sale
 ) AS events
 WHERE newest = 1 AND op <> 'd'";
 
-/// Latest version of every sale of a sale-event table (`{table}`) still present.
+/// Latest version of every sale of a sale-event table (`{table}`) still present, with where
+/// that version came from.
 const CURRENT_EVENT_SALE: &str = "
-SELECT origin, sale_id, salesman_id, salesman_code, city_id, city_name, city_state, amount, sold_at
+SELECT origin, sale_id, salesman_id, salesman_code, city_id, city_name, city_state, amount, sold_at,
+       version_major, version_minor, produced_at, provenance_json,
+       kafka_topic, kafka_partition, kafka_offset, ingest_time, {trace_id} AS trace_id
 FROM (
-    SELECT op, origin, sale_id, salesman_id, salesman_code, city_id, city_name, city_state, amount,
-           sold_at,
+    SELECT *,
            row_number() OVER (
                PARTITION BY origin, sale_id
                ORDER BY version_major DESC, version_minor DESC, kafka_offset DESC
@@ -71,7 +75,8 @@ WHERE name IS NOT NULL AND state IS NOT NULL
 GROUP BY 1, 2";
 
 /// A sale-event source's current sales with their references resolved where possible.
-/// `*_pending` marks a natural key that matches no master data yet.
+/// `*_pending` marks a natural key that matches no master data yet. The provenance columns
+/// line up with [`CURRENT_SALE`]'s Postgres branch.
 const RESOLVED_EVENT_SALE: &str = "
 SELECT CAST('{source}' AS VARCHAR) AS source,
        CAST(e.origin || '/' || e.sale_id AS VARCHAR) AS sale_id,
@@ -80,7 +85,14 @@ SELECT CAST('{source}' AS VARCHAR) AS source,
        e.amount,
        e.sold_at,
        e.salesman_id IS NULL AND m.id IS NULL AS salesman_pending,
-       e.city_id IS NULL AND c.id IS NULL AS city_pending
+       e.city_id IS NULL AND c.id IS NULL AS city_pending,
+       CAST(NULL AS BIGINT) AS source_lsn,
+       CAST(NULL AS BIGINT) AS source_txid,
+       e.produced_at AS source_time,
+       e.version_major,
+       e.version_minor,
+       e.provenance_json,
+       e.kafka_topic, e.kafka_partition, e.kafka_offset, e.ingest_time, e.trace_id
 FROM current_{table} e
 LEFT JOIN salesman_by_code m
        ON e.salesman_id IS NULL AND m.code = e.salesman_code
@@ -89,11 +101,20 @@ LEFT JOIN city_by_name c
       AND c.name_key = lower(btrim(regexp_replace(e.city_name, '\\s+', ' ', 'g')))
       AND c.state_key = upper(btrim(e.city_state))";
 
-/// Every current sale of every source.
+/// Every current sale of every source, with the coordinates of its current version: for
+/// Postgres the LSN, transaction and commit time (`source_time`); for files and the ERP the
+/// version (file or change sequence, record) and the ingestor's provenance JSON, `source_time`
+/// being when the ingestor produced it; for all, the Kafka record, when it was landed and the
+/// ingest trace id.
 const CURRENT_SALE: &str = "
 SELECT CAST('pg' AS VARCHAR) AS source, CAST(id AS VARCHAR) AS sale_id, salesman_id, city_id, amount,
        sold_at,
-       FALSE AS salesman_pending, FALSE AS city_pending
+       FALSE AS salesman_pending, FALSE AS city_pending,
+       source_lsn, source_txid, source_ts AS source_time,
+       CAST(NULL AS BIGINT) AS version_major,
+       CAST(NULL AS BIGINT) AS version_minor,
+       CAST(NULL AS VARCHAR) AS provenance_json,
+       kafka_topic, kafka_partition, kafka_offset, ingest_time, trace_id
 FROM current_pg_sale
 UNION ALL
 SELECT * FROM resolved_file_sale
@@ -218,7 +239,28 @@ async fn collect(
 /// Materialises the current state of each raw table once (as `current_sale`,
 /// `current_salesman`, `current_city`), so the aggregations below do not rescan the lake.
 pub async fn register_current_state(ctx: &SessionContext) -> Result<(), MartsError> {
-    let event_sale = |table: &str| CURRENT_EVENT_SALE.replace("{table}", table);
+    // A snapshot written before the lake had `trace_id` is read with the schema it was written
+    // with, so the column may be missing: it reads as null then.
+    let trace_id = |table: &'static str| async move {
+        let has = ctx.table_provider(table).await.is_ok_and(|provider| {
+            provider
+                .schema()
+                .column_with_name(tributary_lake::schema::col::TRACE_ID)
+                .is_some()
+        });
+        if has {
+            "trace_id"
+        } else {
+            "CAST(NULL AS VARCHAR)"
+        }
+    };
+    let pg_sale = CURRENT_PG_SALE.replace("{trace_id}", trace_id("pg_sale").await);
+    let file_sale = CURRENT_EVENT_SALE
+        .replace("{table}", "file_sale")
+        .replace("{trace_id}", trace_id("file_sale").await);
+    let erp_sale = CURRENT_EVENT_SALE
+        .replace("{table}", "erp_sale")
+        .replace("{trace_id}", trace_id("erp_sale").await);
     let resolved = |table: &str, source: &str| {
         RESOLVED_EVENT_SALE
             .replace("{table}", table)
@@ -230,9 +272,9 @@ pub async fn register_current_state(ctx: &SessionContext) -> Result<(), MartsErr
         ("current_city", CURRENT_CITY.into()),
         ("salesman_by_code", SALESMAN_BY_CODE.into()),
         ("city_by_name", CITY_BY_NAME.into()),
-        ("current_pg_sale", CURRENT_PG_SALE.into()),
-        ("current_file_sale", event_sale("file_sale")),
-        ("current_erp_sale", event_sale("erp_sale")),
+        ("current_pg_sale", pg_sale),
+        ("current_file_sale", file_sale),
+        ("current_erp_sale", erp_sale),
         ("resolved_file_sale", resolved("file_sale", "files")),
         ("resolved_erp_sale", resolved("erp_sale", "erp")),
         ("current_sale", CURRENT_SALE.into()),
@@ -402,19 +444,19 @@ fn period_totals(totals: &mut PeriodTotals, period: Period) -> &mut Totals {
 }
 
 /// Typed access to a result batch's columns, with errors naming the query and column.
-struct Columns<'a> {
+pub(crate) struct Columns<'a> {
     query: &'static str,
     batch: &'a RecordBatch,
 }
 
 /// A decimal column's values (unscaled) and scale.
-struct Decimals {
-    values: Vec<Option<i128>>,
-    scale: i8,
+pub(crate) struct Decimals {
+    pub(crate) values: Vec<Option<i128>>,
+    pub(crate) scale: i8,
 }
 
 impl<'a> Columns<'a> {
-    fn new(query: &'static str, batch: &'a RecordBatch) -> Self {
+    pub(crate) fn new(query: &'static str, batch: &'a RecordBatch) -> Self {
         Self { query, batch }
     }
 
@@ -438,11 +480,38 @@ impl<'a> Columns<'a> {
         }
     }
 
-    fn i64(&self, name: &str) -> Result<Vec<Option<i64>>, MartsError> {
+    pub(crate) fn i64(&self, name: &str) -> Result<Vec<Option<i64>>, MartsError> {
         let col = self.column(name)?;
         col.as_primitive_opt::<Int64Type>()
             .map(|a| a.iter().collect())
             .ok_or_else(|| self.unexpected(name, "Int64", col.data_type()))
+    }
+
+    /// Any integer column (or an all-null one), widened to `i64`.
+    pub(crate) fn int(&self, name: &str) -> Result<Vec<Option<i64>>, MartsError> {
+        let col = self.column(name)?;
+        if !(col.data_type().is_integer() || col.data_type() == &DataType::Null) {
+            return Err(self.unexpected(name, "an integer", col.data_type()));
+        }
+        let wide = cast(col, &DataType::Int64)
+            .map_err(|_| self.unexpected(name, "an integer", col.data_type()))?;
+        Ok(wide.as_primitive::<Int64Type>().iter().collect())
+    }
+
+    /// A microsecond timestamp column (the lake's `timestamptz`), as UTC times.
+    pub(crate) fn timestamp(
+        &self,
+        name: &str,
+    ) -> Result<Vec<Option<chrono::DateTime<chrono::Utc>>>, MartsError> {
+        let col = self.column(name)?;
+        match col.data_type() {
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _) => Ok(col
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                .iter()
+                .map(|v| v.and_then(chrono::DateTime::from_timestamp_micros))
+                .collect()),
+            other => Err(self.unexpected(name, "Timestamp(µs)", other)),
+        }
     }
 
     fn bool(&self, name: &str) -> Result<Vec<bool>, MartsError> {
@@ -453,7 +522,7 @@ impl<'a> Columns<'a> {
     }
 
     /// Utf8, LargeUtf8 or Utf8View (DataFusion may produce any of them).
-    fn str(&self, name: &str) -> Result<Vec<Option<String>>, MartsError> {
+    pub(crate) fn str(&self, name: &str) -> Result<Vec<Option<String>>, MartsError> {
         let col = self.column(name)?;
         let utf8 = match col.data_type() {
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {
@@ -483,7 +552,7 @@ impl<'a> Columns<'a> {
             .collect()
     }
 
-    fn money(&self, name: &str) -> Result<Decimals, MartsError> {
+    pub(crate) fn money(&self, name: &str) -> Result<Decimals, MartsError> {
         let col = self.column(name)?;
         match col.data_type() {
             DataType::Decimal128(_, scale) => Ok(Decimals {
@@ -537,7 +606,8 @@ mod tests {
 
     async fn current_sales(sales: &[Ev]) -> Vec<(i64, Option<i64>, Option<i64>, Option<i128>)> {
         let ctx = memtable_context(sales, &[], &[]);
-        let sql = format!("SELECT * FROM ({CURRENT_PG_SALE}) AS s ORDER BY id");
+        let current = CURRENT_PG_SALE.replace("{trace_id}", "trace_id");
+        let sql = format!("SELECT * FROM ({current}) AS s ORDER BY id");
         let batches = collect(&ctx, "test", &sql).await.unwrap();
         let mut out = Vec::new();
         for b in &batches {

@@ -48,6 +48,8 @@ pub mod lineage;
 pub mod metrics;
 pub mod money;
 pub mod period;
+#[cfg(feature = "job")]
+pub mod provenance;
 pub mod publication;
 pub mod ranking;
 pub mod schema;
