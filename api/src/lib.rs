@@ -30,6 +30,7 @@ pub mod lineage_page;
 pub mod lineage_store;
 pub mod metrics;
 pub mod model;
+pub mod provenance;
 pub mod reads;
 pub mod routes;
 pub mod status;
