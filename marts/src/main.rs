@@ -121,7 +121,8 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(store),
         Arc::new(state),
     )
-    .with_metrics(metrics.clone());
+    .with_metrics(metrics.clone())
+    .with_lineage(tributary_marts::lineage::MartsLineage::from_env(&config));
 
     if cli.once || cli.rebuild || matches!(cli.command, Some(Command::RunOnce)) {
         let mode = if cli.rebuild {
