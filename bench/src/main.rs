@@ -8,6 +8,7 @@
 //! - `marts`: an incremental marts run's time for 10 K new events on 100 K, 1 M and 10 M events
 //!   of history, against a full recompute (see `marts.rs`).
 
+mod api;
 mod marts;
 
 use std::path::PathBuf;
@@ -70,6 +71,8 @@ enum Command {
         #[arg(long, default_value = "s3://warehouse")]
         warehouse: String,
     },
+    /// wrk against the API's ranking endpoints vs a hello-world poem endpoint; the API's peak RSS.
+    Api(api::ApiArgs),
 }
 
 #[derive(Debug, Serialize)]
@@ -113,6 +116,7 @@ async fn main() -> Result<()> {
             }
             write_results(&cli.out, "marts", &rows)?;
         }
+        Command::Api(args) => api::main(args, &cli.out).await?,
     }
     Ok(())
 }

@@ -1,0 +1,515 @@
+//! `tributary-bench api`: wrk against the API's ranking endpoints, and against a hello-world
+//! poem endpoint served by this process (same machine, same build profile, same poem), so the
+//! ratio says what the rankings cost on top of poem itself.
+//!
+//! The bench starts its own `tributary-api` (the binary beside its own executable, so the two
+//! are the same profile) on a free port, against the stack's ClickHouse database that the marts
+//! job publishes to; it refuses to measure if nothing is published or if any request fails.
+//! During the runs it samples the API's resident memory and reports the peak (`VmHWM` of
+//! `/proc/<pid>/status`, the kernel's high-water mark).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::Serialize;
+
+/// How wrk loads each endpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct Load {
+    /// wrk threads (`-t`).
+    pub threads: u32,
+    /// Open connections (`-c`).
+    pub connections: u32,
+    /// Seconds per endpoint (`-d`).
+    pub seconds: u32,
+}
+
+/// What wrk reported for one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WrkResult {
+    /// Requests per second.
+    pub requests_per_second: f64,
+    /// Latency percentiles, milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile, milliseconds.
+    pub p99_ms: f64,
+    /// Requests completed.
+    pub requests: u64,
+    /// Responses other than 2xx/3xx.
+    pub non_2xx: u64,
+    /// Connect, read, write and timeout errors.
+    pub socket_errors: u64,
+}
+
+/// One measured endpoint.
+#[derive(Debug, Serialize)]
+struct Measured {
+    endpoint: String,
+    path: String,
+    #[serde(flatten)]
+    result: WrkResult,
+    /// Requests/s as a share of the hello-world endpoint's.
+    of_hello_world: f64,
+    /// The API's peak RSS (VmHWM) after this endpoint's run, MiB.
+    api_peak_rss_mib: f64,
+}
+
+/// wrk's request timeout.
+const WRK_TIMEOUT_SECS: u32 = 10;
+
+/// A wrk duration (`1.23ms`, `850.00us`, `1.02s`, `2.00m`) in milliseconds.
+fn millis(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (value, unit) = text.split_at(split);
+    let value: f64 = value.parse().ok()?;
+    let factor = match unit {
+        "us" => 0.001,
+        "ms" => 1.0,
+        "s" => 1000.0,
+        "m" => 60_000.0,
+        "h" => 3_600_000.0,
+        _ => return None,
+    };
+    Some(value * factor)
+}
+
+/// Reads wrk's `--latency` report. Pure.
+pub fn parse_wrk(output: &str) -> Result<WrkResult> {
+    let mut rps = None;
+    let (mut p50, mut p99, mut requests) = (None, None, None);
+    let (mut non_2xx, mut socket_errors) = (0, 0);
+    for line in output.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", value] => rps = value.parse::<f64>().ok(),
+            ["50%", value] => p50 = millis(value),
+            ["99%", value] => p99 = millis(value),
+            [count, "requests", "in", ..] => requests = count.parse::<u64>().ok(),
+            ["Non-2xx", "or", "3xx", "responses:", count] => non_2xx = count.parse()?,
+            ["Socket", "errors:", rest @ ..] => {
+                // `connect 0, read 0, write 0, timeout 0`
+                socket_errors = rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum();
+            }
+            _ => {}
+        }
+    }
+    Ok(WrkResult {
+        requests_per_second: rps.context("no Requests/sec in wrk's output")?,
+        p50_ms: p50.context("no 50% latency (was --latency given?)")?,
+        p99_ms: p99.context("no 99% latency")?,
+        requests: requests.context("no request count")?,
+        non_2xx,
+        socket_errors,
+    })
+}
+
+/// `VmHWM` (peak resident set) of `pid`, KiB.
+fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/<pid>/status")
+}
+
+fn wrk(url: &str, load: &Load) -> Result<WrkResult> {
+    let output = Command::new("wrk")
+        .args([
+            &format!("-t{}", load.threads),
+            &format!("-c{}", load.connections),
+            &format!("-d{}s", load.seconds),
+            "--latency",
+            // A slow answer is latency, not a socket error (wrk's default gives up at 2 s).
+            &format!("--timeout={}s", WRK_TIMEOUT_SECS),
+            url,
+        ])
+        .output()
+        .context("running wrk (install it: `make prereqs`)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "wrk {url} failed: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result = parse_wrk(&text).with_context(|| format!("wrk {url}: {text}"))?;
+    // Throughput of error responses says nothing about the rankings. Socket errors (a request
+    // over the timeout) are reported beside the numbers.
+    ensure!(
+        result.non_2xx == 0,
+        "wrk {url}: {} non-2xx responses: {text}",
+        result.non_2xx
+    );
+    Ok(result)
+}
+
+/// The hello-world baseline: poem with one route, on the bench's own Tokio runtime.
+async fn start_hello_world() -> Result<(u16, tokio::task::JoinHandle<()>)> {
+    use poem::{Route, Server, get, handler, listener::TcpListener};
+
+    #[handler]
+    fn hello() -> &'static str {
+        "hello, world"
+    }
+
+    let port = free_port()?;
+    let app = Route::new().at("/hello", get(hello));
+    let server = Server::new(TcpListener::bind(format!("127.0.0.1:{port}")));
+    let task = tokio::spawn(async move {
+        if let Err(error) = server.run(app).await {
+            eprintln!("hello-world server: {error}");
+        }
+    });
+    Ok((port, task))
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The API process; killed when dropped.
+struct ApiProcess(Child);
+
+impl Drop for ApiProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_api(bin: &Path, port: u16, database: &str, log: &Path) -> Result<ApiProcess> {
+    let log_file = std::fs::File::create(log)?;
+    let child = Command::new(bin)
+        .env("TRIBUTARY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TRIBUTARY_CLICKHOUSE__DATABASE", database)
+        .env("TRIBUTARY_LAKE__WAREHOUSE", "s3://warehouse")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    Ok(ApiProcess(child))
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value> {
+    let response = http.get(url).send().await?;
+    let status = response.status();
+    let body = response.text().await?;
+    ensure!(status.is_success(), "GET {url}: {status}: {body}");
+    Ok(serde_json::from_str(&body)?)
+}
+
+/// `tributary-bench api`.
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// The `tributary-api` binary; default: the one beside this executable (same profile).
+    #[arg(long)]
+    api_bin: Option<PathBuf>,
+    /// ClickHouse database with published rankings (the marts job's).
+    #[arg(long, default_value = "marts")]
+    database: String,
+    /// wrk threads.
+    #[arg(long, default_value_t = 2)]
+    threads: u32,
+    /// wrk connections.
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    /// Seconds per endpoint.
+    #[arg(long, default_value_t = 20)]
+    seconds: u32,
+}
+
+/// Runs the benchmark and writes `api.md` and `api.json` into `out_dir`.
+pub async fn main(args: ApiArgs, out_dir: &Path) -> Result<()> {
+    let api_bin = match args.api_bin {
+        Some(bin) => bin,
+        None => std::env::current_exe()?
+            .parent()
+            .context("the bench's own folder")?
+            .join("tributary-api"),
+    };
+    ensure!(
+        api_bin.exists(),
+        "{} is not built (cargo build [--release] -p tributary-api)",
+        api_bin.display()
+    );
+    let settings = Settings {
+        api_bin,
+        database: args.database,
+        load: Load {
+            threads: args.threads,
+            connections: args.connections,
+            seconds: args.seconds,
+        },
+    };
+    let (md, json) = run(&settings, out_dir).await?;
+    std::fs::write(out_dir.join("api.md"), &md)?;
+    std::fs::write(
+        out_dir.join("api.json"),
+        serde_json::to_string_pretty(&json)? + "\n",
+    )?;
+    print!("{md}");
+    Ok(())
+}
+
+/// Settings of one benchmark run.
+struct Settings {
+    /// The `tributary-api` binary.
+    api_bin: PathBuf,
+    /// ClickHouse database with published rankings.
+    database: String,
+    /// wrk's load.
+    load: Load,
+}
+
+fn command_version(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            text.lines().next().unwrap_or_default().trim().to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// The version of `package` in the workspace's lock file (the one this binary was built from).
+fn locked_version(package: &str) -> String {
+    let lock = include_str!("../../Cargo.lock");
+    let header = format!("name = \"{package}\"\nversion = \"");
+    lock.find(&header)
+        .and_then(|at| lock[at + header.len()..].split('"').next())
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Runs the benchmark; returns the Markdown report and the JSON document.
+async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json::Value)> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let port = free_port()?;
+    std::fs::create_dir_all(out_dir)?;
+    let log = std::env::temp_dir().join(format!("tributary-bench-api-{port}.log"));
+    let api = start_api(&settings.api_bin, port, &settings.database, &log)?;
+    let pid = api.0.id();
+    let base = format!("http://127.0.0.1:{port}");
+
+    // Ready and published: the rankings answer 200 with rows.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let salesmen = loop {
+        match get_json(&http, &format!("{base}/v1/rankings/salesmen?limit=1")).await {
+            Ok(body) if body["items"].as_array().is_some_and(|i| !i.is_empty()) => break body,
+            Ok(body) => bail!(
+                "no published salesmen in database {:?}: {body} (run the pipeline: `dev/app up`)",
+                settings.database
+            ),
+            Err(error) if Instant::now() > deadline => {
+                bail!(
+                    "the API did not answer in 60 s: {error:#}; log {}",
+                    log.display()
+                )
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    let months = get_json(&http, &format!("{base}/v1/months")).await?;
+    let month = months["items"]
+        .as_array()
+        .and_then(|items| items.iter().filter_map(|m| m["period"].as_str()).last())
+        .context("no month published")?
+        .to_string();
+    let cities = get_json(&http, &format!("{base}/v1/rankings/cities?limit=1")).await?;
+    let city = cities["items"][0]["city_id"]
+        .as_i64()
+        .context("no city published")?;
+    let publication = salesmen["publication"]["publication_id"]
+        .as_str()
+        .or_else(|| salesmen["publication_id"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let rss_before = peak_rss_kib(pid)?;
+
+    let (hello_port, hello_task) = start_hello_world().await?;
+    let endpoints: Vec<(&str, String, String)> = vec![
+        (
+            "hello world (poem, 1 route)",
+            format!("http://127.0.0.1:{hello_port}"),
+            "/hello".into(),
+        ),
+        (
+            "top sales per city, one month",
+            base.clone(),
+            format!("/v1/rankings/cities?month={month}"),
+        ),
+        (
+            "top salesmen nationwide",
+            base.clone(),
+            "/v1/rankings/salesmen".into(),
+        ),
+        (
+            "top salesmen of one city",
+            base.clone(),
+            format!("/v1/rankings/cities/{city}/salesmen"),
+        ),
+    ];
+    let mut measured = Vec::new();
+    let mut hello_rps = None;
+    for (name, server, path) in &endpoints {
+        let url = format!("{server}{path}");
+        eprintln!("wrk {url}");
+        let load = settings.load.clone();
+        let target = url.clone();
+        let result = tokio::task::spawn_blocking(move || wrk(&target, &load)).await??;
+        let rps = result.requests_per_second;
+        let hello = *hello_rps.get_or_insert(rps);
+        eprintln!(
+            "  {rps:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+            result.p50_ms, result.p99_ms
+        );
+        measured.push(Measured {
+            endpoint: name.to_string(),
+            path: path.clone(),
+            result,
+            of_hello_world: rps / hello,
+            api_peak_rss_mib: peak_rss_kib(pid)? as f64 / 1024.0,
+        });
+    }
+    hello_task.abort();
+    let rss_peak = peak_rss_kib(pid)?;
+    drop(api);
+
+    let when = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let machine = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let clickhouse = http
+        .post("http://127.0.0.1:8123/")
+        .body("SELECT version()")
+        .send()
+        .await
+        .ok();
+    let clickhouse = match clickhouse {
+        Some(r) => r.text().await.unwrap_or_default().trim().to_string(),
+        None => String::new(),
+    };
+    let versions: BTreeMap<&str, String> = BTreeMap::from([
+        ("tributary", env!("CARGO_PKG_VERSION").to_string()),
+        ("poem", locked_version("poem")),
+        ("poem-openapi", locked_version("poem-openapi")),
+        ("wrk", command_version("wrk", &["-v"])),
+        ("rustc", command_version("rustc", &["--version"])),
+        ("clickhouse", clickhouse),
+        ("kernel", command_version("uname", &["-r"])),
+    ]);
+    let load = &settings.load;
+    let mut md = format!(
+        "# api\n\n{when}, {cores} cores ({machine}), {profile} build of `tributary-api` and of the hello-world server, \
+         wrk `-t{} -c{} -d{}s --latency --timeout={WRK_TIMEOUT_SECS}s` per endpoint, one after the other, wrk on the same machine. \
+         Publication `{publication}` in ClickHouse database `{}`, month {month}, city {city}.\n\n\
+         | endpoint | path | req/s | p50 ms | p99 ms | requests | socket errors | of hello world | API peak RSS MiB |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        load.threads, load.connections, load.seconds, settings.database
+    );
+    for m in &measured {
+        md.push_str(&format!(
+            "| {} | `{}` | {:.0} | {:.2} | {:.2} | {} | {} | {:.1}% | {} |\n",
+            m.endpoint,
+            m.path,
+            m.result.requests_per_second,
+            m.result.p50_ms,
+            m.result.p99_ms,
+            m.result.requests,
+            m.result.socket_errors,
+            100.0 * m.of_hello_world,
+            if m.path.starts_with("/hello") {
+                "–".to_string()
+            } else {
+                format!("{:.1}", m.api_peak_rss_mib)
+            }
+        ));
+    }
+    md.push_str(&format!(
+        "\nPeak RSS of the API process (`VmHWM`): {:.1} MiB after start-up and the readiness reads, \
+         {:.1} MiB at the end of the runs.\n\nVersions: {}\n",
+        rss_before as f64 / 1024.0,
+        rss_peak as f64 / 1024.0,
+        versions
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let json = serde_json::json!({
+        "benchmark": "api",
+        "date": when,
+        "machine": {"cores": cores, "cpu": machine},
+        "profile": profile,
+        "versions": versions,
+        "load": load,
+        "database": settings.database,
+        "publication_id": publication,
+        "month": month,
+        "city_id": city,
+        "endpoints": measured,
+        "api_peak_rss_kib": {"after_startup": rss_before, "end": rss_peak},
+    });
+    Ok((md, json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRK: &str = "Running 20s test @ http://127.0.0.1:8080/v1/rankings/salesmen
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     3.21ms    1.02ms  40.11ms   90.12%
+    Req/Sec     5.01k   312.40     5.80k    71.00%
+  Latency Distribution
+     50%    3.05ms
+     75%    3.60ms
+     90%    4.20ms
+     99%    1.20s
+  199512 requests in 20.00s, 150.21MB read
+  Socket errors: connect 0, read 0, write 0, timeout 2
+  Non-2xx or 3xx responses: 7
+Requests/sec:   9975.12
+Transfer/sec:      7.51MB
+";
+
+    #[test]
+    fn reads_wrk_latency_report() {
+        let r = parse_wrk(WRK).unwrap();
+        assert_eq!(r.requests_per_second, 9975.12);
+        assert_eq!(r.p50_ms, 3.05);
+        assert_eq!(r.p99_ms, 1200.0);
+        assert_eq!((r.requests, r.non_2xx, r.socket_errors), (199512, 7, 2));
+        assert_eq!(millis("850.00us"), Some(0.85));
+        assert!(parse_wrk("Requests/sec: 1").is_err());
+    }
+}
