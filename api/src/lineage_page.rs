@@ -8,7 +8,8 @@
 //! the sources (a node's column is its longest path from a node without inputs), boxes for jobs
 //! (rounded) and datasets, arrows for edges. Clicking a box draws its graph. Elements carry
 //! `data-node-id` / `data-type` / `data-column` and `data-origin` / `data-destination`, and
-//! `#summary` carries `data-nodes` / `data-edges`, so a test reads the drawing from the DOM.
+//! `#summary` carries `data-nodes` / `data-edges` / `data-selected`, so a test reads the
+//! drawing from the DOM.
 
 use poem::handler;
 use poem::web::Html;
@@ -152,7 +153,7 @@ function draw(graph, selected) {
     const data = n.data || {};
     const name = data.name || n.id;
     const ns = (data.namespace || "") + (kind === "job" ? " · job" : "");
-    el("text", { class: "name", x: 10, y: 19 }, g).textContent = short(name, 34);
+    el("text", { class: "name", x: 10, y: 19 }, g).textContent = short(name, 31);
     el("text", { class: "ns", x: 10, y: 36 }, g).textContent = short(ns, 42);
     g.addEventListener("click", () => show(n.id));
   }
@@ -160,7 +161,7 @@ function draw(graph, selected) {
   summary.textContent = graph.length + " nodes, " + edges.length + " edges around " + selected;
   summary.dataset.nodes = String(graph.length);
   summary.dataset.edges = String(edges.length);
-  summary.dataset.nodeId = selected;
+  summary.dataset.selected = selected;
 }
 
 async function show(nodeId) {

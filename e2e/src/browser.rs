@@ -57,6 +57,45 @@ pub fn dump_dom(url: &str) -> Result<String> {
     Ok(dom)
 }
 
+/// The DOM once the page's own scripts have run: Chromium lets up to `budget_ms` of virtual
+/// time pass (it waits for the page's fetches) before dumping it.
+pub fn dump_dom_after_scripts(url: &str, budget_ms: u32) -> Result<String> {
+    let output = run(
+        url,
+        &[
+            format!("--virtual-time-budget={budget_ms}"),
+            "--dump-dom".to_string(),
+        ],
+    )?;
+    let dom = String::from_utf8(output.stdout).context("the DOM is not UTF-8")?;
+    if dom.trim().is_empty() {
+        bail!("chromium printed no DOM for {url}");
+    }
+    Ok(dom)
+}
+
+/// A screenshot like [`screenshot`], taken once the page's scripts have run (see
+/// [`dump_dom_after_scripts`]).
+pub fn screenshot_after_scripts(url: &str, path: &Path, budget_ms: u32) -> Result<PathBuf> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let path = std::path::absolute(path)?;
+    run(
+        url,
+        &[
+            format!("--virtual-time-budget={budget_ms}"),
+            format!("--screenshot={}", path.display()),
+        ],
+    )?;
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("chromium wrote no screenshot at {}", path.display()))?;
+    if !bytes.starts_with(b"\x89PNG") {
+        bail!("{} is not a PNG", path.display());
+    }
+    Ok(path)
+}
+
 /// A 1280×900 screenshot of `url`, written to `path` (parent folders created); returns the path.
 pub fn screenshot(url: &str, path: &Path) -> Result<PathBuf> {
     if let Some(parent) = path.parent() {

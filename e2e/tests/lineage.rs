@@ -15,7 +15,9 @@
 //! - and a failing run (a file the ingestor must quarantine) is a FAIL with an error message.
 //!
 //! Marquez is not part of this test: `io.github.marquezproject:marquez-api` is not served by
-//! the Maven registry reachable here (see lineage/README.md), so there is no Marquez to read back.
+//! the Maven registry reachable here (see lineage/README.md). The same graph read back from the
+//! API's Marquez-compatible store (`/api/v1/lineage`, `/api/v1/column-lineage`), and drawn by
+//! its `/lineage` page, is checked in `lineage_store.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
