@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod health;
 pub mod logging;
 pub mod names;
 pub mod sale_event;

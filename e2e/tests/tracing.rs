@@ -1,5 +1,7 @@
 //! Traces across Kafka on the real services: a partner file goes through the real file
-//! ingestor and the real lander, both exporting OTLP/HTTP to a receiver in this test. The ingest
+//! ingestor and the real lander, both exporting OTLP/HTTP to a receiver in this test. The file's
+//! root span `ingest_file` is the parent of its Kafka batch span, and the ingestor's JSON log line
+//! about the file carries its trace id. The ingest
 //! batch span's trace id is the one in the Kafka records' `traceparent` header, and the lander
 //! commit span that landed them continues (or links to) that trace; the snapshot it wrote names
 //! the commit span in its summary (`tributary.traceparent`), for the marts to link to. The marts
@@ -125,6 +127,12 @@ fn traced(mut env: BTreeMap<String, String>, port: u16) -> BTreeMap<String, Stri
     env
 }
 
+/// The service logs one JSON object per line (`LOG_FORMAT=json`), trace ids included.
+fn json_logs(mut env: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    env.insert("LOG_FORMAT".into(), "json".into());
+    env
+}
+
 /// The `traceparent` headers of every committed record of `topic` (partition 0).
 async fn traceparents(topic: &str) -> Result<Vec<String>> {
     let consumer: StreamConsumer = ClientConfig::new()
@@ -188,7 +196,7 @@ async fn a_file_batch_trace_crosses_kafka_into_the_lander_commit_and_the_mart_ru
         "tracing-ingest",
         "tributary-ingest",
         &["files"],
-        &traced(run.files_env(), port),
+        &json_logs(traced(run.files_env(), port)),
     );
     let inbox = Inbox::open(&run.inbox(), &Default::default())?;
     inbox
@@ -244,6 +252,58 @@ async fn a_file_batch_trace_crosses_kafka_into_the_lander_commit_and_the_mart_ru
         sales_topic
     );
     assert_eq!(ingest_span.attributes["messaging.operation.type"], "send");
+
+    // The batch is a child of the file's own root span, `ingest_file`, which names the file.
+    let file_span = eventually(Duration::from_secs(30), || {
+        let (seen, parent) = (&seen, &ingest_span.parent_span_id);
+        async move {
+            Ok(seen
+                .lock()
+                .expect("spans lock")
+                .iter()
+                .find(|s| s.span_id == *parent)
+                .cloned())
+        }
+    })
+    .await
+    .with_context(|| format!("the batch span's parent was not exported: {ingest_span:?}"))?;
+    assert_eq!(file_span.name, "ingest_file", "{file_span:?}");
+    assert_eq!(file_span.trace_id, trace_id);
+    assert_eq!(
+        file_span.parent_span_id, "0000000000000000",
+        "{file_span:?}"
+    );
+    assert_eq!(file_span.attributes["file.path"], "acme/traced.csv");
+    assert_eq!(file_span.attributes["tributary.outcome"], "done");
+    assert!(
+        file_span.attributes.contains_key("tributary.file_seq"),
+        "{file_span:?}"
+    );
+
+    // The ingestor's JSON log line about the file carries the same trace id.
+    let log_path = ingest.log().to_path_buf();
+    let line = eventually(Duration::from_secs(30), || {
+        let (log_path, trace_id) = (&log_path, &trace_id);
+        async move {
+            let text = std::fs::read_to_string(log_path)?;
+            Ok(text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|l| {
+                    l["message"] == "file published"
+                        && l["path"] == "acme/traced.csv"
+                        && l["trace_id"] == trace_id.as_str()
+                }))
+        }
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "no JSON line \"file published\" with trace_id {trace_id} in {}",
+            log_path.display()
+        )
+    })?;
+    assert_eq!(line["span_id"], file_span.span_id.as_str(), "{line}");
 
     // The lander's commit of file_sale continues that trace (or links to the batch).
     let commit_name = format!("append {}.file_sale", run.namespace());

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use tributary_common::health;
 use tributary_ingest::config::IngestConfig;
 use tributary_ingest::erp::{ErpIngestor, ErpMetrics};
 use tributary_ingest::files::FileIngestor;
@@ -143,10 +144,12 @@ async fn run_files(config: IngestConfig, once: bool) -> anyhow::Result<()> {
                     config.files.metrics_listen
                 )
             })?;
-        tracing::info!(addr = %config.files.metrics_listen, "serving /metrics and /healthz");
-        tokio::spawn(metrics::serve(
+        tracing::info!(addr = %config.files.metrics_listen, "serving /metrics, /healthz and /readyz");
+        let registry = metrics.registry.clone();
+        tokio::spawn(health::serve(
             listener,
-            metrics.registry.clone(),
+            move || metrics::encode(&registry),
+            metrics::readiness(&config.kafka, &config.files),
             shutdown.clone(),
         ));
     }
@@ -174,10 +177,12 @@ async fn run_erp(config: IngestConfig, once: bool) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&erp.metrics_listen)
             .await
             .with_context(|| format!("cannot listen for /metrics on {}", erp.metrics_listen))?;
-        tracing::info!(addr = %erp.metrics_listen, "serving /metrics and /healthz");
-        tokio::spawn(metrics::serve(
+        tracing::info!(addr = %erp.metrics_listen, "serving /metrics, /healthz and /readyz");
+        let registry = metrics.registry.clone();
+        tokio::spawn(health::serve(
             listener,
-            metrics.registry.clone(),
+            move || metrics::encode(&registry),
+            tributary_ingest::erp::metrics::readiness(&config.kafka, &erp.client.endpoint),
             shutdown.clone(),
         ));
     }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use tributary_lake::metrics::{self, Metrics};
+use tributary_common::health::{self, ReadinessChecks};
+use tributary_lake::metrics::Metrics;
 use tributary_lake::{LanderConfig, Mode};
 
 /// Lands Debezium change events from Kafka into the raw Iceberg tables, exactly once.
@@ -35,11 +36,12 @@ async fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&config.metrics_listen)
             .await
             .with_context(|| format!("cannot listen for /metrics on {}", config.metrics_listen))?;
-        tracing::info!(addr = %config.metrics_listen, "serving /metrics and /healthz");
+        tracing::info!(addr = %config.metrics_listen, "serving /metrics, /healthz and /readyz");
         let served = metrics.clone();
-        tokio::spawn(metrics::serve(
+        tokio::spawn(health::serve(
             listener,
             move || served.encode(),
+            readiness(&config),
             shutdown.clone(),
         ));
     }
@@ -59,4 +61,21 @@ async fn main() -> anyhow::Result<()> {
         "done"
     );
     Ok(())
+}
+
+/// What the lander needs to do its work: Kafka (metadata answers), the Iceberg SQL catalog's
+/// Postgres, and the warehouse on the object store (or its local folder).
+fn readiness(config: &LanderConfig) -> ReadinessChecks {
+    let checks = ReadinessChecks::new();
+    let timeout = checks.timeout();
+    checks
+        .check("kafka", health::kafka_metadata(&config.kafka, timeout))
+        .check(
+            "catalog",
+            health::postgres_answers(&config.lake.catalog_uri),
+        )
+        .check(
+            "object_store",
+            health::object_store_lists(&config.lake.warehouse, &config.lake.s3, timeout),
+        )
 }

@@ -1,12 +1,10 @@
 //! The lander's metrics, in their own registry (so tests can run several landers in one
-//! process), and a minimal `/metrics` + `/healthz` listener.
+//! process). They are served on `metrics_listen` by the shared listener
+//! ([`tributary_common::health::serve`]: `/metrics`, `/healthz`, `/readyz`).
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::schema::RawTable;
 
@@ -217,44 +215,6 @@ impl Metrics {
         // Encoding into a Vec cannot fail for well-formed metric families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8_lossy(&out).into_owned()
-    }
-}
-
-/// Serves `GET /metrics` (the text `encode` returns) and `GET /healthz` until `shutdown`;
-/// the marts job serves its own metrics with it too. Deliberately tiny: one request
-/// per connection, no keep-alive.
-pub async fn serve<F>(listener: TcpListener, encode: F, shutdown: CancellationToken)
-where
-    F: Fn() -> String + Clone + Send + 'static,
-{
-    loop {
-        let (mut stream, _) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(s) => s,
-                Err(error) => {
-                    tracing::warn!(%error, "metrics listener accept failed");
-                    continue;
-                }
-            },
-        };
-        let encode = encode.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = stream.read(&mut buf).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let path = request.split_whitespace().nth(1).unwrap_or("");
-            let (status, content_type, body) = match path {
-                "/metrics" => ("200 OK", "text/plain; version=0.0.4", encode()),
-                "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
-                _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-        });
     }
 }
 

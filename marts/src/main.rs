@@ -9,12 +9,14 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use tributary_common::health::{self, ReadinessChecks};
 use tributary_marts::job::compute_as_of;
 use tributary_marts::lake::{AsOf, TableSnapshots, list_snapshots};
 use tributary_marts::ranking::PeriodRankings;
 use tributary_marts::state::PostgresState;
 use tributary_marts::{
-    ClickHouseStore, LakeSnapshots, MartsConfig, MartsJob, Month, RunMode, RunOutcome,
+    ClickHouseStore, LakeSnapshots, MartsConfig, MartsJob, Month, PublicationStore, RunMode,
+    RunOutcome,
 };
 
 /// Computes the rankings from the raw Iceberg tables and publishes them to ClickHouse.
@@ -114,11 +116,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let state = PostgresState::new(config.state_url(), config.state_schema())?;
     let metrics = tributary_marts::metrics::MartsMetrics::new()?;
-    let store = ClickHouseStore::new(&config.clickhouse)?;
+    let store = Arc::new(ClickHouseStore::new(&config.clickhouse)?);
     let job = MartsJob::new(
         Arc::new(catalog),
         config.lake.namespace.clone(),
-        Arc::new(store),
+        store.clone(),
         Arc::new(state),
     )
     .with_metrics(metrics.clone())
@@ -148,10 +150,11 @@ async fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&config.metrics_listen)
             .await
             .with_context(|| format!("cannot listen for /metrics on {}", config.metrics_listen))?;
-        tracing::info!(addr = %config.metrics_listen, "serving /metrics and /healthz");
-        tokio::spawn(tributary_lake::metrics::serve(
+        tracing::info!(addr = %config.metrics_listen, "serving /metrics, /healthz and /readyz");
+        tokio::spawn(health::serve(
             listener,
             move || metrics.encode(),
+            readiness(&config, store),
             shutdown.clone(),
         ));
     }
@@ -162,6 +165,34 @@ async fn main() -> anyhow::Result<()> {
     job.run_scheduled(Duration::from_millis(config.interval_ms), shutdown)
         .await;
     Ok(())
+}
+
+/// What a scheduled run needs: the Iceberg SQL catalog, the warehouse it points into, the
+/// Postgres of the kept incremental state, and ClickHouse where the rankings are published.
+fn readiness(config: &MartsConfig, store: Arc<ClickHouseStore>) -> ReadinessChecks {
+    let checks = ReadinessChecks::new();
+    let timeout = checks.timeout();
+    let clickhouse_url = config.clickhouse.url.clone();
+    checks
+        .check(
+            "catalog",
+            health::postgres_answers(&config.lake.catalog_uri),
+        )
+        .check(
+            "object_store",
+            health::object_store_lists(&config.lake.warehouse, &config.lake.s3, timeout),
+        )
+        .check("state", health::postgres_answers(config.state_url()))
+        .check("clickhouse", move || {
+            let (store, url) = (store.clone(), clickhouse_url.clone());
+            async move {
+                store
+                    .ping()
+                    .await
+                    .map(|()| format!("{url} answers"))
+                    .map_err(|e| format!("{url}: {e}").into())
+            }
+        })
 }
 
 /// The `as-of` report: what was read, then both rankings of the chosen period. Pure.

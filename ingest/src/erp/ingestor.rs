@@ -19,6 +19,7 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use tributary_common::KafkaSettings;
 use tributary_common::sale_event::{SaleOp, SaleSource, sale_key};
 
@@ -306,13 +307,48 @@ impl ErpIngestor {
     }
 
     /// Fetches the page after the current cursor and publishes it with the next cursor in one
-    /// transaction. On failure the cursor stays where it was and the error is counted.
+    /// transaction. On failure the cursor stays where it was and the error is counted. The
+    /// poll is one `erp_poll` span: its log lines carry its trace id, and the Kafka batch it
+    /// publishes is its child.
     pub async fn poll_once(&mut self) -> Result<PollOutcome, ErpIngestError> {
+        let span = self.poll_span();
+        self.poll_counted().instrument(span).await
+    }
+
+    /// The root span of one poll: the ERP, the cursor asked with; what came back once known.
+    fn poll_span(&self) -> tracing::Span {
+        tracing::info_span!(
+            parent: None,
+            "erp_poll",
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            url.full = %tributary_common::config::redact_url(&self.config.client.endpoint),
+            tributary.erp.origin = %self.config.client.origin,
+            tributary.erp.cursor = %self.progress.cursor,
+            tributary.erp.changes = tracing::field::Empty,
+            tributary.erp.has_more = tracing::field::Empty,
+        )
+    }
+
+    /// [`Self::poll_once`] inside the current span: lineage, error counts, span attributes.
+    async fn poll_counted(&mut self) -> Result<PollOutcome, ErpIngestError> {
         let started_at = chrono::Utc::now();
         let result = self.try_poll().await;
         self.lineage.poll(started_at, &result);
-        if let Err(error) = &result {
-            self.metrics.error(error.stage());
+        let span = tracing::Span::current();
+        match &result {
+            Ok(outcome) => {
+                span.record(
+                    "tributary.erp.changes",
+                    (outcome.upserts + outcome.cancels + outcome.rejected) as i64,
+                );
+                span.record("tributary.erp.has_more", outcome.has_more);
+            }
+            Err(error) => {
+                self.metrics.error(error.stage());
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", error.stage());
+            }
         }
         result
     }
@@ -476,7 +512,9 @@ impl ErpIngestor {
             if shutdown.is_cancelled() {
                 return Ok(summary);
             }
-            let pause = match self.poll_once().await {
+            let span = self.poll_span();
+            let polled = self.poll_counted().instrument(span.clone()).await;
+            let pause = match polled {
                 Ok(outcome) => {
                     failures_in_a_row = 0;
                     summary.pages += 1;
@@ -492,6 +530,8 @@ impl ErpIngestor {
                     self.config.client.poll_interval()
                 }
                 Err(error) => {
+                    // What is decided about a failed poll is logged in its span (no await here).
+                    let _in_poll = span.enter();
                     summary.failures += 1;
                     failures_in_a_row = failures_in_a_row.saturating_add(1);
                     let stage = error.stage();

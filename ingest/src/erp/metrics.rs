@@ -2,8 +2,8 @@
 //! origin is one configured ERP, a stage is an [`ErpError::label`](super::ErpError::label) or
 //! `publish`/`progress`, an outcome one of a fixed few.
 //!
-//! Served by the same `/metrics` server as the file ingestor's
-//! ([`crate::files::metrics::serve`]).
+//! Served on `erp.metrics_listen` by the shared listener ([`tributary_common::health::serve`]:
+//! `/metrics`, `/healthz`, and `/readyz` with the checks of [`readiness`]).
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
@@ -156,5 +156,72 @@ impl ErpMetrics {
     /// The sequence gauge (tests).
     pub fn sequence(&self, origin: &str) -> i64 {
         self.sequence.with_label_values(&[origin]).get()
+    }
+}
+
+/// What the WS ingestor needs (`/readyz`): Kafka (its topics and its cursor live there) and the
+/// ERP's SOAP endpoint.
+pub fn readiness(
+    kafka: &tributary_common::KafkaSettings,
+    endpoint: &str,
+) -> tributary_common::health::ReadinessChecks {
+    use tributary_common::health::{self, ReadinessChecks};
+    let checks = ReadinessChecks::new();
+    let timeout = checks.timeout();
+    checks
+        .check("kafka", health::kafka_metadata(kafka, timeout))
+        .check("erp", erp_reachable(endpoint, timeout))
+}
+
+/// A cheap reachability check of the ERP: `GET <endpoint>?wsdl` answers with any HTTP status
+/// below 500. No SOAP call, so no WS-Security token is spent and nothing is paged.
+pub fn erp_reachable(
+    endpoint: &str,
+    timeout: std::time::Duration,
+) -> impl Fn() -> tributary_common::health::CheckFuture + Send + Sync + 'static {
+    let url = wsdl_url(endpoint);
+    let http = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .map_err(|e| format!("http client: {e}"));
+    move || {
+        let (http, url) = (http.clone(), url.clone());
+        Box::pin(async move {
+            let http = http?;
+            let response = http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| format!("GET {url}: {e}"))?;
+            let status = response.status();
+            if status.is_server_error() {
+                return Err(format!("GET {url}: HTTP {status}").into());
+            }
+            Ok(format!("GET {url}: HTTP {}", status.as_u16()))
+        })
+    }
+}
+
+/// The endpoint with `?wsdl` (or `&wsdl` when it has a query already). Pure.
+fn wsdl_url(endpoint: &str) -> String {
+    let separator = if endpoint.contains('?') { '&' } else { '?' };
+    format!("{endpoint}{separator}wsdl")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reachability_probe_asks_for_the_wsdl() {
+        assert_eq!(
+            wsdl_url("http://127.0.0.1:8088/ws/sales"),
+            "http://127.0.0.1:8088/ws/sales?wsdl"
+        );
+        assert_eq!(
+            wsdl_url("http://erp/ws?tenant=1"),
+            "http://erp/ws?tenant=1&wsdl"
+        );
     }
 }

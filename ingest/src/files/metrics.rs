@@ -1,6 +1,12 @@
-//! The file ingestor's Prometheus metrics (`tributary_ingest_*`), bounded labels only.
+//! The file ingestor's Prometheus metrics (`tributary_ingest_*`), bounded labels only, and
+//! its readiness checks; both are served on `files.metrics_listen` by the shared listener
+//! ([`tributary_common::health::serve`]: `/metrics`, `/healthz`, `/readyz`).
 
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use tributary_common::KafkaSettings;
+use tributary_common::health::{self, ReadinessChecks};
+
+use crate::config::FilesConfig;
 
 /// Metrics of one file ingestor.
 #[derive(Clone)]
@@ -117,39 +123,28 @@ impl FileMetrics {
     }
 }
 
-/// Serves `GET /metrics` (Prometheus text) and `GET /healthz` on `listener` until `shutdown`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    registry: Registry,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> std::io::Result<()> {
-    use poem::{EndpointExt, Route, get, handler, web::Data};
+/// The Prometheus text exposition of `registry` (what `/metrics` serves).
+pub fn encode(registry: &Registry) -> String {
+    let mut out = Vec::new();
+    // Encoding well-formed families into a Vec cannot fail.
+    let _ = prometheus::Encoder::encode(
+        &prometheus::TextEncoder::new(),
+        &registry.gather(),
+        &mut out,
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
 
-    #[handler]
-    fn metrics(registry: Data<&Registry>) -> poem::Response {
-        let mut out = Vec::new();
-        // Encoding well-formed families into a Vec cannot fail.
-        let _ = prometheus::Encoder::encode(
-            &prometheus::TextEncoder::new(),
-            &registry.gather(),
-            &mut out,
-        );
-        poem::Response::builder()
-            .content_type("text/plain; version=0.0.4")
-            .body(out)
-    }
-
-    #[handler]
-    fn healthz() -> &'static str {
-        "ok\n"
-    }
-
-    let app = Route::new()
-        .at("/metrics", get(metrics))
-        .at("/healthz", get(healthz))
-        .data(registry);
-    let listener = poem::listener::TcpAcceptor::from_tokio(listener)?;
-    poem::Server::new_with_acceptor(listener)
-        .run_with_graceful_shutdown(app, shutdown.cancelled_owned(), None)
-        .await
+/// What the file ingestor needs (`/readyz`): Kafka, which holds its topics *and* its progress
+/// (the compacted progress topic: there is no other progress store), and the inbox — the local
+/// folder, or the bucket and prefix on the object store.
+pub fn readiness(kafka: &KafkaSettings, files: &FilesConfig) -> ReadinessChecks {
+    let checks = ReadinessChecks::new();
+    let timeout = checks.timeout();
+    checks
+        .check("kafka", health::kafka_metadata(kafka, timeout))
+        .check(
+            "inbox",
+            health::object_store_lists(&files.inbox, &files.s3, timeout),
+        )
 }

@@ -23,12 +23,14 @@ pub mod partners;
 pub mod progress;
 
 use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use tributary_common::KafkaSettings;
 use tributary_common::sale_event::{
     RejectedRecord, SaleEvent, SaleOp, SaleSource, SourceVersion, sale_key,
@@ -321,41 +323,82 @@ impl FileIngestor {
                 summary.interrupted = true;
                 break;
             }
-            let (started_at, before) = (Utc::now(), (summary.published, summary.rejected));
-            let ended = self.process(&file, shutdown, &mut summary).await;
-            let outcome = match &ended {
-                Ok(Ended::Skipped) => lineage::FileOutcome::Skipped,
-                Ok(Ended::Done | Ended::Duplicate) => lineage::FileOutcome::Done,
-                Ok(Ended::Interrupted) => lineage::FileOutcome::Interrupted,
-                Ok(Ended::Quarantined) => lineage::FileOutcome::Quarantined(
-                    self.last_quarantine.take().unwrap_or_default(),
-                ),
-                Err(error) => lineage::FileOutcome::Failed(error),
-            };
-            self.lineage.file(
-                &file,
-                started_at,
-                outcome,
-                summary.published - before.0,
-                summary.rejected - before.1,
-            );
-            match ended {
-                Ok(Ended::Done) => summary.files_done += 1,
-                Ok(Ended::Duplicate) => summary.duplicates += 1,
-                Ok(Ended::Quarantined) => summary.quarantined += 1,
-                Ok(Ended::Interrupted) => {
-                    summary.interrupted = true;
-                    break;
-                }
-                Ok(Ended::Skipped) => {}
-                Err(error) if error.is_retryable() => {
-                    self.metrics.error("file");
-                    tracing::warn!(path = file.path, %error, "file not finished, will retry");
-                }
-                Err(error) => return Err(error),
+            // A file finished before needs no span: idle passes must not flood the traces.
+            if plan(self.state.files.get(&file.path), &file) == Plan::Skip {
+                continue;
+            }
+            // Every line about this file, and the Kafka batches it publishes (children), share
+            // the file's trace.
+            let span = file_span(&file);
+            let step = self
+                .ingest_file(&file, shutdown, &mut summary)
+                .instrument(span)
+                .await?;
+            if step.is_break() {
+                break;
             }
         }
         Ok(summary)
+    }
+
+    /// One listed file: process it, report its lineage run, count how it ended. `Break` when
+    /// shutdown interrupted it.
+    async fn ingest_file(
+        &mut self,
+        file: &Listed,
+        shutdown: &CancellationToken,
+        summary: &mut PollSummary,
+    ) -> Result<ControlFlow<()>, FilesError> {
+        let (started_at, before) = (Utc::now(), (summary.published, summary.rejected));
+        let ended = self.process(file, shutdown, summary).await;
+        let outcome = match &ended {
+            Ok(Ended::Skipped) => lineage::FileOutcome::Skipped,
+            Ok(Ended::Done | Ended::Duplicate) => lineage::FileOutcome::Done,
+            Ok(Ended::Interrupted) => lineage::FileOutcome::Interrupted,
+            Ok(Ended::Quarantined) => {
+                lineage::FileOutcome::Quarantined(self.last_quarantine.take().unwrap_or_default())
+            }
+            Err(error) => lineage::FileOutcome::Failed(error),
+        };
+        self.lineage.file(
+            file,
+            started_at,
+            outcome,
+            summary.published - before.0,
+            summary.rejected - before.1,
+        );
+        let span = tracing::Span::current();
+        span.record(
+            "tributary.outcome",
+            match &ended {
+                Ok(Ended::Done) => "done",
+                Ok(Ended::Duplicate) => "duplicate",
+                Ok(Ended::Quarantined) => "quarantined",
+                Ok(Ended::Interrupted) => "interrupted",
+                Ok(Ended::Skipped) => "skipped",
+                Err(_) => "failed",
+            },
+        );
+        match ended {
+            Ok(Ended::Done) => summary.files_done += 1,
+            Ok(Ended::Duplicate) => summary.duplicates += 1,
+            Ok(Ended::Quarantined) => summary.quarantined += 1,
+            Ok(Ended::Interrupted) => {
+                summary.interrupted = true;
+                return Ok(ControlFlow::Break(()));
+            }
+            Ok(Ended::Skipped) => {}
+            Err(error) if error.is_retryable() => {
+                self.metrics.error("file");
+                span.record("otel.status_code", "ERROR");
+                tracing::warn!(path = file.path, %error, "file not finished, will retry");
+            }
+            Err(error) => {
+                span.record("otel.status_code", "ERROR");
+                return Err(error);
+            }
+        }
+        Ok(ControlFlow::Continue(()))
     }
 
     async fn process(
@@ -425,6 +468,7 @@ impl FileIngestor {
                         Some(note.clone()),
                     );
                     self.publish_progress(vec![], vec![progress]).await?;
+                    tracing::Span::current().record("tributary.file_seq", seen.file_seq);
                     self.metrics.file(&partner_name, "duplicate");
                     tracing::info!(path = listed.path, %note, "duplicate file, nothing published");
                     return Ok(Ended::Duplicate);
@@ -434,6 +478,7 @@ impl FileIngestor {
                 (seq, 0)
             }
         };
+        tracing::Span::current().record("tributary.file_seq", file_seq);
         self.publish_file(
             listed,
             &partner_name,
@@ -871,6 +916,22 @@ impl FileIngestor {
             ),
         }
     }
+}
+
+/// The root span of one file's ingestion (`ingest_file`): the file's path, size and partner
+/// folder from the start; its sequence number, and the outcome, once known.
+fn file_span(file: &Listed) -> tracing::Span {
+    let folder = file.path.split('/').next().unwrap_or_default();
+    tracing::info_span!(
+        parent: None,
+        "ingest_file",
+        otel.status_code = tracing::field::Empty,
+        file.path = %file.path,
+        file.size = file.size,
+        tributary.partner_folder = %folder,
+        tributary.file_seq = tracing::field::Empty,
+        tributary.outcome = tracing::field::Empty,
+    )
 }
 
 fn now() -> String {
