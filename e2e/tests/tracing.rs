@@ -269,9 +269,9 @@ async fn a_file_batch_trace_crosses_kafka_into_the_lander_commit_and_the_mart_ru
     .with_context(|| format!("the batch span's parent was not exported: {ingest_span:?}"))?;
     assert_eq!(file_span.name, "ingest_file", "{file_span:?}");
     assert_eq!(file_span.trace_id, trace_id);
-    assert_eq!(
-        file_span.parent_span_id, "0000000000000000",
-        "{file_span:?}"
+    assert!(
+        file_span.parent_span_id.trim_matches('0').is_empty(),
+        "the file span is a root: {file_span:?}"
     );
     assert_eq!(file_span.attributes["file.path"], "acme/traced.csv");
     assert_eq!(file_span.attributes["tributary.outcome"], "done");
