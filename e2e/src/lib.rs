@@ -548,12 +548,14 @@ impl TestPipeline {
         env
     }
 
-    /// The API.
+    /// The API, reading this run's lake for time travel and provenance.
     pub fn api_env(&self) -> BTreeMap<String, String> {
-        env_map(&[
+        let mut env = self.lake();
+        env.extend(env_map(&[
             ("TRIBUTARY_CLICKHOUSE__DATABASE", self.namespace()),
             ("TRIBUTARY_LISTEN", format!("127.0.0.1:{}", self.api_port)),
-        ])
+        ]));
+        env
     }
 
     /// The file ingestor on [`Self::inbox`].

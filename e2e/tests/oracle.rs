@@ -1,6 +1,9 @@
 //! The oracle test: a seeded random workload on all three real sources at once, and after each
 //! round the API's rankings must equal the rankings computed directly from the sources' own
-//! current state. Zero differences.
+//! current state. Zero differences. At the end, record-level provenance: for random rows of
+//! each ranking the API's `/provenance` records sum exactly to the row and each is a real,
+//! current source record (Postgres row, file row, ERP sale, and the Kafka record that carried
+//! it); and a `--rebuild` publishes exactly what the incremental runs did.
 //!
 //! - Postgres: inserts, updates of amount / salesman / city / date, deletes, salesman renames,
 //!   and a salesman that arrives late (files and the ERP name its code before it exists).
@@ -392,6 +395,13 @@ async fn random_workload_on_all_sources_ranks_exactly_like_the_sources() -> Resu
         );
     }
 
+    // Provenance of the final state (the sources are quiet now and equal to the API).
+    let erp_now = erp_sales(&http, &erp).await?;
+    let want = oracle(&db, &files, &erp_now).await?;
+    check_provenance(&http, &base, &mut rng, &want, (&db, &files, &erp_now))
+        .await
+        .with_context(|| format!("seed {seed}: provenance (replay: ORACLE_SEED={seed})"))?;
+
     // Incremental = rebuild: the marts service has folded the workload run by run; a rebuild
     // from the whole lake, into a database (and state) of its own, must publish the same rows.
     let rebuild_db = format!("{}_rebuild", run.namespace());
@@ -484,4 +494,248 @@ fn diff(want: &[RankRow], got: &[RankRow]) -> Vec<String> {
         .take(10)
         .map(|w| format!("want {w:?} got {:?}", got.get(&w.0)))
         .collect()
+}
+
+/// `"1234.50"` → cents.
+fn cents_of(text: &str) -> Result<i64> {
+    let amount: Decimal = text
+        .parse()
+        .with_context(|| format!("{text:?} is no amount"))?;
+    (amount * Decimal::from(100))
+        .to_i64()
+        .with_context(|| format!("{text} in cents"))
+}
+
+/// The value of the Kafka record at `topic`/`partition`/`offset`, as text.
+fn kafka_record(topic: &str, partition: i32, offset: i64) -> Result<String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .set("group.id", "e2e-provenance")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    consumer.assign(&assignment)?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) if m.offset() == offset => {
+                let value = m.payload().context("a tombstone")?;
+                return Ok(String::from_utf8_lossy(value).into_owned());
+            }
+            Some(Ok(m)) => anyhow::bail!("asked for offset {offset}, Kafka gave {}", m.offset()),
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+    anyhow::bail!("no record at {topic}/{partition}@{offset}")
+}
+
+/// The sources as they are now: Postgres, the files written, the ERP's current sales.
+type Sources<'a> = (
+    &'a tokio_postgres::Client,
+    &'a BTreeMap<String, SourceSale>,
+    &'a BTreeMap<String, SourceSale>,
+);
+
+/// Checks one `/provenance` answer (every page of it): its records sum exactly to
+/// `(revenue, sales)` (the row as the oracle computed it, when given) and, with `sources`,
+/// each record is a real source record with that amount now. Returns the number of records.
+async fn check_provenance_page(
+    http: &reqwest::Client,
+    url: &str,
+    want: Option<(&str, i64)>,
+    sources: Option<Sources<'_>>,
+) -> Result<usize> {
+    let page = |offset: usize| async move {
+        let url = format!("{url}&offset={offset}");
+        let body: Value = http
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()
+            .with_context(|| url.clone())?
+            .json()
+            .await?;
+        anyhow::Ok(body)
+    };
+    let body = page(0).await?;
+    let mut records = body["records"].as_array().context("no records")?.clone();
+    let (revenue, sales) = (
+        body["revenue"].as_str().context("no revenue")?,
+        body["sales"].as_i64().context("no sales")?,
+    );
+    if let Some((want_revenue, want_sales)) = want {
+        assert_eq!(
+            (revenue, sales),
+            (want_revenue, want_sales),
+            "{url}: the row differs from the oracle"
+        );
+    }
+    assert_eq!(body["total"].as_i64(), Some(sales), "{url}: total");
+    while (records.len() as i64) < sales {
+        let more = page(records.len()).await?;
+        let more = more["records"].as_array().context("no records")?;
+        anyhow::ensure!(!more.is_empty(), "{url}: pages end before total {sales}");
+        records.extend(more.iter().cloned());
+    }
+    assert_eq!(records.len() as i64, sales, "{url}: every page together");
+    assert_eq!(body["records_revenue"].as_str(), Some(revenue), "{url}");
+    let mut sum = 0i64;
+    for (i, r) in records.iter().enumerate() {
+        let amount = r["amount"].as_str().map(cents_of).transpose()?.unwrap_or(0);
+        sum += amount;
+        let sale_id = r["sale_id"].as_str().context("sale_id")?;
+        let kafka = &r["kafka"];
+        let (topic, partition, offset) = (
+            kafka["topic"].as_str().context("topic")?,
+            kafka["partition"].as_i64().context("partition")? as i32,
+            kafka["offset"].as_i64().context("offset")?,
+        );
+        let Some((db, files, erp)) = sources else {
+            continue;
+        };
+        match r["source"].as_str() {
+            Some("pg") => {
+                let id: i64 = sale_id.parse()?;
+                let row = db
+                    .query_opt(
+                        "SELECT (amount * 100)::bigint FROM sale WHERE id = $1",
+                        &[&id],
+                    )
+                    .await?
+                    .with_context(|| format!("{url}: pg sale {id} is not in Postgres"))?;
+                assert_eq!(row.get::<_, i64>(0), amount, "{url}: pg sale {id}");
+                assert!(r["source_record"]["lsn"].as_i64().is_some(), "{url}: {r}");
+            }
+            Some(source @ ("files" | "erp")) => {
+                let (_, id) = sale_id.split_once('/').context("origin/id")?;
+                let held = if source == "files" { files } else { erp };
+                let sale = held
+                    .get(id)
+                    .with_context(|| format!("{url}: {source} sale {sale_id} is not current"))?;
+                assert_eq!(sale.cents, amount, "{url}: {source} sale {sale_id}");
+                assert!(r["source_record"]["detail"].is_object(), "{url}: {r}");
+                let trace_id = r["trace_id"].as_str().unwrap_or_default();
+                assert!(
+                    trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{url}: {source} sale {sale_id} has no ingest trace id: {r}"
+                );
+            }
+            other => panic!("{url}: unknown source {other:?} in {r}"),
+        }
+        // The carrying Kafka record is there and is about this sale (a sample: each fetch
+        // opens a consumer).
+        if i < 3 {
+            let value = kafka_record(topic, partition, offset)?;
+            let bare_id = sale_id.rsplit('/').next().unwrap_or(sale_id);
+            assert!(
+                value.contains(bare_id),
+                "{url}: {topic}/{partition}@{offset} does not mention sale {sale_id}: {value}"
+            );
+        }
+    }
+    assert_eq!(
+        sum,
+        cents_of(revenue)?,
+        "{url}: the records do not sum to the row's revenue"
+    );
+    Ok(records.len())
+}
+
+/// Record-level provenance on the final state: for random rows of each ranking, all time and
+/// in random months, the records behind the row sum exactly to it and are real source records;
+/// and at an earlier snapshot they sum to that snapshot's row.
+async fn check_provenance(
+    http: &reqwest::Client,
+    base: &str,
+    rng: &mut ChaCha8Rng,
+    want: &Rankings,
+    sources: Sources<'_>,
+) -> Result<()> {
+    let months: Vec<&Option<String>> = want.keys().filter(|m| m.is_some()).collect();
+    let mut periods = vec![&None];
+    periods.extend(months.choose_multiple(rng, 2).copied());
+    let (mut rows, mut records) = (0, 0);
+    for period in periods {
+        let month = period
+            .as_deref()
+            .map_or(String::new(), |m| format!("&month={m}"));
+        let (cities, salesmen) = &want[period];
+        for (city, revenue, sales, _) in cities.choose_multiple(rng, 3) {
+            let url = format!("{base}/v1/rankings/cities/{city}/provenance?limit=1000{month}");
+            records +=
+                check_provenance_page(http, &url, Some((revenue, *sales)), Some(sources)).await?;
+            // One of its salesmen there: the API's row is the reference (the oracle's
+            // per-city salesman rows are not kept here), and the records must be his, there.
+            let body: Value = http.get(&url).send().await?.json().await?;
+            let salesman = body["records"]
+                .as_array()
+                .and_then(|r| r.choose(rng))
+                .and_then(|r| r["salesman_id"].as_i64());
+            if let Some(salesman) = salesman {
+                let url = format!(
+                    "{base}/v1/rankings/cities/{city}/salesmen/{salesman}/provenance?limit=1000{month}"
+                );
+                records += check_provenance_page(http, &url, None, Some(sources)).await?;
+                rows += 1;
+            }
+            rows += 1;
+        }
+        for (salesman, revenue, sales, _) in salesmen.choose_multiple(rng, 3) {
+            let url =
+                format!("{base}/v1/rankings/salesmen/{salesman}/provenance?limit=1000{month}");
+            records +=
+                check_provenance_page(http, &url, Some((revenue, *sales)), Some(sources)).await?;
+            rows += 1;
+        }
+    }
+
+    // Time travel: at a pg_sale snapshot from the middle of the run, the provenance of that
+    // snapshot's top city sums to that snapshot's row (the sources have moved on since, so
+    // only the sums are checked).
+    let snapshots: Value = http
+        .get(format!("{base}/v1/snapshots"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let pg_sale = snapshots["tables"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["table"] == "pg_sale"))
+        .and_then(|t| t["snapshots"].as_array())
+        .context("no pg_sale snapshots")?;
+    let middle = pg_sale[pg_sale.len() / 2]["snapshot_id"]
+        .as_i64()
+        .context("snapshot_id")?;
+    let then: Value = http
+        .get(format!(
+            "{base}/v1/rankings/cities?as_of_snapshot={middle}&limit=1"
+        ))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    if let Some(top) = then["items"].as_array().and_then(|i| i.first()) {
+        let city = top["city_id"].as_i64().context("city_id")?;
+        let url = format!(
+            "{base}/v1/rankings/cities/{city}/provenance?as_of_snapshot={middle}&limit=1000"
+        );
+        let (revenue, sales) = (
+            top["revenue"].as_str().context("revenue")?,
+            top["sales"].as_i64().context("sales")?,
+        );
+        // The sources have moved on since: only the sums are checked.
+        check_provenance_page(http, &url, Some((revenue, sales)), None).await?;
+    }
+    eprintln!(
+        "provenance: {rows} ranking rows, {records} source records, each sums exactly; at snapshot {middle} too"
+    );
+    Ok(())
 }
