@@ -129,6 +129,29 @@ mod tests {
     }
 
     #[test]
+    fn the_lineage_store_from_the_environment() {
+        let config: ApiConfig = tributary_common::load(
+            None,
+            vec![
+                ("TRIBUTARY_LINEAGE__SCHEMA".to_string(), "e2e_1".to_string()),
+                (
+                    "TRIBUTARY_LINEAGE__URL".to_string(),
+                    "postgres://u:secret@db:5432/x".to_string(),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.lineage.checked_schema(), Ok("e2e_1"));
+        assert!(!format!("{:?}", config.lineage).contains("secret"));
+        assert_eq!(ApiConfig::default().lineage.schema, "lineage");
+        let bad = LineageStoreSettings {
+            schema: "1x".into(),
+            ..Default::default()
+        };
+        assert!(bad.checked_schema().unwrap_err().contains("lineage.schema"));
+    }
+
+    #[test]
     fn a_bad_listen_address_is_a_clear_error() {
         let config = ApiConfig {
             listen: "localhost".into(),
