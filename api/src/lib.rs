@@ -39,6 +39,8 @@ mod tests;
 #[cfg(test)]
 mod tests_dead_letters;
 #[cfg(test)]
+mod tests_provenance;
+#[cfg(test)]
 mod tests_time_travel;
 
 use std::sync::Arc;

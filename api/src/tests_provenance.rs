@@ -1,0 +1,168 @@
+//! `/provenance` on iceberg's `MemoryCatalog`: the records behind a published row are the
+//! current sales of the publication's own snapshots (not newer ones), they sum to the row,
+//! they page, and a time-travelled row is explained at its snapshot.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use poem::http::StatusCode;
+use poem::test::TestClient;
+use serde_json::Value;
+use tributary_lake::schema::RawTable;
+use tributary_marts::job::compute;
+use tributary_marts::test_support::{city, land, memory_lake, sale, salesman};
+use tributary_marts::{MemoryStore, Publication, PublicationStore};
+
+use crate::app_with_lake;
+use crate::lake::Lake;
+
+async fn get(client: &TestClient<impl poem::Endpoint>, uri: &str) -> (StatusCode, Value) {
+    let resp = client.get(uri).send().await;
+    let status = resp.0.status();
+    (status, resp.0.into_body().into_json().await.unwrap())
+}
+
+fn sale_ids(page: &Value) -> Vec<&str> {
+    page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["sale_id"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_published_row_is_explained_by_the_sales_of_its_own_snapshots() {
+    let lake = memory_lake(&RawTable::DATA_TABLES).await;
+    let lake_ref = lake.as_ref();
+    land(
+        lake_ref,
+        RawTable::PgSalesman,
+        &[salesman("r", 100, (1, 0), "S1", "Ana")],
+    )
+    .await;
+    land(
+        lake_ref,
+        RawTable::PgCity,
+        &[city("r", 7, (1, 0), "Campinas", "SP")],
+    )
+    .await;
+    let first = land(
+        lake_ref,
+        RawTable::PgSale,
+        &[
+            sale("c", 1, (10, 0), Some(100), Some(7), Some(1_000)).sold_at("2026-01-05T10:00:00Z"),
+            sale("c", 2, (11, 1), Some(100), Some(7), Some(2_500)).sold_at("2026-02-05T10:00:00Z"),
+            sale("c", 3, (12, 2), Some(100), Some(7), Some(40)).sold_at("2026-02-06T10:00:00Z"),
+        ],
+    )
+    .await;
+    // Published now; then sale 2 is deleted in the lake, and the marts have not run since.
+    let (snapshots, rankings) = compute(lake_ref, "raw").await.unwrap();
+    let store = Arc::new(MemoryStore::new());
+    store
+        .publish(&Publication::of_periods(
+            snapshots,
+            "run-1",
+            Utc::now(),
+            rankings,
+        ))
+        .await
+        .unwrap();
+    land(
+        lake_ref,
+        RawTable::PgSale,
+        &[sale("d", 2, (20, 3), None, None, None)],
+    )
+    .await;
+    let api = TestClient::new(app_with_lake(
+        store,
+        Arc::new(Lake::from_catalog(lake.clone(), "raw")),
+    ));
+
+    let (status, page) = get(&api, "/v1/rankings/cities/7/provenance").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(
+        (page["revenue"].as_str(), page["sales"].as_i64()),
+        (Some("35.40"), Some(3))
+    );
+    assert_eq!(page["records_revenue"], "35.40");
+    assert_eq!(
+        sale_ids(&page),
+        ["2", "1", "3"],
+        "the published snapshot, largest first"
+    );
+    let first_record = &page["records"][0];
+    assert_eq!(first_record["source"], "pg");
+    assert_eq!(first_record["amount"], "25.00");
+    assert_eq!(first_record["source_record"]["lsn"], 11);
+    assert_eq!(first_record["kafka"]["topic"], "test.pg_sale");
+    assert_eq!(first_record["kafka"]["offset"], 1);
+    let pinned = page["lake_snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["table"] == "pg_sale")
+        .unwrap();
+    assert_eq!(pinned["snapshot_id"], first);
+
+    // The salesman's February row, paged.
+    let (_, feb) = get(
+        &api,
+        "/v1/rankings/salesmen/100/provenance?month=2026-02&limit=1",
+    )
+    .await;
+    assert_eq!(
+        (feb["total"].as_i64(), feb["sales"].as_i64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(sale_ids(&feb), ["2"]);
+    assert_eq!(feb["records_revenue"], "25.40");
+    let (_, rest) = get(
+        &api,
+        "/v1/rankings/cities/7/salesmen/100/provenance?month=2026-02&limit=1&offset=1",
+    )
+    .await;
+    assert_eq!(sale_ids(&rest), ["3"]);
+
+    // Travelling to the latest pg_sale snapshot: sale 2 is gone there.
+    let latest = {
+        let (_, snaps) = get(&api, "/v1/snapshots").await;
+        snaps["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == "pg_sale")
+            .unwrap()["current_snapshot_id"]
+            .as_i64()
+            .unwrap()
+    };
+    let (status, now) = get(
+        &api,
+        &format!("/v1/rankings/cities/7/provenance?as_of_snapshot={latest}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{now}");
+    assert_eq!(sale_ids(&now), ["1", "3"]);
+    assert_eq!(
+        (now["revenue"].as_str(), now["sales"].as_i64()),
+        (Some("10.40"), Some(2))
+    );
+
+    // Rows that do not exist, and bad parameters.
+    let (status, problem) = get(&api, "/v1/rankings/cities/8/provenance").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("city-not-found"),
+        "{problem}"
+    );
+    let (status, _) = get(&api, "/v1/rankings/salesmen/100/provenance?month=2025-12").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(&api, "/v1/rankings/cities/7/salesmen/999/provenance").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(&api, "/v1/rankings/cities/7/provenance?limit=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
