@@ -5,7 +5,8 @@
 //! batch span's trace id is the one in the Kafka records' `traceparent` header, and the lander
 //! commit span that landed them continues (or links to) that trace; the snapshot it wrote names
 //! the commit span in its summary (`tributary.traceparent`), for the marts to link to. The marts
-//! run span that folds that snapshot links to the commit span.
+//! run span that folds that snapshot links to the commit span. An ERP poll is likewise a root
+//! span `erp_poll` whose log lines and Kafka batch share its trace.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -442,5 +443,76 @@ async fn an_api_request_is_a_server_span_that_continues_the_callers_trace() -> R
     assert_eq!(span.attributes["http.request.method"], "GET");
     assert_eq!(span.attributes["url.path"], "/v1/cities/7");
     assert_eq!(span.attributes["http.response.status_code"], "503");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_erp_poll_is_a_root_span_whose_log_lines_and_batch_share_its_trace() -> Result<()> {
+    require_stack();
+    let run = TestPipeline::new();
+    let port = free_port();
+    let seen = spawn_receiver(port);
+    let _sim = run.start_sim("tracing-erp-sim", 11, 20).await?;
+    let mut erp = Service::start(
+        "tracing-erp",
+        "tributary-ingest",
+        &["erp"],
+        &json_logs(traced(run.erp_env(), port)),
+    );
+
+    // A JSON log line about a published page carries the poll's trace id.
+    let log_path = erp.log().to_path_buf();
+    let line = eventually(Duration::from_secs(60), || {
+        erp.assert_running();
+        let log_path = &log_path;
+        async move {
+            let text = std::fs::read_to_string(log_path).unwrap_or_default();
+            Ok(text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|l| l["message"] == "erp page published" && l["trace_id"].is_string()))
+        }
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "no JSON line \"erp page published\" with a trace_id in {}",
+            log_path.display()
+        )
+    })?;
+    let trace_id = line["trace_id"]
+        .as_str()
+        .expect("checked above")
+        .to_string();
+
+    // That trace is an `erp_poll` root span with the page's Kafka batch as its child.
+    let sales_topic = run.topic("erp.sales");
+    let (poll, batch) = eventually(Duration::from_secs(30), || {
+        let (seen, trace_id, batch_name) = (&seen, &trace_id, format!("send {sales_topic}"));
+        async move {
+            let spans = seen.lock().expect("spans lock");
+            let poll = spans
+                .iter()
+                .find(|s| s.trace_id == *trace_id && s.name == "erp_poll");
+            let batch = spans
+                .iter()
+                .find(|s| s.trace_id == *trace_id && s.name == batch_name);
+            Ok(poll.zip(batch).map(|(p, b)| (p.clone(), b.clone())))
+        }
+    })
+    .await
+    .with_context(|| format!("no erp_poll span with its batch in trace {trace_id}"))?;
+    assert_eq!(poll.service, "tributary-ingest-erp");
+    assert!(
+        poll.parent_span_id.trim_matches('0').is_empty(),
+        "the poll span is a root: {poll:?}"
+    );
+    assert_eq!(batch.parent_span_id, poll.span_id, "{batch:?}");
+    assert_eq!(poll.attributes["tributary.erp.origin"], "erp");
+    assert!(
+        poll.attributes.contains_key("tributary.erp.changes"),
+        "{poll:?}"
+    );
+    assert_eq!(line["span_id"], poll.span_id.as_str(), "{line}");
     Ok(())
 }
