@@ -11,7 +11,8 @@
 //! own OpenLineage is not installable for 3.6.1), and the Iceberg tables → marts job →
 //! ClickHouse rankings with column lineage (`revenue` ← each source's `amount`). The lineage
 //! page, rendered by headless Chromium, draws the same nodes and edges (screenshot:
-//! docs/lineage-page.png).
+//! docs/lineage-page.png). A second test shows the store is Postgres: what one API process
+//! stored, a new one reads back; a bad event is refused with problem JSON and not stored.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -356,5 +357,102 @@ async fn jobs_send_lineage_to_the_api_store_and_the_graph_reads_back() -> Result
         "lineage read back: marts job {marts_job}, {} edges around the rankings",
         e.len()
     );
+    Ok(())
+}
+
+/// The store is Postgres, not the API's memory: events posted to one API process are read back
+/// by a new one over the same schema, bad events are refused with problem JSON and not stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_store_outlives_the_api_process_and_refuses_bad_events() -> Result<()> {
+    require_stack();
+    let run = TestPipeline::new();
+    let ns = run.namespace();
+    let api = run.api();
+    let http = reqwest::Client::new();
+    let mut env = run.api_env();
+    env.insert("TRIBUTARY_LINEAGE__SCHEMA".into(), ns.clone());
+    let start = |name: &str| Service::start(name, "tributary-api", &[], &env);
+    let ready = |service: &mut Service| {
+        service.assert_running();
+        let (http, api) = (&http, &api);
+        async move {
+            Ok(http
+                .get(format!("{api}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+                .then_some(()))
+        }
+    };
+
+    let mut first = start("lineage-store-api-1");
+    eventually(Duration::from_secs(60), || ready(&mut first)).await?;
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let event = |kind: &str| {
+        serde_json::json!({
+            "eventType": kind,
+            "eventTime": "2026-11-26T02:00:00.000Z",
+            "producer": "urn:e2e",
+            "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+            "run": {"runId": run_id},
+            "job": {"namespace": ns, "name": "copy"},
+            "inputs": [{"namespace": "postgres://127.0.0.1:5432", "name": "salesdb.public.sale"}],
+            "outputs": [{"namespace": "file", "name": "/tmp/copy.csv"}],
+        })
+    };
+    for kind in ["START", "COMPLETE"] {
+        let resp = http
+            .post(format!("{api}/api/v1/lineage"))
+            .json(&event(kind))
+            .send()
+            .await?;
+        ensure!(
+            resp.status() == reqwest::StatusCode::CREATED,
+            "{kind}: {}",
+            resp.status()
+        );
+    }
+    let mut bad = event("COMPLETE");
+    bad["job"] = serde_json::json!({"namespace": ns});
+    let resp = http
+        .post(format!("{api}/api/v1/lineage"))
+        .json(&bad)
+        .send()
+        .await?;
+    ensure!(resp.status() == reqwest::StatusCode::BAD_REQUEST);
+    let problem: Value = resp.json().await?;
+    ensure!(problem["parameter"] == "job.name", "{problem}");
+    drop(first); // SIGKILL: nothing but Postgres remembers
+
+    let mut second = start("lineage-store-api-2");
+    eventually(Duration::from_secs(60), || ready(&mut second)).await?;
+    let graph = lineage(&http, &api, &format!("job:{ns}:copy"))
+        .await?
+        .context("the new API process does not know the job")?;
+    let e = edges(&graph)?;
+    ensure!(
+        e.contains(&(
+            "dataset:postgres://127.0.0.1:5432:salesdb.public.sale".into(),
+            format!("job:{ns}:copy")
+        )) && e.contains(&(
+            format!("job:{ns}:copy"),
+            "dataset:file:/tmp/copy.csv".into()
+        )),
+        "{e:?}"
+    );
+    let (db, connection) = tokio_postgres::connect(
+        "host=127.0.0.1 port=5432 user=tributary password=tributary dbname=tributary",
+        tokio_postgres::NoTls,
+    )
+    .await?;
+    tokio::spawn(connection);
+    let rows = db
+        .query_one(
+            &format!("SELECT count(*) FROM \"{ns}\".lineage_events WHERE job_name = 'copy'"),
+            &[],
+        )
+        .await?;
+    let stored: i64 = rows.get(0);
+    ensure!(stored == 2, "{stored} rows stored, want the 2 good events");
     Ok(())
 }
