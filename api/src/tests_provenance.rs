@@ -4,17 +4,15 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use poem::http::StatusCode;
 use poem::test::TestClient;
 use serde_json::Value;
 use tributary_lake::schema::RawTable;
-use tributary_marts::job::compute;
 use tributary_marts::test_support::{city, land, memory_lake, sale, salesman};
-use tributary_marts::{MemoryStore, Publication, PublicationStore};
 
 use crate::app_with_lake;
 use crate::lake::Lake;
+use crate::tests_time_travel::published;
 
 async fn get(client: &TestClient<impl poem::Endpoint>, uri: &str) -> (StatusCode, Value) {
     let resp = client.get(uri).send().await;
@@ -58,17 +56,7 @@ async fn a_published_row_is_explained_by_the_sales_of_its_own_snapshots() {
     )
     .await;
     // Published now; then sale 2 is deleted in the lake, and the marts have not run since.
-    let (snapshots, rankings) = compute(lake_ref, "raw").await.unwrap();
-    let store = Arc::new(MemoryStore::new());
-    store
-        .publish(&Publication::of_periods(
-            snapshots,
-            "run-1",
-            Utc::now(),
-            rankings,
-        ))
-        .await
-        .unwrap();
+    let store = published(lake_ref).await;
     land(
         lake_ref,
         RawTable::PgSale,

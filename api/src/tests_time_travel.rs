@@ -62,6 +62,22 @@ async fn land_first_masters(lake: &dyn Catalog) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(latest).unwrap()
 }
 
+/// A store holding one publication of the lake as it is now, as a marts run would write it.
+pub(crate) async fn published(lake: &dyn Catalog) -> Arc<MemoryStore> {
+    let (snapshots, rankings) = compute(lake, "raw").await.unwrap();
+    let store = Arc::new(MemoryStore::new());
+    store
+        .publish(&Publication::of_periods(
+            snapshots,
+            "run-1",
+            Utc::now(),
+            rankings,
+        ))
+        .await
+        .unwrap();
+    store
+}
+
 async fn body(resp: TestResponse) -> Value {
     resp.json().await.value().deserialize()
 }
@@ -95,17 +111,7 @@ async fn rankings_as_of_an_earlier_time_equal_a_publication_of_that_moment() {
     // The oracle: a lake holding only the first round, published as the marts would.
     let oracle_lake = memory_lake(&ALL).await;
     land_first(oracle_lake.as_ref()).await;
-    let (snapshots, rankings) = compute(oracle_lake.as_ref(), "raw").await.unwrap();
-    let oracle_store = Arc::new(MemoryStore::new());
-    oracle_store
-        .publish(&Publication::of_periods(
-            snapshots,
-            "run-1",
-            Utc::now(),
-            rankings,
-        ))
-        .await
-        .unwrap();
+    let oracle_store = published(oracle_lake.as_ref()).await;
     let oracle = TestClient::new(app(oracle_store));
 
     // No publication in ClickHouse at all: as_of does not need one.
@@ -246,17 +252,7 @@ async fn as_of_snapshot_reads_the_lake_when_that_snapshot_was_committed() {
 
     let oracle_lake = memory_lake(&ALL).await;
     land_first(oracle_lake.as_ref()).await;
-    let (snapshots, rankings) = compute(oracle_lake.as_ref(), "raw").await.unwrap();
-    let oracle_store = Arc::new(MemoryStore::new());
-    oracle_store
-        .publish(&Publication::of_periods(
-            snapshots,
-            "run-1",
-            Utc::now(),
-            rankings,
-        ))
-        .await
-        .unwrap();
+    let oracle_store = published(oracle_lake.as_ref()).await;
     let oracle = TestClient::new(app(oracle_store));
     let api = TestClient::new(app_with_lake(
         Arc::new(MemoryStore::new()),
