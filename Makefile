@@ -46,11 +46,20 @@ test: lint up build ## fmt, clippy, unit, integration and end-to-end tests (star
 bench: up ## benchmarks against their baselines (lander vs raw rdkafka; marts incremental vs recompute), results in bench/results/
 	$(CARGO) run --release -p tributary-bench -- lander
 	$(CARGO) run --release -p tributary-bench -- marts
+	$(MAKE) --no-print-directory bench-api
 
 # The mart-cost benchmark alone, in the dev profile (no 20-minute release build): HISTORIES=100000,1000000
 HISTORIES ?= 100000,1000000,10000000
 bench-marts: up build ## incremental marts run vs full recompute on 100K/1M/10M events of history
 	"$${CARGO_TARGET_DIR:-target}/debug/tributary-bench" marts --histories $(HISTORIES)
+
+# wrk against the API (needs rankings published in ClickHouse `marts`: `dev/app up`): release builds of
+# the API and of the bench, whose own hello-world poem endpoint is the baseline. WRK_SECONDS per endpoint.
+WRK_SECONDS ?= 20
+bench-api: up ## wrk: rankings endpoints vs a hello-world poem endpoint (req/s, p50/p99) and the API's peak RSS
+	$(CARGO) build --release -p tributary-bench
+	$(CARGO) build --release -p tributary-api
+	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" api --seconds $(WRK_SECONDS)
 
 # The oracle test (e2e/tests/oracle.rs) over many seeds: `make oracle SEEDS=50 ROUNDS=8`.
 # Seeds are 1..SEEDS, so a failure names a seed anyone can replay (ORACLE_SEED=n). `--workspace`
