@@ -9,6 +9,7 @@
 //!   of history, against a full recompute (see `marts.rs`).
 
 mod api;
+mod load;
 mod marts;
 
 use std::path::PathBuf;
@@ -73,6 +74,8 @@ enum Command {
     },
     /// wrk against the API's ranking endpoints vs a hello-world poem endpoint; the API's peak RSS.
     Api(api::ApiArgs),
+    /// A seeded sales workload into Postgres, the inbox and the ERP simulator at a paced rate.
+    Load(load::LoadArgs),
 }
 
 #[derive(Debug, Serialize)]
@@ -117,6 +120,7 @@ async fn main() -> Result<()> {
             write_results(&cli.out, "marts", &rows)?;
         }
         Command::Api(args) => api::main(args, &cli.out).await?,
+        Command::Load(args) => load::main(args).await?,
     }
     Ok(())
 }
