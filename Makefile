@@ -43,10 +43,18 @@ test: lint up build ## fmt, clippy, unit, integration and end-to-end tests (star
 	$(MAKE) --no-print-directory oracle SEEDS=2 ROUNDS=3
 
 # Benchmarks (bench/README.md): release build, on the running stack; results in bench/results/.
-bench: up ## benchmarks against their baselines (lander vs raw rdkafka; marts incremental vs recompute), results in bench/results/
-	$(CARGO) run --release -p tributary-bench -- lander
+bench: up ## benchmarks against their baselines (lander vs raw rdkafka and Iceberg's Kafka Connect sink; marts incremental vs recompute), results in bench/results/
+	dev/iceberg-connect/worker up
+	$(CARGO) run --release -p tributary-bench -- lander --iceberg-connect
 	$(CARGO) run --release -p tributary-bench -- marts
 	$(MAKE) --no-print-directory bench-api
+
+# The lander benchmark alone, with both baselines (raw rdkafka, Apache Iceberg's Kafka Connect sink in
+# its own Connect worker on :8084, left running; `dev/iceberg-connect/worker down` stops it).
+EVENTS ?= 200000
+bench-lander: up ## lander vs raw rdkafka vs Iceberg's Kafka Connect sink on EVENTS pre-filled events (release build)
+	dev/iceberg-connect/worker up
+	$(CARGO) run --release -p tributary-bench -- lander --events $(EVENTS) --iceberg-connect
 
 # The mart-cost benchmark alone, in the dev profile (no 20-minute release build): HISTORIES=100000,1000000
 HISTORIES ?= 100000,1000000,10000000

@@ -4,11 +4,13 @@
 //!
 //! - `lander`: events/s landed into Iceberg from a pre-filled topic, against a raw rdkafka
 //!   consume-and-decode loop of the same topic (the ceiling: what reading and decoding alone
-//!   cost, with no Parquet, no object store, no catalog commit).
+//!   cost, with no Parquet, no object store, no catalog commit), and with `--iceberg-connect`
+//!   against Apache Iceberg's own Kafka Connect sink on the same topic (`iceberg_connect.rs`).
 //! - `marts`: an incremental marts run's time for 10 K new events on 100 K, 1 M and 10 M events
 //!   of history, against a full recompute (see `marts.rs`).
 
 mod api;
+mod iceberg_connect;
 mod load;
 mod marts;
 
@@ -59,6 +61,19 @@ enum Command {
         /// Warehouse: `s3://warehouse` (the stack's object store) or a local folder.
         #[arg(long, default_value = "s3://warehouse")]
         warehouse: String,
+        /// Also time Apache Iceberg's own Kafka Connect sink on the same topic (needs the worker
+        /// of `dev/iceberg-connect/worker up`; `make bench` starts it).
+        #[arg(long)]
+        iceberg_connect: bool,
+        /// REST API of that worker.
+        #[arg(long, default_value = "http://127.0.0.1:8084")]
+        iceberg_connect_url: String,
+        /// The sink's `iceberg.control.commit.interval-ms`.
+        #[arg(long, default_value_t = 1000)]
+        iceberg_commit_interval_ms: u64,
+        /// The sink's `tasks.max` (default: one per partition).
+        #[arg(long)]
+        iceberg_tasks: Option<i32>,
     },
     /// An incremental marts run on growing histories, against a full recompute.
     Marts {
@@ -98,9 +113,26 @@ async fn main() -> Result<()> {
             partitions,
             batch_max_rows,
             warehouse,
+            iceberg_connect,
+            iceberg_connect_url,
+            iceberg_commit_interval_ms,
+            iceberg_tasks,
         } => {
-            let rows = lander(events, partitions, batch_max_rows, &warehouse).await?;
-            write_results(&cli.out, "lander", &rows)?;
+            let sink = iceberg_connect.then(|| iceberg_connect::SinkSettings {
+                connect_url: iceberg_connect_url,
+                commit_interval_ms: iceberg_commit_interval_ms,
+                tasks: iceberg_tasks.unwrap_or(partitions),
+                format: "avro".into(),
+            });
+            let (rows, config) = lander(
+                events,
+                partitions,
+                batch_max_rows,
+                &warehouse,
+                sink.as_ref(),
+            )
+            .await?;
+            write_results(&cli.out, "lander", &rows, &config)?;
         }
         Command::Marts {
             histories,
@@ -117,7 +149,7 @@ async fn main() -> Result<()> {
             for history in histories {
                 rows.extend(marts::history(&lake, &clickhouse, &id, history, new_events).await?);
             }
-            write_results(&cli.out, "marts", &rows)?;
+            write_results(&cli.out, "marts", &rows, &serde_json::Value::Null)?;
         }
         Command::Api(args) => api::main(args, &cli.out).await?,
         Command::Load(args) => load::main(args).await?,
@@ -129,13 +161,13 @@ const BROKERS: &str = "127.0.0.1:9092";
 
 fn envelope(id: usize) -> String {
     format!(
-        r#"{{"before":null,"after":{{"id":{id},"salesman_id":{},"city_id":{},"amount":"{}.{:02}","sold_at":"2026-03-01T10:00:00.000000Z","updated_at":"2026-03-01T10:00:00Z"}},"source":{{"lsn":{},"ts_ms":1772359200000,"txId":{}}},"op":"c","ts_ms":1772359200001}}"#,
+        r#"{{"before":null,"after":{{"id":{id},"salesman_id":{},"city_id":{},"amount":"{}.{:02}","sold_at":"2026-03-01T10:00:00.000000Z","updated_at":"2026-03-01T10:00:00Z"}},"source":{{"version":"3.6.1.Final","connector":"postgresql","name":"salesdb","ts_ms":1772359200000,"snapshot":"false","db":"salesdb","schema":"public","table":"sale","txId":{},"lsn":{}}},"op":"c","ts_ms":1772359200001}}"#,
         id % 20 + 1,
         id % 8 + 1,
         id % 5000,
         id % 100,
-        1_000_000 + id,
-        id / 10
+        id / 10,
+        1_000_000 + id
     )
 }
 
@@ -212,7 +244,8 @@ async fn lander(
     partitions: i32,
     batch_max_rows: usize,
     warehouse: &str,
-) -> Result<Vec<Row>> {
+    sink: Option<&iceberg_connect::SinkSettings>,
+) -> Result<(Vec<Row>, serde_json::Value)> {
     let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let topic = format!("bench.{id}.sale");
     eprintln!("filling {topic}: {events} Debezium envelopes over {partitions} partitions");
@@ -240,6 +273,7 @@ async fn lander(
     config.group_id = format!("bench-lander-{id}");
     config.batch_max_rows = batch_max_rows;
     config.commit_interval_ms = 10_000;
+    let lake = config.lake.clone();
     let start = Instant::now();
     let summary = tributary_lake::run(
         config,
@@ -260,7 +294,7 @@ async fn lander(
         "{partitions} partitions, commits of {batch_max_rows}, {} commits, warehouse {warehouse}",
         summary.commits
     );
-    let rows = vec![
+    let mut rows = vec![
         Row {
             benchmark: "lander".into(),
             subject: "fill: rdkafka producer (acks=all default, lz4)".into(),
@@ -289,10 +323,67 @@ async fn lander(
             ),
         },
     ];
-    Ok(rows)
+    let mut config = serde_json::json!({
+        "events": events,
+        "partitions": partitions,
+        "lander": {"batch_max_rows": batch_max_rows, "commits": summary.commits, "format": "parquet", "warehouse": warehouse},
+    });
+    if let Some(sink) = sink {
+        eprintln!(
+            "Apache Iceberg's Kafka Connect sink at {}, commit interval {} ms, {} tasks, {}",
+            sink.connect_url, sink.commit_interval_ms, sink.tasks, sink.format
+        );
+        let run = iceberg_connect::run(&lake, sink, BROKERS, &topic, events, &id).await?;
+        let ratio = run.seconds / landed_secs;
+        rows.push(Row {
+            benchmark: "lander".into(),
+            subject: format!(
+                "Apache Iceberg Kafka Connect sink {} into Iceberg ({})",
+                run.version, sink.format
+            ),
+            events,
+            seconds: run.seconds,
+            events_per_second: per_second(run.seconds),
+            note: format!(
+                "from creating the connector until its table's total-records = {events}; {} tasks, commit interval {} ms, {} commits; the lander is {ratio:.2}x this",
+                sink.tasks, sink.commit_interval_ms, run.commits
+            ),
+        });
+        if let Some((records, seconds)) = run.steady {
+            rows.push(Row {
+                benchmark: "lander".into(),
+                subject: format!(
+                    "Apache Iceberg Kafka Connect sink {}, first to last commit",
+                    run.version
+                ),
+                events: records as usize,
+                seconds,
+                events_per_second: records as f64 / seconds,
+                note: "its rate once running: without start-up (tasks, catalog, table creation) and the records of the first commit".into(),
+            });
+        }
+        config["iceberg_connect"] = serde_json::json!({
+            "version": run.version,
+            "format": sink.format,
+            "commit_interval_ms": sink.commit_interval_ms,
+            "tasks": sink.tasks,
+            "commits": run.commits,
+            "table": run.table,
+            "catalog": "JDBC (the stack's Postgres), S3FileIO",
+            "transform": "org.apache.iceberg.connect.transforms.DebeziumTransform",
+            "lander_over_sink": ratio,
+        });
+    }
+    Ok((rows, config))
 }
 
-fn write_results(dir: &PathBuf, name: &str, rows: &[Row]) -> Result<()> {
+/// Writes `<name>.md` and `<name>.json`; `config` (the settings of the run, or null) goes into both.
+fn write_results(
+    dir: &PathBuf,
+    name: &str,
+    rows: &[Row],
+    config: &serde_json::Value,
+) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let when = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let machine = std::fs::read_to_string("/proc/cpuinfo")
@@ -319,9 +410,15 @@ fn write_results(dir: &PathBuf, name: &str, rows: &[Row]) -> Result<()> {
             r.subject, r.events, r.seconds, r.events_per_second, r.note
         ));
     }
+    if !config.is_null() {
+        md.push_str(&format!(
+            "\nConfiguration: `{}`\n",
+            serde_json::to_string(config)?
+        ));
+    }
     print!("{md}");
     std::fs::write(dir.join(format!("{name}.md")), &md)?;
-    let json = serde_json::json!({"benchmark": name, "when": when, "cores": cores, "machine": machine, "profile": profile, "rows": rows});
+    let json = serde_json::json!({"benchmark": name, "when": when, "cores": cores, "machine": machine, "profile": profile, "config": config, "rows": rows});
     std::fs::write(
         dir.join(format!("{name}.json")),
         serde_json::to_string_pretty(&json)?,
