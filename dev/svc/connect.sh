@@ -9,6 +9,15 @@ CONNECT_HEAP="${STACK_CONNECT_HEAP:--Xms256m -Xmx1g}"
 CONNECTOR_NAME=salesdb-connector
 CONNECTOR_FILE="$REPO_DIR/ingest/debezium/salesdb-connector.json"
 CONNECT_URL="http://$BIND:$CONNECT_PORT"
+# Debezium's own OpenLineage (lineage/README.md, "Debezium's own OpenLineage"): the core 3.5.0.Final
+# + libs (dev/kafka/openlineage-pom.xml) unpacked into the connector's plugin folder, and an
+# openlineage.yml whose transports are the file every job appends to and the lineage server
+# (Marquez on :5000 when one answers, else the API's Marquez-compatible store on :8080).
+OPENLINEAGE_POM="$DEV_DIR/kafka/openlineage-pom.xml"
+OPENLINEAGE_DIST="$CACHE_DIR/kafka-$KAFKA_VERSION/openlineage"
+DEBEZIUM_OPENLINEAGE_VERSION=3.5.0.Final
+OPENLINEAGE_YML="$CONNECT_HOME/openlineage.yml"
+LINEAGE_EVENTS_FILE="$STACK_DIR/lineage/events.jsonl"
 
 connect_ensure_plugin() {
   local step="connect: unpack Debezium plugin" archive
@@ -21,6 +30,56 @@ connect_ensure_plugin() {
   run_step "$step" "$CONNECT_LOG" tar -xzf "$archive" -C "$CONNECT_PLUGIN_PATH"
   touch "$marker"
   log "$step: $(find "$CONNECT_PLUGIN_PATH" -name '*.jar' | wc -l) jars under $CONNECT_PLUGIN_PATH"
+}
+
+# Debezium's OpenLineage implementation, downloaded once per openlineage-pom.xml and unpacked into
+# the connector's folder: the connector finds it with a ServiceLoader on its own plugin class
+# loader, so it must sit beside the connector (another plugin folder would not be seen). Without
+# it the connector still runs: Debezium falls back to a no-op emitter.
+connect_ensure_openlineage() {
+  local step="connect: Debezium OpenLineage $DEBEZIUM_OPENLINEAGE_VERSION" sum logfile="$STACK_DIR/mvn.log"
+  local folder="$CONNECT_PLUGIN_PATH/debezium-connector-postgres"
+  local archive="$OPENLINEAGE_DIST/debezium-openlineage-core-$DEBEZIUM_OPENLINEAGE_VERSION-libs.tar.gz"
+  sum=$(cksum <"$OPENLINEAGE_POM" | cut -d' ' -f1)
+  if ! [[ -f $OPENLINEAGE_DIST/.complete && $(<"$OPENLINEAGE_DIST/.complete") == "$sum" ]]; then
+    command -v mvn >/dev/null || ensure_apt "connect: install maven" maven
+    log "$step: download from Maven Central into $OPENLINEAGE_DIST (log: $logfile)"
+    rm -rf "$OPENLINEAGE_DIST.tmp"
+    run_step "$step: download" "$logfile" mvn -B -q -f "$OPENLINEAGE_POM" \
+      -Dmaven.repo.local="$CACHE_DIR/m2" -Dopenlineage.dir="$OPENLINEAGE_DIST.tmp" \
+      dependency:copy-dependencies
+    rm -rf "$OPENLINEAGE_DIST"
+    mv "$OPENLINEAGE_DIST.tmp" "$OPENLINEAGE_DIST"
+    echo "$sum" >"$OPENLINEAGE_DIST/.complete"
+  fi
+  local marker="$CONNECT_PLUGIN_PATH/.openlineage-$DEBEZIUM_OPENLINEAGE_VERSION-$sum"
+  [[ -f $marker ]] && return 0
+  [[ -f $archive ]] || fail "$step" "$logfile" "missing $archive (Maven download incomplete?)"
+  [[ -d $folder ]] || fail "$step" "$CONNECT_LOG" "no Debezium plugin folder $folder"
+  local tmp
+  tmp=$(mktemp -d)
+  run_step "$step: unpack" "$CONNECT_LOG" tar -xzf "$archive" -C "$tmp"
+  # the archive's slf4j-api is the connector's own (same 1.7.36; org.slf4j comes from the worker
+  # anyway); every other jar is new to the folder (jackson-databind/core come from the worker)
+  local jar
+  for jar in "$tmp"/debezium-openlineage-core/*.jar; do
+    [[ -e $folder/$(basename "$jar") ]] || cp "$jar" "$folder/"
+  done
+  rm -rf "$tmp"
+  rm -f "$CONNECT_PLUGIN_PATH"/.openlineage-*
+  touch "$marker"
+  log "$step: unpacked into $folder (a running worker loads it at its next start)"
+}
+
+# The connector's openlineage.yml: both transports, so Debezium's events land where our jobs' do.
+connect_write_openlineage_yml() {
+  local server="http://$BIND:8080"
+  if curl -fsS -m 3 "http://$BIND:5000/api/v1/namespaces" >/dev/null 2>&1; then
+    server="http://$BIND:5000"
+  fi
+  mkdir -p "$(dirname "$LINEAGE_EVENTS_FILE")"
+  sed -e "s|@LINEAGE_FILE@|$LINEAGE_EVENTS_FILE|g" -e "s|@LINEAGE_URL@|$server|g" \
+    "$DEV_DIR/kafka/openlineage.yml" >"$OPENLINEAGE_YML"
 }
 
 connect_write_conf() {
@@ -70,15 +129,22 @@ connect_up() {
   mkdir -p "$CONNECT_HOME"
   kafka_ensure_jars
   connect_ensure_plugin
+  connect_ensure_openlineage
+  connect_write_openlineage_yml
   if pid_alive "$pidfile"; then
     log "connect: already running (pid $(<"$pidfile")), checking health"
+    if [[ $(find "$CONNECT_PLUGIN_PATH" -maxdepth 1 -name ".openlineage-*" -newer "$pidfile") ]]; then
+      log "connect: the worker started before Debezium's OpenLineage jars were unpacked: it emits no lineage until restarted (dev/down connect; dev/up connect)"
+    fi
   else
     require_port_free "connect: start" "$CONNECT_LOG" "$CONNECT_PORT"
     connect_write_conf
     log "connect: starting on $BIND:$CONNECT_PORT (log: $CONNECT_LOG)"
-    # SALESDB_HOST/PORT are read by the connector config through ${env:...} (EnvVarConfigProvider)
+    # SALESDB_HOST/PORT and the two DEBEZIUM_OPENLINEAGE_* are read by the connector config
+    # through ${env:...} (EnvVarConfigProvider)
     # shellcheck disable=SC2086
-    SALESDB_HOST=$BIND SALESDB_PORT=$PG_PORT start_bg connect "$(java_bin)" $CONNECT_HEAP \
+    SALESDB_HOST=$BIND SALESDB_PORT=$PG_PORT \
+      DEBEZIUM_OPENLINEAGE_CONFIG="$OPENLINEAGE_YML" DEBEZIUM_OPENLINEAGE_KAFKA="$BIND:$KAFKA_PORT" start_bg connect "$(java_bin)" $CONNECT_HEAP \
       -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
       -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/log4j2.xml" \
       -cp "$KAFKA_LIBS/*" org.apache.kafka.connect.cli.ConnectDistributed \

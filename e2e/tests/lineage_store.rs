@@ -7,9 +7,10 @@
 //!
 //! The graph must hold every edge of the pipeline: the partner file → file ingestor → Kafka
 //! topic → lander → Iceberg table, the ERP endpoint → ERP ingestor → topic → lander → table,
-//! Debezium's topic → lander → `pg_sale` (the graph starts at `salesdb.public.*`: Debezium's
-//! own OpenLineage is not installable for 3.6.1), and the Iceberg tables → marts job →
-//! ClickHouse rankings with column lineage (`revenue` ← each source's `amount`). The lineage
+//! Debezium's topic → lander → `pg_sale` (here the graph starts at `salesdb.public.*`: Debezium
+//! sends its own events to the shared store, not to this run's; lineage.rs checks them), and
+//! the Iceberg tables → marts job → ClickHouse rankings with column lineage (`revenue` ← each
+//! source's `amount`). The lineage
 //! page, rendered by headless Chromium, draws the same nodes and edges (screenshot:
 //! docs/lineage-page.png). A second test shows the store is Postgres: what one API process
 //! stored, a new one reads back; a bad event is refused with problem JSON and not stored.
