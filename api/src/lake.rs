@@ -103,6 +103,23 @@ impl Lake {
             .cloned()
     }
 
+    /// Readiness: the catalog opens and the raw namespace is there.
+    pub async fn ping(&self) -> Result<String, ApiError> {
+        let catalog = self.catalog().await?;
+        let namespace = iceberg::NamespaceIdent::new(self.namespace.clone());
+        match catalog.namespace_exists(&namespace).await {
+            Ok(true) => Ok(format!(
+                "catalog answers; namespace {} exists",
+                self.namespace
+            )),
+            Ok(false) => Err(ApiError::LakeUnavailable(format!(
+                "namespace {} does not exist yet (has the lander run?)",
+                self.namespace
+            ))),
+            Err(e) => Err(ApiError::LakeUnavailable(e.to_string())),
+        }
+    }
+
     /// The current sales behind one ranking row, the lake read as `as_of` says.
     pub async fn provenance(
         &self,

@@ -206,8 +206,10 @@ pub async fn run(
 ) -> Result<(), ApiError> {
     let store = ClickHouseStore::new(&config.clickhouse)?;
     let lake = Arc::new(Lake::from_settings(config.lake).with_topics(&config.topics));
+    let lineage_check = tributary_common::health::postgres_answers(&config.lineage.url);
     let api = RankingsApi::with_lake(Arc::new(store.clone()), lake)
-        .with_reads(Arc::new(ClickHouseReads(store)));
+        .with_reads(Arc::new(ClickHouseReads(store)))
+        .with_readiness(|checks| checks.optional_check("lineage_store", lineage_check));
     // The lineage store is opened now if Postgres answers, else at the first lineage request:
     // the rankings do not depend on it.
     let log = PostgresEventLog::new(config.lineage)

@@ -272,6 +272,49 @@ pub struct Status {
     pub status: String,
 }
 
+/// One dependency in the `/readyz` body.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct CheckJson {
+    /// `clickhouse`, `lake`, `lineage_store`.
+    pub name: String,
+    /// Whether it answered in time.
+    pub ok: bool,
+    /// What it answered, or the error (passwords redacted).
+    pub detail: String,
+    /// How long the check took.
+    pub latency_ms: u64,
+    /// Whether readiness depends on it (only ClickHouse does: the rankings need nothing else).
+    pub required: bool,
+}
+
+/// The `/readyz` body, the same shape on every Tributary service.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct ReadinessJson {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    /// Every dependency checked.
+    pub checks: Vec<CheckJson>,
+}
+
+impl From<tributary_common::health::Readiness> for ReadinessJson {
+    fn from(r: tributary_common::health::Readiness) -> Self {
+        Self {
+            status: if r.is_ready() { "ready" } else { "not_ready" }.to_string(),
+            checks: r
+                .checks
+                .into_iter()
+                .map(|c| CheckJson {
+                    name: c.name,
+                    ok: c.ok,
+                    detail: c.detail,
+                    latency_ms: c.latency_ms,
+                    required: c.required,
+                })
+                .collect(),
+        }
+    }
+}
+
 fn money(cents: i64) -> String {
     Money::from_cents(cents).to_string()
 }

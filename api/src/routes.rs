@@ -21,11 +21,13 @@ use crate::lake::Lake;
 use crate::model::{
     CityDetail, CityJson, CityMonthJson, CityRankingPage, CitySalesmenPage, CompletenessPage,
     DeadLetterCountsPage, DeadLettersPage, LakeSnapshotJson, MonthsPage, PeriodJson,
-    PublicationJson, SalesmanCityJson, SalesmanDetail, SalesmanJson, SalesmanMonthJson,
-    SalesmanRankingPage, SnapshotsPage, SourceCompletenessJson, Status, money_of, zero_money,
+    PublicationJson, ReadinessJson, SalesmanCityJson, SalesmanDetail, SalesmanJson,
+    SalesmanMonthJson, SalesmanRankingPage, SnapshotsPage, SourceCompletenessJson, Status,
+    money_of, zero_money,
 };
 use crate::provenance::{ProvenancePage, page_of};
 use crate::reads::{RankingReads, ScanReads};
+use tributary_common::health::ReadinessChecks;
 
 /// Default page size.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -144,23 +146,48 @@ pub struct RankingsApi {
     store: Arc<dyn PublicationStore>,
     reads: Arc<dyn RankingReads>,
     lake: Option<Arc<Lake>>,
+    readiness: ReadinessChecks,
 }
 
 impl RankingsApi {
     /// An API reading from `store`, without a lake (`as_of` and `/v1/snapshots` answer 503).
     pub fn new(store: Arc<dyn PublicationStore>) -> Self {
+        let ping = store.clone();
+        let readiness = ReadinessChecks::new().check("clickhouse", move || {
+            let store = ping.clone();
+            async move {
+                store.ping().await?;
+                Ok("answers".to_string())
+            }
+        });
         Self {
             reads: Arc::new(ScanReads(store.clone())),
             store,
             lake: None,
+            readiness,
         }
     }
 
     /// An API reading from `store`, and from `lake` for time travel.
     pub fn with_lake(store: Arc<dyn PublicationStore>, lake: Arc<Lake>) -> Self {
+        let api = Self::new(store);
+        let ping = lake.clone();
         Self {
             lake: Some(lake),
-            ..Self::new(store)
+            // Optional: only time travel and provenance read the lake.
+            readiness: api.readiness.clone().optional_check("lake", move || {
+                let lake = ping.clone();
+                async move { Ok(lake.ping().await?) }
+            }),
+            ..api
+        }
+    }
+
+    /// Adds readiness checks (the lineage store's, by the binary).
+    pub fn with_readiness(self, add: impl FnOnce(ReadinessChecks) -> ReadinessChecks) -> Self {
+        Self {
+            readiness: add(self.readiness.clone()),
+            ..self
         }
     }
 
@@ -1000,13 +1027,18 @@ impl RankingsApi {
         })
     }
 
-    /// Readiness: ClickHouse answers. 503 (problem JSON) when it does not.
+    /// Readiness: 200 when ClickHouse answers (the rankings need nothing else), 503 when it
+    /// does not. The lake (time travel, provenance) and the lineage store are checked and
+    /// reported too, as optional (`required: false`): their failure does not make the API
+    /// unready. The same body as every other Tributary service's `/readyz`.
     #[oai(path = "/readyz", method = "get", tag = "ApiTags::Health")]
-    async fn readyz(&self) -> ApiResult<Status> {
-        self.store.ping().await?;
-        Ok(Json(Status {
-            status: "ready".into(),
-        }))
+    async fn readyz(&self) -> ReadyResponse {
+        let readiness = self.readiness.run().await;
+        if readiness.is_ready() {
+            ReadyResponse::Ready(Json(readiness.into()))
+        } else {
+            ReadyResponse::NotReady(Json(readiness.into()))
+        }
     }
 }
 
@@ -1044,4 +1076,15 @@ impl RankingsApi {
     pub(crate) fn parts(&self) -> (Arc<dyn PublicationStore>, Option<Arc<Lake>>) {
         (self.store.clone(), self.lake.clone())
     }
+}
+
+/// `/readyz`: the same body either way, 200 or 503.
+#[derive(poem_openapi::ApiResponse)]
+enum ReadyResponse {
+    /// ClickHouse answers: the rankings can be served.
+    #[oai(status = 200)]
+    Ready(Json<ReadinessJson>),
+    /// ClickHouse does not answer (see `checks`).
+    #[oai(status = 503)]
+    NotReady(Json<ReadinessJson>),
 }

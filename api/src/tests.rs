@@ -305,11 +305,19 @@ async fn health_readiness_and_unknown_routes() {
     let resp = client.get("/healthz").send().await;
     resp.assert_status_is_ok();
     resp.assert_json(json!({"status": "ok"})).await;
-    client.get("/readyz").send().await.assert_status_is_ok();
+    let resp = client.get("/readyz").send().await;
+    resp.assert_status_is_ok();
+    let ready = body(resp).await;
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"][0]["name"], "clickhouse");
+    assert_eq!(ready["checks"][0]["required"], true);
 
     store.set_unavailable(true);
     let resp = client.get("/readyz").send().await;
-    assert_problem(resp, StatusCode::SERVICE_UNAVAILABLE, "store-unavailable").await;
+    resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    let not_ready = body(resp).await;
+    assert_eq!(not_ready["status"], "not_ready");
+    assert_eq!(not_ready["checks"][0]["ok"], false, "{not_ready}");
     let resp = client.get("/v1/rankings/salesmen").send().await;
     assert_problem(resp, StatusCode::SERVICE_UNAVAILABLE, "store-unavailable").await;
     // Liveness does not depend on ClickHouse.

@@ -213,6 +213,22 @@ async fn bad_times_are_400_naming_as_of_and_a_missing_lake_is_503() {
     let (status, _) = get(&api, "/v1/snapshots").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 
+    // Readiness reports the lake, but only ClickHouse gates it: rankings serve without a lake.
+    let (status, ready) = get(&api, "/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(ready["checks"][1]["name"], "lake", "{ready}");
+    assert_eq!(ready["checks"][1]["ok"], true, "{ready}");
+    let elsewhere = TestClient::new(app_with_lake(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Lake::from_catalog(memory_lake(&ALL).await, "not_there")),
+    ));
+    let (status, ready) = get(&elsewhere, "/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(ready["status"], "ready");
+    let lake = &ready["checks"][1];
+    assert_eq!((lake["ok"].as_bool(), lake["required"].as_bool()), (Some(false), Some(false)));
+    assert!(lake["detail"].as_str().unwrap().contains("not_there"), "{ready}");
+
     // A server without a lake.
     let api = TestClient::new(app(Arc::new(MemoryStore::new())));
     let (status, problem) = get(&api, "/v1/rankings/salesmen?as_of=2026-01-01T00:00:00Z").await;

@@ -8,9 +8,12 @@
 //!
 //! ```json
 //! {"status":"not_ready","checks":[
-//!   {"name":"kafka","ok":false,"detail":"metadata: … BrokerTransportFailure …","latency_ms":2001},
-//!   {"name":"catalog","ok":true,"detail":"postgres database tributary answers","latency_ms":4}]}
+//!   {"name":"kafka","ok":false,"detail":"metadata: … BrokerTransportFailure …","latency_ms":2001,"required":true},
+//!   {"name":"catalog","ok":true,"detail":"postgres database tributary answers","latency_ms":4,"required":true}]}
 //! ```
+//!
+//! A check added with [`ReadinessChecks::optional_check`] (`"required":false`) is reported but
+//! does not make the service unready: the API serves rankings while its lake is down.
 //!
 //! Details never carry secrets: every URL in them has its password replaced by
 //! [`crate::config::REDACTED`].
@@ -45,6 +48,14 @@ pub type CheckResult = Result<String, CheckError>;
 pub type CheckFuture = Pin<Box<dyn Future<Output = CheckResult> + Send + 'static>>;
 type CheckFn = Arc<dyn Fn() -> CheckFuture + Send + Sync + 'static>;
 
+/// A named check and whether readiness depends on it.
+#[derive(Clone)]
+struct NamedCheck {
+    name: String,
+    required: bool,
+    check: CheckFn,
+}
+
 /// The overall state, `"ready"` or `"not_ready"` in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -66,6 +77,14 @@ pub struct CheckReport {
     pub detail: String,
     /// How long the check took, in milliseconds.
     pub latency_ms: u64,
+    /// Whether readiness depends on it. An optional dependency (the API's lake, for time
+    /// travel) is reported, but its failure leaves the service ready for everything else.
+    #[serde(default = "required_by_default")]
+    pub required: bool,
+}
+
+fn required_by_default() -> bool {
+    true
 }
 
 impl CheckReport {
@@ -90,6 +109,7 @@ impl CheckReport {
             ok,
             detail: redact_urls(&detail),
             latency_ms: elapsed.as_millis().try_into().unwrap_or(u64::MAX),
+            required: true,
         }
     }
 }
@@ -104,10 +124,10 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    /// Aggregates check reports: ready when every one passed (a service without dependencies is
-    /// ready). Pure.
+    /// Aggregates check reports: ready when every required one passed (a service without
+    /// dependencies is ready). Pure.
     pub fn from_reports(checks: Vec<CheckReport>) -> Self {
-        let status = if checks.iter().all(|c| c.ok) {
+        let status = if checks.iter().all(|c| c.ok || !c.required) {
             ReadyStatus::Ready
         } else {
             ReadyStatus::NotReady
@@ -129,7 +149,7 @@ impl Readiness {
 /// The readiness checks of one service.
 #[derive(Clone)]
 pub struct ReadinessChecks {
-    checks: Vec<(String, CheckFn)>,
+    checks: Vec<NamedCheck>,
     timeout: Duration,
 }
 
@@ -141,7 +161,7 @@ impl Default for ReadinessChecks {
 
 impl std::fmt::Debug for ReadinessChecks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.checks.iter().map(|(n, _)| n.as_str()).collect();
+        let names = self.names();
         f.debug_struct("ReadinessChecks")
             .field("checks", &names)
             .field("timeout", &self.timeout)
@@ -171,28 +191,53 @@ impl ReadinessChecks {
 
     /// Adds the check `name`: `check()` is called on every `/readyz` and must answer within
     /// the timeout.
-    pub fn check<F, Fut>(mut self, name: impl Into<String>, check: F) -> Self
+    pub fn check<F, Fut>(self, name: impl Into<String>, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = CheckResult> + Send + 'static,
+    {
+        self.push(name.into(), true, check)
+    }
+
+    /// Adds the check `name` of an optional dependency: reported like the others, but its
+    /// failure does not make the service unready.
+    pub fn optional_check<F, Fut>(self, name: impl Into<String>, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = CheckResult> + Send + 'static,
+    {
+        self.push(name.into(), false, check)
+    }
+
+    fn push<F, Fut>(mut self, name: String, required: bool, check: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = CheckResult> + Send + 'static,
     {
         let check: CheckFn = Arc::new(move || Box::pin(check()));
-        self.checks.push((name.into(), check));
+        self.checks.push(NamedCheck {
+            name,
+            required,
+            check,
+        });
         self
     }
 
     /// The names of the checks, in order.
     pub fn names(&self) -> Vec<&str> {
-        self.checks.iter().map(|(n, _)| n.as_str()).collect()
+        self.checks.iter().map(|c| c.name.as_str()).collect()
     }
 
     /// Runs every check at once, each bounded by the timeout, and aggregates them.
     pub async fn run(&self) -> Readiness {
         let timeout = self.timeout;
-        let runs = self.checks.iter().map(|(name, check)| async move {
+        let runs = self.checks.iter().map(|c| async move {
             let started = Instant::now();
-            let result = tokio::time::timeout(timeout, check()).await.ok();
-            CheckReport::new(name, result, started.elapsed(), timeout)
+            let result = tokio::time::timeout(timeout, (c.check)()).await.ok();
+            CheckReport {
+                required: c.required,
+                ..CheckReport::new(&c.name, result, started.elapsed(), timeout)
+            }
         });
         Readiness::from_reports(futures::future::join_all(runs).await)
     }
@@ -450,7 +495,31 @@ mod tests {
             ok,
             detail: String::new(),
             latency_ms: 1,
+            required: true,
         }
+    }
+
+    #[tokio::test]
+    async fn an_optional_dependency_is_reported_but_does_not_gate_readiness() {
+        let checks = ReadinessChecks::new()
+            .check("clickhouse", || async { Ok("answers".to_string()) })
+            .optional_check("lake", || async { Err("catalog down".into()) });
+        let readiness = checks.run().await;
+        assert!(readiness.is_ready(), "{readiness:?}");
+        let lake = &readiness.checks[1];
+        assert_eq!(
+            (lake.name.as_str(), lake.ok, lake.required),
+            ("lake", false, false)
+        );
+        let required_down = ReadinessChecks::new()
+            .check("clickhouse", || async { Err("down".into()) })
+            .optional_check("lake", || async { Ok("up".to_string()) });
+        assert!(!required_down.run().await.is_ready());
+        // A body without `required` (an older service) reads as required.
+        let old: CheckReport =
+            serde_json::from_str(r#"{"name":"kafka","ok":true,"detail":"","latency_ms":1}"#)
+                .unwrap();
+        assert!(old.required);
     }
 
     #[test]
@@ -487,8 +556,8 @@ mod tests {
             serde_json::json!({
                 "status": "not_ready",
                 "checks": [
-                    {"name": "kafka", "ok": false, "detail": "metadata: broker transport failure", "latency_ms": 3},
-                    {"name": "catalog", "ok": true, "detail": "postgres database tributary answers", "latency_ms": 4},
+                    {"name": "kafka", "ok": false, "detail": "metadata: broker transport failure", "latency_ms": 3, "required": true},
+                    {"name": "catalog", "ok": true, "detail": "postgres database tributary answers", "latency_ms": 4, "required": true},
                 ]
             })
         );
