@@ -329,7 +329,12 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
     let months = get_json(&http, &format!("{base}/v1/months")).await?;
     let month = months["items"]
         .as_array()
-        .and_then(|items| items.iter().filter_map(|m| m["period"].as_str()).last())
+        .and_then(|items| {
+            items
+                .iter()
+                .filter_map(|m| m["period"].as_str())
+                .next_back()
+        })
         .context("no month published")?
         .to_string();
     let cities = get_json(&http, &format!("{base}/v1/rankings/cities?limit=1")).await?;
