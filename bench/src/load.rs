@@ -416,7 +416,7 @@ async fn postgres_sink(
             let n = inserts.len() as i64;
             let new_ids: Vec<i64> = tx
                 .query(
-                    "SELECT nextval(pg_get_serial_sequence('sale', 'id')) FROM generate_series(1, $1)",
+                    "SELECT nextval(pg_get_serial_sequence('sale', 'id')) FROM generate_series(1::bigint, $1::bigint)",
                     &[&n],
                 )
                 .await?

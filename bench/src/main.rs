@@ -11,8 +11,10 @@
 
 mod api;
 mod iceberg_connect;
+mod cdc;
 mod load;
 mod marts;
+mod plot;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -91,6 +93,10 @@ enum Command {
     Api(api::ApiArgs),
     /// A seeded sales workload into Postgres, the inbox and the ERP simulator at a paced rate.
     Load(load::LoadArgs),
+    /// CDC end to end at given rates: Postgres → Debezium → lander → API, against Debezium alone; freshness; CPU and peak RSS.
+    Cdc(cdc::CdcArgs),
+    /// Redraws the SVG charts from the results files (`marts.svg` from `marts.json`).
+    Plot,
 }
 
 #[derive(Debug, Serialize)]
@@ -153,6 +159,8 @@ async fn main() -> Result<()> {
         }
         Command::Api(args) => api::main(args, &cli.out).await?,
         Command::Load(args) => load::main(args).await?,
+        Command::Cdc(args) => cdc::main(args, &cli.out).await?,
+        Command::Plot => plot::main(&cli.out)?,
     }
     Ok(())
 }
