@@ -10,8 +10,8 @@
 //!   of history, against a full recompute (see `marts.rs`).
 
 mod api;
-mod iceberg_connect;
 mod cdc;
+mod iceberg_connect;
 mod load;
 mod marts;
 mod plot;

@@ -3,10 +3,10 @@
 
 use std::fmt::Write;
 
-const WIDTH: f64 = 720.0;
+const WIDTH: f64 = 820.0;
 const HEIGHT: f64 = 400.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 160.0;
+const RIGHT: f64 = 220.0;
 const TOP: f64 = 50.0;
 const BOTTOM: f64 = 60.0;
 const COLOURS: [&str; 6] = [
@@ -236,40 +236,6 @@ pub fn log_lines(
     svg
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nice_axis_bounds() {
-        assert_eq!(nice_max(0.0), 1.0);
-        assert_eq!(nice_max(3.2), 5.0);
-        assert_eq!(nice_max(12.0), 20.0);
-        assert_eq!(nice_max(100.0), 100.0);
-    }
-
-    #[test]
-    fn charts_are_svg_with_every_value() {
-        let svg = bars(
-            "t <x>",
-            "s",
-            &[(
-                "1000".into(),
-                vec![("p50".into(), 1.5), ("p99".into(), 3.25)],
-            )],
-        );
-        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
-        assert!(svg.contains("t &lt;x&gt;") && svg.contains(">1.50<") && svg.contains(">3.25<"));
-        let svg = log_lines(
-            "m",
-            "history",
-            "s",
-            &[("a".into(), vec![(1e5, 0.9), (1e7, 53.4)])],
-        );
-        assert!(svg.contains("<polyline") && svg.contains(">53.4<") && svg.contains(">10M<"));
-    }
-}
-
 /// The mart-cost chart from `marts.json`: seconds against history size for the incremental
 /// run, the full recompute and the first run.
 pub fn marts_chart(results: &serde_json::Value) -> anyhow::Result<String> {
@@ -328,4 +294,38 @@ pub fn main(dir: &std::path::Path) -> anyhow::Result<()> {
     std::fs::write(dir.join("marts.svg"), marts_chart(&marts)?)?;
     eprintln!("wrote {}", dir.join("marts.svg").display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nice_axis_bounds() {
+        assert_eq!(nice_max(0.0), 1.0);
+        assert_eq!(nice_max(3.2), 5.0);
+        assert_eq!(nice_max(12.0), 20.0);
+        assert_eq!(nice_max(100.0), 100.0);
+    }
+
+    #[test]
+    fn charts_are_svg_with_every_value() {
+        let svg = bars(
+            "t <x>",
+            "s",
+            &[(
+                "1000".into(),
+                vec![("p50".into(), 1.5), ("p99".into(), 3.25)],
+            )],
+        );
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        assert!(svg.contains("t &lt;x&gt;") && svg.contains(">1.50<") && svg.contains(">3.25<"));
+        let svg = log_lines(
+            "m",
+            "history",
+            "s",
+            &[("a".into(), vec![(1e5, 0.9), (1e7, 53.4)])],
+        );
+        assert!(svg.contains("<polyline") && svg.contains(">53.4<") && svg.contains(">10M<"));
+    }
 }
