@@ -48,6 +48,7 @@ bench: up ## benchmarks against their baselines (lander vs raw rdkafka and Icebe
 	$(CARGO) run --release -p tributary-bench -- lander --iceberg-connect
 	$(CARGO) run --release -p tributary-bench -- marts
 	$(MAKE) --no-print-directory bench-api
+	$(MAKE) --no-print-directory bench-cdc
 
 # The lander benchmark alone, with both baselines (raw rdkafka, Apache Iceberg's Kafka Connect sink in
 # its own Connect worker on :8084, left running; `dev/iceberg-connect/worker down` stops it).
@@ -68,6 +69,20 @@ bench-api: up ## wrk: rankings endpoints vs a hello-world poem endpoint (req/s, 
 	$(CARGO) build --release -p tributary-bench
 	$(CARGO) build --release -p tributary-api
 	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" api --seconds $(WRK_SECONDS)
+
+# CDC end to end (Postgres → Debezium → lander → API) at CDC_RATES changes/s, CDC_SECONDS each, in its own
+# source database, Debezium connector and services (dev profile: the services of `make build`).
+CDC_RATES ?= 1000,5000
+CDC_SECONDS ?= 45
+bench-cdc: up build ## CDC rate through Debezium + lander vs Debezium alone, freshness p50/p95/p99, CPU, peak RSS
+	"$${CARGO_TARGET_DIR:-target}/debug/tributary-bench" cdc --rates $(CDC_RATES) --seconds $(CDC_SECONDS)
+
+# The seeded load generator into the running pipeline (`dev/app up`): salesdb, .stack/inbox, the ERP simulator.
+LOAD_RATE ?= 100
+LOAD_SECONDS ?= 30
+SEED ?= 1
+bench-load: up build ## seeded sales workload (80/15/5 ins/upd/del, skewed) at LOAD_RATE changes/s into all three sources
+	"$${CARGO_TARGET_DIR:-target}/debug/tributary-bench" load --rate $(LOAD_RATE) --seconds $(LOAD_SECONDS) --seed $(SEED)
 
 # The oracle test (e2e/tests/oracle.rs) over many seeds: `make oracle SEEDS=50 ROUNDS=8`.
 # Seeds are 1..SEEDS, so a failure names a seed anyone can replay (ORACLE_SEED=n). `--workspace`
