@@ -99,6 +99,9 @@ impl Service {
             log: log_dir.join(format!("{name}.log")),
             child: None,
         };
+        // A new service starts a new log (restarts append to it): tests read their service's
+        // log, and must not find an earlier run's lines there.
+        std::fs::write(&service.log, b"").expect("truncate service log");
         service.spawn();
         service
     }
