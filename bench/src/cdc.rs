@@ -1,4 +1,4 @@
-//! `tributary-bench cdc`: the sustained change rate from Postgres through Debezium, Kafka and
+//! `t    std::fs::write(out.join("cdc-freshness.svg")ibutary-bench cdc`: the sustained change rate from Postgres through Debezium, Kafka and
 //! the lander into Iceberg, against Debezium alone, and freshness (source commit → visible in
 //! the API), at given rates of changes per second.
 //!
@@ -1012,26 +1012,9 @@ fn write(out: &Path, results: &[RateResult], settings: &Value) -> Result<()> {
     let json = json!({"benchmark": "cdc", "when": when, "cores": cores, "machine": machine,
                       "profile": profile, "config": settings, "rows": results});
     std::fs::write(out.join("cdc.json"), serde_json::to_string_pretty(&json)?)?;
-    let groups: Vec<(String, Vec<(String, f64)>)> = results
-        .iter()
-        .map(|r| {
-            (
-                format!("{:.0} changes/s", r.target_rate),
-                ["p50", "p95", "p99"]
-                    .iter()
-                    .zip(r.freshness_s)
-                    .map(|(p, v)| (p.to_string(), v.unwrap_or(0.0)))
-                    .collect(),
-            )
-        })
-        .collect();
     std::fs::write(
         out.join("cdc-freshness.svg"),
-        crate::plot::bars(
-            "Freshness: Postgres commit → visible in the API",
-            "seconds",
-            &groups,
-        ),
+        crate::plot::cdc_chart(&json)?,
     )?;
     Ok(())
 }

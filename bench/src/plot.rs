@@ -287,12 +287,45 @@ pub fn marts_chart(results: &serde_json::Value) -> anyhow::Result<String> {
     ))
 }
 
+/// The freshness chart from `cdc.json`: p50, p95, p99 per target rate.
+pub fn cdc_chart(results: &serde_json::Value) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let rows = results["rows"].as_array().context("no rows in cdc.json")?;
+    let groups: Vec<(String, Vec<(String, f64)>)> = rows
+        .iter()
+        .map(|row| {
+            let rate = row["target_rate"].as_f64().unwrap_or_default();
+            let values = ["p50", "p95", "p99"]
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    (
+                        p.to_string(),
+                        row["freshness_s"][i].as_f64().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            (format!("{rate:.0} changes/s"), values)
+        })
+        .collect();
+    Ok(bars(
+        "Freshness: Postgres commit → visible in the API",
+        "seconds",
+        &groups,
+    ))
+}
+
 /// `tributary-bench plot`: redraws the charts of the results in `dir`.
 pub fn main(dir: &std::path::Path) -> anyhow::Result<()> {
     let marts: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("marts.json"))?)?;
     std::fs::write(dir.join("marts.svg"), marts_chart(&marts)?)?;
     eprintln!("wrote {}", dir.join("marts.svg").display());
+    if let Ok(text) = std::fs::read_to_string(dir.join("cdc.json")) {
+        let cdc: serde_json::Value = serde_json::from_str(&text)?;
+        std::fs::write(dir.join("cdc-freshness.svg"), cdc_chart(&cdc)?)?;
+        eprintln!("wrote {}", dir.join("cdc-freshness.svg").display());
+    }
     Ok(())
 }
 
