@@ -323,6 +323,25 @@ fn stack_pid(name: &str) -> Option<u32> {
         .ok()
 }
 
+/// The lander's pg_sale commit-time histogram: (sum of seconds, commits), and its consumer lag.
+async fn lander_commits(http: &reqwest::Client, metrics: &str) -> Result<(f64, f64, f64)> {
+    let text = http.get(metrics).send().await?.text().await?;
+    let value = |prefix: &str, label: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    Ok((
+        value("tributary_lander_commit_seconds_sum{", r#"table="pg_sale""#),
+        value(
+            "tributary_lander_commit_seconds_count{",
+            r#"table="pg_sale""#,
+        ),
+        value("tributary_lander_consumer_lag_records{", ""),
+    ))
+}
+
 async fn landed_pg_sale(http: &reqwest::Client, metrics: &str) -> Result<u64> {
     let text = http.get(metrics).send().await?.text().await?;
     Ok(text
@@ -455,6 +474,13 @@ pub struct RateResult {
     pub lander_landed: u64,
     /// Seconds after the load stopped until everything was landed.
     pub lander_drain_s: Option<f64>,
+    /// The lander's pg_sale commits during the window and their mean time (s): writing the
+    /// Parquet file and committing the Iceberg snapshot.
+    pub lander_commits: u64,
+    /// Mean time of those commits, seconds.
+    pub lander_commit_mean_s: Option<f64>,
+    /// The lander's consumer lag (records) when the load stopped.
+    pub lander_lag_at_end: f64,
     /// Freshness (commit → visible in the API), p50, p95, p99 (s).
     pub freshness_s: [Option<f64>; 3],
     /// Transactions never seen in the API before the drain timeout.
@@ -691,6 +717,11 @@ async fn run_with_source(
         with_children: false,
     })
     .collect();
+    watched.push(Watched {
+        name: "tributary-bench (load generator)".into(),
+        pid: std::process::id(),
+        with_children: false,
+    });
     for (name, dir, with_children) in [
         ("postgres (all backends)", "postgres", true),
         ("kafka", "kafka", false),
@@ -753,6 +784,7 @@ async fn run_with_source(
             .collect::<Vec<_>>()
             .join(" ");
         let landed_before = landed_pg_sale(&http, &metrics).await?;
+        let commits_before = lander_commits(&http, &metrics).await?;
         let cpu_before: Vec<f64> = watched
             .iter()
             .map(|w| cpu_seconds(w.pid, w.with_children))
@@ -787,6 +819,7 @@ async fn run_with_source(
             .map(|w| cpu_seconds(w.pid, w.with_children))
             .collect();
         let landed_at_end = landed_pg_sale(&http, &metrics).await?;
+        let commits_at_end = lander_commits(&http, &metrics).await?;
         let pg_changes = report.applied.get(&Source::Postgres).copied().unwrap_or(0);
         let side_changes = report.applied.get(&Source::Files).copied().unwrap_or(0)
             + report.applied.get(&Source::Erp).copied().unwrap_or(0);
@@ -863,6 +896,11 @@ async fn run_with_source(
             lander_rate: (landed_at_end - landed_before) as f64 / window,
             lander_landed: landed_total,
             lander_drain_s,
+            lander_commits: (commits_at_end.1 - commits_before.1) as u64,
+            lander_commit_mean_s: (commits_at_end.1 > commits_before.1).then(|| {
+                (commits_at_end.0 - commits_before.0) / (commits_at_end.1 - commits_before.1)
+            }),
+            lander_lag_at_end: commits_at_end.2,
             freshness_s: [fresh[0], fresh[1], fresh[2]],
             freshness_unseen: unseen,
             freshness_samples: seen.len(),
@@ -967,6 +1005,18 @@ fn write(out: &Path, results: &[RateResult], settings: &Value) -> Result<()> {
             r.freshness_samples,
             r.freshness_unseen,
             r.loadavg
+        ));
+    }
+    md.push_str(
+        "\nThe lander during the load window (pg_sale): commits, their mean time (Parquet write + Iceberg commit), its consumer lag when the load stopped:\n\n| target | commits | mean commit s | lag at load end (records) |\n|---:|---:|---:|---:|\n",
+    );
+    for r in results {
+        md.push_str(&format!(
+            "| {:.0} | {} | {} | {:.0} |\n",
+            r.target_rate,
+            r.lander_commits,
+            fmt_s(r.lander_commit_mean_s),
+            r.lander_lag_at_end
         ));
     }
     md.push_str("\nCPU during the load window, % of one core (2 cores = 200 %):\n\n| process |");
