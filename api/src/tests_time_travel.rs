@@ -226,8 +226,14 @@ async fn bad_times_are_400_naming_as_of_and_a_missing_lake_is_503() {
     assert_eq!(status, StatusCode::OK, "{ready}");
     assert_eq!(ready["status"], "ready");
     let lake = &ready["checks"][1];
-    assert_eq!((lake["ok"].as_bool(), lake["required"].as_bool()), (Some(false), Some(false)));
-    assert!(lake["detail"].as_str().unwrap().contains("not_there"), "{ready}");
+    assert_eq!(
+        (lake["ok"].as_bool(), lake["required"].as_bool()),
+        (Some(false), Some(false))
+    );
+    assert!(
+        lake["detail"].as_str().unwrap().contains("not_there"),
+        "{ready}"
+    );
 
     // A server without a lake.
     let api = TestClient::new(app(Arc::new(MemoryStore::new())));
