@@ -68,6 +68,9 @@ pub struct CdcArgs {
     /// The lander's commit interval (bounds freshness from below).
     #[arg(long, default_value_t = 1000)]
     pub lander_commit_interval_ms: u64,
+    /// The lander's commit size (rows; its default is 10 000).
+    #[arg(long, default_value_t = 10_000)]
+    pub lander_batch_max_rows: usize,
     /// The marts job's interval.
     #[arg(long, default_value_t = 1000)]
     pub marts_interval_ms: u64,
@@ -581,6 +584,10 @@ async fn run_with_source(
         ),
         ("TRIBUTARY_GROUP_ID", format!("bench-cdc-{id}")),
         (
+            "TRIBUTARY_BATCH_MAX_ROWS",
+            args.lander_batch_max_rows.to_string(),
+        ),
+        (
             "TRIBUTARY_METRICS_LISTEN",
             format!("127.0.0.1:{lander_metrics}"),
         ),
@@ -939,7 +946,7 @@ async fn run_with_source(
         "source": {"database": database, "cities": master.cities.len(), "salesmen": master.salesmen.len(),
                    "writer": "one connection, one transaction per 20 ms tick, multi-row INSERT/UPDATE/DELETE"},
         "debezium": {"version": debezium, "connector": connector_config},
-        "lander": {"commit_interval_ms": args.lander_commit_interval_ms, "batch_max_rows": "default (10000)"},
+        "lander": {"commit_interval_ms": args.lander_commit_interval_ms, "batch_max_rows": args.lander_batch_max_rows},
         "marts": {"interval_ms": args.marts_interval_ms},
         "freshness": {"poll_ms": args.poll_ms, "endpoint": "/v1/completeness (pg.position = furthest LSN published)"},
         "side_rate": args.side_rate,
