@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::RunContext;
 use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 
@@ -397,21 +398,12 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
     let rss_peak = peak_rss_kib(pid)?;
     drop(api);
 
-    let when = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let machine = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
+    let RunContext {
+        when,
+        machine,
+        cores,
+        profile,
+    } = RunContext::now();
     let clickhouse = http
         .post("http://127.0.0.1:8123/")
         .body("SELECT version()")

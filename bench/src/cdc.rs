@@ -46,6 +46,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::RunContext;
 use crate::load::{self, Shares, Source, Targets, Workload};
 
 const BROKERS: &str = "127.0.0.1:9092";
@@ -971,21 +972,12 @@ fn fmt_s(v: Option<f64>) -> String {
 
 fn write(out: &Path, results: &[RateResult], settings: &Value) -> Result<()> {
     std::fs::create_dir_all(out)?;
-    let when = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let machine = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
+    let RunContext {
+        when,
+        machine,
+        cores,
+        profile,
+    } = RunContext::now();
     let mut md = format!(
         "# cdc\n\n{when}, {cores} cores ({machine}), {profile} build, tributary {}\n\n\
          Postgres → Debezium → Kafka → lander → Iceberg → marts → API, against Debezium alone \

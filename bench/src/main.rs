@@ -393,21 +393,12 @@ fn write_results(
     config: &serde_json::Value,
 ) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let when = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let machine = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
+    let RunContext {
+        when,
+        machine,
+        cores,
+        profile,
+    } = RunContext::now();
     let mut md = format!(
         "# {name}\n\n{when}, {cores} cores ({machine}), {profile} build, tributary {}\n\n| subject | events | seconds | events/s | note |\n|---|---:|---:|---:|---|\n",
         env!("CARGO_PKG_VERSION")
@@ -432,4 +423,40 @@ fn write_results(
         serde_json::to_string_pretty(&json)?,
     )?;
     Ok(())
+}
+
+/// When and where a benchmark ran: the header of every results file.
+pub(crate) struct RunContext {
+    /// RFC 3339, seconds.
+    pub when: String,
+    /// The CPU model (`/proc/cpuinfo`).
+    pub machine: String,
+    /// Cores available to this process.
+    pub cores: usize,
+    /// `debug` or `release`: the build of this benchmark (and of the binaries it starts).
+    pub profile: &'static str,
+}
+
+impl RunContext {
+    /// Now, on this machine.
+    pub fn now() -> Self {
+        let machine = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+            })
+            .unwrap_or_default();
+        Self {
+            when: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            machine,
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+        }
+    }
 }
