@@ -116,6 +116,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let state = PostgresState::new(config.state_url(), config.state_schema())?;
     let metrics = tributary_marts::metrics::MartsMetrics::new()?;
+    let lineage = tributary_marts::lineage::MartsLineage::from_env(&config);
+    // Emitting never blocks a run; failures are counted here (`tributary_lineage_emit_failures_total`).
+    let _ = lineage.lineage().register_metrics(metrics.registry());
     let store = Arc::new(ClickHouseStore::new(&config.clickhouse)?);
     let job = MartsJob::new(
         Arc::new(catalog),
@@ -124,7 +127,7 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(state),
     )
     .with_metrics(metrics.clone())
-    .with_lineage(tributary_marts::lineage::MartsLineage::from_env(&config));
+    .with_lineage(lineage);
 
     if cli.once || cli.rebuild || matches!(cli.command, Some(Command::RunOnce)) {
         let mode = if cli.rebuild {

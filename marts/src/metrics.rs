@@ -41,6 +41,11 @@ impl std::fmt::Debug for MartsMetrics {
 }
 
 impl MartsMetrics {
+    /// The registry, for other series of the process (the lineage emitter's failure counter).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Registers every series, the per-status ones at zero so rates work from the first scrape.
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
