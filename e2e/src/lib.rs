@@ -743,3 +743,21 @@ pub async fn clickhouse_query(sql: &str) -> Result<String> {
     anyhow::ensure!(status.is_success(), "clickhouse: {sql}: {status}: {text}");
     Ok(text)
 }
+
+/// The OpenLineage events a file transport has written so far (one JSON object per line; a
+/// line still being written is skipped).
+pub fn lineage_events(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// An OpenLineage dataset's `(namespace, name)`.
+pub fn dataset_key(d: &serde_json::Value) -> (String, String) {
+    (
+        d["namespace"].as_str().unwrap_or_default().to_string(),
+        d["name"].as_str().unwrap_or_default().to_string(),
+    )
+}

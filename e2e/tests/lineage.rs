@@ -25,25 +25,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
-use tributary_e2e::{Service, TestPipeline, eventually, repo_root, require_stack};
+use tributary_e2e::{
+    Service, TestPipeline, dataset_key, eventually, lineage_events, repo_root, require_stack,
+};
 use tributary_ingest::files::inbox::Inbox;
 use tributary_lineage::validate::SchemaSet;
-
-/// The events written so far (one JSON object per line; a line being written is skipped).
-fn read_events(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn dataset(d: &Value) -> (String, String) {
-    (
-        d["namespace"].as_str().unwrap_or_default().to_string(),
-        d["name"].as_str().unwrap_or_default().to_string(),
-    )
-}
 
 /// A dataset → job → dataset graph from the COMPLETE events.
 #[derive(Default, Debug)]
@@ -60,10 +46,10 @@ impl Graph {
         for e in events.iter().filter(|e| e["eventType"] == "COMPLETE") {
             let job = e["job"]["name"].as_str().unwrap_or_default().to_string();
             for d in e["inputs"].as_array().into_iter().flatten() {
-                g.reads.insert((job.clone(), dataset(d)));
+                g.reads.insert((job.clone(), dataset_key(d)));
             }
             for d in e["outputs"].as_array().into_iter().flatten() {
-                g.writes.insert((job.clone(), dataset(d)));
+                g.writes.insert((job.clone(), dataset_key(d)));
             }
         }
         g
@@ -172,7 +158,7 @@ async fn jobs_emit_valid_openlineage_that_joins_into_one_graph() -> Result<()> {
             (&events_path, &file_topic, &erp_topic, &debezium_topic);
         let (csv, erp_endpoint, table, lander) = (&csv, &erp_endpoint, &table, &lander);
         async move {
-            let events = read_events(path);
+            let events = lineage_events(path);
             let g = Graph::from(&events);
             let failed = events.iter().any(|e| {
                 e["eventType"] == "FAIL" && e["job"]["name"] == "tributary-ingest.files.acme"
@@ -381,7 +367,7 @@ async fn debezium_lineage_starts_the_graph_at_the_postgres_tables() -> Result<()
     let events = eventually(Duration::from_secs(60), || {
         let (path, tables, topic) = (&path, &tables, &topic);
         async move {
-            let events: Vec<Value> = read_events(path)
+            let events: Vec<Value> = lineage_events(path)
                 .into_iter()
                 .filter(|e| e["job"]["namespace"] == job.0 && e["job"]["name"] == job.1)
                 .collect();
@@ -389,7 +375,7 @@ async fn debezium_lineage_starts_the_graph_at_the_postgres_tables() -> Result<()
                 events
                     .iter()
                     .flat_map(|e| e[member].as_array().cloned().unwrap_or_default())
-                    .map(|d| dataset(&d))
+                    .map(|d| dataset_key(&d))
                     .collect()
             };
             let done = tables.is_subset(&side("inputs")) && side("outputs").contains(topic);

@@ -17,28 +17,13 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use tributary_e2e::{
-    Service, TestPipeline, clickhouse_query, eventually, free_port, repo_root, require_stack,
-    run_bin,
+    Service, TestPipeline, clickhouse_query, dataset_key, eventually, free_port, lineage_events,
+    repo_root, require_stack, run_bin,
 };
 use tributary_ingest::files::inbox::Inbox;
 use tributary_lineage::validate::SchemaSet;
 
 const MARTS_JOB: &str = "tributary-marts.rankings";
-
-fn read_events(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn dataset(d: &Value) -> (String, String) {
-    (
-        d["namespace"].as_str().unwrap_or_default().to_string(),
-        d["name"].as_str().unwrap_or_default().to_string(),
-    )
-}
 
 /// (dataset, snapshot id) of every Iceberg commit the lander's COMPLETE events announce.
 fn lander_snapshots(events: &[Value], ns: &str) -> BTreeSet<((String, String), i64)> {
@@ -53,7 +38,7 @@ fn lander_snapshots(events: &[Value], ns: &str) -> BTreeSet<((String, String), i
         .flat_map(|e| e["outputs"].as_array().cloned().unwrap_or_default())
         .filter_map(|o| {
             let snapshot = o["facets"]["tributary_icebergSnapshot"]["snapshotId"].as_i64()?;
-            Some((dataset(&o), snapshot))
+            Some((dataset_key(&o), snapshot))
         })
         .collect()
 }
@@ -114,7 +99,7 @@ async fn a_marts_run_emits_lineage_joined_to_the_lander_and_fails_loudly() -> Re
         files.assert_running();
         let (path, ns, table) = (&events_path, &ns, &table);
         async move {
-            let written: BTreeSet<(String, String)> = lander_snapshots(&read_events(path), ns)
+            let written: BTreeSet<(String, String)> = lander_snapshots(&lineage_events(path), ns)
                 .into_iter()
                 .map(|(d, _)| d)
                 .collect();
@@ -160,12 +145,12 @@ async fn a_marts_run_emits_lineage_joined_to_the_lander_and_fails_loudly() -> Re
     let events = eventually(Duration::from_secs(30), || {
         let (path, ns) = (&events_path, &ns);
         async move {
-            let events = read_events(path);
+            let events = lineage_events(path);
             let announced = lander_snapshots(&events, ns);
             let joined = marts_events(&events, "COMPLETE").iter().all(|c| {
                 c["inputs"].as_array().into_iter().flatten().all(|i| {
                     match i["facets"]["tributary_icebergSnapshot"]["snapshotId"].as_i64() {
-                        Some(s) => announced.contains(&(dataset(i), s)),
+                        Some(s) => announced.contains(&(dataset_key(i), s)),
                         None => true,
                     }
                 })
@@ -216,7 +201,7 @@ async fn a_marts_run_emits_lineage_joined_to_the_lander_and_fails_loudly() -> Re
         .as_array()
         .context("inputs")?
         .iter()
-        .map(|i| (dataset(i), i))
+        .map(|i| (dataset_key(i), i))
         .collect();
     for t in ["pg_sale", "pg_salesman", "pg_city", "file_sale", "erp_sale"] {
         ensure!(
@@ -252,7 +237,7 @@ async fn a_marts_run_emits_lineage_joined_to_the_lander_and_fails_loudly() -> Re
         .as_array()
         .context("outputs")?
         .iter()
-        .map(|o| (dataset(o), o))
+        .map(|o| (dataset_key(o), o))
         .collect();
     let publication: String = clickhouse_query(&format!(
         "SELECT publication_id FROM {ns}.publications ORDER BY computed_at DESC LIMIT 1"
