@@ -3,10 +3,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help up down status build prereqs demo test lint unit e2e fmt oracle bench
+.PHONY: help up down status build build-services prereqs demo test lint lint-build unit e2e fmt oracle bench
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 prereqs: ## install build prerequisites (Debian packages for rdkafka)
 	dev/prereqs
@@ -25,7 +25,14 @@ status: ## show what runs where: ports, pids, logs, data dirs
 build: prereqs ## build every binary and test (dev profile; one feature set, so `make test` reuses it)
 	$(CARGO) build --workspace --all-targets
 
-demo: up build ## stack up, sample data, pipeline running, rankings printed
+# Only the binaries dev/app runs: no test executables, no benchmark. `--workspace` keeps the feature
+# set of `make build`, so a later `make test` adds the test targets without rebuilding these.
+build-services: prereqs ## build the services the demo runs (lake, marts, api, ingest, erp-sim)
+	$(CARGO) build --workspace --bins --exclude tributary-bench
+
+# The stack (Go build of the object store, JVM downloads) and the Rust build overlap.
+demo: prereqs ## stack up, sample data, pipeline running, rankings printed
+	$(MAKE) --no-print-directory -j2 up build-services
 	dev/demo
 
 fmt: ## format the code
@@ -35,10 +42,15 @@ lint: prereqs ## fmt check and clippy -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+lint-build: lint ## lint, then build every target
+	$(CARGO) build --workspace --all-targets
+
 unit: prereqs ## unit tests only (no services needed)
 	$(CARGO) test --workspace --lib --bins
 
-test: lint up build ## fmt, clippy, unit, integration and end-to-end tests (starts the stack)
+# The stack comes up while fmt, clippy and the build run.
+test: prereqs ## fmt, clippy, unit, integration and end-to-end tests (starts the stack)
+	$(MAKE) --no-print-directory -j2 up lint-build
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads=1
 	$(MAKE) --no-print-directory oracle SEEDS=2 ROUNDS=3
 
@@ -84,7 +96,7 @@ SEED ?= 1
 bench-load: up build ## seeded sales workload (80/15/5 ins/upd/del, skewed) at LOAD_RATE changes/s into all three sources
 	"$${CARGO_TARGET_DIR:-target}/debug/tributary-bench" load --rate $(LOAD_RATE) --seconds $(LOAD_SECONDS) --seed $(SEED)
 
-# The oracle test (e2e/tests/oracle.rs) over many seeds: `make oracle SEEDS=50 ROUNDS=8`.
+# The oracle test (e2e/tests/it/oracle.rs) over many seeds: `make oracle SEEDS=50 ROUNDS=8`.
 # Seeds are 1..SEEDS, so a failure names a seed anyone can replay (ORACLE_SEED=n). `--workspace`
 # keeps the feature set of `make build`: `-p tributary-e2e` alone would rebuild the dependencies.
 SEEDS ?= 20
@@ -92,5 +104,5 @@ ROUNDS ?= 5
 oracle: ## the randomized oracle test over SEEDS seeds of ROUNDS rounds (stack up, binaries built)
 	@for seed in $$(seq 1 $(SEEDS)); do \
 	  echo "oracle: seed $$seed of $(SEEDS), $(ROUNDS) rounds"; \
-	  ORACLE_SEED=$$seed ORACLE_ROUNDS=$(ROUNDS) $(CARGO) test -q --workspace --test oracle -- --test-threads=1 || exit 1; \
+	  ORACLE_SEED=$$seed ORACLE_ROUNDS=$(ROUNDS) $(CARGO) test -q --workspace --test it -- oracle:: --test-threads=1 || exit 1; \
 	done

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 use tributary_common::{ClickHouseSettings, LakeSettings};
-use tributary_lake::config::TopicsConfig;
+use tributary_raw::topics::TopicsConfig;
 
 /// The API's configuration (`tributary_common::load`: defaults → `--config` file →
 /// `TRIBUTARY_*` environment, e.g. `TRIBUTARY_LISTEN=0.0.0.0:8080`).
@@ -108,6 +108,19 @@ impl ApiConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// compose.yaml sets every setting of the API that defaults to loopback to a compose host
+    /// (its lake and lineage store included: without them time travel, provenance and dead
+    /// letters answer 503 in a container).
+    #[test]
+    fn compose_wiring() {
+        let compose =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../compose.yaml"))
+                .expect("read compose.yaml");
+        let problems =
+            tributary_common::compose::wiring_problems(&compose, "api", &ApiConfig::default());
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
 
     #[test]
     fn defaults_and_environment() {

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
 use chrono::{DateTime, Utc};
-use tributary_lake::config::TopicsConfig;
-use tributary_lake::schema::{RawTable, col};
+use tributary_raw::schema::{RawTable, col};
+use tributary_raw::topics::TopicsConfig;
 
 /// The source of a topic nobody configured (an old topic name, another pipeline's).
 pub const UNKNOWN_SOURCE: &str = "unknown";

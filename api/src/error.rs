@@ -9,6 +9,8 @@ use poem::http::StatusCode;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 use tributary_marts::MartsError;
+use tributary_rankings::RankingsError;
+use tributary_raw::RawError;
 
 /// A problem-details body.
 #[derive(Debug, Clone, PartialEq, Eq, Object)]
@@ -74,7 +76,7 @@ pub enum ApiError {
     NotPublished,
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] MartsError),
+    Store(#[from] RankingsError),
     /// Reading the lake for an on-demand (`as_of`) answer failed.
     #[error("lake: {0}")]
     Lake(MartsError),
@@ -118,9 +120,11 @@ impl ApiError {
             // The catalog, a table or the object store cannot be read: a dependency outage.
             // A failing query or an impossible value is ours to fix.
             ApiError::LakeUnavailable(_)
-            | ApiError::Lake(MartsError::Lake { .. } | MartsError::LakeTableMissing { .. }) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            | ApiError::Lake(
+                MartsError::Lake { .. }
+                | MartsError::LakeTableMissing { .. }
+                | MartsError::Raw(RawError::Iceberg { .. } | RawError::OpenCatalog { .. }),
+            ) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Lake(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Lake(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Http { status, .. } => *status,
@@ -221,8 +225,8 @@ impl From<ApiError> for ProblemResponse {
     }
 }
 
-impl From<MartsError> for ProblemResponse {
-    fn from(error: MartsError) -> Self {
+impl From<RankingsError> for ProblemResponse {
+    fn from(error: RankingsError) -> Self {
         ApiError::Store(error).into()
     }
 }
@@ -284,6 +288,16 @@ fn path_param_name(templates: &[String], path: &str, index: usize) -> Option<Str
     })
 }
 
+impl From<RawError> for ApiError {
+    fn from(error: RawError) -> Self {
+        match error {
+            RawError::SnapshotNotFound { snapshot_id } => {
+                ApiError::SnapshotNotFound { snapshot_id }
+            }
+            other => ApiError::Lake(other.into()),
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,12 +319,12 @@ mod tests {
             ApiError::NotPublished.status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
-        let unreachable = ApiError::Store(MartsError::ClickHouse {
+        let unreachable = ApiError::Store(RankingsError::ClickHouse {
             action: "ping".into(),
             source: clickhouse::error::Error::TimedOut,
         });
         assert_eq!(unreachable.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let broken = ApiError::Store(MartsError::CorruptPublication {
+        let broken = ApiError::Store(RankingsError::CorruptPublication {
             publication_id: "p".into(),
             reason: "bad json".into(),
         });

@@ -15,14 +15,13 @@ use chrono::{DateTime, Utc};
 use iceberg::Catalog;
 use tokio::sync::OnceCell;
 use tributary_common::{LakeSettings, names};
-use tributary_lake::catalog::read_table;
-use tributary_lake::config::TopicsConfig;
 use tributary_marts::job::compute_as_of;
-use tributary_marts::lake::{
-    AsOf, LISTED_TABLES, RAW_TABLES, TableSnapshots, list_snapshots, load_raw_table, snapshot_at,
-};
 use tributary_marts::provenance::{Provenance, RankingKey, provenance};
-use tributary_marts::{MartsError, MemoryStore, Period, Publication, PublicationStore};
+use tributary_rankings::{MemoryStore, Period, Publication, PublicationWriter, RankingQueries};
+use tributary_raw::RawError;
+use tributary_raw::catalog::read_table;
+use tributary_raw::snapshots::{AsOf, SnapshotCut, TableSnapshots, list_snapshots, load_raw_table};
+use tributary_raw::topics::TopicsConfig;
 
 use crate::dead_letters::{self, DeadLetter, TopicSources};
 use crate::error::ApiError;
@@ -79,8 +78,8 @@ impl Lake {
         .await
         {
             Ok(table) => table,
-            Err(MartsError::LakeTableMissing { .. }) => return Ok(Vec::new()),
-            Err(e) => return Err(ApiError::Lake(e)),
+            Err(RawError::TableMissing { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
         };
         let batches = read_table(&table, None)
             .await
@@ -94,7 +93,7 @@ impl Lake {
                 let settings = self.settings.as_ref().ok_or_else(|| {
                     ApiError::LakeUnavailable("no lake is configured".to_string())
                 })?;
-                let catalog = tributary_lake::catalog::open(settings)
+                let catalog = tributary_raw::catalog::open(settings)
                     .await
                     .map_err(|e| ApiError::LakeUnavailable(e.to_string()))?;
                 Ok::<Arc<dyn Catalog>, ApiError>(Arc::new(catalog))
@@ -136,9 +135,7 @@ impl Lake {
     /// Every raw table's snapshots.
     pub async fn snapshots(&self) -> Result<Vec<TableSnapshots>, ApiError> {
         let catalog = self.catalog().await?;
-        list_snapshots(catalog.as_ref(), &self.namespace)
-            .await
-            .map_err(ApiError::Lake)
+        Ok(list_snapshots(catalog.as_ref(), &self.namespace).await?)
     }
 
     /// Both rankings as of `at`, as a one-publication store. A time before the first snapshot
@@ -146,15 +143,12 @@ impl Lake {
     pub async fn publication_as_of(
         &self,
         at: DateTime<Utc>,
-    ) -> Result<Arc<dyn PublicationStore>, ApiError> {
+    ) -> Result<Arc<dyn RankingQueries>, ApiError> {
         self.publication_of(&AsOf::Timestamp(at)).await
     }
 
     /// Both rankings with the raw tables pinned as `as_of` says, as a one-publication store.
-    pub async fn publication_of(
-        &self,
-        as_of: &AsOf,
-    ) -> Result<Arc<dyn PublicationStore>, ApiError> {
+    pub async fn publication_of(&self, as_of: &AsOf) -> Result<Arc<dyn RankingQueries>, ApiError> {
         let catalog = self.catalog().await?;
         let (snapshots, rankings) = compute_as_of(catalog.as_ref(), &self.namespace, as_of)
             .await
@@ -173,62 +167,11 @@ impl Lake {
     /// [`ApiError::SnapshotNotFound`].
     pub async fn resolve_snapshot(&self, snapshot_id: i64) -> Result<SnapshotCut, ApiError> {
         let catalog = self.catalog().await?;
-        let mut tables = Vec::with_capacity(LISTED_TABLES.len());
-        for name in LISTED_TABLES {
-            match load_raw_table(catalog.as_ref(), &self.namespace, name).await {
-                Ok(table) => tables.push((name, table)),
-                Err(MartsError::LakeTableMissing { .. }) if !RAW_TABLES.contains(&name) => {}
-                Err(e) => return Err(ApiError::Lake(e)),
-            }
-        }
-        let (owner, committed_ms) = tables
-            .iter()
-            .find_map(|(name, table)| {
-                table
-                    .metadata()
-                    .snapshot_by_id(snapshot_id)
-                    .map(|s| (*name, s.timestamp_ms()))
-            })
-            .ok_or(ApiError::SnapshotNotFound { snapshot_id })?;
-        let at = DateTime::from_timestamp_millis(committed_ms).unwrap_or_default();
-        let owner_is_read = RAW_TABLES.contains(&owner);
-        let as_of = match tables.iter().find(|(name, _)| *name == owner) {
-            // Another snapshot of the owner committed in the same millisecond, after it: the
-            // time alone would pick that one, so pin every table that had a snapshot by then.
-            Some((_, table))
-                if owner_is_read && snapshot_at(table.metadata(), at) != Some(snapshot_id) =>
-            {
-                let pins = tables
-                    .iter()
-                    .filter(|(name, _)| RAW_TABLES.contains(name))
-                    .filter_map(|(name, table)| {
-                        let id = if *name == owner {
-                            Some(snapshot_id)
-                        } else {
-                            snapshot_at(table.metadata(), at)
-                        };
-                        id.map(|id| (name.to_string(), id))
-                    })
-                    .collect();
-                AsOf::Snapshots(pins)
-            }
-            _ => AsOf::Timestamp(at),
-        };
-        Ok(SnapshotCut {
-            table: owner.to_string(),
-            committed_at: at,
-            as_of,
-        })
+        Ok(tributary_raw::snapshots::resolve_snapshot(
+            catalog.as_ref(),
+            &self.namespace,
+            snapshot_id,
+        )
+        .await?)
     }
-}
-
-/// Where a snapshot id sits in the lake, and how to read the lake as of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotCut {
-    /// The raw table the snapshot belongs to.
-    pub table: String,
-    /// When it was committed.
-    pub committed_at: DateTime<Utc>,
-    /// The pins that read the lake as it was then.
-    pub as_of: AsOf,
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  request ─► metrics (route template, method, status) ─► poem Route
-//!     ├─► RankingsApi (poem-openapi) ─► PublicationStore / RankingReads ─► ClickHouse `marts`
+//!     ├─► RankingsApi (poem-openapi) ─► RankingQueries (tributary-rankings) ─► ClickHouse `marts`
 //!     │        └─► Lake (as_of, as_of_snapshot, /v1/snapshots, /v1/dead-letters) ─► Iceberg `raw`
 //!     ├─► /metrics (metrics.rs)   └─► /status (status.rs: server-rendered HTML)
 //!     └── every error ─► ApiError::status + problem JSON (error.rs)
@@ -26,12 +26,10 @@ pub mod config;
 pub mod dead_letters;
 pub mod error;
 pub mod lake;
-pub mod lineage_page;
-pub mod lineage_store;
+pub mod lineage;
 pub mod metrics;
 pub mod model;
 pub mod provenance;
-pub mod reads;
 pub mod routes;
 pub mod status;
 #[cfg(test)]
@@ -51,22 +49,21 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server
 use poem_openapi::OpenApiService;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use tributary_marts::{ClickHouseStore, PublicationStore};
+use tributary_rankings::{ClickHouseStore, RankingQueries};
 
 pub use crate::config::ApiConfig;
 pub use crate::error::ApiError;
 use crate::error::{ProblemResponse, from_poem_error};
 pub use crate::lake::Lake;
-use crate::lineage_store::{LineageStore, PostgresEventLog};
+use crate::lineage::store::{self as lineage_store, LineageStore, PostgresEventLog};
 use crate::metrics::{ApiMetrics, route_template};
-use crate::reads::ClickHouseReads;
-use crate::routes::RankingsApi;
+use crate::routes::{RankingsApi, Services};
 
 /// How long a graceful shutdown waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-fn openapi_service(api: RankingsApi) -> OpenApiService<RankingsApi, ()> {
-    OpenApiService::new(api, "Tributary API", env!("CARGO_PKG_VERSION")).description(
+fn openapi_service(api: RankingsApi) -> OpenApiService<Services, ()> {
+    OpenApiService::new(api.services(), "Tributary API", env!("CARGO_PKG_VERSION")).description(
         "Sales rankings computed by the Tributary marts from the lake. Money is a decimal \
          string with two places; every error is problem JSON (application/problem+json).",
     )
@@ -75,19 +72,19 @@ fn openapi_service(api: RankingsApi) -> OpenApiService<RankingsApi, ()> {
 /// The OpenAPI document, as served at `/openapi.json`.
 pub fn openapi_json() -> String {
     openapi_service(RankingsApi::new(Arc::new(
-        tributary_marts::MemoryStore::new(),
+        tributary_rankings::MemoryStore::new(),
     )))
     .spec()
 }
 
 /// The whole HTTP application over `store`, without a lake (time travel answers 503).
-pub fn app(store: Arc<dyn PublicationStore>) -> impl Endpoint<Output = Response> {
+pub fn app(store: Arc<dyn RankingQueries>) -> impl Endpoint<Output = Response> {
     app_of(RankingsApi::new(store), Arc::new(LineageStore::in_memory()))
 }
 
 /// The whole HTTP application over `store`, with `lake` for time travel.
 pub fn app_with_lake(
-    store: Arc<dyn PublicationStore>,
+    store: Arc<dyn RankingQueries>,
     lake: Arc<Lake>,
 ) -> impl Endpoint<Output = Response> {
     app_of(
@@ -139,7 +136,7 @@ fn app_of(api: RankingsApi, lineage: Arc<LineageStore>) -> impl Endpoint<Output 
         .at("/metrics", poem::get(scrape))
         .at("/status", poem::get(status_page))
         .nest("/api/v1", lineage_store::routes(lineage))
-        .at("/lineage", poem::get(lineage_page::page))
+        .at("/lineage", poem::get(crate::lineage::page::page))
         .nest("/docs", docs)
         .around(move |ep, req: Request| {
             let (templates, metrics) = (templates.clone(), metrics.clone());
@@ -207,8 +204,7 @@ pub async fn run(
     let store = ClickHouseStore::new(&config.clickhouse)?;
     let lake = Arc::new(Lake::from_settings(config.lake).with_topics(&config.topics));
     let lineage_check = tributary_common::health::postgres_answers(&config.lineage.url);
-    let api = RankingsApi::with_lake(Arc::new(store.clone()), lake)
-        .with_reads(Arc::new(ClickHouseReads(store)))
+    let api = RankingsApi::with_lake(Arc::new(store), lake)
         .with_readiness(|checks| checks.optional_check("lineage_store", lineage_check));
     // The lineage store is opened now if Postgres answers, else at the first lineage request:
     // the rankings do not depend on it.
@@ -224,7 +220,7 @@ pub async fn run(
 /// Serves the API over any store and lake (tests use `MemoryStore` and a memory catalog).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    store: Arc<dyn PublicationStore>,
+    store: Arc<dyn RankingQueries>,
     lake: Arc<Lake>,
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {

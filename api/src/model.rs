@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
-use tributary_marts::lake::TableSnapshots;
-use tributary_marts::schema::{
+use tributary_rankings::schema::{
     CityRankingRow, CitySalesmanRankingRow, PublicationPeriodRow, PublicationRow,
     SalesmanRankingRow,
 };
-use tributary_marts::{LakeSnapshots, MartsError, Money, Period};
+use tributary_rankings::{LakeSnapshots, Money, Period, RankingsError};
+use tributary_raw::snapshots::TableSnapshots;
 
 /// The lake snapshot of one raw table that the numbers were computed from.
 #[derive(Debug, Clone, PartialEq, Eq, Object)]
@@ -325,7 +325,7 @@ fn known(resolved: u8, value: &str) -> Option<String> {
 
 impl PublicationJson {
     /// From the `publications` row.
-    pub fn from_row(row: &PublicationRow) -> Result<Self, MartsError> {
+    pub fn from_row(row: &PublicationRow) -> Result<Self, RankingsError> {
         let snapshots = LakeSnapshots::from_json(&row.publication_id, &row.lake_snapshots)?;
         Ok(Self {
             publication_id: row.publication_id.clone(),

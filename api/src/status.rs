@@ -11,9 +11,9 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use poem::web::Html;
-use tributary_marts::lake::TableSnapshots;
-use tributary_marts::schema::{MartRunRow, PublicationRow, PublicationSourceRow};
-use tributary_marts::{Money, PublicationStore};
+use tributary_rankings::schema::{MartRunRow, PublicationRow, PublicationSourceRow};
+use tributary_rankings::{Money, RankingQueries};
+use tributary_raw::snapshots::TableSnapshots;
 
 use crate::dead_letters::{self, Count};
 use crate::lake::Lake;
@@ -45,7 +45,7 @@ pub struct StatusView {
 
 /// Reads what the page shows.
 pub async fn gather(
-    store: &dyn PublicationStore,
+    store: &dyn RankingQueries,
     lake: Option<&Lake>,
     now: DateTime<Utc>,
 ) -> StatusView {
@@ -84,7 +84,7 @@ pub async fn gather(
 
 /// The page over `store` and `lake`.
 pub async fn page(
-    store: &dyn PublicationStore,
+    store: &dyn RankingQueries,
     lake: Option<&Lake>,
     now: DateTime<Utc>,
 ) -> Html<String> {

@@ -8,12 +8,12 @@ use chrono::DateTime;
 use poem::http::StatusCode;
 use poem::test::{TestClient, TestResponse};
 use serde_json::{Value, json};
-use tributary_marts::ranking::{
+use tributary_rankings::ranking::{
     CityInfo, CitySalesmanTotals, CityTotals, SalesmanInfo, SalesmanTotals, Summary, Totals,
     rank_all,
 };
-use tributary_marts::{
-    LakeSnapshot, LakeSnapshots, MemoryStore, Money, Publication, PublicationStore,
+use tributary_rankings::{
+    LakeSnapshot, LakeSnapshots, MemoryStore, Money, Publication, PublicationWriter,
 };
 
 use crate::app;
@@ -740,7 +740,7 @@ async fn every_parameter_and_error_response_is_documented() {
 
 #[tokio::test]
 async fn completeness_says_how_far_each_source_reaches() {
-    use tributary_marts::publication::SourceWatermark;
+    use tributary_rankings::publication::SourceWatermark;
 
     let newest = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
     let store = Arc::new(MemoryStore::new());

@@ -7,11 +7,11 @@ use poem::http::StatusCode;
 use poem::test::TestClient;
 use serde_json::{Value, json};
 use tributary_lake::batch::{Provenance, dead_letter_row};
-use tributary_lake::offsets::{OffsetMap, TopicPartition};
-use tributary_lake::schema::RawTable;
 use tributary_lake::sink::TableSink;
-use tributary_marts::MemoryStore;
-use tributary_marts::test_support::memory_lake;
+use tributary_rankings::MemoryStore;
+use tributary_raw::offsets::{OffsetMap, TopicPartition};
+use tributary_raw::schema::RawTable;
+use tributary_raw::testing::memory_lake;
 
 use crate::app_with_lake;
 use crate::lake::Lake;

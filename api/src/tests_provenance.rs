@@ -7,8 +7,8 @@ use std::sync::Arc;
 use poem::http::StatusCode;
 use poem::test::TestClient;
 use serde_json::Value;
-use tributary_lake::schema::RawTable;
-use tributary_marts::test_support::{city, land, memory_lake, sale, salesman};
+use tributary_raw::schema::RawTable;
+use tributary_raw::testing::{city, land, memory_lake, sale, salesman};
 
 use crate::app_with_lake;
 use crate::lake::Lake;

@@ -9,10 +9,10 @@ use iceberg::{Catalog, NamespaceIdent, TableIdent};
 use poem::http::StatusCode;
 use poem::test::{TestClient, TestResponse};
 use serde_json::Value;
-use tributary_lake::schema::RawTable;
 use tributary_marts::job::compute;
-use tributary_marts::test_support::{Ev, city, land, memory_lake, sale, salesman};
-use tributary_marts::{MemoryStore, Publication, PublicationStore};
+use tributary_rankings::{MemoryStore, Publication, PublicationWriter};
+use tributary_raw::schema::RawTable;
+use tributary_raw::testing::{Ev, city, land, memory_lake, sale, salesman};
 
 use crate::lake::Lake;
 use crate::{app, app_with_lake};

@@ -160,7 +160,7 @@ pub async fn run(
         );
     };
 
-    let catalog = tributary_lake::catalog::open(lake).await?;
+    let catalog = tributary_raw::catalog::open(lake).await?;
     let table = format!("sale_{id}");
     let ident = TableIdent::new(NamespaceIdent::new(NAMESPACE.into()), table.clone());
     let control_topic = format!("bench.{id}.iceberg-control");

@@ -16,14 +16,15 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use tributary_common::{ClickHouseSettings, LakeSettings};
-use tributary_lake::RawTable;
 use tributary_lake::batch::{Provenance, Row, change_row};
 use tributary_lake::decode::{Cell, ChangeEvent, Op};
-use tributary_lake::offsets::{OffsetMap, TopicPartition};
 use tributary_lake::sink::TableSink;
 use tributary_marts::job::compute;
 use tributary_marts::state::{PostgresState, StateStore};
-use tributary_marts::{ClickHouseStore, MartsJob, RunMode, RunOutcome};
+use tributary_marts::{MartsJob, RunMode, RunOutcome};
+use tributary_rankings::ClickHouseStore;
+use tributary_raw::RawTable;
+use tributary_raw::offsets::{OffsetMap, TopicPartition};
 
 use crate::Row as ResultRow;
 
@@ -207,7 +208,7 @@ pub async fn history(
     let mut settings = lake.clone();
     settings.namespace = ns.clone();
     let catalog: Arc<dyn iceberg::Catalog> =
-        Arc::new(tributary_lake::catalog::open(&settings).await?);
+        Arc::new(tributary_raw::catalog::open(&settings).await?);
     tributary_lake::catalog::ensure_tables(catalog.as_ref(), &ns).await?;
     fill_master(catalog.clone(), &ns).await?;
 

@@ -3,8 +3,15 @@
 //!
 //! Nothing here mocks a service. When the stack is not running the tests fail with a message
 //! that says how to start it.
+//!
+//! A test that compares against Postgres owns its source too ([`SourceDb`], through
+//! [`TestPipeline::with_source`]): a database, Debezium connector, slot and topics of its own, so
+//! it neither replays the demo's `salesdb.public.*` topics nor sees anyone else's changes.
 
 pub mod browser;
+mod source;
+
+pub use source::SourceDb;
 
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
@@ -164,7 +171,9 @@ impl Drop for Service {
     }
 }
 
-/// Connects to the `salesdb` source database.
+/// Connects to the demo's shared `salesdb` source database. Only for tests whose subject is the
+/// demo's own connector: a test comparing the pipeline with Postgres reads its own
+/// [`SourceDb`] ([`TestPipeline::db`]).
 pub async fn salesdb() -> Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(
         "host=127.0.0.1 port=5432 user=tributary password=tributary dbname=salesdb",
@@ -193,26 +202,6 @@ where
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     bail!("gave up after {timeout:?}: {last}")
-}
-
-/// Lander settings pointing the file and ERP topics at names nobody writes to, for tests whose
-/// oracle is Postgres alone: the demo and other tests publish to the default topics of the
-/// same Kafka.
-pub fn postgres_only_topics(suffix: &str) -> BTreeMap<String, String> {
-    [
-        "FILE_SALES",
-        "FILE_DEAD_LETTERS",
-        "ERP_SALES",
-        "ERP_DEAD_LETTERS",
-    ]
-    .iter()
-    .map(|t| {
-        (
-            format!("TRIBUTARY_TOPICS__{t}"),
-            format!("e2e.{suffix}.unused.{}", t.to_ascii_lowercase()),
-        )
-    })
-    .collect()
 }
 
 /// One ranking row as both sides report it: (id, revenue as a decimal string, sales, rank).
@@ -291,7 +280,7 @@ pub struct OracleSale {
     pub month: Option<String>,
 }
 
-/// The master data in `salesdb`, for resolving natural keys the way DESIGN.md says.
+/// The master data of a source database, for resolving natural keys the way DESIGN.md says.
 #[derive(Debug, Clone, Default)]
 pub struct MasterData {
     /// Salesman code → id.
@@ -301,7 +290,7 @@ pub struct MasterData {
 }
 
 impl MasterData {
-    /// Reads the current master data from `salesdb`.
+    /// Reads the current master data of `db` (a run's [`SourceDb`]).
     pub async fn load(db: &tokio_postgres::Client) -> Result<Self> {
         let mut data = MasterData::default();
         for row in db.query("SELECT code, id FROM salesman", &[]).await? {
@@ -336,7 +325,7 @@ fn city_key(name: &str, state: &str) -> (String, String) {
     )
 }
 
-/// The current sales of `salesdb`.
+/// The current sales of `db` (a run's [`SourceDb`]).
 pub async fn postgres_sales(db: &tokio_postgres::Client) -> Result<Vec<OracleSale>> {
     let rows = db
         .query(
@@ -401,8 +390,8 @@ pub struct DeadLetter {
 pub async fn dead_letters(namespace: &str) -> Result<Vec<DeadLetter>> {
     use arrow::array::AsArray;
     use arrow::datatypes::{Int32Type, Int64Type};
-    use tributary_lake::catalog::{self, load_table, read_table};
-    use tributary_lake::schema::{RawTable, col};
+    use tributary_raw::catalog::{self, load_table, read_table};
+    use tributary_raw::schema::{RawTable, col};
 
     let settings = tributary_common::LakeSettings {
         warehouse: "s3://warehouse".into(),
@@ -460,7 +449,12 @@ pub async fn api_months(http: &reqwest::Client, base: &str) -> Result<Vec<String
 
 /// The settings of one end-to-end run of the whole pipeline: its own lake namespace,
 /// ClickHouse database, file and ERP topics, inbox prefix and ports, so runs never see each
-/// other's data. Postgres (and its Debezium topics) is shared: oracles read its whole state.
+/// other's data; and, from [`Self::with_source`], its own Postgres source ([`SourceDb`]: a
+/// database, Debezium connector, slot and topics), which its oracles read and its changes go to.
+///
+/// Without a source of its own the lander reads Postgres topics nobody writes
+/// (`e2e.<suffix>.unused.*`): never the demo's `salesdb.public.*`, whose history a stack that
+/// has carried load holds by the million.
 pub struct TestPipeline {
     /// Unique suffix of every name.
     pub suffix: String,
@@ -468,6 +462,7 @@ pub struct TestPipeline {
     pub api_port: u16,
     /// Port of the ERP simulator.
     pub erp_port: u16,
+    source: Option<SourceDb>,
 }
 
 impl Default for TestPipeline {
@@ -484,12 +479,47 @@ fn env_map(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
 }
 
 impl TestPipeline {
-    /// Fresh names and ports.
+    /// Fresh names and ports, no Postgres source (for tests of files, the ERP or a service's
+    /// behaviour that compare nothing with Postgres).
     pub fn new() -> Self {
         Self {
             suffix: unique_suffix(),
             api_port: free_port(),
             erp_port: free_port(),
+            source: None,
+        }
+    }
+
+    /// Fresh names and ports, and a Postgres source of this run: `e2e_<suffix>` with the
+    /// sample data of `salesdb`, captured by its own Debezium connector into
+    /// `e2e_<suffix>.public.*`, which [`Self::lake_env`] has the lander read. Call
+    /// [`Self::finish`] at the end of the test to remove it.
+    pub async fn with_source() -> Result<Self> {
+        require_stack();
+        let mut run = Self::new();
+        run.source = Some(SourceDb::create(&run.suffix).await?);
+        Ok(run)
+    }
+
+    /// This run's source. Panics for a run made by [`Self::new`].
+    pub fn source(&self) -> &SourceDb {
+        self.source
+            .as_ref()
+            .expect("this run has no source of its own: make it with TestPipeline::with_source")
+    }
+
+    /// A connection to this run's source database (see [`Self::source`]).
+    pub fn db(&self) -> &tokio_postgres::Client {
+        self.source().client()
+    }
+
+    /// Removes this run's source (database, connector, slot, topics): call it when the test
+    /// has passed. A run dropped without it (a failed test) keeps the database and topics to
+    /// look at and says so; see [`SourceDb`].
+    pub async fn finish(mut self) -> Result<()> {
+        match self.source.take() {
+            Some(source) => source.remove().await,
+            None => Ok(()),
         }
     }
 
@@ -525,9 +555,18 @@ impl TestPipeline {
         ])
     }
 
-    /// The lander: Debezium's topics, and this run's file and ERP topics.
+    /// The lander: this run's Debezium topics (its source's, or topics nobody writes when it
+    /// has none), file and ERP topics.
     pub fn lake_env(&self) -> BTreeMap<String, String> {
         let mut env = self.lake();
+        match &self.source {
+            Some(source) => env.extend(source.lander_env()),
+            None => env.extend(env_map(&[
+                ("TRIBUTARY_TOPICS__SALE", self.topic("unused.sale")),
+                ("TRIBUTARY_TOPICS__SALESMAN", self.topic("unused.salesman")),
+                ("TRIBUTARY_TOPICS__CITY", self.topic("unused.city")),
+            ])),
+        }
         env.extend(env_map(&[
             ("TRIBUTARY_COMMIT_INTERVAL_MS", "500".into()),
             ("TRIBUTARY_TOPICS__FILE_SALES", self.topic("files.sales")),

@@ -14,7 +14,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use base64::Engine;
 
 use crate::decode::{Cell, ChangeEvent};
-use crate::schema::{ColumnType, RawTable};
+use tributary_raw::schema::{ColumnType, RawTable};
 
 /// One row of a raw table, cells in [`RawTable::columns`] order.
 pub type Row = Vec<Cell>;
@@ -264,7 +264,7 @@ mod tests {
 
     use super::*;
     use crate::decode::{DecodeError, ErrorKind, Op};
-    use crate::schema::col;
+    use tributary_raw::schema::col;
 
     fn schema(table: RawTable) -> SchemaRef {
         Arc::new(iceberg::arrow::schema_to_arrow_schema(&table.iceberg_schema()).unwrap())

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use tributary_common::sale_event::{RejectedRecord, SaleEvent, SaleOp, SaleSource};
 
-use crate::schema::{Column, ColumnType, MONEY_PRECISION, MONEY_SCALE, RawTable};
+use tributary_raw::schema::{Column, ColumnType, MONEY_PRECISION, MONEY_SCALE, RawTable};
 
 /// One typed value of a row.
 #[derive(Debug, Clone, PartialEq, Eq)]

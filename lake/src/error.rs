@@ -4,7 +4,8 @@
 //! must look).
 
 use crate::batch::BatchError;
-use crate::offsets::{OffsetMap, OffsetMapError};
+use tributary_raw::RawError;
+use tributary_raw::offsets::OffsetMap;
 
 /// Everything that can go wrong in the lander or when opening the lake.
 #[derive(Debug, thiserror::Error)]
@@ -20,27 +21,9 @@ pub enum LakeError {
         /// What is wrong with it.
         problem: String,
     },
-    /// The warehouse location cannot be used.
-    #[error("warehouse {warehouse:?}: {problem}")]
-    Warehouse {
-        /// The configured warehouse.
-        warehouse: String,
-        /// What is wrong.
-        problem: String,
-    },
-    /// The SQL catalog could not be opened (Postgres down, wrong credentials, …).
-    #[error(
-        "cannot open Iceberg catalog {catalog:?} at {uri} (is Postgres up? run `make test` or `dev/up`): {source}"
-    )]
-    OpenCatalog {
-        /// Catalog name.
-        catalog: String,
-        /// Catalog URI, password redacted.
-        uri: String,
-        /// The catalog's error.
-        #[source]
-        source: Box<iceberg::Error>,
-    },
+    /// Opening or reading the lake failed (catalog, warehouse, a snapshot's offsets).
+    #[error(transparent)]
+    Raw(#[from] RawError),
     /// An Iceberg operation on a table failed.
     #[error("iceberg {action} on {table} failed: {source}")]
     Iceberg {
@@ -62,17 +45,6 @@ pub enum LakeError {
         table: String,
         /// The missing column.
         column: String,
-    },
-    /// A snapshot summary holds an unreadable offset map.
-    #[error("table {table}: snapshot {snapshot_id} has an unreadable offset map: {source}")]
-    BadOffsets {
-        /// Table.
-        table: String,
-        /// Snapshot.
-        snapshot_id: i64,
-        /// Why.
-        #[source]
-        source: OffsetMapError,
     },
     /// Another writer committed to a table this lander writes: its offsets moved under us.
     #[error(
@@ -159,19 +131,18 @@ impl LakeError {
     /// human: connection trouble, commit conflicts, a lock still held by a dying process.
     pub fn is_retryable(&self) -> bool {
         match self {
-            LakeError::OpenCatalog { source, .. } | LakeError::Iceberg { source, .. } => {
+            LakeError::Iceberg { source, .. } => {
                 source.retryable()
                     || matches!(
                         source.kind(),
                         iceberg::ErrorKind::CatalogCommitConflicts | iceberg::ErrorKind::Unexpected
                     )
             }
+            LakeError::Raw(e) => e.is_retryable(),
             LakeError::Kafka { .. } | LakeError::WriterLockBusy { .. } => true,
             LakeError::WriterLock { .. } => true,
             LakeError::LoadConfig(_)
             | LakeError::InvalidConfig { .. }
-            | LakeError::Warehouse { .. }
-            | LakeError::BadOffsets { .. }
             | LakeError::SchemaDrift { .. }
             | LakeError::Fenced { .. }
             | LakeError::OffsetOutOfRange { .. }
@@ -182,33 +153,9 @@ impl LakeError {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for messages and logs.
-pub fn redact_uri(uri: &str) -> String {
-    let Some((scheme, rest)) = uri.split_once("://") else {
-        return uri.to_string();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return uri.to_string();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => uri.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_uri("postgres://tributary:tributary@127.0.0.1:5432/tributary"),
-            "postgres://tributary:***@127.0.0.1:5432/tributary"
-        );
-        assert_eq!(redact_uri("sqlite::memory:"), "sqlite::memory:");
-        assert_eq!(redact_uri("postgres://h/db"), "postgres://h/db");
-    }
 
     #[test]
     fn fencing_is_permanent_and_says_what_to_do() {

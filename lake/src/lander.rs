@@ -12,18 +12,18 @@ use tokio_util::sync::CancellationToken;
 use tributary_common::sale_event::SaleSource;
 
 use crate::batch::{Provenance, Row, change_row, dead_letter_row, event_row};
-use crate::catalog::{self, WriterLock, ensure_tables};
+use crate::catalog::{WriterLock, ensure_tables};
 use crate::config::{LanderConfig, Route};
 use crate::decode::{Decoded, decode, decode_rejected, decode_sale_event};
 use crate::error::LakeError;
 use crate::lineage::LakeLineage;
 use crate::metrics::{Metrics, Outcome};
-use crate::offsets::{OffsetMap, StartOffset, TopicPartition, resume_offset, should_land};
-use crate::schema::RawTable;
 use crate::sink::TableSink;
 use crate::source::{KafkaSource, Record, Source, TraceHeaders};
 use crate::telemetry::{commit_span, record_commit};
 use tracing::Instrument;
+use tributary_raw::offsets::{OffsetMap, StartOffset, TopicPartition, resume_offset, should_land};
+use tributary_raw::schema::RawTable;
 
 /// How long drain mode waits without any record before it stops short of the high watermarks
 /// (e.g. transaction markers that are never delivered as records).
@@ -65,7 +65,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<RunSummary, LakeError> {
     config.validate()?;
-    let catalog: Arc<dyn Catalog> = Arc::new(catalog::open(&config.lake).await?);
+    let catalog: Arc<dyn Catalog> = Arc::new(tributary_raw::catalog::open(&config.lake).await?);
     // Take the lock before reading any table's offsets: they must not move after we read them.
     let lock = WriterLock::acquire(
         &config.lake,
@@ -627,10 +627,10 @@ mod tests {
     use arrow::datatypes::{Decimal128Type, Int64Type};
 
     use super::*;
-    use crate::catalog::{load_table, read_table, snapshot_offsets};
-    use crate::schema::col;
     use crate::sink::tests::memory_catalog;
     use crate::source::MemorySource;
+    use tributary_raw::catalog::{load_table, read_table, snapshot_offsets};
+    use tributary_raw::schema::col;
 
     const SALE: &str = "salesdb.public.sale";
     const CITY: &str = "salesdb.public.city";

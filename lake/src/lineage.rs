@@ -20,9 +20,9 @@ use tributary_lineage::{
 };
 
 use crate::config::LanderConfig;
-use crate::offsets::OffsetMap;
-use crate::schema::RawTable;
 use crate::sink::CommitReport;
+use tributary_raw::offsets::OffsetMap;
+use tributary_raw::schema::RawTable;
 
 /// The lander's lineage: the process run and the naming of its datasets.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ impl LakeLineage {
             // dataset name is where the table really is.
             warehouse: std::env::current_dir()
                 .ok()
-                .and_then(|cwd| crate::catalog::warehouse(&config.lake, &cwd).ok())
+                .and_then(|cwd| tributary_raw::catalog::warehouse(&config.lake, &cwd).ok())
                 .map(|w| w.location())
                 .unwrap_or_else(|| config.lake.warehouse.clone()),
             namespace: config.lake.namespace.clone(),

@@ -6,7 +6,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::schema::RawTable;
+use tributary_raw::schema::RawTable;
 
 /// What happened to a consumed record; the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

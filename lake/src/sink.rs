@@ -20,10 +20,13 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::batch::{Row, record_batch};
-use crate::catalog::{fnv1a64, load_table, snapshot_offsets};
+use crate::catalog::fnv1a64;
 use crate::error::LakeError;
-use crate::offsets::{COMMIT_ID_PROPERTY, OFFSETS_PROPERTY, OffsetMap, TRACEPARENT_PROPERTY};
-use crate::schema::RawTable;
+use tributary_raw::catalog::{load_table, snapshot_offsets};
+use tributary_raw::offsets::{
+    COMMIT_ID_PROPERTY, OFFSETS_PROPERTY, OffsetMap, TRACEPARENT_PROPERTY,
+};
+use tributary_raw::schema::RawTable;
 
 /// How many times a retryable commit failure is retried before the lander gives up (and its
 /// supervisor restarts it, which resumes from the lake).
@@ -288,10 +291,11 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::batch::{Provenance, change_row};
-    use crate::catalog::{ensure_tables, read_table};
+    use crate::catalog::ensure_tables;
     use crate::decode::{Cell, ChangeEvent, Op};
-    use crate::offsets::TopicPartition;
-    use crate::schema::col;
+    use tributary_raw::catalog::read_table;
+    use tributary_raw::offsets::TopicPartition;
+    use tributary_raw::schema::col;
 
     pub(crate) async fn memory_catalog() -> Arc<dyn Catalog> {
         let catalog = MemoryCatalogBuilder::default()

@@ -19,7 +19,7 @@ use tributary_common::KafkaSettings;
 use tributary_common::telemetry::{TRACEPARENT, TRACESTATE};
 
 use crate::error::LakeError;
-use crate::offsets::{OffsetMap, StartOffset, TopicPartition};
+use tributary_raw::offsets::{OffsetMap, StartOffset, TopicPartition};
 
 /// One consumed record, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]

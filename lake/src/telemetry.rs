@@ -6,7 +6,7 @@
 //! span); a commit covering several links to each of them (up to
 //! [`crate::lander::MAX_UPSTREAM_TRACES`]). Debezium's records carry no trace context: their
 //! commits start a new trace. The commit span's own `traceparent` is stored in the snapshot
-//! summary ([`crate::offsets::TRACEPARENT_PROPERTY`]) so the marts can link their runs to it.
+//! summary ([`tributary_raw::offsets::TRACEPARENT_PROPERTY`]) so the marts can link their runs to it.
 
 use std::collections::BTreeSet;
 
@@ -15,9 +15,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tributary_common::telemetry::{remote_context, set_remote_parent};
 
 use crate::error::LakeError;
-use crate::schema::RawTable;
 use crate::sink::CommitReport;
 use crate::source::TraceHeaders;
+use tributary_raw::schema::RawTable;
 
 /// The span of one commit to `table`, before it starts: database (Iceberg) and messaging
 /// (Kafka, processing side) attributes, parent or links from `upstream`.
@@ -92,11 +92,12 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
-    use crate::catalog::{WriterLock, load_table, snapshot_traceparent};
+    use crate::catalog::WriterLock;
     use crate::metrics::Metrics;
     use crate::sink::tests::memory_catalog;
     use crate::source::MemorySource;
     use crate::{Lander, LanderConfig, Mode};
+    use tributary_raw::catalog::{load_table, snapshot_traceparent};
 
     const SALE: &str = "salesdb.public.sale";
     const INGEST_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

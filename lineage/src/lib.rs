@@ -3,8 +3,6 @@
 //! - [`event`] / [`facets`]: the `RunEvent` model of the OpenLineage spec (pinned: release
 //!   1.52.0, event schema 2-0-2, vendored in `lineage/spec/`), written with serde;
 //! - [`naming`]: dataset namespaces and names per the OpenLineage naming conventions;
-//! - [`graph`]: Marquez's lineage and column-lineage graphs computed from stored events (the
-//!   API's Marquez-compatible store);
 //! - [`emitter`]: [`Lineage`] (from `OPENLINEAGE_*`, see [`transport`]) and [`JobRun`], which
 //!   emit START / RUNNING / COMPLETE / ABORT / FAIL without ever blocking or failing a job.
 //!
@@ -32,8 +30,7 @@ pub mod emitter;
 pub mod error;
 pub mod event;
 pub mod facets;
-pub mod graph;
-pub mod marts;
+
 pub mod naming;
 pub mod transport;
 

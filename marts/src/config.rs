@@ -76,13 +76,13 @@ impl MartsConfig {
                 reason: "must be at least 1",
             });
         }
-        if crate::schema::validate_database(&self.clickhouse.database).is_err() {
+        if tributary_rankings::schema::validate_database(&self.clickhouse.database).is_err() {
             return Err(InvalidConfig {
                 field: "clickhouse.database",
                 reason: "must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*)",
             });
         }
-        if crate::schema::validate_database(&self.state_schema()).is_err() {
+        if tributary_rankings::schema::validate_database(&self.state_schema()).is_err() {
             return Err(InvalidConfig {
                 field: "state.schema",
                 reason: "must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*)",
@@ -95,6 +95,17 @@ impl MartsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// compose.yaml sets every setting of the marts that defaults to loopback to a compose host.
+    #[test]
+    fn compose_wiring() {
+        let compose =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../compose.yaml"))
+                .expect("read compose.yaml");
+        let problems =
+            tributary_common::compose::wiring_problems(&compose, "marts", &MartsConfig::default());
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
 
     #[test]
     fn loads_defaults_and_environment() {

@@ -15,7 +15,7 @@
 //! when it has just a natural key nobody knows yet. It joins the rankings when the master data
 //! arrives.
 //!
-//! Ranking is not done here: the totals go to [`crate::ranking`], which is plain Rust.
+//! Ranking is not done here: the totals go to [`tributary_rankings::ranking`], which is plain Rust.
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
@@ -23,9 +23,9 @@ use arrow::datatypes::{DataType, Decimal128Type, Int64Type};
 use datafusion::prelude::SessionContext;
 
 use crate::error::MartsError;
-use crate::money::Money;
-use crate::period::Period;
-use crate::ranking::{
+use tributary_rankings::money::Money;
+use tributary_rankings::period::Period;
+use tributary_rankings::ranking::{
     CityInfo, CitySalesmanTotals, CityTotals, PeriodTotals, SalesmanInfo, SalesmanTotals, Summary,
     Totals,
 };
@@ -245,7 +245,7 @@ pub async fn register_current_state(ctx: &SessionContext) -> Result<(), MartsErr
         let has = ctx.table_provider(table).await.is_ok_and(|provider| {
             provider
                 .schema()
-                .column_with_name(tributary_lake::schema::col::TRACE_ID)
+                .column_with_name(tributary_raw::schema::col::TRACE_ID)
                 .is_some()
         });
         if has {
@@ -587,9 +587,11 @@ fn count(values: &[Option<i64>], i: usize) -> u64 {
 fn money(values: &Decimals, i: usize, scope: impl FnOnce() -> String) -> Result<Money, MartsError> {
     match values.values[i] {
         None => Ok(Money::ZERO),
-        Some(v) => Money::from_unscaled(v, values.scale).map_err(|source| MartsError::Revenue {
-            scope: scope(),
-            source,
+        Some(v) => Money::from_unscaled(v, values.scale).map_err(|source| {
+            MartsError::Rankings(tributary_rankings::RankingsError::Revenue {
+                scope: scope(),
+                source,
+            })
         }),
     }
 }
@@ -872,7 +874,7 @@ mod tests {
         assert_eq!(t.summary.sales, 1);
     }
 
-    fn month(text: &str) -> crate::period::Month {
+    fn month(text: &str) -> tributary_rankings::period::Month {
         text.parse().unwrap()
     }
 
@@ -958,8 +960,8 @@ mod tests {
             sale("c", 5, (101, 4), Some(300), Some(7), Some(250)).sold_at("2026-01-21T09:00:00Z"),
         ];
         let ctx = memtable_context(&sales, &[], &[]);
-        let ranked = crate::ranking::rank_periods(compute_totals(&ctx).await.unwrap());
-        let order = |r: &crate::ranking::Rankings| {
+        let ranked = tributary_rankings::ranking::rank_periods(compute_totals(&ctx).await.unwrap());
+        let order = |r: &tributary_rankings::ranking::Rankings| {
             r.salesmen
                 .iter()
                 .map(|s| (s.rank, s.row.salesman_id, s.row.revenue.cents()))

@@ -3,13 +3,13 @@
 //! Each variant says what failed and on which input; [`MartsError::is_retryable`] tells the
 //! scheduler (and the API) whether trying again later can help.
 
-use crate::money::MoneyError;
+use tributary_rankings::RankingsError;
+use tributary_raw::RawError;
 
 /// What can go wrong computing or publishing the marts, or reading a publication back.
 #[derive(Debug, thiserror::Error)]
 pub enum MartsError {
     /// A raw table the marts read does not exist (the lander has not created it yet).
-    #[cfg(feature = "job")]
     #[error("lake table {table} does not exist; start the lander (tributary-lake) first")]
     LakeTableMissing {
         /// `namespace.table`.
@@ -18,7 +18,6 @@ pub enum MartsError {
 
     /// A time-travel request named a snapshot the table does not have (expired, or from
     /// another table), or a table the rankings do not read.
-    #[cfg(feature = "job")]
     #[error("lake table {table} has no snapshot {snapshot_id}")]
     UnknownSnapshot {
         /// `namespace.table` (or the unknown table name as given).
@@ -28,7 +27,6 @@ pub enum MartsError {
     },
 
     /// The Iceberg catalog or a table could not be read.
-    #[cfg(feature = "job")]
     #[error("reading lake table {table} failed: {source}")]
     Lake {
         /// `namespace.table`, or `catalog` for catalog-wide operations.
@@ -39,7 +37,6 @@ pub enum MartsError {
     },
 
     /// A DataFusion query failed.
-    #[cfg(feature = "job")]
     #[error("marts query {query} failed: {source}")]
     Query {
         /// Which query (`current_sale`, `city_totals`, …).
@@ -51,7 +48,6 @@ pub enum MartsError {
 
     /// A query produced a column of an unexpected type: the raw table schema and the marts
     /// disagree, which retrying will not fix.
-    #[cfg(feature = "job")]
     #[error("marts query {query}: column {column} is {found}, expected {expected}")]
     UnexpectedColumn {
         /// Which query.
@@ -67,7 +63,6 @@ pub enum MartsError {
     /// The kept incremental state cannot continue from the lake as it is: it was folded from a
     /// snapshot that is no longer an ancestor of the table's current one (the table was
     /// recreated, rolled back or its snapshots expired), or the lake holds a non-append commit.
-    #[cfg(feature = "job")]
     #[error(
         "marts state cannot follow lake table {table}: {reason}; rebuild it from the lake with `tributary-marts run-once --rebuild`"
     )]
@@ -79,7 +74,6 @@ pub enum MartsError {
     },
 
     /// The state store (Postgres) failed.
-    #[cfg(feature = "job")]
     #[error("marts state: {action} failed: {source}")]
     State {
         /// What was being done.
@@ -91,7 +85,6 @@ pub enum MartsError {
 
     /// Another run changed the kept state while this one was computing (two runs at once, or a
     /// rebuild); this run's changes were rolled back, and the next one starts from the new state.
-    #[cfg(feature = "job")]
     #[error(
         "marts state changed under this run (generation {expected} expected, {found} found); nothing was written"
     )]
@@ -103,42 +96,16 @@ pub enum MartsError {
     },
 
     /// The kept state cannot be read back.
-    #[cfg(feature = "job")]
     #[error("marts state is unreadable: {0}; rebuild it with `tributary-marts run-once --rebuild`")]
     CorruptState(String),
 
-    /// A revenue does not fit `Decimal(18,2)`.
-    #[error("revenue of {scope} does not fit Decimal(18,2): {source}")]
-    Revenue {
-        /// Which total (`city 7`, `salesman 3`, `all sales`).
-        scope: String,
-        /// The conversion error.
-        #[source]
-        source: MoneyError,
-    },
+    /// Building, writing or reading a publication failed (ClickHouse, money out of range).
+    #[error(transparent)]
+    Rankings(#[from] RankingsError),
 
-    /// A ClickHouse request failed.
-    #[error("clickhouse: {action} failed: {source}")]
-    ClickHouse {
-        /// What was being done (`insert into marts.city_ranking`, `read latest publication`, …).
-        action: String,
-        /// The client error.
-        #[source]
-        source: clickhouse::error::Error,
-    },
-
-    /// The configured ClickHouse database name is not a plain identifier.
-    #[error("clickhouse database name {0:?} is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)")]
-    InvalidDatabaseName(String),
-
-    /// A stored publication cannot be understood (written by another version, or edited by hand).
-    #[error("publication {publication_id} in clickhouse is unreadable: {reason}")]
-    CorruptPublication {
-        /// The publication.
-        publication_id: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// Opening or reading the lake failed (catalog, warehouse, a table's metadata or files).
+    #[error(transparent)]
+    Raw(RawError),
 }
 
 impl MartsError {
@@ -148,36 +115,38 @@ impl MartsError {
     /// back. Schema disagreements, out-of-range money and bad config do not fix themselves.
     pub fn is_retryable(&self) -> bool {
         match self {
-            #[cfg(feature = "job")]
             MartsError::LakeTableMissing { .. } => true,
-            #[cfg(feature = "job")]
             MartsError::UnknownSnapshot { .. } => false,
-            #[cfg(feature = "job")]
             MartsError::Lake { source, .. } => source.retryable(),
-            #[cfg(feature = "job")]
             MartsError::Query { source, .. } => matches!(
                 source.as_ref(),
                 datafusion::error::DataFusionError::IoError(_)
                     | datafusion::error::DataFusionError::ObjectStore(_)
                     | datafusion::error::DataFusionError::External(_)
             ),
-            #[cfg(feature = "job")]
             MartsError::UnexpectedColumn { .. } => false,
-            #[cfg(feature = "job")]
             MartsError::StateDiverged { .. } | MartsError::CorruptState(_) => false,
-            #[cfg(feature = "job")]
             MartsError::State { source, .. } => {
                 source.is_closed() || source.as_db_error().is_none()
             }
-            #[cfg(feature = "job")]
             MartsError::StateConflict { .. } => true,
-            MartsError::Revenue { .. } => false,
-            MartsError::ClickHouse { source, .. } => matches!(
-                source,
-                clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut
-            ),
-            MartsError::InvalidDatabaseName(_) => false,
-            MartsError::CorruptPublication { .. } => false,
+            MartsError::Rankings(e) => e.is_retryable(),
+            MartsError::Raw(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// The read model's answers the marts act on keep their own variants (a missing table waits for
+/// the lander, a diverged table needs a rebuild); the rest is [`MartsError::Raw`].
+impl From<RawError> for MartsError {
+    fn from(error: RawError) -> Self {
+        match error {
+            RawError::TableMissing { table } => MartsError::LakeTableMissing { table },
+            RawError::UnknownSnapshot { table, snapshot_id } => {
+                MartsError::UnknownSnapshot { table, snapshot_id }
+            }
+            RawError::Diverged { table, reason } => MartsError::StateDiverged { table, reason },
+            other => MartsError::Raw(other),
         }
     }
 }

@@ -8,15 +8,15 @@
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
-use tributary_lake::schema::col;
+use tributary_raw::schema::col;
 
 use crate::error::MartsError;
 use crate::fold::{
     CityKey, CityRow, MasterEvent, MasterVersion, SOURCE_ERP, SOURCE_FILES, SOURCE_PG, SaleEvent,
     SaleKey, SaleRefs, SalesmanRow,
 };
-use crate::money::Money;
-use crate::publication::SourceWatermark as Watermark;
+use tributary_rankings::money::Money;
+use tributary_rankings::publication::SourceWatermark as Watermark;
 
 /// Typed columns of one batch, with errors naming the table and column.
 struct Batch<'a> {
@@ -116,9 +116,11 @@ impl<'a> Batch<'a> {
             .map(|v| {
                 v.map(|v| Money::from_unscaled(v, *scale))
                     .transpose()
-                    .map_err(|source| MartsError::Revenue {
-                        scope: format!("an amount in {}", self.table),
-                        source,
+                    .map_err(|source| {
+                        MartsError::Rankings(tributary_rankings::RankingsError::Revenue {
+                            scope: format!("an amount in {}", self.table),
+                            source,
+                        })
                     })
             })
             .collect()

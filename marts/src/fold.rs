@@ -23,9 +23,9 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::money::Money;
-use crate::period::{Month, Period};
-use crate::ranking::{
+use tributary_rankings::money::Money;
+use tributary_rankings::period::{Month, Period};
+use tributary_rankings::ranking::{
     CityInfo, CitySalesmanTotals, CityTotals, PeriodTotals, SalesmanInfo, SalesmanTotals, Summary,
     Totals,
 };

@@ -7,12 +7,12 @@
 
 use std::sync::Arc;
 
-use tributary_lake::schema::RawTable;
+use tributary_raw::schema::RawTable;
 
 use crate::job::{MartsJob, RunMode, compute};
 use crate::state::MemoryState;
-use crate::store::MemoryStore;
 use crate::test_support::{Ev, Ref, Val, city, file_sale, land, memory_lake, sale, salesman};
+use tributary_rankings::store::MemoryStore;
 
 /// SplitMix64: a few lines, deterministic, good enough to pick test data.
 struct Rng(u64);

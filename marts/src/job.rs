@@ -4,7 +4,7 @@
 //! and — unless that publication is already the latest one — folds what the lake gained since
 //! the previous run into the kept state (`fold`, `state`), then ranks and publishes from it.
 //! The cost of a run follows the events it reads, not the history: it reads only the data files
-//! added since the snapshots the state stopped at (`lake::read_added`), and the kept sales it
+//! added since the snapshots the state stopped at (`tributary_raw::incremental::read_added`), and the kept sales it
 //! looks up are only those the new events (or a changed natural key) touch.
 //!
 //! `--rebuild` forgets the state and folds the whole lake again; it must publish exactly what
@@ -26,14 +26,16 @@ use crate::current_state;
 use crate::error::MartsError;
 use crate::events;
 use crate::fold::{SOURCE_ERP, SOURCE_FILES, SOURCE_PG, SaleEvent, SaleKey, SaleRecord};
-use crate::lake::{self, AsOf, RAW_TABLES};
+use crate::lake;
 use crate::lineage::{MartsLineage, MartsRun, table_reads};
-use crate::publication::{LakeSnapshot, LakeSnapshots, Publication, SourceWatermark};
-use crate::ranking::{self, PeriodRankings};
-use crate::schema::{MartRunRow, RunStatus};
 use crate::state::{Checkpoint, StateStore};
-use crate::store::PublicationStore;
 use tributary_common::names;
+use tributary_rankings::publication::{LakeSnapshot, LakeSnapshots, Publication, SourceWatermark};
+use tributary_rankings::ranking::{self, PeriodRankings};
+use tributary_rankings::schema::{MartRunRow, RunStatus};
+use tributary_rankings::store::PublicationWriter;
+use tributary_raw::AsOf;
+use tributary_raw::snapshots::RAW_TABLES;
 
 /// Lander commits a run span links to, per table (the newest ones).
 const MAX_SPAN_LINKS: usize = 64;
@@ -144,7 +146,7 @@ pub async fn compute_as_of(
 pub struct MartsJob {
     catalog: Arc<dyn Catalog>,
     namespace: String,
-    store: Arc<dyn PublicationStore>,
+    store: Arc<dyn PublicationWriter>,
     state: Arc<dyn StateStore>,
     clock: Arc<dyn Clock>,
     metrics: Option<crate::metrics::MartsMetrics>,
@@ -180,7 +182,7 @@ impl MartsJob {
     pub fn new(
         catalog: Arc<dyn Catalog>,
         namespace: impl Into<String>,
-        store: Arc<dyn PublicationStore>,
+        store: Arc<dyn PublicationWriter>,
         state: Arc<dyn StateStore>,
     ) -> Self {
         Self::with_clock(catalog, namespace, store, state, Arc::new(SystemClock))
@@ -190,7 +192,7 @@ impl MartsJob {
     pub fn with_clock(
         catalog: Arc<dyn Catalog>,
         namespace: impl Into<String>,
-        store: Arc<dyn PublicationStore>,
+        store: Arc<dyn PublicationWriter>,
         state: Arc<dyn StateStore>,
         clock: Arc<dyn Clock>,
     ) -> Self {
@@ -310,7 +312,12 @@ impl MartsJob {
         }
         let mut tables = Vec::with_capacity(RAW_TABLES.len());
         for name in RAW_TABLES {
-            let table = lake::load_raw_table(self.catalog.as_ref(), &self.namespace, name).await?;
+            let table = tributary_raw::snapshots::load_raw_table(
+                self.catalog.as_ref(),
+                &self.namespace,
+                name,
+            )
+            .await?;
             let snapshot_id = table.metadata().current_snapshot().map(|s| s.snapshot_id());
             tables.push((name, table, snapshot_id));
         }
@@ -384,12 +391,15 @@ impl MartsJob {
         let rows = publication.rows();
         progress.rows_out = rows.ranking_rows();
         progress.rows_written = [
-            (crate::schema::CITY_RANKING, rows.cities.len()),
+            (tributary_rankings::schema::CITY_RANKING, rows.cities.len()),
             (
-                crate::schema::CITY_SALESMAN_RANKING,
+                tributary_rankings::schema::CITY_SALESMAN_RANKING,
                 rows.city_salesmen.len(),
             ),
-            (crate::schema::SALESMAN_RANKING, rows.salesmen.len()),
+            (
+                tributary_rankings::schema::SALESMAN_RANKING,
+                rows.salesmen.len(),
+            ),
         ]
         .into_iter()
         .map(|(table, n)| (table.to_string(), n as u64))
@@ -482,15 +492,14 @@ impl MartsJob {
             if since == Some(upto) {
                 continue;
             }
-            let (batches, snapshots) = lake::read_added(table, &qualified, since, upto).await?;
+            let (batches, snapshots) =
+                tributary_raw::incremental::read_added(table, &qualified, since, upto).await?;
             // One trace follows a sale from its ingest batch through the lander commit to this
             // run: link the run span to the commits (their span is in the snapshot summary).
             for id in snapshots.iter().take(MAX_SPAN_LINKS) {
                 if let Some(parent) = table.metadata().snapshot_by_id(*id).and_then(|s| {
-                    tributary_lake::catalog::snapshot_traceparent(
-                        &s.summary().additional_properties,
-                    )
-                    .map(str::to_string)
+                    tributary_raw::catalog::snapshot_traceparent(&s.summary().additional_properties)
+                        .map(str::to_string)
                 }) {
                     tributary_common::telemetry::link_span(&tracing::Span::current(), &parent);
                 }
@@ -621,13 +630,13 @@ impl MartsJob {
 
 #[cfg(test)]
 mod tests {
-    use tributary_lake::schema::RawTable;
+    use tributary_raw::schema::RawTable;
 
     use super::*;
-    use crate::period::Period;
     use crate::state::MemoryState;
-    use crate::store::{MemoryStore, Page};
     use crate::test_support::{city, land, memory_lake, sale, salesman};
+    use tributary_rankings::period::Period;
+    use tributary_rankings::store::{MemoryStore, Page, RankingQueries};
 
     struct FixedClock(DateTime<Utc>);
 

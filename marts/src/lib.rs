@@ -3,71 +3,45 @@
 //!
 //! ```text
 //!  raw.pg_sale / raw.pg_salesman / raw.pg_city      (Iceberg, append-only change events)
-//!        │  lake: pin each table at its current snapshot → publication id
+//!        │  lake: pin each table (tributary_raw) and register it in DataFusion → publication id
 //!        ▼
 //!  current_state: latest event per id (source_lsn, kafka_offset), deletes removed,
 //!                 current names joined; each sale under `all` and its UTC month of `sold_at`;
 //!                 totals per period and city / (city, salesman) / salesman
+//!        │        (incremental runs: fold + state, only the files added since the last run)
+//!        ▼
+//!  ranking: each period on its own, revenue desc, id asc (tributary_rankings::ranking, pure)
 //!        │
 //!        ▼
-//!  ranking: each period on its own, revenue desc, id asc, ranks 1..n   (pure Rust)
-//!        │
-//!        ▼
-//!  store: ClickHouse `marts` — ranking rows of every period first, then
-//!                 `publication_periods`, the `publications` row last; one `mart_runs` row per run
+//!  PublicationWriter (tributary_rankings): ClickHouse `marts` — ranking rows of every period
+//!                 first, then `publication_periods`, the `publications` row last; one
+//!                 `mart_runs` row per run
 //! ```
 //!
-//! Time travel: [`lake::AsOf`] pins each raw table at chosen snapshots or at the snapshot
+//! Time travel: `tributary_raw::AsOf` pins each raw table at chosen snapshots or at the snapshot
 //! current at a given time, and [`job::compute_as_of`] computes both rankings from that state
-//! (`tributary-marts as-of`, the API's `?as_of=`); [`lake::list_snapshots`] lists what there is
-//! to travel to (`tributary-marts snapshots`, `GET /v1/snapshots`).
+//! (`tributary-marts as-of`, the API's `?as_of=`).
 //!
-//! Without the default `job` feature the crate is only the ClickHouse contract
-//! ([`schema`], [`store`], [`publication`], [`ranking`], [`period`], [`money`]), which
-//! `tributary-api` reads through.
+//! The publication model and the ClickHouse store are `tributary-rankings`'; reading the lake's
+//! metadata is `tributary-raw`'s. This crate owns the computation, its kept state and its lineage.
 #![deny(missing_docs)]
 
-#[cfg(feature = "job")]
 pub mod config;
-#[cfg(feature = "job")]
 pub mod current_state;
 pub mod error;
-#[cfg(feature = "job")]
 pub mod events;
-#[cfg(feature = "job")]
 pub mod fold;
-#[cfg(all(test, feature = "job"))]
+#[cfg(test)]
 mod incremental_tests;
-#[cfg(feature = "job")]
 pub mod job;
-#[cfg(feature = "job")]
 pub mod lake;
-#[cfg(feature = "job")]
 pub mod lineage;
-#[cfg(feature = "job")]
 pub mod metrics;
-pub mod money;
-pub mod period;
-#[cfg(feature = "job")]
 pub mod provenance;
-pub mod publication;
-pub mod ranking;
-pub mod schema;
-#[cfg(feature = "job")]
 pub mod state;
-pub mod store;
-/// Test helpers (raw events, an in-memory lake); `test-support` feature, tests only.
-#[cfg(any(all(test, feature = "job"), feature = "test-support"))]
-#[doc(hidden)]
-#[allow(missing_docs)]
-pub mod test_support;
+#[cfg(test)]
+mod test_support;
 
-#[cfg(feature = "job")]
 pub use config::MartsConfig;
 pub use error::MartsError;
-#[cfg(feature = "job")]
 pub use job::{MartsJob, RunMode, RunOutcome, RunTimings};
-pub use money::Money;
-pub use period::{Month, Period};
-pub use publication::{LakeSnapshot, LakeSnapshots, Publication};
-pub use store::{ClickHouseStore, MemoryStore, Page, PublicationStore};

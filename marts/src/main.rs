@@ -11,13 +11,12 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tributary_common::health::{self, ReadinessChecks};
 use tributary_marts::job::compute_as_of;
-use tributary_marts::lake::{AsOf, TableSnapshots, list_snapshots};
-use tributary_marts::ranking::PeriodRankings;
 use tributary_marts::state::PostgresState;
-use tributary_marts::{
-    ClickHouseStore, LakeSnapshots, MartsConfig, MartsJob, Month, PublicationStore, RunMode,
-    RunOutcome,
-};
+use tributary_marts::{MartsConfig, MartsJob, RunMode, RunOutcome};
+use tributary_rankings::ranking::PeriodRankings;
+use tributary_rankings::{ClickHouseStore, LakeSnapshots, Month, RankingQueries};
+use tributary_raw::AsOf;
+use tributary_raw::snapshots::{TableSnapshots, list_snapshots};
 
 /// Computes the rankings from the raw Iceberg tables and publishes them to ClickHouse.
 #[derive(Debug, Parser)]
@@ -83,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
     }
     config.validate()?;
 
-    let catalog = tributary_lake::catalog::open(&config.lake)
+    let catalog = tributary_raw::catalog::open(&config.lake)
         .await
         .context("opening the lake catalog")?;
     match cli.command {
@@ -285,7 +284,7 @@ fn render_as_of(
     out
 }
 
-fn salesman_name(s: &tributary_marts::ranking::SalesmanTotals) -> String {
+fn salesman_name(s: &tributary_rankings::ranking::SalesmanTotals) -> String {
     s.info.as_ref().map_or_else(
         || format!("#{} (unresolved)", s.salesman_id),
         |i| i.name.clone(),
@@ -369,7 +368,7 @@ mod tests {
 
     #[test]
     fn an_empty_lake_renders() {
-        let snapshots = LakeSnapshots(vec![tributary_marts::LakeSnapshot {
+        let snapshots = LakeSnapshots(vec![tributary_rankings::LakeSnapshot {
             table: "pg_sale".into(),
             snapshot_id: None,
         }]);

@@ -19,7 +19,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::schema::RunStatus;
+use tributary_rankings::schema::RunStatus;
 
 /// The marts metrics (cheap to clone: a handle).
 #[derive(Clone)]

@@ -16,10 +16,11 @@ use iceberg::Catalog;
 
 use crate::current_state::{Columns, register_current_state};
 use crate::error::MartsError;
-use crate::lake::{AsOf, register_raw_tables_as_of};
-use crate::money::Money;
-use crate::period::Period;
-use crate::publication::LakeSnapshots;
+use crate::lake::register_raw_tables_as_of;
+use tributary_rankings::money::Money;
+use tributary_rankings::period::Period;
+use tributary_rankings::publication::LakeSnapshots;
+use tributary_raw::AsOf;
 
 /// The key of one ranking row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,9 +179,11 @@ fn decode(cols: &Columns<'_>, rows: usize) -> Result<Vec<SourceRecord>, MartsErr
             let amount = amount.values[i]
                 .map(|v| Money::from_unscaled(v, amount.scale))
                 .transpose()
-                .map_err(|source| MartsError::Revenue {
-                    scope: format!("provenance of sale {:?}", sale_id[i]),
-                    source,
+                .map_err(|source| {
+                    MartsError::Rankings(tributary_rankings::RankingsError::Revenue {
+                        scope: format!("provenance of sale {:?}", sale_id[i]),
+                        source,
+                    })
                 })?;
             Ok(SourceRecord {
                 source: source[i].clone().ok_or_else(|| missing("source"))?,
@@ -211,12 +214,12 @@ fn decode(cols: &Columns<'_>, rows: usize) -> Result<Vec<SourceRecord>, MartsErr
 mod tests {
     use std::collections::BTreeMap;
 
-    use tributary_lake::schema::RawTable;
+    use tributary_raw::schema::RawTable;
 
     use super::*;
     use crate::job::compute_as_of;
-    use crate::ranking::{PeriodRankings, Rankings};
     use crate::test_support::{city, land, memory_lake, sale, salesman};
+    use tributary_rankings::ranking::{PeriodRankings, Rankings};
 
     /// Every ranking row of `rankings` with its period, key, revenue and count.
     fn rows(rankings: &PeriodRankings) -> Vec<(Period, RankingKey, Money, u64)> {

@@ -26,7 +26,7 @@ pub use self::memory::MemoryState;
 pub use self::postgres::PostgresState;
 use crate::error::MartsError;
 use crate::fold::{Cells, CityKey, MasterData, SaleKey, SaleRecord};
-use crate::publication::SourceWatermark;
+use tributary_rankings::publication::SourceWatermark;
 
 /// Where the kept state stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -47,7 +47,7 @@ impl PostgresState {
     /// a plain identifier.
     pub fn new(url: impl Into<String>, schema: impl Into<String>) -> Result<Self, MartsError> {
         let schema = schema.into();
-        if crate::schema::validate_database(&schema).is_err() {
+        if tributary_rankings::schema::validate_database(&schema).is_err() {
             return Err(MartsError::CorruptState(format!(
                 "state schema name {schema:?} is not a plain identifier"
             )));

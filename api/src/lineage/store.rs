@@ -1,0 +1,715 @@
+//! A Marquez-compatible subset of Marquez's lineage API, over OpenLineage events stored in
+//! Postgres — because the Marquez API cannot be installed here (`io.github.marquezproject:
+//! marquez-api` is not served by the reachable Maven registry; lineage/README.md).
+//!
+//! ```text
+//!  job ─POST /api/v1/lineage─► parse_event (minimal structure) ─► EventLog (Postgres
+//!      `<schema>.lineage_events`, one row per event, in arrival order)
+//!  GET /api/v1/lineage, /column-lineage, /namespaces… ─► LineageStore: catches up on the rows
+//!      it has not folded yet ─► LineageIndex (tributary_lineage::graph, pure) ─► Marquez's JSON
+//! ```
+//!
+//! Postgres is the source of truth; each API process keeps a [`LineageIndex`] folded from the
+//! rows (by id) and folds the new ones before answering, so several API processes over one
+//! store agree. The index grows with the jobs, datasets and columns, not with the events.
+//! Errors are problem JSON like the rest of the API: 400 `invalid-lineage-event` (the member
+//! named in `parameter`) or `invalid-parameter`, 404 `node-not-found` / `namespace-not-found`,
+//! 503 `lineage-store-unavailable`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::lineage::graph::{self, DEFAULT_DEPTH, EventError, GraphError, LineageIndex};
+use async_trait::async_trait;
+use poem::http::StatusCode;
+use poem::web::{Path, Query};
+use poem::{Body, IntoResponse, Response, Route, handler};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::config::LineageStoreSettings;
+use crate::error::Problem;
+
+/// Largest page of jobs or datasets (Marquez's default limit is 100).
+const MAX_LIMIT: usize = 1000;
+/// Largest accepted event body.
+const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// What can go wrong storing or reading lineage.
+#[derive(Debug, thiserror::Error)]
+pub enum LineageApiError {
+    /// The body is not JSON.
+    #[error("the body is not JSON: {0}")]
+    NotJson(String),
+    /// The event lacks what a store needs.
+    #[error("not a storable OpenLineage RunEvent: {0}")]
+    InvalidEvent(#[from] EventError),
+    /// A query parameter is missing or malformed.
+    #[error("invalid parameter {name}: {reason}")]
+    InvalidParameter {
+        /// Its name.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No such node or namespace.
+    #[error(transparent)]
+    NotFound(#[from] GraphError),
+    /// Postgres cannot be reached or refused the statement; retrying later may help.
+    #[error("lineage store unavailable: {0}")]
+    StoreUnavailable(String),
+    /// The store holds a row that is not an event (written by something else).
+    #[error("lineage store row {id} is not an event: {reason}")]
+    CorruptRow {
+        /// Row id.
+        id: i64,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl LineageApiError {
+    /// The HTTP status of each error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotJson(_) | Self::InvalidEvent(_) | Self::InvalidParameter { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::CorruptRow { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The problem-JSON body.
+    pub fn problem(&self) -> Problem {
+        let (slug, title, parameter) = match self {
+            Self::NotJson(_) => ("invalid-lineage-event", "Invalid lineage event", None),
+            Self::InvalidEvent(e) => (
+                "invalid-lineage-event",
+                "Invalid lineage event",
+                Some(e.field.clone()),
+            ),
+            Self::InvalidParameter { name, .. } => (
+                "invalid-parameter",
+                "Invalid request parameter",
+                Some(name.to_string()),
+            ),
+            Self::NotFound(GraphError::NodeNotFound(_)) => (
+                "node-not-found",
+                "Lineage node not found",
+                Some("nodeId".to_string()),
+            ),
+            Self::NotFound(GraphError::NamespaceNotFound(_)) => {
+                ("namespace-not-found", "Namespace not found", None)
+            }
+            Self::StoreUnavailable(_) => (
+                "lineage-store-unavailable",
+                "Lineage store unavailable",
+                None,
+            ),
+            Self::CorruptRow { .. } => ("internal", "Internal error", None),
+        };
+        let status = self.status();
+        Problem {
+            kind: format!("urn:tributary:problem:{slug}"),
+            title: title.to_string(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            parameter,
+        }
+    }
+}
+
+impl IntoResponse for LineageApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, status = status.as_u16(), "lineage request failed");
+        }
+        let body = poem_openapi::types::ToJSON::to_json(&self.problem()).unwrap_or_default();
+        Response::builder()
+            .status(status)
+            .content_type("application/problem+json")
+            .body(body.to_string())
+    }
+}
+
+/// The append-only log of events: Postgres, or memory for tests.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Appends one event (already checked).
+    async fn append(
+        &self,
+        event: &Value,
+        summary: &graph::RunEventSummary,
+    ) -> Result<(), LineageApiError>;
+    /// The events with a row id above `after`, in id order, at most `limit`.
+    async fn since(&self, after: i64, limit: i64) -> Result<Vec<(i64, Value)>, LineageApiError>;
+}
+
+/// Events in memory (unit tests, and the API served without a configured store).
+#[derive(Debug, Default)]
+pub struct MemoryEventLog {
+    events: std::sync::Mutex<Vec<Value>>,
+}
+
+#[async_trait]
+impl EventLog for MemoryEventLog {
+    async fn append(
+        &self,
+        event: &Value,
+        _summary: &graph::RunEventSummary,
+    ) -> Result<(), LineageApiError> {
+        self.events
+            .lock()
+            .expect("event log lock")
+            .push(event.clone());
+        Ok(())
+    }
+
+    async fn since(&self, after: i64, limit: i64) -> Result<Vec<(i64, Value)>, LineageApiError> {
+        let events = self.events.lock().expect("event log lock");
+        Ok(events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (i as i64 + 1, e.clone()))
+            .filter(|(id, _)| *id > after)
+            .take(limit.max(0) as usize)
+            .collect())
+    }
+}
+
+/// Events in Postgres: `<schema>.lineage_events`, created on first use if missing. The
+/// connection is opened lazily and reopened after it breaks, so the API starts (and serves the
+/// rankings) while Postgres is down.
+pub struct PostgresEventLog {
+    settings: LineageStoreSettings,
+    client: Mutex<Option<tokio_postgres::Client>>,
+}
+
+impl std::fmt::Debug for PostgresEventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresEventLog")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> LineageApiError {
+    LineageApiError::StoreUnavailable(e.to_string())
+}
+
+impl PostgresEventLog {
+    /// A log in `settings.schema` of `settings.url` (the schema name is checked here).
+    pub fn new(settings: LineageStoreSettings) -> Result<Self, String> {
+        settings.checked_schema()?;
+        Ok(Self {
+            settings,
+            client: Mutex::new(None),
+        })
+    }
+
+    fn table(&self) -> String {
+        format!("\"{}\".lineage_events", self.settings.schema)
+    }
+
+    /// Connects and creates the schema and table if missing (at start-up, and after a break).
+    pub async fn connect(&self) -> Result<(), LineageApiError> {
+        let mut slot = self.client.lock().await;
+        self.connected(&mut slot).await.map(|_| ())
+    }
+
+    async fn connected<'a>(
+        &self,
+        slot: &'a mut Option<tokio_postgres::Client>,
+    ) -> Result<&'a tokio_postgres::Client, LineageApiError> {
+        if slot.as_ref().is_none_or(|c| c.is_closed()) {
+            let (client, connection) =
+                tokio_postgres::connect(&self.settings.url, tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| unavailable(format!("connect to the lineage store: {e}")))?;
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::warn!(%error, "lineage store connection closed");
+                }
+            });
+            let schema = &self.settings.schema;
+            client
+                .batch_execute(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
+                     CREATE TABLE IF NOT EXISTS {table} (
+                         id            bigserial PRIMARY KEY,
+                         received_at   timestamptz NOT NULL DEFAULT now(),
+                         event_time    timestamptz NOT NULL,
+                         event_type    text NOT NULL,
+                         run_id        uuid NOT NULL,
+                         job_namespace text NOT NULL,
+                         job_name      text NOT NULL,
+                         event         jsonb NOT NULL
+                     );
+                     CREATE INDEX IF NOT EXISTS lineage_events_run ON {table} (run_id);",
+                    table = self.table()
+                ))
+                .await
+                .map_err(|e| unavailable(format!("create {}: {e}", self.table())))?;
+            tracing::info!(table = %self.table(), "lineage store ready");
+            *slot = Some(client);
+        }
+        Ok(slot.as_ref().expect("connected above"))
+    }
+}
+
+#[async_trait]
+impl EventLog for PostgresEventLog {
+    async fn append(
+        &self,
+        event: &Value,
+        summary: &graph::RunEventSummary,
+    ) -> Result<(), LineageApiError> {
+        let mut slot = self.client.lock().await;
+        let client = self.connected(&mut slot).await?;
+        // Text parameters cast in SQL: no extra tokio-postgres type features needed.
+        let event_type = serde_json::to_value(summary.event_type)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let result = client
+            .execute(
+                &format!(
+                    "INSERT INTO {} (event_time, event_type, run_id, job_namespace, job_name, event)
+                     VALUES ($1::text::timestamptz, $2, $3::text::uuid, $4, $5, $6::text::jsonb)",
+                    self.table()
+                ),
+                &[
+                    &summary.event_time.to_rfc3339(),
+                    &event_type,
+                    &summary.run_id.to_string(),
+                    &summary.job.namespace,
+                    &summary.job.name,
+                    &event.to_string(),
+                ],
+            )
+            .await;
+        if let Err(e) = result {
+            *slot = None; // reconnect next time
+            return Err(unavailable(format!("insert into {}: {e}", self.table())));
+        }
+        Ok(())
+    }
+
+    async fn since(&self, after: i64, limit: i64) -> Result<Vec<(i64, Value)>, LineageApiError> {
+        let mut slot = self.client.lock().await;
+        let client = self.connected(&mut slot).await?;
+        let rows = match client
+            .query(
+                &format!(
+                    "SELECT id, event::text FROM {} WHERE id > $1 ORDER BY id LIMIT $2",
+                    self.table()
+                ),
+                &[&after, &limit],
+            )
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                *slot = None;
+                return Err(unavailable(format!("read {}: {e}", self.table())));
+            }
+        };
+        rows.iter()
+            .map(|row| {
+                let id: i64 = row.get(0);
+                let text: String = row.get(1);
+                serde_json::from_str(&text).map(|v| (id, v)).map_err(|e| {
+                    LineageApiError::CorruptRow {
+                        id,
+                        reason: e.to_string(),
+                    }
+                })
+            })
+            .collect()
+    }
+}
+
+/// The store: the log, and the index folded from it so far.
+pub struct LineageStore {
+    log: Arc<dyn EventLog>,
+    folded: Mutex<(LineageIndex, i64)>,
+}
+
+impl std::fmt::Debug for LineageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineageStore").finish_non_exhaustive()
+    }
+}
+
+impl LineageStore {
+    /// A store over `log`.
+    pub fn new(log: Arc<dyn EventLog>) -> Self {
+        Self {
+            log,
+            folded: Mutex::new((LineageIndex::new(), 0)),
+        }
+    }
+
+    /// A store in memory.
+    pub fn in_memory() -> Self {
+        Self::new(Arc::new(MemoryEventLog::default()))
+    }
+
+    /// Checks and appends one event (the body of `POST /api/v1/lineage`).
+    pub async fn record(&self, body: &[u8]) -> Result<(), LineageApiError> {
+        let event: Value =
+            serde_json::from_slice(body).map_err(|e| LineageApiError::NotJson(e.to_string()))?;
+        let summary = graph::parse_event(&event)?;
+        self.log.append(&event, &summary).await
+    }
+
+    /// Runs `read` on the index, after folding the events appended since the last read.
+    pub async fn read<T>(
+        &self,
+        read: impl FnOnce(&LineageIndex) -> Result<T, GraphError>,
+    ) -> Result<T, LineageApiError> {
+        const BATCH: i64 = 5000;
+        let mut folded = self.folded.lock().await;
+        loop {
+            let rows = self.log.since(folded.1, BATCH).await?;
+            let n = rows.len() as i64;
+            for (id, event) in rows {
+                // Rows were checked when appended; one another writer put there is skipped.
+                match graph::parse_event(&event) {
+                    Ok(summary) => folded.0.add(&summary),
+                    Err(error) => tracing::warn!(id, %error, "skipping a stored lineage row"),
+                }
+                folded.1 = id;
+            }
+            if n < BATCH {
+                break;
+            }
+        }
+        Ok(read(&folded.0)?)
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> Response {
+    Response::builder()
+        .content_type("application/json")
+        .body(serde_json::to_string(value).unwrap_or_else(|_| "{}".into()))
+}
+
+type Params = Query<BTreeMap<String, String>>;
+
+fn node_id(params: &Params) -> Result<String, LineageApiError> {
+    params
+        .get("nodeId")
+        .filter(|n| !n.trim().is_empty())
+        .cloned()
+        .ok_or(LineageApiError::InvalidParameter {
+            name: "nodeId",
+            reason: "is required: dataset:<namespace>:<name>, job:<namespace>:<name> or datasetField:<namespace>:<dataset>:<field>".into(),
+        })
+}
+
+fn number(params: &Params, name: &'static str, default: usize) -> Result<usize, LineageApiError> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| LineageApiError::InvalidParameter {
+                name,
+                reason: format!("{v:?} is not a non-negative integer"),
+            }),
+    }
+}
+
+fn depth(params: &Params) -> Result<u32, LineageApiError> {
+    let depth = number(params, "depth", DEFAULT_DEPTH as usize)?;
+    u32::try_from(depth).map_err(|_| LineageApiError::InvalidParameter {
+        name: "depth",
+        reason: "too large".into(),
+    })
+}
+
+fn page(params: &Params) -> Result<(usize, usize), LineageApiError> {
+    let limit = number(params, "limit", 100)?;
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(LineageApiError::InvalidParameter {
+            name: "limit",
+            reason: format!("must be 1..={MAX_LIMIT}"),
+        });
+    }
+    Ok((limit, number(params, "offset", 0)?))
+}
+
+fn answer<T: serde::Serialize>(result: Result<T, LineageApiError>) -> Response {
+    match result {
+        Ok(value) => json(&value),
+        Err(error) => error.into_response(),
+    }
+}
+
+#[handler]
+async fn post_event(store: poem::web::Data<&Arc<LineageStore>>, body: Body) -> Response {
+    let bytes = match body.into_bytes_limit(MAX_EVENT_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(e) => return LineageApiError::NotJson(e.to_string()).into_response(),
+    };
+    match store.record(&bytes).await {
+        Ok(()) => StatusCode::CREATED.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+#[handler]
+async fn get_lineage(store: poem::web::Data<&Arc<LineageStore>>, params: Params) -> Response {
+    let result = async {
+        let (node, depth) = (node_id(&params)?, depth(&params)?);
+        store.read(|index| index.lineage(&node, depth)).await
+    };
+    answer(result.await)
+}
+
+#[handler]
+async fn get_column_lineage(
+    store: poem::web::Data<&Arc<LineageStore>>,
+    params: Params,
+) -> Response {
+    let result = async {
+        let (node, depth) = (node_id(&params)?, depth(&params)?);
+        let downstream = match params.get("withDownstream").map(String::as_str) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(LineageApiError::InvalidParameter {
+                    name: "withDownstream",
+                    reason: format!("{other:?} is neither true nor false"),
+                });
+            }
+        };
+        store
+            .read(|index| index.column_lineage(&node, depth, downstream))
+            .await
+    };
+    answer(result.await)
+}
+
+#[handler]
+async fn get_namespaces(store: poem::web::Data<&Arc<LineageStore>>) -> Response {
+    answer(store.read(|index| Ok(index.namespaces())).await)
+}
+
+#[handler]
+async fn get_jobs(
+    store: poem::web::Data<&Arc<LineageStore>>,
+    Path(namespace): Path<String>,
+    params: Params,
+) -> Response {
+    let result = async {
+        let (limit, offset) = page(&params)?;
+        store
+            .read(|index| index.jobs(&namespace, limit, offset))
+            .await
+    };
+    answer(result.await)
+}
+
+#[handler]
+async fn get_datasets(
+    store: poem::web::Data<&Arc<LineageStore>>,
+    Path(namespace): Path<String>,
+    params: Params,
+) -> Response {
+    let result = async {
+        let (limit, offset) = page(&params)?;
+        store
+            .read(|index| index.datasets(&namespace, limit, offset))
+            .await
+    };
+    answer(result.await)
+}
+
+/// The routes, to nest under `/api/v1`.
+pub fn routes(store: Arc<LineageStore>) -> impl poem::Endpoint<Output = Response> {
+    use poem::EndpointExt;
+    Route::new()
+        .at("/lineage", poem::post(post_event).get(get_lineage))
+        .at("/column-lineage", poem::get(get_column_lineage))
+        .at("/namespaces", poem::get(get_namespaces))
+        .at("/namespaces/:namespace/jobs", poem::get(get_jobs))
+        .at("/namespaces/:namespace/datasets", poem::get(get_datasets))
+        .data(store)
+        .map_to_response()
+}
+
+/// The path templates of these routes, for the request metrics.
+pub const ROUTE_TEMPLATES: &[&str] = &[
+    "/api/v1/lineage",
+    "/api/v1/column-lineage",
+    "/api/v1/namespaces",
+    "/api/v1/namespaces/{namespace}/jobs",
+    "/api/v1/namespaces/{namespace}/datasets",
+    "/lineage",
+];
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use poem::http::StatusCode;
+    use poem::test::TestClient;
+    use serde_json::{Value, json};
+    use tributary_rankings::MemoryStore;
+
+    use crate::app;
+
+    fn event(kind: &str, run: &str, job: &str, input: &str, output: &str) -> Value {
+        json!({
+            "eventType": kind,
+            "eventTime": "2026-11-26T01:00:00.000Z",
+            "producer": "urn:test",
+            "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+            "run": {"runId": run},
+            "job": {"namespace": "tributary", "name": job},
+            "inputs": [{"namespace": "kafka://127.0.0.1:9092", "name": input}],
+            "outputs": [{"namespace": "s3://warehouse", "name": output}],
+        })
+    }
+
+    async fn body(resp: poem::test::TestResponse) -> Value {
+        resp.json().await.value().deserialize()
+    }
+
+    #[tokio::test]
+    async fn events_posted_come_back_as_marquez_graphs() {
+        let client = TestClient::new(app(Arc::new(MemoryStore::new())));
+        let run = "0190d3a4-6b1e-7c2d-8e3f-000000000001";
+        for kind in ["START", "COMPLETE"] {
+            client
+                .post("/api/v1/lineage")
+                .body_json(&event(
+                    kind,
+                    run,
+                    "lake.pg_sale",
+                    "salesdb.public.sale",
+                    "raw/pg_sale",
+                ))
+                .send()
+                .await
+                .assert_status(StatusCode::CREATED);
+        }
+        let resp = client
+            .get("/api/v1/lineage")
+            .query(
+                "nodeId",
+                &"dataset:kafka://127.0.0.1:9092:salesdb.public.sale",
+            )
+            .send()
+            .await;
+        resp.assert_status_is_ok();
+        let graph = body(resp).await;
+        let ids: Vec<&str> = graph["graph"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "dataset:kafka://127.0.0.1:9092:salesdb.public.sale",
+                "dataset:s3://warehouse:raw/pg_sale",
+                "job:tributary:lake.pg_sale"
+            ]
+        );
+        assert_eq!(
+            graph["graph"][2]["outEdges"],
+            json!([{"origin": "job:tributary:lake.pg_sale", "destination": "dataset:s3://warehouse:raw/pg_sale"}])
+        );
+
+        let namespaces = body(client.get("/api/v1/namespaces").send().await).await;
+        assert_eq!(namespaces["namespaces"].as_array().unwrap().len(), 3);
+        // A namespace with `://` in it, percent-encoded in the path.
+        let datasets = body(
+            client
+                .get("/api/v1/namespaces/kafka%3A%2F%2F127.0.0.1%3A9092/datasets")
+                .send()
+                .await,
+        )
+        .await;
+        assert_eq!(datasets["totalCount"], 1);
+        assert_eq!(datasets["datasets"][0]["name"], "salesdb.public.sale");
+        let jobs = body(client.get("/api/v1/namespaces/tributary/jobs").send().await).await;
+        assert_eq!(jobs["jobs"][0]["latestRun"]["state"], "COMPLETED");
+    }
+
+    #[tokio::test]
+    async fn bad_events_and_unknown_nodes_are_problems() {
+        let client = TestClient::new(app(Arc::new(MemoryStore::new())));
+        let mut bad = event("COMPLETE", "not-a-uuid", "j", "t", "o");
+        let resp = client.post("/api/v1/lineage").body_json(&bad).send().await;
+        resp.assert_status(StatusCode::BAD_REQUEST);
+        resp.assert_content_type("application/problem+json");
+        let problem = body(resp).await;
+        assert_eq!(
+            problem["type"],
+            "urn:tributary:problem:invalid-lineage-event"
+        );
+        assert_eq!(problem["parameter"], "run.runId");
+        bad["run"]["runId"] = json!("0190d3a4-6b1e-7c2d-8e3f-000000000002");
+        bad["outputs"] = json!("raw/x");
+        let problem = body(client.post("/api/v1/lineage").body_json(&bad).send().await).await;
+        assert_eq!(problem["parameter"], "outputs");
+        let resp = client
+            .post("/api/v1/lineage")
+            .body("{not json")
+            .send()
+            .await;
+        resp.assert_status(StatusCode::BAD_REQUEST);
+
+        let resp = client
+            .get("/api/v1/lineage")
+            .query("nodeId", &"job:tributary:nope")
+            .send()
+            .await;
+        resp.assert_status(StatusCode::NOT_FOUND);
+        assert_eq!(
+            body(resp).await["type"],
+            "urn:tributary:problem:node-not-found"
+        );
+        let resp = client.get("/api/v1/lineage").send().await;
+        resp.assert_status(StatusCode::BAD_REQUEST);
+        assert_eq!(body(resp).await["parameter"], "nodeId");
+        let resp = client
+            .get("/api/v1/column-lineage")
+            .query("nodeId", &"dataset:a:b")
+            .query("depth", &"-1")
+            .send()
+            .await;
+        assert_eq!(body(resp).await["parameter"], "depth");
+        let resp = client.get("/api/v1/namespaces/nope/jobs").send().await;
+        resp.assert_status(StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn the_page_is_self_contained() {
+        let client = TestClient::new(app(Arc::new(MemoryStore::new())));
+        let resp = client.get("/lineage").send().await;
+        resp.assert_status_is_ok();
+        let html = resp.0.into_body().into_string().await.unwrap();
+        assert!(html.contains("<svg") && html.contains("/api/v1/lineage?nodeId="));
+        // Nothing loaded from elsewhere.
+        assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
+    }
+
+    #[test]
+    fn a_schema_that_is_not_an_identifier_is_refused() {
+        let settings = crate::config::LineageStoreSettings {
+            schema: "x; DROP TABLE y".into(),
+            ..Default::default()
+        };
+        assert!(super::PostgresEventLog::new(settings).is_err());
+        assert!(super::PostgresEventLog::new(Default::default()).is_ok());
+    }
+}

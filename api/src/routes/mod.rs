@@ -1,0 +1,437 @@
+//! The endpoints, one module per resource: [`rankings`] (the two rankings, months,
+//! completeness), [`details`] (one salesman, one city), [`provenance`] (the source records
+//! behind a ranking row), [`lake`] (snapshots, dead letters) and [`health`]. The
+//! Marquez-compatible lineage routes are plain poem routes in [`crate::lineage::store`].
+//!
+//! Every ranking response is read from one publication — the latest complete one, or one
+//! computed on demand from the lake for `as_of` / `as_of_snapshot` — and one period of it (all
+//! time, or a UTC calendar month with `?month=YYYY-MM`), and says which (the publication's id
+//! and lake snapshots, and the period). That choice is made in one place, [`RankingsApi::source`],
+//! from the parameters every such endpoint takes (`month`, `as_of`, `as_of_snapshot`), and
+//! paging in one, [`paging`].
+
+mod details;
+mod health;
+mod lake;
+mod provenance;
+mod rankings;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use poem_openapi::Tags;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use tributary_common::health::ReadinessChecks;
+use tributary_marts::provenance::RankingKey;
+use tributary_rankings::schema::PublicationRow;
+use tributary_rankings::{Page, Period, RankingQueries};
+use tributary_raw::AsOf;
+
+use crate::error::{ApiError, ProblemResponse};
+use crate::lake::Lake;
+use crate::model::{LakeSnapshotJson, PeriodJson, PublicationJson, money_of};
+use crate::provenance::{ProvenancePage, page_of};
+
+/// Default page size.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// Default number of salesmen embedded per city.
+pub const DEFAULT_SALESMEN_PER_CITY: u32 = 10;
+
+fn default_limit() -> u32 {
+    DEFAULT_LIMIT
+}
+
+fn default_salesmen() -> u32 {
+    DEFAULT_SALESMEN_PER_CITY
+}
+
+/// The period a `month` parameter asks for: all time when absent. The OpenAPI pattern already
+/// refuses most bad months; this also refuses what a pattern cannot (year 0999).
+fn period_param(month: Option<&str>) -> Result<Period, ApiError> {
+    match month {
+        None => Ok(Period::AllTime),
+        Some(text) => {
+            text.parse()
+                .map(Period::Month)
+                .map_err(
+                    |e: tributary_rankings::period::MonthError| ApiError::InvalidParameter {
+                        name: "month".into(),
+                        reason: e.to_string(),
+                    },
+                )
+        }
+    }
+}
+
+#[derive(Tags)]
+enum ApiTags {
+    /// The two rankings.
+    Rankings,
+    /// One salesman or one city in detail.
+    Details,
+    /// Which source records make up a ranking row.
+    Provenance,
+    /// Time travel: the lake's snapshots.
+    Lake,
+    /// Rejected input.
+    DeadLetters,
+    /// Liveness and readiness.
+    Health,
+}
+
+/// The time an `as_of` parameter asks for, if any.
+fn as_of_param(as_of: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    as_of
+        .map(|text| {
+            DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| ApiError::InvalidParameter {
+                    name: "as_of".into(),
+                    reason: format!(
+                        "{text:?} is not an RFC 3339 time such as 2026-03-01T12:00:00Z: {e}"
+                    ),
+                })
+        })
+        .transpose()
+}
+
+/// Which publication a request reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Travel {
+    /// The latest publication in the store.
+    Latest,
+    /// The lake at a time.
+    At(DateTime<Utc>),
+    /// The lake as it was when a snapshot was committed.
+    Snapshot(i64),
+}
+
+/// The publication `as_of` and `as_of_snapshot` ask for; at most one of them may be given.
+fn travel_param(as_of: Option<&str>, as_of_snapshot: Option<i64>) -> Result<Travel, ApiError> {
+    match (as_of_param(as_of)?, as_of_snapshot) {
+        (None, None) => Ok(Travel::Latest),
+        (Some(at), None) => Ok(Travel::At(at)),
+        (None, Some(id)) => Ok(Travel::Snapshot(id)),
+        (Some(_), Some(_)) => Err(ApiError::InvalidParameter {
+            name: "as_of_snapshot".into(),
+            reason: "give either as_of (a time) or as_of_snapshot (a snapshot id), not both".into(),
+        }),
+    }
+}
+
+/// The lake pins that reproduce a publication: each raw table at the snapshot it was computed
+/// from. (A table that had no snapshot then is read at its current one; it can only differ if
+/// it got its first snapshot since.)
+fn publication_pins(publication: &PublicationJson) -> AsOf {
+    AsOf::Snapshots(
+        publication
+            .lake_snapshots
+            .iter()
+            .filter_map(|s| s.snapshot_id.map(|id| (s.table.clone(), id)))
+            .collect(),
+    )
+}
+
+/// What a request reads: the store, the publication, the period asked for.
+struct Source {
+    store: Arc<dyn RankingQueries>,
+    row: PublicationRow,
+    publication: PublicationJson,
+    period: Period,
+    summary: PeriodJson,
+    /// How the lake is read to explain this publication: at its own snapshots, or as asked.
+    as_of: AsOf,
+}
+
+/// The API, over a publication store and (for time travel) the lake.
+pub struct RankingsApi {
+    store: Arc<dyn RankingQueries>,
+    lake: Option<Arc<Lake>>,
+    readiness: ReadinessChecks,
+}
+
+impl RankingsApi {
+    /// An API reading from `store`, without a lake (`as_of` and `/v1/snapshots` answer 503).
+    pub fn new(store: Arc<dyn RankingQueries>) -> Self {
+        let ping = store.clone();
+        let readiness = ReadinessChecks::new().check("clickhouse", move || {
+            let store = ping.clone();
+            async move {
+                store.ping().await?;
+                Ok("answers".to_string())
+            }
+        });
+        Self {
+            store,
+            lake: None,
+            readiness,
+        }
+    }
+
+    /// An API reading from `store`, and from `lake` for time travel.
+    pub fn with_lake(store: Arc<dyn RankingQueries>, lake: Arc<Lake>) -> Self {
+        let api = Self::new(store);
+        let ping = lake.clone();
+        Self {
+            lake: Some(lake),
+            // Optional: only time travel and provenance read the lake.
+            readiness: api.readiness.clone().optional_check("lake", move || {
+                let lake = ping.clone();
+                async move { Ok(lake.ping().await?) }
+            }),
+            ..api
+        }
+    }
+
+    /// Adds readiness checks (the lineage store's, by the binary).
+    pub fn with_readiness(self, add: impl FnOnce(ReadinessChecks) -> ReadinessChecks) -> Self {
+        Self {
+            readiness: add(self.readiness.clone()),
+            ..self
+        }
+    }
+
+    fn lake(&self) -> Result<&Lake, ApiError> {
+        self.lake
+            .as_deref()
+            .ok_or_else(|| ApiError::LakeUnavailable("no lake is configured".to_string()))
+    }
+
+    /// The latest publication, or one computed on demand from the lake as it was at `as_of`
+    /// or at `as_of_snapshot`, and the asked-for period of it. A period without current sales
+    /// (a month nobody sold in) is empty, not an error.
+    async fn source(
+        &self,
+        month: Option<&str>,
+        as_of: Option<&str>,
+        as_of_snapshot: Option<i64>,
+    ) -> Result<Source, ProblemResponse> {
+        let period = period_param(month)?;
+        let (store, at, lake_as_of) = match travel_param(as_of, as_of_snapshot)? {
+            Travel::Latest => (self.store.clone(), None, None),
+            Travel::At(at) => {
+                let store = self.lake()?.publication_as_of(at).await?;
+                (store, Some((at, None)), Some(AsOf::Timestamp(at)))
+            }
+            Travel::Snapshot(id) => {
+                let lake = self.lake()?;
+                let cut = lake.resolve_snapshot(id).await?;
+                let store = lake.publication_of(&cut.as_of).await?;
+                (store, Some((cut.committed_at, Some(id))), Some(cut.as_of))
+            }
+        };
+        let row = store
+            .latest_publication()
+            .await?
+            .ok_or(ApiError::NotPublished)?;
+        let mut publication = PublicationJson::from_row(&row)?;
+        if let Some((at, snapshot)) = at {
+            publication.as_of = Some(at);
+            publication.as_of_snapshot = snapshot;
+        }
+        let summary = match store.period(&row.publication_id, period).await? {
+            Some(p) => PeriodJson::from(&p),
+            None => PeriodJson::empty(period),
+        };
+        let as_of = lake_as_of.unwrap_or_else(|| publication_pins(&publication));
+        Ok(Source {
+            store,
+            row,
+            publication,
+            period,
+            summary,
+            as_of,
+        })
+    }
+
+    /// The provenance page of one ranking row: the row as published (or computed for the
+    /// time asked), and the sales behind it read from the lake at the same snapshots.
+    async fn provenance(
+        &self,
+        key: RankingKey,
+        (month, as_of, as_of_snapshot): (Option<&str>, Option<&str>, Option<i64>),
+        limit: u32,
+        offset: u64,
+    ) -> ApiResult<ProvenancePage> {
+        let src = self.source(month, as_of, as_of_snapshot).await?;
+        let publication_id = &src.row.publication_id;
+        let salesman_not_found = |salesman_id| ApiError::SalesmanNotFound {
+            salesman_id,
+            publication_id: publication_id.clone(),
+        };
+        let (ranking, rank, revenue, sales) = match key {
+            RankingKey::City { city_id } => src
+                .store
+                .cities(publication_id, src.period, &[city_id])
+                .await?
+                .into_iter()
+                .next()
+                .map(|c| ("city", c.rank, c.revenue, c.sales))
+                .ok_or_else(|| ApiError::CityNotFound {
+                    city_id,
+                    publication_id: publication_id.clone(),
+                })?,
+            RankingKey::CitySalesman {
+                city_id,
+                salesman_id,
+            } => src
+                .store
+                .salesman_cities(publication_id, src.period, salesman_id)
+                .await?
+                .into_iter()
+                .find(|c| c.city_id == city_id)
+                .map(|c| ("city_salesman", c.rank, c.revenue, c.sales))
+                .ok_or_else(|| salesman_not_found(salesman_id))?,
+            RankingKey::Salesman { salesman_id } => src
+                .store
+                .salesman(publication_id, src.period, salesman_id)
+                .await?
+                .map(|s| ("salesman", s.rank, s.revenue, s.sales))
+                .ok_or_else(|| salesman_not_found(salesman_id))?,
+        };
+        let provenance = self.lake()?.provenance(&src.as_of, src.period, key).await?;
+        let records_revenue = provenance.revenue().ok_or_else(|| {
+            ApiError::Lake(tributary_marts::MartsError::UnexpectedColumn {
+                query: "provenance",
+                column: "amount".into(),
+                expected: "a sum within Decimal(18,2)",
+                found: "an overflowing sum".into(),
+            })
+        })?;
+        let (city_id, salesman_id) = match key {
+            RankingKey::City { city_id } => (Some(city_id), None),
+            RankingKey::CitySalesman {
+                city_id,
+                salesman_id,
+            } => (Some(city_id), Some(salesman_id)),
+            RankingKey::Salesman { salesman_id } => (None, Some(salesman_id)),
+        };
+        Ok(Json(ProvenancePage {
+            publication: src.publication,
+            period: src.period.key(),
+            ranking: ranking.to_string(),
+            city_id,
+            salesman_id,
+            rank,
+            revenue: money_of(revenue),
+            sales,
+            records_revenue: records_revenue.to_string(),
+            lake_snapshots: provenance
+                .snapshots
+                .0
+                .iter()
+                .map(|s| LakeSnapshotJson {
+                    table: s.table.clone(),
+                    snapshot_id: s.snapshot_id,
+                })
+                .collect(),
+            total: provenance.records.len() as u64,
+            limit,
+            offset,
+            records: page_of(&provenance, limit, offset),
+        }))
+    }
+
+    async fn latest(&self) -> Result<(PublicationRow, PublicationJson), ProblemResponse> {
+        let row = self
+            .store
+            .latest_publication()
+            .await?
+            .ok_or(ApiError::NotPublished)?;
+        let json = PublicationJson::from_row(&row)?;
+        Ok((row, json))
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ProblemResponse>;
+
+impl RankingsApi {
+    /// The city's row in the source's period. "No such city" (404) is decided on all time, so
+    /// a month without the city's sales is `None` rather than a 404 suggesting a wrong id.
+    async fn city_or_404(
+        &self,
+        src: &Source,
+        city_id: i64,
+    ) -> Result<Option<tributary_rankings::schema::CityRankingRow>, ProblemResponse> {
+        let pub_id = &src.row.publication_id;
+        let city = src.store.city(pub_id, src.period, city_id).await?;
+        if city.is_none()
+            && (src.period == Period::AllTime
+                || src
+                    .store
+                    .city(pub_id, Period::AllTime, city_id)
+                    .await?
+                    .is_none())
+        {
+            return Err(ApiError::CityNotFound {
+                city_id,
+                publication_id: pub_id.clone(),
+            }
+            .into());
+        }
+        Ok(city)
+    }
+}
+
+impl RankingsApi {
+    /// The store and the lake, for the routes outside the OpenAPI document (`/metrics`,
+    /// `/status`).
+    pub(crate) fn parts(&self) -> (Arc<dyn RankingQueries>, Option<Arc<Lake>>) {
+        (self.store.clone(), self.lake.clone())
+    }
+}
+
+/// The page `limit` and `offset` ask for (their ranges are checked by the OpenAPI validators).
+fn paging(limit: &Query<u32>, offset: &Query<u64>) -> Page {
+    Page {
+        limit: limit.0,
+        offset: offset.0,
+    }
+}
+
+/// One group of endpoints (one `#[OpenApi]` impl each) over the shared [`RankingsApi`].
+macro_rules! route_group {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        pub struct $name(Arc<RankingsApi>);
+
+        impl std::ops::Deref for $name {
+            type Target = RankingsApi;
+
+            fn deref(&self) -> &RankingsApi {
+                &self.0
+            }
+        }
+    )*};
+}
+
+route_group!(
+    /// `/v1/rankings/…`, `/v1/months`, `/v1/completeness`.
+    Rankings,
+    /// `/v1/salesmen/{id}`, `/v1/cities/{id}`.
+    Details,
+    /// `/v1/rankings/…/provenance`.
+    Provenance,
+    /// `/v1/snapshots`, `/v1/dead-letters`.
+    LakeRoutes,
+    /// `/healthz`, `/readyz`.
+    Health,
+);
+
+/// Every endpoint group, as `OpenApiService` takes them.
+pub type Services = (Rankings, Details, Provenance, LakeRoutes, Health);
+
+impl RankingsApi {
+    /// The endpoint groups, sharing this API's store, lake and readiness checks.
+    pub fn services(self) -> Services {
+        let api = Arc::new(self);
+        (
+            Rankings(api.clone()),
+            Details(api.clone()),
+            Provenance(api.clone()),
+            LakeRoutes(api.clone()),
+            Health(api),
+        )
+    }
+}

@@ -1,0 +1,19 @@
+//! The one integration-test binary of `tributary-e2e`: one module per area (every extra file
+//! directly under `tests/` would be another executable linking the whole dependency tree).
+
+mod api_detail;
+mod compose;
+mod erp;
+mod files;
+mod freshness;
+mod lander_sigkill;
+mod lineage;
+mod lineage_store;
+mod marts_lineage;
+mod monthly;
+mod oracle;
+mod pipeline;
+mod prometheus;
+mod readiness;
+mod status_page;
+mod tracing;

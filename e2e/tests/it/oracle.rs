@@ -1,0 +1,743 @@
+//! The oracle test: a seeded random workload on all three real sources at once, and after each
+//! round the API's rankings must equal the rankings computed directly from the sources' own
+//! current state. Zero differences. At the end, record-level provenance: for random rows of
+//! each ranking the API's `/provenance` records sum exactly to the row and each is a real,
+//! current source record (Postgres row, file row, ERP sale, and the Kafka record that carried
+//! it); and a `--rebuild` publishes exactly what the incremental runs did.
+//!
+//! - Postgres (the run's own source database and Debezium connector): inserts, updates of
+//!   amount / salesman / city / date, deletes, salesman renames, and a salesman that arrives
+//!   late (files and the ERP name its code before it exists).
+//! - Partner files: new sales, corrections (amount, salesman, city, date), byte-identical
+//!   re-drops of earlier files.
+//! - The ERP: new sales, corrections, cancellations (through the simulator's admin API).
+//! - Sales land in random months of 2025–2026: late events for old months.
+//!
+//! The seed is printed; replay a failure with `ORACLE_SEED=<seed>` (not a `TRIBUTARY_*` name:
+//! the services would refuse it as an unknown setting).
+//! `ORACLE_ROUNDS` (default 3) sets the length; a long run is a loop over seeds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde_json::{Value, json};
+use tributary_e2e::{
+    MasterData, NaturalSale, OracleSale, RankRow, Service, TestPipeline, api_months,
+    api_ranking_for, clickhouse_query, current_sales, eventually, oracle_rankings, require_stack,
+    run_bin,
+};
+use tributary_ingest::files::inbox::Inbox;
+
+/// A sale from a file or the ERP as its source holds it now.
+#[derive(Debug, Clone, PartialEq)]
+struct SourceSale {
+    code: String,
+    city: (String, String),
+    cents: i64,
+    sold_at: String,
+}
+
+/// A random time from 2025-01-01 to yesterday (whole minutes, UTC): never in the future, which
+/// partner files may not send.
+fn random_time(rng: &mut ChaCha8Rng) -> chrono::DateTime<chrono::Utc> {
+    let start = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let minutes = (chrono::Utc::now() - chrono::Duration::days(1) - start).num_minutes();
+    start + chrono::Duration::minutes(rng.random_range(0..minutes))
+}
+
+/// The acme CSV dialect (see `ingest/partners.toml`): semicolons, decimal commas, local time.
+fn acme_csv(sales: &[(String, SourceSale)]) -> Vec<u8> {
+    let mut out = String::from("pedido;vendedor;cidade;uf;valor;data\n");
+    for (id, s) in sales {
+        let local = chrono::DateTime::parse_from_rfc3339(&s.sold_at)
+            .unwrap()
+            .with_timezone(&chrono::FixedOffset::west_opt(3 * 3600).unwrap());
+        out.push_str(&format!(
+            "{id};{};{};{};{},{:02};{}\n",
+            s.code,
+            s.city.0,
+            s.city.1,
+            s.cents / 100,
+            s.cents % 100,
+            local.format("%d/%m/%Y %H:%M")
+        ));
+    }
+    out.into_bytes()
+}
+
+async fn erp_sales(http: &reqwest::Client, erp: &str) -> Result<BTreeMap<String, SourceSale>> {
+    let body: Value = http
+        .get(format!("{erp}/admin/sales"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let mut out = BTreeMap::new();
+    for s in body["sales"].as_array().context("no sales")? {
+        let text = |k: &str| {
+            s[k].as_str()
+                .map(str::to_string)
+                .with_context(|| format!("no {k} in {s}"))
+        };
+        let amount: Decimal = text("amount")?.parse()?;
+        out.insert(
+            text("saleId")?,
+            SourceSale {
+                code: text("salesmanCode")?,
+                city: (text("cityName")?, text("cityState")?),
+                cents: (amount * Decimal::from(100)).to_i64().context("cents")?,
+                sold_at: text("soldAt")?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// (cities, salesmen) rankings, all time (`None`) and per UTC month.
+type Rankings = BTreeMap<Option<String>, (Vec<RankRow>, Vec<RankRow>)>;
+
+/// Rankings from the sources: Postgres as it is, the files as the test wrote them, the ERP as
+/// it reports itself; natural keys resolved against the master data; all time and per month.
+async fn oracle(
+    db: &tokio_postgres::Client,
+    files: &BTreeMap<String, SourceSale>,
+    erp: &BTreeMap<String, SourceSale>,
+) -> Result<Rankings> {
+    let others = files.values().chain(erp.values()).map(|s| NaturalSale {
+        code: &s.code,
+        city: (&s.city.0, &s.city.1),
+        cents: s.cents,
+        month: Some(&s.sold_at[..7]),
+    });
+    let sales = current_sales(db, others).await?;
+    let mut rankings = BTreeMap::new();
+    rankings.insert(None, oracle_rankings(&sales));
+    let months: BTreeSet<String> = sales.iter().filter_map(|s| s.month.clone()).collect();
+    for month in months {
+        let in_month: Vec<OracleSale> = sales
+            .iter()
+            .filter(|s| s.month.as_deref() == Some(month.as_str()))
+            .cloned()
+            .collect();
+        rankings.insert(Some(month), oracle_rankings(&in_month));
+    }
+    Ok(rankings)
+}
+
+/// Random Postgres changes: inserts, updates of every field, deletes, a rename.
+async fn postgres_round(
+    db: &tokio_postgres::Client,
+    rng: &mut ChaCha8Rng,
+    salesmen: &[(i64, i64)],
+    cities: &[i64],
+) -> Result<()> {
+    for _ in 0..12 {
+        let (salesman, city) = *salesmen.choose(rng).unwrap();
+        let cents: i64 = rng.random_range(100..500_000);
+        db.execute(
+            "INSERT INTO sale (salesman_id, city_id, amount, sold_at) VALUES ($1, $2, $3::text::numeric, $4::text::timestamptz)",
+            &[&salesman, &city, &format!("{}.{:02}", cents / 100, cents % 100), &random_time(rng).to_rfc3339()],
+        )
+        .await?;
+    }
+    let ids: Vec<i64> = db
+        .query("SELECT id FROM sale ORDER BY id DESC LIMIT 200", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for id in ids.choose_multiple(rng, 10) {
+        let cents: i64 = rng.random_range(100..500_000);
+        let amount = format!("{}.{:02}", cents / 100, cents % 100);
+        match rng.random_range(0..4) {
+            0 => {
+                db.execute(
+                    "UPDATE sale SET amount = $2::text::numeric WHERE id = $1",
+                    &[id, &amount],
+                )
+                .await?
+            }
+            1 => {
+                let (salesman, _) = *salesmen.choose(rng).unwrap();
+                db.execute(
+                    "UPDATE sale SET salesman_id = $2 WHERE id = $1",
+                    &[id, &salesman],
+                )
+                .await?
+            }
+            2 => {
+                let city = *cities.choose(rng).unwrap();
+                db.execute("UPDATE sale SET city_id = $2 WHERE id = $1", &[id, &city])
+                    .await?
+            }
+            _ => {
+                db.execute(
+                    "UPDATE sale SET sold_at = $2::text::timestamptz WHERE id = $1",
+                    &[id, &random_time(rng).to_rfc3339()],
+                )
+                .await?
+            }
+        };
+    }
+    for id in ids.choose_multiple(rng, 4) {
+        db.execute("DELETE FROM sale WHERE id = $1", &[id]).await?;
+    }
+    let (renamed, _) = *salesmen.choose(rng).unwrap();
+    db.execute(
+        "UPDATE salesman SET name = split_part(name, ' #', 1) || ' #' || $2 WHERE id = $1",
+        &[&renamed, &rng.random_range(0..1000i32).to_string()],
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn random_workload_on_all_sources_ranks_exactly_like_the_sources() -> Result<()> {
+    require_stack();
+    let seed: u64 = std::env::var("ORACLE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    let rounds: usize = std::env::var("ORACLE_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    eprintln!("oracle seed {seed}, {rounds} rounds (replay: ORACLE_SEED={seed})");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+
+    let run = TestPipeline::with_source().await?;
+    let erp = run.erp();
+
+    let db = run.db();
+    let http = reqwest::Client::new();
+    let salesmen: Vec<(i64, i64)> = db
+        .query("SELECT id, city_id FROM salesman ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let cities: Vec<(i64, String, String)> = db
+        .query("SELECT id, name, state FROM city ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert!(
+        salesmen.len() >= 5 && cities.len() >= 3,
+        "the run's source database has no sample master data (ingest/sql/sample.sql)"
+    );
+    let city_ids: Vec<i64> = cities.iter().map(|c| c.0).collect();
+    let mut codes: Vec<String> = MasterData::load(db)
+        .await?
+        .salesman_by_code
+        .into_keys()
+        .collect();
+    // A salesman nobody knows yet: files and the ERP name him before Postgres has him.
+    let late_code = format!("L{}", seed % 1_000_000);
+    codes.push(late_code.clone());
+
+    let mut services = vec![run.start_sim("oracle-erp-sim", seed % 100_000, 80).await?];
+    for (name, bin, args, env) in [
+        ("oracle-lake", "tributary-lake", &[][..], run.lake_env()),
+        ("oracle-marts", "tributary-marts", &[], run.marts_env()),
+        ("oracle-api", "tributary-api", &[], run.api_env()),
+        (
+            "oracle-files",
+            "tributary-ingest",
+            &["files"],
+            run.files_env(),
+        ),
+        ("oracle-erp", "tributary-ingest", &["erp"], run.erp_env()),
+    ] {
+        services.push(Service::start(name, bin, args, &env));
+    }
+
+    let inbox = Inbox::open(&run.inbox(), &Default::default())?;
+    let mut files: BTreeMap<String, SourceSale> = BTreeMap::new();
+    let mut dropped: Vec<Vec<u8>> = Vec::new();
+    let base = run.api();
+    let random_sale = |rng: &mut ChaCha8Rng| {
+        let city = cities.choose(rng).unwrap();
+        SourceSale {
+            code: codes.choose(rng).unwrap().clone(),
+            city: (city.1.clone(), city.2.clone()),
+            cents: rng.random_range(100..500_000),
+            sold_at: random_time(rng).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }
+    };
+
+    for round in 0..rounds {
+        postgres_round(db, &mut rng, &salesmen, &city_ids).await?;
+
+        // Files: new sales and corrections in one new file, sometimes an old file again.
+        let mut batch: Vec<(String, SourceSale)> = Vec::new();
+        for i in 0..8 {
+            batch.push((format!("O{round}-{i}"), random_sale(&mut rng)));
+        }
+        let known: Vec<String> = files.keys().cloned().collect();
+        for id in known.choose_multiple(&mut rng, 4) {
+            let mut corrected = files[id].clone();
+            match rng.random_range(0..4) {
+                0 => corrected.cents = rng.random_range(100..500_000),
+                1 => corrected.code = codes.choose(&mut rng).unwrap().clone(),
+                2 => {
+                    let c = cities.choose(&mut rng).unwrap();
+                    corrected.city = (c.1.clone(), c.2.clone());
+                }
+                _ => {
+                    corrected.sold_at =
+                        random_time(&mut rng).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                }
+            }
+            batch.push((id.clone(), corrected));
+        }
+        let bytes = acme_csv(&batch);
+        inbox
+            .put_bytes(&format!("acme/round-{round}.csv"), bytes.clone())
+            .await?;
+        for (id, sale) in batch {
+            files.insert(id, sale);
+        }
+        if let Some(old) = dropped.choose(&mut rng).cloned() {
+            // Same bytes, new name: a duplicate, nothing changes.
+            inbox
+                .put_bytes(&format!("acme/round-{round}-again.csv"), old)
+                .await?;
+        }
+        dropped.push(bytes);
+
+        // The ERP: new sales, corrections, cancellations.
+        let current = erp_sales(&http, &erp).await?;
+        for _ in 0..5 {
+            let s = random_sale(&mut rng);
+            http.post(format!("{erp}/admin/sales"))
+                .json(&json!({"salesmanCode": s.code, "cityName": s.city.0, "cityState": s.city.1,
+                              "amount": format!("{}.{:02}", s.cents / 100, s.cents % 100), "soldAt": s.sold_at}))
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+        let ids: Vec<&String> = current.keys().collect();
+        for id in ids.choose_multiple(&mut rng, 3) {
+            let s = random_sale(&mut rng);
+            http.post(format!("{erp}/admin/sales"))
+                .json(&json!({"saleId": id, "salesmanCode": s.code, "cityName": s.city.0, "cityState": s.city.1,
+                              "amount": format!("{}.{:02}", s.cents / 100, s.cents % 100), "soldAt": s.sold_at}))
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+        for id in ids.choose_multiple(&mut rng, 2) {
+            // Already cancelled by a correction above? Then 409, which is fine.
+            let _ = http
+                .post(format!("{erp}/admin/sales/{id}/cancel"))
+                .json(&json!({"reason": "oracle: cancelled"}))
+                .send()
+                .await?;
+        }
+
+        // The late salesman arrives in Postgres in the middle of the run.
+        if round == rounds / 2 {
+            db.execute(
+                "INSERT INTO salesman (code, name, city_id) VALUES ($1, $2, $3) ON CONFLICT (code) DO NOTHING",
+                &[&late_code, &format!("Late Arrival {late_code}"), &city_ids[0]],
+            )
+            .await?;
+        }
+
+        let erp_now = erp_sales(&http, &erp).await?;
+        let want = oracle(db, &files, &erp_now).await?;
+        let started = Instant::now();
+        let matched = eventually(Duration::from_secs(240), || {
+            for s in services.iter_mut() {
+                s.assert_running();
+            }
+            let (http, base, want) = (&http, &base, &want);
+            async move { Ok((api_all(http, base, want).await? == *want).then_some(())) }
+        })
+        .await;
+        if let Err(e) = matched {
+            let got = api_all(&http, &base, &want).await?;
+            let diffs: Vec<String> = want
+                .iter()
+                .filter(|(period, w)| got.get(*period) != Some(w))
+                .take(3)
+                .map(|(period, (cities, salesmen))| {
+                    let (got_cities, got_salesmen) = got.get(period).cloned().unwrap_or_default();
+                    format!(
+                        "{}: cities {:?}; salesmen {:?}",
+                        period.as_deref().unwrap_or("all time"),
+                        diff(cities, &got_cities),
+                        diff(salesmen, &got_salesmen)
+                    )
+                })
+                .collect();
+            panic!(
+                "seed {seed} round {round}: the API never matched the sources ({e:#})\n{}\n\
+                 replay: ORACLE_SEED={seed}; logs in .stack/e2e/oracle-*.log",
+                diffs.join("\n")
+            );
+        }
+        eprintln!(
+            "seed {seed} round {round}: all time and {} months, {} cities and {} salesmen, equal to the sources after {:.1} s",
+            want.len() - 1,
+            want[&None].0.len(),
+            want[&None].1.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    // Provenance of the final state (the sources are quiet now and equal to the API).
+    let erp_now = erp_sales(&http, &erp).await?;
+    let want = oracle(db, &files, &erp_now).await?;
+    check_provenance(&http, &base, &mut rng, &want, (db, &files, &erp_now))
+        .await
+        .with_context(|| format!("seed {seed}: provenance (replay: ORACLE_SEED={seed})"))?;
+
+    // Incremental = rebuild: the marts service has folded the workload run by run; a rebuild
+    // from the whole lake, into a database (and state) of its own, must publish the same rows.
+    let rebuild_db = format!("{}_rebuild", run.namespace());
+    let mut rebuild_env = run.marts_env();
+    rebuild_env.insert("TRIBUTARY_CLICKHOUSE__DATABASE".into(), rebuild_db.clone());
+    let out = run_bin("tributary-marts", &["run-once", "--rebuild"], &rebuild_env)?;
+    let publication = out
+        .lines()
+        .find_map(|line| line.strip_prefix("published "))
+        .with_context(|| format!("tributary-marts --rebuild printed {out:?}"))?
+        .to_string();
+    let latest_sql = format!(
+        "SELECT publication_id FROM {}.publications FINAL ORDER BY version DESC LIMIT 1",
+        run.namespace()
+    );
+    eventually(Duration::from_secs(60), || {
+        let (sql, publication) = (&latest_sql, &publication);
+        async move { Ok((clickhouse_query(sql).await?.trim() == publication).then_some(())) }
+    })
+    .await
+    .with_context(|| format!("the incremental marts never published {publication}"))?;
+    for (table, columns) in [
+        (
+            "city_ranking",
+            "period, rank, city_id, city_name, city_state, revenue, sales, salesmen",
+        ),
+        (
+            "city_salesman_ranking",
+            "period, city_id, rank, salesman_id, salesman_name, revenue, sales",
+        ),
+        (
+            "salesman_ranking",
+            "period, rank, salesman_id, salesman_name, salesman_code, revenue, sales",
+        ),
+        (
+            "publication_periods",
+            "period, sales, revenue, unresolved_sales, unresolved_revenue, sales_without_city, sales_without_salesman, sales_without_month",
+        ),
+        (
+            "publication_sources",
+            "source, position, newest_event_at, events",
+        ),
+    ] {
+        let rows = |db: String| {
+            let sql = format!(
+                "SELECT {columns} FROM {db}.{table} FINAL WHERE publication_id = '{publication}' \
+                 ORDER BY {columns} FORMAT TabSeparated"
+            );
+            async move { clickhouse_query(&sql).await }
+        };
+        let incremental = rows(run.namespace()).await?;
+        let rebuilt = rows(rebuild_db.clone()).await?;
+        assert!(
+            !rebuilt.trim().is_empty(),
+            "seed {seed}: the rebuild wrote no {table} rows"
+        );
+        assert_eq!(
+            incremental, rebuilt,
+            "seed {seed}: {table} of the incremental runs differs from a --rebuild"
+        );
+    }
+    eprintln!(
+        "seed {seed}: a --rebuild publishes exactly what the incremental runs did ({publication})"
+    );
+    clickhouse_query(&format!("DROP DATABASE IF EXISTS {rebuild_db}")).await?;
+    drop(services);
+    run.finish().await
+}
+
+/// What the API serves for every period of `want` (all time and each month), and for any month
+/// the API lists that `want` does not have.
+async fn api_all(http: &reqwest::Client, base: &str, want: &Rankings) -> Result<Rankings> {
+    let mut periods: BTreeSet<Option<String>> = want.keys().cloned().collect();
+    periods.extend(api_months(http, base).await?.into_iter().map(Some));
+    let mut out = Rankings::new();
+    for period in periods {
+        let month = period.as_deref();
+        let cities = api_ranking_for(http, base, "/v1/rankings/cities", "city_id", month).await?;
+        let salesmen =
+            api_ranking_for(http, base, "/v1/rankings/salesmen", "salesman_id", month).await?;
+        out.insert(period, (cities, salesmen));
+    }
+    Ok(out)
+}
+
+/// Rows of `want` that `got` lacks or has differently (the first 10).
+fn diff(want: &[RankRow], got: &[RankRow]) -> Vec<String> {
+    let got: BTreeMap<i64, &RankRow> = got.iter().map(|r| (r.0, r)).collect();
+    want.iter()
+        .filter(|w| got.get(&w.0) != Some(w))
+        .take(10)
+        .map(|w| format!("want {w:?} got {:?}", got.get(&w.0)))
+        .collect()
+}
+
+/// `"1234.50"` → cents.
+fn cents_of(text: &str) -> Result<i64> {
+    let amount: Decimal = text
+        .parse()
+        .with_context(|| format!("{text:?} is no amount"))?;
+    (amount * Decimal::from(100))
+        .to_i64()
+        .with_context(|| format!("{text} in cents"))
+}
+
+/// The value of the Kafka record at `topic`/`partition`/`offset`, as text.
+fn kafka_record(topic: &str, partition: i32, offset: i64) -> Result<String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .set("group.id", "e2e-provenance")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    consumer.assign(&assignment)?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) if m.offset() == offset => {
+                let value = m.payload().context("a tombstone")?;
+                return Ok(String::from_utf8_lossy(value).into_owned());
+            }
+            Some(Ok(m)) => anyhow::bail!("asked for offset {offset}, Kafka gave {}", m.offset()),
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+    anyhow::bail!("no record at {topic}/{partition}@{offset}")
+}
+
+/// The sources as they are now: Postgres, the files written, the ERP's current sales.
+type Sources<'a> = (
+    &'a tokio_postgres::Client,
+    &'a BTreeMap<String, SourceSale>,
+    &'a BTreeMap<String, SourceSale>,
+);
+
+/// Checks one `/provenance` answer (every page of it): its records sum exactly to
+/// `(revenue, sales)` (the row as the oracle computed it, when given) and, with `sources`,
+/// each record is a real source record with that amount now. Returns the number of records.
+async fn check_provenance_page(
+    http: &reqwest::Client,
+    url: &str,
+    want: Option<(&str, i64)>,
+    sources: Option<Sources<'_>>,
+) -> Result<usize> {
+    let page = |offset: usize| async move {
+        let url = format!("{url}&offset={offset}");
+        let body: Value = http
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()
+            .with_context(|| url.clone())?
+            .json()
+            .await?;
+        anyhow::Ok(body)
+    };
+    let body = page(0).await?;
+    let mut records = body["records"].as_array().context("no records")?.clone();
+    let (revenue, sales) = (
+        body["revenue"].as_str().context("no revenue")?,
+        body["sales"].as_i64().context("no sales")?,
+    );
+    if let Some((want_revenue, want_sales)) = want {
+        assert_eq!(
+            (revenue, sales),
+            (want_revenue, want_sales),
+            "{url}: the row differs from the oracle"
+        );
+    }
+    assert_eq!(body["total"].as_i64(), Some(sales), "{url}: total");
+    while (records.len() as i64) < sales {
+        let more = page(records.len()).await?;
+        let more = more["records"].as_array().context("no records")?;
+        anyhow::ensure!(!more.is_empty(), "{url}: pages end before total {sales}");
+        records.extend(more.iter().cloned());
+    }
+    assert_eq!(records.len() as i64, sales, "{url}: every page together");
+    assert_eq!(body["records_revenue"].as_str(), Some(revenue), "{url}");
+    let mut sum = 0i64;
+    for (i, r) in records.iter().enumerate() {
+        let amount = r["amount"].as_str().map(cents_of).transpose()?.unwrap_or(0);
+        sum += amount;
+        let sale_id = r["sale_id"].as_str().context("sale_id")?;
+        let kafka = &r["kafka"];
+        let (topic, partition, offset) = (
+            kafka["topic"].as_str().context("topic")?,
+            kafka["partition"].as_i64().context("partition")? as i32,
+            kafka["offset"].as_i64().context("offset")?,
+        );
+        let Some((db, files, erp)) = sources else {
+            continue;
+        };
+        match r["source"].as_str() {
+            Some("pg") => {
+                let id: i64 = sale_id.parse()?;
+                let row = db
+                    .query_opt(
+                        "SELECT (amount * 100)::bigint FROM sale WHERE id = $1",
+                        &[&id],
+                    )
+                    .await?
+                    .with_context(|| format!("{url}: pg sale {id} is not in Postgres"))?;
+                assert_eq!(row.get::<_, i64>(0), amount, "{url}: pg sale {id}");
+                assert!(r["source_record"]["lsn"].as_i64().is_some(), "{url}: {r}");
+            }
+            Some(source @ ("files" | "erp")) => {
+                let (_, id) = sale_id.split_once('/').context("origin/id")?;
+                let held = if source == "files" { files } else { erp };
+                let sale = held
+                    .get(id)
+                    .with_context(|| format!("{url}: {source} sale {sale_id} is not current"))?;
+                assert_eq!(sale.cents, amount, "{url}: {source} sale {sale_id}");
+                assert!(r["source_record"]["detail"].is_object(), "{url}: {r}");
+                let trace_id = r["trace_id"].as_str().unwrap_or_default();
+                assert!(
+                    trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{url}: {source} sale {sale_id} has no ingest trace id: {r}"
+                );
+            }
+            other => panic!("{url}: unknown source {other:?} in {r}"),
+        }
+        // The carrying Kafka record is there and is about this sale (a sample: each fetch
+        // opens a consumer).
+        if i < 3 {
+            let value = kafka_record(topic, partition, offset)?;
+            let bare_id = sale_id.rsplit('/').next().unwrap_or(sale_id);
+            assert!(
+                value.contains(bare_id),
+                "{url}: {topic}/{partition}@{offset} does not mention sale {sale_id}: {value}"
+            );
+        }
+    }
+    assert_eq!(
+        sum,
+        cents_of(revenue)?,
+        "{url}: the records do not sum to the row's revenue"
+    );
+    Ok(records.len())
+}
+
+/// Record-level provenance on the final state: for random rows of each ranking, all time and
+/// in random months, the records behind the row sum exactly to it and are real source records;
+/// and at an earlier snapshot they sum to that snapshot's row.
+async fn check_provenance(
+    http: &reqwest::Client,
+    base: &str,
+    rng: &mut ChaCha8Rng,
+    want: &Rankings,
+    sources: Sources<'_>,
+) -> Result<()> {
+    let months: Vec<&Option<String>> = want.keys().filter(|m| m.is_some()).collect();
+    let mut periods = vec![&None];
+    periods.extend(months.choose_multiple(rng, 2).copied());
+    let (mut rows, mut records) = (0, 0);
+    for period in periods {
+        let month = period
+            .as_deref()
+            .map_or(String::new(), |m| format!("&month={m}"));
+        let (cities, salesmen) = &want[period];
+        for (city, revenue, sales, _) in cities.choose_multiple(rng, 3) {
+            let url = format!("{base}/v1/rankings/cities/{city}/provenance?limit=1000{month}");
+            records +=
+                check_provenance_page(http, &url, Some((revenue, *sales)), Some(sources)).await?;
+            // One of its salesmen there: the API's row is the reference (the oracle's
+            // per-city salesman rows are not kept here), and the records must be his, there.
+            let body: Value = http.get(&url).send().await?.json().await?;
+            let salesman = body["records"]
+                .as_array()
+                .and_then(|r| r.choose(rng))
+                .and_then(|r| r["salesman_id"].as_i64());
+            if let Some(salesman) = salesman {
+                let url = format!(
+                    "{base}/v1/rankings/cities/{city}/salesmen/{salesman}/provenance?limit=1000{month}"
+                );
+                records += check_provenance_page(http, &url, None, Some(sources)).await?;
+                rows += 1;
+            }
+            rows += 1;
+        }
+        for (salesman, revenue, sales, _) in salesmen.choose_multiple(rng, 3) {
+            let url =
+                format!("{base}/v1/rankings/salesmen/{salesman}/provenance?limit=1000{month}");
+            records +=
+                check_provenance_page(http, &url, Some((revenue, *sales)), Some(sources)).await?;
+            rows += 1;
+        }
+    }
+
+    // Time travel: at a pg_sale snapshot from the middle of the run, the provenance of that
+    // snapshot's top city sums to that snapshot's row (the sources have moved on since, so
+    // only the sums are checked).
+    let snapshots: Value = http
+        .get(format!("{base}/v1/snapshots"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let pg_sale = snapshots["tables"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["table"] == "pg_sale"))
+        .and_then(|t| t["snapshots"].as_array())
+        .context("no pg_sale snapshots")?;
+    let middle = pg_sale[pg_sale.len() / 2]["snapshot_id"]
+        .as_i64()
+        .context("snapshot_id")?;
+    let then: Value = http
+        .get(format!(
+            "{base}/v1/rankings/cities?as_of_snapshot={middle}&limit=1"
+        ))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    if let Some(top) = then["items"].as_array().and_then(|i| i.first()) {
+        let city = top["city_id"].as_i64().context("city_id")?;
+        let url = format!(
+            "{base}/v1/rankings/cities/{city}/provenance?as_of_snapshot={middle}&limit=1000"
+        );
+        let (revenue, sales) = (
+            top["revenue"].as_str().context("revenue")?,
+            top["sales"].as_i64().context("sales")?,
+        );
+        // The sources have moved on since: only the sums are checked.
+        check_provenance_page(http, &url, Some((revenue, sales)), None).await?;
+    }
+    eprintln!(
+        "provenance: {rows} ranking rows, {records} source records, each sums exactly; at snapshot {middle} too"
+    );
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! The one integration-test binary of `tributary-marts`: one module per area (every extra file
+//! directly under `tests/` would be another executable linking the whole dependency tree).
+
+mod state_contract;

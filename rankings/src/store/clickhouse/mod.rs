@@ -1,0 +1,173 @@
+//! [`PublicationWriter`](super::PublicationWriter) and [`RankingQueries`](super::RankingQueries) on ClickHouse over HTTP, compatible with 18.16 and current servers.
+//!
+//! The `clickhouse` crate validates rows through `RowBinaryWithNamesAndTypes`, which 18.16 does
+//! not speak, so validation is off and the row types in [`crate::schema`] must match the DDL
+//! column for column (the contract tests check a round trip on a real server).
+
+mod query;
+mod write;
+
+use clickhouse::{Client, RowOwned, RowRead, RowWrite};
+use tributary_common::ClickHouseSettings;
+
+use super::Page;
+use crate::error::RankingsError;
+use crate::period::Period;
+use crate::schema;
+
+/// The marts database on a ClickHouse server.
+#[derive(Clone)]
+pub struct ClickHouseStore {
+    client: Client,
+    database: String,
+}
+
+impl std::fmt::Debug for ClickHouseStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseStore")
+            .field("database", &self.database)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClickHouseStore {
+    /// A store on the server and database of `settings`. Nothing is contacted yet.
+    pub fn new(settings: &ClickHouseSettings) -> Result<Self, RankingsError> {
+        schema::validate_database(&settings.database)?;
+        let client = Client::default()
+            .with_url(&settings.url)
+            .with_user(&settings.user)
+            .with_password(&settings.password)
+            .with_validation(false);
+        Ok(Self {
+            client,
+            database: settings.database.clone(),
+        })
+    }
+
+    /// The database this store writes to.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// A client on the server, for tests and tooling (queries name `database.table` in full).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn table(&self, table: &str) -> String {
+        format!("{}.{table}", self.database)
+    }
+
+    async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<(), RankingsError>
+    where
+        T: RowOwned + RowWrite,
+    {
+        let name = self.table(table);
+        let err = |source| RankingsError::ClickHouse {
+            action: format!("insert into {name}"),
+            source,
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self
+            .client
+            .insert_unescaped::<T>(&name)
+            .await
+            .map_err(err)?;
+        for row in rows {
+            insert.write(row).await.map_err(err)?;
+        }
+        insert.end().await.map_err(err)
+    }
+
+    /// One page of a ranking table of one publication, in rank order.
+    async fn ranking_page<T>(
+        &self,
+        table: &str,
+        action: &str,
+        publication_id: &str,
+        period: Period,
+        page: Page,
+    ) -> Result<Vec<T>, RankingsError>
+    where
+        T: RowOwned + RowRead,
+    {
+        let sql = format!(
+            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? AND period = ? \
+             ORDER BY rank LIMIT ?, ?",
+            self.table(table)
+        );
+        let query = self
+            .client
+            .query(&sql)
+            .bind(publication_id)
+            .bind(period.key())
+            .bind(page.offset)
+            .bind(page.limit);
+        self.fetch_all(action, query).await
+    }
+
+    async fn fetch<T>(
+        &self,
+        action: &str,
+        query: clickhouse::query::Query,
+    ) -> Result<T, RankingsError>
+    where
+        T: RowOwned + RowRead,
+    {
+        query
+            .fetch_one::<T>()
+            .await
+            .map_err(|source| RankingsError::ClickHouse {
+                action: action.to_string(),
+                source,
+            })
+    }
+
+    async fn fetch_all<T>(
+        &self,
+        action: &str,
+        query: clickhouse::query::Query,
+    ) -> Result<Vec<T>, RankingsError>
+    where
+        T: RowOwned + RowRead,
+    {
+        query
+            .fetch_all::<T>()
+            .await
+            .map_err(|source| RankingsError::ClickHouse {
+                action: action.to_string(),
+                source,
+            })
+    }
+}
+
+/// ClickHouse `UNKNOWN_TABLE`.
+const UNKNOWN_TABLE: u32 = 60;
+/// ClickHouse `UNKNOWN_DATABASE`.
+const UNKNOWN_DATABASE: u32 = 81;
+
+/// The error code of a server exception: `Code: 81, e.displayText() = …` (18.16) or
+/// `Code: 81. DB::Exception: …` (current releases).
+fn server_error_code(message: &str) -> Option<u32> {
+    let rest = &message[message.find("Code: ")? + "Code: ".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_server_error_codes_of_old_and_new_servers() {
+        let old = "Code: 81, e.displayText() = DB::Exception: Database x doesn't exist";
+        let new = "Code: 60. DB::Exception: Table x.y does not exist. (UNKNOWN_TABLE)";
+        assert_eq!(server_error_code(old), Some(UNKNOWN_DATABASE));
+        assert_eq!(server_error_code(new), Some(UNKNOWN_TABLE));
+        assert_eq!(server_error_code("Code: 600. other"), Some(600));
+        assert_eq!(server_error_code("connection reset"), None);
+    }
+}

@@ -1,0 +1,283 @@
+//! In-memory [`PublicationStore`] with ClickHouse's `ReplacingMergeTree … FINAL` semantics:
+//! rows are keyed by their table's sorting key and a row with a higher or equal version
+//! replaces the one with the same key.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+
+use super::{Page, PublicationWriter, RankingQueries};
+use crate::error::RankingsError;
+use crate::period::Period;
+use crate::publication::Publication;
+use crate::schema::{
+    CityRankingRow, CitySalesmanRankingRow, MartRunRow, PublicationPeriodRow, PublicationRow,
+    SalesmanRankingRow,
+};
+
+/// Keys are the tables' sorting keys, with the period as a [`Period`] so `all` sorts before
+/// the months as `Period`'s order says (ClickHouse never relies on that order: it filters on
+/// one period).
+#[derive(Debug, Default)]
+struct Tables {
+    publications: BTreeMap<String, PublicationRow>,
+    periods: BTreeMap<(String, Period), PublicationPeriodRow>,
+    sources: BTreeMap<(String, String), crate::schema::PublicationSourceRow>,
+    cities: BTreeMap<(String, Period, u32, i64), CityRankingRow>,
+    city_salesmen: BTreeMap<(String, Period, i64, u32, i64), CitySalesmanRankingRow>,
+    salesmen: BTreeMap<(String, Period, u32, i64), SalesmanRankingRow>,
+    runs: Vec<MartRunRow>,
+}
+
+/// A [`PublicationStore`] in memory, for tests. [`MemoryStore::set_unavailable`] makes every
+/// call fail as if the server were unreachable.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+    unavailable: AtomicBool,
+}
+
+fn upsert<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, row: V, version: impl Fn(&V) -> u64) {
+    match map.get(&key) {
+        Some(old) if version(old) > version(&row) => {}
+        _ => {
+            map.insert(key, row);
+        }
+    }
+}
+
+fn page<'a, T: Clone + 'a>(rows: impl Iterator<Item = &'a T>, page: Page) -> Vec<T> {
+    rows.skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
+        .take(page.limit as usize)
+        .cloned()
+        .collect()
+}
+
+/// Rows were written from a [`Period`], so their text always parses back.
+fn period_of(text: &str) -> Period {
+    text.parse()
+        .unwrap_or_else(|e| panic!("memory store row with a bad period: {e}"))
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes every call fail (`true`) or work again (`false`).
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    fn tables(&self, action: &str) -> Result<std::sync::MutexGuard<'_, Tables>, RankingsError> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(RankingsError::ClickHouse {
+                action: action.to_string(),
+                source: clickhouse::error::Error::Network(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    "memory store set unavailable",
+                ))),
+            });
+        }
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        Ok(self.tables.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[async_trait]
+impl PublicationWriter for MemoryStore {
+    async fn ensure_schema(&self) -> Result<(), RankingsError> {
+        self.tables("create schema").map(|_| ())
+    }
+
+    async fn publish(&self, publication: &Publication) -> Result<(), RankingsError> {
+        let rows = publication.rows();
+        let mut t = self.tables("publish")?;
+        for r in rows.cities {
+            let key = (
+                r.publication_id.clone(),
+                period_of(&r.period),
+                r.rank,
+                r.city_id,
+            );
+            upsert(&mut t.cities, key, r, |r| r.version);
+        }
+        for r in rows.city_salesmen {
+            let key = (
+                r.publication_id.clone(),
+                period_of(&r.period),
+                r.city_id,
+                r.rank,
+                r.salesman_id,
+            );
+            upsert(&mut t.city_salesmen, key, r, |r| r.version);
+        }
+        for r in rows.salesmen {
+            let key = (
+                r.publication_id.clone(),
+                period_of(&r.period),
+                r.rank,
+                r.salesman_id,
+            );
+            upsert(&mut t.salesmen, key, r, |r| r.version);
+        }
+        for r in rows.periods {
+            let key = (r.publication_id.clone(), period_of(&r.period));
+            upsert(&mut t.periods, key, r, |r| r.version);
+        }
+        for r in rows.sources {
+            let key = (r.publication_id.clone(), r.source.clone());
+            upsert(&mut t.sources, key, r, |r| r.version);
+        }
+        let p = rows.publication;
+        upsert(&mut t.publications, p.publication_id.clone(), p, |r| {
+            r.version
+        });
+        Ok(())
+    }
+
+    async fn record_run(&self, run: &MartRunRow) -> Result<(), RankingsError> {
+        self.tables("record run")?.runs.push(run.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RankingQueries for MemoryStore {
+    async fn ping(&self) -> Result<(), RankingsError> {
+        self.tables("ping").map(|_| ())
+    }
+
+    async fn latest_publication(&self) -> Result<Option<PublicationRow>, RankingsError> {
+        let t = self.tables("read latest publication")?;
+        Ok(t.publications
+            .values()
+            .max_by(|a, b| (a.version, &a.publication_id).cmp(&(b.version, &b.publication_id)))
+            .cloned())
+    }
+
+    async fn city_ranking(
+        &self,
+        publication_id: &str,
+        period: Period,
+        p: Page,
+    ) -> Result<Vec<CityRankingRow>, RankingsError> {
+        let t = self.tables("read city ranking")?;
+        let rows = t
+            .cities
+            .iter()
+            .filter(|(k, _)| k.0 == publication_id && k.1 == period)
+            .map(|(_, r)| r);
+        Ok(page(rows, p))
+    }
+
+    async fn top_city_salesmen(
+        &self,
+        publication_id: &str,
+        period: Period,
+        city_ids: &[i64],
+        max_rank: u32,
+    ) -> Result<Vec<CitySalesmanRankingRow>, RankingsError> {
+        let t = self.tables("read city salesmen")?;
+        Ok(t.city_salesmen
+            .iter()
+            .filter(|(k, r)| {
+                k.0 == publication_id
+                    && k.1 == period
+                    && city_ids.contains(&r.city_id)
+                    && r.rank <= max_rank
+            })
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+
+    async fn city_salesman_ranking(
+        &self,
+        publication_id: &str,
+        period: Period,
+        city_id: i64,
+        p: Page,
+    ) -> Result<Vec<CitySalesmanRankingRow>, RankingsError> {
+        let t = self.tables("read city salesman ranking")?;
+        let rows = t
+            .city_salesmen
+            .iter()
+            .filter(|(k, _)| k.0 == publication_id && k.1 == period && k.2 == city_id)
+            .map(|(_, r)| r);
+        Ok(page(rows, p))
+    }
+
+    async fn city(
+        &self,
+        publication_id: &str,
+        period: Period,
+        city_id: i64,
+    ) -> Result<Option<CityRankingRow>, RankingsError> {
+        let t = self.tables("read city")?;
+        Ok(t.cities
+            .iter()
+            .find(|(k, _)| k.0 == publication_id && k.1 == period && k.3 == city_id)
+            .map(|(_, r)| r.clone()))
+    }
+
+    async fn salesman_ranking(
+        &self,
+        publication_id: &str,
+        period: Period,
+        p: Page,
+    ) -> Result<Vec<SalesmanRankingRow>, RankingsError> {
+        let t = self.tables("read salesman ranking")?;
+        let rows = t
+            .salesmen
+            .iter()
+            .filter(|(k, _)| k.0 == publication_id && k.1 == period)
+            .map(|(_, r)| r);
+        Ok(page(rows, p))
+    }
+
+    async fn period(
+        &self,
+        publication_id: &str,
+        period: Period,
+    ) -> Result<Option<PublicationPeriodRow>, RankingsError> {
+        let t = self.tables("read publication period")?;
+        Ok(t.periods
+            .get(&(publication_id.to_string(), period))
+            .cloned())
+    }
+
+    async fn periods(
+        &self,
+        publication_id: &str,
+    ) -> Result<Vec<PublicationPeriodRow>, RankingsError> {
+        let t = self.tables("read publication periods")?;
+        Ok(t.periods
+            .iter()
+            .filter(|(k, _)| k.0 == publication_id)
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+
+    async fn sources(
+        &self,
+        publication_id: &str,
+    ) -> Result<Vec<crate::schema::PublicationSourceRow>, RankingsError> {
+        let t = self.tables("read publication sources")?;
+        Ok(t.sources
+            .iter()
+            .filter(|(k, _)| k.0 == publication_id)
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+
+    async fn runs(&self, limit: u32) -> Result<Vec<MartRunRow>, RankingsError> {
+        let t = self.tables("read runs")?;
+        let mut runs = t.runs.clone();
+        runs.sort_by(|a, b| (&b.started_at, &b.run_id).cmp(&(&a.started_at, &a.run_id)));
+        runs.truncate(limit as usize);
+        Ok(runs)
+    }
+}

@@ -1,0 +1,151 @@
+//! The store contract on a real ClickHouse (127.0.0.1:8123 unless `TRIBUTARY_CLICKHOUSE__URL`
+//! says otherwise), each test in a database of its own. Fails — never skips — when ClickHouse
+//! is not running: run `make test`.
+
+use crate::contract;
+
+use tributary_rankings::{PublicationWriter, RankingQueries};
+
+#[tokio::test]
+async fn clickhouse_round_trip() {
+    let store = contract::clickhouse_store("round_trip").await;
+    contract::round_trip(&store).await;
+    contract::drop_database(&store).await;
+}
+
+#[tokio::test]
+async fn clickhouse_republishing_replaces_rows() {
+    let store = contract::clickhouse_store("republish").await;
+    contract::republishing_replaces_rows(&store).await;
+    // No duplicates survive FINAL, whatever the merges have done so far.
+    let db = store.database();
+    for table in [
+        "publications",
+        "city_ranking",
+        "city_salesman_ranking",
+        "salesman_ranking",
+    ] {
+        let sql =
+            format!("SELECT toUInt64(count()) FROM {db}.{table} FINAL WHERE publication_id = ?");
+        let final_rows: u64 = store
+            .client()
+            .query(&sql)
+            .bind("pg_sale:10,pg_salesman:20,pg_city:none")
+            .fetch_one()
+            .await
+            .unwrap();
+        let expected = match table {
+            "publications" => 1,
+            "city_ranking" => 3,
+            "city_salesman_ranking" => 4,
+            _ => 3,
+        };
+        assert_eq!(final_rows, expected, "{table}");
+    }
+    contract::drop_database(&store).await;
+}
+
+#[tokio::test]
+async fn clickhouse_latest_is_the_highest_version() {
+    let store = contract::clickhouse_store("latest").await;
+    contract::latest_is_the_highest_version(&store).await;
+    contract::drop_database(&store).await;
+}
+
+#[tokio::test]
+async fn clickhouse_empty_publication() {
+    let store = contract::clickhouse_store("empty").await;
+    contract::an_empty_publication_is_still_a_publication(&store).await;
+    contract::drop_database(&store).await;
+}
+
+#[tokio::test]
+async fn clickhouse_schema_creation_is_idempotent() {
+    let store = contract::clickhouse_store("ddl").await;
+    store.ensure_schema().await.unwrap();
+    store.ensure_schema().await.unwrap();
+    contract::drop_database(&store).await;
+}
+
+#[tokio::test]
+async fn clickhouse_missing_schema_means_nothing_published() {
+    // The database is never created: the API asks before the marts' first run.
+    let store = contract::clickhouse_store("absent").await;
+    assert!(store.latest_publication().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn clickhouse_periods_are_read_apart() {
+    let store = contract::clickhouse_store("periods").await;
+    contract::periods_are_read_apart(&store).await;
+    contract::drop_database(&store).await;
+}
+
+#[tokio::test]
+async fn clickhouse_runs_are_recorded() {
+    let store = contract::clickhouse_store("runs").await;
+    contract::runs_are_recorded_newest_first(&store).await;
+    contract::drop_database(&store).await;
+}
+
+/// Tables of the layout before periods (as the local stack has them from earlier runs) are
+/// replaced, and their publication forgotten so the next run republishes; the current layout
+/// is left alone.
+#[tokio::test]
+async fn clickhouse_old_layout_is_replaced() {
+    let store = contract::clickhouse_store("old_layout").await;
+    let db = store.database();
+    let exec = |sql: String| {
+        let client = store.client().clone();
+        async move { client.query(&sql).execute().await.unwrap() }
+    };
+    exec(format!("CREATE DATABASE {db}")).await;
+    exec(format!(
+        "CREATE TABLE {db}.salesman_ranking (publication_id String, rank UInt32, \
+         salesman_id Int64, version UInt64) ENGINE = ReplacingMergeTree(version) \
+         ORDER BY (publication_id, rank, salesman_id)"
+    ))
+    .await;
+    store.ensure_schema().await.unwrap();
+    let has_period = |table: &'static str| {
+        let client = store.client().clone();
+        let db = db.to_string();
+        async move {
+            client
+                .query(
+                    "SELECT toUInt64(count()) FROM system.columns \
+                     WHERE database = ? AND table = ? AND name = 'period'",
+                )
+                .bind(db)
+                .bind(table)
+                .fetch_one::<u64>()
+                .await
+                .unwrap()
+        }
+    };
+    for table in ["city_ranking", "city_salesman_ranking", "salesman_ranking"] {
+        assert_eq!(has_period(table).await, 1, "{table}");
+    }
+    // The current layout survives ensure_schema with its data.
+    store
+        .publish(&contract::sample(10, "run-1", 0))
+        .await
+        .unwrap();
+    store.ensure_schema().await.unwrap();
+    assert!(store.latest_publication().await.unwrap().is_some());
+
+    // Now an old table again: ensure_schema drops it with the publications.
+    exec(format!("DROP TABLE {db}.city_ranking")).await;
+    exec(format!(
+        "CREATE TABLE {db}.city_ranking (publication_id String, rank UInt32, city_id Int64, \
+         version UInt64) ENGINE = ReplacingMergeTree(version) ORDER BY (publication_id, rank, city_id)"
+    ))
+    .await;
+    store.ensure_schema().await.unwrap();
+    assert_eq!(has_period("city_ranking").await, 1);
+    assert!(
+        store.latest_publication().await.unwrap().is_none(),
+        "the publication of the old layout is forgotten, so the next run republishes"
+    );
+    contract::drop_database(&store).await;
+}

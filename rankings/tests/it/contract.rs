@@ -1,0 +1,489 @@
+//! The `PublicationWriter` contract, run against `MemoryStore` (tests/store_contract.rs) and a
+//! real ClickHouse (tests/clickhouse_store.rs).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use tributary_common::ClickHouseSettings;
+use tributary_rankings::ranking::{
+    CityInfo, CitySalesmanTotals, CityTotals, SalesmanInfo, SalesmanTotals, Summary, Totals,
+    rank_all,
+};
+use tributary_rankings::schema::{MartRunRow, RunStatus};
+use tributary_rankings::{
+    ClickHouseStore, LakeSnapshot, LakeSnapshots, Money, Month, Page, Period, Publication,
+    PublicationWriter, RankingQueries,
+};
+
+pub fn snapshots(sale: i64) -> LakeSnapshots {
+    LakeSnapshots(vec![
+        LakeSnapshot {
+            table: "pg_sale".into(),
+            snapshot_id: Some(sale),
+        },
+        LakeSnapshot {
+            table: "pg_salesman".into(),
+            snapshot_id: Some(20),
+        },
+        LakeSnapshot {
+            table: "pg_city".into(),
+            snapshot_id: None,
+        },
+    ])
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
+}
+
+fn salesman(id: i64, cents: i64, sales: u64, name: Option<&str>) -> SalesmanTotals {
+    SalesmanTotals {
+        salesman_id: id,
+        info: name.map(|n| SalesmanInfo {
+            name: n.to_string(),
+            code: format!("S{id}"),
+        }),
+        revenue: Money::from_cents(cents),
+        sales,
+    }
+}
+
+/// Three cities (one unresolved, two tied), four salesmen, amounts with cents.
+pub fn sample(sale_snapshot: i64, run: &str, secs: i64) -> Publication {
+    let city = |id, cents, sales, name: Option<&str>| CityTotals {
+        city_id: id,
+        info: name.map(|n| CityInfo {
+            name: n.to_string(),
+            state: "SP".into(),
+        }),
+        revenue: Money::from_cents(cents),
+        sales,
+    };
+    let cs = |city_id, s| CitySalesmanTotals {
+        city_id,
+        salesman: s,
+    };
+    let totals = Totals {
+        cities: vec![
+            city(7, 123_450, 3, Some("Campinas")),
+            city(3, 50_005, 2, Some("São Paulo")),
+            city(9, 50_005, 1, None),
+        ],
+        city_salesmen: vec![
+            cs(7, salesman(1, 100_000, 1, Some("Ana"))),
+            cs(7, salesman(2, 23_450, 2, Some("Bruno"))),
+            cs(3, salesman(2, 50_005, 2, Some("Bruno"))),
+            cs(9, salesman(4, 50_005, 1, None)),
+        ],
+        salesmen: vec![
+            salesman(1, 100_000, 1, Some("Ana")),
+            salesman(2, 73_455, 4, Some("Bruno")),
+            salesman(4, 50_005, 1, None),
+        ],
+        summary: Summary {
+            sales: 6,
+            revenue: Money::from_cents(223_460),
+            unresolved_sales: 1,
+            unresolved_revenue: Money::from_cents(50_005),
+            sales_without_city: 0,
+            sales_without_salesman: 0,
+            sales_without_month: 0,
+        },
+    };
+    Publication::new(snapshots(sale_snapshot), run, at(secs), rank_all(totals))
+}
+
+const ALL: Page = Page {
+    limit: 1000,
+    offset: 0,
+};
+
+pub async fn round_trip(store: &dyn PublicationWriter) {
+    store.ensure_schema().await.unwrap();
+    store.ping().await.unwrap();
+    assert!(store.latest_publication().await.unwrap().is_none());
+
+    let p = sample(10, "run-1", 0);
+    store.publish(&p).await.unwrap();
+    let rows = p.rows();
+
+    let latest = store.latest_publication().await.unwrap().unwrap();
+    assert_eq!(latest, rows.publication);
+    assert_eq!(
+        latest.publication_id,
+        "pg_sale:10,pg_salesman:20,pg_city:none"
+    );
+    assert_eq!(
+        LakeSnapshots::from_json(&latest.publication_id, &latest.lake_snapshots).unwrap(),
+        snapshots(10)
+    );
+
+    assert_eq!(
+        store
+            .city_ranking(&p.id, Period::AllTime, ALL)
+            .await
+            .unwrap(),
+        rows.cities
+    );
+    let order: Vec<_> = rows.cities.iter().map(|c| (c.rank, c.city_id)).collect();
+    assert_eq!(order, vec![(1, 7), (2, 3), (3, 9)]);
+    assert_eq!(
+        store
+            .salesman_ranking(&p.id, Period::AllTime, ALL)
+            .await
+            .unwrap(),
+        rows.salesmen
+    );
+
+    let page = Page {
+        limit: 1,
+        offset: 1,
+    };
+    assert_eq!(
+        store
+            .city_ranking(&p.id, Period::AllTime, page)
+            .await
+            .unwrap(),
+        rows.cities[1..2].to_vec()
+    );
+    assert_eq!(
+        store
+            .salesman_ranking(&p.id, Period::AllTime, page)
+            .await
+            .unwrap(),
+        rows.salesmen[1..2].to_vec()
+    );
+
+    let top = store
+        .top_city_salesmen(&p.id, Period::AllTime, &[7, 9], 1)
+        .await
+        .unwrap();
+    let top: Vec<_> = top
+        .iter()
+        .map(|r| (r.city_id, r.rank, r.salesman_id))
+        .collect();
+    assert_eq!(top, vec![(7, 1, 1), (9, 1, 4)]);
+    assert!(
+        store
+            .top_city_salesmen(&p.id, Period::AllTime, &[], 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let in7 = store
+        .city_salesman_ranking(&p.id, Period::AllTime, 7, ALL)
+        .await
+        .unwrap();
+    let expected: Vec<_> = rows
+        .city_salesmen
+        .iter()
+        .filter(|r| r.city_id == 7)
+        .cloned()
+        .collect();
+    assert_eq!(in7, expected);
+    assert_eq!(
+        store
+            .city(&p.id, Period::AllTime, 3)
+            .await
+            .unwrap()
+            .unwrap(),
+        rows.cities[1]
+    );
+    assert!(
+        store
+            .city(&p.id, Period::AllTime, 12345)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .city_ranking("no-such-publication", Period::AllTime, ALL)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn republishing_replaces_rows(store: &dyn PublicationWriter) {
+    store.ensure_schema().await.unwrap();
+    let first = sample(10, "run-1", 0);
+    let second = sample(10, "run-2", 60);
+    assert_eq!(first.id, second.id);
+    store.publish(&first).await.unwrap();
+    store.publish(&second).await.unwrap();
+    // Re-publishing the older run must not win either.
+    store.publish(&first).await.unwrap();
+
+    let latest = store.latest_publication().await.unwrap().unwrap();
+    assert_eq!(latest.run_id, "run-2");
+    let cities = store
+        .city_ranking(&first.id, Period::AllTime, ALL)
+        .await
+        .unwrap();
+    assert_eq!(cities, second.rows().cities);
+    let salesmen = store
+        .salesman_ranking(&first.id, Period::AllTime, ALL)
+        .await
+        .unwrap();
+    assert_eq!(salesmen, second.rows().salesmen);
+    let in7 = store
+        .city_salesman_ranking(&first.id, Period::AllTime, 7, ALL)
+        .await
+        .unwrap();
+    assert_eq!(in7.len(), 2);
+    assert!(in7.iter().all(|r| r.run_id == "run-2"));
+}
+
+pub async fn latest_is_the_highest_version(store: &dyn PublicationWriter) {
+    store.ensure_schema().await.unwrap();
+    let older = sample(10, "run-1", 0);
+    let newer = sample(11, "run-2", 60);
+    store.publish(&newer).await.unwrap();
+    store.publish(&older).await.unwrap();
+    let latest = store.latest_publication().await.unwrap().unwrap();
+    assert_eq!(latest.publication_id, newer.id);
+    // Both publications stay readable by id.
+    assert_eq!(
+        store
+            .city_ranking(&older.id, Period::AllTime, ALL)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        store
+            .city_ranking(&newer.id, Period::AllTime, ALL)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+pub async fn an_empty_publication_is_still_a_publication(store: &dyn PublicationWriter) {
+    store.ensure_schema().await.unwrap();
+    let empty = Publication::new(snapshots(1), "run-e", at(0), rank_all(Totals::default()));
+    store.publish(&empty).await.unwrap();
+    let latest = store.latest_publication().await.unwrap().unwrap();
+    assert_eq!(latest.publication_id, empty.id);
+    assert_eq!((latest.cities, latest.salesmen, latest.sales), (0, 0, 0));
+    assert!(
+        store
+            .city_ranking(&empty.id, Period::AllTime, ALL)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// ClickHouse settings from the environment (`TRIBUTARY_CLICKHOUSE__URL`, …; default
+/// 127.0.0.1:8123) with a database of this test's own.
+pub fn clickhouse_settings(test: &str) -> ClickHouseSettings {
+    #[derive(Default, serde::Serialize, serde::Deserialize)]
+    #[serde(default)]
+    struct Env {
+        clickhouse: ClickHouseSettings,
+    }
+    let env = std::env::vars().filter(|(k, _)| k.starts_with("TRIBUTARY_CLICKHOUSE__"));
+    let mut settings = tributary_common::load::<Env>(None, env)
+        .expect("TRIBUTARY_CLICKHOUSE__* settings")
+        .clickhouse;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    settings.database = format!("marts_test_{test}_{}_{nanos}", std::process::id());
+    settings
+}
+
+/// A store on a fresh database; panics with instructions when ClickHouse is not running.
+pub async fn clickhouse_store(test: &str) -> ClickHouseStore {
+    let settings = clickhouse_settings(test);
+    let store = ClickHouseStore::new(&settings).unwrap();
+    if let Err(e) = store.ping().await {
+        panic!(
+            "ClickHouse is not reachable at {} ({e}). These integration tests need the local \
+             stack: run `make test` (it starts ClickHouse), or point TRIBUTARY_CLICKHOUSE__URL \
+             at a running server.",
+            settings.url
+        );
+    }
+    store
+}
+
+/// Drops the test's database (only after the test passed, so a failure leaves it to inspect).
+pub async fn drop_database(store: &ClickHouseStore) {
+    store
+        .client()
+        .query(&format!("DROP DATABASE IF EXISTS {}", store.database()))
+        .execute()
+        .await
+        .unwrap();
+}
+
+pub fn month(text: &str) -> Month {
+    text.parse().unwrap()
+}
+
+/// `sample` plus two months: January (two salesmen tied, one city) and March (one of each).
+pub fn sample_with_months(sale_snapshot: i64, run: &str, secs: i64) -> Publication {
+    let totals = |salesmen: Vec<SalesmanTotals>, city_id: i64| {
+        let revenue = salesmen.iter().map(|s| s.revenue.cents()).sum::<i64>();
+        let sales = salesmen.iter().map(|s| s.sales).sum::<u64>();
+        Totals {
+            cities: vec![CityTotals {
+                city_id,
+                info: None,
+                revenue: Money::from_cents(revenue),
+                sales,
+            }],
+            city_salesmen: salesmen
+                .iter()
+                .map(|s| CitySalesmanTotals {
+                    city_id,
+                    salesman: s.clone(),
+                })
+                .collect(),
+            summary: Summary {
+                sales,
+                revenue: Money::from_cents(revenue),
+                ..Summary::default()
+            },
+            salesmen,
+        }
+    };
+    let months = BTreeMap::from([
+        (
+            month("2026-01"),
+            rank_all(totals(
+                vec![
+                    salesman(2, 300, 1, Some("Bruno")),
+                    salesman(1, 300, 1, Some("Ana")),
+                ],
+                7,
+            )),
+        ),
+        (
+            month("2026-03"),
+            rank_all(totals(vec![salesman(4, 50_005, 1, None)], 9)),
+        ),
+    ]);
+    sample(sale_snapshot, run, secs).with_months(months)
+}
+
+pub async fn periods_are_read_apart(store: &dyn PublicationWriter) {
+    store.ensure_schema().await.unwrap();
+    let p = sample_with_months(10, "run-1", 0);
+    store.publish(&p).await.unwrap();
+    let rows = p.rows();
+    let jan = Period::Month(month("2026-01"));
+    let mar = Period::Month(month("2026-03"));
+
+    // All time is unchanged by the months next to it.
+    let all = store
+        .city_ranking(&p.id, Period::AllTime, ALL)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().all(|r| r.period == "all"));
+    let salesmen = store
+        .salesman_ranking(&p.id, Period::AllTime, ALL)
+        .await
+        .unwrap();
+    assert_eq!(salesmen.len(), 3);
+
+    // January: the tie goes to the lower id.
+    let jan_salesmen = store.salesman_ranking(&p.id, jan, ALL).await.unwrap();
+    let order: Vec<_> = jan_salesmen
+        .iter()
+        .map(|r| (r.period.as_str(), r.rank, r.salesman_id, r.revenue))
+        .collect();
+    assert_eq!(order, vec![("2026-01", 1, 1, 300), ("2026-01", 2, 2, 300)]);
+    let expected: Vec<_> = rows
+        .salesmen
+        .iter()
+        .filter(|r| r.period == "2026-01")
+        .cloned()
+        .collect();
+    assert_eq!(jan_salesmen, expected);
+    let in7 = store
+        .city_salesman_ranking(&p.id, jan, 7, ALL)
+        .await
+        .unwrap();
+    assert_eq!(in7.len(), 2);
+    assert_eq!(
+        store
+            .top_city_salesmen(&p.id, jan, &[7, 9], 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store.city(&p.id, jan, 9).await.unwrap().is_none());
+    assert_eq!(store.city(&p.id, mar, 9).await.unwrap().unwrap().rank, 1);
+    assert_eq!(store.city_ranking(&p.id, mar, ALL).await.unwrap().len(), 1);
+
+    // The periods: all first, then the months in order; a month without sales has none.
+    let periods = store.periods(&p.id).await.unwrap();
+    assert_eq!(periods, rows.periods);
+    let keys: Vec<_> = periods.iter().map(|r| r.period.as_str()).collect();
+    assert_eq!(keys, vec!["all", "2026-01", "2026-03"]);
+    let jan_row = store.period(&p.id, jan).await.unwrap().unwrap();
+    assert_eq!(
+        (jan_row.sales, jan_row.revenue, jan_row.salesmen),
+        (2, 600, 2)
+    );
+    let empty = Period::Month(month("2025-12"));
+    assert!(store.period(&p.id, empty).await.unwrap().is_none());
+    assert!(
+        store
+            .salesman_ranking(&p.id, empty, ALL)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .city_ranking(&p.id, empty, ALL)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub fn run_row(run_id: &str, secs: i64, status: RunStatus) -> MartRunRow {
+    MartRunRow {
+        run_id: run_id.to_string(),
+        started_at: at(secs),
+        finished_at: at(secs + 2),
+        status: status.as_str().to_string(),
+        error: match status {
+            RunStatus::Failed => "lake table raw.pg_sale does not exist".into(),
+            _ => String::new(),
+        },
+        publication_id: "pg_sale:10,pg_salesman:20,pg_city:none".into(),
+        lake_snapshots: snapshots(10).to_json(),
+        rows_in: 6,
+        rows_out: 10,
+    }
+}
+
+pub async fn runs_are_recorded_newest_first(store: &dyn PublicationWriter) {
+    store.ensure_schema().await.unwrap();
+    assert!(store.runs(10).await.unwrap().is_empty());
+    let runs = [
+        run_row("run-1", 0, RunStatus::Published),
+        run_row("run-3", 120, RunStatus::Failed),
+        run_row("run-2", 60, RunStatus::Unchanged),
+    ];
+    for r in &runs {
+        store.record_run(r).await.unwrap();
+    }
+    let latest = store.runs(2).await.unwrap();
+    assert_eq!(latest, vec![runs[1].clone(), runs[2].clone()]);
+    assert_eq!(store.runs(10).await.unwrap().len(), 3);
+}

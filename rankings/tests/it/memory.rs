@@ -1,0 +1,44 @@
+//! The store contract on `MemoryStore` (no services needed).
+
+use crate::contract;
+
+use tributary_rankings::MemoryStore;
+
+#[tokio::test]
+async fn memory_round_trip() {
+    contract::round_trip(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn memory_republishing_replaces_rows() {
+    contract::republishing_replaces_rows(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn memory_latest_is_the_highest_version() {
+    contract::latest_is_the_highest_version(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn memory_empty_publication() {
+    contract::an_empty_publication_is_still_a_publication(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn memory_unavailable_fails_retryably() {
+    use tributary_rankings::RankingQueries;
+    let store = MemoryStore::new();
+    store.set_unavailable(true);
+    let err = store.ping().await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+}
+
+#[tokio::test]
+async fn memory_periods_are_read_apart() {
+    contract::periods_are_read_apart(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn memory_runs_are_recorded() {
+    contract::runs_are_recorded_newest_first(&MemoryStore::new()).await;
+}
