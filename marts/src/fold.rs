@@ -23,8 +23,10 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
+use tributary_rankings::RankingsError;
 use tributary_rankings::money::Money;
 use tributary_rankings::period::{Month, Period};
+use crate::error::MartsError;
 use tributary_rankings::ranking::{
     CityInfo, CitySalesmanTotals, CityTotals, PeriodTotals, SalesmanInfo, SalesmanTotals, Summary,
     Totals,
@@ -322,8 +324,10 @@ impl CellKey {
 /// Revenue and count of one cell.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CellTotals {
-    /// Sum of amounts, in cents.
-    pub cents: i64,
+    /// Sum of amounts, in cents: i128, so no number of `Decimal(18,2)` amounts can overflow it
+    /// (ten of the largest already would an i64); a total that does not fit `Decimal(18,2)` is
+    /// refused when the totals are built ([`Cells::totals`]).
+    pub cents: i128,
     /// Number of sales.
     pub sales: i64,
 }
@@ -377,7 +381,7 @@ impl Cells {
                 salesman: record.salesman,
             };
             let cell = self.0.entry(key).or_default();
-            cell.cents += sign * record.amount_cents;
+            cell.cents += i128::from(sign) * i128::from(record.amount_cents);
             cell.sales += sign;
             if cell.sales == 0 {
                 debug_assert_eq!(cell.cents, 0, "an empty cell has no revenue");
@@ -442,15 +446,18 @@ impl Cells {
 
     /// Every total the rankings need, with the current names from `master`: the same numbers
     /// `current_state::compute_totals` gets from the whole history.
-    pub fn totals(&self, master: &MasterData) -> PeriodTotals {
+    ///
+    /// A total that does not fit `Decimal(18,2)` (the rankings' money) is
+    /// [`MartsError::Rankings`] with [`RankingsError::Revenue`] naming it: never a wrapped sum.
+    pub fn totals(&self, master: &MasterData) -> Result<PeriodTotals, MartsError> {
         #[derive(Default)]
         struct Acc {
             cities: BTreeMap<i64, CellTotals>,
             city_salesmen: BTreeMap<(i64, i64), CellTotals>,
             salesmen: BTreeMap<i64, CellTotals>,
             summary: Summary,
-            unresolved_cents: i64,
-            cents: i64,
+            unresolved_cents: i128,
+            cents: i128,
         }
         fn bump(t: &mut CellTotals, by: &CellTotals) {
             t.cents += by.cents;
@@ -506,16 +513,27 @@ impl Cells {
                 code: s.code.clone().unwrap_or_default(),
             })
         };
-        let salesman_totals = |id: i64, t: &CellTotals| SalesmanTotals {
-            salesman_id: id,
-            info: salesman_info(id),
-            revenue: Money::from_cents(t.cents),
-            sales: u64::try_from(t.sales).unwrap_or(0),
+        let money = |cents: i128, scope: &dyn Fn() -> String| {
+            Money::try_from_cents(cents).map_err(|source| {
+                MartsError::Rankings(RankingsError::Revenue {
+                    scope: scope(),
+                    source,
+                })
+            })
+        };
+        let salesman_totals = |id: i64, t: &CellTotals, period: Period| {
+            Ok::<_, MartsError>(SalesmanTotals {
+                salesman_id: id,
+                info: salesman_info(id),
+                revenue: money(t.cents, &|| format!("salesman {id} in {period}"))?,
+                sales: u64::try_from(t.sales).unwrap_or(0),
+            })
         };
         let mut out = PeriodTotals::default();
         for (period, mut acc) in periods {
-            acc.summary.revenue = Money::from_cents(acc.cents);
-            acc.summary.unresolved_revenue = Money::from_cents(acc.unresolved_cents);
+            acc.summary.revenue = money(acc.cents, &|| format!("all sales in {period}"))?;
+            acc.summary.unresolved_revenue =
+                money(acc.unresolved_cents, &|| format!("unresolved sales in {period}"))?;
             if period == Period::AllTime {
                 acc.summary.sales_without_month = acc.summary.sales.saturating_sub(dated);
             }
@@ -523,26 +541,30 @@ impl Cells {
                 cities: acc
                     .cities
                     .iter()
-                    .map(|(&id, t)| CityTotals {
-                        city_id: id,
-                        info: city_info(id),
-                        revenue: Money::from_cents(t.cents),
-                        sales: u64::try_from(t.sales).unwrap_or(0),
+                    .map(|(&id, t)| {
+                        Ok(CityTotals {
+                            city_id: id,
+                            info: city_info(id),
+                            revenue: money(t.cents, &|| format!("city {id} in {period}"))?,
+                            sales: u64::try_from(t.sales).unwrap_or(0),
+                        })
                     })
-                    .collect(),
+                    .collect::<Result<_, MartsError>>()?,
                 city_salesmen: acc
                     .city_salesmen
                     .iter()
-                    .map(|(&(city, salesman), t)| CitySalesmanTotals {
-                        city_id: city,
-                        salesman: salesman_totals(salesman, t),
+                    .map(|(&(city, salesman), t)| {
+                        Ok(CitySalesmanTotals {
+                            city_id: city,
+                            salesman: salesman_totals(salesman, t, period)?,
+                        })
                     })
-                    .collect(),
+                    .collect::<Result<_, MartsError>>()?,
                 salesmen: acc
                     .salesmen
                     .iter()
-                    .map(|(&id, t)| salesman_totals(id, t))
-                    .collect(),
+                    .map(|(&id, t)| salesman_totals(id, t, period))
+                    .collect::<Result<_, MartsError>>()?,
                 summary: acc.summary,
             };
             match period {
@@ -552,7 +574,7 @@ impl Cells {
                 }
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -600,6 +622,33 @@ mod tests {
         );
     }
 
+    /// Ten of the largest `Decimal(18,2)` amounts for one salesman: the sum is kept exactly
+    /// (no i64 wrap, no debug-build panic), and a total that cannot be published as
+    /// `Decimal(18,2)` is a named, permanent error; taking sales away brings it back in range.
+    #[test]
+    fn totals_beyond_decimal_18_2_are_refused_not_wrapped() {
+        use tributary_rankings::money::MAX_CENTS;
+        let keys = NaturalKeys::default();
+        let mut cells = Cells::default();
+        let mut kept = Vec::new();
+        for i in 0..10 {
+            let sale = event("erp", &i.to_string(), 1, ids(1, 7), MAX_CENTS);
+            kept.push(cells.fold_event(None, sale, &keys).unwrap());
+        }
+        let cell = cells.0.values().next().unwrap();
+        assert_eq!(cell.cents, 10 * i128::from(MAX_CENTS));
+        let err = cells.totals(&MasterData::default()).unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("does not fit Decimal(18,2)"), "{err}");
+        for (i, k) in kept.iter().enumerate().skip(1) {
+            let mut gone = event("erp", &i.to_string(), 2, ids(1, 7), 0);
+            gone.deleted = true;
+            cells.fold_event(Some(k), gone, &keys).unwrap();
+        }
+        let totals = cells.totals(&MasterData::default()).unwrap();
+        assert_eq!(totals.all.salesmen[0].revenue.cents(), MAX_CENTS);
+    }
+
     #[test]
     fn a_newer_version_moves_revenue_and_an_older_one_changes_nothing() {
         let keys = NaturalKeys::default();
@@ -615,7 +664,7 @@ mod tests {
                 .fold_event(Some(&v2), event("pg", "1", 15, ids(1, 7), 900), &keys)
                 .is_none()
         );
-        let totals = cells.totals(&MasterData::default());
+        let totals = cells.totals(&MasterData::default()).unwrap();
         let salesmen: Vec<_> = totals
             .all
             .salesmen
@@ -646,7 +695,7 @@ mod tests {
             .fold_event(None, event("files", "acme/1", 1, refs, 100), &before)
             .unwrap();
         assert_eq!(kept.salesman, Resolved::Pending);
-        assert_eq!(cells.totals(&master).all.summary.unresolved_sales, 1);
+        assert_eq!(cells.totals(&master).unwrap().all.summary.unresolved_sales, 1);
 
         master.apply(
             [MasterEvent {
@@ -678,7 +727,7 @@ mod tests {
         let moved = cells.reresolve(&kept, &after).unwrap();
         assert_eq!(moved.salesman, Resolved::Id(9));
         assert!(cells.reresolve(&moved, &after).is_none());
-        let totals = cells.totals(&master);
+        let totals = cells.totals(&master).unwrap();
         assert_eq!(totals.all.summary.unresolved_sales, 0);
         assert_eq!(totals.all.salesmen[0].info.as_ref().unwrap().name, "Ana");
     }

@@ -381,7 +381,7 @@ impl MartsJob {
             .await?;
         timings.commit = lap();
 
-        let totals = checkpoint.cells.totals(&checkpoint.master);
+        let totals = checkpoint.cells.totals(&checkpoint.master)?;
         let rankings = ranking::rank_periods(totals);
         let publication = Publication::of_periods(snapshots, run_id, computed_at, rankings)
             .with_sources(checkpoint.watermarks.clone());
@@ -584,11 +584,10 @@ impl MartsJob {
     /// The rankings as the kept state has them (what the latest incremental run published),
     /// without reading the lake. `None` before the first run.
     pub async fn kept_rankings(&self) -> Result<Option<PeriodRankings>, MartsError> {
-        Ok(self
-            .state
-            .checkpoint()
-            .await?
-            .map(|c| ranking::rank_periods(c.cells.totals(&c.master))))
+        match self.state.checkpoint().await? {
+            Some(c) => Ok(Some(ranking::rank_periods(c.cells.totals(&c.master)?))),
+            None => Ok(None),
+        }
     }
 
     /// Runs now, then every `interval` (measured start to start; a run longer than the

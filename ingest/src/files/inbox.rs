@@ -130,12 +130,17 @@ impl Inbox {
         format!("{}/{path}", self.url)
     }
 
+    /// The store path of `path` (relative to the inbox root), taken as it is: `path` comes from a
+    /// listing or is built from one, so it must not be percent-encoded again (`Path::from`
+    /// would turn `março.csv` into `mar%C3%A7o.csv`, an object that does not exist). Only a
+    /// path `Path::parse` refuses (an empty or `..` segment) is encoded.
     fn full(&self, path: &str) -> Path {
-        if self.prefix.as_ref().is_empty() {
-            Path::from(path)
+        let full = if self.prefix.as_ref().is_empty() {
+            path.to_string()
         } else {
-            Path::from(format!("{}/{path}", self.prefix))
-        }
+            format!("{}/{path}", self.prefix)
+        };
+        Path::parse(&full).unwrap_or_else(|_| Path::from(full))
     }
 
     fn relative(&self, location: &Path) -> String {
@@ -268,5 +273,44 @@ impl Inbox {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(self.error(format!("head {path}"))(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local_inbox(test: &str) -> (Inbox, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "tributary-inbox-{test}-{}-{}",
+            std::process::id(),
+            Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ));
+        let inbox = Inbox::open(dir.to_str().unwrap(), &S3Settings::default()).unwrap();
+        (inbox, dir)
+    }
+
+    /// A partner's file named with accents, spaces and URL-special characters is listed and read
+    /// under the name it has (it was once looked up percent-encoded, never found, and retried
+    /// on every poll).
+    #[tokio::test]
+    async fn local_names_with_accents_and_spaces_are_read() {
+        let (inbox, dir) = local_inbox("names");
+        std::fs::create_dir_all(dir.join("acme")).unwrap();
+        for name in ["vendas março.csv", "ação 100%.csv", "a#b[1].csv"] {
+            std::fs::write(dir.join("acme").join(name), format!("id\n{name}\n")).unwrap();
+        }
+        let listed = inbox.list(chrono::Duration::zero()).await.unwrap();
+        let mut paths: Vec<&str> = listed.iter().map(|l| l.path.as_str()).collect();
+        paths.sort();
+        assert_eq!(paths, ["acme/a#b[1].csv", "acme/ação 100%.csv", "acme/vendas março.csv"]);
+        for path in paths {
+            let name = path.trim_start_matches("acme/");
+            assert_eq!(inbox.get_text(path).await.unwrap(), format!("id\n{name}\n"));
+            let quarantined = inbox.quarantine(path, "test").await.unwrap();
+            assert!(inbox.exists(&quarantined).await.unwrap(), "{quarantined}");
+            assert!(!inbox.exists(path).await.unwrap());
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

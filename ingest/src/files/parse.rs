@@ -426,14 +426,17 @@ fn read_json_array<R: BufRead>(
                     )));
                 }
                 let raw = || element.get().to_string();
-                let parsed: Value =
-                    serde_json::from_str(element.get()).expect("RawValue is valid JSON");
+                // Valid JSON, but it may still nest deeper than serde_json builds a `Value` (128
+                // levels): that element is refused with the reason, never a panic that stops the
+                // ingestor on every restart.
+                let parsed = serde_json::from_str::<Value>(element.get());
                 let fields: Result<&dyn Fields, String> = match &parsed {
-                    Value::Object(_) => Ok(&parsed),
-                    other => Err(format!(
+                    Ok(value @ Value::Object(_)) => Ok(value),
+                    Ok(other) => Err(format!(
                         "element is {}, not a JSON object",
                         json_type(other)
                     )),
+                    Err(e) => Err(format!("element cannot be read as a sale: {e}")),
                 };
                 let go_on = (self.visit)(RecordRef {
                     ordinal: self.count,
@@ -507,6 +510,25 @@ mod tests {
 
     fn ids(rows: &[(u64, Option<u64>, String)]) -> Vec<&str> {
         rows.iter().map(|r| r.2.as_str()).collect()
+    }
+
+    /// Valid JSON nested deeper than serde_json builds a value (128 levels) is one bad record,
+    /// with its reason; the records around it are read (it once panicked the ingestor, which met
+    /// the same file again at every restart).
+    #[test]
+    fn deeply_nested_json_is_a_bad_record_not_a_panic() {
+        for depth in [300, 200_000] {
+            let nested = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+            let array = format!("[{{\"id\":\"a\"}},{{\"id\":\"b\",\"x\":{nested}}},{{\"id\":\"c\"}}]");
+            let rows = read(Format::Json, &CsvOptions::default(), array.as_bytes()).unwrap();
+            assert_eq!(rows.len(), 3, "depth {depth}");
+            assert_eq!((rows[0].2.as_str(), rows[2].2.as_str()), ("a", "c"));
+            assert!(rows[1].2.starts_with("BAD: element cannot be read as a sale: recursion limit exceeded"), "{}", &rows[1].2[..80]);
+            let lines = format!("{{\"id\":\"a\"}}\n{{\"id\":\"b\",\"x\":{nested}}}\n{{\"id\":\"c\"}}\n");
+            let rows = read(Format::Ndjson, &CsvOptions::default(), lines.as_bytes()).unwrap();
+            assert_eq!(rows.len(), 3, "depth {depth}");
+            assert!(rows[1].2.starts_with("BAD: line is not valid JSON: recursion limit exceeded"), "{}", &rows[1].2[..80]);
+        }
     }
 
     #[test]
