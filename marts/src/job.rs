@@ -598,32 +598,77 @@ impl MartsJob {
     /// interrupted run leaves nothing a reader can see, and the next run repeats it.
     pub async fn run_scheduled(&self, interval: Duration, shutdown: CancellationToken) {
         let process = self.lineage.process();
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failures = Failures::default();
+        let mut next_start = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
+                _ = tokio::time::sleep_until(next_start) => {}
             }
+            let started = tokio::time::Instant::now();
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     tracing::info!("shutdown during a run; the next start repeats it");
                     break;
                 }
                 result = self.run_under(RunMode::Incremental, Some(&process)) => {
+                    let delay = failures.after(result.as_ref().err(), interval);
                     if let Err(error) = result {
                         tracing::error!(
                             %error,
                             retryable = error.is_retryable(),
-                            "marts run failed; retrying at the next tick"
+                            failures_in_a_row = failures.in_a_row,
+                            next_run_in_ms = delay.as_millis() as u64,
+                            "marts run failed"
                         );
                     }
+                    if let Some(metrics) = &self.metrics {
+                        metrics.consecutive_failures(failures.in_a_row);
+                    }
+                    next_start = started + delay;
                 }
             }
         }
         process.complete(vec![], vec![]);
         self.lineage.lineage().flush().await;
         tracing::info!("marts scheduler stopped");
+    }
+}
+
+/// The longest a failing schedule waits between runs.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Failed scheduled runs in a row, and when to run next. A retryable failure (ClickHouse or the
+/// lake briefly away) is tried again at the next tick; a permanent one (a total out of range, a
+/// diverged state) doubles the wait each time up to [`MAX_BACKOFF`], so a run that cannot
+/// succeed neither hammers its dependencies every tick nor goes quiet: it stays visible in the
+/// logs, `mart_runs` and `tributary_marts_consecutive_failed_runs` until someone acts. Pure.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Failures {
+    in_a_row: u32,
+    permanent_in_a_row: u32,
+}
+
+impl Failures {
+    /// Records a run's outcome; returns the delay until the next start.
+    fn after(&mut self, error: Option<&MartsError>, interval: Duration) -> Duration {
+        match error {
+            None => {
+                *self = Failures::default();
+                interval
+            }
+            Some(e) if e.is_retryable() => {
+                self.in_a_row += 1;
+                self.permanent_in_a_row = 0;
+                interval
+            }
+            Some(_) => {
+                self.in_a_row += 1;
+                self.permanent_in_a_row += 1;
+                let factor = 2u32.saturating_pow(self.permanent_in_a_row.min(16));
+                interval.saturating_mul(factor).min(MAX_BACKOFF.max(interval))
+            }
+        }
     }
 }
 
@@ -636,6 +681,25 @@ mod tests {
     use crate::test_support::{city, land, memory_lake, sale, salesman};
     use tributary_rankings::period::Period;
     use tributary_rankings::store::{MemoryStore, Page, RankingQueries};
+
+    #[test]
+    fn permanent_failures_back_off_and_a_good_run_resets() {
+        let tick = Duration::from_secs(1);
+        let permanent = MartsError::CorruptState("bad".into());
+        let transient = MartsError::StateConflict {
+            expected: 1,
+            found: 2,
+        };
+        let mut f = Failures::default();
+        assert_eq!(f.after(Some(&transient), tick), tick);
+        let delays: Vec<u64> = (0..10)
+            .map(|_| f.after(Some(&permanent), tick).as_secs())
+            .collect();
+        assert_eq!(delays, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(f.in_a_row, 11);
+        assert_eq!(f.after(None, tick), tick);
+        assert_eq!(f, Failures::default());
+    }
 
     struct FixedClock(DateTime<Utc>);
 

@@ -29,6 +29,7 @@ pub struct MartsMetrics {
     duration: HistogramVec,
     events: IntCounter,
     rows: IntGauge,
+    failing: IntGauge,
     newest: GaugeVec,
     freshness: GaugeVec,
     newest_at: Arc<Mutex<BTreeMap<String, DateTime<Utc>>>>,
@@ -71,6 +72,11 @@ impl MartsMetrics {
             "tributary_marts_ranking_rows",
             "Ranking rows of the latest publication",
         )?;
+        let failing = IntGauge::new(
+            "tributary_marts_consecutive_failed_runs",
+            "Scheduled runs failed in a row since the last good one (0 when healthy); a permanent \
+             error backs the schedule off instead of failing every tick",
+        )?;
         let newest = GaugeVec::new(
             Opts::new(
                 "tributary_marts_newest_event_timestamp_seconds",
@@ -89,6 +95,7 @@ impl MartsMetrics {
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(rows.clone()))?;
+        registry.register(Box::new(failing.clone()))?;
         registry.register(Box::new(newest.clone()))?;
         registry.register(Box::new(freshness.clone()))?;
         for status in [
@@ -105,10 +112,16 @@ impl MartsMetrics {
             duration,
             events,
             rows,
+            failing,
             newest,
             freshness,
             newest_at: Arc::default(),
         })
+    }
+
+    /// How many scheduled runs failed in a row (0 after a good one).
+    pub fn consecutive_failures(&self, n: u32) {
+        self.failing.set(i64::from(n));
     }
 
     /// Counts a run.
