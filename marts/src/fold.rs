@@ -23,10 +23,10 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::error::MartsError;
 use tributary_rankings::RankingsError;
 use tributary_rankings::money::Money;
 use tributary_rankings::period::{Month, Period};
-use crate::error::MartsError;
 use tributary_rankings::ranking::{
     CityInfo, CitySalesmanTotals, CityTotals, PeriodTotals, SalesmanInfo, SalesmanTotals, Summary,
     Totals,
@@ -532,8 +532,9 @@ impl Cells {
         let mut out = PeriodTotals::default();
         for (period, mut acc) in periods {
             acc.summary.revenue = money(acc.cents, &|| format!("all sales in {period}"))?;
-            acc.summary.unresolved_revenue =
-                money(acc.unresolved_cents, &|| format!("unresolved sales in {period}"))?;
+            acc.summary.unresolved_revenue = money(acc.unresolved_cents, &|| {
+                format!("unresolved sales in {period}")
+            })?;
             if period == Period::AllTime {
                 acc.summary.sales_without_month = acc.summary.sales.saturating_sub(dated);
             }
@@ -639,7 +640,10 @@ mod tests {
         assert_eq!(cell.cents, 10 * i128::from(MAX_CENTS));
         let err = cells.totals(&MasterData::default()).unwrap_err();
         assert!(!err.is_retryable());
-        assert!(err.to_string().contains("does not fit Decimal(18,2)"), "{err}");
+        assert!(
+            err.to_string().contains("does not fit Decimal(18,2)"),
+            "{err}"
+        );
         for (i, k) in kept.iter().enumerate().skip(1) {
             let mut gone = event("erp", &i.to_string(), 2, ids(1, 7), 0);
             gone.deleted = true;
@@ -695,7 +699,10 @@ mod tests {
             .fold_event(None, event("files", "acme/1", 1, refs, 100), &before)
             .unwrap();
         assert_eq!(kept.salesman, Resolved::Pending);
-        assert_eq!(cells.totals(&master).unwrap().all.summary.unresolved_sales, 1);
+        assert_eq!(
+            cells.totals(&master).unwrap().all.summary.unresolved_sales,
+            1
+        );
 
         master.apply(
             [MasterEvent {

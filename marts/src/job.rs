@@ -666,7 +666,9 @@ impl Failures {
                 self.in_a_row += 1;
                 self.permanent_in_a_row += 1;
                 let factor = 2u32.saturating_pow(self.permanent_in_a_row.min(16));
-                interval.saturating_mul(factor).min(MAX_BACKOFF.max(interval))
+                interval
+                    .saturating_mul(factor)
+                    .min(MAX_BACKOFF.max(interval))
             }
         }
     }

@@ -303,7 +303,14 @@ mod tests {
         let listed = inbox.list(chrono::Duration::zero()).await.unwrap();
         let mut paths: Vec<&str> = listed.iter().map(|l| l.path.as_str()).collect();
         paths.sort();
-        assert_eq!(paths, ["acme/a#b[1].csv", "acme/ação 100%.csv", "acme/vendas março.csv"]);
+        assert_eq!(
+            paths,
+            [
+                "acme/a#b[1].csv",
+                "acme/ação 100%.csv",
+                "acme/vendas março.csv"
+            ]
+        );
         for path in paths {
             let name = path.trim_start_matches("acme/");
             assert_eq!(inbox.get_text(path).await.unwrap(), format!("id\n{name}\n"));

@@ -519,15 +519,29 @@ mod tests {
     fn deeply_nested_json_is_a_bad_record_not_a_panic() {
         for depth in [300, 200_000] {
             let nested = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
-            let array = format!("[{{\"id\":\"a\"}},{{\"id\":\"b\",\"x\":{nested}}},{{\"id\":\"c\"}}]");
+            let array =
+                format!("[{{\"id\":\"a\"}},{{\"id\":\"b\",\"x\":{nested}}},{{\"id\":\"c\"}}]");
             let rows = read(Format::Json, &CsvOptions::default(), array.as_bytes()).unwrap();
             assert_eq!(rows.len(), 3, "depth {depth}");
             assert_eq!((rows[0].2.as_str(), rows[2].2.as_str()), ("a", "c"));
-            assert!(rows[1].2.starts_with("BAD: element cannot be read as a sale: recursion limit exceeded"), "{}", &rows[1].2[..80]);
-            let lines = format!("{{\"id\":\"a\"}}\n{{\"id\":\"b\",\"x\":{nested}}}\n{{\"id\":\"c\"}}\n");
+            assert!(
+                rows[1]
+                    .2
+                    .starts_with("BAD: element cannot be read as a sale: recursion limit exceeded"),
+                "{}",
+                &rows[1].2[..80]
+            );
+            let lines =
+                format!("{{\"id\":\"a\"}}\n{{\"id\":\"b\",\"x\":{nested}}}\n{{\"id\":\"c\"}}\n");
             let rows = read(Format::Ndjson, &CsvOptions::default(), lines.as_bytes()).unwrap();
             assert_eq!(rows.len(), 3, "depth {depth}");
-            assert!(rows[1].2.starts_with("BAD: line is not valid JSON: recursion limit exceeded"), "{}", &rows[1].2[..80]);
+            assert!(
+                rows[1]
+                    .2
+                    .starts_with("BAD: line is not valid JSON: recursion limit exceeded"),
+                "{}",
+                &rows[1].2[..80]
+            );
         }
     }
 

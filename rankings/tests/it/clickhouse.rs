@@ -149,3 +149,10 @@ async fn clickhouse_old_layout_is_replaced() {
     );
     contract::drop_database(&store).await;
 }
+
+#[tokio::test]
+async fn clickhouse_detail_reads() {
+    let store = contract::clickhouse_store("detail_reads").await;
+    contract::detail_reads_agree_with_the_rankings(&store).await;
+    contract::drop_database(&store).await;
+}

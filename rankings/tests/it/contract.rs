@@ -487,3 +487,89 @@ pub async fn runs_are_recorded_newest_first(store: &dyn PublicationWriter) {
     assert_eq!(latest, vec![runs[1].clone(), runs[2].clone()]);
     assert_eq!(store.runs(10).await.unwrap().len(), 3);
 }
+
+/// The filtered and detail reads the API serves (`RankingQueries`' defaults scan whole rankings;
+/// ClickHouse answers each with its own query): the same answers on every store.
+pub async fn detail_reads_agree_with_the_rankings(store: &dyn PublicationWriter) {
+    store.ensure_schema().await.unwrap();
+    let p = sample_with_months(10, "run-1", 0);
+    store.publish(&p).await.unwrap();
+    let id = p.rows().publication.publication_id.clone();
+    let all = Period::AllTime;
+    let page = |limit, offset| Page { limit, offset };
+
+    // A state's cities keep their national rank; the unresolved city (no state) never matches.
+    let (cities, total) = store
+        .cities_in_state(&id, all, "SP", page(10, 0))
+        .await
+        .unwrap();
+    assert_eq!(total, 2);
+    let ranked: Vec<_> = cities.iter().map(|c| (c.city_id, c.rank)).collect();
+    assert_eq!(ranked, [(7, 1), (3, 2)]);
+    let (second, total) = store
+        .cities_in_state(&id, all, "SP", page(1, 1))
+        .await
+        .unwrap();
+    assert_eq!((second.len(), second[0].city_id, total), (1, 3, 2));
+    assert_eq!(
+        store
+            .cities_in_state(&id, all, "RJ", page(10, 0))
+            .await
+            .unwrap()
+            .1,
+        0
+    );
+
+    // The nationwide ranking restricted to one city's salesmen keeps the nationwide rank.
+    let (in_campinas, total) = store
+        .salesmen_in_city(&id, all, 7, page(10, 0))
+        .await
+        .unwrap();
+    let ranked: Vec<_> = in_campinas
+        .iter()
+        .map(|s| (s.salesman_id, s.rank))
+        .collect();
+    assert_eq!((ranked, total), (vec![(1, 1), (2, 2)], 2));
+
+    // One salesman; his cities by his revenue there, then city id.
+    let bruno = store.salesman(&id, all, 2).await.unwrap().unwrap();
+    assert_eq!((bruno.rank, bruno.revenue, bruno.sales), (2, 73_455, 4));
+    assert!(store.salesman(&id, all, 99).await.unwrap().is_none());
+    let cities: Vec<_> = store
+        .salesman_cities(&id, all, 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| (c.city_id, c.revenue))
+        .collect();
+    assert_eq!(cities, [(3, 50_005), (7, 23_450)]);
+
+    // Cities by id (any order, absent ones left out).
+    let mut some: Vec<_> = store
+        .cities(&id, all, &[9, 7, 42])
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.city_id)
+        .collect();
+    some.sort();
+    assert_eq!(some, [7, 9]);
+
+    // Per month, oldest first: Bruno sold in January only; city 9 in March only.
+    let months: Vec<_> = store
+        .salesman_months(&id, 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| (s.period.clone(), s.rank))
+        .collect();
+    assert_eq!(months, [("2026-01".to_string(), 2)]);
+    let months: Vec<_> = store
+        .city_months(&id, 9)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.period.clone())
+        .collect();
+    assert_eq!(months, ["2026-03"]);
+}

@@ -42,3 +42,8 @@ async fn memory_periods_are_read_apart() {
 async fn memory_runs_are_recorded() {
     contract::runs_are_recorded_newest_first(&MemoryStore::new()).await;
 }
+
+#[tokio::test]
+async fn memory_detail_reads() {
+    contract::detail_reads_agree_with_the_rankings(&MemoryStore::new()).await;
+}
