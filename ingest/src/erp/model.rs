@@ -168,6 +168,13 @@ fn time_text(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// The largest amount an ERP sale may carry (1,000,000.00, the partner files' default maximum):
+/// above it the sale is refused as `bad_amount` and dead-lettered with the reason, not trusted.
+/// An absurd amount would otherwise dominate the rankings, and enough of them overflow any sum.
+pub fn max_amount() -> Decimal {
+    Decimal::new(100_000_000, 2)
+}
+
 impl ErpSale {
     fn write(&self, w: &mut XmlWriter) {
         w.start("sale", &[])
@@ -199,6 +206,15 @@ impl ErpSale {
                 kind: "bad_amount",
                 reason: format!(
                     "amount {amount_text:?} must be non-negative with at most two fraction digits"
+                ),
+            });
+        }
+        if amount > max_amount() {
+            return Err(PayloadError {
+                kind: "bad_amount",
+                reason: format!(
+                    "amount {amount_text:?} is above the maximum of {} (absurd amount)",
+                    max_amount()
                 ),
             });
         }
@@ -469,6 +485,36 @@ mod tests {
         );
         assert_eq!(decode_cursor(&page.next_cursor), Some(8));
         assert!(page.has_more);
+    }
+
+    /// An amount that fits Decimal(18,2) but is absurd for a sale (ten of them would overflow a
+    /// ranking's sum) is refused with its reason; the changes around it are read.
+    #[test]
+    fn an_absurd_amount_is_rejected() {
+        let sale = |seq: i64, amount: &str| {
+            format!(
+                "<change><sequence>{seq}</sequence><changedAt>2026-01-01T00:00:00Z</changedAt><sale><saleId>S{seq}</saleId><revision>1</revision><salesmanCode>S001</salesmanCode><city><name>X</name><state>SP</state></city><amount>{amount}</amount><currency>BRL</currency><soldAt>2026-01-01T00:00:00Z</soldAt></sale></change>"
+            )
+        };
+        let xml = format!(
+            r#"<GetSalesResponse xmlns="{TNS}">{}{}{}<nextCursor>{}</nextCursor><hasMore>false</hasMore></GetSalesResponse>"#,
+            sale(1, "1000000.00"),
+            sale(2, "9999999999999999.99"),
+            sale(3, "1000000.01"),
+            encode_cursor(3)
+        );
+        let root = parse(xml.as_bytes(), &XmlLimits::default()).unwrap();
+        let page = GetSalesPage::from_element(&root, &xml).unwrap();
+        assert!(page.changes[0].is_ok());
+        for change in &page.changes[1..] {
+            let rejected = change.as_ref().unwrap_err();
+            assert_eq!(rejected.kind, "bad_amount");
+            assert!(
+                rejected.reason.contains("above the maximum of 1000000.00"),
+                "{}",
+                rejected.reason
+            );
+        }
     }
 
     #[test]
