@@ -514,8 +514,8 @@ impl TestPipeline {
     }
 
     /// Removes this run's source (database, connector, slot, topics): call it when the test
-    /// has passed. A run dropped without it (a failed test) keeps the database and topics to
-    /// look at and says so; see [`SourceDb`].
+    /// has passed. A run dropped without it (a failed test) keeps the source database to look
+    /// at and says so; see [`SourceDb`].
     pub async fn finish(mut self) -> Result<()> {
         match self.source.take() {
             Some(source) => source.remove().await,

@@ -18,10 +18,11 @@
 //! - the topics it writes: `e2e_<suffix>.public.{city,salesman,sale}` and Debezium's heartbeat
 //!   topic `__debezium-heartbeat.e2e_<suffix>`.
 //!
-//! [`SourceDb::remove`] (called when the test has passed) deletes all of it. A run that fails
-//! (or never calls it) removes the connector and its replication slot when the `SourceDb` is
-//! dropped — a slot left behind holds the WAL of the whole cluster — and keeps the database and
-//! the topics to look at; it prints their names and how to remove them.
+//! [`SourceDb::remove`] (called when the test has passed) deletes all of it. When a run fails
+//! (or never calls it), dropping the `SourceDb` removes the connector, its replication slot (a
+//! slot left behind holds the WAL of the whole cluster) and its topics (the run's lake keeps
+//! what its lander read from them), and keeps the database to look at: it prints its name and
+//! how to remove it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -231,8 +232,10 @@ impl Drop for SourceDb {
             return;
         }
         // Not removed: the test failed (or did not call `remove`). The connector and its slot
-        // go (a slot nobody reads holds WAL for ever); the data stays to be looked at. A
-        // runtime of its own on another thread: this may run inside the test's runtime.
+        // go (a slot nobody reads holds WAL for ever), and so do the topics (no Kafka CLI here
+        // to remove them later; the run's lake keeps every record its lander read from them).
+        // The database stays to be looked at. A runtime of its own on another thread: this may
+        // run inside the test's runtime.
         let names = self.names.clone();
         let outcome = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
@@ -242,20 +245,20 @@ impl Drop for SourceDb {
                 .block_on(remove_all(&names, true))
         })
         .join();
-        let connector = match outcome {
+        let removed = match outcome {
             Ok(Ok(())) => format!(
-                "its connector {} and slot {} are removed",
-                self.names.connector, self.names.slot
+                "its connector {}, slot {} and topics {} are removed",
+                self.names.connector,
+                self.names.slot,
+                self.names.topics().join(", ")
             ),
-            Ok(Err(e)) => format!("removing its connector and slot failed: {e:#}"),
-            Err(_) => "removing its connector and slot panicked".to_string(),
+            Ok(Err(e)) => format!("removing the rest failed: {e:#}"),
+            Err(_) => "removing the rest panicked".to_string(),
         };
         eprintln!(
-            "e2e source kept for inspection: database {db} (psql \"{PG} dbname={db}\") and topics \
-             {topics}; {connector}. Remove them with `DROP DATABASE {db} WITH (FORCE)` and by \
-             deleting the topics.",
+            "e2e source database kept for inspection: {db} (psql \"{PG} dbname={db}\"); \
+             {removed}. Remove the database with `DROP DATABASE {db} WITH (FORCE)`.",
             db = self.names.database,
-            topics = self.names.topics().join(", "),
         );
     }
 }
@@ -334,9 +337,9 @@ async fn register_connector(names: &Names) -> Result<()> {
     }
 }
 
-/// Deletes the connector and its slot, then (unless `keep_data`) the database and the topics.
+/// Deletes the connector, its slot, the topics and (unless `keep_database`) the database.
 /// Every step is tried; the error lists the ones that failed.
-async fn remove_all(names: &Names, keep_data: bool) -> Result<()> {
+async fn remove_all(names: &Names, keep_database: bool) -> Result<()> {
     let mut failed = Vec::new();
     if let Err(e) = delete_connector(&names.connector).await {
         failed.push(format!("connector {}: {e:#}", names.connector));
@@ -347,7 +350,7 @@ async fn remove_all(names: &Names, keep_data: bool) -> Result<()> {
             if let Err(e) = drop_slot(&admin, &names.slot).await {
                 failed.push(format!("slot {}: {e:#}", names.slot));
             }
-            if !keep_data
+            if !keep_database
                 && let Err(e) = admin
                     .batch_execute(&format!(
                         "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -359,7 +362,7 @@ async fn remove_all(names: &Names, keep_data: bool) -> Result<()> {
             }
         }
     }
-    if !keep_data && let Err(e) = delete_topics(&names.topics()).await {
+    if let Err(e) = delete_topics(&names.topics()).await {
         failed.push(format!("topics: {e:#}"));
     }
     ensure!(
