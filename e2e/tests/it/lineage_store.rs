@@ -11,7 +11,7 @@
 //! source, `e2e_<suffix>.public.sale`: its connector sends no OpenLineage events; the demo
 //! connector's own are checked in lineage.rs), and the Iceberg tables → marts job → ClickHouse
 //! rankings with column lineage (`revenue` ← each source's `amount`). The lineage page, rendered
-//! by headless Chromium, draws the same nodes and edges (screenshot: docs/lineage-page.png). A
+//! by headless Chromium, draws the same nodes and edges (screenshot: .stack/e2e/lineage-page.png). A
 //! second test shows the store is Postgres: what one API process stored, a new one reads back; a
 //! bad event is refused with problem JSON and not stored.
 
@@ -306,7 +306,9 @@ async fn jobs_send_lineage_to_the_api_store_and_the_graph_reads_back() -> Result
     );
     let png = browser::screenshot_after_scripts(
         page.as_str(),
-        &repo_root().join("docs/lineage-page.png"),
+        // Into .stack (git-ignored): a test run leaves the work tree clean; copy it over
+        // docs/lineage-page.png to refresh the picture in the docs.
+        &repo_root().join(".stack/e2e/lineage-page.png"),
         10_000,
     )?;
     println!("lineage page screenshot: {}", png.display());

@@ -50,6 +50,9 @@ pub struct Inbox {
     url: String,
     /// Prefix inside the store (empty for a local folder, the key prefix for S3).
     prefix: Path,
+    /// The canonical root of a local inbox: nothing outside it is ever read (a symlink out of
+    /// it is moved into `_quarantine` with its reason, its target left untouched).
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Inbox {
@@ -90,6 +93,7 @@ impl Inbox {
                     }
                 ),
                 prefix: Path::from(prefix),
+                local_root: None,
             })
         } else {
             std::fs::create_dir_all(location).map_err(|e| {
@@ -116,6 +120,7 @@ impl Inbox {
                 store: Arc::new(store),
                 url: format!("file://{}", absolute.display()),
                 prefix: Path::default(),
+                local_root: Some(absolute),
             })
         }
     }
@@ -179,6 +184,7 @@ impl Inbox {
             .try_collect()
             .await
             .map_err(self.error("list"))?;
+        let objects = self.confined(objects).await?;
         let now = Utc::now();
         let mut listed: Vec<(DateTime<Utc>, Listed)> = objects
             .into_iter()
@@ -204,6 +210,66 @@ impl Inbox {
             .collect();
         listed.sort_by(|a, b| (a.0, &a.1.path).cmp(&(b.0, &b.1.path)));
         Ok(listed.into_iter().map(|(_, l)| l).collect())
+    }
+
+    /// Of a local inbox's listing, the objects inside its root. `object_store` follows symbolic
+    /// links, so a link out of the root would have the ingestor read (and dead-letter lines of)
+    /// any file the process can read: each such link — the link itself, never its target — is
+    /// moved to `_quarantine` next to a `.reason.txt`, and what lies behind it is not listed.
+    async fn confined(
+        &self,
+        objects: Vec<object_store::ObjectMeta>,
+    ) -> Result<Vec<object_store::ObjectMeta>, InboxError> {
+        let Some(root) = &self.local_root else {
+            return Ok(objects);
+        };
+        let mut kept = Vec::with_capacity(objects.len());
+        let mut quarantined = std::collections::BTreeSet::new();
+        for meta in objects {
+            let path = self.relative(&meta.location);
+            // Reserved prefixes are never taken (links already quarantined live there).
+            if path.starts_with('_') {
+                kept.push(meta);
+                continue;
+            }
+            match escaping_link(root, &path) {
+                None => kept.push(meta),
+                Some(link) => {
+                    if quarantined.insert(link.clone()) {
+                        self.quarantine_link(root, &link).await?;
+                    }
+                }
+            }
+        }
+        Ok(kept)
+    }
+
+    async fn quarantine_link(&self, root: &std::path::Path, link: &str) -> Result<(), InboxError> {
+        let target = format!("{QUARANTINE}/{link}");
+        let pointee = std::fs::read_link(root.join(link))
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "?".into());
+        let reason = format!(
+            "{link} is a symbolic link to {pointee}, outside the inbox: refused, the link moved here, its target left untouched"
+        );
+        tracing::warn!(
+            link,
+            pointee,
+            "inbox: symbolic link out of the inbox quarantined"
+        );
+        self.put_text(&format!("{target}.reason.txt"), format!("{reason}\n"))
+            .await?;
+        let io = |e: std::io::Error| {
+            self.error(format!("move the link {link} to {target}"))(object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            })
+        };
+        let to = root.join(&target);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::rename(root.join(link), to).map_err(io)
     }
 
     /// A blocking reader over the object's bytes, streamed (for use on a blocking thread).
@@ -276,6 +342,21 @@ impl Inbox {
     }
 }
 
+/// The first component of `relative` (under the canonical `root`) that is a symbolic link
+/// resolving outside `root`, as a relative path; `None` when the whole path stays inside.
+fn escaping_link(root: &std::path::Path, relative: &str) -> Option<String> {
+    let mut prefix = std::path::PathBuf::new();
+    for part in relative.split('/') {
+        prefix.push(part);
+        let here = root.join(&prefix);
+        let is_link = std::fs::symlink_metadata(&here).is_ok_and(|m| m.file_type().is_symlink());
+        if is_link && !std::fs::canonicalize(&here).is_ok_and(|c| c.starts_with(root)) {
+            return Some(prefix.to_string_lossy().into_owned());
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +400,53 @@ mod tests {
             assert!(!inbox.exists(path).await.unwrap());
         }
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A symbolic link out of a local inbox (to a file, or to a folder) is never read: the link
+    /// is quarantined with its reason, the target stays where it was, untouched; a link that
+    /// stays inside the inbox is an ordinary file.
+    #[tokio::test]
+    async fn links_out_of_a_local_inbox_are_quarantined_not_followed() {
+        let (inbox, dir) = local_inbox("links");
+        let secret_dir =
+            std::env::temp_dir().join(format!("tributary-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&secret_dir).unwrap();
+        std::fs::write(secret_dir.join("passwd.csv"), "root:x:0:0\n").unwrap();
+        std::fs::create_dir_all(dir.join("acme")).unwrap();
+        std::fs::write(dir.join("acme/ok.csv"), "id\n1\n").unwrap();
+        let canonical = std::fs::canonicalize(&dir).unwrap();
+        std::os::unix::fs::symlink(secret_dir.join("passwd.csv"), dir.join("acme/leak.csv"))
+            .unwrap();
+        std::os::unix::fs::symlink(&secret_dir, dir.join("acme/dir")).unwrap();
+        std::os::unix::fs::symlink(canonical.join("acme/ok.csv"), dir.join("acme/alias.csv"))
+            .unwrap();
+
+        let listed = inbox.list(chrono::Duration::zero()).await.unwrap();
+        let mut paths: Vec<&str> = listed.iter().map(|l| l.path.as_str()).collect();
+        paths.sort();
+        assert_eq!(paths, ["acme/alias.csv", "acme/ok.csv"]);
+        for link in ["acme/leak.csv", "acme/dir"] {
+            let moved = dir.join(QUARANTINE).join(link);
+            assert!(
+                std::fs::symlink_metadata(&moved)
+                    .unwrap()
+                    .file_type()
+                    .is_symlink(),
+                "{link}"
+            );
+            let reason = inbox
+                .get_text(&format!("{QUARANTINE}/{link}.reason.txt"))
+                .await
+                .unwrap();
+            assert!(reason.contains("outside the inbox"), "{reason}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(secret_dir.join("passwd.csv")).unwrap(),
+            "root:x:0:0\n"
+        );
+        // Listed again: nothing more to quarantine, the same two files.
+        assert_eq!(inbox.list(chrono::Duration::zero()).await.unwrap().len(), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(secret_dir).unwrap();
     }
 }
