@@ -22,7 +22,9 @@ s3_ensure_weed() {
   dir=$(go mod download -json "github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION" | jq -r .Dir)
   [[ -d $dir ]] || fail "$step" "$logfile" "module source not found after download"
   mkdir -p "$(dirname "$WEED_BIN")"
-  run_step "$step: compile" "$logfile" bash -c "cd '$dir' && go build -trimpath -o '$WEED_BIN.tmp' ./weed"
+  # Lowered priority: `make demo` and `make test` run the Rust build beside this one, and the Rust
+  # build is the longer of the two, so it gets the cores first.
+  run_step "$step: compile" "$logfile" nice -n 10 bash -c "cd '$dir' && go build -trimpath -o '$WEED_BIN.tmp' ./weed"
   mv "$WEED_BIN.tmp" "$WEED_BIN"
   rm -rf "$GOCACHE" # build cache (~2 GB); the module download stays for a rebuild
   log "$step: done in $((SECONDS - t0))s"
