@@ -114,12 +114,11 @@ mod tests {
     /// letters answer 503 in a container).
     #[test]
     fn compose_wiring() {
-        let compose =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../compose.yaml"))
-                .expect("read compose.yaml");
-        let problems =
-            tributary_common::compose::wiring_problems(&compose, "api", &ApiConfig::default());
-        assert!(problems.is_empty(), "{problems:#?}");
+        tributary_common::compose::assert_wired(
+            env!("CARGO_MANIFEST_DIR"),
+            "api",
+            &ApiConfig::default(),
+        );
     }
 
     #[test]

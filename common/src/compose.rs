@@ -109,6 +109,17 @@ pub fn wiring_problems<T: Serialize>(yaml: &str, service: &str, defaults: &T) ->
     problems
 }
 
+/// For a service's `compose_wiring` unit test: reads `compose.yaml` at the root of the
+/// workspace holding `manifest_dir` (pass `env!("CARGO_MANIFEST_DIR")`) and panics with every
+/// [`wiring_problems`] of `service`.
+pub fn assert_wired<T: Serialize>(manifest_dir: &str, service: &str, defaults: &T) {
+    let path = std::path::Path::new(manifest_dir).join("../compose.yaml");
+    let yaml = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let problems = wiring_problems(&yaml, service, defaults);
+    assert!(problems.is_empty(), "compose.yaml: {problems:#?}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

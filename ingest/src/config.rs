@@ -122,7 +122,7 @@ impl FilesConfig {
 
 #[cfg(test)]
 mod tests {
-    use tributary_common::compose::wiring_problems;
+    use tributary_common::compose::assert_wired;
 
     use super::*;
     use crate::erp::ErpSimConfig;
@@ -131,19 +131,12 @@ mod tests {
     /// compose host (each service is checked on the parts of the config it reads).
     #[test]
     fn compose_wiring() {
-        let compose =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../compose.yaml"))
-                .expect("read compose.yaml");
         let config = IngestConfig::default();
         let files = serde_json::json!({"kafka": config.kafka, "files": config.files});
         let erp = serde_json::json!({"kafka": config.kafka, "erp": config.erp});
-        let mut problems = wiring_problems(&compose, "ingest-files", &files);
-        problems.extend(wiring_problems(&compose, "ingest-erp", &erp));
-        problems.extend(wiring_problems(
-            &compose,
-            "erp-sim",
-            &ErpSimConfig::default(),
-        ));
-        assert!(problems.is_empty(), "{problems:#?}");
+        let manifest = env!("CARGO_MANIFEST_DIR");
+        assert_wired(manifest, "ingest-files", &files);
+        assert_wired(manifest, "ingest-erp", &erp);
+        assert_wired(manifest, "erp-sim", &ErpSimConfig::default());
     }
 }

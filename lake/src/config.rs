@@ -113,12 +113,11 @@ mod tests {
     /// compose.yaml sets every setting of the lander that defaults to loopback to a compose host.
     #[test]
     fn compose_wiring() {
-        let compose =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../compose.yaml"))
-                .expect("read compose.yaml");
-        let problems =
-            tributary_common::compose::wiring_problems(&compose, "lake", &LanderConfig::default());
-        assert!(problems.is_empty(), "{problems:#?}");
+        tributary_common::compose::assert_wired(
+            env!("CARGO_MANIFEST_DIR"),
+            "lake",
+            &LanderConfig::default(),
+        );
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

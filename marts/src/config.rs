@@ -99,12 +99,11 @@ mod tests {
     /// compose.yaml sets every setting of the marts that defaults to loopback to a compose host.
     #[test]
     fn compose_wiring() {
-        let compose =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../compose.yaml"))
-                .expect("read compose.yaml");
-        let problems =
-            tributary_common::compose::wiring_problems(&compose, "marts", &MartsConfig::default());
-        assert!(problems.is_empty(), "{problems:#?}");
+        tributary_common::compose::assert_wired(
+            env!("CARGO_MANIFEST_DIR"),
+            "marts",
+            &MartsConfig::default(),
+        );
     }
 
     #[test]
