@@ -8,13 +8,10 @@
 //!   → sink (Parquet + fast_append, full offset map in the snapshot summary, fenced)
 //! ```
 //!
-//! Pure modules ([`decode`], [`batch`], [`offsets`], [`schema`]) are unit-tested without
-//! services; I/O lives in [`catalog`], [`sink`] and [`source`]; [`lander`] wires them.
-//!
-//! `marts` uses this crate as a library: [`catalog::open`] opens the SQL catalog,
-//! [`catalog::table_ident`] / [`schema::RawTable`] name the tables, [`schema::col`] names their
-//! columns, [`catalog::snapshot_offsets`] reads a snapshot's offsets and
-//! [`catalog::read_table`] reads a table at a snapshot.
+//! Pure modules ([`decode`], [`batch`]) are unit-tested without services; I/O lives in
+//! [`catalog`] (creating the tables, the writer lock), [`sink`] and [`source`]; [`lander`] wires
+//! them. What the tables are (schemas, the offset map) and how to open and read them is
+//! `tributary-raw`'s: the marts and the API read the lake through it, never through this crate.
 #![deny(missing_docs)]
 
 pub mod batch;

@@ -6,7 +6,7 @@
 //!  job ─POST /api/v1/lineage─► parse_event (minimal structure) ─► EventLog (Postgres
 //!      `<schema>.lineage_events`, one row per event, in arrival order)
 //!  GET /api/v1/lineage, /column-lineage, /namespaces… ─► LineageStore: catches up on the rows
-//!      it has not folded yet ─► LineageIndex (tributary_lineage::graph, pure) ─► Marquez's JSON
+//!      it has not folded yet ─► LineageIndex (lineage::graph, pure) ─► Marquez's JSON
 //! ```
 //!
 //! Postgres is the source of truth; each API process keeps a [`LineageIndex`] folded from the

@@ -520,9 +520,10 @@ async fn monthly_rankings_read_back_through_the_api() {
     drop_database(&store).await;
 }
 
-/// The filters and details read by ClickHouse's own queries (`ClickHouseReads`, what
+/// The filters and details read by ClickHouse's own queries (`ClickHouseStore`'s `RankingQueries`, what
 /// `tributary_api::run` serves) answer exactly what the scanning reads answer over a
-/// `MemoryStore` holding the same publication (`ScanReads`, what the unit tests check).
+/// `MemoryStore` holding the same publication (the scanning defaults of `RankingQueries`, what
+/// the unit tests check).
 #[tokio::test]
 async fn details_and_filters_on_clickhouse_equal_those_on_memory() {
     let settings = settings("details");

@@ -1,4 +1,5 @@
-//! In-memory [`PublicationStore`] with ClickHouse's `ReplacingMergeTree … FINAL` semantics:
+//! In-memory [`PublicationWriter`](super::PublicationWriter) and
+//! [`RankingQueries`](super::RankingQueries) with ClickHouse's `ReplacingMergeTree … FINAL` semantics:
 //! rows are keyed by their table's sorting key and a row with a higher or equal version
 //! replaces the one with the same key.
 
@@ -31,7 +32,7 @@ struct Tables {
     runs: Vec<MartRunRow>,
 }
 
-/// A [`PublicationStore`] in memory, for tests. [`MemoryStore::set_unavailable`] makes every
+/// The store in memory, for tests. [`MemoryStore::set_unavailable`] makes every
 /// call fail as if the server were unreachable.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
