@@ -8,6 +8,10 @@ use tributary_common::health::{self, ReadinessChecks};
 
 use crate::config::FilesConfig;
 
+/// The `partner` label of files in a folder no configured partner owns: the label set stays
+/// bounded whatever folders appear in the inbox.
+pub const UNKNOWN_PARTNER: &str = "_unknown";
+
 /// Metrics of one file ingestor.
 #[derive(Clone)]
 pub struct FileMetrics {

@@ -639,7 +639,14 @@ impl FileIngestor {
             now()
         );
         self.inbox.quarantine(&listed.path, &reason_text).await?;
-        self.metrics.file(partner, "quarantined");
+        // Metric labels stay a bounded set: the configured partners, plus one for any folder no
+        // partner owns (a hostile or mistaken drop must not mint a time series per folder name).
+        let label = if self.partners.partners.contains_key(partner) {
+            partner
+        } else {
+            metrics::UNKNOWN_PARTNER
+        };
+        self.metrics.file(label, "quarantined");
         tracing::warn!(path = listed.path, kind, reason, "file quarantined");
         Ok(Ended::Quarantined)
     }

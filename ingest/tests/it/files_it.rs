@@ -18,7 +18,7 @@ use tributary_common::sale_event::{RejectedRecord, SaleEvent, SaleOp};
 use tributary_ingest::config::FilesConfig;
 use tributary_ingest::files::FileIngestor;
 use tributary_ingest::files::inbox::Inbox;
-use tributary_ingest::files::metrics::FileMetrics;
+use tributary_ingest::files::metrics::{FileMetrics, UNKNOWN_PARTNER};
 use tributary_ingest::files::partners::Partners;
 use tributary_ingest::publish::read_topic;
 
@@ -289,6 +289,10 @@ async fn formats_redrops_corrections_and_quarantine_on_the_real_store_and_kafka(
     assert_eq!(metrics.records_count("globex", "rejected"), 2);
     assert_eq!(metrics.files_count("globex", "quarantined"), 1);
     assert_eq!(metrics.files_count("acme", "duplicate"), 1);
+    // The folder nobody owns counts under one bounded label, not a series of its own.
+    assert_eq!(metrics.files_count(UNKNOWN_PARTNER, "quarantined"), 1);
+    let text = tributary_ingest::files::metrics::encode(&metrics.registry);
+    assert!(!text.contains("partner=\"nobody\""), "{text}");
 
     // A restarted ingestor knows all of it: nothing to do.
     drop(ingestor);
