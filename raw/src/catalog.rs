@@ -204,11 +204,7 @@ pub async fn load_table(
     catalog
         .load_table(&ident)
         .await
-        .map_err(|source| RawError::Iceberg {
-            action: "load_table",
-            table: ident.to_string(),
-            source: Box::new(source),
-        })
+        .map_err(|source| RawError::iceberg("load_table", ident.to_string(), source))
 }
 
 /// The offset map stored in the table's current snapshot (empty for a table never committed to).
@@ -246,11 +242,7 @@ pub async fn read_table(
     table: &Table,
     snapshot_id: Option<i64>,
 ) -> Result<Vec<RecordBatch>, RawError> {
-    let scan_error = |source| RawError::Iceberg {
-        action: "scan",
-        table: table.identifier().to_string(),
-        source: Box::new(source),
-    };
+    let scan_error = |source| RawError::iceberg("scan", table.identifier().to_string(), source);
     let snapshot_id = match snapshot_id.or_else(|| table.metadata().current_snapshot_id()) {
         Some(id) => id,
         None => return Ok(Vec::new()),
