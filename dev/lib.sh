@@ -36,6 +36,7 @@ CH_HTTP_PORT=$((8123 + _O))
 CH_TCP_PORT=$((19000 + _O))            # ClickHouse native protocol; 9000 belongs to the object store
 CH_INTERSERVER_PORT=$((19009 + _O))
 PROM_PORT=$((9090 + _O))
+TRINO_PORT=$((8089 + _O))           # Trino (on demand: dev/up trino)
 
 # ---- versions (pinned) ----------------------------------------------------------------------
 PG_MAJOR=15
@@ -44,6 +45,7 @@ KAFKA_VERSION=4.4.0
 DEBEZIUM_VERSION=3.6.1.Final
 SEAWEEDFS_MODULE=github.com/seaweedfs/seaweedfs/weed
 SEAWEEDFS_VERSION=v0.0.0-20261109003541-7506e5f91cd6
+TRINO_VERSION=476                      # needs Java >= 24 (dev/svc/trino.sh)
 
 # ---- credentials (local development only) ---------------------------------------------------
 PG_USER=tributary
@@ -55,11 +57,14 @@ S3_SECRET_KEY=tributary-secret
 S3_REGION=us-east-1
 S3_BUCKETS_FILE="$REPO_DIR/minio/buckets.txt"
 CH_DATABASE=marts
+LAKE_CATALOG_NAME=tributary              # the lander's lake.catalog_name (iceberg_tables.catalog_name)
 
 # ---- layout ---------------------------------------------------------------------------------
 # .stack/<svc>/{pid,<svc>.log,data/...}; the cache holds m2/ (Maven repo), kafka-<v>/ (jars),
 # connect-plugins/, go/ (GOPATH+GOCACHE), bin/ (built binaries).
-ALL_SERVICES=(postgres kafka s3 connect clickhouse prometheus)
+ALL_SERVICES=(postgres kafka s3 connect clickhouse prometheus trino)
+# What `dev/up` starts without names; Trino is on demand (`dev/up trino`, `dev/up --with-trino`).
+DEFAULT_SERVICES=(postgres kafka s3 connect clickhouse prometheus)
 
 svc_dir() { echo "$STACK_DIR/$1"; }
 svc_log() { echo "$STACK_DIR/$1/$1.log"; }
@@ -257,7 +262,7 @@ status_line() { # SVC STATE PID HEALTH ADDRESS LOG DATA
 status_detail() { printf '            %s\n' "$*"; }
 
 # ---- service selection ----------------------------------------------------------------------
-declare -A SERVICE_DEPS=([connect]="postgres kafka")
+declare -A SERVICE_DEPS=([connect]="postgres kafka" [trino]="postgres s3")
 
 # check_service_names NAME...: fail unless every NAME is a known service (call in the main shell).
 check_service_names() {
@@ -272,7 +277,7 @@ check_service_names() {
 resolve_services() {
   local -A want=()
   local s d
-  (($# == 0)) && set -- "${ALL_SERVICES[@]}"
+  (($# == 0)) && set -- "${DEFAULT_SERVICES[@]}"
   for s in "$@"; do
     [[ " ${ALL_SERVICES[*]} " == *" $s "* ]] ||
       fail "arguments" "" "unknown service '$s' (known: ${ALL_SERVICES[*]})"
