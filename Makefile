@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help up down status build build-services prereqs demo test lint lint-build unit e2e fmt oracle bench
+.PHONY: help up up-with-trino trino down status build build-services prereqs demo test lint lint-build unit e2e fmt oracle interop bench bench-trino
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -13,6 +13,12 @@ prereqs: ## install build prerequisites (Debian packages for rdkafka)
 
 up: prereqs ## start the local stack (Postgres, Kafka, Connect+Debezium, object store, ClickHouse)
 	dev/up
+
+trino: prereqs ## start Trino 476 on 127.0.0.1:8089 reading the lake (and Postgres and the object store it needs)
+	dev/up trino
+
+up-with-trino: prereqs ## the local stack and Trino (what `make test` needs)
+	dev/up --with-trino
 
 down: ## stop the local stack and Tributary's services
 	dev/app down || true
@@ -50,7 +56,7 @@ unit: prereqs ## unit tests only (no services needed)
 
 # The stack comes up while fmt, clippy and the build run.
 test: prereqs ## fmt, clippy, unit, integration and end-to-end tests (starts the stack)
-	$(MAKE) --no-print-directory -j2 up lint-build
+	$(MAKE) --no-print-directory -j2 up-with-trino lint-build
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads=1
 	$(MAKE) --no-print-directory oracle SEEDS=2 ROUNDS=3
 
@@ -74,6 +80,13 @@ HISTORIES ?= 100000,1000000,10000000
 bench-marts: up build ## incremental marts run vs full recompute on 100K/1M/10M events of history
 	"$${CARGO_TARGET_DIR:-target}/debug/tributary-bench" marts --histories $(HISTORIES)
 
+# The marts' full rebuild, DataFusion in process vs Trino (one node, `make trino`), release build, RUNS
+# runs per history: `make bench-trino HISTORIES=100000,1000000 RUNS=3`. Results in bench/results/rebuild.md.
+RUNS ?= 3
+bench-trino: up-with-trino ## marts full rebuild, DataFusion vs Trino, on HISTORIES events: median of RUNS, spread, peak memory (release)
+	$(CARGO) build --release -p tributary-bench
+	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" rebuild --histories $(HISTORIES) --runs $(RUNS)
+
 # wrk against the API (needs rankings published in ClickHouse `marts`: `dev/app up`): release builds of
 # the API and of the bench, whose own hello-world poem endpoint is the baseline. WRK_SECONDS per endpoint.
 WRK_SECONDS ?= 20
@@ -95,6 +108,11 @@ LOAD_SECONDS ?= 30
 SEED ?= 1
 bench-load: up build ## seeded sales workload (80/15/5 ins/upd/del, skewed) at LOAD_RATE changes/s into all three sources
 	"$${CARGO_TARGET_DIR:-target}/debug/tributary-bench" load --rate $(LOAD_RATE) --seconds $(LOAD_SECONDS) --seed $(SEED)
+
+# Trino reads the lake (e2e/tests/it/interop.rs): tables, every snapshot's row count, time travel, both
+# rankings in Trino SQL, and `tributary-marts run-once --rebuild --engine trino` row for row.
+interop: trino build-services ## Trino against the lake: every snapshot read, rankings and the Trino rebuild equal ours
+	$(CARGO) test --workspace --test it -- interop:: --test-threads=1
 
 # The oracle test (e2e/tests/it/oracle.rs) over many seeds: `make oracle SEEDS=50 ROUNDS=8`.
 # Seeds are 1..SEEDS, so a failure names a seed anyone can replay (ORACLE_SEED=n). `--workspace`

@@ -8,6 +8,8 @@
 //!   against Apache Iceberg's own Kafka Connect sink on the same topic (`iceberg_connect.rs`).
 //! - `marts`: an incremental marts run's time for 10 K new events on 100 K, 1 M and 10 M events
 //!   of history, against a full recompute (see `marts.rs`).
+//! - `rebuild`: the marts' full rebuild on DataFusion against the same rebuild on Trino, on the
+//!   same histories, with median, spread and peak memory (see `rebuild.rs`).
 
 mod api;
 mod cdc;
@@ -15,6 +17,7 @@ mod iceberg_connect;
 mod load;
 mod marts;
 mod plot;
+mod rebuild;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -89,6 +92,21 @@ enum Command {
         #[arg(long, default_value = "s3://warehouse")]
         warehouse: String,
     },
+    /// The marts' full rebuild on DataFusion vs on Trino (`dev/up trino`), on growing histories.
+    Rebuild {
+        /// History sizes (Postgres change events in the lake), comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "100000,1000000,10000000")]
+        histories: Vec<usize>,
+        /// Runs of each rebuild per history (median and spread reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Trino's pid file (its peak memory is read from /proc).
+        #[arg(long, default_value = ".stack/trino/pid")]
+        trino_pid_file: PathBuf,
+        /// Trino coordinator.
+        #[arg(long, default_value = "http://127.0.0.1:8089")]
+        trino_url: String,
+    },
     /// wrk against the API's ranking endpoints vs a hello-world poem endpoint; the API's peak RSS.
     Api(api::ApiArgs),
     /// A seeded sales workload into Postgres, the inbox and the ERP simulator at a paced rate.
@@ -156,6 +174,50 @@ async fn main() -> Result<()> {
                 rows.extend(marts::history(&lake, &clickhouse, &id, history, new_events).await?);
             }
             write_results(&cli.out, "marts", &rows, &serde_json::Value::Null)?;
+        }
+        Command::Rebuild {
+            histories,
+            runs,
+            trino_pid_file,
+            trino_url,
+        } => {
+            let lake = tributary_common::LakeSettings {
+                warehouse: "s3://warehouse".into(),
+                ..Default::default()
+            };
+            let clickhouse = tributary_common::ClickHouseSettings::default();
+            let trino = tributary_marts::trino::TrinoSettings {
+                url: trino_url,
+                ..Default::default()
+            };
+            let version = tributary_marts::trino::TrinoClient::new(&trino)?
+                .version()
+                .await
+                .context("Trino is not running: `dev/up trino`")?;
+            let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+            let mut rows = Vec::new();
+            for history in &histories {
+                rows.extend(
+                    rebuild::history(
+                        &lake,
+                        &clickhouse,
+                        &trino,
+                        &trino_pid_file,
+                        &id,
+                        *history,
+                        runs,
+                    )
+                    .await?,
+                );
+            }
+            let config = serde_json::json!({
+                "command": std::env::args().collect::<Vec<_>>().join(" "),
+                "commit": git_commit(),
+                "trino": version,
+                "histories": histories,
+                "runs": runs,
+            });
+            write_results(&cli.out, "rebuild", &rows, &config)?;
         }
         Command::Api(args) => api::main(args, &cli.out).await?,
         Command::Load(args) => load::main(args).await?,
@@ -458,5 +520,22 @@ impl RunContext {
                 "release"
             },
         }
+    }
+}
+
+/// The commit the benchmark ran at (`git rev-parse HEAD`, `-dirty` when the work tree differs).
+fn git_commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let head = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    match git(&["status", "--porcelain", "--untracked-files=no"]) {
+        Some(changes) if !changes.is_empty() => format!("{head}-dirty"),
+        _ => head,
     }
 }

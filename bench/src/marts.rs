@@ -196,14 +196,17 @@ async fn fill_master(catalog: Arc<dyn iceberg::Catalog>, ns: &str) -> Result<()>
         .await
 }
 
-/// One history size: returns the rows of the results table.
-pub async fn history(
-    lake: &LakeSettings,
-    clickhouse: &ClickHouseSettings,
-    id: &str,
-    history: usize,
-    new_events: usize,
-) -> Result<Vec<ResultRow>> {
+/// A raw lake of `history` Postgres sale events (and the master data) in its own namespace,
+/// with the workload and the writer to append more.
+pub struct History {
+    pub catalog: Arc<dyn iceberg::Catalog>,
+    pub ns: String,
+    sales: Sales,
+    writer: Writer,
+}
+
+/// Writes a history of `history` events into `bench_marts_<id>_<history>`.
+pub async fn fill_history(lake: &LakeSettings, id: &str, history: usize) -> Result<History> {
     let ns = format!("bench_marts_{id}_{history}");
     let mut settings = lake.clone();
     settings.namespace = ns.clone();
@@ -233,6 +236,28 @@ pub async fn history(
         "{ns}: history written in {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    Ok(History {
+        catalog,
+        ns,
+        sales,
+        writer,
+    })
+}
+
+/// One history size: returns the rows of the results table.
+pub async fn history(
+    lake: &LakeSettings,
+    clickhouse: &ClickHouseSettings,
+    id: &str,
+    history: usize,
+    new_events: usize,
+) -> Result<Vec<ResultRow>> {
+    let History {
+        catalog,
+        ns,
+        mut sales,
+        mut writer,
+    } = fill_history(lake, id, history).await?;
 
     let mut ch = clickhouse.clone();
     ch.database = format!("bench_marts_{id}");

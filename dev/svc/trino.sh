@@ -82,16 +82,11 @@ trino_write_conf() {
   local subst=(-e "s|@BIND@|$BIND|g" -e "s|@TRINO_PORT@|$TRINO_PORT|g"
     -e "s|@TRINO_INSTALL@|$TRINO_INSTALL|g" -e "s|@TRINO_ETC@|$etc|g"
     -e "s|@TRINO_DATA@|$TRINO_HOME/data|g" -e "s|@TRINO_HEAP@|$TRINO_HEAP|g"
-    -e "s|@TRINO_QUERY_MEMORY@|$TRINO_QUERY_MEMORY|g"
-    -e "s|@PG_PORT@|$PG_PORT|g" -e "s|@PG_CATALOG_DB@|$PG_CATALOG_DB|g"
-    -e "s|@PG_USER@|$PG_USER|g" -e "s|@PG_PASSWORD@|$PG_PASSWORD|g"
-    -e "s|@LAKE_CATALOG_NAME@|$LAKE_CATALOG_NAME|g" -e "s|@S3_PORT@|$S3_PORT|g"
-    -e "s|@S3_REGION@|$S3_REGION|g" -e "s|@S3_ACCESS_KEY@|$S3_ACCESS_KEY|g"
-    -e "s|@S3_SECRET_KEY@|$S3_SECRET_KEY|g")
+    -e "s|@TRINO_QUERY_MEMORY@|$TRINO_QUERY_MEMORY|g")
   for f in config.properties node.properties jvm.config log.properties; do
     sed "${subst[@]}" "$REPO_DIR/dev/trino/$f" >"$etc/$f"
   done
-  sed "${subst[@]}" "$REPO_DIR/dev/trino/iceberg.properties" >"$etc/catalog/iceberg.properties"
+  cp "$REPO_DIR/dev/trino/iceberg.properties" "$etc/catalog/iceberg.properties"
 }
 
 # Trino answers /v1/info while it starts; it takes queries once `starting` is false.
@@ -111,6 +106,11 @@ trino_up() {
     local etc="$TRINO_HOME/etc" jvm_opts node_props
     mapfile -t jvm_opts < <(grep -v '^\s*$' "$etc/jvm.config")
     mapfile -t node_props < <(grep -v -e '^\s*$' -e '^#' "$etc/node.properties" | sed 's/^/-D/')
+    # The catalog file reads the lake's coordinates from these (compose.yaml sets the same).
+    export LAKE_JDBC_URL="jdbc:postgresql://$BIND:$PG_PORT/$PG_CATALOG_DB" LAKE_JDBC_USER="$PG_USER" \
+      LAKE_JDBC_PASSWORD="$PG_PASSWORD" LAKE_CATALOG_NAME="$LAKE_CATALOG_NAME" \
+      LAKE_S3_ENDPOINT="http://$BIND:$S3_PORT" LAKE_S3_REGION="$S3_REGION" \
+      LAKE_S3_ACCESS_KEY="$S3_ACCESS_KEY" LAKE_S3_SECRET_KEY="$S3_SECRET_KEY"
     start_bg trino "$TRINO_JAVA_HOME/bin/java" "${jvm_opts[@]}" "${node_props[@]}" \
       -Dconfig="$etc/config.properties" \
       -Dlog.levels-file="$etc/log.properties" \

@@ -164,6 +164,7 @@ impl Lineage {
             job: job.to_job(&self.namespace),
             run_id: Uuid::now_v7(),
             parent: None,
+            engine: None,
         }
     }
 }
@@ -266,9 +267,17 @@ pub struct JobRun {
     job: Job,
     run_id: Uuid,
     parent: Option<ParentRunFacet>,
+    /// The engine that ran it, when not Tributary itself: (name, version).
+    engine: Option<(String, String)>,
 }
 
 impl JobRun {
+    /// Names `name` `version` as the engine that ran this run (its `processing_engine` facet),
+    /// e.g. Trino for a rebuild computed there.
+    pub fn set_engine(&mut self, name: &str, version: &str) {
+        self.engine = Some((name.to_string(), version.to_string()));
+    }
+
     /// The run id.
     pub fn run_id(&self) -> Uuid {
         self.run_id
@@ -305,8 +314,16 @@ impl JobRun {
         let facets = RunFacets {
             parent: self.parent.clone().map(Facet::new),
             processing_engine: Some(Facet::new(ProcessingEngineRunFacet {
-                version: env!("CARGO_PKG_VERSION").into(),
-                name: "tributary".into(),
+                version: self
+                    .engine
+                    .as_ref()
+                    .map_or(env!("CARGO_PKG_VERSION"), |(_, v)| v.as_str())
+                    .into(),
+                name: self
+                    .engine
+                    .as_ref()
+                    .map_or("tributary", |(name, _)| name.as_str())
+                    .into(),
                 openlineage_adapter_version: concat!(
                     "tributary-lineage ",
                     env!("CARGO_PKG_VERSION")

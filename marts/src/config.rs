@@ -19,6 +19,8 @@ pub struct MartsConfig {
     pub state: StateSettings,
     /// `host:port` for `/metrics` and `/healthz`; empty (the default) disables the listener.
     pub metrics_listen: String,
+    /// The Trino coordinator a `--engine trino` rebuild runs on (`dev/up trino`).
+    pub trino: crate::trino::TrinoSettings,
 }
 
 /// The Postgres database and schema of the kept incremental state (see `state`).
@@ -40,6 +42,7 @@ impl Default for MartsConfig {
             interval_ms: 30_000,
             state: StateSettings::default(),
             metrics_listen: String::new(),
+            trino: crate::trino::TrinoSettings::default(),
         }
     }
 }

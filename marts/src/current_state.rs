@@ -236,6 +236,41 @@ async fn collect(
         .map_err(df_err)
 }
 
+/// The expression of a sale table's trace id when its snapshot predates the column.
+pub const NO_TRACE_ID: &str = "CAST(NULL AS VARCHAR)";
+
+/// The named views from the raw tables to `sale_period`, in dependency order (each reads the
+/// ones before it). `trace_ids` gives, for `pg_sale`, `file_sale` and `erp_sale`, the expression
+/// of the trace id: `trace_id`, or [`NO_TRACE_ID`].
+pub fn current_state_steps(trace_ids: [&str; 3]) -> [(&'static str, String); 11] {
+    let [pg_trace, file_trace, erp_trace] = trace_ids;
+    let pg_sale = CURRENT_PG_SALE.replace("{trace_id}", pg_trace);
+    let file_sale = CURRENT_EVENT_SALE
+        .replace("{table}", "file_sale")
+        .replace("{trace_id}", file_trace);
+    let erp_sale = CURRENT_EVENT_SALE
+        .replace("{table}", "erp_sale")
+        .replace("{trace_id}", erp_trace);
+    let resolved = |table: &str, source: &str| {
+        RESOLVED_EVENT_SALE
+            .replace("{table}", table)
+            .replace("{source}", source)
+    };
+    [
+        ("current_salesman", CURRENT_SALESMAN.into()),
+        ("current_city", CURRENT_CITY.into()),
+        ("salesman_by_code", SALESMAN_BY_CODE.into()),
+        ("city_by_name", CITY_BY_NAME.into()),
+        ("current_pg_sale", pg_sale),
+        ("current_file_sale", file_sale),
+        ("current_erp_sale", erp_sale),
+        ("resolved_file_sale", resolved("file_sale", "files")),
+        ("resolved_erp_sale", resolved("erp_sale", "erp")),
+        ("current_sale", CURRENT_SALE.into()),
+        ("sale_period", SALE_PERIOD.into()),
+    ]
+}
+
 /// Materialises the current state of each raw table once (as `current_sale`,
 /// `current_salesman`, `current_city`), so the aggregations below do not rescan the lake.
 pub async fn register_current_state(ctx: &SessionContext) -> Result<(), MartsError> {
@@ -248,39 +283,14 @@ pub async fn register_current_state(ctx: &SessionContext) -> Result<(), MartsErr
                 .column_with_name(tributary_raw::schema::col::TRACE_ID)
                 .is_some()
         });
-        if has {
-            "trace_id"
-        } else {
-            "CAST(NULL AS VARCHAR)"
-        }
+        if has { "trace_id" } else { NO_TRACE_ID }
     };
-    let pg_sale = CURRENT_PG_SALE.replace("{trace_id}", trace_id("pg_sale").await);
-    let file_sale = CURRENT_EVENT_SALE
-        .replace("{table}", "file_sale")
-        .replace("{trace_id}", trace_id("file_sale").await);
-    let erp_sale = CURRENT_EVENT_SALE
-        .replace("{table}", "erp_sale")
-        .replace("{trace_id}", trace_id("erp_sale").await);
-    let resolved = |table: &str, source: &str| {
-        RESOLVED_EVENT_SALE
-            .replace("{table}", table)
-            .replace("{source}", source)
-    };
-    // In dependency order: each step reads the ones registered before it.
-    let steps: [(&'static str, String); 11] = [
-        ("current_salesman", CURRENT_SALESMAN.into()),
-        ("current_city", CURRENT_CITY.into()),
-        ("salesman_by_code", SALESMAN_BY_CODE.into()),
-        ("city_by_name", CITY_BY_NAME.into()),
-        ("current_pg_sale", pg_sale),
-        ("current_file_sale", file_sale),
-        ("current_erp_sale", erp_sale),
-        ("resolved_file_sale", resolved("file_sale", "files")),
-        ("resolved_erp_sale", resolved("erp_sale", "erp")),
-        ("current_sale", CURRENT_SALE.into()),
-        ("sale_period", SALE_PERIOD.into()),
+    let trace_ids = [
+        trace_id("pg_sale").await,
+        trace_id("file_sale").await,
+        trace_id("erp_sale").await,
     ];
-    for (name, sql) in steps {
+    for (name, sql) in current_state_steps(trace_ids) {
         let df_err = |source| MartsError::Query {
             query: name,
             source: Box::new(source),
@@ -325,9 +335,29 @@ async fn materialise(
 /// Computes every total the rankings need. Expects the raw tables registered in `ctx`.
 pub async fn compute_totals(ctx: &SessionContext) -> Result<PeriodTotals, MartsError> {
     register_current_state(ctx).await?;
+    let mut results: [Vec<RecordBatch>; 4] = Default::default();
+    for (result, (name, sql)) in results.iter_mut().zip(TOTALS_QUERIES) {
+        *result = collect(ctx, name, sql).await?;
+    }
+    totals_from_batches(&results)
+}
+
+/// The aggregations over `sale_period`, `current_city` and `current_salesman` whose results
+/// [`totals_from_batches`] reads, in its order.
+pub const TOTALS_QUERIES: [(&str, &str); 4] = [
+    ("city_totals", CITY_TOTALS),
+    ("city_salesman_totals", CITY_SALESMAN_TOTALS),
+    ("salesman_totals", SALESMAN_TOTALS),
+    ("summary", SUMMARY),
+];
+
+/// The totals from the results of [`TOTALS_QUERIES`], whatever engine ran them (DataFusion
+/// here, Trino in [`crate::trino`]).
+pub fn totals_from_batches(results: &[Vec<RecordBatch>; 4]) -> Result<PeriodTotals, MartsError> {
+    let [city_totals, city_salesman_totals, salesman_totals, summary] = results;
     let mut totals = PeriodTotals::default();
-    for batch in collect(ctx, "city_totals", CITY_TOTALS).await? {
-        let cols = Columns::new("city_totals", &batch);
+    for batch in city_totals {
+        let cols = Columns::new("city_totals", batch);
         let period = cols.period()?;
         let (city_id, name, state) = (cols.i64("city_id")?, cols.str("name")?, cols.str("state")?);
         let (resolved, revenue, sales) = (
@@ -350,8 +380,8 @@ pub async fn compute_totals(ctx: &SessionContext) -> Result<PeriodTotals, MartsE
                 });
         }
     }
-    for batch in collect(ctx, "city_salesman_totals", CITY_SALESMAN_TOTALS).await? {
-        let cols = Columns::new("city_salesman_totals", &batch);
+    for batch in city_salesman_totals {
+        let cols = Columns::new("city_salesman_totals", batch);
         let period = cols.period()?;
         let (city_id, salesman_id) = (cols.i64("city_id")?, cols.i64("salesman_id")?);
         let (name, code, resolved) = (cols.str("name")?, cols.str("code")?, cols.bool("resolved")?);
@@ -375,8 +405,8 @@ pub async fn compute_totals(ctx: &SessionContext) -> Result<PeriodTotals, MartsE
                 });
         }
     }
-    for batch in collect(ctx, "salesman_totals", SALESMAN_TOTALS).await? {
-        let cols = Columns::new("salesman_totals", &batch);
+    for batch in salesman_totals {
+        let cols = Columns::new("salesman_totals", batch);
         let period = cols.period()?;
         let (salesman_id, name, code) = (
             cols.i64("salesman_id")?,
@@ -404,8 +434,8 @@ pub async fn compute_totals(ctx: &SessionContext) -> Result<PeriodTotals, MartsE
         }
     }
 
-    for batch in collect(ctx, "summary", SUMMARY).await? {
-        let cols = Columns::new("summary", &batch);
+    for batch in summary {
+        let cols = Columns::new("summary", batch);
         let period = cols.period()?;
         let (sales, revenue) = (cols.i64("sales")?, cols.money("revenue")?);
         let (unresolved, unresolved_revenue) = (

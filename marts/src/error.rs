@@ -99,6 +99,15 @@ pub enum MartsError {
     #[error("marts state is unreadable: {0}; rebuild it with `tributary-marts run-once --rebuild`")]
     CorruptState(String),
 
+    /// A Trino query failed (unreachable, refused, timed out); the rebuild may be repeated.
+    #[error("trino query {query} failed: {message}")]
+    Trino {
+        /// Which query.
+        query: String,
+        /// Why, with Trino's query id when it had one.
+        message: String,
+    },
+
     /// Building, writing or reading a publication failed (ClickHouse, money out of range).
     #[error(transparent)]
     Rankings(#[from] RankingsError),
@@ -125,6 +134,7 @@ impl MartsError {
                     | datafusion::error::DataFusionError::External(_)
             ),
             MartsError::UnexpectedColumn { .. } => false,
+            MartsError::Trino { .. } => true,
             MartsError::StateDiverged { .. } | MartsError::CorruptState(_) => false,
             MartsError::State { source, .. } => {
                 source.is_closed() || source.as_db_error().is_none()

@@ -113,6 +113,23 @@ struct RunProgress {
     rows_written: std::collections::BTreeMap<String, u64>,
 }
 
+/// Seconds between laps.
+struct Stopwatch(std::time::Instant);
+
+impl Stopwatch {
+    fn start() -> Self {
+        Self(std::time::Instant::now())
+    }
+
+    /// Seconds since the start or the previous lap.
+    fn lap(&mut self) -> f64 {
+        let now = std::time::Instant::now();
+        let secs = (now - self.0).as_secs_f64();
+        self.0 = now;
+        secs
+    }
+}
+
 /// ClickHouse `DateTime` has second precision; a row read back then equals the row written.
 fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
@@ -151,6 +168,7 @@ pub struct MartsJob {
     clock: Arc<dyn Clock>,
     metrics: Option<crate::metrics::MartsMetrics>,
     lineage: MartsLineage,
+    engine: Engine,
 }
 
 /// How a run treats the kept state and the latest publication.
@@ -163,6 +181,27 @@ pub enum RunMode {
     Force,
     /// Forget the kept state, fold the whole lake again and publish.
     Rebuild,
+}
+
+/// What computes the totals of a rebuild ([`RunMode::Rebuild`]); incremental runs always fold.
+#[derive(Debug, Clone, Default)]
+pub enum Engine {
+    /// Fold the whole lake in this process (the kept state is rebuilt with it).
+    #[default]
+    DataFusion,
+    /// Have Trino compute the totals from the lake ([`crate::trino`]); the kept state is left
+    /// as it is.
+    Trino(crate::trino::TrinoClient),
+}
+
+/// What a run publishes besides its totals.
+struct Publish<'a> {
+    run_id: &'a str,
+    computed_at: DateTime<Utc>,
+    snapshots: LakeSnapshots,
+    watermarks: std::collections::BTreeMap<String, SourceWatermark>,
+    /// How many sales the run's fold changed (none for a Trino rebuild).
+    sales_changed: Option<usize>,
 }
 
 /// The new events of one run, decoded, and how far they reach per source.
@@ -204,12 +243,19 @@ impl MartsJob {
             clock,
             metrics: None,
             lineage: MartsLineage::disabled(),
+            engine: Engine::DataFusion,
         }
     }
 
     /// The same job, emitting OpenLineage events for its runs (see [`crate::lineage`]).
     pub fn with_lineage(mut self, lineage: MartsLineage) -> Self {
         self.lineage = lineage;
+        self
+    }
+
+    /// The same job, computing its rebuilds with `engine`.
+    pub fn with_engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
         self
     }
 
@@ -306,7 +352,7 @@ impl MartsJob {
         lineage: &mut MartsRun,
     ) -> Result<RunOutcome, MartsError> {
         self.store.ensure_schema().await?;
-        if mode == RunMode::Rebuild {
+        if mode == RunMode::Rebuild && matches!(self.engine, Engine::DataFusion) {
             tracing::info!("rebuild: forgetting the kept state");
             self.state.reset().await?;
         }
@@ -342,6 +388,18 @@ impl MartsJob {
                 return Ok(RunOutcome::Unchanged { publication_id });
             }
         }
+        if let (RunMode::Rebuild, Engine::Trino(client)) = (mode, &self.engine) {
+            lineage.on_engine("trino", &client.version().await?);
+            lineage.start(&table_reads(Some(&snapshots), &Default::default()));
+            let publish = Publish {
+                run_id,
+                computed_at,
+                snapshots,
+                watermarks: Default::default(),
+                sales_changed: None,
+            };
+            return self.rebuild_on_trino(client, publish, progress).await;
+        }
         lineage.start(&table_reads(Some(&snapshots), &Default::default()));
 
         let base = self.state.checkpoint().await?;
@@ -358,19 +416,13 @@ impl MartsJob {
             ..Checkpoint::default()
         });
         let mut timings = RunTimings::default();
-        let mut clock = std::time::Instant::now();
-        let mut lap = || {
-            let now = std::time::Instant::now();
-            let secs = (now - clock).as_secs_f64();
-            clock = now;
-            secs
-        };
+        let mut watch = Stopwatch::start();
         let new = self.read_new_events(&tables, &checkpoint).await?;
-        timings.read = lap();
+        timings.read = watch.lap();
         progress.rows_in = new.rows;
         progress.rows_read = new.rows_by_table.clone();
         let changed = self.fold(&mut checkpoint, new).await?;
-        timings.fold = lap();
+        timings.fold = watch.lap();
         checkpoint.snapshots = tables
             .iter()
             .filter_map(|(name, _, id)| id.map(|id| (name.to_string(), id)))
@@ -379,15 +431,76 @@ impl MartsJob {
         self.state
             .commit(base.as_ref().map(|b| b.generation), &changed, &checkpoint)
             .await?;
-        timings.commit = lap();
+        timings.commit = watch.lap();
 
         let totals = checkpoint.cells.totals(&checkpoint.master)?;
+        let publish = Publish {
+            run_id,
+            computed_at,
+            snapshots,
+            watermarks: checkpoint.watermarks,
+            sales_changed: Some(changed.len()),
+        };
+        self.rank_and_publish(publish, totals, progress, timings)
+            .await
+    }
+
+    /// A rebuild on Trino: Trino reads the pinned snapshots and computes the totals; the kept
+    /// state is left as it is (it stays consistent with its own checkpoint, and the next
+    /// incremental run folds on from there).
+    async fn rebuild_on_trino(
+        &self,
+        client: &crate::trino::TrinoClient,
+        publish: Publish<'_>,
+        progress: &mut RunProgress,
+    ) -> Result<RunOutcome, MartsError> {
+        tracing::info!(trino = %client.settings().url, "rebuild: computing the totals on Trino");
+        let started = std::time::Instant::now();
+        let computed =
+            crate::trino::compute_totals(client, &self.namespace, &publish.snapshots).await?;
+        let timings = RunTimings {
+            read: started.elapsed().as_secs_f64(),
+            ..RunTimings::default()
+        };
+        tracing::info!(
+            queries = ?computed.query_ids,
+            peak_memory_bytes = computed.peak_memory_bytes,
+            seconds = timings.read,
+            "Trino computed the totals"
+        );
+        progress.rows_in = computed.watermarks.values().map(|w| w.events).sum();
+        let publish = Publish {
+            watermarks: computed.watermarks,
+            ..publish
+        };
+        self.rank_and_publish(publish, computed.totals, progress, timings)
+            .await
+    }
+
+    /// Ranks `totals` and publishes them with `publish`'s snapshots and sources: the end of
+    /// every run, whichever engine computed the totals.
+    async fn rank_and_publish(
+        &self,
+        publish: Publish<'_>,
+        totals: tributary_rankings::ranking::PeriodTotals,
+        progress: &mut RunProgress,
+        mut timings: RunTimings,
+    ) -> Result<RunOutcome, MartsError> {
+        let Publish {
+            run_id,
+            computed_at,
+            snapshots,
+            watermarks,
+            sales_changed,
+        } = publish;
+        let publication_id = snapshots.publication_id();
+        let mut watch = Stopwatch::start();
         let rankings = ranking::rank_periods(totals);
         let publication = Publication::of_periods(snapshots, run_id, computed_at, rankings)
-            .with_sources(checkpoint.watermarks.clone());
-        timings.rank = lap();
+            .with_sources(watermarks);
+        timings.rank = watch.lap();
         self.store.publish(&publication).await?;
-        timings.publish = lap();
+        timings.publish = watch.lap();
         let rows = publication.rows();
         progress.rows_out = rows.ranking_rows();
         progress.rows_written = [
@@ -405,8 +518,8 @@ impl MartsJob {
         .map(|(table, n)| (table.to_string(), n as u64))
         .collect();
         progress.newest = Some(
-            checkpoint
-                .watermarks
+            publication
+                .sources
                 .iter()
                 .filter_map(|(source, w)| w.newest_event_at.map(|at| (source.clone(), at)))
                 .collect(),
@@ -425,7 +538,7 @@ impl MartsJob {
         tracing::info!(
             publication_id = %publication.id,
             events_in = progress.rows_in,
-            sales_changed = changed.len(),
+            sales_changed = ?sales_changed,
             cities = publication.rankings.cities.len(),
             salesmen = publication.rankings.salesmen.len(),
             months = publication.months.len(),

@@ -41,6 +41,7 @@ pub mod provenance;
 pub mod state;
 #[cfg(test)]
 mod test_support;
+pub mod trino;
 
 pub use config::MartsConfig;
 pub use error::MartsError;

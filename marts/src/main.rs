@@ -10,8 +10,10 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tributary_common::health::{self, ReadinessChecks};
+use tributary_marts::job::Engine;
 use tributary_marts::job::compute_as_of;
 use tributary_marts::state::PostgresState;
+use tributary_marts::trino::TrinoClient;
 use tributary_marts::{MartsConfig, MartsJob, RunMode, RunOutcome};
 use tributary_rankings::ranking::PeriodRankings;
 use tributary_rankings::{ClickHouseStore, LakeSnapshots, Month, RankingQueries};
@@ -39,8 +41,22 @@ struct Cli {
     /// result must equal the incremental runs'; use it after the lake was recreated).
     #[arg(long, global = true)]
     rebuild: bool,
+    /// With `--rebuild`: the engine that computes the totals. `trino` has the Trino cluster of
+    /// the config's `trino` section compute them from the lake (for histories larger than one
+    /// machine); the kept incremental state is then left as it is.
+    #[arg(long, value_enum, default_value_t = EngineArg::Datafusion, requires = "rebuild", global = true)]
+    engine: EngineArg,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// `--engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EngineArg {
+    /// Fold the whole lake in this process (DataFusion and the kept state).
+    Datafusion,
+    /// Compute the totals on Trino.
+    Trino,
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +143,10 @@ async fn main() -> anyhow::Result<()> {
     )
     .with_metrics(metrics.clone())
     .with_lineage(lineage);
+    let job = match cli.engine {
+        EngineArg::Datafusion => job,
+        EngineArg::Trino => job.with_engine(Engine::Trino(TrinoClient::new(&config.trino)?)),
+    };
 
     if cli.once || cli.rebuild || matches!(cli.command, Some(Command::RunOnce)) {
         let mode = if cli.rebuild {

@@ -35,6 +35,7 @@ fn compose_yaml_runs_the_same_stack_and_our_services() {
         "ingest-erp",
         "ingest-files",
         "prometheus",
+        "trino",
     ] {
         assert!(
             names.iter().any(|n| n.contains(wanted)),
@@ -45,12 +46,24 @@ fn compose_yaml_runs_the_same_stack_and_our_services() {
         "ingest/debezium/salesdb-connector.json",
         "ingest/sql/schema.sql",
         "minio/",
+        "dev/trino/iceberg.properties",
     ] {
         assert!(
             text.contains(shared),
             "compose.yaml does not use {shared}, which the local stack uses: keep the two in step"
         );
     }
+    let lib = std::fs::read_to_string(repo_root().join("dev/lib.sh")).expect("read dev/lib.sh");
+    let trino = lib
+        .lines()
+        .find_map(|l| l.strip_prefix("TRINO_VERSION="))
+        .and_then(|v| v.split_whitespace().next())
+        .expect("dev/lib.sh pins TRINO_VERSION");
+    assert_eq!(
+        doc["services"]["trino"]["image"].as_str(),
+        Some(format!("trinodb/trino:{trino}").as_str()),
+        "compose.yaml's Trino is not the local stack's {trino}"
+    );
     for (name, service) in services {
         let has_source = service.get("image").is_some() || service.get("build").is_some();
         assert!(has_source, "service {name:?} has neither image nor build");

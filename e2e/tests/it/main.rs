@@ -6,6 +6,7 @@ mod compose;
 mod erp;
 mod files;
 mod freshness;
+mod interop;
 mod lander_sigkill;
 mod lineage;
 mod lineage_store;

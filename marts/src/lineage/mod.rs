@@ -147,6 +147,11 @@ pub fn table_reads(
 }
 
 impl MartsRun {
+    /// Names the engine that computes this run (Trino for a rebuild on Trino) in its events.
+    pub fn on_engine(&mut self, name: &str, version: &str) {
+        self.run.set_engine(name, version);
+    }
+
     /// The run id.
     pub fn run_id(&self) -> uuid::Uuid {
         self.run.run_id()

@@ -1,0 +1,147 @@
+//! `tributary-bench rebuild`: the marts' full rebuild on DataFusion (this process reads every
+//! event and folds the whole lake into the kept state) against the same rebuild on Trino (the
+//! stack's single node, `dev/up trino`: Trino reads every event and computes the totals, this
+//! process ranks and publishes), on the histories of `tributary-bench marts`, each run `runs`
+//! times: median and spread of the wall time, and the peak resident memory of the process that
+//! did the work (this one for DataFusion, Trino's JVM for Trino), reset before each run through
+//! `/proc/<pid>/clear_refs`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use tributary_common::{ClickHouseSettings, LakeSettings};
+use tributary_marts::job::Engine;
+use tributary_marts::state::{PostgresState, StateStore};
+use tributary_marts::trino::{TrinoClient, TrinoSettings};
+use tributary_marts::{MartsJob, RunMode};
+use tributary_rankings::ClickHouseStore;
+
+use crate::Row as ResultRow;
+use crate::marts::{History, fill_history};
+
+/// Resets `pid`'s peak resident set size to its current one.
+fn reset_peak(pid: &str) -> Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .with_context(|| format!("resetting the peak RSS of {pid} (needs root or the same user)"))
+}
+
+/// `pid`'s peak resident set size since the last reset, in MiB.
+fn peak_mib(pid: &str) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/<pid>/status")?;
+    Ok(kib / 1024.0)
+}
+
+/// Median, min and max.
+fn summary(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let median = values[values.len() / 2];
+    (median, values[0], values[values.len() - 1])
+}
+
+/// One history size, both engines: the rows of the results table.
+pub async fn history(
+    lake: &LakeSettings,
+    clickhouse: &ClickHouseSettings,
+    trino: &TrinoSettings,
+    trino_pid_file: &Path,
+    id: &str,
+    history: usize,
+    runs: usize,
+) -> Result<Vec<ResultRow>> {
+    let History { catalog, ns, .. } = fill_history(lake, id, history).await?;
+    let trino_pid = std::fs::read_to_string(trino_pid_file)
+        .with_context(|| {
+            format!(
+                "no Trino pid in {}: start it with `dev/up trino`",
+                trino_pid_file.display()
+            )
+        })?
+        .trim()
+        .to_string();
+    let mut ch = clickhouse.clone();
+    ch.database = format!("bench_rebuild_{id}");
+    let store = Arc::new(ClickHouseStore::new(&ch)?);
+    let state = Arc::new(PostgresState::new(
+        &lake.catalog_uri,
+        format!("marts_state_rebuild_{ns}"),
+    )?);
+    let on_datafusion = MartsJob::new(catalog.clone(), ns.clone(), store.clone(), state.clone());
+    let on_trino = MartsJob::new(catalog, ns.clone(), store, state.clone())
+        .with_engine(Engine::Trino(TrinoClient::new(trino)?));
+    let me = std::process::id().to_string();
+    let (mut df_secs, mut df_mib, mut trino_secs, mut trino_mib) = (vec![], vec![], vec![], vec![]);
+    for run in 1..=runs {
+        reset_peak(&me)?;
+        let started = Instant::now();
+        on_datafusion
+            .run_with(RunMode::Rebuild)
+            .await
+            .context("DataFusion rebuild")?;
+        df_secs.push(started.elapsed().as_secs_f64());
+        df_mib.push(peak_mib(&me)?);
+
+        reset_peak(&trino_pid)?;
+        let started = Instant::now();
+        on_trino
+            .run_with(RunMode::Rebuild)
+            .await
+            .context("Trino rebuild")?;
+        trino_secs.push(started.elapsed().as_secs_f64());
+        trino_mib.push(peak_mib(&trino_pid)?);
+        eprintln!(
+            "{ns}: run {run}/{runs}: DataFusion {:.2}s (peak {:.0} MiB), Trino {:.2}s (peak {:.0} MiB)",
+            df_secs[run - 1],
+            df_mib[run - 1],
+            trino_secs[run - 1],
+            trino_mib[run - 1]
+        );
+    }
+    state.reset().await?;
+
+    let row = |engine: &str, secs: Vec<f64>, mib: Vec<f64>, what: &str| {
+        let (median, min, max) = summary(secs);
+        let (peak, _, peak_max) = summary(mib);
+        ResultRow {
+            benchmark: "rebuild".into(),
+            subject: format!("{engine} rebuild over {history}"),
+            events: history,
+            seconds: median,
+            events_per_second: history as f64 / median,
+            note: format!(
+                "median of {runs} (min {min:.2}s, max {max:.2}s); peak RSS of {what} median {peak:.0} MiB (max {peak_max:.0})"
+            ),
+        }
+    };
+    Ok(vec![
+        row(
+            "DataFusion (in process, kept state rebuilt)",
+            df_secs,
+            df_mib,
+            "the marts process",
+        ),
+        row(
+            "Trino 1 node (totals on Trino, kept state untouched)",
+            trino_secs,
+            trino_mib,
+            "Trino's JVM",
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_spread() {
+        assert_eq!(summary(vec![3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
+        assert_eq!(summary(vec![5.0]), (5.0, 5.0, 5.0));
+    }
+}
