@@ -57,6 +57,8 @@ S3_SECRET_KEY=tributary-secret
 S3_REGION=us-east-1
 S3_BUCKETS_FILE="$REPO_DIR/minio/buckets.txt"
 CH_DATABASE=marts
+# Bearer token of writes to the API (POST /api/v1/lineage): the services send it as OPENLINEAGE_API_KEY.
+LINEAGE_WRITE_TOKEN=tributary-dev-lineage-token
 LAKE_CATALOG_NAME=tributary              # the lander's lake.catalog_name (iceberg_tables.catalog_name)
 
 # ---- layout ---------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ pub struct ApiConfig {
     /// Where `POST /api/v1/lineage` stores OpenLineage events (the Marquez-compatible subset;
     /// `TRIBUTARY_LINEAGE__URL`, `TRIBUTARY_LINEAGE__SCHEMA`).
     pub lineage: LineageStoreSettings,
+    /// Bearer tokens for writes (`POST /api/v1/lineage`; unset: writes refused) and, if set, for
+    /// reads (`TRIBUTARY_AUTH__WRITE_TOKEN`, `TRIBUTARY_AUTH__READ_TOKEN`); see `auth`.
+    pub auth: crate::auth::AuthSettings,
 }
 
 impl Default for ApiConfig {
@@ -34,6 +37,7 @@ impl Default for ApiConfig {
             lake: LakeSettings::default(),
             topics: TopicsConfig::default(),
             lineage: LineageStoreSettings::default(),
+            auth: crate::auth::AuthSettings::default(),
         }
     }
 }

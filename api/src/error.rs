@@ -74,6 +74,14 @@ pub enum ApiError {
     /// The marts have not published anything yet.
     #[error("no rankings have been published yet")]
     NotPublished,
+    /// The request needs a bearer token it did not present, or presented a wrong one.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// A write, with no write token configured: this API takes no writes.
+    #[error(
+        "this API takes no writes: no auth.write_token is configured (TRIBUTARY_AUTH__WRITE_TOKEN)"
+    )]
+    WritesDisabled,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] RankingsError),
@@ -109,6 +117,8 @@ impl ApiError {
             | ApiError::SnapshotNotFound { .. }
             | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::WritesDisabled => StatusCode::FORBIDDEN,
             // Retrying later helps: the marts job has not run yet.
             ApiError::NotPublished => StatusCode::SERVICE_UNAVAILABLE,
             // An unreachable ClickHouse is an outage of a dependency; anything else it says
@@ -149,6 +159,8 @@ impl ApiError {
             ),
             ApiError::RouteNotFound { .. } => ("not-found", "Not found", None),
             ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed", None),
+            ApiError::Unauthorized(_) => ("unauthorized", "Unauthorized", None),
+            ApiError::WritesDisabled => ("writes-disabled", "Writes disabled", None),
             ApiError::NotPublished => ("not-published", "Rankings not published yet", None),
             ApiError::Store(_) if status == StatusCode::SERVICE_UNAVAILABLE => {
                 ("store-unavailable", "Rankings store unavailable", None)

@@ -22,6 +22,7 @@
 //! ([`Lake::resolve_snapshot`]).
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod dead_letters;
 pub mod error;
@@ -51,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tributary_rankings::{ClickHouseStore, RankingQueries};
 
+use crate::auth::AuthSettings;
 pub use crate::config::ApiConfig;
 pub use crate::error::ApiError;
 use crate::error::{ProblemResponse, from_poem_error};
@@ -77,9 +79,22 @@ pub fn openapi_json() -> String {
     .spec()
 }
 
-/// The whole HTTP application over `store`, without a lake (time travel answers 503).
+/// The whole HTTP application over `store`, without a lake (time travel answers 503) and taking
+/// no writes (no `auth.write_token`).
 pub fn app(store: Arc<dyn RankingQueries>) -> impl Endpoint<Output = Response> {
-    app_of(RankingsApi::new(store), Arc::new(LineageStore::in_memory()))
+    app_with_auth(store, AuthSettings::default())
+}
+
+/// [`app`] with the bearer tokens of `auth`.
+pub fn app_with_auth(
+    store: Arc<dyn RankingQueries>,
+    auth: AuthSettings,
+) -> impl Endpoint<Output = Response> {
+    app_of(
+        RankingsApi::new(store),
+        Arc::new(LineageStore::in_memory()),
+        Arc::new(auth),
+    )
 }
 
 /// The whole HTTP application over `store`, with `lake` for time travel.
@@ -90,10 +105,15 @@ pub fn app_with_lake(
     app_of(
         RankingsApi::with_lake(store, lake),
         Arc::new(LineageStore::in_memory()),
+        Arc::default(),
     )
 }
 
-fn app_of(api: RankingsApi, lineage: Arc<LineageStore>) -> impl Endpoint<Output = Response> {
+fn app_of(
+    api: RankingsApi,
+    lineage: Arc<LineageStore>,
+    auth: Arc<AuthSettings>,
+) -> impl Endpoint<Output = Response> {
     let (store, lake) = api.parts();
     let api = openapi_service(api);
     let docs = api.swagger_ui();
@@ -138,6 +158,16 @@ fn app_of(api: RankingsApi, lineage: Arc<LineageStore>) -> impl Endpoint<Output 
         .nest("/api/v1", lineage_store::routes(lineage))
         .at("/lineage", poem::get(crate::lineage::page::page))
         .nest("/docs", docs)
+        // Inside the request metrics and span below, so a refusal is counted and traced too.
+        .around(move |ep, req: Request| {
+            let auth = auth.clone();
+            async move {
+                match auth.check(&req) {
+                    Ok(()) => ep.call(req).await,
+                    Err(refused) => Ok(crate::auth::refusal(refused)),
+                }
+            }
+        })
         .around(move |ep, req: Request| {
             let (templates, metrics) = (templates.clone(), metrics.clone());
             async move {
@@ -214,7 +244,7 @@ pub async fn run(
         tracing::warn!(%error, "lineage store not ready yet; retrying at each lineage request");
     }
     let lineage = Arc::new(LineageStore::new(Arc::new(log)));
-    serve_api(listener, api, lineage, shutdown).await
+    serve_api(listener, api, lineage, Arc::new(config.auth), shutdown).await
 }
 
 /// Serves the API over any store and lake (tests use `MemoryStore` and a memory catalog).
@@ -228,6 +258,7 @@ pub async fn serve(
         listener,
         RankingsApi::with_lake(store, lake),
         Arc::new(LineageStore::in_memory()),
+        Arc::default(),
         shutdown,
     )
     .await
@@ -238,13 +269,14 @@ async fn serve_api(
     listener: tokio::net::TcpListener,
     api: RankingsApi,
     lineage: Arc<LineageStore>,
+    auth: Arc<AuthSettings>,
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "api listening");
     Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
         .run_with_graceful_shutdown(
-            app_of(api, lineage),
+            app_of(api, lineage, auth),
             shutdown.cancelled_owned(),
             Some(SHUTDOWN_GRACE),
         )

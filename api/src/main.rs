@@ -36,6 +36,10 @@ async fn main() -> anyhow::Result<()> {
         config.listen = listen;
     }
     let addr = config.listen_addr().map_err(anyhow::Error::msg)?;
+    config.auth.validate().map_err(anyhow::Error::msg)?;
+    if config.auth.write_token.is_none() {
+        tracing::warn!("no auth.write_token: POST /api/v1/lineage is refused (403)");
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;

@@ -775,3 +775,56 @@ async fn completeness_says_how_far_each_source_reaches() {
     let resp = client.get("/v1/completeness").send().await;
     assert_problem(resp, StatusCode::SERVICE_UNAVAILABLE, "not-published").await;
 }
+
+/// Writes are refused unless a write token is configured and sent; a read token closes every
+/// read but the probes. The full app, so the middleware's place in it is what is tested.
+#[tokio::test]
+async fn bearer_tokens_guard_writes_and_optionally_reads() {
+    let event = json!({"eventType": "START"});
+    let open = TestClient::new(app(Arc::new(MemoryStore::new())));
+    let resp = open.post("/api/v1/lineage").body_json(&event).send().await;
+    resp.assert_status(StatusCode::FORBIDDEN);
+    resp.assert_content_type("application/problem+json");
+    let problem: Value = resp.json().await.value().deserialize();
+    assert_eq!(problem["type"], "urn:tributary:problem:writes-disabled");
+
+    let (write, read) = ("write-token-0123456789", "read-token-0123456789");
+    let guarded = TestClient::new(crate::app_with_auth(
+        Arc::new(MemoryStore::new()),
+        crate::auth::AuthSettings {
+            write_token: Some(write.into()),
+            read_token: Some(read.into()),
+        },
+    ));
+    let resp = guarded
+        .post("/api/v1/lineage")
+        .body_json(&event)
+        .send()
+        .await;
+    resp.assert_status(StatusCode::UNAUTHORIZED);
+    resp.assert_header("www-authenticate", "Bearer");
+    let body = resp.0.into_body().into_string().await.unwrap();
+    assert!(!body.contains(write), "{body}");
+    // With the token the event reaches the store, which judges it (400: no runId).
+    guarded
+        .post("/api/v1/lineage")
+        .header("Authorization", format!("Bearer {write}"))
+        .body_json(&event)
+        .send()
+        .await
+        .assert_status(StatusCode::BAD_REQUEST);
+    guarded
+        .get("/v1/rankings/cities")
+        .send()
+        .await
+        .assert_status(StatusCode::UNAUTHORIZED);
+    guarded
+        .get("/v1/rankings/cities")
+        .header("Authorization", format!("Bearer {read}"))
+        .send()
+        .await
+        .assert_status(StatusCode::SERVICE_UNAVAILABLE); // nothing published yet: past auth
+    for probe in ["/healthz", "/metrics"] {
+        guarded.get(probe).send().await.assert_status_is_ok();
+    }
+}

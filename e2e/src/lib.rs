@@ -478,6 +478,10 @@ fn env_map(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The bearer token [`TestPipeline::api_env`]'s API takes lineage writes with (services send it
+/// as `OPENLINEAGE_API_KEY`).
+pub const LINEAGE_WRITE_TOKEN: &str = "e2e-lineage-write-token";
+
 impl TestPipeline {
     /// Fresh names and ports, no Postgres source (for tests of files, the ERP or a service's
     /// behaviour that compare nothing with Postgres).
@@ -594,6 +598,7 @@ impl TestPipeline {
     pub fn api_env(&self) -> BTreeMap<String, String> {
         let mut env = self.lake();
         env.extend(env_map(&[
+            ("TRIBUTARY_AUTH__WRITE_TOKEN", LINEAGE_WRITE_TOKEN.into()),
             ("TRIBUTARY_CLICKHOUSE__DATABASE", self.namespace()),
             ("TRIBUTARY_LISTEN", format!("127.0.0.1:{}", self.api_port)),
         ]));

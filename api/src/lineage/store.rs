@@ -562,7 +562,20 @@ mod tests {
     use serde_json::{Value, json};
     use tributary_rankings::MemoryStore;
 
-    use crate::app;
+    use crate::app_with_auth;
+    use crate::auth::AuthSettings;
+
+    const WRITE_TOKEN: &str = "lineage-write-token-for-tests";
+
+    /// The whole app with a write token, every request sending it.
+    fn writable_client() -> TestClient<impl poem::Endpoint> {
+        let auth = AuthSettings {
+            write_token: Some(WRITE_TOKEN.into()),
+            read_token: None,
+        };
+        TestClient::new(app_with_auth(Arc::new(MemoryStore::new()), auth))
+            .default_header("Authorization", format!("Bearer {WRITE_TOKEN}"))
+    }
 
     fn event(kind: &str, run: &str, job: &str, input: &str, output: &str) -> Value {
         json!({
@@ -583,7 +596,7 @@ mod tests {
 
     #[tokio::test]
     async fn events_posted_come_back_as_marquez_graphs() {
-        let client = TestClient::new(app(Arc::new(MemoryStore::new())));
+        let client = writable_client();
         let run = "0190d3a4-6b1e-7c2d-8e3f-000000000001";
         for kind in ["START", "COMPLETE"] {
             client
@@ -646,7 +659,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_events_and_unknown_nodes_are_problems() {
-        let client = TestClient::new(app(Arc::new(MemoryStore::new())));
+        let client = writable_client();
         let mut bad = event("COMPLETE", "not-a-uuid", "j", "t", "o");
         let resp = client.post("/api/v1/lineage").body_json(&bad).send().await;
         resp.assert_status(StatusCode::BAD_REQUEST);
@@ -694,7 +707,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_page_is_self_contained() {
-        let client = TestClient::new(app(Arc::new(MemoryStore::new())));
+        let client = writable_client();
         let resp = client.get("/lineage").send().await;
         resp.assert_status_is_ok();
         let html = resp.0.into_body().into_string().await.unwrap();

@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
-use tributary_e2e::{Service, TestPipeline, browser, eventually, repo_root, require_stack};
+use tributary_e2e::{
+    LINEAGE_WRITE_TOKEN, Service, TestPipeline, browser, eventually, repo_root, require_stack,
+};
 use tributary_ingest::files::inbox::Inbox;
 
 type Edges = BTreeSet<(String, String)>;
@@ -121,6 +123,7 @@ async fn jobs_send_lineage_to_the_api_store_and_the_graph_reads_back() -> Result
         ("OPENLINEAGE__TRANSPORT__TYPE", "http".to_string()),
         ("OPENLINEAGE_URL", api.clone()),
         ("OPENLINEAGE_NAMESPACE", ns.clone()),
+        ("OPENLINEAGE_API_KEY", LINEAGE_WRITE_TOKEN.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -404,9 +407,26 @@ async fn the_store_outlives_the_api_process_and_refuses_bad_events() -> Result<(
             "outputs": [{"namespace": "file", "name": "/tmp/copy.csv"}],
         })
     };
+    // Writes need the bearer token: none, or a wrong one, is 401 and stores nothing.
+    for token in [None, Some("not-the-write-token")] {
+        let mut post = http
+            .post(format!("{api}/api/v1/lineage"))
+            .json(&event("START"));
+        if let Some(token) = token {
+            post = post.bearer_auth(token);
+        }
+        let resp = post.send().await?;
+        ensure!(
+            resp.status() == reqwest::StatusCode::UNAUTHORIZED
+                && resp.headers().get("www-authenticate").is_some(),
+            "token {token:?}: {}",
+            resp.status()
+        );
+    }
     for kind in ["START", "COMPLETE"] {
         let resp = http
             .post(format!("{api}/api/v1/lineage"))
+            .bearer_auth(LINEAGE_WRITE_TOKEN)
             .json(&event(kind))
             .send()
             .await?;
@@ -420,6 +440,7 @@ async fn the_store_outlives_the_api_process_and_refuses_bad_events() -> Result<(
     bad["job"] = serde_json::json!({"namespace": ns});
     let resp = http
         .post(format!("{api}/api/v1/lineage"))
+        .bearer_auth(LINEAGE_WRITE_TOKEN)
         .json(&bad)
         .send()
         .await?;
