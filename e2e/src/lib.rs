@@ -630,6 +630,7 @@ impl TestPipeline {
             ("TRIBUTARY_LISTEN", format!("127.0.0.1:{}", self.erp_port)),
             ("TRIBUTARY_SEED", seed.to_string()),
             ("TRIBUTARY_INITIAL_CHANGES", initial_changes.to_string()),
+            ("TRIBUTARY_ADMIN", "true".into()),
         ])
     }
 

@@ -216,7 +216,8 @@ pub struct ErpSimConfig {
     pub max_request_bytes: usize,
     /// Deepest element nesting accepted in a request.
     pub max_depth: usize,
-    /// Serve the `/admin` endpoints (injecting sales, cancellations and throttling).
+    /// Serve the `/admin` endpoints (injecting sales, cancellations and throttling). Off by
+    /// default: they are unauthenticated, for tests and the demo (`TRIBUTARY_ADMIN=true`).
     pub admin: bool,
     /// A file that records every change injected through `/admin` and is replayed at start,
     /// so a restarted simulator has the same log (and a saved cursor stays valid) like a real
@@ -239,7 +240,7 @@ impl Default for ErpSimConfig {
             throttle_retry_after_secs: 1,
             max_request_bytes: 1024 * 1024,
             max_depth: 32,
-            admin: true,
+            admin: false,
             journal: String::new(),
         }
     }

@@ -21,6 +21,7 @@ async fn start(initial_changes: u32) -> Sim {
     let config = ErpSimConfig {
         initial_changes,
         seed: 11,
+        admin: true,
         ..ErpSimConfig::default()
     };
     sim::spawn(config).await.expect("start the simulator")

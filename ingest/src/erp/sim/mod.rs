@@ -14,8 +14,9 @@
 //! | `POST /admin/sales/{id}/cancel` | JSON `{"reason": …}` (optional): appends a cancellation |
 //! | `POST /admin/throttle` | JSON `{"requests": n, "retryAfterSeconds": s}`: the next n SOAP calls get a `Throttled` fault |
 //!
-//! The admin endpoints are plain JSON, not SOAP, and exist for tests and the demo (switch them
-//! off with `admin = false`).
+//! The admin endpoints are plain JSON, not SOAP, unauthenticated, and exist for tests and the
+//! demo: they are served only with `admin = true` (`TRIBUTARY_ADMIN=true`; `dev/app` and the
+//! end-to-end tests set it).
 
 pub mod store;
 
@@ -699,6 +700,31 @@ pub async fn spawn(config: ErpSimConfig) -> std::io::Result<SpawnedSimulator> {
 mod journal_tests {
     use super::*;
     use crate::erp::wssec::SystemClock;
+
+    /// The unauthenticated admin endpoints exist only when switched on.
+    #[tokio::test]
+    async fn admin_endpoints_are_off_unless_configured() {
+        let get = |admin: bool| async move {
+            let config = ErpSimConfig {
+                initial_changes: 1,
+                admin,
+                ..ErpSimConfig::default()
+            };
+            let app = Simulator::new(config, Arc::new(SystemClock)).app();
+            poem::test::TestClient::new(app)
+                .get("/admin/sales")
+                .send()
+                .await
+                .0
+                .status()
+        };
+        assert_eq!(get(false).await, poem::http::StatusCode::NOT_FOUND);
+        assert!(get(true).await.is_success());
+        assert!(
+            !ErpSimConfig::default().admin,
+            "admin must be off by default"
+        );
+    }
 
     #[test]
     fn a_restarted_simulator_replays_its_journal_and_keeps_its_log() {
