@@ -42,13 +42,19 @@ impl PublishError {
     }
 
     /// Whether retrying the same batch may succeed (broker unavailable, timeouts). A fenced
-    /// producer or an invalid config is permanent.
+    /// producer, an invalid config or a record larger than Kafka takes is permanent: the same
+    /// batch would fail the same way forever.
     pub fn is_retryable(&self) -> bool {
         match &self.source {
             KafkaError::Transaction(e) => e.is_retriable(),
             other => !matches!(
                 other.rdkafka_error_code(),
-                Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced)
+                Some(
+                    RDKafkaErrorCode::Fenced
+                        | RDKafkaErrorCode::ProducerFenced
+                        | RDKafkaErrorCode::MessageSizeTooLarge
+                        | RDKafkaErrorCode::MessageBatchTooLarge
+                )
             ),
         }
     }
@@ -467,6 +473,18 @@ fn read_topic_blocking(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oversized_records_and_fencing_are_permanent_timeouts_are_not() {
+        let error = |code| PublishError {
+            action: "produce",
+            source: KafkaError::MessageProduction(code),
+        };
+        assert!(!error(RDKafkaErrorCode::MessageSizeTooLarge).is_retryable());
+        assert!(!error(RDKafkaErrorCode::ProducerFenced).is_retryable());
+        assert!(error(RDKafkaErrorCode::MessageTimedOut).is_retryable());
+        assert!(error(RDKafkaErrorCode::BrokerTransportFailure).is_retryable());
+    }
 
     fn record(topic: &str) -> OutRecord {
         OutRecord {

@@ -23,8 +23,17 @@ use super::map::{CsvFields, Fields};
 use super::partners::CsvOptions;
 
 /// Largest record accepted (an NDJSON line, a CSV row, a JSON element): beyond it the file is
-/// refused rather than read into memory.
-pub const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
+/// refused (quarantined, `record_too_long`) rather than read into memory. Small enough that the
+/// event or dead letter carrying the record stays under Kafka's default message size (1 MB)
+/// even if JSON escapes every byte (×6): a larger one would be refused by the broker after the
+/// file's earlier batches were committed. A sale row is a few hundred bytes.
+pub const MAX_RECORD_BYTES: usize = 128 * 1024;
+
+/// Kafka's default `message.max.bytes` (broker) and librdkafka's default producer limit.
+pub const KAFKA_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+// JSON escapes a byte into at most six (`\u0001`); the event's other fields are small.
+const _: () = assert!(MAX_RECORD_BYTES * 6 + 64 * 1024 < KAFKA_MESSAGE_MAX_BYTES);
 
 /// The format of a partner file, from its extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -517,7 +526,8 @@ mod tests {
     /// the same file again at every restart).
     #[test]
     fn deeply_nested_json_is_a_bad_record_not_a_panic() {
-        for depth in [300, 200_000] {
+        // 60 000 levels: 120 KB, just inside MAX_RECORD_BYTES (a deeper one is a record too long).
+        for depth in [300, 60_000] {
             let nested = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
             let array =
                 format!("[{{\"id\":\"a\"}},{{\"id\":\"b\",\"x\":{nested}}},{{\"id\":\"c\"}}]");
@@ -543,6 +553,31 @@ mod tests {
                 &rows[1].2[..80]
             );
         }
+    }
+
+    #[test]
+    fn a_record_is_bounded_so_its_event_fits_in_a_kafka_message() {
+        let o = CsvOptions::default();
+        let long = "x".repeat(MAX_RECORD_BYTES + 1);
+        for (format, text) in [
+            (
+                Format::Ndjson,
+                format!("{{\"id\":\"a\"}}\n{{\"id\":\"{long}\"}}\n"),
+            ),
+            (Format::Csv, format!("id,x\n1,a\n2,{long}\n")),
+            (Format::Json, format!("[{{\"id\":\"{long}\"}}]")),
+        ] {
+            match read(format, &o, text.as_bytes()) {
+                Err(e) => assert!(
+                    e.is_bad_file() && e.to_string().contains("longer than"),
+                    "{format:?}: {e}"
+                ),
+                Ok(rows) => panic!("{format:?}: {} rows read", rows.len()),
+            }
+        }
+        // Just under the bound is fine.
+        let fits = format!("{{\"id\":\"{}\"}}\n", "x".repeat(MAX_RECORD_BYTES - 20));
+        assert_eq!(read(Format::Ndjson, &o, fits.as_bytes()).unwrap().len(), 1);
     }
 
     #[test]
@@ -575,7 +610,7 @@ mod tests {
             vec!["1", "2"]
         );
         // A very long field.
-        let long = format!("id,x\n1,\"{}\"\n", "y".repeat(1_000_000));
+        let long = format!("id,x\n1,\"{}\"\n", "y".repeat(MAX_RECORD_BYTES - 100));
         assert_eq!(
             ids(&read(Format::Csv, &o, long.as_bytes()).unwrap()),
             vec!["1"]
