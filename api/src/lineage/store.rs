@@ -32,6 +32,9 @@ use crate::error::Problem;
 
 /// Largest page of jobs or datasets (Marquez's default limit is 100).
 const MAX_LIMIT: usize = 1000;
+/// Deepest graph walk a request may ask for: the pipeline is a few hops deep, and each hop of a
+/// walk costs the whole index, so an unbounded `depth` is a denial of service.
+const MAX_DEPTH: u32 = 100;
 /// Largest accepted event body.
 const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
 
@@ -426,10 +429,13 @@ fn number(params: &Params, name: &'static str, default: usize) -> Result<usize, 
 
 fn depth(params: &Params) -> Result<u32, LineageApiError> {
     let depth = number(params, "depth", DEFAULT_DEPTH as usize)?;
-    u32::try_from(depth).map_err(|_| LineageApiError::InvalidParameter {
-        name: "depth",
-        reason: "too large".into(),
-    })
+    match u32::try_from(depth) {
+        Ok(depth) if depth <= MAX_DEPTH => Ok(depth),
+        _ => Err(LineageApiError::InvalidParameter {
+            name: "depth",
+            reason: format!("must be at most {MAX_DEPTH}"),
+        }),
+    }
 }
 
 fn page(params: &Params) -> Result<(usize, usize), LineageApiError> {
@@ -701,6 +707,16 @@ mod tests {
             .send()
             .await;
         assert_eq!(body(resp).await["parameter"], "depth");
+        for too_deep in ["101", "4294967295"] {
+            let resp = client
+                .get("/api/v1/lineage")
+                .query("nodeId", &"dataset:a:b")
+                .query("depth", &too_deep)
+                .send()
+                .await;
+            resp.assert_status(StatusCode::BAD_REQUEST);
+            assert_eq!(body(resp).await["parameter"], "depth", "{too_deep}");
+        }
         let resp = client.get("/api/v1/namespaces/nope/jobs").send().await;
         resp.assert_status(StatusCode::NOT_FOUND);
     }
