@@ -82,6 +82,8 @@ bench-marts: up build ## incremental marts run vs full recompute on 100K/1M/10M 
 
 # The marts' full rebuild, DataFusion in process vs Trino (one node, `make trino`), release build, RUNS
 # runs per history: `make bench-trino HISTORIES=100000,1000000 RUNS=3`. Results in bench/results/rebuild.md.
+# 10 M events need a larger Trino than the default: `dev/down trino`, then
+# `STACK_TRINO_HEAP=-Xmx8g STACK_TRINO_QUERY_MEMORY=5GB make bench-trino` (README, Trino).
 RUNS ?= 3
 bench-trino: up-with-trino ## marts full rebuild, DataFusion vs Trino, on HISTORIES events: median of RUNS, spread, peak memory (release)
 	$(CARGO) build --release -p tributary-bench
