@@ -49,6 +49,23 @@ fn unscaled(text: &str, scale: i8) -> Option<i128> {
     Some(if negative { -value } else { value })
 }
 
+/// An Arrow array of `cells` read by `get`; a null is null, a value `get` cannot read is the
+/// error (its JSON text).
+fn typed<'a, A, T>(
+    cells: impl Iterator<Item = &'a Value>,
+    get: impl Fn(&'a Value) -> Option<T>,
+) -> Result<A, String>
+where
+    A: FromIterator<Option<T>>,
+{
+    cells
+        .map(|v| match v {
+            Value::Null => Ok(None),
+            v => get(v).map(Some).ok_or_else(|| v.to_string()),
+        })
+        .collect()
+}
+
 /// `result` as one record batch; `query` names it in errors.
 pub fn to_record_batch(
     query: &'static str,
@@ -74,48 +91,24 @@ pub fn to_record_batch(
             .rows
             .iter()
             .map(|row| row.get(i).unwrap_or(&Value::Null));
+        let invalid = |expected| move |v| bad(&column.name, expected, v);
         let array: ArrayRef = match &data_type {
             DataType::Int64 => Arc::new(
-                cells
-                    .map(|v| match v {
-                        Value::Null => Ok(None),
-                        v => v.as_i64().map(Some).ok_or_else(|| v.to_string()),
-                    })
-                    .collect::<Result<Int64Array, String>>()
-                    .map_err(|v| bad(&column.name, "an integer", v))?,
+                typed::<Int64Array, _>(cells, Value::as_i64).map_err(invalid("an integer"))?,
             ),
             DataType::Boolean => Arc::new(
-                cells
-                    .map(|v| match v {
-                        Value::Null => Ok(None),
-                        v => v.as_bool().map(Some).ok_or_else(|| v.to_string()),
-                    })
-                    .collect::<Result<BooleanArray, String>>()
-                    .map_err(|v| bad(&column.name, "a boolean", v))?,
+                typed::<BooleanArray, _>(cells, Value::as_bool).map_err(invalid("a boolean"))?,
             ),
             DataType::Utf8 => Arc::new(
-                cells
-                    .map(|v| match v {
-                        Value::Null => Ok(None),
-                        v => v.as_str().map(Some).ok_or_else(|| v.to_string()),
-                    })
-                    .collect::<Result<StringArray, String>>()
-                    .map_err(|v| bad(&column.name, "a string", v))?,
+                typed::<StringArray, _>(cells, Value::as_str).map_err(invalid("a string"))?,
             ),
             DataType::Decimal128(precision, scale) => Arc::new(
-                cells
-                    .map(|v| match v {
-                        Value::Null => Ok(None),
-                        v => v
-                            .as_str()
-                            .and_then(|s| unscaled(s, *scale))
-                            .map(Some)
-                            .ok_or_else(|| v.to_string()),
-                    })
-                    .collect::<Result<Decimal128Array, String>>()
-                    .map_err(|v| bad(&column.name, "a decimal", v))?
-                    .with_precision_and_scale(*precision, *scale)
-                    .map_err(|e| bad(&column.name, "a valid decimal type", e.to_string()))?,
+                typed::<Decimal128Array, _>(cells, |v| {
+                    v.as_str().and_then(|s| unscaled(s, *scale))
+                })
+                .map_err(invalid("a decimal"))?
+                .with_precision_and_scale(*precision, *scale)
+                .map_err(|e| bad(&column.name, "a valid decimal type", e.to_string()))?,
             ),
             _ => unreachable!("arrow_type returns only the types above"),
         };
