@@ -38,6 +38,15 @@ fn peak_mib(pid: &str) -> Result<f64> {
     Ok(kib / 1024.0)
 }
 
+/// One rebuild by `job`: its wall time in seconds and the peak RSS (MiB) of `pid`, the process
+/// doing the work.
+async fn timed_rebuild(job: &MartsJob, pid: &str) -> Result<(f64, f64)> {
+    reset_peak(pid)?;
+    let started = Instant::now();
+    job.run_with(RunMode::Rebuild).await?;
+    Ok((started.elapsed().as_secs_f64(), peak_mib(pid)?))
+}
+
 /// Median, min and max.
 fn summary(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
@@ -78,23 +87,16 @@ pub async fn history(
     let me = std::process::id().to_string();
     let (mut df_secs, mut df_mib, mut trino_secs, mut trino_mib) = (vec![], vec![], vec![], vec![]);
     for run in 1..=runs {
-        reset_peak(&me)?;
-        let started = Instant::now();
-        on_datafusion
-            .run_with(RunMode::Rebuild)
+        let (secs, mib) = timed_rebuild(&on_datafusion, &me)
             .await
             .context("DataFusion rebuild")?;
-        df_secs.push(started.elapsed().as_secs_f64());
-        df_mib.push(peak_mib(&me)?);
-
-        reset_peak(&trino_pid)?;
-        let started = Instant::now();
-        on_trino
-            .run_with(RunMode::Rebuild)
+        df_secs.push(secs);
+        df_mib.push(mib);
+        let (secs, mib) = timed_rebuild(&on_trino, &trino_pid)
             .await
             .context("Trino rebuild")?;
-        trino_secs.push(started.elapsed().as_secs_f64());
-        trino_mib.push(peak_mib(&trino_pid)?);
+        trino_secs.push(secs);
+        trino_mib.push(mib);
         eprintln!(
             "{ns}: run {run}/{runs}: DataFusion {:.2}s (peak {:.0} MiB), Trino {:.2}s (peak {:.0} MiB)",
             df_secs[run - 1],

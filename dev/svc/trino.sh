@@ -70,10 +70,10 @@ trino_install() {
     trino_prune "$tmp"
     rm -rf "$TRINO_INSTALL"
     mv "$tmp" "$TRINO_INSTALL"
+    trino_check_classpath # once per install: the jars change only here
     echo "$marker" >"$TRINO_INSTALL/.complete"
   fi
   trino_download "$MAVEN_CENTRAL/io/trino/trino-cli/$TRINO_VERSION/trino-cli-$TRINO_VERSION-executable.jar" "$TRINO_CLI"
-  trino_check_classpath
 }
 
 trino_write_conf() {

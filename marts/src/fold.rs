@@ -586,6 +586,16 @@ pub const SOURCE_FILES: &str = "files";
 /// Source name of ERP sales.
 pub const SOURCE_ERP: &str = "erp";
 
+/// The source a raw table's events come from: `file_sale` files, `erp_sale` the ERP, every
+/// other (`pg_*`) Postgres.
+pub fn source_of_table(table: &str) -> &'static str {
+    match table {
+        tributary_common::names::TABLE_FILE_SALE => SOURCE_FILES,
+        tributary_common::names::TABLE_ERP_SALE => SOURCE_ERP,
+        _ => SOURCE_PG,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@ use tracing::Instrument;
 use crate::current_state;
 use crate::error::MartsError;
 use crate::events;
-use crate::fold::{SOURCE_ERP, SOURCE_FILES, SOURCE_PG, SaleEvent, SaleKey, SaleRecord};
+use crate::fold::{SaleEvent, SaleKey, SaleRecord};
 use crate::lake;
 use crate::lineage::{MartsLineage, MartsRun, table_reads};
 use crate::state::{Checkpoint, StateStore};
@@ -391,14 +391,9 @@ impl MartsJob {
         if let (RunMode::Rebuild, Engine::Trino(client)) = (mode, &self.engine) {
             lineage.on_engine("trino", &client.version().await?);
             lineage.start(&table_reads(Some(&snapshots), &Default::default()));
-            let publish = Publish {
-                run_id,
-                computed_at,
-                snapshots,
-                watermarks: Default::default(),
-                sales_changed: None,
-            };
-            return self.rebuild_on_trino(client, publish, progress).await;
+            return self
+                .rebuild_on_trino(client, run_id, computed_at, snapshots, progress)
+                .await;
         }
         lineage.start(&table_reads(Some(&snapshots), &Default::default()));
 
@@ -451,13 +446,14 @@ impl MartsJob {
     async fn rebuild_on_trino(
         &self,
         client: &crate::trino::TrinoClient,
-        publish: Publish<'_>,
+        run_id: &str,
+        computed_at: DateTime<Utc>,
+        snapshots: LakeSnapshots,
         progress: &mut RunProgress,
     ) -> Result<RunOutcome, MartsError> {
         tracing::info!(trino = %client.settings().url, "rebuild: computing the totals on Trino");
         let started = std::time::Instant::now();
-        let computed =
-            crate::trino::compute_totals(client, &self.namespace, &publish.snapshots).await?;
+        let computed = crate::trino::compute_totals(client, &self.namespace, &snapshots).await?;
         let timings = RunTimings {
             read: started.elapsed().as_secs_f64(),
             ..RunTimings::default()
@@ -470,8 +466,11 @@ impl MartsJob {
         );
         progress.rows_in = computed.watermarks.values().map(|w| w.events).sum();
         let publish = Publish {
+            run_id,
+            computed_at,
+            snapshots,
             watermarks: computed.watermarks,
-            ..publish
+            sales_changed: None,
         };
         self.rank_and_publish(publish, computed.totals, progress, timings)
             .await
@@ -617,11 +616,7 @@ impl MartsJob {
                     tributary_common::telemetry::link_span(&tracing::Span::current(), &parent);
                 }
             }
-            let source = match *name {
-                names::TABLE_FILE_SALE => SOURCE_FILES,
-                names::TABLE_ERP_SALE => SOURCE_ERP,
-                _ => SOURCE_PG,
-            };
+            let source = crate::fold::source_of_table(name);
             let watermark = new.watermarks.entry(source.to_string()).or_default();
             for batch in &batches {
                 new.rows += batch.num_rows() as u64;

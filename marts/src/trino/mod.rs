@@ -24,7 +24,7 @@ pub use client::{QueryResult, TrinoClient};
 
 use crate::current_state::{NO_TRACE_ID, TOTALS_QUERIES, current_state_steps, totals_from_batches};
 use crate::error::MartsError;
-use crate::fold::{SOURCE_ERP, SOURCE_FILES, SOURCE_PG};
+use crate::fold::source_of_table;
 
 /// Where the Trino coordinator is and how to reach the lake through it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,16 +168,11 @@ fn watermarks(
         expected: "source, position, newest (ISO 8601), events",
         found,
     };
-    let source_of = |table: &str| match table {
-        tributary_common::names::TABLE_FILE_SALE => SOURCE_FILES,
-        tributary_common::names::TABLE_ERP_SALE => SOURCE_ERP,
-        _ => SOURCE_PG,
-    };
     let landed: Vec<&str> = snapshots
         .0
         .iter()
         .filter(|s| s.snapshot_id.is_some())
-        .map(|s| source_of(&s.table))
+        .map(|s| source_of_table(&s.table))
         .collect();
     let mut out = BTreeMap::new();
     for row in &answer.rows {
