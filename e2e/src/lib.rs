@@ -584,6 +584,25 @@ impl TestPipeline {
         env
     }
 
+    /// The lander with lake maintenance running every 2 s as hard as it goes: merging at two
+    /// manifests, compacting two small files, no full-resolution window (a 5 s-granular history
+    /// for an hour), one snapshot kept beyond the pins, no grace for unreferenced files. The
+    /// oracle runs with it: the rankings must not notice.
+    pub fn lake_env_with_maintenance(&self) -> BTreeMap<String, String> {
+        let mut env = self.lake_env();
+        env.extend(env_map(&[
+            ("TRIBUTARY_MAINTENANCE__INTERVAL_S", "2".into()),
+            ("TRIBUTARY_MAINTENANCE__SNAPSHOT_RETENTION_S", "0".into()),
+            ("TRIBUTARY_MAINTENANCE__HISTORY_RETENTION_S", "3600".into()),
+            ("TRIBUTARY_MAINTENANCE__HISTORY_GRANULARITY_S", "5".into()),
+            ("TRIBUTARY_MAINTENANCE__MIN_SNAPSHOTS_TO_KEEP", "1".into()),
+            ("TRIBUTARY_MAINTENANCE__MIN_INPUT_FILES", "2".into()),
+            ("TRIBUTARY_MAINTENANCE__MAX_MANIFESTS", "2".into()),
+            ("TRIBUTARY_MAINTENANCE__ORPHAN_GRACE_S", "0".into()),
+        ]));
+        env
+    }
+
     /// The marts job, every second.
     pub fn marts_env(&self) -> BTreeMap<String, String> {
         let mut env = self.lake();

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use tributary_common::{KafkaSettings, LakeSettings};
 
 use crate::error::LakeError;
+use crate::maintenance::MaintenanceSettings;
 pub use tributary_raw::topics::{Route, TopicsConfig};
 
 /// Everything the lander needs.
@@ -34,6 +35,8 @@ pub struct LanderConfig {
     pub writer_lock_wait_ms: u64,
     /// `host:port` for `/metrics` and `/healthz`; empty disables the listener.
     pub metrics_listen: String,
+    /// Lake maintenance the lander runs between its commits (`[maintenance]`).
+    pub maintenance: MaintenanceSettings,
 }
 
 impl Default for LanderConfig {
@@ -48,6 +51,7 @@ impl Default for LanderConfig {
             discovery_interval_ms: 5_000,
             writer_lock_wait_ms: 30_000,
             metrics_listen: String::new(),
+            maintenance: MaintenanceSettings::default(),
         }
     }
 }
@@ -86,6 +90,7 @@ impl LanderConfig {
         if self.group_id.trim().is_empty() {
             return invalid("group_id", "must not be empty");
         }
+        self.maintenance.validate()?;
         let routes = self.topics.routes();
         for (i, (topic, _)) in routes.iter().enumerate() {
             let valid = !topic.is_empty()

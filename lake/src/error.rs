@@ -109,6 +109,42 @@ pub enum LakeError {
         /// librdkafka's message.
         detail: String,
     },
+    /// Lake maintenance found the table moved between its read and its commit (the catalog's
+    /// compare-and-swap on `metadata_location` failed): only the lander holding the writer lock
+    /// may write, so another writer is at work.
+    #[error(
+        "maintenance of {table}: the table moved during the run (expected metadata {expected}); \
+         another writer is at work — run one lander per namespace, and `tributary-lake maintain` \
+         only while it is stopped"
+    )]
+    MaintenanceConflict {
+        /// Table.
+        table: String,
+        /// The metadata file the run started from.
+        expected: String,
+    },
+    /// The catalog database refused a maintenance commit.
+    #[error("maintenance of {table}: catalog database {action} failed: {source}")]
+    CatalogDb {
+        /// Table.
+        table: String,
+        /// What was being done.
+        action: &'static str,
+        /// The database error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Listing or deleting files of the warehouse failed.
+    #[error("object store {action} under {location} failed: {source}")]
+    Store {
+        /// What was being done.
+        action: &'static str,
+        /// The location.
+        location: String,
+        /// The store's error.
+        #[source]
+        source: Box<object_store::Error>,
+    },
     /// Rows could not be put into the table's Arrow schema.
     #[error(transparent)]
     Batch(#[from] BatchError),
@@ -141,10 +177,12 @@ impl LakeError {
             LakeError::Raw(e) => e.is_retryable(),
             LakeError::Kafka { .. } | LakeError::WriterLockBusy { .. } => true,
             LakeError::WriterLock { .. } => true,
+            LakeError::CatalogDb { .. } | LakeError::Store { .. } => true,
             LakeError::LoadConfig(_)
             | LakeError::InvalidConfig { .. }
             | LakeError::SchemaDrift { .. }
             | LakeError::Fenced { .. }
+            | LakeError::MaintenanceConflict { .. }
             | LakeError::OffsetOutOfRange { .. }
             | LakeError::Batch(_)
             | LakeError::Metrics(_)

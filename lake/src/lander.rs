@@ -17,6 +17,7 @@ use crate::config::{LanderConfig, Route};
 use crate::decode::{Decoded, decode, decode_rejected, decode_sale_event};
 use crate::error::LakeError;
 use crate::lineage::LakeLineage;
+use crate::maintenance::Maintainer;
 use crate::metrics::{Metrics, Outcome};
 use crate::sink::TableSink;
 use crate::source::{KafkaSource, Record, Source, TraceHeaders};
@@ -132,6 +133,8 @@ pub struct Lander<S: Source> {
     summary: RunSummary,
     /// OpenLineage: a run per commit (`OPENLINEAGE_*`, off by default).
     lineage: LakeLineage,
+    /// Lake maintenance between commits (`None` when `maintenance.enabled` is off).
+    maintainer: Option<Maintainer>,
 }
 
 #[derive(Default)]
@@ -173,6 +176,16 @@ impl<S: Source> Lander<S> {
         }
         let routes = config.topics.routes().into_iter().collect();
         let lineage = LakeLineage::from_env(&config);
+        let maintainer = if config.maintenance.enabled {
+            Some(Maintainer::new(
+                config.maintenance.clone(),
+                &config.lake,
+                &config.lake.namespace,
+                catalog.clone(),
+            )?)
+        } else {
+            None
+        };
         // Already registered when a test opens several landers on one registry: keep the first.
         let _ = lineage.lineage().register_metrics(metrics.registry());
         Ok(Self {
@@ -188,6 +201,7 @@ impl<S: Source> Lander<S> {
             landed: Arc::default(),
             summary: RunSummary::default(),
             lineage,
+            maintainer,
         })
     }
 
@@ -242,6 +256,10 @@ impl<S: Source> Lander<S> {
             tokio::time::interval(Duration::from_millis(self.config.discovery_interval_ms));
         discovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         discovery.tick().await;
+        let maintenance_every = Duration::from_secs(self.config.maintenance.interval_s);
+        let mut maintenance =
+            tokio::time::interval_at(Instant::now() + maintenance_every, maintenance_every);
+        maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_record = Instant::now();
         loop {
             if let Some(targets) = &targets {
@@ -267,6 +285,7 @@ impl<S: Source> Lander<S> {
                     break;
                 }
                 _ = sleep_until(deadline) => self.flush().await?,
+                _ = maintenance.tick(), if self.maintainer.is_some() => self.maintain().await?,
                 _ = discovery.tick() => {
                     if mode == Mode::Follow && let Err(error) = self.discover().await {
                         if !error.is_retryable() {
@@ -291,6 +310,34 @@ impl<S: Source> Lander<S> {
         }
         self.flush().await?;
         Ok(self.summary.clone())
+    }
+
+    /// One maintenance run over every table, after committing what is buffered. A failed run
+    /// is counted and logged and landing goes on; only a conflict (another writer moved a table)
+    /// stops the lander, as a fenced commit would.
+    async fn maintain(&mut self) -> Result<(), LakeError> {
+        if self.maintainer.is_none() {
+            return Ok(());
+        }
+        self.flush().await?;
+        if let Some(lock) = self.lock.as_mut() {
+            lock.check().await?;
+        }
+        let maintainer = self.maintainer.as_ref().expect("checked above");
+        for (table, sink) in &mut self.sinks {
+            let span = tracing::info_span!("maintain", table = %table);
+            match sink.maintain(maintainer).instrument(span).await {
+                Ok(report) => self.metrics.maintained(*table, Some(&report)),
+                Err(error) => {
+                    self.metrics.maintained(*table, None);
+                    if matches!(error, LakeError::MaintenanceConflict { .. }) {
+                        return Err(error);
+                    }
+                    tracing::warn!(%table, %error, retryable = error.is_retryable(), "maintenance failed; landing goes on, the next run retries");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Assigns partitions of the configured topics that are not assigned yet, each at the

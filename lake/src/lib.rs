@@ -21,6 +21,7 @@ pub mod decode;
 pub mod error;
 pub mod lander;
 pub mod lineage;
+pub mod maintenance;
 pub mod metrics;
 pub mod sink;
 pub mod source;

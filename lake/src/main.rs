@@ -7,7 +7,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tributary_common::health::{self, ReadinessChecks};
 use tributary_lake::metrics::Metrics;
-use tributary_lake::{LanderConfig, Mode};
+use tributary_lake::{LanderConfig, Mode, RawTable};
 
 /// Lands Debezium change events from Kafka into the raw Iceberg tables, exactly once.
 ///
@@ -22,6 +22,30 @@ struct Cli {
     /// Land what is in the topics now, then exit (instead of following them).
     #[arg(long)]
     once: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run lake maintenance once (compaction, manifest merging, snapshot expiry, file sweep)
+    /// with the `[maintenance]` settings, print one JSON report per table, and exit. Takes the
+    /// namespace's writer lock: stop the lander first (it runs maintenance itself).
+    Maintain {
+        /// Only these tables (`pg_sale`, …); all raw tables by default.
+        #[arg(long = "table", value_parser = parse_table)]
+        tables: Vec<RawTable>,
+    },
+}
+
+fn parse_table(name: &str) -> Result<RawTable, String> {
+    RawTable::ALL
+        .into_iter()
+        .find(|t| t.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = RawTable::ALL.iter().map(|t| t.name()).collect();
+            format!("unknown table {name:?}; one of {}", names.join(", "))
+        })
 }
 
 #[tokio::main]
@@ -29,6 +53,12 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _telemetry = tributary_common::telemetry::init("tributary-lake");
     let config = LanderConfig::load(cli.config.as_deref(), std::env::vars())?;
+    if let Some(Command::Maintain { tables }) = &cli.command {
+        for report in tributary_lake::maintenance::maintain_once(&config, tables).await? {
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        return Ok(());
+    }
     let metrics = Metrics::new()?;
     let shutdown = CancellationToken::new();
 

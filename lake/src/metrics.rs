@@ -53,6 +53,85 @@ pub struct Metrics {
     commit_bytes: HistogramVec,
     data_bytes: IntCounterVec,
     lag: IntGaugeVec,
+    maintenance: MaintenanceMetrics,
+}
+
+/// Lake maintenance, by table.
+#[derive(Debug, Clone)]
+struct MaintenanceMetrics {
+    runs: IntCounterVec,
+    seconds: HistogramVec,
+    files_deleted: IntCounterVec,
+    bytes_deleted: IntCounterVec,
+    files_rewritten: IntCounterVec,
+    snapshots: IntGaugeVec,
+    manifests: IntGaugeVec,
+    files: IntGaugeVec,
+    bytes: IntGaugeVec,
+}
+
+impl MaintenanceMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let gauge = |name: &str, help: &str| -> Result<IntGaugeVec, prometheus::Error> {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["table"])?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "tributary_lake_maintenance_seconds",
+                "Time of one maintenance run on one table",
+            )
+            .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0]),
+            &["table"],
+        )?;
+        registry.register(Box::new(seconds.clone()))?;
+        Ok(Self {
+            runs: counter(
+                "tributary_lake_maintenance_runs_total",
+                "Maintenance runs, by table and outcome (ok, failed)",
+                &["table", "outcome"],
+            )?,
+            seconds,
+            files_deleted: counter(
+                "tributary_lake_maintenance_files_deleted_total",
+                "Files maintenance deleted (expired snapshots', old metadata, orphans), by table",
+                &["table"],
+            )?,
+            bytes_deleted: counter(
+                "tributary_lake_maintenance_bytes_deleted_total",
+                "Bytes of the files maintenance deleted, by table",
+                &["table"],
+            )?,
+            files_rewritten: counter(
+                "tributary_lake_maintenance_files_rewritten_total",
+                "Small data files compaction rewrote, by table",
+                &["table"],
+            )?,
+            snapshots: gauge(
+                "tributary_lake_table_snapshots",
+                "Snapshots in the table's metadata after the last maintenance run",
+            )?,
+            manifests: gauge(
+                "tributary_lake_table_manifests",
+                "Manifests of the current snapshot after the last maintenance run",
+            )?,
+            files: gauge(
+                "tributary_lake_table_files",
+                "Files in the table's folder (data and metadata) after the last maintenance run",
+            )?,
+            bytes: gauge(
+                "tributary_lake_table_bytes",
+                "Bytes in the table's folder after the last maintenance run",
+            )?,
+        })
+    }
 }
 
 impl Metrics {
@@ -126,6 +205,7 @@ impl Metrics {
         registry.register(Box::new(data_bytes.clone()))?;
         registry.register(Box::new(last_commit.clone()))?;
         registry.register(Box::new(lag.clone()))?;
+        let maintenance = MaintenanceMetrics::new(&registry)?;
         // Every series exists from the start (at 0), so rates and alerts work before the first event.
         for table in RawTable::ALL {
             for outcome in Outcome::ALL {
@@ -136,6 +216,9 @@ impl Metrics {
             commit_files.with_label_values(&[table.name()]);
             commit_bytes.with_label_values(&[table.name()]);
             data_bytes.with_label_values(&[table.name()]);
+            for outcome in ["ok", "failed"] {
+                maintenance.runs.with_label_values(&[table.name(), outcome]);
+            }
         }
         Ok(Self {
             registry,
@@ -147,6 +230,7 @@ impl Metrics {
             commit_bytes,
             data_bytes,
             lag,
+            maintenance,
         })
     }
 
@@ -207,6 +291,49 @@ impl Metrics {
         self.data_bytes
             .with_label_values(&[table.name()])
             .inc_by(bytes);
+    }
+
+    /// Records one maintenance run (`report` is `None` when it failed).
+    pub fn maintained(
+        &self,
+        table: RawTable,
+        report: Option<&crate::maintenance::MaintenanceReport>,
+    ) {
+        let m = &self.maintenance;
+        let t = table.name();
+        let Some(report) = report else {
+            m.runs.with_label_values(&[t, "failed"]).inc();
+            return;
+        };
+        m.runs.with_label_values(&[t, "ok"]).inc();
+        m.seconds
+            .with_label_values(&[t])
+            .observe(report.elapsed.as_secs_f64());
+        m.files_deleted
+            .with_label_values(&[t])
+            .inc_by(report.files_deleted as u64);
+        m.bytes_deleted
+            .with_label_values(&[t])
+            .inc_by(report.bytes_deleted);
+        m.files_rewritten
+            .with_label_values(&[t])
+            .inc_by(report.files_rewritten as u64);
+        let gauge = |g: &IntGaugeVec, v: u64| {
+            g.with_label_values(&[t])
+                .set(i64::try_from(v).unwrap_or(i64::MAX))
+        };
+        gauge(&m.snapshots, report.snapshots_after as u64);
+        gauge(&m.manifests, report.manifests_after as u64);
+        gauge(&m.files, report.files_kept as u64);
+        gauge(&m.bytes, report.bytes_kept);
+    }
+
+    /// Count of maintenance runs of `table` with `outcome` (`ok`, `failed`; tests).
+    pub fn maintenance_runs(&self, table: RawTable, outcome: &str) -> u64 {
+        self.maintenance
+            .runs
+            .with_label_values(&[table.name(), outcome])
+            .get()
     }
 
     /// Prometheus text exposition.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iceberg::Catalog;
-use iceberg::spec::{DataFile, DataFileFormat};
+use iceberg::spec::{DataFile, DataFileFormat, TableProperties};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
@@ -22,6 +22,7 @@ use parquet::file::properties::WriterProperties;
 use crate::batch::{Row, record_batch};
 use crate::catalog::fnv1a64;
 use crate::error::LakeError;
+use crate::maintenance::{Maintainer, MaintenanceReport};
 use tributary_raw::catalog::{load_table, snapshot_offsets};
 use tributary_raw::offsets::{
     COMMIT_ID_PROPERTY, OFFSETS_PROPERTY, OffsetMap, TRACEPARENT_PROPERTY,
@@ -161,6 +162,34 @@ impl TableSink {
         Ok(report)
     }
 
+    /// Runs lake maintenance on this table (between commits: the caller holds the writer lock)
+    /// and continues from what it committed. A maintenance commit moves no offset.
+    pub async fn maintain(
+        &mut self,
+        maintainer: &Maintainer,
+    ) -> Result<MaintenanceReport, LakeError> {
+        let result = maintainer.maintain(self.kind, &self.table).await;
+        match result {
+            Ok((table, report)) => {
+                self.snapshot_id = table.metadata().current_snapshot_id();
+                self.table = table;
+                Ok(report)
+            }
+            Err(error) => {
+                // The run may have committed before it failed: continue from the table as it is
+                // if only maintenance moved it (same offsets); anything else fences the next commit.
+                if let Ok(table) =
+                    load_table(self.catalog.as_ref(), &self.namespace, self.kind).await
+                    && snapshot_offsets(&table).is_ok_and(|o| o == self.committed)
+                {
+                    self.snapshot_id = table.metadata().current_snapshot_id();
+                    self.table = table;
+                }
+                Err(error)
+            }
+        }
+    }
+
     /// Reloads the table and checks nobody else moved it.
     async fn fence(&mut self) -> Result<(), LakeError> {
         let table = load_table(self.catalog.as_ref(), &self.namespace, self.kind).await?;
@@ -239,35 +268,52 @@ impl TableSink {
             table: self.table.identifier().to_string(),
             source: Box::new(source),
         };
-        let metadata = self.table.metadata();
-        let schema = metadata.current_schema().clone();
+        let schema = self.table.metadata().current_schema().clone();
         let arrow_schema =
             Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema).map_err(iceberg)?);
         let batch = record_batch(self.kind, arrow_schema, rows)?;
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .build();
-        let parquet = ParquetWriterBuilder::new(properties, schema);
-        let locations = DefaultLocationGenerator::new(metadata).map_err(iceberg)?;
         // Deterministic names: the same flush (same offset range) always writes the same paths.
-        let names = DefaultFileNameGenerator::new(
-            self.kind.name().to_string(),
-            Some(commit_id.to_string()),
-            DataFileFormat::Parquet,
-        );
-        let rolling = RollingFileWriterBuilder::new_with_default_file_size(
-            parquet,
-            self.table.file_io().clone(),
-            locations,
-            names,
-        );
-        let mut writer = DataFileWriterBuilder::new(rolling)
-            .build(None)
-            .await
-            .map_err(iceberg)?;
+        let mut writer = data_file_writer(
+            &self.table,
+            self.kind.name(),
+            commit_id,
+            TableProperties::PROPERTY_WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
+        )
+        .await
+        .map_err(iceberg)?;
         writer.write(batch).await.map_err(iceberg)?;
         writer.close().await.map_err(iceberg)
     }
+}
+
+/// A writer of the table's data files (zstd Parquet in the table's data folder, named
+/// `<prefix>-<n>-<suffix>.parquet`, a new file past `target_file_bytes`): the lander's flushes
+/// and maintenance's compaction write through it.
+pub(crate) async fn data_file_writer(
+    table: &Table,
+    prefix: &str,
+    suffix: &str,
+    target_file_bytes: usize,
+) -> iceberg::Result<impl IcebergWriter + use<>> {
+    let metadata = table.metadata();
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let parquet = ParquetWriterBuilder::new(properties, metadata.current_schema().clone());
+    let locations = DefaultLocationGenerator::new(metadata)?;
+    let names = DefaultFileNameGenerator::new(
+        prefix.to_string(),
+        Some(suffix.to_string()),
+        DataFileFormat::Parquet,
+    );
+    let rolling = RollingFileWriterBuilder::new(
+        parquet,
+        target_file_bytes,
+        table.file_io().clone(),
+        locations,
+        names,
+    );
+    DataFileWriterBuilder::new(rolling).build(None).await
 }
 
 /// `o<first offset>-<hash of the offset range>`: unique per (table, from, to) offsets and

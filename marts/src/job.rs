@@ -169,6 +169,8 @@ pub struct MartsJob {
     metrics: Option<crate::metrics::MartsMetrics>,
     lineage: MartsLineage,
     engine: Engine,
+    /// Where the state's snapshots are pinned against lake maintenance, and as whom.
+    pins: Option<(Arc<tributary_raw::pins::SnapshotPins>, String)>,
 }
 
 /// How a run treats the kept state and the latest publication.
@@ -244,6 +246,7 @@ impl MartsJob {
             metrics: None,
             lineage: MartsLineage::disabled(),
             engine: Engine::DataFusion,
+            pins: None,
         }
     }
 
@@ -256,6 +259,17 @@ impl MartsJob {
     /// The same job, computing its rebuilds with `engine`.
     pub fn with_engine(mut self, engine: Engine) -> Self {
         self.engine = engine;
+        self
+    }
+
+    /// The same job, pinning the snapshots its kept state continues from (as `holder`) after
+    /// each state commit, so lake maintenance keeps every snapshot its next run reads.
+    pub fn with_pins(
+        mut self,
+        pins: Arc<tributary_raw::pins::SnapshotPins>,
+        holder: impl Into<String>,
+    ) -> Self {
+        self.pins = Some((pins, holder.into()));
         self
     }
 
@@ -426,6 +440,7 @@ impl MartsJob {
         self.state
             .commit(base.as_ref().map(|b| b.generation), &changed, &checkpoint)
             .await?;
+        self.pin_checkpoint(&tables).await;
         timings.commit = watch.lap();
 
         let totals = checkpoint.cells.totals(&checkpoint.master)?;
@@ -578,6 +593,25 @@ impl MartsJob {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Pins the snapshots the state now continues from (best effort: a failed pin leaves the
+    /// previous, older one, which keeps more history, never less).
+    async fn pin_checkpoint(&self, tables: &[(&'static str, iceberg::table::Table, Option<i64>)]) {
+        let Some((pins, holder)) = &self.pins else {
+            return;
+        };
+        let pinned: Vec<(&str, i64, i64)> = tables
+            .iter()
+            .filter_map(|(name, table, id)| {
+                let id = (*id)?;
+                let at = table.metadata().snapshot_by_id(id)?.timestamp_ms();
+                Some((*name, id, at))
+            })
+            .collect();
+        if let Err(error) = pins.pin(holder, &self.namespace, &pinned).await {
+            tracing::warn!(%error, holder, "could not pin the state's snapshots; lake maintenance may expire them (the next run would rebuild)");
         }
     }
 

@@ -142,7 +142,11 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(state),
     )
     .with_metrics(metrics.clone())
-    .with_lineage(lineage);
+    .with_lineage(lineage)
+    .with_pins(
+        Arc::new(tributary_raw::pins::SnapshotPins::new(&config.lake)?),
+        format!("marts:{}", config.state_schema()),
+    );
     let job = match cli.engine {
         EngineArg::Datafusion => job,
         EngineArg::Trino => job.with_engine(Engine::Trino(TrinoClient::new(&config.trino)?)),

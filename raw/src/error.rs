@@ -70,6 +70,15 @@ pub enum RawError {
         /// What does not line up.
         reason: String,
     },
+    /// The snapshot pins (next to the catalog) could not be read or written.
+    #[error("snapshot pins: {action} failed (is Postgres up?): {source}")]
+    Pins {
+        /// What was being done.
+        action: &'static str,
+        /// The database error.
+        #[source]
+        source: Box<sqlx::Error>,
+    },
     /// A snapshot summary holds an unreadable offset map.
     #[error("table {table}: snapshot {snapshot_id} has an unreadable offset map: {source}")]
     BadOffsets {
@@ -96,6 +105,7 @@ impl RawError {
                     )
             }
             RawError::TableMissing { .. } => true,
+            RawError::Pins { .. } => true,
             RawError::Warehouse { .. }
             | RawError::UnknownSnapshot { .. }
             | RawError::SnapshotNotFound { .. }

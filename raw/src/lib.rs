@@ -7,6 +7,7 @@
 //!  snapshots   AsOf pins (latest, ids, a time), list snapshots, resolve one id to a cut
 //!  topics      which Kafka topic feeds which raw table
 //!  incremental the rows a range of append snapshots added (the marts' per-run read)
+//!  pins        snapshots a reader continues from, kept by lake maintenance
 //!  testing     raw events and an in-memory lake for other crates' tests (hidden)
 //! ```
 //!
@@ -18,6 +19,7 @@ pub mod catalog;
 pub mod error;
 pub mod incremental;
 pub mod offsets;
+pub mod pins;
 pub mod schema;
 pub mod snapshots;
 #[doc(hidden)]

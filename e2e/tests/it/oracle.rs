@@ -247,7 +247,12 @@ async fn random_workload_on_all_sources_ranks_exactly_like_the_sources() -> Resu
 
     let mut services = vec![run.start_sim("oracle-erp-sim", seed % 100_000, 80).await?];
     for (name, bin, args, env) in [
-        ("oracle-lake", "tributary-lake", &[][..], run.lake_env()),
+        (
+            "oracle-lake",
+            "tributary-lake",
+            &[][..],
+            run.lake_env_with_maintenance(),
+        ),
         ("oracle-marts", "tributary-marts", &[], run.marts_env()),
         ("oracle-api", "tributary-api", &[], run.api_env()),
         (
@@ -402,6 +407,37 @@ async fn random_workload_on_all_sources_ranks_exactly_like_the_sources() -> Resu
     check_provenance(&http, &base, &mut rng, &want, (db, &files, &erp_now))
         .await
         .with_context(|| format!("seed {seed}: provenance (replay: ORACLE_SEED={seed})"))?;
+
+    // Maintenance ran under the marts all along: the lake holds replace snapshots and expired
+    // history, and the rankings above still equal the sources.
+    let settings = tributary_common::LakeSettings {
+        warehouse: "s3://warehouse".into(),
+        namespace: run.namespace(),
+        ..Default::default()
+    };
+    let catalog = tributary_raw::catalog::open(&settings).await?;
+    let sales =
+        tributary_raw::snapshots::load_raw_table(&catalog, &run.namespace(), "pg_sale").await?;
+    let replaces = sales
+        .metadata()
+        .snapshots()
+        .filter(|s| s.summary().operation == iceberg::spec::Operation::Replace)
+        .count();
+    let expired = sales
+        .metadata()
+        .snapshots()
+        .filter(|s| {
+            s.parent_snapshot_id()
+                .is_some_and(|p| sales.metadata().snapshot_by_id(p).is_none())
+        })
+        .count();
+    assert!(
+        replaces > 0 && expired > 0,
+        "seed {seed}: maintenance did not run under the oracle ({replaces} replace snapshots, {expired} with an expired parent in pg_sale)"
+    );
+    eprintln!(
+        "seed {seed}: pg_sale holds {replaces} replace snapshots and {expired} snapshots whose parent expired"
+    );
 
     // Incremental = rebuild: the marts service has folded the workload run by run; a rebuild
     // from the whole lake, into a database (and state) of its own, must publish the same rows.

@@ -3,3 +3,4 @@
 
 mod common;
 mod lander_it;
+mod maintenance_it;

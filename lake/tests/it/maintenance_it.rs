@@ -1,0 +1,274 @@
+//! Lake maintenance against the real stack (Postgres SQL catalog, S3): compaction, manifest
+//! merging, snapshot expiry with pins, the file sweep — and the lake still holds every row once,
+//! the lander goes on committing, and the incremental read follows across a `replace`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use iceberg::Catalog;
+use iceberg::spec::Operation;
+use iceberg::table::Table;
+use tributary_lake::batch::{Provenance, Row, change_row};
+use tributary_lake::catalog::ensure_tables;
+use tributary_lake::decode::{Cell, ChangeEvent, Op};
+use tributary_lake::maintenance::{Maintainer, MaintenanceSettings};
+use tributary_lake::sink::TableSink;
+use tributary_raw::catalog::{self, load_table, read_table, snapshot_offsets};
+use tributary_raw::incremental::{live_file_rows, read_added};
+use tributary_raw::offsets::{OffsetMap, TopicPartition};
+use tributary_raw::pins::SnapshotPins;
+use tributary_raw::schema::RawTable;
+
+use crate::common::{Store, provenance_counts, test_config};
+
+const TOPIC: &str = "city";
+
+fn city_row(offset: i64) -> Row {
+    let event = ChangeEvent {
+        op: Op::Create,
+        image: vec![
+            Cell::Long(offset),
+            Cell::Str(format!("city {offset}")),
+            Cell::Null,
+        ],
+        before_json: None,
+        after_json: Some(format!(r#"{{"id":{offset}}}"#)),
+        source_lsn: 100 + offset,
+        source_ts_micros: 1,
+        source_txid: Some(1),
+    };
+    let prov = Provenance {
+        topic: TOPIC.into(),
+        partition: 0,
+        offset,
+        ingest_time_micros: 2,
+        trace_id: None,
+    };
+    change_row(event, &prov)
+}
+
+fn next(offset: i64) -> OffsetMap {
+    [(TopicPartition::new(TOPIC, 0), offset)]
+        .into_iter()
+        .collect()
+}
+
+/// Kafka offsets of the rows, each with how many times it appears.
+fn offsets_in(batches: &[arrow::array::RecordBatch]) -> BTreeMap<i64, usize> {
+    provenance_counts(batches)
+        .into_iter()
+        .map(|((_, _, offset), n)| (offset, n))
+        .collect()
+}
+
+fn once(offsets: impl IntoIterator<Item = i64>) -> BTreeMap<i64, usize> {
+    offsets.into_iter().map(|o| (o, 1)).collect()
+}
+
+/// The objects under the table's folder, as Iceberg locations.
+async fn objects(table: &Table) -> BTreeSet<String> {
+    let settings = tributary_lake::LanderConfig::load(None, std::env::vars())
+        .unwrap()
+        .lake
+        .s3;
+    let location = table.metadata().location();
+    let rest = location.strip_prefix("s3://").expect("an s3 table");
+    let (bucket, key) = rest.split_once('/').unwrap();
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_endpoint(&settings.endpoint)
+        .with_access_key_id(&settings.access_key_id)
+        .with_secret_access_key(&settings.secret_access_key)
+        .with_region(&settings.region)
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    store
+        .list(Some(&object_store::path::Path::from(key)))
+        .map_ok(|meta| format!("s3://{bucket}/{}", meta.location))
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_compacts_merges_expires_and_sweeps_keeping_every_row_once() {
+    let config = test_config("maint", Store::S3);
+    let catalog: Arc<dyn Catalog> = Arc::new(
+        catalog::open(&config.lake)
+            .await
+            .unwrap_or_else(|e| panic!("{e}: run `make test` (or `dev/up`) to start the stack")),
+    );
+    let namespace = config.lake.namespace.clone();
+    ensure_tables(catalog.as_ref(), &namespace).await.unwrap();
+    let mut sink = TableSink::open(catalog.clone(), &namespace, RawTable::PgCity)
+        .await
+        .unwrap();
+
+    // 30 small commits of 2 rows: 30 data files, 30 manifests, 30 snapshots.
+    let mut snapshots = Vec::new();
+    for commit in 0..30 {
+        let first = commit * 2;
+        let report = sink
+            .commit(&[city_row(first), city_row(first + 1)], &next(first + 2))
+            .await
+            .unwrap();
+        snapshots.push(report.snapshot_id);
+    }
+    let before = load_table(catalog.as_ref(), &namespace, RawTable::PgCity)
+        .await
+        .unwrap();
+    assert_eq!(
+        offsets_in(&read_table(&before, None).await.unwrap()),
+        once(0..60)
+    );
+    let objects_before = objects(&before).await;
+
+    // A reader continues from the 20th snapshot: it and everything after it stay.
+    let pins = SnapshotPins::new(&config.lake).unwrap();
+    let pinned = snapshots[19];
+    let pinned_ms = before
+        .metadata()
+        .snapshot_by_id(pinned)
+        .unwrap()
+        .timestamp_ms();
+    pins.pin("it-reader", &namespace, &[("pg_city", pinned, pinned_ms)])
+        .await
+        .unwrap();
+
+    // No time window: only the pin and the newest 3 hold snapshots back; no grace.
+    let settings = MaintenanceSettings {
+        snapshot_retention_s: 0,
+        history_retention_s: 0,
+        min_snapshots_to_keep: 3,
+        target_file_bytes: 8 * 1024 * 1024,
+        min_input_files: 8,
+        max_manifests: 4,
+        orphan_grace_s: 0,
+        ..MaintenanceSettings::default()
+    };
+    let maintainer =
+        Maintainer::new(settings.clone(), &config.lake, &namespace, catalog.clone()).unwrap();
+    let report = sink.maintain(&maintainer).await.unwrap();
+    assert_eq!(report.files_rewritten, 30, "{report:?}");
+    assert_eq!(report.files_written, 1, "{report:?}");
+    assert_eq!(report.rows_rewritten, 60, "{report:?}");
+    assert_eq!((report.manifests_before, report.manifests_after), (30, 1));
+    // Snapshots 1..19 expire; 20..30 and the replace stay.
+    assert_eq!((report.snapshots_before, report.snapshots_after), (30, 12));
+    // Their manifest lists were the only files nothing reaches any more (the 20th snapshot
+    // still reaches every data file and manifest before it).
+    assert_eq!(report.files_deleted, 19, "{report:?}");
+
+    let after = load_table(catalog.as_ref(), &namespace, RawTable::PgCity)
+        .await
+        .unwrap();
+    let current = after.metadata().current_snapshot().unwrap();
+    assert_eq!(current.summary().operation, Operation::Replace);
+    assert_eq!(current.parent_snapshot_id(), Some(snapshots[29]));
+    assert_eq!(
+        snapshot_offsets(&after).unwrap(),
+        next(60),
+        "a replace moves no offset"
+    );
+    assert_eq!(Some(current.snapshot_id()), sink.snapshot_id());
+    assert_eq!(
+        offsets_in(&read_table(&after, None).await.unwrap()),
+        once(0..60)
+    );
+    assert_eq!(
+        live_file_rows(&after, current.snapshot_id())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    for (n, id) in snapshots.iter().enumerate() {
+        assert_eq!(
+            after.metadata().snapshot_by_id(*id).is_some(),
+            n >= 19,
+            "snapshot {n} kept iff at or after the pin"
+        );
+    }
+    // A kept snapshot before the replace still reads its rows (time travel inside retention).
+    assert_eq!(
+        offsets_in(&read_table(&after, Some(snapshots[24])).await.unwrap()),
+        once(0..50)
+    );
+    let objects_after = objects(&after).await;
+    let gone: Vec<&String> = objects_before.difference(&objects_after).collect();
+    assert_eq!(gone.len(), 19);
+    assert!(
+        gone.iter().all(|p| p.contains("/metadata/snap-")),
+        "{gone:?}"
+    );
+
+    // The incremental read follows across the replace, from the pin or from nothing.
+    let (batches, appends) = read_added(&after, "pg_city", Some(pinned), current.snapshot_id())
+        .await
+        .unwrap();
+    assert_eq!(offsets_in(&batches), once(40..60));
+    assert_eq!(appends.len(), 10);
+    let (batches, _) = read_added(&after, "pg_city", None, current.snapshot_id())
+        .await
+        .unwrap();
+    assert_eq!(offsets_in(&batches), once(0..60));
+
+    // The lander goes on from the replace.
+    let landed = sink.commit(&[city_row(60)], &next(61)).await.unwrap();
+    let table = load_table(catalog.as_ref(), &namespace, RawTable::PgCity)
+        .await
+        .unwrap();
+    let (batches, _) = read_added(&table, "pg_city", Some(pinned), landed.snapshot_id)
+        .await
+        .unwrap();
+    assert_eq!(offsets_in(&batches), once(40..61));
+    let (batches, _) = read_added(
+        &table,
+        "pg_city",
+        Some(current.snapshot_id()),
+        landed.snapshot_id,
+    )
+    .await
+    .unwrap();
+    assert_eq!(offsets_in(&batches), once([60]));
+
+    // Pin released, one snapshot kept: the small files compaction replaced go, and what is
+    // left in the folder is exactly what the current snapshot reaches plus the metadata.
+    assert_eq!(pins.release("it-reader", &namespace).await.unwrap(), 1);
+    let maintainer = Maintainer::new(
+        MaintenanceSettings {
+            min_snapshots_to_keep: 1,
+            ..settings
+        },
+        &config.lake,
+        &namespace,
+        catalog.clone(),
+    )
+    .unwrap();
+    let report = sink.maintain(&maintainer).await.unwrap();
+    assert_eq!(report.snapshots_after, 1, "{report:?}");
+    assert_eq!(
+        report.replace_snapshot_id, None,
+        "2 files, 2 manifests: nothing to rewrite"
+    );
+    let table = load_table(catalog.as_ref(), &namespace, RawTable::PgCity)
+        .await
+        .unwrap();
+    assert_eq!(
+        offsets_in(&read_table(&table, None).await.unwrap()),
+        once(0..61)
+    );
+    let live = live_file_rows(&table, landed.snapshot_id).await.unwrap();
+    assert_eq!(live.len(), 2);
+    let data: BTreeSet<String> = objects(&table)
+        .await
+        .into_iter()
+        .filter(|p| p.contains("/data/"))
+        .collect();
+    assert_eq!(data, live.keys().cloned().collect::<BTreeSet<_>>());
+    // The 30 small files were deleted with their manifests and lists.
+    assert!(report.files_deleted >= 30, "{report:?}");
+}
