@@ -225,46 +225,7 @@ async fn trino_reads_every_snapshot_and_rebuilds_the_rankings_row_for_row() -> R
     );
 
     // Every snapshot of every table, same row count.
-    let mut snapshots_checked = 0;
-    for table in list_snapshots(&catalog, &ns).await? {
-        let trino_ids: BTreeSet<i64> = trino
-            .query(
-                "interop",
-                &format!(
-                    "SELECT snapshot_id FROM iceberg.\"{ns}\".\"{}$snapshots\"",
-                    table.table
-                ),
-            )
-            .await?
-            .rows
-            .iter()
-            .filter_map(|r| r.first()?.as_i64())
-            .collect();
-        let rust_ids: BTreeSet<i64> = table.snapshots.iter().map(|s| s.snapshot_id).collect();
-        ensure!(
-            trino_ids == rust_ids,
-            "{}: Trino sees snapshots {trino_ids:?}, iceberg-rust {rust_ids:?}",
-            table.table
-        );
-        for snapshot in &table.snapshots {
-            let id = snapshot.snapshot_id;
-            let in_trino = trino_count(
-                &trino,
-                &format!(
-                    "SELECT count(*) FROM iceberg.\"{ns}\".\"{}\" FOR VERSION AS OF {id}",
-                    table.table
-                ),
-            )
-            .await?;
-            let in_rust = iceberg_rows(&catalog, &ns, &table.table, id).await?;
-            ensure!(
-                in_trino == in_rust,
-                "{} at {id}: Trino reads {in_trino} rows, iceberg-rust {in_rust}",
-                table.table
-            );
-            snapshots_checked += 1;
-        }
-    }
+    let snapshots_checked = every_snapshot_reads_the_same(&trino, &catalog, &ns).await?;
     // Every raw table, and pg_sale at least twice (before and after the update and delete).
     ensure!(
         snapshots_checked > RAW_TABLES.len(),
@@ -337,5 +298,109 @@ async fn trino_reads_every_snapshot_and_rebuilds_the_rankings_row_for_row() -> R
         on_datafusion == incremental,
         "DataFusion's rebuild differs:\n{on_datafusion}\nincremental:\n{incremental}"
     );
+
+    // Maintenance (the lander stopped, so `maintain` takes its lock): every table compacted and
+    // merged into a replace snapshot, the history expired, unreferenced files deleted. Trino
+    // reads what we wrote exactly as iceberg-rust does, and the marts carry on.
+    let mut maintain_env = run.lake_env();
+    maintain_env.extend(
+        [
+            ("TRIBUTARY_MAINTENANCE__SNAPSHOT_RETENTION_S", "0"),
+            ("TRIBUTARY_MAINTENANCE__HISTORY_RETENTION_S", "0"),
+            ("TRIBUTARY_MAINTENANCE__MIN_SNAPSHOTS_TO_KEEP", "2"),
+            ("TRIBUTARY_MAINTENANCE__MIN_INPUT_FILES", "2"),
+            ("TRIBUTARY_MAINTENANCE__MAX_MANIFESTS", "1"),
+            ("TRIBUTARY_MAINTENANCE__ORPHAN_GRACE_S", "0"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let out = run_bin("tributary-lake", &["maintain"], &maintain_env)?;
+    let reports: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    ensure!(reports.len() == 6, "one report per raw table: {out}");
+    let sales = load_raw_table(&catalog, &ns, "pg_sale").await?;
+    let current = sales
+        .metadata()
+        .current_snapshot()
+        .context("pg_sale is empty")?;
+    ensure!(
+        current.summary().operation == iceberg::spec::Operation::Replace
+            && sales.metadata().snapshots().len() <= 3,
+        "pg_sale was not compacted and expired: {out}"
+    );
+    let checked = every_snapshot_reads_the_same(&trino, &catalog, &ns).await?;
+    ensure!(
+        checked >= RAW_TABLES.len(),
+        "only {checked} snapshots read after maintenance"
+    );
+    let out = run_bin("tributary-marts", &["run-once"], &marts_env)?;
+    let after_maintenance = published(&out)?;
+    ensure!(
+        publication_rows(&ns, &after_maintenance).await? == incremental,
+        "the incremental run after maintenance publishes other rows"
+    );
+    let out = run_bin(
+        "tributary-marts",
+        &["run-once", "--rebuild", "--engine", "trino"],
+        &marts_env,
+    )?;
+    ensure!(published(&out)? == after_maintenance, "{out}");
+    ensure!(
+        publication_rows(&ns, &after_maintenance).await? == incremental,
+        "Trino's rebuild after maintenance publishes other rows"
+    );
     run.finish().await
+}
+
+/// Trino and iceberg-rust see the same snapshots of every table of `ns`, and read the same row
+/// count at each; returns how many snapshots were read.
+async fn every_snapshot_reads_the_same(
+    trino: &TrinoClient,
+    catalog: &dyn Catalog,
+    ns: &str,
+) -> Result<usize> {
+    let mut snapshots_checked = 0;
+    for table in list_snapshots(catalog, ns).await? {
+        let trino_ids: BTreeSet<i64> = trino
+            .query(
+                "interop",
+                &format!(
+                    "SELECT snapshot_id FROM iceberg.\"{ns}\".\"{}$snapshots\"",
+                    table.table
+                ),
+            )
+            .await?
+            .rows
+            .iter()
+            .filter_map(|r| r.first()?.as_i64())
+            .collect();
+        let rust_ids: BTreeSet<i64> = table.snapshots.iter().map(|s| s.snapshot_id).collect();
+        ensure!(
+            trino_ids == rust_ids,
+            "{}: Trino sees snapshots {trino_ids:?}, iceberg-rust {rust_ids:?}",
+            table.table
+        );
+        for snapshot in &table.snapshots {
+            let id = snapshot.snapshot_id;
+            let in_trino = trino_count(
+                &trino,
+                &format!(
+                    "SELECT count(*) FROM iceberg.\"{ns}\".\"{}\" FOR VERSION AS OF {id}",
+                    table.table
+                ),
+            )
+            .await?;
+            let in_rust = iceberg_rows(catalog, ns, &table.table, id).await?;
+            ensure!(
+                in_trino == in_rust,
+                "{} at {id}: Trino reads {in_trino} rows, iceberg-rust {in_rust}",
+                table.table
+            );
+            snapshots_checked += 1;
+        }
+    }
+    Ok(snapshots_checked)
 }
