@@ -386,7 +386,7 @@ async fn every_snapshot_reads_the_same(
         for snapshot in &table.snapshots {
             let id = snapshot.snapshot_id;
             let in_trino = trino_count(
-                &trino,
+                trino,
                 &format!(
                     "SELECT count(*) FROM iceberg.\"{ns}\".\"{}\" FOR VERSION AS OF {id}",
                     table.table
