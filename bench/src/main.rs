@@ -11,6 +11,7 @@
 //! - `rebuild`: the marts' full rebuild on DataFusion against the same rebuild on Trino, on the
 //!   same histories, with median, spread and peak memory (see `rebuild.rs`).
 
+mod aging;
 mod api;
 mod cdc;
 mod iceberg_connect;
@@ -113,6 +114,19 @@ enum Command {
     Load(load::LoadArgs),
     /// CDC end to end at given rates: Postgres → Debezium → lander → API, against Debezium alone; freshness; CPU and peak RSS.
     Cdc(cdc::CdcArgs),
+    /// Commit time against a table's age: many small commits into one table, without and with
+    /// lake maintenance.
+    Aging {
+        /// Commits per variant.
+        #[arg(long, default_value_t = 20_000)]
+        commits: usize,
+        /// Maintenance runs after every this many commits (the maintained variant).
+        #[arg(long, default_value_t = 100)]
+        maintain_every: usize,
+        /// Warehouse: `s3://warehouse` (the stack's object store) or a local folder.
+        #[arg(long, default_value = "s3://warehouse")]
+        warehouse: String,
+    },
     /// Redraws the SVG charts from the results files (`marts.svg` from `marts.json`).
     Plot,
 }
@@ -218,6 +232,27 @@ async fn main() -> Result<()> {
                 "runs": runs,
             });
             write_results(&cli.out, "rebuild", &rows, &config)?;
+        }
+        Command::Aging {
+            commits,
+            maintain_every,
+            warehouse,
+        } => {
+            let lake = tributary_common::LakeSettings {
+                warehouse,
+                ..Default::default()
+            };
+            let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+            let rows = aging::run(&lake, &id, commits, maintain_every).await?;
+            let config = serde_json::json!({
+                "command": std::env::args().collect::<Vec<_>>().join(" "),
+                "commit": git_commit(),
+                "iceberg_rust": "0.10.1",
+                "commits": commits,
+                "maintain_every": maintain_every,
+                "maintenance": aging::settings(),
+            });
+            write_results(&cli.out, "aging", &rows, &config)?;
         }
         Command::Api(args) => api::main(args, &cli.out).await?,
         Command::Load(args) => load::main(args).await?,

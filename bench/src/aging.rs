@@ -1,0 +1,181 @@
+//! `tributary-bench aging`: does a table's commit cost grow with its age? `commits` small
+//! commits (10 rows each, through the lander's own `TableSink`) into one table, once without
+//! maintenance and once with it run every `maintain_every` commits (as the lander runs it on its
+//! interval). Reported: the median commit time of commits 51–150 against the last 100, and the
+//! table's `metadata.json`, snapshots and manifests at the end.
+//!
+//! The benchmark compresses a table's age into minutes, so maintenance runs with a short
+//! retention (5 s at full resolution, then one snapshot per 10 s for a minute): at the lander's
+//! defaults (1 h, then hourly for a week) the same bound holds, reached after an hour.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use iceberg::Catalog;
+use tributary_common::LakeSettings;
+use tributary_lake::batch::{Provenance, Row, change_row};
+use tributary_lake::catalog::ensure_tables;
+use tributary_lake::decode::{Cell, ChangeEvent, Op};
+use tributary_lake::maintenance::{Maintainer, MaintenanceSettings};
+use tributary_lake::sink::TableSink;
+use tributary_raw::RawTable;
+use tributary_raw::offsets::{OffsetMap, TopicPartition};
+
+use crate::Row as ResultRow;
+
+const ROWS_PER_COMMIT: i64 = 10;
+
+fn city_row(offset: i64) -> Row {
+    let event = ChangeEvent {
+        op: Op::Create,
+        image: vec![
+            Cell::Long(offset),
+            Cell::Str(format!("city {offset}")),
+            Cell::Str("SP".into()),
+        ],
+        before_json: None,
+        after_json: Some(format!(r#"{{"id":{offset}}}"#)),
+        source_lsn: offset,
+        source_ts_micros: 1,
+        source_txid: Some(1),
+    };
+    let prov = Provenance {
+        topic: "aging.city".into(),
+        partition: 0,
+        offset,
+        ingest_time_micros: 2,
+        trace_id: None,
+    };
+    change_row(event, &prov)
+}
+
+/// The maintenance the benchmark runs: the lander's defaults with a retention short enough for
+/// the table to reach it within the run.
+pub fn settings() -> MaintenanceSettings {
+    MaintenanceSettings {
+        snapshot_retention_s: 5,
+        history_retention_s: 60,
+        history_granularity_s: 10,
+        orphan_grace_s: 0,
+        ..MaintenanceSettings::default()
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Both variants; the result rows.
+pub async fn run(
+    lake: &LakeSettings,
+    id: &str,
+    commits: usize,
+    maintain_every: usize,
+) -> Result<Vec<ResultRow>> {
+    anyhow::ensure!(
+        commits >= 250,
+        "at least 250 commits (the windows are 100 each)"
+    );
+    let catalog: Arc<dyn Catalog> = Arc::new(tributary_raw::catalog::open(lake).await?);
+    let mut rows = Vec::new();
+    let mut medians = Vec::new();
+    for maintained in [false, true] {
+        let namespace = format!(
+            "bench_aging_{id}_{}",
+            if maintained { "maintained" } else { "plain" }
+        );
+        ensure_tables(catalog.as_ref(), &namespace).await?;
+        let mut sink = TableSink::open(catalog.clone(), &namespace, RawTable::PgCity).await?;
+        let maintainer = Maintainer::new(settings(), lake, &namespace, catalog.clone())?;
+        let mut seconds = Vec::with_capacity(commits);
+        let mut maintenance_seconds = Vec::new();
+        let started = Instant::now();
+        for commit in 0..commits as i64 {
+            let first = commit * ROWS_PER_COMMIT;
+            let batch: Vec<Row> = (first..first + ROWS_PER_COMMIT).map(city_row).collect();
+            let offsets: OffsetMap = [(
+                TopicPartition::new("aging.city", 0),
+                first + ROWS_PER_COMMIT,
+            )]
+            .into_iter()
+            .collect();
+            let report = sink.commit(&batch, &offsets).await?;
+            seconds.push(report.elapsed.as_secs_f64());
+            if maintained && (commit + 1) % maintain_every as i64 == 0 {
+                let report = sink.maintain(&maintainer).await?;
+                maintenance_seconds.push(report.elapsed.as_secs_f64());
+            }
+            if (commit + 1) % 1000 == 0 {
+                eprintln!(
+                    "aging: maintained={maintained} commit {} took {:.3} s",
+                    commit + 1,
+                    seconds[seconds.len() - 1]
+                );
+            }
+        }
+        let total = started.elapsed().as_secs_f64();
+        let table =
+            tributary_raw::catalog::load_table(catalog.as_ref(), &namespace, RawTable::PgCity)
+                .await?;
+        let metadata_bytes = match table.metadata_location() {
+            Some(location) => table.file_io().new_input(location)?.metadata().await?.size,
+            None => 0,
+        };
+        let snapshot = table
+            .metadata()
+            .current_snapshot()
+            .expect("a table committed to has a snapshot");
+        let manifests = tributary_raw::incremental::manifest_list(&table, snapshot, &namespace)
+            .await?
+            .entries()
+            .len();
+        let early = median(seconds[50..150].to_vec());
+        let late = median(seconds[commits - 100..].to_vec());
+        medians.push((maintained, early, late));
+        let subject = if maintained {
+            format!("maintained every {maintain_every} commits")
+        } else {
+            "no maintenance".to_string()
+        };
+        let end = format!(
+            "at the end: metadata.json {:.0} KB, {} snapshots, {} manifests",
+            metadata_bytes as f64 / 1024.0,
+            table.metadata().snapshots().len(),
+            manifests
+        );
+        rows.push(ResultRow {
+            benchmark: "aging".into(),
+            subject: format!("{subject}: commits 51–150, median commit"),
+            events: 100 * ROWS_PER_COMMIT as usize,
+            seconds: early,
+            events_per_second: ROWS_PER_COMMIT as f64 / early,
+            note: String::new(),
+        });
+        let mut note = format!("{:.2}× commits 51–150; {end}", late / early);
+        if maintained {
+            note.push_str(&format!(
+                "; {} maintenance runs, median {:.3} s, max {:.3} s",
+                maintenance_seconds.len(),
+                median(maintenance_seconds.clone()),
+                maintenance_seconds.iter().copied().fold(0.0, f64::max)
+            ));
+        }
+        rows.push(ResultRow {
+            benchmark: "aging".into(),
+            subject: format!(
+                "{subject}: commits {}–{commits}, median commit",
+                commits - 99
+            ),
+            events: 100 * ROWS_PER_COMMIT as usize,
+            seconds: late,
+            events_per_second: ROWS_PER_COMMIT as f64 / late,
+            note,
+        });
+        eprintln!(
+            "aging: maintained={maintained} done in {total:.0} s: median {early:.3} s early, {late:.3} s late"
+        );
+    }
+    Ok(rows)
+}
