@@ -85,6 +85,12 @@ bench-marts: up build ## incremental marts run vs full recompute on 100K/1M/10M 
 # 10 M events need a larger Trino than the default: `dev/down trino`, then
 # `STACK_TRINO_HEAP=-Xmx8g STACK_TRINO_QUERY_MEMORY=5GB make bench-trino` (README, Trino).
 RUNS ?= 3
+# Commit time against a table's age, without and with lake maintenance (release build): `make bench-aging COMMITS=20000`.
+COMMITS ?= 1000
+bench-aging: up ## commit time at commit N vs commit 100 of one table, without and with maintenance (release)
+	$(CARGO) build --release -p tributary-bench
+	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" aging --commits $(COMMITS)
+
 bench-trino: up-with-trino ## marts full rebuild, DataFusion vs Trino, on HISTORIES events: median of RUNS, spread, peak memory (release)
 	$(CARGO) build --release -p tributary-bench
 	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" rebuild --histories $(HISTORIES) --runs $(RUNS)

@@ -127,6 +127,8 @@ impl ApiError {
             ApiError::Store(_) | ApiError::Io(_) | ApiError::DeadLetterRows(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            // Time travel to before the history maintenance kept: gone for good.
+            ApiError::Lake(MartsError::Raw(RawError::BeforeRetention { .. })) => StatusCode::GONE,
             // The catalog, a table or the object store cannot be read: a dependency outage.
             // A failing query or an impossible value is ours to fix.
             ApiError::LakeUnavailable(_)
@@ -162,6 +164,11 @@ impl ApiError {
             ApiError::Unauthorized(_) => ("unauthorized", "Unauthorized", None),
             ApiError::WritesDisabled => ("writes-disabled", "Writes disabled", None),
             ApiError::NotPublished => ("not-published", "Rankings not published yet", None),
+            ApiError::Lake(MartsError::Raw(RawError::BeforeRetention { .. })) => (
+                "before-retention",
+                "Before the lake's retained history",
+                Some("as_of".to_string()),
+            ),
             ApiError::Store(_) if status == StatusCode::SERVICE_UNAVAILABLE => {
                 ("store-unavailable", "Rankings store unavailable", None)
             }
@@ -313,6 +320,26 @@ impl From<RawError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_travel_before_the_retention_is_gone_and_says_why() {
+        let error = ApiError::Lake(MartsError::Raw(RawError::BeforeRetention {
+            table: "raw.pg_sale".into(),
+            at: chrono::DateTime::from_timestamp(1_000, 0).unwrap(),
+            oldest: chrono::DateTime::from_timestamp(2_000, 0).unwrap(),
+            retention: "every snapshot of the last 3600 s".into(),
+        }));
+        assert_eq!(error.status(), StatusCode::GONE);
+        let problem = error.problem();
+        assert_eq!(problem.kind, "urn:tributary:problem:before-retention");
+        assert_eq!(problem.parameter.as_deref(), Some("as_of"));
+        assert!(
+            problem.detail.contains("1970-01-01 00:33:20 UTC")
+                && problem.detail.contains("every snapshot of the last 3600 s"),
+            "{}",
+            problem.detail
+        );
+    }
 
     #[test]
     fn statuses_are_decided_by_kind() {

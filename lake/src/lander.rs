@@ -326,7 +326,10 @@ impl<S: Source> Lander<S> {
         let maintainer = self.maintainer.as_ref().expect("checked above");
         for (table, sink) in &mut self.sinks {
             let span = tracing::info_span!("maintain", table = %table);
-            match sink.maintain(maintainer).instrument(span).await {
+            let run = self.lineage.maintenance_started(*table);
+            let result = sink.maintain(maintainer).instrument(span).await;
+            self.lineage.maintenance_done(run, result.as_ref());
+            match result {
                 Ok(report) => self.metrics.maintained(*table, Some(&report)),
                 Err(error) => {
                     self.metrics.maintained(*table, None);

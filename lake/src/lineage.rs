@@ -34,6 +34,14 @@ pub struct LakeLineage {
     namespace: String,
 }
 
+/// One maintenance run, between [`LakeLineage::maintenance_started`] and its end.
+#[derive(Debug)]
+pub struct MaintenanceRun {
+    run: JobRun,
+    input: InputDataset,
+    table: RawTable,
+}
+
 /// One commit's run, between [`LakeLineage::commit_started`] and its end.
 #[derive(Debug)]
 pub struct CommitRun {
@@ -175,6 +183,64 @@ impl LakeLineage {
     pub fn commit_failed(&self, commit: CommitRun, error: &(dyn std::error::Error + 'static)) {
         let output = self.table_dataset(commit.table).output();
         commit.run.fail(commit.inputs, vec![output], error);
+    }
+
+    /// START of one maintenance run on `table` (job `tributary-lake.<namespace>.<table>.maintenance`,
+    /// a task of the process run): it reads and writes the table.
+    pub fn maintenance_started(&self, table: RawTable) -> MaintenanceRun {
+        let run = self.process.child(&JobSpec {
+            name: format!(
+                "tributary-lake.{}.{}.maintenance",
+                self.namespace,
+                table.name()
+            ),
+            processing: Processing::Batch,
+            job_type: "TASK",
+            source_path: "lake/src/maintenance/mod.rs",
+            description: format!(
+                "Lake maintenance of {}.{}: compaction, manifest merging, snapshot expiry, file sweep",
+                self.namespace,
+                table.name()
+            ),
+        });
+        let input = self.table_dataset(table).input();
+        run.start(
+            vec![input.clone()],
+            vec![self.table_dataset(table).output()],
+        );
+        MaintenanceRun { run, input, table }
+    }
+
+    /// COMPLETE of a maintenance run: the `replace` snapshot it made, if any, and the files it
+    /// wrote; or FAIL.
+    pub fn maintenance_done(
+        &self,
+        maintenance: MaintenanceRun,
+        result: Result<&crate::maintenance::MaintenanceReport, &crate::LakeError>,
+    ) {
+        let mut dataset = self.table_dataset(maintenance.table);
+        match result {
+            Ok(report) => {
+                if let Some(snapshot_id) = report.replace_snapshot_id {
+                    dataset.facets.version = Some(Facet::new(DatasetVersionDatasetFacet {
+                        dataset_version: snapshot_id.to_string(),
+                    }));
+                }
+                let output = dataset.output_with_stats(OutputStatisticsOutputDatasetFacet {
+                    row_count: Some(report.rows_rewritten),
+                    size: None,
+                    file_count: Some(report.files_written as u64),
+                });
+                maintenance
+                    .run
+                    .complete(vec![maintenance.input], vec![output]);
+            }
+            Err(error) => {
+                maintenance
+                    .run
+                    .fail(vec![maintenance.input], vec![dataset.output()], error)
+            }
+        }
     }
 
     /// End of the process run: COMPLETE, or FAIL with `error`; then waits for the events to

@@ -79,6 +79,21 @@ pub enum RawError {
         #[source]
         source: Box<sqlx::Error>,
     },
+    /// A time-travel request for a moment before the history lake maintenance kept.
+    #[error(
+        "lake table {table} keeps its history from {oldest} on (maintenance expires older snapshots: {retention}); {at} is before it"
+    )]
+    BeforeRetention {
+        /// `namespace.table`.
+        table: String,
+        /// The moment asked for.
+        at: chrono::DateTime<chrono::Utc>,
+        /// The oldest snapshot kept.
+        oldest: chrono::DateTime<chrono::Utc>,
+        /// The retention as the table records it (`tributary.retention` property), or
+        /// "see the lander's [maintenance] settings".
+        retention: String,
+    },
     /// A snapshot summary holds an unreadable offset map.
     #[error("table {table}: snapshot {snapshot_id} has an unreadable offset map: {source}")]
     BadOffsets {
@@ -110,6 +125,7 @@ impl RawError {
             | RawError::UnknownSnapshot { .. }
             | RawError::SnapshotNotFound { .. }
             | RawError::Diverged { .. }
+            | RawError::BeforeRetention { .. }
             | RawError::BadOffsets { .. } => false,
         }
     }

@@ -115,7 +115,24 @@ pub async fn pin_raw_tables(
                 }
                 None => table.metadata().current_snapshot().map(|s| s.snapshot_id()),
             },
-            AsOf::Timestamp(at) => snapshot_at(table.metadata(), *at),
+            AsOf::Timestamp(at) => {
+                if let Some(oldest) = history_starts(table.metadata())
+                    && at.timestamp_millis() < oldest
+                {
+                    return Err(RawError::BeforeRetention {
+                        table: format!("{namespace}.{name}"),
+                        at: *at,
+                        oldest: DateTime::from_timestamp_millis(oldest).unwrap_or_default(),
+                        retention: table
+                            .metadata()
+                            .properties()
+                            .get(RETENTION_PROPERTY)
+                            .cloned()
+                            .unwrap_or_else(|| "see the lander's [maintenance] settings".into()),
+                    });
+                }
+                snapshot_at(table.metadata(), *at)
+            }
         };
         pinned.push(PinnedTable {
             name,
@@ -145,6 +162,24 @@ pub async fn load_raw_table(
         .load_table(&ident)
         .await
         .map_err(|e| RawError::iceberg("load_table", qualified, e))
+}
+
+/// The table property where lake maintenance records its retention, in words, for readers'
+/// messages (`full resolution for 3600 s, then one snapshot per 3600 s up to 604800 s`).
+pub const RETENTION_PROPERTY: &str = "tributary.retention";
+
+/// When the table's kept history starts, in epoch ms, if maintenance expired older snapshots:
+/// the commit time of the oldest snapshot kept, when its parent is gone. `None` for a table whose
+/// whole history is there (a time before its first snapshot is then simply before anything
+/// landed). Pure.
+pub fn history_starts(metadata: &TableMetadata) -> Option<i64> {
+    let oldest = metadata
+        .snapshots()
+        .min_by_key(|s| (s.timestamp_ms(), s.sequence_number()))?;
+    let parent_expired = oldest
+        .parent_snapshot_id()
+        .is_some_and(|parent| metadata.snapshot_by_id(parent).is_none());
+    parent_expired.then(|| oldest.timestamp_ms())
 }
 
 /// The snapshot that was current at `at`: the latest entry of the snapshot log (the history of

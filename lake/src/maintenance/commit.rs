@@ -21,6 +21,7 @@ use iceberg::table::Table;
 use sqlx::Connection;
 use tributary_common::LakeSettings;
 use tributary_raw::offsets::{OFFSETS_PROPERTY, TRACEPARENT_PROPERTY};
+use tributary_raw::snapshots::RETENTION_PROPERTY;
 
 use super::compact::Compacted;
 use super::kept_entries;
@@ -50,6 +51,7 @@ pub(super) async fn commit(
     entries: &[ManifestEntry],
     replace: Option<(i64, Compacted)>,
     expire: &[i64],
+    retention: &str,
 ) -> Result<String, LakeError> {
     let qualified = table.identifier().to_string();
     let iceberg = |action| {
@@ -92,6 +94,19 @@ pub(super) async fn commit(
     }
     if !expire.is_empty() {
         builder = builder.remove_snapshots(expire);
+    }
+    if metadata
+        .properties()
+        .get(RETENTION_PROPERTY)
+        .map(String::as_str)
+        != Some(retention)
+    {
+        builder = builder
+            .set_properties(HashMap::from([(
+                RETENTION_PROPERTY.to_string(),
+                retention.to_string(),
+            )]))
+            .map_err(iceberg("record the retention"))?;
     }
     let built = builder.build().map_err(iceberg("build metadata"))?;
     let location = MetadataLocation::from_str(&current_location)

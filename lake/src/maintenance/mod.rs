@@ -93,6 +93,18 @@ impl Default for MaintenanceSettings {
 }
 
 impl MaintenanceSettings {
+    /// The retention in words, as maintenance records it on each table (readers name it when a
+    /// time-travel request is older).
+    pub fn retention(&self) -> String {
+        format!(
+            "every snapshot of the last {} s, then one per {} s up to {} s, and the newest {}",
+            self.snapshot_retention_s,
+            self.history_granularity_s,
+            self.history_retention_s,
+            self.min_snapshots_to_keep
+        )
+    }
+
     /// Checks ranges; the message names the field.
     pub fn validate(&self) -> Result<(), LakeError> {
         let invalid = |field, problem: &str| {
@@ -323,7 +335,16 @@ impl Maintainer {
                 };
                 let expire: Vec<i64> = expiry.expire.iter().copied().collect();
                 let mut db = self.catalog_db.lock().await;
-                commit::commit(&mut db, &self.lake, &table, &entries, replace, &expire).await?;
+                commit::commit(
+                    &mut db,
+                    &self.lake,
+                    &table,
+                    &entries,
+                    replace,
+                    &expire,
+                    &self.settings.retention(),
+                )
+                .await?;
                 drop(db);
                 table = load_table(self.catalog.as_ref(), &self.namespace, kind).await?;
             }

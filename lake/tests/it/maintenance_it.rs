@@ -271,4 +271,36 @@ async fn maintenance_compacts_merges_expires_and_sweeps_keeping_every_row_once()
     assert_eq!(data, live.keys().cloned().collect::<BTreeSet<_>>());
     // The 30 small files were deleted with their manifests and lists.
     assert!(report.files_deleted >= 30, "{report:?}");
+
+    // Time travel before the kept history is refused, naming the oldest moment and the
+    // retention; at or after it, it reads.
+    let kept = table.metadata().current_snapshot().unwrap().timestamp_ms();
+    let before = chrono::DateTime::from_timestamp_millis(kept - 1).unwrap();
+    let error = tributary_raw::snapshots::pin_raw_tables(
+        catalog.as_ref(),
+        &namespace,
+        &tributary_raw::AsOf::Timestamp(before),
+    )
+    .await
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, tributary_raw::RawError::BeforeRetention { .. })
+            && message.contains("keeps its history from")
+            && message.contains("every snapshot of the last 0 s"),
+        "{message}"
+    );
+    let at = chrono::DateTime::from_timestamp_millis(kept).unwrap();
+    let pinned = tributary_raw::snapshots::pin_raw_tables(
+        catalog.as_ref(),
+        &namespace,
+        &tributary_raw::AsOf::Timestamp(at),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        pinned[2].snapshot_id,
+        Some(landed.snapshot_id),
+        "pg_city at its kept snapshot"
+    );
 }
