@@ -111,6 +111,9 @@ unix_socket_directories = '$(pg_sock_dir)'
 wal_level = logical
 max_replication_slots = 10
 max_wal_senders = 10
+# A replication slot whose reader (Debezium) is gone may hold at most this much WAL; past it the
+# slot is invalidated (Debezium then re-snapshots) instead of filling the disk.
+max_slot_wal_keep_size = 4GB
 max_connections = 200
 shared_buffers = 128MB
 timezone = 'UTC'
