@@ -54,14 +54,7 @@ pub(super) async fn commit(
     retention: &str,
 ) -> Result<String, LakeError> {
     let qualified = table.identifier().to_string();
-    let iceberg = |action| {
-        let qualified = qualified.clone();
-        move |source| LakeError::Iceberg {
-            action,
-            table: qualified,
-            source: Box::new(source),
-        }
-    };
+    let iceberg = |action| super::iceberg_err(action, &qualified);
     let metadata = table.metadata();
     let current_location = table
         .metadata_location()

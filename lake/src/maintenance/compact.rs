@@ -35,14 +35,7 @@ pub(super) async fn rewrite(
     settings: &MaintenanceSettings,
 ) -> Result<Compacted, LakeError> {
     let qualified = table.identifier().to_string();
-    let iceberg = |action| {
-        let qualified = qualified.clone();
-        move |source| LakeError::Iceberg {
-            action,
-            table: qualified,
-            source: Box::new(source),
-        }
-    };
+    let iceberg = |action| super::iceberg_err(action, &qualified);
     let target = usize::try_from(settings.target_file_bytes).unwrap_or(usize::MAX);
     let mut compacted = Compacted::default();
     for (n, group) in groups.iter().enumerate() {
