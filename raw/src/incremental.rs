@@ -289,3 +289,126 @@ pub async fn manifest_list(
         .map_err(lake_err)?;
     ManifestList::parse_with_version(&bytes, table.metadata().format_version()).map_err(lake_err)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use iceberg::spec::{
+        FormatVersion, MAIN_BRANCH, Schema, Snapshot, SortOrder, Summary, TableMetadataBuilder,
+        UnboundPartitionSpec,
+    };
+
+    use super::*;
+
+    /// A table whose snapshots 1..=n are `ops[i - 1]`, each the parent of the next, with the
+    /// snapshots in `expired` removed (as maintenance removes them).
+    fn table(ops: &[Operation], expired: &[i64]) -> TableMetadata {
+        let mut metadata = TableMetadataBuilder::new(
+            Schema::builder().build().unwrap(),
+            UnboundPartitionSpec::builder().build(),
+            SortOrder::unsorted_order(),
+            "memory://lake/t".into(),
+            FormatVersion::V2,
+            HashMap::new(),
+        )
+        .unwrap()
+        .build()
+        .unwrap()
+        .metadata;
+        // Iceberg refuses a snapshot older than the metadata's last update (now).
+        let base = chrono::Utc::now().timestamp_millis() + 1_000;
+        for (i, op) in ops.iter().enumerate() {
+            let id = i as i64 + 1;
+            let snapshot = Snapshot::builder()
+                .with_snapshot_id(id)
+                .with_parent_snapshot_id((id > 1).then_some(id - 1))
+                .with_sequence_number(id)
+                .with_timestamp_ms(base + id)
+                .with_manifest_list(format!("memory://lake/t/snap-{id}.avro"))
+                .with_summary(Summary {
+                    operation: op.clone(),
+                    additional_properties: HashMap::new(),
+                })
+                .build();
+            metadata = metadata
+                .into_builder(None)
+                .set_branch_snapshot(snapshot, MAIN_BRANCH)
+                .unwrap()
+                .build()
+                .unwrap()
+                .metadata;
+        }
+        metadata
+            .into_builder(None)
+            .remove_snapshots(expired)
+            .build()
+            .unwrap()
+            .metadata
+    }
+
+    use Operation::{Append, Overwrite, Replace};
+
+    #[test]
+    fn a_plain_chain_reads_the_newest_list_only() {
+        let metadata = table(&[Append, Append, Append, Append], &[]);
+        let range = walk_range(&metadata, "t", Some(1), 4).unwrap();
+        assert_eq!(range.appends, vec![4, 3, 2]);
+        assert_eq!(range.lists_to_read, vec![4]);
+    }
+
+    #[test]
+    fn a_replace_adds_nothing_and_its_parent_list_holds_what_it_merged() {
+        // 1 A, 2 A, 3 A, 4 R (merges 1–3), 5 A, 6 R, 7 R, 8 A.
+        let ops = [
+            Append, Append, Append, Replace, Append, Replace, Replace, Append,
+        ];
+        let metadata = table(&ops, &[]);
+        let range = walk_range(&metadata, "t", Some(1), 8).unwrap();
+        assert_eq!(range.appends, vec![8, 5, 3, 2]);
+        // 8 holds 8's manifest; 5 (parent of the replace 6) holds 5's; 3 (parent of 4) holds 2
+        // and 3's. 6 is the parent of 7 but a replace itself: nothing of its own.
+        assert_eq!(range.lists_to_read, vec![8, 5, 3]);
+        // Ending on a replace: its parent's list.
+        let range = walk_range(&metadata, "t", Some(4), 7).unwrap();
+        assert_eq!(range.appends, vec![5]);
+        assert_eq!(range.lists_to_read, vec![5]);
+    }
+
+    #[test]
+    fn expired_history_is_fine_from_nothing_or_from_a_kept_snapshot_only() {
+        let metadata = table(&[Append, Append, Replace, Append, Append], &[1, 2]);
+        // From nothing: the walk stops where history was expired (the read takes live files).
+        let range = walk_range(&metadata, "t", None, 5).unwrap();
+        assert_eq!(range.appends, vec![5, 4]);
+        // From a kept snapshot.
+        assert_eq!(
+            walk_range(&metadata, "t", Some(3), 5).unwrap().appends,
+            vec![5, 4]
+        );
+        // From the expired parent of a kept one: the range (2, 5] is still whole.
+        assert_eq!(
+            walk_range(&metadata, "t", Some(2), 5).unwrap().appends,
+            vec![5, 4]
+        );
+        // From further back: the state must be rebuilt.
+        let error = walk_range(&metadata, "t", Some(1), 5).unwrap_err();
+        assert!(matches!(error, RawError::Diverged { .. }), "{error}");
+    }
+
+    #[test]
+    fn the_kept_history_starts_at_the_oldest_snapshot_whose_parent_expired() {
+        let whole = table(&[Append, Append, Append], &[]);
+        assert_eq!(crate::snapshots::history_starts(&whole), None);
+        let thinned = table(&[Append, Append, Append, Append], &[1, 2]);
+        let third = thinned.snapshot_by_id(3).unwrap().timestamp_ms();
+        assert_eq!(crate::snapshots::history_starts(&thinned), Some(third));
+    }
+
+    #[test]
+    fn anything_but_appends_and_replaces_diverges() {
+        let metadata = table(&[Append, Overwrite, Append], &[]);
+        let error = walk_range(&metadata, "t", Some(1), 3).unwrap_err();
+        assert!(error.to_string().contains("overwrite"), "{error}");
+    }
+}
