@@ -24,7 +24,6 @@ use tributary_raw::offsets::{OFFSETS_PROPERTY, TRACEPARENT_PROPERTY};
 use tributary_raw::snapshots::RETENTION_PROPERTY;
 
 use super::compact::Compacted;
-use super::kept_entries;
 use crate::error::LakeError;
 
 /// Marks the snapshots maintenance commits (`tributary.maintenance` = what it did).
@@ -135,7 +134,10 @@ async fn write_replace_snapshot(
         metadata.default_partition_spec().as_ref().clone(),
     )
     .build_v2_data();
-    for entry in kept_entries(entries, &compacted.removed) {
+    for entry in entries
+        .iter()
+        .filter(|e| !compacted.removed.contains(e.file_path()))
+    {
         manifest.add_existing_file(
             entry.data_file().clone(),
             entry.snapshot_id().unwrap_or(snapshot_id),

@@ -23,7 +23,7 @@ mod compact;
 pub mod plan;
 mod sweep;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -286,12 +286,10 @@ impl Maintainer {
             let mut entries: Vec<ManifestEntry> = Vec::new();
             for manifest_file in list.entries() {
                 if manifest_file.content != ManifestContentType::Data {
-                    return Err(LakeError::InvalidConfig {
-                        field: "maintenance",
-                        problem: format!(
-                            "{qualified} has delete files; the raw tables are append-only and maintenance does not rewrite deletes"
-                        ),
-                    });
+                    return Err(iceberg_err("maintain", &qualified)(iceberg::Error::new(
+                        iceberg::ErrorKind::FeatureUnsupported,
+                        "the table has delete files; the raw tables are append-only and maintenance does not rewrite deletes",
+                    )));
                 }
                 let manifest = manifest_file
                     .load_manifest(table.file_io())
@@ -375,16 +373,6 @@ fn iceberg_err(
         table,
         source: Box::new(source),
     }
-}
-
-/// The paths of `entries` that `removed` does not name.
-fn kept_entries<'a>(
-    entries: &'a [ManifestEntry],
-    removed: &'a HashSet<String>,
-) -> impl Iterator<Item = &'a ManifestEntry> {
-    entries
-        .iter()
-        .filter(move |e| !removed.contains(e.file_path()))
 }
 
 /// Runs maintenance once over `tables` of the configured namespace (all raw tables when empty),
