@@ -51,6 +51,11 @@ pub struct LineageStoreSettings {
     pub url: String,
     /// Schema of the events table (letters, digits and `_`; tests use their own).
     pub schema: String,
+    /// Events received more than this many seconds ago are deleted, and what only they named
+    /// leaves the API's lineage index (default 30 days).
+    pub retention_s: u64,
+    /// Seconds between two prunes.
+    pub prune_interval_s: u64,
 }
 
 impl Default for LineageStoreSettings {
@@ -58,6 +63,8 @@ impl Default for LineageStoreSettings {
         Self {
             url: "postgres://tributary:tributary@127.0.0.1:5432/tributary".into(),
             schema: "lineage".into(),
+            retention_s: 30 * 24 * 3_600,
+            prune_interval_s: 3_600,
         }
     }
 }
@@ -72,6 +79,8 @@ impl std::fmt::Debug for LineageStoreSettings {
         f.debug_struct("LineageStoreSettings")
             .field("url", &url)
             .field("schema", &self.schema)
+            .field("retention_s", &self.retention_s)
+            .field("prune_interval_s", &self.prune_interval_s)
             .finish()
     }
 }

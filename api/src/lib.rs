@@ -238,12 +238,19 @@ pub async fn run(
         .with_readiness(|checks| checks.optional_check("lineage_store", lineage_check));
     // The lineage store is opened now if Postgres answers, else at the first lineage request:
     // the rankings do not depend on it.
+    let (retention_s, prune_interval_s) =
+        (config.lineage.retention_s, config.lineage.prune_interval_s);
     let log = PostgresEventLog::new(config.lineage)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     if let Err(error) = log.connect().await {
         tracing::warn!(%error, "lineage store not ready yet; retrying at each lineage request");
     }
     let lineage = Arc::new(LineageStore::new(Arc::new(log)));
+    tokio::spawn(lineage.clone().prune_every(
+        std::time::Duration::from_secs(prune_interval_s.max(1)),
+        chrono::Duration::seconds(retention_s.min(i64::MAX as u64) as i64),
+        shutdown.clone(),
+    ));
     serve_api(listener, api, lineage, Arc::new(config.auth), shutdown).await
 }
 

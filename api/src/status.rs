@@ -472,6 +472,7 @@ mod tests {
                 run_id: "run-7".into(),
                 computed_at: at(480),
                 version: 1,
+                lake_window: 0,
                 sales: 42,
                 revenue: 12_345,
                 cities: 3,

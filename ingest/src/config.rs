@@ -53,6 +53,14 @@ pub struct FilesConfig {
     pub transactional_id: String,
     /// Topics.
     pub topics: FileTopics,
+    /// Files moved to `_processed` once every record is in Kafka are deleted after this many
+    /// seconds (default 7 days; the lake keeps every event).
+    pub processed_retention_s: u64,
+    /// Quarantined files and their reasons are deleted after this many seconds (default 30
+    /// days: time for the partner to send a fixed file).
+    pub quarantine_retention_s: u64,
+    /// Seconds between two sweeps of `_processed` and `_quarantine`.
+    pub sweep_interval_s: u64,
     /// `host:port` for `/metrics` and `/healthz`; empty disables the listener.
     pub metrics_listen: String,
 }
@@ -69,6 +77,9 @@ impl Default for FilesConfig {
             transactional_id: "tributary-files".into(),
             topics: FileTopics::default(),
             metrics_listen: String::new(),
+            processed_retention_s: 7 * 24 * 3_600,
+            quarantine_retention_s: 30 * 24 * 3_600,
+            sweep_interval_s: 3_600,
         }
     }
 }

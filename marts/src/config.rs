@@ -21,6 +21,8 @@ pub struct MartsConfig {
     pub metrics_listen: String,
     /// The Trino coordinator a `--engine trino` rebuild runs on (`dev/up trino`).
     pub trino: crate::trino::TrinoSettings,
+    /// How long publications and runs stay in ClickHouse.
+    pub retention: RetentionSettings,
 }
 
 /// The Postgres database and schema of the kept incremental state (see `state`).
@@ -34,6 +36,47 @@ pub struct StateSettings {
     pub schema: Option<String>,
 }
 
+/// Retention of what the marts write to ClickHouse (`[retention]`). Publications go by whole
+/// partitions ([`tributary_rankings::retention`]); the latest and the pinned ones stay at any
+/// age, and each retained publication pins its lake snapshots against lake maintenance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Whether the scheduled job prunes at all (`tributary-marts prune` prunes anyway).
+    pub enabled: bool,
+    /// Seconds between two prunes.
+    pub interval_s: u64,
+    /// Publications computed within this many seconds stay (default one hour, the lake's
+    /// full-resolution window: older publications would pin snapshots the lake thins out).
+    pub publications_s: u64,
+    /// Publications kept at any age, by id (`pg_sale:…,pg_salesman:…,pg_city:…`).
+    pub pinned_publications: Vec<String>,
+    /// `mart_runs` rows of runs started within this many seconds stay (default 7 days).
+    pub runs_s: u64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_s: 60,
+            publications_s: 3_600,
+            pinned_publications: Vec::new(),
+            runs_s: 7 * 24 * 3_600,
+        }
+    }
+}
+
+impl RetentionSettings {
+    /// The rule the store applies.
+    pub fn publications(&self) -> tributary_rankings::retention::PublicationRetention {
+        tributary_rankings::retention::PublicationRetention {
+            publications_s: self.publications_s,
+            pinned: self.pinned_publications.iter().cloned().collect(),
+        }
+    }
+}
+
 impl Default for MartsConfig {
     fn default() -> Self {
         Self {
@@ -43,6 +86,7 @@ impl Default for MartsConfig {
             state: StateSettings::default(),
             metrics_listen: String::new(),
             trino: crate::trino::TrinoSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -89,6 +133,12 @@ impl MartsConfig {
             return Err(InvalidConfig {
                 field: "state.schema",
                 reason: "must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*)",
+            });
+        }
+        if self.retention.interval_s == 0 || self.retention.publications_s == 0 {
+            return Err(InvalidConfig {
+                field: "retention",
+                reason: "interval_s and publications_s must be at least 1",
             });
         }
         Ok(())

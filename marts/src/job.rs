@@ -130,6 +130,20 @@ impl Stopwatch {
     }
 }
 
+/// `(table, snapshot id, commit time in epoch ms)` of each table read that has a snapshot.
+fn snapshot_times(
+    tables: &[(&'static str, iceberg::table::Table, Option<i64>)],
+) -> Vec<(&'static str, i64, i64)> {
+    tables
+        .iter()
+        .filter_map(|(name, table, id)| {
+            let id = (*id)?;
+            let at = table.metadata().snapshot_by_id(id)?.timestamp_ms();
+            Some((*name, id, at))
+        })
+        .collect()
+}
+
 /// ClickHouse `DateTime` has second precision; a row read back then equals the row written.
 fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
@@ -171,6 +185,8 @@ pub struct MartsJob {
     engine: Engine,
     /// Where the state's snapshots are pinned against lake maintenance, and as whom.
     pins: Option<(Arc<tributary_raw::pins::SnapshotPins>, String)>,
+    /// How long publications and runs stay; `None`: the scheduler never prunes.
+    retention: Option<crate::config::RetentionSettings>,
 }
 
 /// How a run treats the kept state and the latest publication.
@@ -202,6 +218,8 @@ struct Publish<'a> {
     computed_at: DateTime<Utc>,
     snapshots: LakeSnapshots,
     watermarks: std::collections::BTreeMap<String, SourceWatermark>,
+    /// `(table, snapshot id, commit time in epoch ms)` of every table with a snapshot.
+    snapshot_times: Vec<(&'static str, i64, i64)>,
     /// How many sales the run's fold changed (none for a Trino rebuild).
     sales_changed: Option<usize>,
 }
@@ -247,6 +265,7 @@ impl MartsJob {
             lineage: MartsLineage::disabled(),
             engine: Engine::DataFusion,
             pins: None,
+            retention: None,
         }
     }
 
@@ -270,6 +289,13 @@ impl MartsJob {
         holder: impl Into<String>,
     ) -> Self {
         self.pins = Some((pins, holder.into()));
+        self
+    }
+
+    /// The same job, pruning what `retention` no longer keeps every `retention.interval_s` of
+    /// its schedule (when `retention.enabled`).
+    pub fn with_retention(mut self, retention: crate::config::RetentionSettings) -> Self {
+        self.retention = Some(retention);
         self
     }
 
@@ -406,7 +432,14 @@ impl MartsJob {
             lineage.on_engine("trino", &client.version().await?);
             lineage.start(&table_reads(Some(&snapshots), &Default::default()));
             return self
-                .rebuild_on_trino(client, run_id, computed_at, snapshots, progress)
+                .rebuild_on_trino(
+                    client,
+                    run_id,
+                    computed_at,
+                    snapshots,
+                    snapshot_times(&tables),
+                    progress,
+                )
                 .await;
         }
         lineage.start(&table_reads(Some(&snapshots), &Default::default()));
@@ -448,6 +481,7 @@ impl MartsJob {
             run_id,
             computed_at,
             snapshots,
+            snapshot_times: snapshot_times(&tables),
             watermarks: checkpoint.watermarks,
             sales_changed: Some(changed.len()),
         };
@@ -464,6 +498,7 @@ impl MartsJob {
         run_id: &str,
         computed_at: DateTime<Utc>,
         snapshots: LakeSnapshots,
+        snapshot_times: Vec<(&'static str, i64, i64)>,
         progress: &mut RunProgress,
     ) -> Result<RunOutcome, MartsError> {
         tracing::info!(trino = %client.settings().url, "rebuild: computing the totals on Trino");
@@ -484,6 +519,7 @@ impl MartsJob {
             run_id,
             computed_at,
             snapshots,
+            snapshot_times,
             watermarks: computed.watermarks,
             sales_changed: None,
         };
@@ -504,6 +540,7 @@ impl MartsJob {
             run_id,
             computed_at,
             snapshots,
+            snapshot_times,
             watermarks,
             sales_changed,
         } = publish;
@@ -511,9 +548,11 @@ impl MartsJob {
         let mut watch = Stopwatch::start();
         let rankings = ranking::rank_periods(totals);
         let publication = Publication::of_periods(snapshots, run_id, computed_at, rankings)
-            .with_sources(watermarks);
+            .with_sources(watermarks)
+            .with_lake_committed_ms(snapshot_times.iter().map(|(_, _, ms)| *ms).max());
         timings.rank = watch.lap();
         self.store.publish(&publication).await?;
+        self.pin_publication(&publication.id, &snapshot_times).await;
         timings.publish = watch.lap();
         let rows = publication.rows();
         progress.rows_out = rows.ranking_rows();
@@ -602,16 +641,25 @@ impl MartsJob {
         let Some((pins, holder)) = &self.pins else {
             return;
         };
-        let pinned: Vec<(&str, i64, i64)> = tables
-            .iter()
-            .filter_map(|(name, table, id)| {
-                let id = (*id)?;
-                let at = table.metadata().snapshot_by_id(id)?.timestamp_ms();
-                Some((*name, id, at))
-            })
-            .collect();
-        if let Err(error) = pins.pin(holder, &self.namespace, &pinned).await {
+        if let Err(error) = pins
+            .pin(holder, &self.namespace, &snapshot_times(tables))
+            .await
+        {
             tracing::warn!(%error, holder, "could not pin the state's snapshots; lake maintenance may expire them (the next run would rebuild)");
+        }
+    }
+
+    /// Pins exactly the snapshots a publication was computed from, for as long as retention
+    /// keeps it ([`crate::retention`] releases it). Best effort: while the lake keeps every
+    /// snapshot of its full-resolution window, a missing pin matters only once a publication
+    /// outlives that window.
+    async fn pin_publication(&self, publication_id: &str, times: &[(&'static str, i64, i64)]) {
+        let Some((pins, holder)) = &self.pins else {
+            return;
+        };
+        let holder = crate::retention::publication_holder(holder, publication_id);
+        if let Err(error) = pins.pin_exactly(&holder, &self.namespace, times).await {
+            tracing::warn!(%error, holder, "could not pin the publication's snapshots");
         }
     }
 
@@ -732,6 +780,35 @@ impl MartsJob {
         }
     }
 
+    /// Prunes once by `settings` (the job's own retention when it has one): old publications'
+    /// partitions, old runs, and the lake pins of what was dropped. Counted in the metrics.
+    pub async fn prune(
+        &self,
+        settings: &crate::config::RetentionSettings,
+    ) -> Result<crate::retention::PruneReport, MartsError> {
+        let pins = self
+            .pins
+            .as_ref()
+            .map(|(pins, holder)| (pins.as_ref(), holder.as_str()));
+        let result = crate::retention::prune(
+            self.store.as_ref(),
+            pins,
+            &self.namespace,
+            settings,
+            self.clock.now(),
+        )
+        .await;
+        if let Some(metrics) = &self.metrics {
+            metrics.pruned(
+                result
+                    .as_ref()
+                    .ok()
+                    .map(|r| (r.dropped_partitions.len(), r.retained_publications)),
+            );
+        }
+        result
+    }
+
     /// Runs now, then every `interval` (measured start to start; a run longer than the
     /// interval delays the next rather than overlapping it) until `shutdown` is cancelled.
     ///
@@ -742,6 +819,7 @@ impl MartsJob {
         let process = self.lineage.process();
         let mut failures = Failures::default();
         let mut next_start = tokio::time::Instant::now();
+        let mut last_prune: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -768,12 +846,30 @@ impl MartsJob {
                         metrics.consecutive_failures(failures.in_a_row);
                     }
                     next_start = started + delay;
+                    self.prune_if_due(&mut last_prune).await;
                 }
             }
         }
         process.complete(vec![], vec![]);
         self.lineage.lineage().flush().await;
         tracing::info!("marts scheduler stopped");
+    }
+
+    /// Prunes when the job has an enabled retention and its interval has passed since the last
+    /// prune (the first prune follows the first run). A failed prune is logged and counted; the
+    /// next is tried an interval later.
+    async fn prune_if_due(&self, last: &mut Option<tokio::time::Instant>) {
+        let Some(settings) = self.retention.as_ref().filter(|r| r.enabled) else {
+            return;
+        };
+        let interval = Duration::from_secs(settings.interval_s);
+        if last.is_some_and(|at| at.elapsed() < interval) {
+            return;
+        }
+        *last = Some(tokio::time::Instant::now());
+        if let Err(error) = self.prune(settings).await {
+            tracing::warn!(%error, "retention prune failed; tried again next interval");
+        }
     }
 }
 

@@ -16,6 +16,10 @@
 //!  PublicationWriter (tributary_rankings): ClickHouse `marts` — ranking rows of every period
 //!                 first, then `publication_periods`, the `publications` row last; one
 //!                 `mart_runs` row per run
+//!        │
+//!        ▼
+//!  retention: every `retention.interval_s`, partitions of publications older than the
+//!             retention dropped (latest and pinned kept), their lake pins released
 //! ```
 //!
 //! Time travel: `tributary_raw::AsOf` pins each raw table at chosen snapshots or at the snapshot
@@ -38,6 +42,7 @@ pub mod lake;
 pub mod lineage;
 pub mod metrics;
 pub mod provenance;
+pub mod retention;
 pub mod state;
 #[cfg(test)]
 mod test_support;

@@ -16,7 +16,9 @@ use tributary_marts::state::PostgresState;
 use tributary_marts::trino::TrinoClient;
 use tributary_marts::{MartsConfig, MartsJob, RunMode, RunOutcome};
 use tributary_rankings::ranking::PeriodRankings;
-use tributary_rankings::{ClickHouseStore, LakeSnapshots, Month, RankingQueries};
+use tributary_rankings::{
+    ClickHouseStore, LakeSnapshots, Month, PublicationWriter, RankingQueries,
+};
 use tributary_raw::AsOf;
 use tributary_raw::snapshots::{TableSnapshots, list_snapshots};
 
@@ -86,6 +88,11 @@ enum Command {
     /// List every raw table's snapshots: id, commit time, operation, summary (with the
     /// `tributary.offsets` the lander records).
     Snapshots,
+    /// Prune ClickHouse once by `[retention]` (scheduled runs do it every `interval_s`):
+    /// partitions of publications older than the retention dropped (the latest and the pinned
+    /// stay), old `mart_runs` deleted, the dropped publications' lake pins released. Prints
+    /// what it did as JSON.
+    Prune,
 }
 
 #[tokio::main]
@@ -146,12 +153,19 @@ async fn main() -> anyhow::Result<()> {
     .with_pins(
         Arc::new(tributary_raw::pins::SnapshotPins::new(&config.lake)?),
         format!("marts:{}", config.state_schema()),
-    );
+    )
+    .with_retention(config.retention.clone());
     let job = match cli.engine {
         EngineArg::Datafusion => job,
         EngineArg::Trino => job.with_engine(Engine::Trino(TrinoClient::new(&config.trino)?)),
     };
 
+    if matches!(cli.command, Some(Command::Prune)) {
+        store.ensure_schema().await?;
+        let report = job.prune(&config.retention).await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     if cli.once || cli.rebuild || matches!(cli.command, Some(Command::RunOnce)) {
         let mode = if cli.rebuild {
             RunMode::Rebuild

@@ -9,6 +9,9 @@
 //! - `tributary_freshness_seconds{source}`: now − that, computed when scraped: how stale the
 //!   rankings are per source. It grows while a source is silent and drops when its events are
 //!   published.
+//! - `tributary_marts_prunes_total{status}`: retention prunes (`ok`, `failed`);
+//! - `tributary_marts_pruned_partitions_total`: publication partitions dropped;
+//! - `tributary_marts_retained_publications`: publications ClickHouse holds after the last prune.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +33,9 @@ pub struct MartsMetrics {
     events: IntCounter,
     rows: IntGauge,
     failing: IntGauge,
+    prunes: IntCounterVec,
+    pruned_partitions: IntCounter,
+    retained: IntGauge,
     newest: GaugeVec,
     freshness: GaugeVec,
     newest_at: Arc<Mutex<BTreeMap<String, DateTime<Utc>>>>,
@@ -77,6 +83,21 @@ impl MartsMetrics {
             "Scheduled runs failed in a row since the last good one (0 when healthy); a permanent \
              error backs the schedule off instead of failing every tick",
         )?;
+        let prunes = IntCounterVec::new(
+            Opts::new(
+                "tributary_marts_prunes_total",
+                "Retention prunes of publications and runs, by outcome",
+            ),
+            &["status"],
+        )?;
+        let pruned_partitions = IntCounter::new(
+            "tributary_marts_pruned_partitions_total",
+            "Publication partitions (lake windows) dropped by retention",
+        )?;
+        let retained = IntGauge::new(
+            "tributary_marts_retained_publications",
+            "Publications ClickHouse holds after the last prune",
+        )?;
         let newest = GaugeVec::new(
             Opts::new(
                 "tributary_marts_newest_event_timestamp_seconds",
@@ -96,8 +117,14 @@ impl MartsMetrics {
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(rows.clone()))?;
         registry.register(Box::new(failing.clone()))?;
+        registry.register(Box::new(prunes.clone()))?;
+        registry.register(Box::new(pruned_partitions.clone()))?;
+        registry.register(Box::new(retained.clone()))?;
         registry.register(Box::new(newest.clone()))?;
         registry.register(Box::new(freshness.clone()))?;
+        for status in ["ok", "failed"] {
+            prunes.with_label_values(&[status]);
+        }
         for status in [
             RunStatus::Published,
             RunStatus::Unchanged,
@@ -113,6 +140,9 @@ impl MartsMetrics {
             events,
             rows,
             failing,
+            prunes,
+            pruned_partitions,
+            retained,
             newest,
             freshness,
             newest_at: Arc::default(),
@@ -122,6 +152,19 @@ impl MartsMetrics {
     /// How many scheduled runs failed in a row (0 after a good one).
     pub fn consecutive_failures(&self, n: u32) {
         self.failing.set(i64::from(n));
+    }
+
+    /// Counts a prune: the partitions it dropped and the publications left, or a failure.
+    pub fn pruned(&self, outcome: Option<(usize, usize)>) {
+        match outcome {
+            Some((dropped, retained)) => {
+                self.prunes.with_label_values(&["ok"]).inc();
+                self.pruned_partitions.inc_by(dropped as u64);
+                self.retained
+                    .set(i64::try_from(retained).unwrap_or(i64::MAX));
+            }
+            None => self.prunes.with_label_values(&["failed"]).inc(),
+        }
     }
 
     /// Counts a run.

@@ -6,6 +6,7 @@
 //!  publication        one publication: its lake snapshots (→ publication id), every period's
 //!                     rankings, the rows it becomes
 //!  schema             ClickHouse DDL and row types (18.16 and current servers)
+//!  retention          which publications stay, which partitions go: pure
 //!  store              PublicationWriter (marts) and RankingQueries (API),
 //!                     on ClickHouse (clickhouse/{write,query}.rs) and in memory
 //! ```
@@ -16,6 +17,7 @@ pub mod money;
 pub mod period;
 pub mod publication;
 pub mod ranking;
+pub mod retention;
 pub mod schema;
 pub mod store;
 

@@ -109,6 +109,9 @@ pub struct Publication {
     pub months: BTreeMap<Month, Rankings>,
     /// Per source (`pg`, `files`, `erp`): how far the events counted reach.
     pub sources: BTreeMap<String, SourceWatermark>,
+    /// The newest commit time (epoch ms) of the snapshots read: where its rows are partitioned
+    /// ([`crate::schema::lake_window`]). `None` when no table had a snapshot.
+    pub lake_committed_ms: Option<i64>,
 }
 
 /// The rows one publication writes, in the order they must be written: rankings first, the
@@ -153,6 +156,7 @@ impl Publication {
             rankings,
             months: BTreeMap::new(),
             sources: BTreeMap::new(),
+            lake_committed_ms: None,
         }
     }
 
@@ -169,6 +173,12 @@ impl Publication {
     /// The same publication with these monthly rankings.
     pub fn with_months(mut self, months: BTreeMap<Month, Rankings>) -> Self {
         self.months = months;
+        self
+    }
+
+    /// The same publication, its snapshots' newest commit at `committed_ms` (epoch ms).
+    pub fn with_lake_committed_ms(mut self, committed_ms: Option<i64>) -> Self {
+        self.lake_committed_ms = committed_ms;
         self
     }
 
@@ -194,6 +204,7 @@ impl Publication {
     pub fn rows(&self) -> PublicationRows {
         let snapshots = self.lake_snapshots.to_json();
         let version = self.version();
+        let lake_window = crate::schema::lake_window(self.lake_committed_ms);
         // ClickHouse `DateTime` has second precision.
         let computed_at =
             DateTime::from_timestamp(self.computed_at.timestamp(), 0).unwrap_or(self.computed_at);
@@ -231,6 +242,7 @@ impl Publication {
                     run_id: self.run_id.clone(),
                     computed_at,
                     version,
+                    lake_window,
                 });
                 for Ranked { rank, row } in &city.salesmen {
                     let (salesman_name, salesman_code, salesman_resolved) = salesman_fields(row);
@@ -249,6 +261,7 @@ impl Publication {
                         run_id: self.run_id.clone(),
                         computed_at,
                         version,
+                        lake_window,
                     });
                 }
             }
@@ -268,6 +281,7 @@ impl Publication {
                     run_id: self.run_id.clone(),
                     computed_at,
                     version,
+                    lake_window,
                 });
             }
             let summary = &rankings.summary;
@@ -287,6 +301,7 @@ impl Publication {
                 run_id: self.run_id.clone(),
                 computed_at,
                 version,
+                lake_window,
             });
         }
         let sources = self
@@ -305,6 +320,7 @@ impl Publication {
                 run_id: self.run_id.clone(),
                 computed_at,
                 version,
+                lake_window,
             })
             .collect();
         let summary = &self.rankings.summary;
@@ -314,6 +330,7 @@ impl Publication {
             run_id: self.run_id.clone(),
             computed_at,
             version,
+            lake_window,
             sales: summary.sales,
             revenue: summary.revenue.cents(),
             cities: self.rankings.cities.len() as u64,

@@ -22,12 +22,19 @@
 //!   months a publication has.
 //! - `publications`: `(publication_id)`; the latest is the one with the highest `version`.
 //!
+//! Every publication table is partitioned by `lake_window`: the publication's newest lake commit
+//! (the latest commit time of the snapshots it was computed from) in [`LAKE_WINDOW_SECONDS`]
+//! windows since the epoch. The partition is a function of the publication id (the same
+//! snapshots have the same commit times), so a rerun of a publication replaces its rows in the
+//! same partition, and retention drops whole partitions of old publications
+//! ([`crate::retention`]) instead of deleting rows.
+//!
 //! `mart_runs` is a plain `MergeTree` ordered by `(started_at, run_id)`: one row per run, written
 //! once when it ends, published, unchanged or failed.
 //!
-//! Tables written before periods existed lack the `period` column; `ensure_schema` of the
-//! ClickHouse store drops them (with `publications` and `publication_periods`) and recreates
-//! them, and the next run republishes: marts are derived data (ADR 0003).
+//! Tables written before this layout (without a `period` or a `lake_window` column) are dropped
+//! by `ensure_schema` of the ClickHouse store, all six publication tables together, and
+//! recreated; the next run republishes: marts are derived data (ADR 0003).
 
 use chrono::{DateTime, Utc};
 use clickhouse::Row;
@@ -52,12 +59,36 @@ pub const MART_RUNS: &str = "mart_runs";
 /// The ranking tables, whose sorting key has `period` right after `publication_id`.
 pub const RANKING_TABLES: [&str; 3] = [CITY_RANKING, CITY_SALESMAN_RANKING, SALESMAN_RANKING];
 
+/// Every table of a publication, partitioned by `lake_window`, the `publications` row last:
+/// the order a publication is written in, and the reverse of the order retention drops it in.
+pub const PUBLICATION_TABLES: [&str; 6] = [
+    CITY_RANKING,
+    CITY_SALESMAN_RANKING,
+    SALESMAN_RANKING,
+    PUBLICATION_PERIODS,
+    PUBLICATION_SOURCES,
+    PUBLICATIONS,
+];
+
+/// Width of a `lake_window`, the partition of the publication tables: ten minutes.
+pub const LAKE_WINDOW_SECONDS: i64 = 600;
+
+/// The `lake_window` of a publication whose newest lake commit was at `committed_ms` (epoch
+/// ms); window 0 when nothing was committed yet.
+pub fn lake_window(committed_ms: Option<i64>) -> u32 {
+    committed_ms
+        .map(|ms| ms.div_euclid(1_000 * LAKE_WINDOW_SECONDS))
+        .and_then(|w| u32::try_from(w).ok())
+        .unwrap_or(0)
+}
+
 /// Columns every row carries: where it came from and which run wrote it.
 const PROVENANCE_COLUMNS: &str = "\
     lake_snapshots String,
     run_id String,
     computed_at DateTime,
-    version UInt64";
+    version UInt64,
+    lake_window UInt32";
 
 /// Refuses database names that would need quoting: they are spliced into DDL and queries.
 pub fn validate_database(name: &str) -> Result<(), RankingsError> {
@@ -92,6 +123,7 @@ pub fn ddl(database: &str) -> Result<Vec<String>, RankingsError> {
     sales_without_city UInt64,
     sales_without_salesman UInt64
 ) ENGINE = ReplacingMergeTree(version)
+PARTITION BY lake_window
 ORDER BY publication_id"
         ),
         format!(
@@ -108,6 +140,7 @@ ORDER BY publication_id"
     salesmen UInt64,
 {PROVENANCE_COLUMNS}
 ) ENGINE = ReplacingMergeTree(version)
+PARTITION BY lake_window
 ORDER BY (publication_id, period, rank, city_id)"
         ),
         format!(
@@ -124,6 +157,7 @@ ORDER BY (publication_id, period, rank, city_id)"
     sales UInt64,
 {PROVENANCE_COLUMNS}
 ) ENGINE = ReplacingMergeTree(version)
+PARTITION BY lake_window
 ORDER BY (publication_id, period, city_id, rank, salesman_id)"
         ),
         format!(
@@ -139,6 +173,7 @@ ORDER BY (publication_id, period, city_id, rank, salesman_id)"
     sales UInt64,
 {PROVENANCE_COLUMNS}
 ) ENGINE = ReplacingMergeTree(version)
+PARTITION BY lake_window
 ORDER BY (publication_id, period, rank, salesman_id)"
         ),
         format!(
@@ -156,6 +191,7 @@ ORDER BY (publication_id, period, rank, salesman_id)"
     sales_without_month UInt64,
 {PROVENANCE_COLUMNS}
 ) ENGINE = ReplacingMergeTree(version)
+PARTITION BY lake_window
 ORDER BY (publication_id, period)"
         ),
         format!(
@@ -167,6 +203,7 @@ ORDER BY (publication_id, period)"
     events UInt64,
 {PROVENANCE_COLUMNS}
 ) ENGINE = ReplacingMergeTree(version)
+PARTITION BY lake_window
 ORDER BY (publication_id, source)"
         ),
         format!(
@@ -200,6 +237,8 @@ pub struct PublicationRow {
     pub computed_at: DateTime<Utc>,
     /// ReplacingMergeTree version: the run's start in milliseconds.
     pub version: u64,
+    /// The publication's lake window ([`lake_window`]): the partition its rows live in.
+    pub lake_window: u32,
     /// Current sales.
     pub sales: u64,
     /// Their revenue, in cents (`Decimal(18,2)`).
@@ -250,6 +289,8 @@ pub struct CityRankingRow {
     pub computed_at: DateTime<Utc>,
     /// ReplacingMergeTree version.
     pub version: u64,
+    /// The publication's lake window ([`lake_window`]): the partition its rows live in.
+    pub lake_window: u32,
 }
 
 /// A row of `city_salesman_ranking`.
@@ -284,6 +325,8 @@ pub struct CitySalesmanRankingRow {
     pub computed_at: DateTime<Utc>,
     /// ReplacingMergeTree version.
     pub version: u64,
+    /// The publication's lake window ([`lake_window`]): the partition its rows live in.
+    pub lake_window: u32,
 }
 
 /// A row of `salesman_ranking`.
@@ -316,6 +359,8 @@ pub struct SalesmanRankingRow {
     pub computed_at: DateTime<Utc>,
     /// ReplacingMergeTree version.
     pub version: u64,
+    /// The publication's lake window ([`lake_window`]): the partition its rows live in.
+    pub lake_window: u32,
 }
 
 /// A row of `publication_sources`: one per source a publication counts events of.
@@ -343,6 +388,8 @@ pub struct PublicationSourceRow {
     pub computed_at: DateTime<Utc>,
     /// ReplacingMergeTree version.
     pub version: u64,
+    /// The publication's lake window ([`lake_window`]): the partition its rows live in.
+    pub lake_window: u32,
 }
 
 /// A row of `publication_periods`: one per period of a publication (`all`, and every month
@@ -380,6 +427,8 @@ pub struct PublicationPeriodRow {
     pub computed_at: DateTime<Utc>,
     /// ReplacingMergeTree version.
     pub version: u64,
+    /// The publication's lake window ([`lake_window`]): the partition its rows live in.
+    pub lake_window: u32,
 }
 
 /// How a marts run ended.
@@ -450,6 +499,17 @@ mod tests {
             assert!(!sql.contains(missing), "{missing} in DDL");
         }
         assert_eq!(sql.matches("ReplacingMergeTree(version)").count(), 6);
+        assert_eq!(sql.matches("PARTITION BY lake_window").count(), 6);
         assert_eq!(sql.matches("ENGINE = MergeTree").count(), 1);
+    }
+
+    #[test]
+    fn lake_windows_are_ten_minutes_of_epoch_time() {
+        assert_eq!(lake_window(None), 0);
+        assert_eq!(lake_window(Some(0)), 0);
+        assert_eq!(lake_window(Some(599_999)), 0);
+        assert_eq!(lake_window(Some(600_000)), 1);
+        // 2026-12-04T00:00:00Z
+        assert_eq!(lake_window(Some(1_796_342_400_000)), 2_993_904);
     }
 }

@@ -1,6 +1,8 @@
-//! Snapshot pins: a reader that will continue from a snapshot (the marts' checkpoint) records it
-//! here, and lake maintenance keeps that snapshot and every snapshot after it, so the reader's
-//! next incremental read finds its whole range.
+//! Snapshot pins, of two kinds. A reader that will continue from a snapshot (the marts'
+//! checkpoint) pins it [`PinKind::From`]: lake maintenance keeps that snapshot and every snapshot
+//! after it, so the reader's next incremental read finds its whole range. A retained publication
+//! pins the snapshots it was computed from [`PinKind::Exactly`]: maintenance keeps those
+//! snapshots, so its time travel and provenance still read them, and nothing else because of it.
 //!
 //! Pins live next to the SQL catalog, in the catalog's Postgres database
 //! (`tributary_snapshot_pins`), one row per (table, holder). A pin is a lease: a holder that
@@ -27,16 +29,19 @@ const CREATE_SQL: &str = "CREATE TABLE IF NOT EXISTS tributary_snapshot_pins (
     snapshot_id bigint NOT NULL,
     snapshot_ms bigint NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now(),
+    kind text NOT NULL DEFAULT 'from',
     PRIMARY KEY (catalog_name, table_namespace, table_name, holder)
-)";
+);
+ALTER TABLE tributary_snapshot_pins ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'from'";
 
 const PIN_SQL: &str = "INSERT INTO tributary_snapshot_pins
-    (catalog_name, table_namespace, table_name, holder, snapshot_id, snapshot_ms)
-VALUES ($1, $2, $3, $4, $5, $6)
+    (catalog_name, table_namespace, table_name, holder, snapshot_id, snapshot_ms, kind)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (catalog_name, table_namespace, table_name, holder) DO UPDATE
-SET snapshot_id = EXCLUDED.snapshot_id, snapshot_ms = EXCLUDED.snapshot_ms, updated_at = now()";
+SET snapshot_id = EXCLUDED.snapshot_id, snapshot_ms = EXCLUDED.snapshot_ms,
+    kind = EXCLUDED.kind, updated_at = now()";
 
-const PINS_SQL: &str = "SELECT holder, snapshot_id, snapshot_ms,
+const PINS_SQL: &str = "SELECT holder, snapshot_id, snapshot_ms, kind,
     greatest(extract(epoch FROM now() - updated_at), 0)::float8 AS age_s
 FROM tributary_snapshot_pins
 WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3
@@ -44,6 +49,40 @@ ORDER BY snapshot_ms, holder";
 
 const RELEASE_SQL: &str = "DELETE FROM tributary_snapshot_pins
 WHERE catalog_name = $1 AND table_namespace = $2 AND holder = $3";
+
+const RELEASE_OTHERS_SQL: &str = "DELETE FROM tributary_snapshot_pins
+WHERE catalog_name = $1 AND table_namespace = $2 AND starts_with(holder, $3)
+  AND NOT (holder = ANY($4))";
+
+const REFRESH_SQL: &str = "UPDATE tributary_snapshot_pins SET updated_at = now()
+WHERE catalog_name = $1 AND table_namespace = $2 AND starts_with(holder, $3)";
+
+/// What a pin keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinKind {
+    /// The snapshot and every later one (a reader that continues from it).
+    From,
+    /// That snapshot only (a publication computed from it).
+    Exactly,
+}
+
+impl PinKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            PinKind::From => "from",
+            PinKind::Exactly => "exactly",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        // Rows written before kinds existed are `from` (the column's default).
+        if text == "exactly" {
+            PinKind::Exactly
+        } else {
+            PinKind::From
+        }
+    }
+}
 
 /// One holder's pin on one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +93,8 @@ pub struct Pin {
     pub snapshot_id: i64,
     /// Its commit time, epoch milliseconds (maintenance keeps every snapshot from it on).
     pub snapshot_ms: i64,
+    /// What it keeps.
+    pub kind: PinKind,
     /// Time since the holder last refreshed it.
     pub age: Duration,
 }
@@ -115,10 +156,31 @@ impl SnapshotPins {
     }
 
     /// Records that `holder` continues from these snapshots of tables of `namespace`:
-    /// `(table name, snapshot id, snapshot commit time in epoch ms)`. Replaces the holder's
-    /// earlier pin of each table and refreshes its lease. One transaction.
+    /// `(table name, snapshot id, snapshot commit time in epoch ms)`, as [`PinKind::From`].
+    /// Replaces the holder's earlier pin of each table and refreshes its lease. One transaction.
     pub async fn pin(
         &self,
+        holder: &str,
+        namespace: &str,
+        pins: &[(&str, i64, i64)],
+    ) -> Result<(), RawError> {
+        self.pin_as(PinKind::From, holder, namespace, pins).await
+    }
+
+    /// Records that `holder` (a publication) was computed from exactly these snapshots, as
+    /// [`PinKind::Exactly`]; otherwise as [`SnapshotPins::pin`].
+    pub async fn pin_exactly(
+        &self,
+        holder: &str,
+        namespace: &str,
+        pins: &[(&str, i64, i64)],
+    ) -> Result<(), RawError> {
+        self.pin_as(PinKind::Exactly, holder, namespace, pins).await
+    }
+
+    async fn pin_as(
+        &self,
+        kind: PinKind,
         holder: &str,
         namespace: &str,
         pins: &[(&str, i64, i64)],
@@ -137,6 +199,7 @@ impl SnapshotPins {
                 .bind(holder.to_string())
                 .bind(snapshot_id)
                 .bind(snapshot_ms)
+                .bind(kind.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(pins_err("record a pin"))?;
@@ -159,6 +222,7 @@ impl SnapshotPins {
                 holder: row.get("holder"),
                 snapshot_id: row.get("snapshot_id"),
                 snapshot_ms: row.get("snapshot_ms"),
+                kind: PinKind::parse(row.get("kind")),
                 age: Duration::from_secs_f64(row.get::<f64, _>("age_s")),
             })
             .collect())
@@ -174,5 +238,40 @@ impl SnapshotPins {
             .await
             .map_err(pins_err("release pins"))?;
         Ok(done.rows_affected())
+    }
+
+    /// Of the holders in `namespace` whose name starts with `prefix`, releases every pin of
+    /// those not in `keep` and refreshes the lease of the rest (the publications a marts
+    /// database still retains). One transaction; returns the pins released.
+    pub async fn retain_holders(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        keep: &[String],
+    ) -> Result<u64, RawError> {
+        let mut tx = self
+            .pool()
+            .await?
+            .begin()
+            .await
+            .map_err(pins_err("begin the release transaction"))?;
+        let released = sqlx::query(RELEASE_OTHERS_SQL)
+            .bind(self.catalog_name.clone())
+            .bind(namespace.to_string())
+            .bind(prefix.to_string())
+            .bind(keep.to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(pins_err("release pins"))?
+            .rows_affected();
+        sqlx::query(REFRESH_SQL)
+            .bind(self.catalog_name.clone())
+            .bind(namespace.to_string())
+            .bind(prefix.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(pins_err("refresh pins"))?;
+        tx.commit().await.map_err(pins_err("commit the release"))?;
+        Ok(released)
     }
 }

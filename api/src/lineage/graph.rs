@@ -392,6 +392,14 @@ struct RunIo {
     outputs: BTreeSet<DatasetId>,
 }
 
+/// A run that has not ended yet.
+#[derive(Debug, Clone)]
+struct OpenRun {
+    io: RunIo,
+    /// Its newest event.
+    seen_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone)]
 struct DatasetState {
     created_at: DateTime<Utc>,
@@ -421,8 +429,8 @@ pub struct LineageIndex {
     namespaces: BTreeMap<String, NamespaceState>,
     jobs: BTreeMap<JobId, JobState>,
     datasets: BTreeMap<DatasetId, DatasetState>,
-    /// Datasets named so far by each run that has not ended.
-    open_runs: HashMap<Uuid, RunIo>,
+    /// Datasets named so far by each run that has not ended, and when it was last heard of.
+    open_runs: HashMap<Uuid, OpenRun>,
     /// (output column, input column) → how; the latest event naming the pair wins.
     column_edges: BTreeMap<(FieldId, FieldId), EdgeInfo>,
     events: u64,
@@ -447,6 +455,34 @@ impl LineageIndex {
         Self::default()
     }
 
+    /// Forgets what no event since `cutoff` mentions, as the log forgets the events themselves
+    /// (the lineage store's retention): jobs last updated before it, datasets last updated before
+    /// it that no remaining job reads or writes, the column edges of forgotten datasets,
+    /// namespaces left empty, and runs that never ended (crashed) whose newest event is older.
+    /// The index then holds what the retention window names, whatever the store's age. Returns
+    /// how many jobs and datasets went.
+    pub fn forget_before(&mut self, cutoff: DateTime<Utc>) -> usize {
+        let before = self.jobs.len() + self.datasets.len();
+        self.jobs.retain(|_, job| job.updated_at >= cutoff);
+        let named: BTreeSet<DatasetId> = self
+            .jobs
+            .values()
+            .filter_map(|job| job.io.as_ref())
+            .flat_map(|io| io.inputs.iter().chain(&io.outputs).cloned())
+            .collect();
+        self.datasets
+            .retain(|id, dataset| dataset.updated_at >= cutoff || named.contains(id));
+        let datasets = &self.datasets;
+        self.column_edges.retain(|(output, input), _| {
+            datasets.contains_key(&output.dataset) && datasets.contains_key(&input.dataset)
+        });
+        let used: BTreeSet<&str> = (self.jobs.keys().map(|j| j.namespace.as_str()))
+            .chain(self.datasets.keys().map(|d| d.namespace.as_str()))
+            .collect();
+        self.namespaces.retain(|ns, _| used.contains(ns.as_str()));
+        self.open_runs.retain(|_, run| run.seen_at >= cutoff);
+        before - (self.jobs.len() + self.datasets.len())
+    }
     /// Events folded so far.
     pub fn event_count(&self) -> u64 {
         self.events
@@ -520,7 +556,15 @@ impl LineageIndex {
         }
 
         // The run's datasets so far, and the job's current version (see the module docs).
-        let run_io = self.open_runs.entry(event.run_id).or_default();
+        let open = self
+            .open_runs
+            .entry(event.run_id)
+            .or_insert_with(|| OpenRun {
+                io: RunIo::default(),
+                seen_at: at,
+            });
+        open.seen_at = open.seen_at.max(at);
+        let run_io = &mut open.io;
         run_io
             .inputs
             .extend(event.inputs.iter().map(|d| d.id.clone()));
@@ -1682,5 +1726,49 @@ mod tests {
         let datasets = index.datasets(KAFKA, 100, 0).unwrap();
         assert_eq!(datasets.total_count, 2);
         assert!(index.jobs("nope", 10, 0).is_err());
+    }
+
+    #[test]
+    fn forgetting_before_a_cutoff_keeps_what_the_window_names() {
+        let mut events = pipeline();
+        // A run that never ended (its process crashed), and a newer run of the pg lander.
+        events.push(event("START", Uuid::new_v4(), "ingest.erp", vec![], vec![]));
+        let mut newer = event(
+            "COMPLETE",
+            Uuid::new_v4(),
+            "lake.pg_sale",
+            vec![ds(KAFKA, "salesdb.public.sale")],
+            vec![ds(S3, "raw/pg_sale")],
+        );
+        newer["eventTime"] = json!("2026-12-26T01:00:00.000Z");
+        events.push(newer);
+        let mut index = index(&events);
+        assert_eq!(index.open_runs.len(), 1);
+
+        let cutoff = "2026-12-01T00:00:00Z".parse().unwrap();
+        // Jobs: ingest.files.acme, lake.file_sale, ingest.erp; datasets: the file, the files
+        // topic and table.
+        assert_eq!(index.forget_before(cutoff), 6);
+        assert!(index.open_runs.is_empty());
+        let jobs: Vec<String> = index
+            .jobs("tributary", 100, 0)
+            .unwrap()
+            .jobs
+            .into_iter()
+            .map(|j| j.name)
+            .collect();
+        assert_eq!(jobs, ["lake.pg_sale"]);
+        // The datasets the remaining job reads and writes stay, whatever their age.
+        assert_eq!(index.datasets(KAFKA, 100, 0).unwrap().total_count, 1);
+        assert_eq!(index.datasets(S3, 100, 0).unwrap().total_count, 1);
+        let names: Vec<String> = index
+            .namespaces()
+            .namespaces
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        assert_eq!(names, [KAFKA, S3, "tributary"]);
+        // Forgetting again changes nothing.
+        assert_eq!(index.forget_before(cutoff), 0);
     }
 }

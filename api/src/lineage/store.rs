@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use crate::lineage::graph::{self, DEFAULT_DEPTH, EventError, GraphError, LineageIndex};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use poem::http::StatusCode;
 use poem::web::{Path, Query};
 use poem::{Body, IntoResponse, Response, Route, handler};
@@ -149,12 +150,14 @@ pub trait EventLog: Send + Sync {
     ) -> Result<(), LineageApiError>;
     /// The events with a row id above `after`, in id order, at most `limit`.
     async fn since(&self, after: i64, limit: i64) -> Result<Vec<(i64, Value)>, LineageApiError>;
+    /// Deletes the events received before `before`; returns how many.
+    async fn prune(&self, before: DateTime<Utc>) -> Result<u64, LineageApiError>;
 }
 
 /// Events in memory (unit tests, and the API served without a configured store).
 #[derive(Debug, Default)]
 pub struct MemoryEventLog {
-    events: std::sync::Mutex<Vec<Value>>,
+    events: std::sync::Mutex<Vec<(i64, DateTime<Utc>, Value)>>,
 }
 
 #[async_trait]
@@ -164,10 +167,9 @@ impl EventLog for MemoryEventLog {
         event: &Value,
         _summary: &graph::RunEventSummary,
     ) -> Result<(), LineageApiError> {
-        self.events
-            .lock()
-            .expect("event log lock")
-            .push(event.clone());
+        let mut events = self.events.lock().expect("event log lock");
+        let id = events.last().map_or(1, |(id, _, _)| id + 1);
+        events.push((id, Utc::now(), event.clone()));
         Ok(())
     }
 
@@ -175,11 +177,17 @@ impl EventLog for MemoryEventLog {
         let events = self.events.lock().expect("event log lock");
         Ok(events
             .iter()
-            .enumerate()
-            .map(|(i, e)| (i as i64 + 1, e.clone()))
-            .filter(|(id, _)| *id > after)
+            .filter(|(id, _, _)| *id > after)
             .take(limit.max(0) as usize)
+            .map(|(id, _, e)| (*id, e.clone()))
             .collect())
+    }
+
+    async fn prune(&self, before: DateTime<Utc>) -> Result<u64, LineageApiError> {
+        let mut events = self.events.lock().expect("event log lock");
+        let len = events.len();
+        events.retain(|(_, received, _)| *received >= before);
+        Ok((len - events.len()) as u64)
     }
 }
 
@@ -251,7 +259,8 @@ impl PostgresEventLog {
                          job_name      text NOT NULL,
                          event         jsonb NOT NULL
                      );
-                     CREATE INDEX IF NOT EXISTS lineage_events_run ON {table} (run_id);",
+                     CREATE INDEX IF NOT EXISTS lineage_events_run ON {table} (run_id);
+                     CREATE INDEX IF NOT EXISTS lineage_events_received ON {table} (received_at);",
                     table = self.table()
                 ))
                 .await
@@ -333,6 +342,27 @@ impl EventLog for PostgresEventLog {
             })
             .collect()
     }
+
+    async fn prune(&self, before: DateTime<Utc>) -> Result<u64, LineageApiError> {
+        let mut slot = self.client.lock().await;
+        let client = self.connected(&mut slot).await?;
+        let result = client
+            .execute(
+                &format!(
+                    "DELETE FROM {} WHERE received_at < $1::text::timestamptz",
+                    self.table()
+                ),
+                &[&before.to_rfc3339()],
+            )
+            .await;
+        match result {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                *slot = None;
+                Err(unavailable(format!("prune {}: {e}", self.table())))
+            }
+        }
+    }
 }
 
 /// The store: the log, and the index folded from it so far.
@@ -367,6 +397,38 @@ impl LineageStore {
             serde_json::from_slice(body).map_err(|e| LineageApiError::NotJson(e.to_string()))?;
         let summary = graph::parse_event(&event)?;
         self.log.append(&event, &summary).await
+    }
+
+    /// The retention: deletes the events received before `before` and forgets from the index
+    /// what no later event names ([`LineageIndex::forget_before`], by event time). Returns the
+    /// events deleted and the jobs and datasets forgotten.
+    pub async fn prune(&self, before: DateTime<Utc>) -> Result<(u64, usize), LineageApiError> {
+        let deleted = self.log.prune(before).await?;
+        let forgotten = self.folded.lock().await.0.forget_before(before);
+        Ok((deleted, forgotten))
+    }
+
+    /// Prunes every `interval` with `retention` until `shutdown` (the API's background task).
+    /// A failed prune is logged and tried again an interval later.
+    pub async fn prune_every(
+        self: Arc<Self>,
+        interval: std::time::Duration,
+        retention: chrono::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            match self.prune(Utc::now() - retention).await {
+                Ok((0, 0)) => {}
+                Ok((events, forgotten)) => {
+                    tracing::info!(events, forgotten, "pruned the lineage store")
+                }
+                Err(error) => tracing::warn!(%error, "lineage store prune failed"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
     }
 
     /// Runs `read` on the index, after folding the events appended since the last read.

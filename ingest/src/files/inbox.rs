@@ -1,8 +1,11 @@
 //! The inbox through `object_store`: a local folder or an `s3://bucket/prefix`.
 //!
-//! Layout under the inbox root: `<partner folder>/…/<file>` for partners' drops, and two
+//! Layout under the inbox root: `<partner folder>/…/<file>` for partners' drops, and three
 //! reserved prefixes the ingestor owns (anything starting with `_` is never taken as a drop):
 //! - `_quarantine/<original path>` + `<original path>.reason.txt`: bad files, moved aside;
+//!   deleted after `quarantine_retention_s`;
+//! - `_processed/<original path>`: files whose every record is in Kafka, moved aside so a poll
+//!   lists only what waits; deleted after `processed_retention_s`;
 //! - `_state/…`: small state objects (a snapshot partner's list of sale ids).
 
 use std::sync::Arc;
@@ -22,6 +25,8 @@ use super::progress::Listed;
 
 /// Prefix of quarantined files.
 pub const QUARANTINE: &str = "_quarantine";
+/// Prefix of files whose every record is in Kafka, moved out of the way.
+pub const PROCESSED: &str = "_processed";
 /// Prefix of the ingestor's state objects.
 pub const STATE: &str = "_state";
 
@@ -176,23 +181,39 @@ impl Inbox {
     /// path, so files are taken in the order they arrived. Only objects at least `min_age`
     /// old are listed (S3 stamps whole seconds, so a fresh object can look up to a second
     /// younger than it is; 0 takes everything).
+    ///
+    /// The root is listed one level deep and only the partner folders are listed whole: the
+    /// reserved prefixes (`_processed`, `_quarantine`, `_state`), which grow with history, are
+    /// never walked, so a poll costs what is waiting.
     pub async fn list(&self, min_age: chrono::Duration) -> Result<Vec<Listed>, InboxError> {
-        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
-        let objects: Vec<_> = self
+        let root = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        let top = self
             .store
-            .list(prefix)
-            .try_collect()
+            .list_with_delimiter(root)
             .await
             .map_err(self.error("list"))?;
+        let mut objects = top.objects;
+        for folder in top.common_prefixes {
+            let name = self.relative(&folder);
+            if is_reserved(&name) {
+                continue;
+            }
+            let inside: Vec<_> = self
+                .store
+                .list(Some(&folder))
+                .try_collect()
+                .await
+                .map_err(self.error(format!("list {name}")))?;
+            objects.extend(inside);
+        }
         let objects = self.confined(objects).await?;
         let now = Utc::now();
         let mut listed: Vec<(DateTime<Utc>, Listed)> = objects
             .into_iter()
             .filter_map(|meta| {
                 let path = self.relative(&meta.location);
-                let reserved = path.starts_with('_') || path.split('/').any(|s| s.starts_with('.'));
-                (!reserved && (min_age.is_zero() || now - meta.last_modified >= min_age)).then(
-                    || {
+                (!is_reserved(&path) && (min_age.is_zero() || now - meta.last_modified >= min_age))
+                    .then(|| {
                         (
                             meta.last_modified,
                             Listed {
@@ -204,8 +225,7 @@ impl Inbox {
                                     .to_rfc3339_opts(SecondsFormat::Micros, true),
                             },
                         )
-                    },
-                )
+                    })
             })
             .collect();
         listed.sort_by(|a, b| (a.0, &a.1.path).cmp(&(b.0, &b.1.path)));
@@ -323,6 +343,38 @@ impl Inbox {
         Ok(target)
     }
 
+    /// Moves a file whose every record is in Kafka to `_processed/<path>` (replacing a version
+    /// archived earlier under the same path: the lake keeps every event, the archive the latest
+    /// copy of each path for `processed_retention_s`). Returns the archived path.
+    pub async fn archive(&self, path: &str) -> Result<String, InboxError> {
+        let target = format!("{PROCESSED}/{path}");
+        self.store
+            .rename(&self.full(path), &self.full(&target))
+            .await
+            .map_err(self.error(format!("move {path} to {target}")))?;
+        Ok(target)
+    }
+
+    /// Deletes the objects under the reserved `prefix` (`_processed`, `_quarantine`) last
+    /// modified before `before`. Returns how many went.
+    pub async fn expire(&self, prefix: &str, before: DateTime<Utc>) -> Result<u64, InboxError> {
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&self.full(prefix)))
+            .try_collect()
+            .await
+            .map_err(self.error(format!("list {prefix}")))?;
+        let mut deleted = 0;
+        for meta in objects.iter().filter(|m| m.last_modified < before) {
+            self.store
+                .delete(&meta.location)
+                .await
+                .map_err(self.error(format!("delete {}", meta.location)))?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
     /// Puts bytes at `path` (tests and the demo drop files this way).
     pub async fn put_bytes(&self, path: &str, bytes: Vec<u8>) -> Result<(), InboxError> {
         self.store
@@ -340,6 +392,12 @@ impl Inbox {
             Err(e) => Err(self.error(format!("head {path}"))(e)),
         }
     }
+}
+
+/// Whether a path (relative to the inbox root) is the ingestor's own or hidden: under a `_…`
+/// prefix, or with a `.…` segment. Never taken as a drop.
+fn is_reserved(path: &str) -> bool {
+    path.starts_with('_') || path.split('/').any(|s| s.starts_with('.'))
 }
 
 /// The first component of `relative` (under the canonical `root`) that is a symbolic link
@@ -399,6 +457,49 @@ mod tests {
             assert!(inbox.exists(&quarantined).await.unwrap(), "{quarantined}");
             assert!(!inbox.exists(path).await.unwrap());
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A file archived after ingestion leaves the listing; `expire` deletes what is older than
+    /// its cutoff under a reserved prefix, and nothing else.
+    #[tokio::test]
+    async fn archived_files_are_not_listed_and_expire() {
+        let (inbox, dir) = local_inbox("archive");
+        std::fs::create_dir_all(dir.join("acme/2026")).unwrap();
+        for name in ["acme/a.csv", "acme/2026/b.csv", "acme/c.csv"] {
+            std::fs::write(dir.join(name), "id\n1\n").unwrap();
+        }
+        assert_eq!(inbox.list(chrono::Duration::zero()).await.unwrap().len(), 3);
+        for path in ["acme/a.csv", "acme/2026/b.csv"] {
+            assert_eq!(
+                inbox.archive(path).await.unwrap(),
+                format!("{PROCESSED}/{path}")
+            );
+        }
+        inbox.quarantine("acme/c.csv", "bad").await.unwrap();
+        assert!(
+            inbox
+                .list(chrono::Duration::zero())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(inbox.exists("_processed/acme/2026/b.csv").await.unwrap());
+
+        // One archived file from long ago: only it goes.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(10 * 86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join("_processed/acme/a.csv"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let cutoff = Utc::now() - chrono::Duration::days(7);
+        assert_eq!(inbox.expire(PROCESSED, cutoff).await.unwrap(), 1);
+        assert!(!inbox.exists("_processed/acme/a.csv").await.unwrap());
+        assert!(inbox.exists("_processed/acme/2026/b.csv").await.unwrap());
+        assert_eq!(inbox.expire(QUARANTINE, cutoff).await.unwrap(), 0);
+        assert!(inbox.exists("_quarantine/acme/c.csv").await.unwrap());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

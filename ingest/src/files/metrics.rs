@@ -20,6 +20,7 @@ pub struct FileMetrics {
     files: IntCounterVec,
     records: IntCounterVec,
     errors: IntCounterVec,
+    inbox: IntCounterVec,
     current_bytes_read: IntGauge,
     current_bytes_total: IntGauge,
 }
@@ -55,6 +56,13 @@ impl FileMetrics {
             ),
             &["source", "stage"],
         )?;
+        let inbox = IntCounterVec::new(
+            Opts::new(
+                "tributary_ingest_inbox_objects_total",
+                "Inbox objects moved or deleted by the ingestor, by action (archived, expired_processed, expired_quarantined)",
+            ),
+            &["action"],
+        )?;
         let current_bytes_read = IntGauge::new(
             "tributary_ingest_file_read_bytes",
             "Bytes of the file being published read so far (progress of a long ingest)",
@@ -66,6 +74,10 @@ impl FileMetrics {
         registry.register(Box::new(files.clone()))?;
         registry.register(Box::new(records.clone()))?;
         registry.register(Box::new(errors.clone()))?;
+        registry.register(Box::new(inbox.clone()))?;
+        for action in ["archived", "expired_processed", "expired_quarantined"] {
+            inbox.with_label_values(&[action]);
+        }
         registry.register(Box::new(current_bytes_read.clone()))?;
         registry.register(Box::new(current_bytes_total.clone()))?;
         Ok(Self {
@@ -73,6 +85,7 @@ impl FileMetrics {
             files,
             records,
             errors,
+            inbox,
             current_bytes_read,
             current_bytes_total,
         })
@@ -108,6 +121,12 @@ impl FileMetrics {
         self.errors.with_label_values(&["files", stage]).inc();
     }
 
+    /// Inbox objects archived or expired (`action`: archived, expired_processed,
+    /// expired_quarantined).
+    pub fn inbox_objects(&self, action: &str, n: u64) {
+        self.inbox.with_label_values(&[action]).inc_by(n);
+    }
+
     /// Progress of the current file.
     pub fn progress(&self, read: u64, total: u64) {
         self.current_bytes_read.set(read as i64);
@@ -124,6 +143,11 @@ impl FileMetrics {
     /// Current count of finished files with `outcome` (tests).
     pub fn files_count(&self, partner: &str, outcome: &str) -> u64 {
         self.files.with_label_values(&[partner, outcome]).get()
+    }
+
+    /// Current count of inbox objects moved or deleted by `action` (tests).
+    pub fn inbox_objects_count(&self, action: &str) -> u64 {
+        self.inbox.with_label_values(&[action]).get()
     }
 }
 

@@ -277,7 +277,13 @@ impl FileIngestor {
         shutdown: CancellationToken,
     ) -> Result<PollSummary, FilesError> {
         let mut total = PollSummary::default();
+        let sweep_every = Duration::from_secs(self.config.sweep_interval_s.max(1));
+        let mut last_sweep: Option<std::time::Instant> = None;
         loop {
+            if last_sweep.is_none_or(|at| at.elapsed() >= sweep_every) {
+                last_sweep = Some(std::time::Instant::now());
+                self.sweep().await;
+            }
             match self.poll(&shutdown).await {
                 Ok(summary) => {
                     if summary != PollSummary::default() {
@@ -306,6 +312,50 @@ impl FileIngestor {
         }
     }
 
+    /// Moves a file whose every record is in Kafka out of the inbox (`_processed`). Best
+    /// effort: a failure is logged and counted, and the next poll, finding the file done, moves
+    /// it again.
+    async fn archive(&self, path: &str) {
+        match self.inbox.archive(path).await {
+            Ok(_) => self.metrics.inbox_objects("archived", 1),
+            Err(error) => {
+                self.metrics.error("archive");
+                tracing::warn!(path, %error, "could not move a finished file to _processed; retried next poll");
+            }
+        }
+    }
+
+    /// Deletes archived and quarantined files older than their retentions. Best effort, like
+    /// [`Self::archive`].
+    async fn sweep(&self) {
+        let now = Utc::now();
+        for (prefix, retention_s, action) in [
+            (
+                inbox::PROCESSED,
+                self.config.processed_retention_s,
+                "expired_processed",
+            ),
+            (
+                inbox::QUARANTINE,
+                self.config.quarantine_retention_s,
+                "expired_quarantined",
+            ),
+        ] {
+            let before = now - chrono::Duration::seconds(retention_s.min(i64::MAX as u64) as i64);
+            match self.inbox.expire(prefix, before).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    self.metrics.inbox_objects(action, n);
+                    tracing::info!(prefix, deleted = n, retention_s, "expired old inbox files");
+                }
+                Err(error) => {
+                    self.metrics.error("sweep");
+                    tracing::warn!(prefix, %error, "could not expire old inbox files; retried next sweep");
+                }
+            }
+        }
+    }
+
     /// One pass over the inbox: every waiting file, oldest first.
     pub async fn poll(&mut self, shutdown: &CancellationToken) -> Result<PollSummary, FilesError> {
         if self.resync {
@@ -323,8 +373,10 @@ impl FileIngestor {
                 summary.interrupted = true;
                 break;
             }
-            // A file finished before needs no span: idle passes must not flood the traces.
+            // A file finished before needs no span: idle passes must not flood the traces. It is
+            // still here if the ingestor stopped between its last transaction and the move.
             if plan(self.state.files.get(&file.path), &file) == Plan::Skip {
+                self.archive(&file.path).await;
                 continue;
             }
             // Every line about this file, and the Kafka batches it publishes (children), share
@@ -379,6 +431,9 @@ impl FileIngestor {
                 Err(_) => "failed",
             },
         );
+        if matches!(ended, Ok(Ended::Done | Ended::Duplicate)) {
+            self.archive(&file.path).await;
+        }
         match ended {
             Ok(Ended::Done) => summary.files_done += 1,
             Ok(Ended::Duplicate) => summary.duplicates += 1,

@@ -239,6 +239,18 @@ async fn formats_redrops_corrections_and_quarantine_on_the_real_store_and_kafka(
             .unwrap()
     );
 
+    // Finished files moved to `_processed`: the next poll lists only what waits.
+    for path in [
+        "acme/2026-03-vendas.csv",
+        "globex/orders-2026-04.json",
+        "globex/orders-2026-05.ndjson",
+    ] {
+        assert!(!inbox.exists(path).await.unwrap(), "{path}");
+        let archived = format!("_processed/{path}");
+        assert!(inbox.exists(&archived).await.unwrap(), "{archived}");
+    }
+    assert_eq!(metrics.inbox_objects_count("archived"), 3);
+
     // The same bytes again, under another name and under the same name: nothing new.
     inbox
         .put_bytes("acme/copy-of-march.csv", sample("acme/2026-03-vendas.csv"))
@@ -289,6 +301,8 @@ async fn formats_redrops_corrections_and_quarantine_on_the_real_store_and_kafka(
     assert_eq!(metrics.records_count("globex", "rejected"), 2);
     assert_eq!(metrics.files_count("globex", "quarantined"), 1);
     assert_eq!(metrics.files_count("acme", "duplicate"), 1);
+    // Duplicates and the correction were archived too.
+    assert_eq!(metrics.inbox_objects_count("archived"), 6);
     // The folder nobody owns counts under one bounded label, not a series of its own.
     assert_eq!(metrics.files_count(UNKNOWN_PARTNER, "quarantined"), 1);
     let text = tributary_ingest::files::metrics::encode(&metrics.registry);

@@ -35,11 +35,11 @@ use tokio::sync::Mutex;
 use tributary_common::LakeSettings;
 use tributary_raw::catalog::load_table;
 use tributary_raw::incremental::manifest_list;
-use tributary_raw::pins::SnapshotPins;
+use tributary_raw::pins::{PinKind, SnapshotPins};
 use tributary_raw::schema::RawTable;
 
 use crate::error::LakeError;
-use plan::{FileInfo, SnapshotInfo};
+use plan::{FileInfo, HeldByPins, SnapshotInfo};
 
 /// When and how hard maintenance works (`[maintenance]` in the lander's config). The defaults
 /// are the retention the README promises.
@@ -251,11 +251,21 @@ impl Maintainer {
             // Pins: only live ones hold history back.
             let max_age = Duration::from_secs(self.settings.pin_max_age_s);
             let pins = self.pins.pins(&self.namespace, kind.name()).await?;
-            let live_pin_ms = pins
-                .iter()
-                .filter(|p| p.age <= max_age && metadata.snapshot_by_id(p.snapshot_id).is_some())
-                .map(|p| p.snapshot_ms)
-                .min();
+            let live = || {
+                pins.iter().filter(|p| {
+                    p.age <= max_age && metadata.snapshot_by_id(p.snapshot_id).is_some()
+                })
+            };
+            let held = HeldByPins {
+                from_ms: live()
+                    .filter(|p| p.kind == PinKind::From)
+                    .map(|p| p.snapshot_ms)
+                    .min(),
+                exactly: live()
+                    .filter(|p| p.kind == PinKind::Exactly)
+                    .map(|p| p.snapshot_id)
+                    .collect(),
+            };
             report.stale_pins = pins
                 .iter()
                 .filter(|p| p.age > max_age)
@@ -276,7 +286,7 @@ impl Maintainer {
                 &snapshots,
                 Some(current.snapshot_id()),
                 chrono::Utc::now().timestamp_millis(),
-                live_pin_ms,
+                &held,
                 &self.settings,
             );
 

@@ -16,6 +16,15 @@ pub struct SnapshotInfo {
     pub timestamp_ms: i64,
 }
 
+/// What the live pins of a table hold, as the expiry rule sees them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeldByPins {
+    /// Commit time (epoch ms) of the oldest snapshot a live `from` pin holds.
+    pub from_ms: Option<i64>,
+    /// Snapshots live `exactly` pins hold.
+    pub exactly: BTreeSet<i64>,
+}
+
 /// Which snapshots to expire, and why the oldest kept one is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExpiryPlan {
@@ -33,20 +42,19 @@ pub struct ExpiryPlan {
 /// - older than that and within `history_retention_s`, the last snapshot of each
 ///   `history_granularity_s` bucket is kept (time travel there reads the lake as of the end of
 ///   the bucket before);
-/// - every snapshot from the oldest live pin's on is kept (a reader continuing from a pinned
-///   snapshot finds its whole range);
+/// - every snapshot from the oldest live `from` pin's on is kept (a reader continuing from a
+///   pinned snapshot finds its whole range), and every snapshot a live `exactly` pin holds (a
+///   retained publication's);
 /// - everything else expires.
-///
-/// `live_pin_ms` is the commit time of the oldest snapshot a live pin holds, if any.
 pub fn plan_expiry(
     snapshots: &[SnapshotInfo],
     current: Option<i64>,
     now_ms: i64,
-    live_pin_ms: Option<i64>,
+    held: &HeldByPins,
     settings: &MaintenanceSettings,
 ) -> ExpiryPlan {
     let full_from = now_ms.saturating_sub(secs_to_ms(settings.snapshot_retention_s));
-    let full_from = live_pin_ms.map_or(full_from, |pin| full_from.min(pin));
+    let full_from = held.from_ms.map_or(full_from, |pin| full_from.min(pin));
     let history_from = now_ms.saturating_sub(secs_to_ms(settings.history_retention_s));
     let bucket_ms = secs_to_ms(settings.history_granularity_s).max(1);
 
@@ -80,6 +88,12 @@ pub fn plan_expiry(
         }
     }
     keep.extend(newest_in_bucket.values().map(|s| s.id));
+    keep.extend(
+        snapshots
+            .iter()
+            .map(|s| s.id)
+            .filter(|id| held.exactly.contains(id)),
+    );
     let expire = snapshots
         .iter()
         .map(|s| s.id)
@@ -167,7 +181,13 @@ mod tests {
     fn keeps_the_full_window_thins_the_history_and_drops_the_rest() {
         // 200 snapshots, one a minute; now = minute 200.
         let snapshots = chain(200);
-        let plan = plan_expiry(&snapshots, Some(200), 200 * MIN, None, &settings());
+        let plan = plan_expiry(
+            &snapshots,
+            Some(200),
+            200 * MIN,
+            &HeldByPins::default(),
+            &settings(),
+        );
         // Full resolution for the last 10 minutes (190..=200).
         for id in 190..=200 {
             assert!(plan.keep.contains(&id), "{id} is in the full window");
@@ -188,7 +208,10 @@ mod tests {
             &snapshots,
             Some(200),
             200 * MIN,
-            Some(50 * MIN),
+            &HeldByPins {
+                from_ms: Some(50 * MIN),
+                ..HeldByPins::default()
+            },
             &settings(),
         );
         assert!((50..=200).all(|id| plan.keep.contains(&id)));
@@ -199,7 +222,13 @@ mod tests {
     fn the_newest_snapshots_stay_however_old() {
         let snapshots = chain(5);
         // A day later nothing was committed: the current snapshot and one ancestor stay.
-        let plan = plan_expiry(&snapshots, Some(5), 24 * 60 * MIN, None, &settings());
+        let plan = plan_expiry(
+            &snapshots,
+            Some(5),
+            24 * 60 * MIN,
+            &HeldByPins::default(),
+            &settings(),
+        );
         assert_eq!(plan.keep, [4, 5].into());
         assert_eq!(plan.expire, [1, 2, 3].into());
     }
@@ -207,8 +236,35 @@ mod tests {
     #[test]
     fn a_young_table_expires_nothing() {
         let snapshots = chain(5);
-        let plan = plan_expiry(&snapshots, Some(5), 6 * MIN, None, &settings());
+        let plan = plan_expiry(
+            &snapshots,
+            Some(5),
+            6 * MIN,
+            &HeldByPins::default(),
+            &settings(),
+        );
         assert!(plan.expire.is_empty());
+    }
+
+    #[test]
+    fn an_exact_pin_keeps_that_snapshot_only() {
+        let snapshots = chain(200);
+        let held = HeldByPins {
+            exactly: [20, 77].into(),
+            ..HeldByPins::default()
+        };
+        let plan = plan_expiry(&snapshots, Some(200), 200 * MIN, &held, &settings());
+        let unpinned = plan_expiry(
+            &snapshots,
+            Some(200),
+            200 * MIN,
+            &HeldByPins::default(),
+            &settings(),
+        );
+        let mut expected = unpinned.keep.clone();
+        expected.extend([20, 77]);
+        assert_eq!(plan.keep, expected);
+        assert!(plan.expire.contains(&19) && plan.expire.contains(&21));
     }
 
     fn file(path: &str, bytes: u64) -> FileInfo {

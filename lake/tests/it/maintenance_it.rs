@@ -137,6 +137,20 @@ async fn maintenance_compacts_merges_expires_and_sweeps_keeping_every_row_once()
     pins.pin("it-reader", &namespace, &[("pg_city", pinned, pinned_ms)])
         .await
         .unwrap();
+    // A retained publication was computed from the 6th snapshot: it stays, alone.
+    let published = snapshots[5];
+    let published_ms = before
+        .metadata()
+        .snapshot_by_id(published)
+        .unwrap()
+        .timestamp_ms();
+    pins.pin_exactly(
+        "it-publication",
+        &namespace,
+        &[("pg_city", published, published_ms)],
+    )
+    .await
+    .unwrap();
 
     // No time window: only the pin and the newest 3 hold snapshots back; no grace.
     let settings = MaintenanceSettings {
@@ -156,11 +170,11 @@ async fn maintenance_compacts_merges_expires_and_sweeps_keeping_every_row_once()
     assert_eq!(report.files_written, 1, "{report:?}");
     assert_eq!(report.rows_rewritten, 60, "{report:?}");
     assert_eq!((report.manifests_before, report.manifests_after), (30, 1));
-    // Snapshots 1..19 expire; 20..30 and the replace stay.
-    assert_eq!((report.snapshots_before, report.snapshots_after), (30, 12));
+    // Snapshots 1..19 but the 6th expire; the 6th, 20..30 and the replace stay.
+    assert_eq!((report.snapshots_before, report.snapshots_after), (30, 13));
     // Their manifest lists were the only files nothing reaches any more (the 20th snapshot
     // still reaches every data file and manifest before it).
-    assert_eq!(report.files_deleted, 19, "{report:?}");
+    assert_eq!(report.files_deleted, 18, "{report:?}");
 
     let after = load_table(catalog.as_ref(), &namespace, RawTable::PgCity)
         .await
@@ -188,10 +202,15 @@ async fn maintenance_compacts_merges_expires_and_sweeps_keeping_every_row_once()
     for (n, id) in snapshots.iter().enumerate() {
         assert_eq!(
             after.metadata().snapshot_by_id(*id).is_some(),
-            n >= 19,
-            "snapshot {n} kept iff at or after the pin"
+            n >= 19 || n == 5,
+            "snapshot {n} kept iff at or after the pin, or pinned exactly"
         );
     }
+    // The exactly pinned snapshot reads what the publication read.
+    assert_eq!(
+        offsets_in(&read_table(&after, Some(published)).await.unwrap()),
+        once(0..12)
+    );
     // A kept snapshot before the replace still reads its rows (time travel inside retention).
     assert_eq!(
         offsets_in(&read_table(&after, Some(snapshots[24])).await.unwrap()),
@@ -199,7 +218,7 @@ async fn maintenance_compacts_merges_expires_and_sweeps_keeping_every_row_once()
     );
     let objects_after = objects(&after).await;
     let gone: Vec<&String> = objects_before.difference(&objects_after).collect();
-    assert_eq!(gone.len(), 19);
+    assert_eq!(gone.len(), 18);
     assert!(
         gone.iter().all(|p| p.contains("/metadata/snap-")),
         "{gone:?}"
@@ -238,6 +257,13 @@ async fn maintenance_compacts_merges_expires_and_sweeps_keeping_every_row_once()
     // Pin released, one snapshot kept: the small files compaction replaced go, and what is
     // left in the folder is exactly what the current snapshot reaches plus the metadata.
     assert_eq!(pins.release("it-reader", &namespace).await.unwrap(), 1);
+    // The publication is pruned: its holder (a prefix, none kept) lets go as well.
+    assert_eq!(
+        pins.retain_holders(&namespace, "it-publication", &[])
+            .await
+            .unwrap(),
+        1
+    );
     let maintainer = Maintainer::new(
         MaintenanceSettings {
             min_snapshots_to_keep: 1,

@@ -3,16 +3,18 @@
 //! rows are keyed by their table's sorting key and a row with a higher or equal version
 //! replaces the one with the same key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::{Page, PublicationWriter, RankingQueries};
 use crate::error::RankingsError;
 use crate::period::Period;
 use crate::publication::Publication;
+use crate::retention::{self, PrunePlan, PublicationAge, PublicationRetention};
 use crate::schema::{
     CityRankingRow, CitySalesmanRankingRow, MartRunRow, PublicationPeriodRow, PublicationRow,
     SalesmanRankingRow,
@@ -143,6 +145,48 @@ impl PublicationWriter for MemoryStore {
     async fn record_run(&self, run: &MartRunRow) -> Result<(), RankingsError> {
         self.tables("record run")?.runs.push(run.clone());
         Ok(())
+    }
+
+    async fn prune(
+        &self,
+        retention: &PublicationRetention,
+        now: DateTime<Utc>,
+    ) -> Result<PrunePlan, RankingsError> {
+        let mut t = self.tables("prune")?;
+        let publications: Vec<PublicationAge> = t
+            .publications
+            .values()
+            .map(|p| PublicationAge {
+                publication_id: p.publication_id.clone(),
+                lake_window: p.lake_window,
+                version: p.version,
+                computed_at: p.computed_at,
+            })
+            .collect();
+        let windows: BTreeSet<u32> = (t.publications.values().map(|r| r.lake_window))
+            .chain(t.periods.values().map(|r| r.lake_window))
+            .chain(t.sources.values().map(|r| r.lake_window))
+            .chain(t.cities.values().map(|r| r.lake_window))
+            .chain(t.city_salesmen.values().map(|r| r.lake_window))
+            .chain(t.salesmen.values().map(|r| r.lake_window))
+            .collect();
+        let plan = retention::plan_prune(&publications, &windows, now, retention);
+        let kept = |w: u32| !plan.drop_windows.contains(&w);
+        t.publications.retain(|_, r| kept(r.lake_window));
+        t.periods.retain(|_, r| kept(r.lake_window));
+        t.sources.retain(|_, r| kept(r.lake_window));
+        t.cities.retain(|_, r| kept(r.lake_window));
+        t.city_salesmen.retain(|_, r| kept(r.lake_window));
+        t.salesmen.retain(|_, r| kept(r.lake_window));
+        Ok(plan)
+    }
+
+    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, RankingsError> {
+        let cutoff = retention::runs_cutoff(before);
+        let mut t = self.tables("prune runs")?;
+        let before_len = t.runs.len();
+        t.runs.retain(|r| r.started_at >= cutoff);
+        Ok((before_len - t.runs.len()) as u64)
     }
 }
 

@@ -11,12 +11,14 @@ mod memory;
 mod scan;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 pub use self::clickhouse::ClickHouseStore;
 pub use self::memory::MemoryStore;
 use crate::error::RankingsError;
 use crate::period::Period;
 use crate::publication::Publication;
+use crate::retention::{PrunePlan, PublicationRetention};
 use crate::schema::{
     CityRankingRow, CitySalesmanRankingRow, MartRunRow, PublicationPeriodRow, PublicationRow,
     PublicationSourceRow, SalesmanRankingRow,
@@ -43,6 +45,19 @@ pub trait PublicationWriter: RankingQueries {
 
     /// Records one run in `mart_runs`.
     async fn record_run(&self, run: &MartRunRow) -> Result<(), RankingsError>;
+
+    /// Drops the partitions of the publications `retention` no longer keeps at `now`
+    /// ([`crate::retention::plan_prune`]), the `publications` table's first so a reader never
+    /// finds a publication whose rows are gone. Returns the plan it applied.
+    async fn prune(
+        &self,
+        retention: &PublicationRetention,
+        now: DateTime<Utc>,
+    ) -> Result<PrunePlan, RankingsError>;
+
+    /// Deletes the `mart_runs` rows of runs started before `before`, rounded down to the hour
+    /// (so `mart_runs` is rewritten at most once an hour). Returns how many rows went.
+    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, RankingsError>;
 }
 
 /// Reads the latest publication and its rankings (the API). Every ranking read names one period

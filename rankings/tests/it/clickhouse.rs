@@ -156,3 +156,30 @@ async fn clickhouse_detail_reads() {
     contract::detail_reads_agree_with_the_rankings(&store).await;
     contract::drop_database(&store).await;
 }
+
+/// Retention on a real server: `ALTER TABLE … DROP PARTITION` on every publication table, and
+/// only the partitions of the kept publications are left.
+#[tokio::test]
+async fn clickhouse_pruning_drops_whole_partitions() {
+    let store = contract::clickhouse_store("pruning").await;
+    contract::pruning_keeps_the_latest_the_pinned_and_the_recent(&store).await;
+    let partitions: Vec<(String, u64)> = store
+        .client()
+        .query(
+            "SELECT table, toUInt64(uniqExact(partition)) FROM system.parts \
+             WHERE database = ? AND active AND table != 'mart_runs' GROUP BY table ORDER BY table",
+        )
+        .bind(store.database())
+        .fetch_all()
+        .await
+        .unwrap();
+    // Every table but `publication_sources` (the samples have no sources).
+    assert_eq!(partitions.len(), 5, "{partitions:?}");
+    for (table, n) in &partitions {
+        assert_eq!(
+            *n, 2,
+            "{table}: the pinned and the latest publication's partitions"
+        );
+    }
+    contract::drop_database(&store).await;
+}

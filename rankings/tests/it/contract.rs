@@ -573,3 +573,105 @@ pub async fn detail_reads_agree_with_the_rankings(store: &dyn PublicationWriter)
         .collect();
     assert_eq!(months, ["2026-03"]);
 }
+
+/// A sample publication of sale snapshot `sale`, computed `secs` after the epoch of [`at`],
+/// from lake snapshots committed a minute before.
+fn aged(sale: i64, secs: i64) -> Publication {
+    sample(sale, &format!("run-{sale}"), secs)
+        .with_lake_committed_ms(Some(at(secs - 60).timestamp_millis()))
+}
+
+/// Retention drops whole partitions of old publications from every table, keeps the latest,
+/// the pinned and the recent ones whole, is a no-op when repeated, and deletes old runs.
+pub async fn pruning_keeps_the_latest_the_pinned_and_the_recent(store: &dyn PublicationWriter) {
+    use tributary_rankings::retention::PublicationRetention;
+    store.ensure_schema().await.unwrap();
+    const HOUR: i64 = 3_600;
+    let old = aged(1, 0);
+    let pinned = aged(2, HOUR);
+    let middle = aged(3, 2 * HOUR);
+    let latest = aged(4, 3 * HOUR);
+    for p in [&old, &pinned, &middle, &latest] {
+        store.publish(p).await.unwrap();
+    }
+    let retention = PublicationRetention {
+        publications_s: 30 * 60,
+        pinned: [pinned.id.clone()].into(),
+    };
+    let now = at(3 * HOUR + 10 * 60);
+    let plan = store.prune(&retention, now).await.unwrap();
+    assert_eq!(plan.dropped, [old.id.clone(), middle.id.clone()]);
+    assert_eq!(plan.retained, [pinned.id.clone(), latest.id.clone()]);
+    assert_eq!(plan.drop_windows.len(), 2);
+
+    let latest_row = store.latest_publication().await.unwrap().unwrap();
+    assert_eq!(latest_row, latest.rows().publication);
+    for gone in [&old, &middle] {
+        assert!(
+            store
+                .period(&gone.id, Period::AllTime)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .city_ranking(&gone.id, Period::AllTime, ALL)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .salesman_ranking(&gone.id, Period::AllTime, ALL)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(store.sources(&gone.id).await.unwrap().is_empty());
+    }
+    for kept in [&pinned, &latest] {
+        let rows = kept.rows();
+        assert_eq!(
+            store
+                .city_ranking(&kept.id, Period::AllTime, ALL)
+                .await
+                .unwrap(),
+            rows.cities
+        );
+        assert_eq!(
+            store
+                .salesman_ranking(&kept.id, Period::AllTime, ALL)
+                .await
+                .unwrap(),
+            rows.salesmen
+        );
+    }
+    // Nothing more to drop.
+    let again = store.prune(&retention, now).await.unwrap();
+    assert!(again.drop_windows.is_empty(), "{again:?}");
+    assert_eq!(again.retained, plan.retained);
+
+    // Runs: the one started before the cutoff hour goes (the delete may be asynchronous).
+    store
+        .record_run(&run_row("run-old", 0, RunStatus::Published))
+        .await
+        .unwrap();
+    store
+        .record_run(&run_row("run-new", 3 * HOUR, RunStatus::Published))
+        .await
+        .unwrap();
+    assert_eq!(store.prune_runs(at(2 * HOUR)).await.unwrap(), 1);
+    let mut runs = store.runs(10).await.unwrap();
+    for _ in 0..100 {
+        if runs.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        runs = store.runs(10).await.unwrap();
+    }
+    assert_eq!(
+        runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),
+        ["run-new"]
+    );
+}

@@ -47,3 +47,8 @@ async fn memory_runs_are_recorded() {
 async fn memory_detail_reads() {
     contract::detail_reads_agree_with_the_rankings(&MemoryStore::new()).await;
 }
+
+#[tokio::test]
+async fn memory_pruning() {
+    contract::pruning_keeps_the_latest_the_pinned_and_the_recent(&MemoryStore::new()).await;
+}

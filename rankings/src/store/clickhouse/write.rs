@@ -1,31 +1,57 @@
-//! The marts' side: creating the schema and writing publications and runs.
+//! The marts' side: creating the schema, writing publications and runs, and pruning them.
+
+use std::collections::BTreeSet;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use clickhouse::Row;
+use serde::Deserialize;
 
 use super::ClickHouseStore;
 use crate::error::RankingsError;
 use crate::publication::Publication;
+use crate::retention::{self, PrunePlan, PublicationAge, PublicationRetention};
 use crate::schema::{
     self, CITY_RANKING, CITY_SALESMAN_RANKING, MART_RUNS, MartRunRow, PUBLICATION_PERIODS,
-    PUBLICATION_SOURCES, PUBLICATIONS, RANKING_TABLES, SALESMAN_RANKING,
+    PUBLICATION_SOURCES, PUBLICATION_TABLES, PUBLICATIONS, SALESMAN_RANKING,
 };
 use crate::store::PublicationWriter;
 
+/// What retention reads of each publication.
+#[derive(Debug, Row, Deserialize)]
+struct PublicationAgeRow {
+    publication_id: String,
+    lake_window: u32,
+    version: u64,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    computed_at: DateTime<Utc>,
+}
+
 impl ClickHouseStore {
-    /// Drops the tables of the layout before periods (ranking tables without a `period`
-    /// column), with `publications` and `publication_periods`, so the `CREATE … IF NOT EXISTS`
-    /// that follow build the current layout and the next run republishes. The marts are derived
-    /// from the lake, so nothing is lost; the API answers "not published" (503) until then
-    /// rather than serving rows without a period. ADR 0003.
-    async fn drop_old_layout(&self) -> Result<(), RankingsError> {
-        let tables = RANKING_TABLES
+    fn ch_err(action: impl Into<String>) -> impl FnOnce(clickhouse::error::Error) -> RankingsError {
+        let action = action.into();
+        move |source| RankingsError::ClickHouse { action, source }
+    }
+
+    /// The publication tables joined for an `IN (…)` list.
+    fn publication_tables_list() -> String {
+        PUBLICATION_TABLES
             .iter()
             .map(|t| format!("'{t}'"))
             .collect::<Vec<_>>()
-            .join(",");
+            .join(",")
+    }
+
+    /// Drops the publication tables of an earlier layout (without a `lake_window` column: before
+    /// partitions; ranking tables before periods lack it too), all six together, so the
+    /// `CREATE … IF NOT EXISTS` that follow build the current layout and the next run
+    /// republishes. The marts are derived from the lake, so nothing is lost; the API answers
+    /// "not published" (503) until then. ADR 0003.
+    async fn drop_old_layout(&self) -> Result<(), RankingsError> {
         let sql = format!(
-            "SELECT table FROM system.columns WHERE database = ? AND table IN ({tables}) \
-             GROUP BY table HAVING sum(name = 'period') = 0"
+            "SELECT table FROM system.columns WHERE database = ? AND table IN ({}) \
+             GROUP BY table HAVING sum(name = 'lake_window') = 0",
+            Self::publication_tables_list()
         );
         let old: Vec<String> = self
             .client
@@ -33,34 +59,52 @@ impl ClickHouseStore {
             .bind(self.database.as_str())
             .fetch_all()
             .await
-            .map_err(|source| RankingsError::ClickHouse {
-                action: "inspect the marts layout (system.columns)".into(),
-                source,
-            })?;
+            .map_err(Self::ch_err("inspect the marts layout (system.columns)"))?;
         if old.is_empty() {
             return Ok(());
         }
         tracing::warn!(
             database = %self.database,
             tables = ?old,
-            "marts tables without a period column; dropping them so the next run republishes"
+            "marts tables of an earlier layout; dropping the publication tables so the next run republishes"
         );
-        let drop = old
-            .iter()
-            .map(String::as_str)
-            .chain([PUBLICATIONS, PUBLICATION_PERIODS]);
-        for table in drop {
+        for table in PUBLICATION_TABLES.iter().rev() {
             let name = self.table(table);
             self.client
                 .query(&format!("DROP TABLE IF EXISTS {name}"))
                 .execute()
                 .await
-                .map_err(|source| RankingsError::ClickHouse {
-                    action: format!("drop old-layout table {name}"),
-                    source,
-                })?;
+                .map_err(Self::ch_err(format!("drop old-layout table {name}")))?;
         }
         Ok(())
+    }
+
+    /// The partitions present in any publication table (active parts only).
+    async fn lake_windows(&self) -> Result<BTreeSet<u32>, RankingsError> {
+        let sql = format!(
+            "SELECT DISTINCT partition FROM system.parts \
+             WHERE database = ? AND table IN ({}) AND active",
+            Self::publication_tables_list()
+        );
+        let partitions: Vec<String> = self
+            .client
+            .query(&sql)
+            .bind(self.database.as_str())
+            .fetch_all()
+            .await
+            .map_err(Self::ch_err(
+                "list the publication partitions (system.parts)",
+            ))?;
+        Ok(partitions
+            .iter()
+            .filter_map(|p| match p.trim_matches('\'').parse() {
+                Ok(window) => Some(window),
+                Err(_) => {
+                    tracing::warn!(partition = %p, "a publication partition that is not a lake window; left alone");
+                    None
+                }
+            })
+            .collect())
     }
 }
 
@@ -73,10 +117,10 @@ impl PublicationWriter for ClickHouseStore {
                 .query(&statement)
                 .execute()
                 .await
-                .map_err(|source| RankingsError::ClickHouse {
-                    action: format!("create schema ({})", first_line(&statement)),
-                    source,
-                })?;
+                .map_err(Self::ch_err(format!(
+                    "create schema ({})",
+                    first_line(&statement)
+                )))?;
         }
         Ok(())
     }
@@ -96,6 +140,70 @@ impl PublicationWriter for ClickHouseStore {
 
     async fn record_run(&self, run: &MartRunRow) -> Result<(), RankingsError> {
         self.insert(MART_RUNS, std::slice::from_ref(run)).await
+    }
+
+    async fn prune(
+        &self,
+        retention: &PublicationRetention,
+        now: DateTime<Utc>,
+    ) -> Result<PrunePlan, RankingsError> {
+        let sql = format!("SELECT ?fields FROM {} FINAL", self.table(PUBLICATIONS));
+        let publications: Vec<PublicationAge> = self
+            .client
+            .query(&sql)
+            .fetch_all::<PublicationAgeRow>()
+            .await
+            .map_err(Self::ch_err("read the publications' ages"))?
+            .into_iter()
+            .map(|r| PublicationAge {
+                publication_id: r.publication_id,
+                lake_window: r.lake_window,
+                version: r.version,
+                computed_at: r.computed_at,
+            })
+            .collect();
+        let windows = self.lake_windows().await?;
+        let plan = retention::plan_prune(&publications, &windows, now, retention);
+        for window in &plan.drop_windows {
+            // `publications` first (the list ends with it): the publication disappears as a
+            // whole before its rows do.
+            for table in PUBLICATION_TABLES.iter().rev() {
+                let name = self.table(table);
+                self.client
+                    .query(&format!("ALTER TABLE {name} DROP PARTITION {window}"))
+                    .execute()
+                    .await
+                    .map_err(Self::ch_err(format!("drop partition {window} of {name}")))?;
+            }
+        }
+        Ok(plan)
+    }
+
+    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, RankingsError> {
+        let cutoff = u32::try_from(retention::runs_cutoff(before).timestamp()).unwrap_or(0);
+        let name = self.table(MART_RUNS);
+        let old: u64 = self
+            .client
+            .query(&format!(
+                "SELECT count() FROM {name} WHERE started_at < toDateTime(?)"
+            ))
+            .bind(cutoff)
+            .fetch_one()
+            .await
+            .map_err(Self::ch_err(format!("count old runs in {name}")))?;
+        if old > 0 {
+            // A mutation (ClickHouse 18.16 has no TTL): asynchronous, the rows go once it has
+            // rewritten the parts holding them.
+            self.client
+                .query(&format!(
+                    "ALTER TABLE {name} DELETE WHERE started_at < toDateTime(?)"
+                ))
+                .bind(cutoff)
+                .execute()
+                .await
+                .map_err(Self::ch_err(format!("delete old runs from {name}")))?;
+        }
+        Ok(old)
     }
 }
 
