@@ -3,3 +3,4 @@
 
 mod api_clickhouse;
 mod api_time_travel;
+mod lineage_retention;
