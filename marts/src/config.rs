@@ -53,6 +53,11 @@ pub struct RetentionSettings {
     pub pinned_publications: Vec<String>,
     /// `mart_runs` rows of runs started within this many seconds stay (default 7 days).
     pub runs_s: u64,
+    /// The tombstone horizon: a sale deleted longer ago than this many seconds is forgotten by
+    /// the kept state (default 30 days, past the raw topics' 7-day retention). An event of that
+    /// sale older than its delete arriving after the horizon would count it again (a full
+    /// rebuild would not).
+    pub tombstones_s: u64,
 }
 
 impl Default for RetentionSettings {
@@ -63,6 +68,7 @@ impl Default for RetentionSettings {
             publications_s: 3_600,
             pinned_publications: Vec::new(),
             runs_s: 7 * 24 * 3_600,
+            tombstones_s: 30 * 24 * 3_600,
         }
     }
 }

@@ -790,14 +790,18 @@ impl MartsJob {
             .pins
             .as_ref()
             .map(|(pins, holder)| (pins.as_ref(), holder.as_str()));
-        let result = crate::retention::prune(
-            self.store.as_ref(),
-            pins,
-            &self.namespace,
-            settings,
-            self.clock.now(),
-        )
-        .await;
+        let now = self.clock.now();
+        let mut result =
+            crate::retention::prune(self.store.as_ref(), pins, &self.namespace, settings, now)
+                .await;
+        if let Ok(report) = &mut result {
+            let horizon =
+                chrono::Duration::seconds(settings.tombstones_s.min(i64::MAX as u64) as i64);
+            match self.state.forget_tombstones(now - horizon).await {
+                Ok(n) => report.tombstones_forgotten = n,
+                Err(error) => result = Err(error),
+            }
+        }
         if let Some(metrics) = &self.metrics {
             metrics.pruned(
                 result

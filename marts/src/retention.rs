@@ -33,6 +33,8 @@ pub struct PruneReport {
     pub runs_deleted: u64,
     /// Lake pins released (those of dropped publications).
     pub pins_released: u64,
+    /// Deleted sales the kept state forgot (past `tombstones_s`).
+    pub tombstones_forgotten: u64,
 }
 
 /// Prunes `store` at `now` by `settings`; with `pins` (the marts' pins and holder), releases
@@ -53,6 +55,7 @@ pub async fn prune(
         retained_publications: plan.retained.len(),
         runs_deleted,
         pins_released: 0,
+        tombstones_forgotten: 0,
     };
     if let Some((pins, holder)) = pins {
         let keep: Vec<String> = plan

@@ -55,7 +55,13 @@ async fn old_events_are_deleted_and_forgotten() {
         )
         .await
         .unwrap();
-    assert_eq!(first.read(|i| Ok(i.jobs("tributary", 10, 0)?.total_count)).await.unwrap(), 2);
+    assert_eq!(
+        first
+            .read(|i| Ok(i.jobs("tributary", 10, 0)?.total_count))
+            .await
+            .unwrap(),
+        2
+    );
 
     let (deleted, forgotten) = first.prune(now - Duration::days(30)).await.unwrap();
     assert_eq!(deleted, 1);

@@ -4,15 +4,24 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::{Checkpoint, StateStore};
 use crate::error::MartsError;
 use crate::fold::{CityKey, SOURCE_PG, SaleKey, SaleRecord};
 
+#[derive(Debug, Default)]
+struct Kept {
+    checkpoint: Option<Checkpoint>,
+    sales: HashMap<SaleKey, SaleRecord>,
+    /// When each kept deleted sale was first folded as deleted.
+    deleted_at: HashMap<SaleKey, DateTime<Utc>>,
+}
+
 /// [`StateStore`] in a mutex.
 #[derive(Debug, Default)]
 pub struct MemoryState {
-    inner: Mutex<(Option<Checkpoint>, HashMap<SaleKey, SaleRecord>)>,
+    inner: Mutex<Kept>,
 }
 
 impl MemoryState {
@@ -21,9 +30,7 @@ impl MemoryState {
         Self::default()
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, (Option<Checkpoint>, HashMap<SaleKey, SaleRecord>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -31,14 +38,14 @@ impl MemoryState {
 #[async_trait]
 impl StateStore for MemoryState {
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, MartsError> {
-        Ok(self.lock().0.clone())
+        Ok(self.lock().checkpoint.clone())
     }
 
     async fn sales(&self, keys: &[SaleKey]) -> Result<Vec<SaleRecord>, MartsError> {
         let state = self.lock();
         Ok(keys
             .iter()
-            .filter_map(|k| state.1.get(k).cloned())
+            .filter_map(|k| state.sales.get(k).cloned())
             .collect())
     }
 
@@ -49,7 +56,7 @@ impl StateStore for MemoryState {
     ) -> Result<Vec<SaleRecord>, MartsError> {
         let state = self.lock();
         Ok(state
-            .1
+            .sales
             .values()
             .filter(|r| !r.deleted && r.key.source != SOURCE_PG)
             .filter(|r| {
@@ -72,22 +79,43 @@ impl StateStore for MemoryState {
         checkpoint: &Checkpoint,
     ) -> Result<(), MartsError> {
         let mut state = self.lock();
-        let found = state.0.as_ref().map(|c| c.generation);
+        let found = state.checkpoint.as_ref().map(|c| c.generation);
         if found != base {
             return Err(MartsError::StateConflict {
                 expected: base.unwrap_or(0),
                 found: found.unwrap_or(0),
             });
         }
+        let now = Utc::now();
         for record in sales {
-            state.1.insert(record.key.clone(), record.clone());
+            if record.deleted {
+                state.deleted_at.entry(record.key.clone()).or_insert(now);
+            } else {
+                state.deleted_at.remove(&record.key);
+            }
+            state.sales.insert(record.key.clone(), record.clone());
         }
-        state.0 = Some(checkpoint.clone());
+        state.checkpoint = Some(checkpoint.clone());
         Ok(())
     }
 
     async fn reset(&self) -> Result<(), MartsError> {
         *self.lock() = Default::default();
         Ok(())
+    }
+
+    async fn forget_tombstones(&self, before: DateTime<Utc>) -> Result<u64, MartsError> {
+        let mut state = self.lock();
+        let old: Vec<SaleKey> = state
+            .deleted_at
+            .iter()
+            .filter(|(_, at)| **at < before)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &old {
+            state.deleted_at.remove(key);
+            state.sales.remove(key);
+        }
+        Ok(old.len() as u64)
     }
 }

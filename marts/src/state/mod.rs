@@ -73,4 +73,13 @@ pub trait StateStore: Send + Sync {
 
     /// Forgets everything (a rebuild starts from here).
     async fn reset(&self) -> Result<(), MartsError>;
+
+    /// Forgets the kept deleted sales (tombstones) whose delete was folded before `before`:
+    /// the tombstone horizon. A tombstone only matters to an event of the same sale older than
+    /// the delete arriving later; past the horizon none is expected, and keeping every delete
+    /// forever would grow the state with history. Returns how many went.
+    async fn forget_tombstones(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, MartsError>;
 }

@@ -5,6 +5,7 @@
 //! per few thousand sales. The checkpoint is a JSON document (it is small; see the module above).
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row};
 
@@ -99,8 +100,11 @@ impl PostgresState {
                          salesman_pending boolean NOT NULL,
                          city_resolved bigint,
                          city_pending boolean NOT NULL,
+                         deleted_at timestamptz,
                          PRIMARY KEY (source, sale_id)
                      );
+                     ALTER TABLE {s}.sale ADD COLUMN IF NOT EXISTS deleted_at timestamptz;
+                     CREATE INDEX IF NOT EXISTS sale_tombstones ON {s}.sale (deleted_at) WHERE deleted;
                      CREATE INDEX IF NOT EXISTS sale_by_salesman_code ON {s}.sale (salesman_code)
                          WHERE salesman_id IS NULL AND salesman_code IS NOT NULL;
                      CREATE INDEX IF NOT EXISTS sale_by_city_key ON {s}.sale (city_name_key, city_state_key)
@@ -263,11 +267,11 @@ impl StateStore for PostgresState {
             });
         }
         let upsert = format!(
-            "INSERT INTO {s}.sale ({SALE_COLUMNS})
-             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+            "INSERT INTO {s}.sale ({SALE_COLUMNS}, deleted_at)
+             SELECT u.*, CASE WHEN u.deleted THEN now() END FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
                  $6::boolean[], $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::text[],
                  $12::bigint[], $13::bigint[], $14::bigint[], $15::boolean[], $16::bigint[],
-                 $17::boolean[])
+                 $17::boolean[]) AS u({SALE_COLUMNS})
              ON CONFLICT (source, sale_id) DO UPDATE SET
                  ord_a = EXCLUDED.ord_a, ord_b = EXCLUDED.ord_b, ord_c = EXCLUDED.ord_c,
                  deleted = EXCLUDED.deleted, salesman_id = EXCLUDED.salesman_id,
@@ -276,7 +280,9 @@ impl StateStore for PostgresState {
                  amount_cents = EXCLUDED.amount_cents, sold_at_micros = EXCLUDED.sold_at_micros,
                  salesman_resolved = EXCLUDED.salesman_resolved,
                  salesman_pending = EXCLUDED.salesman_pending,
-                 city_resolved = EXCLUDED.city_resolved, city_pending = EXCLUDED.city_pending"
+                 city_resolved = EXCLUDED.city_resolved, city_pending = EXCLUDED.city_pending,
+                 deleted_at = CASE WHEN EXCLUDED.deleted
+                     THEN coalesce({s}.sale.deleted_at, EXCLUDED.deleted_at) END"
         );
         let statement = tx
             .prepare(&upsert)
@@ -367,5 +373,20 @@ impl StateStore for PostgresState {
         // Reconnect on next use, which recreates the schema.
         *guard = None;
         Ok(())
+    }
+
+    async fn forget_tombstones(&self, before: DateTime<Utc>) -> Result<u64, MartsError> {
+        let guard = self.client().await?;
+        let client = guard.as_ref().expect("connected");
+        let s = &self.schema;
+        client
+            .execute(
+                &format!(
+                    "DELETE FROM {s}.sale WHERE deleted AND deleted_at < $1::text::timestamptz"
+                ),
+                &[&before.to_rfc3339()],
+            )
+            .await
+            .map_err(pg_err("forget old tombstones"))
     }
 }

@@ -61,9 +61,13 @@ async fn prune_drops_old_publications_and_releases_their_lake_pins() {
         .unwrap();
         ids.push(publication.id);
     }
-    pins.pin(holder, &namespace, &[("pg_sale", 3, now.timestamp_millis())])
-        .await
-        .unwrap();
+    pins.pin(
+        holder,
+        &namespace,
+        &[("pg_sale", 3, now.timestamp_millis())],
+    )
+    .await
+    .unwrap();
 
     let settings = RetentionSettings {
         publications_s: 3_600,
@@ -79,7 +83,12 @@ async fn prune_drops_old_publications_and_releases_their_lake_pins() {
     assert_eq!(report.pins_released, 1);
     assert!(store.sources(&ids[0]).await.unwrap().is_empty());
     assert_eq!(
-        store.latest_publication().await.unwrap().unwrap().publication_id,
+        store
+            .latest_publication()
+            .await
+            .unwrap()
+            .unwrap()
+            .publication_id,
         ids[2]
     );
     let holders: BTreeSet<String> = pins
@@ -101,7 +110,10 @@ async fn prune_drops_old_publications_and_releases_their_lake_pins() {
     let again = prune(&store, Some((&pins, holder)), &namespace, &settings, now)
         .await
         .unwrap();
-    assert!(again.dropped_partitions.is_empty() && again.pins_released == 0, "{again:?}");
+    assert!(
+        again.dropped_partitions.is_empty() && again.pins_released == 0,
+        "{again:?}"
+    );
 
     pins.retain_holders(&namespace, "", &[]).await.unwrap();
     store

@@ -128,6 +128,27 @@ async fn contract(state: &dyn StateStore) {
     );
     assert_eq!(state.checkpoint().await.unwrap().unwrap().generation, 2);
 
+    // The tombstone horizon: a delete folded before the cutoff is forgotten, nothing else.
+    let hour = chrono::Duration::hours(1);
+    assert_eq!(
+        state
+            .forget_tombstones(chrono::Utc::now() - hour)
+            .await
+            .unwrap(),
+        0
+    );
+    let kept = |k: SaleKey| async move { state.sales(&[k]).await };
+    assert_eq!(kept(gone.key.clone()).await.unwrap(), vec![gone.clone()]);
+    assert_eq!(
+        state
+            .forget_tombstones(chrono::Utc::now() + hour)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(kept(gone.key.clone()).await.unwrap().is_empty());
+    assert_eq!(kept(pg.key.clone()).await.unwrap(), vec![pg.clone()]);
+
     state.reset().await.unwrap();
     assert_eq!(state.checkpoint().await.unwrap(), None);
     assert!(state.sales(&keys).await.unwrap().is_empty());
