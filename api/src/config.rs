@@ -27,6 +27,9 @@ pub struct ApiConfig {
     /// Bearer tokens for writes (`POST /api/v1/lineage`; unset: writes refused) and, if set, for
     /// reads (`TRIBUTARY_AUTH__WRITE_TOKEN`, `TRIBUTARY_AUTH__READ_TOKEN`); see `auth`.
     pub auth: crate::auth::AuthSettings,
+    /// Backlog thresholds and the source Postgres whose replication slots are watched
+    /// (`[health]`, `TRIBUTARY_HEALTH__SOURCE_URL`; empty: not watched).
+    pub health: crate::backlog::HealthSettings,
 }
 
 impl Default for ApiConfig {
@@ -38,6 +41,7 @@ impl Default for ApiConfig {
             topics: TopicsConfig::default(),
             lineage: LineageStoreSettings::default(),
             auth: crate::auth::AuthSettings::default(),
+            health: crate::backlog::HealthSettings::default(),
         }
     }
 }

@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod backlog;
 pub mod config;
 pub mod dead_letters;
 pub mod error;
@@ -63,6 +64,8 @@ use crate::routes::{RankingsApi, Services};
 
 /// How long a graceful shutdown waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a `/metrics` scrape waits for the source Postgres's replication slots.
+const SLOTS_SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn openapi_service(api: RankingsApi) -> OpenApiService<Services, ()> {
     OpenApiService::new(api.services(), "Tributary API", env!("CARGO_PKG_VERSION")).description(
@@ -114,7 +117,7 @@ fn app_of(
     lineage: Arc<LineageStore>,
     auth: Arc<AuthSettings>,
 ) -> impl Endpoint<Output = Response> {
-    let (store, lake) = api.parts();
+    let (store, lake, health) = api.parts();
     let api = openapi_service(api);
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
@@ -129,10 +132,18 @@ fn app_of(
     let templates = Arc::new(templates);
     let metrics = Arc::new(ApiMetrics::new());
     let scrape = {
-        let (store, metrics) = (store.clone(), metrics.clone());
+        let (store, metrics, health) = (store.clone(), metrics.clone(), health.clone());
         poem::endpoint::make(move |_req| {
-            let (store, metrics) = (store.clone(), metrics.clone());
+            let (store, metrics, health) = (store.clone(), metrics.clone(), health.clone());
             async move {
+                if let Some(h) = health.as_deref().filter(|h| !h.source_url.is_empty()) {
+                    match backlog::replication_slots(&h.source_url, SLOTS_SCRAPE_TIMEOUT).await {
+                        Ok(slots) => metrics.set_slots(&slots),
+                        Err(error) => {
+                            tracing::warn!(%error, "could not read the replication slots for /metrics")
+                        }
+                    }
+                }
                 let computed_at = store
                     .latest_publication()
                     .await
@@ -147,8 +158,16 @@ fn app_of(
         })
     };
     let status_page = poem::endpoint::make(move |_req| {
-        let (store, lake) = (store.clone(), lake.clone());
-        async move { status::page(store.as_ref(), lake.as_deref(), chrono::Utc::now()).await }
+        let (store, lake, health) = (store.clone(), lake.clone(), health.clone());
+        async move {
+            status::page(
+                store.as_ref(),
+                lake.as_deref(),
+                health.as_deref(),
+                chrono::Utc::now(),
+            )
+            .await
+        }
     });
     Route::new()
         .nest("/", api)
@@ -235,7 +254,8 @@ pub async fn run(
     let lake = Arc::new(Lake::from_settings(config.lake).with_topics(&config.topics));
     let lineage_check = tributary_common::health::postgres_answers(&config.lineage.url);
     let api = RankingsApi::with_lake(Arc::new(store), lake)
-        .with_readiness(|checks| checks.optional_check("lineage_store", lineage_check));
+        .with_readiness(|checks| checks.optional_check("lineage_store", lineage_check))
+        .with_health(config.health.clone());
     // The lineage store is opened now if Postgres answers, else at the first lineage request:
     // the rankings do not depend on it.
     let (retention_s, prune_interval_s) =

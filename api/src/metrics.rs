@@ -8,13 +8,17 @@
 //! - `tributary_api_publication_age_seconds`: now minus the start of the marts run that wrote
 //!   the latest publication, read at each scrape; `tributary_api_publication_available` is 0
 //!   (and the age absent) while nothing is published or the store cannot be read.
+//! - `tributary_source_replication_slot_retained_bytes{slot}`, `…_safe_wal_bytes{slot}` (what
+//!   the slot may still take before Postgres invalidates it; absent without
+//!   `max_slot_wal_keep_size`) and `…_active{slot}`: the source Postgres's logical replication
+//!   slots, read at each scrape when `health.source_url` is set ([`crate::backlog`]).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The `route` label of a request no route serves.
@@ -34,6 +38,9 @@ pub struct ApiMetrics {
     duration: HistogramVec,
     publication_age: Gauge,
     publication_available: IntGauge,
+    slot_retained: IntGaugeVec,
+    slot_safe: IntGaugeVec,
+    slot_active: IntGaugeVec,
     /// Serialises [`ApiMetrics::set_publication`]: two scrapes at once must not both register
     /// the age gauge.
     publication_lock: std::sync::Arc<std::sync::Mutex<()>>,
@@ -82,11 +89,29 @@ impl ApiMetrics {
             "1 when a publication could be read at the last scrape, else 0",
         )
         .expect("valid gauge");
+        let slot_gauge = |name: &str, help: &str| {
+            IntGaugeVec::new(Opts::new(name, help), &["slot"]).expect("valid gauge")
+        };
+        let slot_retained = slot_gauge(
+            "tributary_source_replication_slot_retained_bytes",
+            "WAL the source Postgres holds for a logical replication slot (current LSN minus its restart LSN)",
+        );
+        let slot_safe = slot_gauge(
+            "tributary_source_replication_slot_safe_wal_bytes",
+            "WAL a replication slot may still take before Postgres invalidates it (max_slot_wal_keep_size)",
+        );
+        let slot_active = slot_gauge(
+            "tributary_source_replication_slot_active",
+            "1 when a reader (Debezium) is connected to the replication slot",
+        );
         let registry = Registry::new();
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
             Box::new(publication_available.clone()),
+            Box::new(slot_retained.clone()),
+            Box::new(slot_safe.clone()),
+            Box::new(slot_active.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -96,6 +121,9 @@ impl ApiMetrics {
             duration,
             publication_age,
             publication_available,
+            slot_retained,
+            slot_safe,
+            slot_active,
             publication_lock: Default::default(),
         }
     }
@@ -131,6 +159,25 @@ impl ApiMetrics {
                 self.publication_available.set(1);
             }
             None => self.publication_available.set(0),
+        }
+    }
+
+    /// Sets the replication slot gauges to `slots` (a slot that is gone leaves no series).
+    pub fn set_slots(&self, slots: &[crate::backlog::SlotState]) {
+        for gauge in [&self.slot_retained, &self.slot_safe, &self.slot_active] {
+            gauge.reset();
+        }
+        for s in slots {
+            let slot = [s.name.as_str()];
+            self.slot_retained
+                .with_label_values(&slot)
+                .set(s.retained_bytes);
+            if let Some(safe) = s.safe_wal_bytes {
+                self.slot_safe.with_label_values(&slot).set(safe);
+            }
+            self.slot_active
+                .with_label_values(&slot)
+                .set(i64::from(s.active));
         }
     }
 

@@ -15,6 +15,7 @@ use tributary_rankings::schema::{MartRunRow, PublicationRow, PublicationSourceRo
 use tributary_rankings::{Money, RankingQueries};
 use tributary_raw::snapshots::TableSnapshots;
 
+use crate::backlog::{self, HealthSettings, Level, SlotState};
 use crate::dead_letters::{self, Count};
 use crate::lake::Lake;
 
@@ -23,6 +24,8 @@ const RUNS_SHOWN: u32 = 10;
 /// A publication older than this is shown as stale (the marts job runs every few seconds to
 /// minutes; an hour without a new publication while sources change means it is stuck).
 const STALE_AFTER_SECONDS: i64 = 3600;
+/// How long the page waits for the source Postgres.
+const SLOTS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Everything the page shows; `Err` holds why a part could not be read.
 #[derive(Debug, Clone)]
@@ -41,12 +44,17 @@ pub struct StatusView {
     pub tables: Result<Vec<TableSnapshots>, String>,
     /// Dead letters per source and kind.
     pub dead_letters: Result<Vec<Count>, String>,
+    /// The source Postgres's replication slots; `None` when not watched.
+    pub slots: Option<Result<Vec<SlotState>, String>>,
+    /// The thresholds the stages are judged by.
+    pub health: HealthSettings,
 }
 
 /// Reads what the page shows.
 pub async fn gather(
     store: &dyn RankingQueries,
     lake: Option<&Lake>,
+    health: Option<&HealthSettings>,
     now: DateTime<Utc>,
 ) -> StatusView {
     let text = |e: &dyn std::fmt::Display| e.to_string();
@@ -71,6 +79,10 @@ pub async fn gather(
                 .map_err(|e| text(&e)),
         ),
     };
+    let slots = match health.filter(|h| !h.source_url.is_empty()) {
+        Some(h) => Some(backlog::replication_slots(&h.source_url, SLOTS_TIMEOUT).await),
+        None => None,
+    };
     StatusView {
         now,
         store_ping,
@@ -79,6 +91,8 @@ pub async fn gather(
         runs,
         tables,
         dead_letters,
+        slots,
+        health: health.cloned().unwrap_or_default(),
     }
 }
 
@@ -86,9 +100,10 @@ pub async fn gather(
 pub async fn page(
     store: &dyn RankingQueries,
     lake: Option<&Lake>,
+    health: Option<&HealthSettings>,
     now: DateTime<Utc>,
 ) -> Html<String> {
-    Html(render(&gather(store, lake, now).await))
+    Html(render(&gather(store, lake, health, now).await))
 }
 
 /// HTML-escapes text for element content and attribute values.
@@ -142,11 +157,31 @@ fn stages(v: &StatusView) -> Vec<Stage> {
             .max()
     });
     let sources = match &v.sources {
-        Ok(rows) if !rows.is_empty() => Stage {
-            name: "sources",
-            state: "ok",
-            detail: format!("{} sources counted", rows.len()),
-        },
+        Ok(rows) if !rows.is_empty() => {
+            // The stalest source sets the level: a source that falls behind shows, even while
+            // the others (and every commit) go on.
+            let stalest = rows
+                .iter()
+                .filter(|r| r.newest_event_at.timestamp() > 0)
+                .map(|r| (r.source.as_str(), (v.now - r.newest_event_at).num_seconds()))
+                .max_by_key(|(_, age_s)| *age_s);
+            match stalest {
+                Some((source, age_s)) => Stage {
+                    name: "sources",
+                    state: backlog::judge_age(age_s, &v.health).as_str(),
+                    detail: format!(
+                        "{} sources; stalest {source}, newest event {} old",
+                        rows.len(),
+                        human_age(age_s)
+                    ),
+                },
+                None => Stage {
+                    name: "sources",
+                    state: "unknown",
+                    detail: format!("{} sources, no event time yet", rows.len()),
+                },
+            }
+        }
         Ok(_) => Stage {
             name: "sources",
             state: "unknown",
@@ -157,6 +192,40 @@ fn stages(v: &StatusView) -> Vec<Stage> {
             state: "unknown",
             detail: "watermarks unreadable".into(),
         },
+    };
+    let cdc = match &v.slots {
+        None => Stage {
+            name: "CDC",
+            state: "unknown",
+            detail: "replication slots not watched".into(),
+        },
+        Some(Err(_)) => Stage {
+            name: "CDC",
+            state: "unknown",
+            detail: "source Postgres unreadable".into(),
+        },
+        Some(Ok(slots)) if slots.is_empty() => Stage {
+            name: "CDC",
+            state: "warn",
+            detail: "no replication slot: Debezium has not connected".into(),
+        },
+        Some(Ok(slots)) => {
+            let worst = slots
+                .iter()
+                .map(|s| (backlog::judge_slot(s, &v.health), s))
+                .max_by_key(|(level, s)| (*level, s.retained_bytes))
+                .expect("not empty");
+            Stage {
+                name: "CDC",
+                state: worst.0.as_str(),
+                detail: format!(
+                    "slot {} holds {} of WAL{}",
+                    worst.1.name,
+                    backlog::human_bytes(worst.1.retained_bytes),
+                    if worst.1.active { "" } else { ", no reader" }
+                ),
+            }
+        }
     };
     let lake_stage = |name| match (&v.tables, newest_commit) {
         (Ok(_), Some(t)) => Stage {
@@ -219,6 +288,7 @@ fn stages(v: &StatusView) -> Vec<Stage> {
     };
     vec![
         sources,
+        cdc,
         Stage {
             name: "Kafka",
             state: "unknown",
@@ -334,15 +404,20 @@ pub fn render(v: &StatusView) -> String {
                 // forms); `.into()` accepts either.
                 let newest: Option<DateTime<Utc>> = r.newest_event_at.into();
                 let position: Option<i64> = r.position.into();
-                let (newest, old) = match newest.filter(|t| t.timestamp() > 0) {
-                    Some(t) => (time(t), age(v.now, t)),
-                    None => ("—".into(), "—".into()),
+                let (newest, old, level) = match newest.filter(|t| t.timestamp() > 0) {
+                    Some(t) => (
+                        time(t),
+                        age(v.now, t),
+                        backlog::judge_age((v.now - t).num_seconds(), &v.health),
+                    ),
+                    None => ("—".into(), "—".into(), Level::Ok),
                 };
                 let _ = write!(
                     o,
-                    "<tr data-source=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td>\
+                    "<tr data-source=\"{}\" data-state=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td>\
                      <td class=\"n\">{}</td></tr>",
                     esc(&r.source),
+                    level.as_str(),
                     esc(&r.source),
                     newest,
                     old,
@@ -355,6 +430,38 @@ pub fn render(v: &StatusView) -> String {
             o.push_str("</table>");
         }
         Err(e) => unavailable(&mut o, "per-source watermarks", e),
+    }
+
+    o.push_str("<h2>Replication slots (source Postgres)</h2>");
+    match &v.slots {
+        None => o.push_str("<p class=\"muted\">not watched (health.source_url is empty)</p>"),
+        Some(Ok(slots)) if slots.is_empty() => {
+            o.push_str("<p class=\"muted\">no logical replication slot</p>")
+        }
+        Some(Ok(slots)) => {
+            o.push_str(
+                "<table id=\"slots\"><tr><th>slot</th><th>reader</th><th>WAL held</th>\
+                 <th>may still take</th><th>wal_status</th></tr>",
+            );
+            for s in slots {
+                let _ = write!(
+                    o,
+                    "<tr data-slot=\"{}\" data-state=\"{}\" data-retained-bytes=\"{}\"><td>{}</td>\
+                     <td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                    esc(&s.name),
+                    backlog::judge_slot(s, &v.health).as_str(),
+                    s.retained_bytes,
+                    esc(&s.name),
+                    if s.active { "connected" } else { "none" },
+                    backlog::human_bytes(s.retained_bytes),
+                    s.safe_wal_bytes
+                        .map_or("unlimited".to_string(), backlog::human_bytes),
+                    esc(&s.wal_status)
+                );
+            }
+            o.push_str("</table>");
+        }
+        Some(Err(e)) => unavailable(&mut o, "replication slots", e),
     }
     o.push_str("</div><div>");
 
@@ -501,6 +608,8 @@ mod tests {
                 count: 2,
                 newest_at: at(300),
             }]),
+            slots: None,
+            health: HealthSettings::default(),
         }
     }
 
@@ -531,6 +640,59 @@ mod tests {
         assert!(html.contains("data-stage=\"marts\" data-state=\"warn\""));
     }
 
+    fn source(name: &str, newest_at: DateTime<Utc>) -> PublicationSourceRow {
+        PublicationSourceRow {
+            publication_id: "p".into(),
+            source: name.into(),
+            position: 1,
+            newest_event_at: newest_at,
+            events: 10,
+            lake_snapshots: "[]".into(),
+            run_id: "run-7".into(),
+            computed_at: at(480),
+            version: 1,
+            lake_window: 0,
+        }
+    }
+
+    /// A source minutes behind turns the sources stage amber, half an hour red, whatever the
+    /// commits do; a slot holding WAL turns the CDC stage amber, one about to be lost red.
+    #[test]
+    fn stages_are_judged_by_freshness_and_backlog() {
+        let mut v = view();
+        v.sources = Ok(vec![source("pg", at(590)), source("files", at(580))]);
+        assert!(render(&v).contains("data-stage=\"sources\" data-state=\"ok\""));
+        v.sources = Ok(vec![source("pg", at(590)), source("files", at(600 - 400))]);
+        let html = render(&v);
+        assert!(
+            html.contains("data-stage=\"sources\" data-state=\"warn\""),
+            "{html}"
+        );
+        assert!(html.contains("data-source=\"files\" data-state=\"warn\""));
+        assert!(html.contains("data-source=\"pg\" data-state=\"ok\""));
+        v.sources = Ok(vec![source("erp", at(600 - 3_600))]);
+        assert!(render(&v).contains("data-stage=\"sources\" data-state=\"down\""));
+
+        assert!(render(&v).contains("data-stage=\"CDC\" data-state=\"unknown\""));
+        let slot = |retained_bytes, wal_status: &str| SlotState {
+            name: "tributary_debezium".into(),
+            active: true,
+            wal_status: wal_status.into(),
+            retained_bytes,
+            safe_wal_bytes: Some(1 << 30),
+        };
+        v.slots = Some(Ok(vec![slot(1 << 20, "reserved")]));
+        assert!(render(&v).contains("data-stage=\"CDC\" data-state=\"ok\""));
+        v.slots = Some(Ok(vec![slot(2 << 30, "extended")]));
+        let html = render(&v);
+        assert!(
+            html.contains("data-stage=\"CDC\" data-state=\"warn\""),
+            "{html}"
+        );
+        assert!(html.contains("holds 2.0 GiB of WAL"));
+        v.slots = Some(Ok(vec![slot(1 << 20, "reserved"), slot(0, "unreserved")]));
+        assert!(render(&v).contains("data-stage=\"CDC\" data-state=\"down\""));
+    }
     #[test]
     fn ages_read_at_a_glance() {
         assert_eq!(human_age(-5), "0 s");

@@ -144,11 +144,20 @@ struct Source {
     as_of: AsOf,
 }
 
+/// What the non-OpenAPI routes (`/metrics`, `/status`) read: the store, the lake, the health settings.
+pub(crate) type Parts = (
+    Arc<dyn RankingQueries>,
+    Option<Arc<Lake>>,
+    Option<Arc<crate::backlog::HealthSettings>>,
+);
+
 /// The API, over a publication store and (for time travel) the lake.
 pub struct RankingsApi {
     store: Arc<dyn RankingQueries>,
     lake: Option<Arc<Lake>>,
     readiness: ReadinessChecks,
+    /// Thresholds and the source Postgres the status page and metrics judge backlog by.
+    health: Option<Arc<crate::backlog::HealthSettings>>,
 }
 
 impl RankingsApi {
@@ -166,6 +175,7 @@ impl RankingsApi {
             store,
             lake: None,
             readiness,
+            health: None,
         }
     }
 
@@ -181,6 +191,45 @@ impl RankingsApi {
                 async move { Ok(lake.ping().await?) }
             }),
             ..api
+        }
+    }
+
+    /// Judges backlog by `health` (status page, `/metrics`), and reports the source's
+    /// replication slots in `/readyz` (optional: a slot behind does not stop the API serving).
+    pub fn with_health(self, health: crate::backlog::HealthSettings) -> Self {
+        let health = Arc::new(health);
+        let watched = health.clone();
+        let timeout = self.readiness.timeout();
+        let readiness = if health.source_url.is_empty() {
+            self.readiness.clone()
+        } else {
+            self.readiness
+                .clone()
+                .optional_check("replication_slots", move || {
+                    let health = watched.clone();
+                    async move {
+                        let slots =
+                            crate::backlog::replication_slots(&health.source_url, timeout).await?;
+                        let behind: Vec<String> = slots
+                            .iter()
+                            .filter(|s| {
+                                crate::backlog::judge_slot(s, &health)
+                                    == crate::backlog::Level::Down
+                            })
+                            .map(|s| s.name.clone())
+                            .collect();
+                        if behind.is_empty() {
+                            Ok(format!("{} slots within their thresholds", slots.len()))
+                        } else {
+                            Err(format!("slots about to be lost or far behind: {behind:?}").into())
+                        }
+                    }
+                })
+        };
+        Self {
+            health: Some(health),
+            readiness,
+            ..self
         }
     }
 
@@ -377,8 +426,8 @@ impl RankingsApi {
 impl RankingsApi {
     /// The store and the lake, for the routes outside the OpenAPI document (`/metrics`,
     /// `/status`).
-    pub(crate) fn parts(&self) -> (Arc<dyn RankingQueries>, Option<Arc<Lake>>) {
-        (self.store.clone(), self.lake.clone())
+    pub(crate) fn parts(&self) -> Parts {
+        (self.store.clone(), self.lake.clone(), self.health.clone())
     }
 }
 

@@ -150,6 +150,7 @@ async fn status_page_agrees_with_the_api(
     assert!(files_row.contains('2'), "{files_row}");
     for stage in [
         "sources",
+        "CDC",
         "Kafka",
         "lander",
         "Iceberg",
@@ -167,6 +168,11 @@ async fn status_page_agrees_with_the_api(
         "{dom}"
     );
     assert!(dom.contains(r#"class="run""#), "no marts run listed: {dom}");
+    // The stack's Debezium slot, with the WAL it holds (the stack's connector reads it).
+    assert!(
+        dom.contains(r#"data-slot="tributary_salesdb""#),
+        "no replication slot on the page: {dom}"
+    );
 
     let png = tributary_e2e::repo_root().join("target/status-page.png");
     let png = browser::screenshot(&url, &png)?;
