@@ -37,6 +37,8 @@ pub struct LanderConfig {
     pub metrics_listen: String,
     /// Lake maintenance the lander runs between its commits (`[maintenance]`).
     pub maintenance: MaintenanceSettings,
+    /// When `/readyz` reports the lander behind (`[health]`).
+    pub health: crate::metrics::BacklogSettings,
 }
 
 impl Default for LanderConfig {
@@ -52,6 +54,7 @@ impl Default for LanderConfig {
             writer_lock_wait_ms: 30_000,
             metrics_listen: String::new(),
             maintenance: MaintenanceSettings::default(),
+            health: crate::metrics::BacklogSettings::default(),
         }
     }
 }

@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(health::serve(
             listener,
             move || served.encode(),
-            readiness(&config),
+            readiness(&config, &metrics),
             shutdown.clone(),
         ));
     }
@@ -94,10 +94,12 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// What the lander needs to do its work: Kafka (metadata answers), the Iceberg SQL catalog's
-/// Postgres, and the warehouse on the object store (or its local folder).
-fn readiness(config: &LanderConfig) -> ReadinessChecks {
+/// Postgres, and the warehouse on the object store (or its local folder); and whether it keeps
+/// up (the records waiting in Kafka, the time since its last commit: `[health]`).
+fn readiness(config: &LanderConfig, metrics: &Metrics) -> ReadinessChecks {
     let checks = ReadinessChecks::new();
     let timeout = checks.timeout();
+    let (metrics, settings) = (metrics.clone(), config.health.clone());
     checks
         .check("kafka", health::kafka_metadata(&config.kafka, timeout))
         .check(
@@ -108,4 +110,15 @@ fn readiness(config: &LanderConfig) -> ReadinessChecks {
             "object_store",
             health::object_store_lists(&config.lake.warehouse, &config.lake.s3, timeout),
         )
+        // Optional: a lander behind is reported, not taken out of service (it is catching up).
+        .optional_check("backlog", move || {
+            let (lag, newest) = metrics.backlog();
+            let judged = tributary_lake::metrics::judge_backlog(
+                lag,
+                newest,
+                chrono::Utc::now().timestamp(),
+                &settings,
+            );
+            async move { judged.map_err(Into::into) }
+        })
 }

@@ -267,6 +267,27 @@ impl Metrics {
             .get()
     }
 
+    /// Records not consumed yet, all partitions together, and the Unix time of the newest
+    /// commit to any table (`None` before the first): what the backlog check judges.
+    pub fn backlog(&self) -> (i64, Option<i64>) {
+        use prometheus::core::Collector;
+        let values = |gauges: &IntGaugeVec| -> Vec<i64> {
+            gauges
+                .collect()
+                .iter()
+                .flat_map(|family| {
+                    family
+                        .get_metric()
+                        .iter()
+                        .map(|m| m.get_gauge().value() as i64)
+                })
+                .collect::<Vec<_>>()
+        };
+        let lag = values(&self.lag).iter().sum();
+        let newest = values(&self.last_commit).into_iter().max();
+        (lag, newest)
+    }
+
     /// Records one successful commit.
     pub fn committed(&self, table: RawTable, seconds: f64, files: usize) {
         self.commit_seconds
@@ -345,6 +366,50 @@ impl Metrics {
     }
 }
 
+/// The lander's backlog thresholds (`[health]`): `/readyz` reports the backlog check failed
+/// (optional: it does not take the lander out of service, it says it is behind).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BacklogSettings {
+    /// More records than this waiting in Kafka is behind.
+    pub max_lag_records: i64,
+    /// Records waiting and no commit for this many seconds is stuck.
+    pub max_commit_gap_s: i64,
+}
+
+impl Default for BacklogSettings {
+    fn default() -> Self {
+        Self {
+            max_lag_records: 100_000,
+            max_commit_gap_s: 120,
+        }
+    }
+}
+
+/// Judges the backlog: `lag` records waiting, the newest commit at `newest_commit` (Unix
+/// seconds), at `now`. Pure.
+pub fn judge_backlog(
+    lag: i64,
+    newest_commit: Option<i64>,
+    now: i64,
+    settings: &BacklogSettings,
+) -> Result<String, String> {
+    let since = newest_commit.map(|t| now - t);
+    if lag > settings.max_lag_records {
+        return Err(format!(
+            "{lag} records wait in Kafka (more than {})",
+            settings.max_lag_records
+        ));
+    }
+    match since {
+        Some(s) if lag > 0 && s > settings.max_commit_gap_s => Err(format!(
+            "{lag} records wait and the last commit was {s} s ago (more than {} s)",
+            settings.max_commit_gap_s
+        )),
+        Some(s) => Ok(format!("{lag} records wait; last commit {s} s ago")),
+        None => Ok(format!("{lag} records wait; nothing committed yet")),
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,5 +435,31 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_backlog_is_behind_past_its_thresholds() {
+        let s = BacklogSettings::default();
+        assert!(judge_backlog(0, None, 1_000, &s).is_ok());
+        assert!(judge_backlog(50, Some(990), 1_000, &s).is_ok());
+        // Far behind, even while committing.
+        let err = judge_backlog(200_000, Some(999), 1_000, &s).unwrap_err();
+        assert!(err.contains("200000 records wait"), "{err}");
+        // Records wait, no commit for minutes: stuck.
+        assert!(judge_backlog(10, Some(700), 1_000, &s).is_err());
+        // Nothing waits: an idle lander is fine however old its last commit.
+        assert!(judge_backlog(0, Some(0), 1_000, &s).is_ok());
+    }
+
+    #[test]
+    fn the_backlog_sums_partitions_and_finds_the_newest_commit() {
+        let metrics = Metrics::new().unwrap();
+        assert_eq!(metrics.backlog(), (0, None));
+        metrics.lag("raw.files.sales", 0, 5);
+        metrics.lag("salesdb.public.sale", 2, 7);
+        metrics.committed(RawTable::PgSale, 0.1, 1);
+        let (lag, newest) = metrics.backlog();
+        assert_eq!(lag, 12);
+        assert!(newest.is_some_and(|t| (chrono::Utc::now().timestamp() - t).abs() < 5));
     }
 }

@@ -119,7 +119,7 @@ fn with(mut env: BTreeMap<String, String>, pairs: &[(&str, String)]) -> BTreeMap
     env
 }
 
-const LANDER_CHECKS: &[&str] = &["kafka", "catalog", "object_store"];
+const LANDER_CHECKS: &[&str] = &["kafka", "catalog", "object_store", "backlog"];
 const MARTS_CHECKS: &[&str] = &["catalog", "object_store", "state", "clickhouse"];
 const FILES_CHECKS: &[&str] = &["kafka", "inbox"];
 const ERP_CHECKS: &[&str] = &["kafka", "erp"];
