@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help up up-with-trino trino down status build build-services prereqs demo test lint lint-build unit e2e fmt oracle interop bench bench-trino
+.PHONY: help up up-with-trino trino down status build build-services prereqs demo test lint lint-build unit e2e fmt oracle interop bench bench-trino soak
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -116,6 +116,23 @@ LOAD_SECONDS ?= 30
 SEED ?= 1
 bench-load: up build ## seeded sales workload (80/15/5 ins/upd/del, skewed) at LOAD_RATE changes/s into all three sources
 	"$${CARGO_TARGET_DIR:-target}/debug/tributary-bench" load --rate $(LOAD_RATE) --seconds $(LOAD_SECONDS) --seed $(SEED)
+
+# The soak (bench/src/soak.rs): the demo's pipeline (debug builds, as `make demo` runs it) with
+# maintenance and retention shortened so their windows fill within the run, SOAK_RATE changes/s over
+# the three sources for SOAK_MINUTES; results in bench/results/soak.{md,json,svg}. The services are
+# restarted with the soak's settings first and with the defaults after.
+SOAK_RATE ?= 500
+SOAK_MINUTES ?= 30
+SOAK_LAKE_ENV := TRIBUTARY_MAINTENANCE__INTERVAL_S=60 TRIBUTARY_MAINTENANCE__SNAPSHOT_RETENTION_S=120 TRIBUTARY_MAINTENANCE__HISTORY_RETENTION_S=600 TRIBUTARY_MAINTENANCE__HISTORY_GRANULARITY_S=60 TRIBUTARY_MAINTENANCE__ORPHAN_GRACE_S=120
+SOAK_MARTS_ENV := TRIBUTARY_RETENTION__INTERVAL_S=30 TRIBUTARY_RETENTION__PUBLICATIONS_S=300
+SOAK_FILES_ENV := TRIBUTARY_FILES__PROCESSED_RETENTION_S=300 TRIBUTARY_FILES__SWEEP_INTERVAL_S=60
+SOAK_API_ENV := TRIBUTARY_LINEAGE__RETENTION_S=600 TRIBUTARY_LINEAGE__PRUNE_INTERVAL_S=60
+soak: up ## the whole pipeline at SOAK_RATE changes/s for SOAK_MINUTES with maintenance on: commit, run and request times, bytes, RSS over time (bench/results/soak.*)
+	$(CARGO) build --workspace --bins
+	dev/app down
+	APP_ENV_LAKE="$(SOAK_LAKE_ENV)" APP_ENV_MARTS="$(SOAK_MARTS_ENV)" APP_ENV_INGEST_FILES="$(SOAK_FILES_ENV)" APP_ENV_API="$(SOAK_API_ENV)" dev/app up
+	"$${CARGO_TARGET_DIR:-target}/debug/tributary-bench" soak --rate $(SOAK_RATE) --minutes $(SOAK_MINUTES); \
+	  status=$$?; dev/app down; dev/app up; exit $$status
 
 # Trino reads the lake (e2e/tests/it/interop.rs): tables, every snapshot's row count, time travel, both
 # rankings in Trino SQL, and `tributary-marts run-once --rebuild --engine trino` row for row.

@@ -19,6 +19,7 @@ mod load;
 mod marts;
 mod plot;
 mod rebuild;
+mod soak;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -127,6 +128,10 @@ enum Command {
         #[arg(long, default_value = "s3://warehouse")]
         warehouse: String,
     },
+    /// The running pipeline (`make soak`) under a steady load for minutes, sampled every few
+    /// seconds: commit and run times, API p99, lake metadata and files, bytes, RSS; ends with a
+    /// check of the latest publication against the lake.
+    Soak(soak::SoakArgs),
     /// Redraws the SVG charts from the results files (`marts.svg` from `marts.json`).
     Plot,
 }
@@ -258,6 +263,7 @@ async fn main() -> Result<()> {
         Command::Load(args) => load::main(args).await?,
         Command::Cdc(args) => cdc::main(args, &cli.out).await?,
         Command::Plot => plot::main(&cli.out)?,
+        Command::Soak(args) => soak::main(args, &cli.out, git_commit()).await?,
     }
     Ok(())
 }
