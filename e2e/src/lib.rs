@@ -613,6 +613,18 @@ impl TestPipeline {
         env
     }
 
+    /// The marts job (as [`Self::marts_env`]) pruning every second with a one-second publication
+    /// retention: only the latest publication keeps its lake snapshots pinned, so the lake's
+    /// maintenance ([`Self::lake_env_with_maintenance`]) expires the rest under the oracle.
+    pub fn marts_env_with_retention(&self) -> BTreeMap<String, String> {
+        let mut env = self.marts_env();
+        env.extend(env_map(&[
+            ("TRIBUTARY_RETENTION__INTERVAL_S", "1".into()),
+            ("TRIBUTARY_RETENTION__PUBLICATIONS_S", "1".into()),
+        ]));
+        env
+    }
+
     /// The API, reading this run's lake for time travel and provenance.
     pub fn api_env(&self) -> BTreeMap<String, String> {
         let mut env = self.lake();

@@ -38,7 +38,7 @@ pub struct PruneReport {
 }
 
 /// Prunes `store` at `now` by `settings`; with `pins` (the marts' pins and holder), releases
-/// the lake pins of every publication no longer retained and refreshes the rest.
+/// the lake pins of every publication the rule no longer keeps and refreshes the rest.
 pub async fn prune(
     store: &dyn PublicationWriter,
     pins: Option<(&SnapshotPins, &str)>,
@@ -58,8 +58,10 @@ pub async fn prune(
         tombstones_forgotten: 0,
     };
     if let Some((pins, holder)) = pins {
+        // Only what the rule keeps holds lake snapshots: a publication past its retention that
+        // still shares a partition with a kept one is going, and must not hold the lake back.
         let keep: Vec<String> = plan
-            .retained
+            .kept
             .iter()
             .map(|id| publication_holder(holder, id))
             .collect();

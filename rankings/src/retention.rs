@@ -43,6 +43,9 @@ pub struct PrunePlan {
     pub dropped: Vec<String>,
     /// The publications that stay, oldest first.
     pub retained: Vec<String>,
+    /// Of those, the ones the rule keeps (latest, pinned, recent), oldest first: the others
+    /// only share a partition with one of these and go with it later.
+    pub kept: Vec<String>,
 }
 
 /// Plans a prune at `now` of the `publications` (one entry each) whose tables hold the
@@ -94,10 +97,16 @@ pub fn plan_prune(
         .into_values()
         .partition(|p| drop_windows.contains(&p.lake_window));
     let ids = |ps: Vec<&PublicationAge>| ps.into_iter().map(|p| p.publication_id.clone()).collect();
+    let kept_ids = retained
+        .iter()
+        .filter(|p| kept(p))
+        .map(|p| p.publication_id.clone())
+        .collect();
     PrunePlan {
         drop_windows,
         dropped: ids(dropped),
         retained: ids(retained),
+        kept: kept_ids,
     }
 }
 
@@ -147,6 +156,7 @@ mod tests {
         // Now: an hour after the last one, retention 3 hours: p7, p8, p9 stay.
         let plan = plan_prune(&ps, &windows(&ps), at(t0 + 10 * HOUR), &retention(3, &[]));
         assert_eq!(plan.retained, ["p7", "p8", "p9"]);
+        assert_eq!(plan.kept, plan.retained);
         assert_eq!(plan.dropped, ["p0", "p1", "p2", "p3", "p4", "p5", "p6"]);
         assert_eq!(plan.drop_windows.len(), 7);
     }
@@ -187,6 +197,8 @@ mod tests {
         );
         assert!(plan.drop_windows.is_empty());
         assert_eq!(plan.retained, ["a", "b", "latest"]);
+        // `a` stays only with `b`'s partition: not kept by the rule.
+        assert_eq!(plan.kept, ["b", "latest"]);
     }
 
     #[test]

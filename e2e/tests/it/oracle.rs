@@ -253,7 +253,12 @@ async fn random_workload_on_all_sources_ranks_exactly_like_the_sources() -> Resu
             &[][..],
             run.lake_env_with_maintenance(),
         ),
-        ("oracle-marts", "tributary-marts", &[], run.marts_env()),
+        (
+            "oracle-marts",
+            "tributary-marts",
+            &[],
+            run.marts_env_with_retention(),
+        ),
         ("oracle-api", "tributary-api", &[], run.api_env()),
         (
             "oracle-files",
