@@ -219,6 +219,22 @@ impl Workload {
         }
     }
 
+    /// A workload over `master` anchored at midnight UTC today: the same seed on the same day
+    /// writes the same sales.
+    pub fn today(seed: u64, master: &Master, shares: Shares) -> Self {
+        Self::new(
+            seed,
+            master.salesmen.len(),
+            master.cities.len(),
+            shares,
+            Utc::now()
+                .date_naive()
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight")
+                .and_utc(),
+        )
+    }
+
     fn sale(&mut self) -> Sale {
         let salesman = self.salesmen.sample(&mut self.rng).min(self.n_salesmen - 1);
         let city = if self.rng.unit() < 0.9 {
@@ -740,18 +756,7 @@ pub async fn main(args: LoadArgs) -> Result<()> {
     let db = connect(&args.postgres).await?;
     let master = master(&db).await?;
     let tag = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let workload = Workload::new(
-        args.seed,
-        master.salesmen.len(),
-        master.cities.len(),
-        args.shares()?,
-        // Midnight UTC today: the same seed on the same day writes the same sales.
-        Utc::now()
-            .date_naive()
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight")
-            .and_utc(),
-    );
+    let workload = Workload::today(args.seed, &master, args.shares()?);
     let targets = Targets {
         postgres: args.postgres.clone(),
         inbox: args.inbox.clone(),

@@ -11,7 +11,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use chrono::Utc;
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use serde::Serialize;
@@ -413,27 +412,31 @@ async fn check_end(sampler: &Sampler, store: &ClickHouseStore) -> Result<String>
     loop {
         let lander = sampler.metrics(&sampler.args.lander).await?;
         let lag = sum(&lander, "tributary_lander_consumer_lag_records", "");
-        let current = tributary_raw::snapshots::pin_raw_tables(
-            sampler.catalog.as_ref(),
-            &sampler.lake.namespace,
-            &tributary_raw::AsOf::Latest,
+        // The publication id the lake's current snapshots make (the marts build it the same
+        // way: `tributary_marts::lake`), without recomputing anything.
+        let current = tributary_rankings::LakeSnapshots(
+            tributary_raw::snapshots::pin_raw_tables(
+                sampler.catalog.as_ref(),
+                &sampler.lake.namespace,
+                &tributary_raw::AsOf::Latest,
+            )
+            .await?
+            .iter()
+            .map(|t| tributary_rankings::LakeSnapshot {
+                table: t.name.to_string(),
+                snapshot_id: t.snapshot_id,
+            })
+            .collect(),
         )
-        .await?
-        .iter()
-        .map(|t| format!("{}:{:?}", t.name, t.snapshot_id))
-        .collect::<Vec<_>>()
-        .join(",");
+        .publication_id();
         let settled = current == previous && lag < 1_000.0;
-        previous = current;
         if settled {
-            let (lake, _) =
-                tributary_marts::job::compute(sampler.catalog.as_ref(), &sampler.lake.namespace)
-                    .await?;
             let latest = store.latest_publication().await?;
-            if latest.is_some_and(|p| p.publication_id == lake.publication_id()) {
+            if latest.is_some_and(|p| p.publication_id == current) {
                 break;
             }
         }
+        previous = current;
         ensure!(
             Instant::now() < deadline,
             "the pipeline did not settle within 10 minutes of the load's end (lag {lag})"
@@ -554,21 +557,12 @@ pub async fn main(args: SoakArgs, out: &Path, commit: String) -> Result<()> {
 
     let db = load::connect(&args.postgres).await?;
     let master = load::master(&db).await?;
-    let workload = Workload::new(
-        args.seed,
-        master.salesmen.len(),
-        master.cities.len(),
-        Shares {
-            postgres: 80.0,
-            files: 15.0,
-            erp: 5.0,
-        },
-        Utc::now()
-            .date_naive()
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight")
-            .and_utc(),
-    );
+    let shares = Shares {
+        postgres: 80.0,
+        files: 15.0,
+        erp: 5.0,
+    };
+    let workload = Workload::today(args.seed, &master, shares);
     let targets = Targets {
         postgres: args.postgres.clone(),
         inbox: std::path::PathBuf::from(&args.inbox),
