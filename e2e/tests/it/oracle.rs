@@ -776,7 +776,35 @@ async fn provenance_in_the_past(http: &reqwest::Client, base: &str) -> Result<i6
         .and_then(|t| t.iter().find(|t| t["table"] == "pg_sale"))
         .and_then(|t| t["snapshots"].as_array())
         .context("no pg_sale snapshots")?;
-    let middle = pg_sale[pg_sale.len() / 2]["snapshot_id"]
+    // A time the whole lake can still be cut at: each table's kept history starts at its oldest
+    // snapshot when that one's parent expired (`tributary_raw::snapshots::history_starts`), and
+    // the API refuses times before any table's start (410 before-retention).
+    let at = |s: &Value| {
+        s["timestamp"]
+            .as_str()
+            .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+    };
+    let cut_from = snapshots["tables"]
+        .as_array()
+        .context("no tables")?
+        .iter()
+        .filter_map(|t| {
+            let listed = t["snapshots"].as_array()?;
+            let oldest = listed.iter().min_by_key(|s| at(s))?;
+            let parent = oldest["parent_snapshot_id"].as_i64()?;
+            let expired = !listed
+                .iter()
+                .any(|s| s["snapshot_id"].as_i64() == Some(parent));
+            expired.then(|| at(oldest)).flatten()
+        })
+        .max();
+    let cuttable: Vec<&Value> = pg_sale
+        .iter()
+        .filter(|s| cut_from.is_none_or(|from| at(s).is_some_and(|t| t >= from)))
+        .collect();
+    let middle = cuttable
+        .get(cuttable.len() / 2)
+        .context("no pg_sale snapshot inside every table's kept history")?["snapshot_id"]
         .as_i64()
         .context("snapshot_id")?;
     let then: Value = http
