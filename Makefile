@@ -87,9 +87,10 @@ bench-marts: up build ## incremental marts run vs full recompute on 100K/1M/10M 
 RUNS ?= 3
 # Commit time against a table's age, without and with lake maintenance (release build): `make bench-aging COMMITS=20000`.
 COMMITS ?= 1000
+PLAIN_COMMITS ?= 1000
 bench-aging: up ## commit time at commit N vs commit 100 of one table, without and with maintenance (release)
 	$(CARGO) build --release -p tributary-bench
-	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" aging --commits $(COMMITS)
+	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" aging --commits $(COMMITS) --plain-commits $(PLAIN_COMMITS)
 
 bench-trino: up-with-trino ## marts full rebuild, DataFusion vs Trino, on HISTORIES events: median of RUNS, spread, peak memory (release)
 	$(CARGO) build --release -p tributary-bench

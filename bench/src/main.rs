@@ -121,6 +121,9 @@ enum Command {
         /// Commits per variant.
         #[arg(long, default_value_t = 20_000)]
         commits: usize,
+        /// Commits of the unmaintained variant (its commit cost grows with its age: it stops here).
+        #[arg(long, default_value_t = 1_000)]
+        plain_commits: usize,
         /// Maintenance runs after every this many commits (the maintained variant).
         #[arg(long, default_value_t = 100)]
         maintain_every: usize,
@@ -240,6 +243,7 @@ async fn main() -> Result<()> {
         }
         Command::Aging {
             commits,
+            plain_commits,
             maintain_every,
             warehouse,
         } => {
@@ -248,12 +252,13 @@ async fn main() -> Result<()> {
                 ..Default::default()
             };
             let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-            let rows = aging::run(&lake, &id, commits, maintain_every).await?;
+            let rows = aging::run(&lake, &id, commits, plain_commits, maintain_every).await?;
             let config = serde_json::json!({
                 "command": std::env::args().collect::<Vec<_>>().join(" "),
                 "commit": git_commit(),
                 "iceberg_rust": "0.10.1",
                 "commits": commits,
+                "plain_commits": plain_commits,
                 "maintain_every": maintain_every,
                 "maintenance": aging::settings(),
             });
