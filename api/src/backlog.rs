@@ -26,6 +26,9 @@ pub struct HealthSettings {
     pub freshness_warn_s: u64,
     /// … and red at this age.
     pub freshness_down_s: u64,
+    /// The lander's ops listener (its `/readyz` reports the records waiting in Kafka): the
+    /// status page's Kafka stage. Empty: not watched.
+    pub lander_url: String,
 }
 
 impl Default for HealthSettings {
@@ -36,6 +39,7 @@ impl Default for HealthSettings {
             slot_down_bytes: 3 << 30,
             freshness_warn_s: 300,
             freshness_down_s: 1_800,
+            lander_url: "http://127.0.0.1:9101".into(),
         }
     }
 }
@@ -151,6 +155,32 @@ pub async fn replication_slots(url: &str, timeout: Duration) -> Result<Vec<SlotS
                 "the source Postgres did not answer within {timeout:?}"
             ))
         })
+}
+
+/// The lander's `backlog` check (records waiting in Kafka, time since its last commit), as
+/// its `/readyz` at `lander_url` reports it (200 or 503 alike), within `timeout`.
+pub async fn lander_backlog(
+    lander_url: &str,
+    timeout: Duration,
+) -> Result<tributary_common::health::CheckReport, String> {
+    let url = format!("{}/readyz", lander_url.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))?;
+    let readiness: tributary_common::health::Readiness = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("the lander did not answer: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("the lander's /readyz is not a readiness report: {e}"))?;
+    readiness
+        .checks
+        .into_iter()
+        .find(|check| check.name == "backlog")
+        .ok_or_else(|| "the lander reports no backlog check".to_string())
 }
 
 #[cfg(test)]

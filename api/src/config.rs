@@ -60,6 +60,9 @@ pub struct LineageStoreSettings {
     pub retention_s: u64,
     /// Seconds between two prunes.
     pub prune_interval_s: u64,
+    /// Seconds between two saves of the index (with its position in the log) that a new API
+    /// process starts from instead of folding every event kept.
+    pub checkpoint_interval_s: u64,
 }
 
 impl Default for LineageStoreSettings {
@@ -69,6 +72,7 @@ impl Default for LineageStoreSettings {
             schema: "lineage".into(),
             retention_s: 30 * 24 * 3_600,
             prune_interval_s: 3_600,
+            checkpoint_interval_s: 60,
         }
     }
 }
@@ -85,6 +89,7 @@ impl std::fmt::Debug for LineageStoreSettings {
             .field("schema", &self.schema)
             .field("retention_s", &self.retention_s)
             .field("prune_interval_s", &self.prune_interval_s)
+            .field("checkpoint_interval_s", &self.checkpoint_interval_s)
             .finish()
     }
 }

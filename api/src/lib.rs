@@ -258,8 +258,11 @@ pub async fn run(
         .with_health(config.health.clone());
     // The lineage store is opened now if Postgres answers, else at the first lineage request:
     // the rankings do not depend on it.
-    let (retention_s, prune_interval_s) =
-        (config.lineage.retention_s, config.lineage.prune_interval_s);
+    let (retention_s, prune_interval_s, checkpoint_interval_s) = (
+        config.lineage.retention_s,
+        config.lineage.prune_interval_s,
+        config.lineage.checkpoint_interval_s,
+    );
     let log = PostgresEventLog::new(config.lineage)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     if let Err(error) = log.connect().await {
@@ -269,6 +272,10 @@ pub async fn run(
     tokio::spawn(lineage.clone().prune_every(
         std::time::Duration::from_secs(prune_interval_s.max(1)),
         chrono::Duration::seconds(retention_s.min(i64::MAX as u64) as i64),
+        shutdown.clone(),
+    ));
+    tokio::spawn(lineage.clone().checkpoint_every(
+        std::time::Duration::from_secs(checkpoint_interval_s.max(1)),
         shutdown.clone(),
     ));
     serve_api(listener, api, lineage, Arc::new(config.auth), shutdown).await

@@ -18,6 +18,7 @@ use tributary_raw::snapshots::TableSnapshots;
 use crate::backlog::{self, HealthSettings, Level, SlotState};
 use crate::dead_letters::{self, Count};
 use crate::lake::Lake;
+use tributary_common::health::CheckReport;
 
 /// Marts runs shown.
 const RUNS_SHOWN: u32 = 10;
@@ -26,6 +27,8 @@ const RUNS_SHOWN: u32 = 10;
 const STALE_AFTER_SECONDS: i64 = 3600;
 /// How long the page waits for the source Postgres.
 const SLOTS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long the page waits for the lander's `/readyz`.
+const LANDER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Everything the page shows; `Err` holds why a part could not be read.
 #[derive(Debug, Clone)]
@@ -46,6 +49,8 @@ pub struct StatusView {
     pub dead_letters: Result<Vec<Count>, String>,
     /// The source Postgres's replication slots; `None` when not watched.
     pub slots: Option<Result<Vec<SlotState>, String>>,
+    /// The lander's backlog check (records waiting in Kafka); `None` when not watched.
+    pub lander_backlog: Option<Result<CheckReport, String>>,
     /// The thresholds the stages are judged by.
     pub health: HealthSettings,
 }
@@ -79,10 +84,20 @@ pub async fn gather(
                 .map_err(|e| text(&e)),
         ),
     };
-    let slots = match health.filter(|h| !h.source_url.is_empty()) {
-        Some(h) => Some(backlog::replication_slots(&h.source_url, SLOTS_TIMEOUT).await),
-        None => None,
+    // Both outside dependencies at once: the page waits for the slower, not the sum.
+    let slots = async {
+        match health.filter(|h| !h.source_url.is_empty()) {
+            Some(h) => Some(backlog::replication_slots(&h.source_url, SLOTS_TIMEOUT).await),
+            None => None,
+        }
     };
+    let lander_backlog = async {
+        match health.filter(|h| !h.lander_url.is_empty()) {
+            Some(h) => Some(backlog::lander_backlog(&h.lander_url, LANDER_TIMEOUT).await),
+            None => None,
+        }
+    };
+    let (slots, lander_backlog) = tokio::join!(slots, lander_backlog);
     StatusView {
         now,
         store_ping,
@@ -92,6 +107,7 @@ pub async fn gather(
         tables,
         dead_letters,
         slots,
+        lander_backlog,
         health: health.cloned().unwrap_or_default(),
     }
 }
@@ -286,14 +302,29 @@ fn stages(v: &StatusView) -> Vec<Stage> {
             detail: "not answering".into(),
         },
     };
+    let kafka = match &v.lander_backlog {
+        None => Stage {
+            name: "Kafka",
+            state: "unknown",
+            detail: "backlog not watched ([health] lander_url)".into(),
+        },
+        Some(Err(why)) => Stage {
+            name: "Kafka",
+            state: "unknown",
+            detail: why.clone(),
+        },
+        // The lander judges its own backlog (records waiting, time since its last commit
+        // with records waiting): behind is amber; the lander stage turns red if it stops.
+        Some(Ok(check)) => Stage {
+            name: "Kafka",
+            state: if check.ok { "ok" } else { "warn" },
+            detail: check.detail.clone(),
+        },
+    };
     vec![
         sources,
         cdc,
-        Stage {
-            name: "Kafka",
-            state: "unknown",
-            detail: "offsets landed: see the raw tables".into(),
-        },
+        kafka,
         lake_stage("lander"),
         lake_stage("Iceberg"),
         marts,
@@ -609,6 +640,7 @@ mod tests {
                 newest_at: at(300),
             }]),
             slots: None,
+            lander_backlog: None,
             health: HealthSettings::default(),
         }
     }
@@ -692,6 +724,29 @@ mod tests {
         assert!(html.contains("holds 2.0 GiB of WAL"));
         v.slots = Some(Ok(vec![slot(1 << 20, "reserved"), slot(0, "unreserved")]));
         assert!(render(&v).contains("data-stage=\"CDC\" data-state=\"down\""));
+
+        // Kafka: the lander's own judgement of the records waiting for it.
+        assert!(render(&v).contains("data-stage=\"Kafka\" data-state=\"unknown\""));
+        let backlog = |ok, detail: &str| CheckReport {
+            name: "backlog".into(),
+            ok,
+            detail: detail.into(),
+            latency_ms: 0,
+            required: false,
+        };
+        v.lander_backlog = Some(Ok(backlog(true, "12 records wait; last commit 1 s ago")));
+        let html = render(&v);
+        assert!(
+            html.contains("data-stage=\"Kafka\" data-state=\"ok\""),
+            "{html}"
+        );
+        assert!(html.contains("12 records wait"));
+        v.lander_backlog = Some(Ok(backlog(false, "200000 records wait in Kafka")));
+        assert!(render(&v).contains("data-stage=\"Kafka\" data-state=\"warn\""));
+        v.lander_backlog = Some(Err("the lander did not answer".into()));
+        let html = render(&v);
+        assert!(html.contains("data-stage=\"Kafka\" data-state=\"unknown\""));
+        assert!(html.contains("the lander did not answer"));
     }
     #[test]
     fn ages_read_at_a_glance() {

@@ -40,7 +40,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -112,7 +112,7 @@ impl RunEventType {
 }
 
 /// A dataset's identity.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct DatasetId {
     /// Namespace (`kafka://127.0.0.1:9092`).
     pub namespace: String,
@@ -128,7 +128,7 @@ impl DatasetId {
 }
 
 /// A job's identity.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct JobId {
     /// Namespace (`tributary`).
     pub namespace: String,
@@ -144,7 +144,7 @@ impl JobId {
 }
 
 /// A column of a dataset.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 struct FieldId {
     dataset: DatasetId,
     field: String,
@@ -160,7 +160,7 @@ impl FieldId {
 }
 
 /// A column as a `schema` facet declares it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Field {
     /// Name.
     pub name: String,
@@ -361,17 +361,18 @@ fn dataset_mention(d: &Value, path: &str) -> Result<DatasetMention, EventError> 
 
 // ---- the state Marquez keeps ---------------------------------------------------------------
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct RunSummary {
     id: Uuid,
-    state: &'static str,
+    #[serde(deserialize_with = "run_state")]
+    state: RunState,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct JobState {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -386,21 +387,21 @@ struct JobState {
     latest_run: Option<RunSummary>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct RunIo {
     inputs: BTreeSet<DatasetId>,
     outputs: BTreeSet<DatasetId>,
 }
 
 /// A run that has not ended yet.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct OpenRun {
     io: RunIo,
     /// Its newest event.
     seen_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct DatasetState {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -410,13 +411,13 @@ struct DatasetState {
     description: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct NamespaceState {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct EdgeInfo {
     transformation_type: Option<String>,
     transformation_description: Option<String>,
@@ -433,6 +434,32 @@ pub struct LineageIndex {
     open_runs: HashMap<Uuid, OpenRun>,
     /// (output column, input column) → how; the latest event naming the pair wins.
     column_edges: BTreeMap<(FieldId, FieldId), EdgeInfo>,
+    events: u64,
+}
+
+/// A run state (`RUNNING`, `COMPLETED`, …): an alias, so serde's derive does not take the
+/// `&'static str` for a string borrowed from the checkpoint's text.
+type RunState = &'static str;
+
+/// A run state read back from a checkpoint: one of those [`RunEventType::run_state`] and a new
+/// run give.
+fn run_state<'de, D: Deserializer<'de>>(deserializer: D) -> Result<RunState, D::Error> {
+    let state = String::deserialize(deserializer)?;
+    ["NEW", "RUNNING", "COMPLETED", "ABORTED", "FAILED"]
+        .into_iter()
+        .find(|known| *known == state)
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown run state {state:?}")))
+}
+
+/// The index as a checkpoint stores it: JSON keys are strings only, so the maps keyed by ids
+/// are lists of pairs.
+#[derive(Serialize, Deserialize)]
+struct IndexImage {
+    namespaces: Vec<(String, NamespaceState)>,
+    jobs: Vec<(JobId, JobState)>,
+    datasets: Vec<(DatasetId, DatasetState)>,
+    open_runs: Vec<(Uuid, OpenRun)>,
+    column_edges: Vec<((FieldId, FieldId), EdgeInfo)>,
     events: u64,
 }
 
@@ -453,6 +480,32 @@ impl LineageIndex {
     /// An empty index.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The index as JSON, for a checkpoint ([`LineageIndex::from_checkpoint`] reads it back).
+    pub fn to_checkpoint(&self) -> Value {
+        let image = IndexImage {
+            namespaces: self.namespaces.clone().into_iter().collect(),
+            jobs: self.jobs.clone().into_iter().collect(),
+            datasets: self.datasets.clone().into_iter().collect(),
+            open_runs: self.open_runs.clone().into_iter().collect(),
+            column_edges: self.column_edges.clone().into_iter().collect(),
+            events: self.events,
+        };
+        serde_json::to_value(image).expect("the index serializes: its keys are lists of pairs")
+    }
+
+    /// The index a checkpoint holds.
+    pub fn from_checkpoint(value: Value) -> Result<Self, serde_json::Error> {
+        let image: IndexImage = serde_json::from_value(value)?;
+        Ok(Self {
+            namespaces: image.namespaces.into_iter().collect(),
+            jobs: image.jobs.into_iter().collect(),
+            datasets: image.datasets.into_iter().collect(),
+            open_runs: image.open_runs.into_iter().collect(),
+            column_edges: image.column_edges.into_iter().collect(),
+            events: image.events,
+        })
     }
 
     /// Forgets what no event since `cutoff` mentions, as the log forgets the events themselves

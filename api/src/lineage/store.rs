@@ -152,12 +152,20 @@ pub trait EventLog: Send + Sync {
     async fn since(&self, after: i64, limit: i64) -> Result<Vec<(i64, Value)>, LineageApiError>;
     /// Deletes the events received before `before`; returns how many.
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64, LineageApiError>;
+    /// Keeps `index` (JSON), folded from the events up to row id `position`, as the checkpoint a
+    /// new process starts from; an older position never overwrites a newer one.
+    async fn save_checkpoint(&self, position: i64, index: &Value) -> Result<(), LineageApiError>;
+    /// The checkpoint saved last, if any: its position and index.
+    async fn load_checkpoint(&self) -> Result<Option<(i64, Value)>, LineageApiError>;
 }
 
 /// Events in memory (unit tests, and the API served without a configured store).
 #[derive(Debug, Default)]
 pub struct MemoryEventLog {
     events: std::sync::Mutex<Vec<(i64, DateTime<Utc>, Value)>>,
+    /// The last row id given: ids keep rising after a prune, as a sequence does.
+    last_id: std::sync::atomic::AtomicI64,
+    checkpoint: std::sync::Mutex<Option<(i64, Value)>>,
 }
 
 #[async_trait]
@@ -168,7 +176,10 @@ impl EventLog for MemoryEventLog {
         _summary: &graph::RunEventSummary,
     ) -> Result<(), LineageApiError> {
         let mut events = self.events.lock().expect("event log lock");
-        let id = events.last().map_or(1, |(id, _, _)| id + 1);
+        let id = self
+            .last_id
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
         events.push((id, Utc::now(), event.clone()));
         Ok(())
     }
@@ -188,6 +199,21 @@ impl EventLog for MemoryEventLog {
         let len = events.len();
         events.retain(|(_, received, _)| *received >= before);
         Ok((len - events.len()) as u64)
+    }
+
+    async fn save_checkpoint(&self, position: i64, index: &Value) -> Result<(), LineageApiError> {
+        let mut checkpoint = self.checkpoint.lock().expect("checkpoint lock");
+        if checkpoint
+            .as_ref()
+            .is_none_or(|(saved, _)| *saved <= position)
+        {
+            *checkpoint = Some((position, index.clone()));
+        }
+        Ok(())
+    }
+
+    async fn load_checkpoint(&self) -> Result<Option<(i64, Value)>, LineageApiError> {
+        Ok(self.checkpoint.lock().expect("checkpoint lock").clone())
     }
 }
 
@@ -225,6 +251,10 @@ impl PostgresEventLog {
         format!("\"{}\".lineage_events", self.settings.schema)
     }
 
+    fn checkpoint_table(&self) -> String {
+        format!("\"{}\".lineage_index_checkpoint", self.settings.schema)
+    }
+
     /// Connects and creates the schema and table if missing (at start-up, and after a break).
     pub async fn connect(&self) -> Result<(), LineageApiError> {
         let mut slot = self.client.lock().await;
@@ -260,8 +290,15 @@ impl PostgresEventLog {
                          event         jsonb NOT NULL
                      );
                      CREATE INDEX IF NOT EXISTS lineage_events_run ON {table} (run_id);
-                     CREATE INDEX IF NOT EXISTS lineage_events_received ON {table} (received_at);",
-                    table = self.table()
+                     CREATE INDEX IF NOT EXISTS lineage_events_received ON {table} (received_at);
+                     CREATE TABLE IF NOT EXISTS {checkpoint} (
+                         id       int PRIMARY KEY CHECK (id = 1),
+                         position bigint NOT NULL,
+                         saved_at timestamptz NOT NULL DEFAULT now(),
+                         index    jsonb NOT NULL
+                     );",
+                    table = self.table(),
+                    checkpoint = self.checkpoint_table()
                 ))
                 .await
                 .map_err(|e| unavailable(format!("create {}: {e}", self.table())))?;
@@ -363,13 +400,87 @@ impl EventLog for PostgresEventLog {
             }
         }
     }
+
+    async fn save_checkpoint(&self, position: i64, index: &Value) -> Result<(), LineageApiError> {
+        let mut slot = self.client.lock().await;
+        let client = self.connected(&mut slot).await?;
+        let result = client
+            .execute(
+                &format!(
+                    "INSERT INTO {table} AS saved (id, position, index) VALUES (1, $1, $2::text::jsonb)
+                     ON CONFLICT (id) DO UPDATE
+                     SET position = EXCLUDED.position, saved_at = now(), index = EXCLUDED.index
+                     WHERE saved.position <= EXCLUDED.position",
+                    table = self.checkpoint_table()
+                ),
+                &[&position, &index.to_string()],
+            )
+            .await;
+        if let Err(e) = result {
+            *slot = None;
+            return Err(unavailable(format!(
+                "save {}: {e}",
+                self.checkpoint_table()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn load_checkpoint(&self) -> Result<Option<(i64, Value)>, LineageApiError> {
+        let mut slot = self.client.lock().await;
+        let client = self.connected(&mut slot).await?;
+        let row = match client
+            .query_opt(
+                &format!(
+                    "SELECT position, index::text FROM {} WHERE id = 1",
+                    self.checkpoint_table()
+                ),
+                &[],
+            )
+            .await
+        {
+            Ok(row) => row,
+            Err(e) => {
+                *slot = None;
+                return Err(unavailable(format!(
+                    "read {}: {e}",
+                    self.checkpoint_table()
+                )));
+            }
+        };
+        let Some(row) = row else { return Ok(None) };
+        let position: i64 = row.get(0);
+        let text: String = row.get(1);
+        serde_json::from_str(&text)
+            .map(|index| Some((position, index)))
+            .map_err(|e| LineageApiError::CorruptRow {
+                id: position,
+                reason: format!("lineage index checkpoint: {e}"),
+            })
+    }
 }
 
 /// The store: the log, and the index folded from it so far.
 pub struct LineageStore {
     log: Arc<dyn EventLog>,
-    folded: Mutex<(LineageIndex, i64)>,
+    folded: Mutex<Folded>,
 }
+
+/// The index and how far into the log it reaches.
+#[derive(Default)]
+struct Folded {
+    index: LineageIndex,
+    /// The row id of the last event folded.
+    position: i64,
+    /// Whether the saved checkpoint was looked for (once, before the first fold).
+    restored: bool,
+    /// Whether the index changed since the checkpoint last saved.
+    dirty: bool,
+}
+
+/// The checkpoint's layout; a checkpoint of another is ignored (the log is folded from its
+/// start instead).
+const CHECKPOINT_FORMAT: u64 = 1;
 
 impl std::fmt::Debug for LineageStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -382,7 +493,7 @@ impl LineageStore {
     pub fn new(log: Arc<dyn EventLog>) -> Self {
         Self {
             log,
-            folded: Mutex::new((LineageIndex::new(), 0)),
+            folded: Mutex::new(Folded::default()),
         }
     }
 
@@ -403,8 +514,12 @@ impl LineageStore {
     /// what no later event names ([`LineageIndex::forget_before`], by event time). Returns the
     /// events deleted and the jobs and datasets forgotten.
     pub async fn prune(&self, before: DateTime<Utc>) -> Result<(u64, usize), LineageApiError> {
+        // The checkpoint restored first: what it holds is forgotten now, not at the next prune.
+        self.fold(&mut *self.folded.lock().await).await?;
         let deleted = self.log.prune(before).await?;
-        let forgotten = self.folded.lock().await.0.forget_before(before);
+        let mut folded = self.folded.lock().await;
+        let forgotten = folded.index.forget_before(before);
+        folded.dirty |= forgotten > 0;
         Ok((deleted, forgotten))
     }
 
@@ -431,30 +546,117 @@ impl LineageStore {
         }
     }
 
+    /// Folds what is new and saves the index with its position as the checkpoint a new process
+    /// starts from, if it changed since the last save. Returns the position saved.
+    pub async fn checkpoint(&self) -> Result<Option<i64>, LineageApiError> {
+        let (position, image) = {
+            let mut folded = self.folded.lock().await;
+            self.fold(&mut folded).await?;
+            if !folded.dirty {
+                return Ok(None);
+            }
+            folded.dirty = false;
+            let image = serde_json::json!({
+                "format": CHECKPOINT_FORMAT,
+                "index": folded.index.to_checkpoint(),
+            });
+            (folded.position, image)
+        };
+        if let Err(error) = self.log.save_checkpoint(position, &image).await {
+            self.folded.lock().await.dirty = true;
+            return Err(error);
+        }
+        Ok(Some(position))
+    }
+
+    /// Checkpoints every `interval` until `shutdown` (the API's background task), and once
+    /// more on the way out. A failed save is logged and tried again an interval later.
+    pub async fn checkpoint_every(
+        self: Arc<Self>,
+        interval: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            let stopping = tokio::select! {
+                _ = shutdown.cancelled() => true,
+                _ = tokio::time::sleep(interval) => false,
+            };
+            match self.checkpoint().await {
+                Ok(Some(position)) => {
+                    tracing::debug!(position, "saved the lineage index checkpoint")
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "lineage index checkpoint failed"),
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+
     /// Runs `read` on the index, after folding the events appended since the last read.
     pub async fn read<T>(
         &self,
         read: impl FnOnce(&LineageIndex) -> Result<T, GraphError>,
     ) -> Result<T, LineageApiError> {
-        const BATCH: i64 = 5000;
         let mut folded = self.folded.lock().await;
+        self.fold(&mut folded).await?;
+        Ok(read(&folded.index)?)
+    }
+
+    /// Where the index stands: the row id of the last event folded.
+    pub async fn position(&self) -> i64 {
+        self.folded.lock().await.position
+    }
+
+    /// Starts from the saved checkpoint (the first time), then folds the events appended since.
+    async fn fold(&self, folded: &mut Folded) -> Result<(), LineageApiError> {
+        const BATCH: i64 = 5000;
+        if !folded.restored {
+            if let Some((position, image)) = self.log.load_checkpoint().await? {
+                match restore(image) {
+                    Ok(index) => {
+                        tracing::info!(position, "lineage index restored from its checkpoint");
+                        folded.index = index;
+                        folded.position = position;
+                    }
+                    Err(why) => tracing::warn!(
+                        position,
+                        why,
+                        "lineage index checkpoint not used; folding the whole store"
+                    ),
+                }
+            }
+            folded.restored = true;
+        }
         loop {
-            let rows = self.log.since(folded.1, BATCH).await?;
+            let rows = self.log.since(folded.position, BATCH).await?;
             let n = rows.len() as i64;
             for (id, event) in rows {
                 // Rows were checked when appended; one another writer put there is skipped.
                 match graph::parse_event(&event) {
-                    Ok(summary) => folded.0.add(&summary),
+                    Ok(summary) => folded.index.add(&summary),
                     Err(error) => tracing::warn!(id, %error, "skipping a stored lineage row"),
                 }
-                folded.1 = id;
+                folded.position = id;
+                folded.dirty = true;
             }
             if n < BATCH {
-                break;
+                return Ok(());
             }
         }
-        Ok(read(&folded.0)?)
     }
+}
+
+/// The index a checkpoint holds, if its format is this one's.
+fn restore(mut image: Value) -> Result<LineageIndex, String> {
+    let format = image["format"].as_u64();
+    if format != Some(CHECKPOINT_FORMAT) {
+        return Err(format!(
+            "format {format:?}, this API reads {CHECKPOINT_FORMAT}"
+        ));
+    }
+    LineageIndex::from_checkpoint(image["index"].take()).map_err(|e| e.to_string())
 }
 
 fn json(value: &impl serde::Serialize) -> Response {
@@ -723,6 +925,70 @@ mod tests {
         assert_eq!(datasets["datasets"][0]["name"], "salesdb.public.sale");
         let jobs = body(client.get("/api/v1/namespaces/tributary/jobs").send().await).await;
         assert_eq!(jobs["jobs"][0]["latestRun"]["state"], "COMPLETED");
+    }
+
+    /// A new process starts from the checkpoint and folds only what came after it: with every
+    /// event already gone from the log, the restored index still answers as the first did.
+    #[tokio::test]
+    async fn a_new_store_starts_from_the_checkpoint() {
+        use super::{EventLog, LineageStore, MemoryEventLog};
+        let log = Arc::new(MemoryEventLog::default());
+        let first = LineageStore::new(log.clone());
+        for (kind, run) in [("START", "01"), ("COMPLETE", "01"), ("START", "02")] {
+            let run = format!("018f7a2e-0000-7000-8000-0000000000{run}");
+            let body = event(kind, &run, "lander", "sales.pg_sale", "raw.pg_sale");
+            first.record(body.to_string().as_bytes()).await.unwrap();
+        }
+        assert_eq!(first.checkpoint().await.unwrap(), Some(3));
+        assert_eq!(
+            first.checkpoint().await.unwrap(),
+            None,
+            "nothing new to save"
+        );
+        let folded = first.read(|index| Ok(index.to_checkpoint())).await.unwrap();
+
+        let later = event(
+            "COMPLETE",
+            "018f7a2e-0000-7000-8000-000000000002",
+            "lander",
+            "sales.pg_sale",
+            "raw.pg_sale",
+        );
+        first.record(later.to_string().as_bytes()).await.unwrap();
+        // Every event before the checkpoint leaves the log; the one after it stays.
+        let received_cutoff = chrono::Utc::now() + chrono::Duration::hours(1);
+        let kept: Vec<_> = log.since(3, 10).await.unwrap();
+        assert_eq!(log.prune(received_cutoff).await.unwrap(), 4);
+        for (_, event) in &kept {
+            let summary = crate::lineage::graph::parse_event(event).unwrap();
+            log.append(event, &summary).await.unwrap();
+        }
+
+        let second = LineageStore::new(log.clone());
+        let restored = second.read(|index| Ok(index.to_checkpoint())).await;
+        assert_eq!(
+            second.position().await,
+            5,
+            "checkpoint at 3, then the re-appended event"
+        );
+        let expected = first.read(|index| Ok(index.to_checkpoint())).await.unwrap();
+        assert_eq!(restored.unwrap(), expected);
+        assert_ne!(
+            folded, expected,
+            "the event after the checkpoint was folded too"
+        );
+
+        // A checkpoint of another format is not used: the log is folded from its start.
+        log.save_checkpoint(9, &json!({"format": 999, "index": {}}))
+            .await
+            .unwrap();
+        let third = LineageStore::new(log.clone());
+        let from_log = third.read(|index| Ok(index.to_checkpoint())).await.unwrap();
+        assert_eq!(third.position().await, 5);
+        assert_ne!(
+            from_log, expected,
+            "only the re-appended event is left to fold"
+        );
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! The lineage store's retention on the real Postgres (the local stack's): events received
 //! before the cutoff are deleted, the index forgets what only they named, and a new API process
-//! folds only what is left. Fails — never skips — when Postgres is not running: run `make test`.
+//! folds only what is left; a process started after a checkpoint restores the index from it and
+//! folds only what came after. Fails — never skips — when Postgres is not running: run `make test`.
 
 use std::sync::Arc;
 
@@ -80,6 +81,21 @@ async fn old_events_are_deleted_and_forgotten() {
     let second = store(&settings);
     assert_eq!(second.read(|i| Ok(i.event_count())).await.unwrap(), 1);
     assert_eq!(second.read(jobs).await.unwrap(), ["new-job"]);
+
+    // The checkpoint: a process started after it restores the index (with the count of every
+    // event the first folded, although the log holds one now) and folds only what came after.
+    let position = first
+        .checkpoint()
+        .await
+        .unwrap()
+        .expect("the prune changed the index");
+    assert_eq!(position, first.position().await);
+    let later = now + Duration::seconds(1);
+    first.record(&event("later-job", later)).await.unwrap();
+    let third = store(&settings);
+    assert_eq!(third.read(|i| Ok(i.event_count())).await.unwrap(), 3);
+    assert!(third.position().await > position);
+    assert_eq!(third.read(jobs).await.unwrap(), ["later-job", "new-job"]);
 
     client
         .batch_execute(&format!("DROP SCHEMA \"{}\" CASCADE", settings.schema))

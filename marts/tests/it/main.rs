@@ -1,5 +1,6 @@
 //! The one integration-test binary of `tributary-marts`: one module per area (every extra file
 //! directly under `tests/` would be another executable linking the whole dependency tree).
 
+mod maintenance_it;
 mod retention_it;
 mod state_contract;

@@ -308,3 +308,6 @@ pub async fn land_in(
         .expect("a snapshot after append")
         .snapshot_id()
 }
+
+mod workload;
+pub use workload::Workload;
