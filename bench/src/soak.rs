@@ -99,6 +99,11 @@ struct Sample {
     tables: BTreeMap<String, TableSample>,
     warehouse_objects: usize,
     warehouse_bytes: u64,
+    /// Of them, under a table's `metadata/` (metadata.json, manifest lists, manifests): what
+    /// maintenance bounds; the rest is data, which grows with the events (the lake keeps each).
+    warehouse_metadata_bytes: u64,
+    /// Rows in the raw tables' current snapshots (`total-records`).
+    lake_rows: u64,
     clickhouse_bytes: u64,
     clickhouse_publications: u64,
     inbox_objects: usize,
@@ -299,6 +304,11 @@ impl Sampler {
             )
             .await?;
             let metadata = t.metadata();
+            s.lake_rows += metadata
+                .current_snapshot()
+                .and_then(|c| c.summary().additional_properties.get("total-records"))
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
             let mut sample = TableSample {
                 snapshots: metadata.snapshots().count(),
                 ..TableSample::default()
@@ -322,6 +332,11 @@ impl Sampler {
             self.warehouse.list(None).try_collect().await?;
         s.warehouse_objects = objects.len();
         s.warehouse_bytes = objects.iter().map(|o| o.size).sum();
+        s.warehouse_metadata_bytes = objects
+            .iter()
+            .filter(|o| o.location.parts().any(|p| p.as_ref() == "metadata"))
+            .map(|o| o.size)
+            .sum();
         let db = &self.args.database;
         s.clickhouse_bytes = self
             .clickhouse(&format!(
@@ -352,6 +367,9 @@ struct Window {
     marts_run_mean_s: Option<f64>,
     api_p99_ms: f64,
     warehouse_bytes: u64,
+    warehouse_metadata_bytes: u64,
+    /// Data bytes (warehouse less metadata) per lake row, at the window's end.
+    data_bytes_per_row: Option<f64>,
     clickhouse_bytes: u64,
     rss_kib: BTreeMap<String, u64>,
 }
@@ -392,6 +410,17 @@ fn window(samples: &[Sample], from_s: f64, to_s: f64) -> Option<Window> {
         marts_run_mean_s: weighted(|s| s.marts_runs, |s| s.marts_run_mean_s),
         api_p99_ms: percentile(&api, 99.0),
         warehouse_bytes: mean_u64(&inside.iter().map(|s| s.warehouse_bytes).collect::<Vec<_>>()),
+        warehouse_metadata_bytes: mean_u64(
+            &inside
+                .iter()
+                .map(|s| s.warehouse_metadata_bytes)
+                .collect::<Vec<_>>(),
+        ),
+        data_bytes_per_row: (last.lake_rows > 0).then(|| {
+            last.warehouse_bytes
+                .saturating_sub(last.warehouse_metadata_bytes) as f64
+                / last.lake_rows as f64
+        }),
         clickhouse_bytes: mean_u64(
             &inside
                 .iter()
@@ -690,6 +719,21 @@ fn write(
                 ),
             ),
             (
+                "warehouse metadata bytes (bounded by maintenance)",
+                format!("{}", f.warehouse_metadata_bytes),
+                format!("{}", l.warehouse_metadata_bytes),
+                ratio(
+                    Some(f.warehouse_metadata_bytes as f64),
+                    Some(l.warehouse_metadata_bytes as f64),
+                ),
+            ),
+            (
+                "warehouse data bytes per lake row",
+                opt(f.data_bytes_per_row, "B"),
+                opt(l.data_bytes_per_row, "B"),
+                ratio(f.data_bytes_per_row, l.data_bytes_per_row),
+            ),
+            (
                 "ClickHouse bytes",
                 format!("{}", f.clickhouse_bytes),
                 format!("{}", l.clickhouse_bytes),
@@ -714,12 +758,12 @@ fn write(
     } else {
         md.push_str("The run was too short for a first and a last window after warm-up.\n");
     }
-    md.push_str("\n## Every minute\n\n| t (s) | commits | commit mean (s) | marts mean (s) | API p99 (ms) | lag | pg_sale snapshots | pg_sale files | pg_sale metadata.json (KB) | warehouse (MB) | ClickHouse (MB) | publications | inbox objects |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    md.push_str("\n## Every minute\n\n| t (s) | commits | commit mean (s) | marts mean (s) | API p99 (ms) | lag | pg_sale snapshots | pg_sale files | pg_sale metadata.json (KB) | warehouse (MB) | of which metadata (MB) | lake rows | ClickHouse (MB) | publications | inbox objects |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let per_minute = (60 / args.sample_s.max(1)).max(1) as usize;
     for s in samples.iter().step_by(per_minute) {
         let pg = s.tables.get("pg_sale").cloned().unwrap_or_default();
         md.push_str(&format!(
-            "| {:.0} | {:.0} | {} | {} | {:.1} | {:.0} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {:.0} | {:.0} | {} | {} | {:.1} | {:.0} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} |\n",
             s.t_s,
             s.lander_commits,
             s.lander_commit_mean_s
@@ -731,6 +775,8 @@ fn write(
             pg.live_files,
             pg.metadata_bytes / 1000,
             s.warehouse_bytes / 1_000_000,
+            s.warehouse_metadata_bytes as f64 / 1e6,
+            s.lake_rows,
             s.clickhouse_bytes / 1_000_000,
             s.clickhouse_publications,
             s.inbox_objects
@@ -760,7 +806,7 @@ type Measure = fn(&Sample) -> Option<f64>;
 /// "bounded" looks like.
 fn chart(samples: &[Sample]) -> String {
     let minutes = |s: &Sample| s.t_s / 60.0;
-    let measures: [(&str, Measure); 6] = [
+    let measures: [(&str, Measure); 7] = [
         ("lander commit mean", |s| s.lander_commit_mean_s),
         ("marts run mean", |s| s.marts_run_mean_s),
         ("API p99", |s| Some(s.api_p99_ms)),
@@ -768,6 +814,9 @@ fn chart(samples: &[Sample]) -> String {
             s.tables.get("pg_sale").map(|t| t.metadata_bytes as f64)
         }),
         ("warehouse bytes", |s| Some(s.warehouse_bytes as f64)),
+        ("warehouse metadata bytes", |s| {
+            Some(s.warehouse_metadata_bytes as f64)
+        }),
         ("ClickHouse bytes", |s| Some(s.clickhouse_bytes as f64)),
     ];
     let series: Vec<(String, Vec<(f64, f64)>)> = measures

@@ -23,6 +23,28 @@ pub struct MartsConfig {
     pub trino: crate::trino::TrinoSettings,
     /// How long publications and runs stay in ClickHouse.
     pub retention: RetentionSettings,
+    /// When `/readyz` reports the runs behind.
+    pub health: HealthSettings,
+}
+
+/// When the marts' `/readyz` reports them behind (`[health]`, an optional check: a marts job
+/// behind is reported, not taken out of service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSettings {
+    /// Scheduled runs failed in a row before the check fails.
+    pub max_failed_runs: u32,
+    /// Seconds without a good run (published or unchanged) before the check fails.
+    pub max_run_gap_s: u64,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            max_failed_runs: 3,
+            max_run_gap_s: 600,
+        }
+    }
 }
 
 /// The Postgres database and schema of the kept incremental state (see `state`).
@@ -93,6 +115,7 @@ impl Default for MartsConfig {
             metrics_listen: String::new(),
             trino: crate::trino::TrinoSettings::default(),
             retention: RetentionSettings::default(),
+            health: HealthSettings::default(),
         }
     }
 }

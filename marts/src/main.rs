@@ -193,8 +193,11 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(addr = %config.metrics_listen, "serving /metrics, /healthz and /readyz");
         tokio::spawn(health::serve(
             listener,
-            move || metrics.encode(),
-            readiness(&config, store),
+            {
+                let metrics = metrics.clone();
+                move || metrics.encode()
+            },
+            readiness(&config, store, metrics),
             shutdown.clone(),
         ));
     }
@@ -209,10 +212,15 @@ async fn main() -> anyhow::Result<()> {
 
 /// What a scheduled run needs: the Iceberg SQL catalog, the warehouse it points into, the
 /// Postgres of the kept incremental state, and ClickHouse where the rankings are published.
-fn readiness(config: &MartsConfig, store: Arc<ClickHouseStore>) -> ReadinessChecks {
+fn readiness(
+    config: &MartsConfig,
+    store: Arc<ClickHouseStore>,
+    metrics: tributary_marts::metrics::MartsMetrics,
+) -> ReadinessChecks {
     let checks = ReadinessChecks::new();
     let timeout = checks.timeout();
     let clickhouse_url = config.clickhouse.url.clone();
+    let settings = config.health.clone();
     checks
         .check(
             "catalog",
@@ -232,6 +240,17 @@ fn readiness(config: &MartsConfig, store: Arc<ClickHouseStore>) -> ReadinessChec
                     .map(|()| format!("{url} answers"))
                     .map_err(|e| format!("{url}: {e}").into())
             }
+        })
+        // Optional: runs failing or stalled are reported, not taken out of service.
+        .optional_check("runs", move || {
+            let (failed, last_good) = metrics.runs_behind();
+            let judged = tributary_marts::metrics::judge_runs(
+                failed,
+                last_good,
+                chrono::Utc::now().timestamp(),
+                &settings,
+            );
+            async move { judged.map_err(Into::into) }
         })
 }
 

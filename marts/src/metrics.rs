@@ -39,6 +39,9 @@ pub struct MartsMetrics {
     newest: GaugeVec,
     freshness: GaugeVec,
     newest_at: Arc<Mutex<BTreeMap<String, DateTime<Utc>>>>,
+    /// When the latest good run (published or unchanged) ended, Unix seconds; the process's
+    /// start before the first.
+    last_good_run: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl std::fmt::Debug for MartsMetrics {
@@ -146,12 +149,22 @@ impl MartsMetrics {
             newest,
             freshness,
             newest_at: Arc::default(),
+            last_good_run: Arc::new(std::sync::atomic::AtomicI64::new(Utc::now().timestamp())),
         })
     }
 
     /// How many scheduled runs failed in a row (0 after a good one).
     pub fn consecutive_failures(&self, n: u32) {
         self.failing.set(i64::from(n));
+    }
+
+    /// Scheduled runs failed in a row, and when the latest good run ended (Unix seconds).
+    pub fn runs_behind(&self) -> (i64, i64) {
+        (
+            self.failing.get(),
+            self.last_good_run
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// Counts a prune: the partitions it dropped and the publications left, or a failure.
@@ -169,6 +182,10 @@ impl MartsMetrics {
 
     /// Counts a run.
     pub fn run(&self, status: RunStatus, seconds: f64, events_in: u64) {
+        if status != RunStatus::Failed {
+            self.last_good_run
+                .store(Utc::now().timestamp(), std::sync::atomic::Ordering::Relaxed);
+        }
         self.runs.with_label_values(&[status.as_str()]).inc();
         self.duration
             .with_label_values(&[status.as_str()])
@@ -224,9 +241,48 @@ impl MartsMetrics {
     }
 }
 
+/// Judges the scheduled runs: `failed_in_a_row` since the last good one, which ended at
+/// `last_good` (Unix seconds), at `now`. Pure.
+pub fn judge_runs(
+    failed_in_a_row: i64,
+    last_good: i64,
+    now: i64,
+    settings: &crate::config::HealthSettings,
+) -> Result<String, String> {
+    let since = now - last_good;
+    if failed_in_a_row >= i64::from(settings.max_failed_runs) {
+        return Err(format!(
+            "{failed_in_a_row} runs failed in a row (the last good one {since} s ago)"
+        ));
+    }
+    if since > i64::try_from(settings.max_run_gap_s).unwrap_or(i64::MAX) {
+        return Err(format!(
+            "no good run for {since} s (more than {} s)",
+            settings.max_run_gap_s
+        ));
+    }
+    Ok(format!(
+        "last good run {since} s ago; {failed_in_a_row} failed since"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_are_behind_after_failures_in_a_row_or_a_long_gap() {
+        let settings = crate::config::HealthSettings {
+            max_failed_runs: 3,
+            max_run_gap_s: 600,
+        };
+        assert!(judge_runs(0, 1_000, 1_005, &settings).is_ok());
+        assert!(judge_runs(2, 1_000, 1_100, &settings).is_ok());
+        let failing = judge_runs(3, 1_000, 1_100, &settings).unwrap_err();
+        assert!(failing.contains("3 runs failed in a row"), "{failing}");
+        let gap = judge_runs(0, 1_000, 1_601, &settings).unwrap_err();
+        assert!(gap.contains("no good run for 601 s"), "{gap}");
+    }
 
     #[test]
     fn freshness_is_the_age_of_the_newest_published_event() {
