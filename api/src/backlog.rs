@@ -5,7 +5,8 @@
 //! colours its stages by these, `/metrics` exports the slots, and the alerts fire on them, so a
 //! stage that falls minutes behind shows amber or red even while it still commits.
 //!
-//! The judgements are pure ([`judge_slot`], [`judge_age`]); [`replication_slots`] reads Postgres.
+//! The judgements are pure ([`judge_slot`], [`judge_age`]); [`Watch::slots`] reads Postgres (one kept
+//! connection, an answer shared for a second), [`lander_backlog`] the lander's `/readyz`.
 
 use std::time::Duration;
 
@@ -124,37 +125,97 @@ const SLOTS_SQL: &str = "SELECT slot_name::text, active, coalesce(wal_status, ''
     safe_wal_size::bigint
 FROM pg_replication_slots WHERE slot_type = 'logical' ORDER BY slot_name";
 
-/// The logical replication slots of the Postgres at `url`, within `timeout`.
-pub async fn replication_slots(url: &str, timeout: Duration) -> Result<Vec<SlotState>, String> {
-    let read = async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| format!("connect to the source Postgres: {e}"))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let rows = client
-            .query(SLOTS_SQL, &[])
-            .await
-            .map_err(|e| format!("read pg_replication_slots: {e}"))?;
-        Ok(rows
-            .iter()
-            .map(|row| SlotState {
-                name: row.get(0),
-                active: row.get(1),
-                wal_status: row.get(2),
-                retained_bytes: row.get(3),
-                safe_wal_bytes: row.get(4),
-            })
-            .collect())
-    };
-    tokio::time::timeout(timeout, read)
-        .await
-        .unwrap_or_else(|_| {
-            Err(format!(
+/// The health settings in force, and the source Postgres's slots read over one kept connection
+/// (reopened when it breaks), each answer shared for a second: the status page, `/metrics` and
+/// `/readyz` all ask, and a flood of them must not become a flood of connections.
+pub struct Watch {
+    /// The thresholds and where the source is.
+    pub settings: HealthSettings,
+    slots: tokio::sync::Mutex<SlotReads>,
+}
+
+#[derive(Default)]
+struct SlotReads {
+    client: Option<tokio_postgres::Client>,
+    latest: Option<(std::time::Instant, Result<Vec<SlotState>, String>)>,
+}
+
+/// How long one reading of the slots is given again.
+const SLOTS_REUSE: Duration = Duration::from_secs(1);
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch").finish_non_exhaustive()
+    }
+}
+
+impl Watch {
+    /// Watches by `settings`.
+    pub fn new(settings: HealthSettings) -> Self {
+        Self {
+            settings,
+            slots: tokio::sync::Mutex::default(),
+        }
+    }
+
+    /// The logical replication slots of the source Postgres, within `timeout`; `None` when it
+    /// is not watched (`source_url` empty).
+    pub async fn slots(&self, timeout: Duration) -> Option<Result<Vec<SlotState>, String>> {
+        if self.settings.source_url.is_empty() {
+            return None;
+        }
+        let mut reads = self.slots.lock().await;
+        if let Some((at, slots)) = &reads.latest
+            && at.elapsed() < SLOTS_REUSE
+        {
+            return Some(slots.clone());
+        }
+        let url = self.settings.source_url.clone();
+        let kept = reads.client.take().filter(|c| !c.is_closed());
+        let read = async move {
+            let client = match kept {
+                Some(client) => client,
+                None => {
+                    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                        .await
+                        .map_err(|e| format!("connect to the source Postgres: {e}"))?;
+                    tokio::spawn(connection);
+                    client
+                }
+            };
+            let slots = read_slots(&client).await?;
+            Ok::<_, String>((client, slots))
+        };
+        let result = match tokio::time::timeout(timeout, read).await {
+            Ok(Ok((client, slots))) => {
+                reads.client = Some(client);
+                Ok(slots)
+            }
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(format!(
                 "the source Postgres did not answer within {timeout:?}"
-            ))
+            )),
+        };
+        reads.latest = Some((std::time::Instant::now(), result.clone()));
+        Some(result)
+    }
+}
+
+async fn read_slots(client: &tokio_postgres::Client) -> Result<Vec<SlotState>, String> {
+    let rows = client
+        .query(SLOTS_SQL, &[])
+        .await
+        .map_err(|e| format!("read pg_replication_slots: {e}"))?;
+    Ok(rows
+        .iter()
+        .map(|row| SlotState {
+            name: row.get(0),
+            active: row.get(1),
+            wal_status: row.get(2),
+            retained_bytes: row.get(3),
+            safe_wal_bytes: row.get(4),
         })
+        .collect())
 }
 
 /// The lander's `backlog` check (records waiting in Kafka, time since its last commit), as

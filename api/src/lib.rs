@@ -136,12 +136,13 @@ fn app_of(
         poem::endpoint::make(move |_req| {
             let (store, metrics, health) = (store.clone(), metrics.clone(), health.clone());
             async move {
-                if let Some(h) = health.as_deref().filter(|h| !h.source_url.is_empty()) {
-                    match backlog::replication_slots(&h.source_url, SLOTS_SCRAPE_TIMEOUT).await {
-                        Ok(slots) => metrics.set_slots(&slots),
-                        Err(error) => {
+                if let Some(h) = health.as_deref() {
+                    match h.slots(SLOTS_SCRAPE_TIMEOUT).await {
+                        Some(Ok(slots)) => metrics.set_slots(&slots),
+                        Some(Err(error)) => {
                             tracing::warn!(%error, "could not read the replication slots for /metrics")
                         }
+                        None => {}
                     }
                 }
                 let computed_at = store

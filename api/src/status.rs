@@ -15,7 +15,7 @@ use tributary_rankings::schema::{MartRunRow, PublicationRow, PublicationSourceRo
 use tributary_rankings::{Money, RankingQueries};
 use tributary_raw::snapshots::TableSnapshots;
 
-use crate::backlog::{self, HealthSettings, Level, SlotState};
+use crate::backlog::{self, HealthSettings, Level, SlotState, Watch};
 use crate::dead_letters::{self, Count};
 use crate::lake::Lake;
 use tributary_common::health::CheckReport;
@@ -59,7 +59,7 @@ pub struct StatusView {
 pub async fn gather(
     store: &dyn RankingQueries,
     lake: Option<&Lake>,
-    health: Option<&HealthSettings>,
+    health: Option<&Watch>,
     now: DateTime<Utc>,
 ) -> StatusView {
     let text = |e: &dyn std::fmt::Display| e.to_string();
@@ -86,13 +86,16 @@ pub async fn gather(
     };
     // Both outside dependencies at once: the page waits for the slower, not the sum.
     let slots = async {
-        match health.filter(|h| !h.source_url.is_empty()) {
-            Some(h) => Some(backlog::replication_slots(&h.source_url, SLOTS_TIMEOUT).await),
+        match health {
+            Some(h) => h.slots(SLOTS_TIMEOUT).await,
             None => None,
         }
     };
     let lander_backlog = async {
-        match health.filter(|h| !h.lander_url.is_empty()) {
+        match health
+            .map(|h| &h.settings)
+            .filter(|h| !h.lander_url.is_empty())
+        {
             Some(h) => Some(backlog::lander_backlog(&h.lander_url, LANDER_TIMEOUT).await),
             None => None,
         }
@@ -108,7 +111,7 @@ pub async fn gather(
         dead_letters,
         slots,
         lander_backlog,
-        health: health.cloned().unwrap_or_default(),
+        health: health.map(|h| h.settings.clone()).unwrap_or_default(),
     }
 }
 
@@ -116,7 +119,7 @@ pub async fn gather(
 pub async fn page(
     store: &dyn RankingQueries,
     lake: Option<&Lake>,
-    health: Option<&HealthSettings>,
+    health: Option<&Watch>,
     now: DateTime<Utc>,
 ) -> Html<String> {
     Html(render(&gather(store, lake, health, now).await))

@@ -38,6 +38,9 @@ use crate::config::redact_url;
 /// How long one check may take before it counts as failed.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long one readiness answer is given again (see [`ReadinessChecks::run`]).
+pub const READINESS_REUSE: Duration = Duration::from_secs(1);
+
 /// Why a check failed: any error; its chain of sources becomes the `detail`.
 pub type CheckError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -151,6 +154,9 @@ impl Readiness {
 pub struct ReadinessChecks {
     checks: Vec<NamedCheck>,
     timeout: Duration,
+    /// The latest answer and when it was made: probes within [`READINESS_REUSE`] of it share
+    /// it, so a flood of `/readyz` cannot become a flood of connections to the dependencies.
+    latest: Arc<tokio::sync::Mutex<Option<(Instant, Readiness)>>>,
 }
 
 impl Default for ReadinessChecks {
@@ -175,6 +181,7 @@ impl ReadinessChecks {
         Self {
             checks: Vec::new(),
             timeout: DEFAULT_CHECK_TIMEOUT,
+            latest: Arc::default(),
         }
     }
 
@@ -228,8 +235,22 @@ impl ReadinessChecks {
         self.checks.iter().map(|c| c.name.as_str()).collect()
     }
 
-    /// Runs every check at once, each bounded by the timeout, and aggregates them.
+    /// Runs every check at once, each bounded by the timeout, and aggregates them; an answer
+    /// made less than [`READINESS_REUSE`] ago is given again (callers meanwhile wait for the
+    /// one probe in flight).
     pub async fn run(&self) -> Readiness {
+        let mut latest = self.latest.lock().await;
+        if let Some((at, readiness)) = latest.as_ref()
+            && at.elapsed() < READINESS_REUSE
+        {
+            return readiness.clone();
+        }
+        let readiness = self.probe().await;
+        *latest = Some((Instant::now(), readiness.clone()));
+        readiness
+    }
+
+    async fn probe(&self) -> Readiness {
         let timeout = self.timeout;
         let runs = self.checks.iter().map(|c| async move {
             let started = Instant::now();
@@ -395,29 +416,46 @@ pub fn kafka_metadata(
     }
 }
 
-/// The Postgres database at `url` answers a query (a fresh connection per probe, so a dead
-/// pool cannot hide an outage).
+/// The Postgres database at `url` answers a query. One connection is kept for the probes (a
+/// flood of them is not a flood of connections); a closed or failing one is opened again within
+/// the same probe, so an outage still shows as one.
 #[cfg(feature = "postgres")]
 pub fn postgres_answers(url: &str) -> impl Fn() -> CheckFuture + Send + Sync + 'static {
     let url = url.to_string();
+    let kept: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>> = Arc::default();
     move || {
-        let url = url.clone();
+        let (url, kept) = (url.clone(), kept.clone());
         Box::pin(async move {
-            let (client, connection) =
-                tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .map_err(|e| format!("connect to {}: {e}", redact_url(&url)))?;
-            let connection = tokio::spawn(connection);
-            let row = client
-                .query_one("SELECT current_database()", &[])
-                .await
-                .map_err(|e| format!("query {}: {e}", redact_url(&url)))?;
-            let database: String = row.get(0);
-            drop(client);
-            let _ = connection.await;
+            let mut client = kept.lock().await;
+            let database = match client.as_ref().filter(|c| !c.is_closed()) {
+                Some(open) => current_database(open, &url).await.ok(),
+                None => None,
+            };
+            let database = match database {
+                Some(database) => database,
+                None => {
+                    *client = None;
+                    let (fresh, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                        .await
+                        .map_err(|e| format!("connect to {}: {e}", redact_url(&url)))?;
+                    tokio::spawn(connection);
+                    let database = current_database(&fresh, &url).await?;
+                    *client = Some(fresh);
+                    database
+                }
+            };
             Ok(format!("postgres database {database} answers"))
         })
     }
+}
+
+#[cfg(feature = "postgres")]
+async fn current_database(client: &tokio_postgres::Client, url: &str) -> Result<String, String> {
+    let row = client
+        .query_one("SELECT current_database()", &[])
+        .await
+        .map_err(|e| format!("query {}: {e}", redact_url(url)))?;
+    Ok(row.get(0))
 }
 
 /// The object store holding `location` answers: `s3://bucket[/prefix]` is listed one level
@@ -501,6 +539,23 @@ mod tests {
         }
     }
 
+    /// Probes within a second share one answer: a flood of `/readyz` is one probe of each
+    /// dependency; after it, the dependencies are asked again.
+    #[tokio::test]
+    async fn probes_within_a_second_share_one_answer() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let checks = ReadinessChecks::new().check("postgres", move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            async move { Ok(format!("probe {n}")) }
+        });
+        let answers = futures::future::join_all((0..10).map(|_| checks.run())).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(answers.iter().all(|a| a.checks[0].detail == "probe 1"));
+        tokio::time::sleep(READINESS_REUSE).await;
+        assert_eq!(checks.run().await.checks[0].detail, "probe 2");
+    }
     #[tokio::test]
     async fn an_optional_dependency_is_reported_but_does_not_gate_readiness() {
         let checks = ReadinessChecks::new()

@@ -148,7 +148,7 @@ struct Source {
 pub(crate) type Parts = (
     Arc<dyn RankingQueries>,
     Option<Arc<Lake>>,
-    Option<Arc<crate::backlog::HealthSettings>>,
+    Option<Arc<crate::backlog::Watch>>,
 );
 
 /// The API, over a publication store and (for time travel) the lake.
@@ -157,7 +157,7 @@ pub struct RankingsApi {
     lake: Option<Arc<Lake>>,
     readiness: ReadinessChecks,
     /// Thresholds and the source Postgres the status page and metrics judge backlog by.
-    health: Option<Arc<crate::backlog::HealthSettings>>,
+    health: Option<Arc<crate::backlog::Watch>>,
 }
 
 impl RankingsApi {
@@ -197,10 +197,10 @@ impl RankingsApi {
     /// Judges backlog by `health` (status page, `/metrics`), and reports the source's
     /// replication slots in `/readyz` (optional: a slot behind does not stop the API serving).
     pub fn with_health(self, health: crate::backlog::HealthSettings) -> Self {
-        let health = Arc::new(health);
+        let health = Arc::new(crate::backlog::Watch::new(health));
         let watched = health.clone();
         let timeout = self.readiness.timeout();
-        let readiness = if health.source_url.is_empty() {
+        let readiness = if health.settings.source_url.is_empty() {
             self.readiness.clone()
         } else {
             self.readiness
@@ -208,12 +208,11 @@ impl RankingsApi {
                 .optional_check("replication_slots", move || {
                     let health = watched.clone();
                     async move {
-                        let slots =
-                            crate::backlog::replication_slots(&health.source_url, timeout).await?;
+                        let slots = health.slots(timeout).await.unwrap_or(Ok(Vec::new()))?;
                         let behind: Vec<String> = slots
                             .iter()
                             .filter(|s| {
-                                crate::backlog::judge_slot(s, &health)
+                                crate::backlog::judge_slot(s, &health.settings)
                                     == crate::backlog::Level::Down
                             })
                             .map(|s| s.name.clone())
