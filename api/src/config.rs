@@ -30,6 +30,32 @@ pub struct ApiConfig {
     /// Backlog thresholds and the source Postgres whose replication slots are watched
     /// (`[health]`, `TRIBUTARY_HEALTH__SOURCE_URL`; empty: not watched).
     pub health: crate::backlog::HealthSettings,
+    /// Bounds on what one request may take (`[limits]`, `TRIBUTARY_LIMITS__*`).
+    pub limits: LimitSettings,
+}
+
+/// Bounds on what one request may take, so no request, and no crowd of them, exhausts the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// A request still running after this many milliseconds is answered 503 `timeout` (and
+    /// its work dropped).
+    pub request_timeout_ms: u64,
+    /// Requests that read the lake (time travel, provenance, snapshots, dead letters) that may
+    /// run at once: each may hold a table's worth of rows in memory.
+    pub lake_concurrency: usize,
+    /// How long a lake request waits for its turn before it is answered 429 `busy`.
+    pub lake_queue_ms: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout_ms: 30_000,
+            lake_concurrency: 2,
+            lake_queue_ms: 1_000,
+        }
+    }
 }
 
 impl Default for ApiConfig {
@@ -42,6 +68,7 @@ impl Default for ApiConfig {
             lineage: LineageStoreSettings::default(),
             auth: crate::auth::AuthSettings::default(),
             health: crate::backlog::HealthSettings::default(),
+            limits: LimitSettings::default(),
         }
     }
 }

@@ -32,6 +32,22 @@ pub struct Problem {
 /// What can go wrong serving a request or starting the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// Every lake request slot was taken for as long as a request waits for one.
+    #[error(
+        "{running} requests reading the lake are running (limits.lake_concurrency); none finished within {waited_ms} ms: retry shortly"
+    )]
+    Busy {
+        /// The slots.
+        running: usize,
+        /// How long this request waited.
+        waited_ms: u64,
+    },
+    /// The request ran longer than `limits.request_timeout_ms`.
+    #[error("the request did not finish within {after_ms} ms (limits.request_timeout_ms)")]
+    TimedOut {
+        /// The limit.
+        after_ms: u64,
+    },
     /// A query or path parameter is missing, unparsable or out of range.
     #[error("invalid parameter {name}: {reason}")]
     InvalidParameter {
@@ -112,6 +128,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TimedOut { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::CityNotFound { .. }
             | ApiError::SalesmanNotFound { .. }
             | ApiError::SnapshotNotFound { .. }
@@ -152,6 +170,8 @@ impl ApiError {
                 "Invalid request parameter",
                 Some(name.clone()),
             ),
+            ApiError::Busy { .. } => ("busy", "Too many lake requests", None),
+            ApiError::TimedOut { .. } => ("timeout", "Request timed out", None),
             ApiError::CityNotFound { .. } => ("city-not-found", "City not found", None),
             ApiError::SalesmanNotFound { .. } => ("salesman-not-found", "Salesman not found", None),
             ApiError::SnapshotNotFound { .. } => (

@@ -117,6 +117,7 @@ fn app_of(
     lineage: Arc<LineageStore>,
     auth: Arc<AuthSettings>,
 ) -> impl Endpoint<Output = Response> {
+    let timeout = api.request_timeout();
     let (store, lake, health) = api.parts();
     let api = openapi_service(api);
     let docs = api.swagger_ui();
@@ -178,6 +179,16 @@ fn app_of(
         .nest("/api/v1", lineage_store::routes(lineage))
         .at("/lineage", poem::get(crate::lineage::page::page))
         .nest("/docs", docs)
+        // No request runs unbounded: past the limit its work is dropped and it is answered 503.
+        .around(move |ep, req: Request| async move {
+            match tokio::time::timeout(timeout, ep.call(req)).await {
+                Ok(answer) => answer,
+                Err(_) => Ok(ProblemResponse::from(ApiError::TimedOut {
+                    after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                })
+                .into_response()),
+            }
+        })
         // Inside the request metrics and span below, so a refusal is counted and traced too.
         .around(move |ep, req: Request| {
             let auth = auth.clone();
@@ -256,7 +267,8 @@ pub async fn run(
     let lineage_check = tributary_common::health::postgres_answers(&config.lineage.url);
     let api = RankingsApi::with_lake(Arc::new(store), lake)
         .with_readiness(|checks| checks.optional_check("lineage_store", lineage_check))
-        .with_health(config.health.clone());
+        .with_health(config.health.clone())
+        .with_limits(config.limits.clone());
     // The lineage store is opened now if Postgres answers, else at the first lineage request:
     // the rankings do not depend on it.
     let (retention_s, prune_interval_s, checkpoint_interval_s) = (

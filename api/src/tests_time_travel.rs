@@ -350,3 +350,54 @@ async fn as_of_snapshot_reads_the_lake_when_that_snapshot_was_committed() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
     assert_eq!(problem["parameter"], "as_of_snapshot");
 }
+
+/// Lake requests take turns: past `lake_concurrency` running, one that waits longer than
+/// `lake_queue_ms` is a 429 `busy` problem; and no request outlives `request_timeout_ms` (503
+/// `timeout`, its work dropped).
+#[tokio::test]
+async fn lake_requests_take_turns_and_none_runs_unbounded() {
+    use crate::config::LimitSettings;
+    use crate::error::ProblemResponse;
+    use crate::routes::RankingsApi;
+    use poem::IntoResponse;
+
+    let lake = memory_lake(&ALL).await;
+    land_first(lake.as_ref()).await;
+    let lake = Arc::new(Lake::from_catalog(lake, "raw"));
+    let api = RankingsApi::with_lake(Arc::new(MemoryStore::new()), lake.clone()).with_limits(
+        LimitSettings {
+            lake_concurrency: 1,
+            lake_queue_ms: 20,
+            ..LimitSettings::default()
+        },
+    );
+    let turn = api.lake().await.unwrap();
+    let busy = api.lake().await.err().expect("the one turn is taken");
+    let resp = ProblemResponse::from(busy).into_response();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let problem: Value =
+        serde_json::from_slice(&resp.into_body().into_vec().await.unwrap()).unwrap();
+    assert_eq!(problem["type"], "urn:tributary:problem:busy");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("lake_concurrency")
+    );
+    drop(turn);
+    assert!(api.lake().await.is_ok(), "the turn is free again");
+
+    // A limit of nothing: the as_of computation cannot finish in time.
+    let at = rfc3339(Utc::now());
+    let timed = TestClient::new(crate::app_of(
+        RankingsApi::with_lake(Arc::new(MemoryStore::new()), lake).with_limits(LimitSettings {
+            request_timeout_ms: 0,
+            ..LimitSettings::default()
+        }),
+        Arc::new(crate::lineage::store::LineageStore::in_memory()),
+        Arc::default(),
+    ));
+    let (status, problem) = get(&timed, &format!("/v1/rankings/salesmen?as_of={at}")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert_eq!(problem["type"], "urn:tributary:problem:timeout");
+}

@@ -21,7 +21,7 @@ impl LakeRoutes {
         operation_id = "snapshots"
     )]
     async fn snapshots(&self) -> ApiResult<SnapshotsPage> {
-        let tables = self.lake()?.snapshots().await?;
+        let tables = self.lake().await?.snapshots().await?;
         Ok(Json(SnapshotsPage {
             tables: tables.into_iter().map(Into::into).collect(),
         }))
@@ -56,7 +56,7 @@ impl LakeRoutes {
         #[oai(default)]
         offset: Query<u64>,
     ) -> ApiResult<DeadLettersPage> {
-        let letters = self.lake()?.dead_letters().await?;
+        let letters = self.lake().await?.dead_letters().await?;
         let filter = dead_letters::Filter {
             source: source.0,
             kind: kind.0,
@@ -81,7 +81,7 @@ impl LakeRoutes {
         operation_id = "dead_letter_counts"
     )]
     async fn dead_letter_counts(&self) -> ApiResult<DeadLetterCountsPage> {
-        let letters = self.lake()?.dead_letters().await?;
+        let letters = self.lake().await?.dead_letters().await?;
         Ok(Json(DeadLetterCountsPage {
             total: letters.len() as u64,
             items: dead_letters::counts(&letters)

@@ -158,6 +158,22 @@ pub struct RankingsApi {
     readiness: ReadinessChecks,
     /// Thresholds and the source Postgres the status page and metrics judge backlog by.
     health: Option<Arc<crate::backlog::Watch>>,
+    limits: crate::config::LimitSettings,
+    /// One permit per lake request allowed to run at once (`limits.lake_concurrency`).
+    lake_permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// The lake, for as long as this request holds its turn to read it.
+pub(crate) struct LakeTurn<'a> {
+    lake: &'a Lake,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl std::ops::Deref for LakeTurn<'_> {
+    type Target = Lake;
+    fn deref(&self) -> &Lake {
+        self.lake
+    }
 }
 
 impl RankingsApi {
@@ -176,7 +192,25 @@ impl RankingsApi {
             lake: None,
             readiness,
             health: None,
+            limits: crate::config::LimitSettings::default(),
+            lake_permits: Arc::new(tokio::sync::Semaphore::new(
+                crate::config::LimitSettings::default().lake_concurrency,
+            )),
         }
+    }
+
+    /// The same API within `limits` (a `lake_concurrency` of 0 counts as 1).
+    pub fn with_limits(self, limits: crate::config::LimitSettings) -> Self {
+        Self {
+            lake_permits: Arc::new(tokio::sync::Semaphore::new(limits.lake_concurrency.max(1))),
+            limits,
+            ..self
+        }
+    }
+
+    /// How long a request may run (`limits.request_timeout_ms`).
+    pub fn request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.limits.request_timeout_ms)
     }
 
     /// An API reading from `store`, and from `lake` for time travel.
@@ -240,10 +274,24 @@ impl RankingsApi {
         }
     }
 
-    fn lake(&self) -> Result<&Lake, ApiError> {
-        self.lake
+    /// The lake, once this request's turn to read it comes (`limits.lake_concurrency` run at
+    /// once; a request that waits longer than `limits.lake_queue_ms` is answered 429).
+    pub(crate) async fn lake(&self) -> Result<LakeTurn<'_>, ApiError> {
+        let lake = self
+            .lake
             .as_deref()
-            .ok_or_else(|| ApiError::LakeUnavailable("no lake is configured".to_string()))
+            .ok_or_else(|| ApiError::LakeUnavailable("no lake is configured".to_string()))?;
+        let wait = std::time::Duration::from_millis(self.limits.lake_queue_ms);
+        match tokio::time::timeout(wait, self.lake_permits.acquire()).await {
+            Ok(Ok(permit)) => Ok(LakeTurn {
+                lake,
+                _permit: permit,
+            }),
+            _ => Err(ApiError::Busy {
+                running: self.limits.lake_concurrency.max(1),
+                waited_ms: self.limits.lake_queue_ms,
+            }),
+        }
     }
 
     /// The latest publication, or one computed on demand from the lake as it was at `as_of`
@@ -259,11 +307,11 @@ impl RankingsApi {
         let (store, at, lake_as_of) = match travel_param(as_of, as_of_snapshot)? {
             Travel::Latest => (self.store.clone(), None, None),
             Travel::At(at) => {
-                let store = self.lake()?.publication_as_of(at).await?;
+                let store = self.lake().await?.publication_as_of(at).await?;
                 (store, Some((at, None)), Some(AsOf::Timestamp(at)))
             }
             Travel::Snapshot(id) => {
-                let lake = self.lake()?;
+                let lake = self.lake().await?;
                 let cut = lake.resolve_snapshot(id).await?;
                 let store = lake.publication_of(&cut.as_of).await?;
                 (store, Some((cut.committed_at, Some(id))), Some(cut.as_of))
@@ -338,7 +386,11 @@ impl RankingsApi {
                 .map(|s| ("salesman", s.rank, s.revenue, s.sales))
                 .ok_or_else(|| salesman_not_found(salesman_id))?,
         };
-        let provenance = self.lake()?.provenance(&src.as_of, src.period, key).await?;
+        let provenance = self
+            .lake()
+            .await?
+            .provenance(&src.as_of, src.period, key)
+            .await?;
         let records_revenue = provenance.revenue().ok_or_else(|| {
             ApiError::Lake(tributary_marts::MartsError::UnexpectedColumn {
                 query: "provenance",
