@@ -57,6 +57,9 @@ S3_SECRET_KEY=tributary-secret
 S3_REGION=us-east-1
 S3_BUCKETS_FILE="$REPO_DIR/minio/buckets.txt"
 CH_DATABASE=marts
+# The API reads ClickHouse as this read-only user (dev/clickhouse/users.xml); the marts write as `default`.
+CH_READER_USER=tributary_reader
+CH_READER_PASSWORD=tributary-reader
 # Bearer token of writes to the API (POST /api/v1/lineage): the services send it as OPENLINEAGE_API_KEY.
 LINEAGE_WRITE_TOKEN=tributary-dev-lineage-token
 LAKE_CATALOG_NAME=tributary              # the lander's lake.catalog_name (iceberg_tables.catalog_name)

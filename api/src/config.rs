@@ -32,6 +32,8 @@ pub struct ApiConfig {
     pub health: crate::backlog::HealthSettings,
     /// Bounds on what one request may take (`[limits]`, `TRIBUTARY_LIMITS__*`).
     pub limits: LimitSettings,
+    /// Holding the latest publication in memory (`serving.refresh_ms`).
+    pub serving: crate::serving::ServingSettings,
 }
 
 /// Bounds on what one request may take, so no request, and no crowd of them, exhausts the API.
@@ -46,6 +48,9 @@ pub struct LimitSettings {
     pub lake_concurrency: usize,
     /// How long a lake request waits for its turn before it is answered 429 `busy`.
     pub lake_queue_ms: u64,
+    /// Publications computed from the lake for time travel kept for the next request asking
+    /// for the same snapshots (0: none). Each holds one publication's rows.
+    pub as_of_cache: usize,
 }
 
 impl Default for LimitSettings {
@@ -54,6 +59,7 @@ impl Default for LimitSettings {
             request_timeout_ms: 30_000,
             lake_concurrency: 2,
             lake_queue_ms: 1_000,
+            as_of_cache: 4,
         }
     }
 }
@@ -69,6 +75,7 @@ impl Default for ApiConfig {
             auth: crate::auth::AuthSettings::default(),
             health: crate::backlog::HealthSettings::default(),
             limits: LimitSettings::default(),
+            serving: crate::serving::ServingSettings::default(),
         }
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //!  request ─► metrics (route template, method, status) ─► poem Route
-//!     ├─► RankingsApi (poem-openapi) ─► RankingQueries (tributary-rankings) ─► ClickHouse `marts`
+//!     ├─► ETag / 304 (serving.rs) ─► RankingsApi (poem-openapi)
+//!     │        ├─► ServedStore: the latest publication in memory (refreshed, serving.rs)
+//!     │        ├─► RankingQueries (tributary-rankings) ─► ClickHouse `marts`
 //!     │        └─► Lake (as_of, as_of_snapshot, /v1/snapshots, /v1/dead-letters) ─► Iceberg `raw`
 //!     ├─► /metrics (metrics.rs)   └─► /status (status.rs: server-rendered HTML)
 //!     └── every error ─► ApiError::status + problem JSON (error.rs)
@@ -33,13 +35,18 @@ pub mod metrics;
 pub mod model;
 pub mod provenance;
 pub mod routes;
+pub mod serving;
 pub mod status;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_dead_letters;
 #[cfg(test)]
+mod tests_openapi;
+#[cfg(test)]
 mod tests_provenance;
+#[cfg(test)]
+mod tests_serving;
 #[cfg(test)]
 mod tests_time_travel;
 
@@ -118,6 +125,7 @@ fn app_of(
     auth: Arc<AuthSettings>,
 ) -> impl Endpoint<Output = Response> {
     let timeout = api.request_timeout();
+    let served = api.served();
     let (store, lake, health) = api.parts();
     let api = openapi_service(api);
     let docs = api.swagger_ui();
@@ -179,6 +187,16 @@ fn app_of(
         .nest("/api/v1", lineage_store::routes(lineage))
         .at("/lineage", poem::get(crate::lineage::page::page))
         .nest("/docs", docs)
+        // Innermost: a 304 costs no handler, and the tag names the publication the handler read.
+        .around(move |ep, req: Request| {
+            let served = served.clone();
+            async move {
+                match served.as_deref() {
+                    Some(served) => serving::conditional(served, &ep, req).await,
+                    None => ep.call(req).await.map(IntoResponse::into_response),
+                }
+            }
+        })
         // No request runs unbounded: past the limit its work is dropped and it is answered 503.
         .around(move |ep, req: Request| async move {
             match tokio::time::timeout(timeout, ep.call(req)).await {
@@ -262,13 +280,22 @@ pub async fn run(
     config: ApiConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {
-    let store = ClickHouseStore::new(&config.clickhouse)?;
+    let store: Arc<dyn RankingQueries> = Arc::new(ClickHouseStore::new(&config.clickhouse)?);
     let lake = Arc::new(Lake::from_settings(config.lake).with_topics(&config.topics));
     let lineage_check = tributary_common::health::postgres_answers(&config.lineage.url);
-    let api = RankingsApi::with_lake(Arc::new(store), lake)
+    let mut api = RankingsApi::with_lake(store.clone(), lake)
         .with_readiness(|checks| checks.optional_check("lineage_store", lineage_check))
         .with_health(config.health.clone())
         .with_limits(config.limits.clone());
+    if config.serving.refresh_ms > 0 {
+        let served = Arc::new(tributary_rankings::ServedStore::new(store));
+        tokio::spawn(serving::keep_fresh(
+            served.clone(),
+            std::time::Duration::from_millis(config.serving.refresh_ms),
+            shutdown.clone(),
+        ));
+        api = api.serving(served);
+    }
     // The lineage store is opened now if Postgres answers, else at the first lineage request:
     // the rankings do not depend on it.
     let (retention_s, prune_interval_s, checkpoint_interval_s) = (

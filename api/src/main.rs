@@ -37,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let addr = config.listen_addr().map_err(anyhow::Error::msg)?;
     config.auth.validate().map_err(anyhow::Error::msg)?;
+    tributary_common::profile::check_section("", &config, config.lake.unused_credentials())?;
     if config.auth.write_token.is_none() {
         tracing::warn!("no auth.write_token: POST /api/v1/lineage is refused (403)");
     }

@@ -18,7 +18,7 @@ use tributary_rankings::{
 
 use crate::app;
 
-fn publication() -> Publication {
+pub(crate) fn publication() -> Publication {
     let salesman = |id, cents, name: Option<&str>| SalesmanTotals {
         salesman_id: id,
         info: name.map(|n| SalesmanInfo {

@@ -28,7 +28,7 @@ fn first_sales() -> Vec<Ev> {
 }
 
 /// Lands the first round in every ranking table it uses; returns the latest commit time.
-async fn land_first(lake: &dyn Catalog) -> DateTime<Utc> {
+pub(crate) async fn land_first(lake: &dyn Catalog) -> DateTime<Utc> {
     land(lake, RawTable::PgSale, &first_sales()).await;
     land_first_masters(lake).await
 }
@@ -400,4 +400,82 @@ async fn lake_requests_take_turns_and_none_runs_unbounded() {
     let (status, problem) = get(&timed, &format!("/v1/rankings/salesmen?as_of={at}")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
     assert_eq!(problem["type"], "urn:tributary:problem:timeout");
+}
+
+/// An `as_of` that resolves to the snapshots of a retained publication is answered from it
+/// (no lake computation: its `run_id` is the marts run's), with the same numbers a computation
+/// gives; a moment no publication covers is computed, and kept for the next request.
+#[tokio::test]
+async fn as_of_a_published_moment_is_answered_from_that_publication() {
+    let lake = memory_lake(&ALL).await;
+    let t1 = land_first(lake.as_ref()).await;
+    let store = published(lake.as_ref()).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    land(
+        lake.as_ref(),
+        RawTable::PgSale,
+        &[sale("c", 4, (21, 4), Some(300), Some(7), Some(90_000)).sold_at("2026-02-09T10:00:00Z")],
+    )
+    .await;
+    let api = TestClient::new(app_with_lake(
+        store,
+        Arc::new(Lake::from_catalog(lake.clone(), "raw")),
+    ));
+    let computed = TestClient::new(app_with_lake(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Lake::from_catalog(lake.clone(), "raw")),
+    ));
+    for path in [
+        "/v1/rankings/salesmen",
+        "/v1/rankings/cities?month=2026-02&salesmen=1",
+        "/v1/salesmen/200",
+    ] {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let uri = format!("{path}{sep}as_of={}", rfc3339(t1));
+        let (status, retained) = get(&api, &uri).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {retained}");
+        assert_eq!(retained["publication"]["run_id"], "run-1", "{path}");
+        let as_of: DateTime<Utc> = retained["publication"]["as_of"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(as_of, t1);
+        let (_, on_demand) = get(&computed, &uri).await;
+        assert_eq!(on_demand["publication"]["run_id"], "on-demand", "{path}");
+        assert_eq!(
+            retained["publication"]["publication_id"],
+            on_demand["publication"]["publication_id"]
+        );
+        for field in ["items", "period", "salesman", "cities", "months"] {
+            assert_eq!(retained[field], on_demand[field], "{path}: {field}");
+        }
+    }
+    // Now: no publication of these snapshots, so it is computed.
+    let (status, now) = get(
+        &api,
+        &format!("/v1/rankings/salesmen?as_of={}", rfc3339(Utc::now())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{now}");
+    assert_eq!(now["publication"]["run_id"], "on-demand");
+    assert_eq!(now["items"][0]["salesman_id"], 300, "{now}");
+}
+
+#[test]
+fn the_computed_cache_keeps_the_most_recently_used() {
+    use crate::lake::ComputedCache;
+    let store = || -> Arc<dyn tributary_rankings::RankingQueries> { Arc::new(MemoryStore::new()) };
+    let cache = ComputedCache::new(2);
+    cache.put("a".into(), store());
+    cache.put("b".into(), store());
+    assert!(cache.get("a").is_some());
+    cache.put("c".into(), store());
+    assert_eq!(cache.ids(), ["a", "c"]);
+    assert!(cache.get("b").is_none());
+    cache.put("a".into(), store());
+    assert_eq!(cache.ids(), ["c", "a"]);
+    let none = ComputedCache::new(0);
+    none.put("a".into(), store());
+    assert!(none.get("a").is_none() && none.ids().is_empty());
 }

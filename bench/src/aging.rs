@@ -63,9 +63,8 @@ pub fn settings() -> MaintenanceSettings {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+fn median(values: Vec<f64>) -> f64 {
+    crate::summary(values).0
 }
 
 /// Both variants; the result rows.

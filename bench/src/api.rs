@@ -1,12 +1,15 @@
-//! `tributary-bench api`: wrk against the API's ranking endpoints, and against a hello-world
-//! poem endpoint served by this process (same machine, same build profile, same poem), so the
-//! ratio says what the rankings cost on top of poem itself.
+//! `tributary-bench api`: wrk against the API's ranking and detail endpoints, and against a
+//! hello-world poem endpoint served by this process (same machine, same build profile, same
+//! poem), so the ratio says what the rankings cost on top of poem itself.
 //!
-//! The bench starts its own `tributary-api` (the binary beside its own executable, so the two
-//! are the same profile) on a free port, against the stack's ClickHouse database that the marts
-//! job publishes to; it refuses to measure if nothing is published or if any request fails.
-//! During the runs it samples the API's resident memory and reports the peak (`VmHWM` of
-//! `/proc/<pid>/status`, the kernel's high-water mark).
+//! The bench starts two `tributary-api` processes (the binary beside its own executable, so
+//! the profiles match) on free ports, against the stack's ClickHouse database that the marts
+//! job publishes to: one as configured by default, serving the latest publication from memory,
+//! and one reading ClickHouse on every request (`serving.refresh_ms = 0`), the baseline. It also
+//! measures a revalidation answered 304. Every endpoint is measured `--runs` times, in rounds;
+//! it refuses to measure if nothing is published, if the two APIs serve different publications,
+//! or if any request fails. The peak resident memory of each API is read at the end (`VmHWM`
+//! of `/proc/<pid>/status`, the kernel's high-water mark).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,17 +48,23 @@ pub struct WrkResult {
     pub socket_errors: u64,
 }
 
-/// One measured endpoint.
+/// One measured endpoint, over every round.
 #[derive(Debug, Serialize)]
 struct Measured {
     endpoint: String,
+    /// `memory` or `clickhouse` (see [`run`]).
+    served_by: String,
     path: String,
-    #[serde(flatten)]
-    result: WrkResult,
-    /// Requests/s as a share of the hello-world endpoint's.
+    /// Requests/s: median, min, max of the rounds.
+    rps: (f64, f64, f64),
+    /// Median of the rounds' p50, milliseconds.
+    p50_ms: f64,
+    /// p99 in milliseconds: median, min, max of the rounds.
+    p99_ms: (f64, f64, f64),
+    /// Median requests/s as a share of the hello-world endpoint's median.
     of_hello_world: f64,
-    /// The API's peak RSS (VmHWM) after this endpoint's run, MiB.
-    api_peak_rss_mib: f64,
+    /// What wrk reported in each round.
+    runs: Vec<WrkResult>,
 }
 
 /// wrk's request timeout.
@@ -121,8 +130,13 @@ fn peak_rss_kib(pid: u32) -> Result<u64> {
         .context("no VmHWM in /proc/<pid>/status")
 }
 
-fn wrk(url: &str, load: &Load) -> Result<WrkResult> {
-    let output = Command::new("wrk")
+fn wrk(target: &Target, load: &Load) -> Result<WrkResult> {
+    let url = target.url.as_str();
+    let mut command = Command::new("wrk");
+    if let Some(header) = &target.header {
+        command.args(["-H", header]);
+    }
+    let output = command
         .args([
             &format!("-t{}", load.threads),
             &format!("-c{}", load.connections),
@@ -187,9 +201,18 @@ impl Drop for ApiProcess {
     }
 }
 
-fn start_api(bin: &Path, port: u16, database: &str, log: &Path) -> Result<ApiProcess> {
+fn start_api(
+    bin: &Path,
+    port: u16,
+    database: &str,
+    log: &Path,
+    env: &[(&str, &str)],
+) -> Result<ApiProcess> {
     let log_file = std::fs::File::create(log)?;
+    // The local stack's credentials are the development ones (common/src/profile.rs).
     let child = Command::new(bin)
+        .envs(env.iter().copied())
+        .env("TRIBUTARY_PROFILE", "development")
         .env("TRIBUTARY_LISTEN", format!("127.0.0.1:{port}"))
         .env("TRIBUTARY_CLICKHOUSE__DATABASE", database)
         .env("TRIBUTARY_LAKE__WAREHOUSE", "s3://warehouse")
@@ -222,11 +245,14 @@ pub struct ApiArgs {
     #[arg(long, default_value_t = 2)]
     threads: u32,
     /// wrk connections.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 64)]
     connections: u32,
     /// Seconds per endpoint.
     #[arg(long, default_value_t = 20)]
     seconds: u32,
+    /// Rounds: each endpoint is measured this many times (median and spread reported).
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
 }
 
 /// Runs the benchmark and writes `api.md` and `api.json` into `out_dir`.
@@ -251,6 +277,7 @@ pub async fn main(args: ApiArgs, out_dir: &Path) -> Result<()> {
             connections: args.connections,
             seconds: args.seconds,
         },
+        runs: args.runs.max(1),
     };
     let (md, json) = run(&settings, out_dir).await?;
     std::fs::write(out_dir.join("api.md"), &md)?;
@@ -270,6 +297,8 @@ struct Settings {
     database: String,
     /// wrk's load.
     load: Load,
+    /// Rounds of every endpoint.
+    runs: u32,
 }
 
 fn command_version(program: &str, args: &[&str]) -> String {
@@ -298,36 +327,231 @@ fn locked_version(package: &str) -> String {
 }
 
 /// Runs the benchmark; returns the Markdown report and the JSON document.
+///
+/// Two API processes over the same publication: one serving it from memory (the default) and
+/// one with `serving.refresh_ms = 0`, reading ClickHouse on every request (the baseline, as the
+/// API was before). Each round runs wrk once per endpoint, every endpoint in turn, so drift on
+/// the machine falls on all of them alike; the report gives the median and the spread.
 async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json::Value)> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    let port = free_port()?;
     std::fs::create_dir_all(out_dir)?;
-    let log = std::env::temp_dir().join(format!("tributary-bench-api-{port}.log"));
-    let api = start_api(&settings.api_bin, port, &settings.database, &log)?;
-    let pid = api.0.id();
-    let base = format!("http://127.0.0.1:{port}");
+    let (memory, memory_port) = start_api_with(settings, &[])?;
+    let (direct, direct_port) =
+        start_api_with(settings, &[("TRIBUTARY_SERVING__REFRESH_MS", "0")])?;
+    let memory_base = format!("http://127.0.0.1:{memory_port}");
+    let direct_base = format!("http://127.0.0.1:{direct_port}");
+    let (publication, month, city, salesman) = published(&http, &memory_base).await?;
+    let (direct_publication, ..) = published(&http, &direct_base).await?;
+    ensure!(
+        publication == direct_publication,
+        "the two APIs serve different publications ({publication}, {direct_publication}): is the marts job still publishing? Stop it (`dev/app down`) for a stable measurement"
+    );
+    let rss_before = peak_rss_kib(memory.0.id())?;
 
-    // Ready and published: the rankings answer 200 with rows.
+    let (hello_port, hello_task) = start_hello_world().await?;
+    let paths = [
+        (
+            "top sales per city, one month",
+            format!("/v1/rankings/cities?month={month}"),
+        ),
+        (
+            "top salesmen nationwide",
+            "/v1/rankings/salesmen".to_string(),
+        ),
+        (
+            "top salesmen of one city",
+            format!("/v1/rankings/cities/{city}/salesmen"),
+        ),
+        ("one salesman in detail", format!("/v1/salesmen/{salesman}")),
+    ];
+    let mut targets = vec![Target {
+        endpoint: "hello world (poem, 1 route)".into(),
+        served_by: "–",
+        url: format!("http://127.0.0.1:{hello_port}/hello"),
+        header: None,
+    }];
+    for (name, path) in &paths {
+        for (served_by, base) in [("memory", &memory_base), ("clickhouse", &direct_base)] {
+            targets.push(Target {
+                endpoint: name.to_string(),
+                served_by,
+                url: format!("{base}{path}"),
+                header: None,
+            });
+        }
+    }
+    // Revalidation: the client already holds the answer.
+    let etag = etag_of(&http, &format!("{memory_base}{}", paths[1].1)).await?;
+    targets.push(Target {
+        endpoint: "top salesmen nationwide, revalidated (304)".into(),
+        served_by: "memory",
+        url: format!("{memory_base}{}", paths[1].1),
+        header: Some(format!("If-None-Match: {etag}")),
+    });
+
+    let mut runs: Vec<Vec<WrkResult>> = vec![Vec::new(); targets.len()];
+    for round in 1..=settings.runs {
+        for (target, results) in targets.iter().zip(runs.iter_mut()) {
+            eprintln!("round {round}/{}: wrk {}", settings.runs, target.url);
+            let (load, t) = (settings.load.clone(), target.clone());
+            let result = tokio::task::spawn_blocking(move || wrk(&t, &load)).await??;
+            eprintln!(
+                "  {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+                result.requests_per_second, result.p50_ms, result.p99_ms
+            );
+            results.push(result);
+        }
+    }
+    hello_task.abort();
+    let rss_peak = peak_rss_kib(memory.0.id())?;
+    let direct_rss_peak = peak_rss_kib(direct.0.id())?;
+    drop((memory, direct));
+
+    let hello_rps = crate::summary(rps_of(&runs[0])).0;
+    let measured: Vec<Measured> = targets
+        .iter()
+        .zip(runs)
+        .map(|(target, results)| Measured::of(target, results, hello_rps))
+        .collect();
+    let versions = versions(&http).await;
+    let RunContext {
+        when,
+        machine,
+        cores,
+        profile,
+    } = RunContext::now();
+    let load = &settings.load;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let commit = crate::git_commit();
+    let mut md = format!(
+        "# api\n\n{when}, commit `{commit}`, {cores} cores ({machine}), {profile} build of `tributary-api` and of \
+         the hello-world server; `{command}`. wrk `-t{} -c{} -d{}s --latency --timeout={WRK_TIMEOUT_SECS}s` per \
+         endpoint, {} rounds of every endpoint in turn, wrk on the same machine; median of the rounds, \
+         [min–max] beside it. Served by `memory`: the API as configured by default (the latest publication \
+         held in memory); `clickhouse`: the same binary with `serving.refresh_ms = 0`, every request read \
+         from ClickHouse. Publication `{publication}` in ClickHouse database `{}`, month {month}, city {city}, \
+         salesman {salesman}.\n\n\
+         | endpoint | served by | path | req/s | p50 ms | p99 ms | of hello world |\n\
+         |---|---|---|---:|---:|---:|---:|\n",
+        load.threads, load.connections, load.seconds, settings.runs, settings.database
+    );
+    for m in &measured {
+        md.push_str(&format!(
+            "| {} | {} | `{}` | {:.0} [{:.0}–{:.0}] | {:.2} | {:.2} [{:.2}–{:.2}] | {:.1}% |\n",
+            m.endpoint,
+            m.served_by,
+            m.path,
+            m.rps.0,
+            m.rps.1,
+            m.rps.2,
+            m.p50_ms,
+            m.p99_ms.0,
+            m.p99_ms.1,
+            m.p99_ms.2,
+            100.0 * m.of_hello_world,
+        ));
+    }
+    md.push_str(&format!(
+        "\nPeak RSS (`VmHWM`) of the API serving from memory: {:.1} MiB after start-up and loading the \
+         publication, {:.1} MiB at the end; of the API reading ClickHouse: {:.1} MiB at the end.\n\n\
+         Versions: {}\n",
+        rss_before as f64 / 1024.0,
+        rss_peak as f64 / 1024.0,
+        direct_rss_peak as f64 / 1024.0,
+        versions
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let json = serde_json::json!({
+        "benchmark": "api",
+        "date": when,
+        "commit": commit,
+        "command": command,
+        "machine": {"cores": cores, "cpu": machine},
+        "profile": profile,
+        "versions": versions,
+        "load": load,
+        "rounds": settings.runs,
+        "database": settings.database,
+        "publication_id": publication,
+        "month": month,
+        "city_id": city,
+        "salesman_id": salesman,
+        "endpoints": measured,
+        "api_peak_rss_kib": {
+            "memory_after_startup": rss_before,
+            "memory_end": rss_peak,
+            "clickhouse_end": direct_rss_peak,
+        },
+    });
+    Ok((md, json))
+}
+
+/// One thing wrk loads.
+#[derive(Debug, Clone)]
+struct Target {
+    endpoint: String,
+    /// `memory`, `clickhouse`, or `–` for the hello world.
+    served_by: &'static str,
+    url: String,
+    /// One request header (`If-None-Match: "…"`).
+    header: Option<String>,
+}
+
+fn rps_of(results: &[WrkResult]) -> Vec<f64> {
+    results.iter().map(|r| r.requests_per_second).collect()
+}
+
+impl Measured {
+    fn of(target: &Target, results: Vec<WrkResult>, hello_rps: f64) -> Self {
+        let rps = crate::summary(rps_of(&results));
+        let p99 = crate::summary(results.iter().map(|r| r.p99_ms).collect());
+        let p50 = crate::summary(results.iter().map(|r| r.p50_ms).collect()).0;
+        let path = target
+            .url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|at| rest[at..].to_string()))
+            .unwrap_or_default();
+        Self {
+            endpoint: target.endpoint.clone(),
+            served_by: target.served_by.to_string(),
+            path,
+            rps,
+            p50_ms: p50,
+            p99_ms: p99,
+            of_hello_world: rps.0 / hello_rps,
+            runs: results,
+        }
+    }
+}
+
+/// Starts an API with `env` on a free port.
+fn start_api_with(settings: &Settings, env: &[(&str, &str)]) -> Result<(ApiProcess, u16)> {
+    let port = free_port()?;
+    let log = std::env::temp_dir().join(format!("tributary-bench-api-{port}.log"));
+    let api = start_api(&settings.api_bin, port, &settings.database, &log, env)?;
+    Ok((api, port))
+}
+
+/// Waits for the API at `base` to answer with published rankings; returns the publication id,
+/// the latest month, a city and a salesman to measure with.
+async fn published(http: &reqwest::Client, base: &str) -> Result<(String, String, i64, i64)> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let salesmen = loop {
-        match get_json(&http, &format!("{base}/v1/rankings/salesmen?limit=1")).await {
+        match get_json(http, &format!("{base}/v1/rankings/salesmen?limit=1")).await {
             Ok(body) if body["items"].as_array().is_some_and(|i| !i.is_empty()) => break body,
-            Ok(body) => bail!(
-                "no published salesmen in database {:?}: {body} (run the pipeline: `dev/app up`)",
-                settings.database
-            ),
+            Ok(body) => bail!("no published salesmen: {body} (run the pipeline: `dev/app up`)"),
             Err(error) if Instant::now() > deadline => {
-                bail!(
-                    "the API did not answer in 60 s: {error:#}; log {}",
-                    log.display()
-                )
+                bail!("the API at {base} did not answer in 60 s: {error:#}")
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     };
-    let months = get_json(&http, &format!("{base}/v1/months")).await?;
+    let months = get_json(http, &format!("{base}/v1/months")).await?;
     let month = months["items"]
         .as_array()
         .and_then(|items| {
@@ -338,83 +562,53 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
         })
         .context("no month published")?
         .to_string();
-    let cities = get_json(&http, &format!("{base}/v1/rankings/cities?limit=1")).await?;
+    let cities = get_json(http, &format!("{base}/v1/rankings/cities?limit=1")).await?;
     let city = cities["items"][0]["city_id"]
         .as_i64()
         .context("no city published")?;
+    let salesman = salesmen["items"][0]["salesman_id"]
+        .as_i64()
+        .context("no salesman published")?;
     let publication = salesmen["publication"]["publication_id"]
         .as_str()
-        .or_else(|| salesmen["publication_id"].as_str())
         .unwrap_or_default()
         .to_string();
-    let rss_before = peak_rss_kib(pid)?;
+    Ok((publication, month, city, salesman))
+}
 
-    let (hello_port, hello_task) = start_hello_world().await?;
-    let endpoints: Vec<(&str, String, String)> = vec![
-        (
-            "hello world (poem, 1 route)",
-            format!("http://127.0.0.1:{hello_port}"),
-            "/hello".into(),
-        ),
-        (
-            "top sales per city, one month",
-            base.clone(),
-            format!("/v1/rankings/cities?month={month}"),
-        ),
-        (
-            "top salesmen nationwide",
-            base.clone(),
-            "/v1/rankings/salesmen".into(),
-        ),
-        (
-            "top salesmen of one city",
-            base.clone(),
-            format!("/v1/rankings/cities/{city}/salesmen"),
-        ),
-    ];
-    let mut measured = Vec::new();
-    let mut hello_rps = None;
-    for (name, server, path) in &endpoints {
-        let url = format!("{server}{path}");
-        eprintln!("wrk {url}");
-        let load = settings.load.clone();
-        let target = url.clone();
-        let result = tokio::task::spawn_blocking(move || wrk(&target, &load)).await??;
-        let rps = result.requests_per_second;
-        let hello = *hello_rps.get_or_insert(rps);
-        eprintln!(
-            "  {rps:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
-            result.p50_ms, result.p99_ms
+/// The `ETag` of the answer at `url`, once the API holds the publication in memory (10 s).
+async fn etag_of(http: &reqwest::Client, url: &str) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = http.get(url).send().await?;
+        ensure!(
+            response.status().is_success(),
+            "GET {url}: {}",
+            response.status()
         );
-        measured.push(Measured {
-            endpoint: name.to_string(),
-            path: path.clone(),
-            result,
-            of_hello_world: rps / hello,
-            api_peak_rss_mib: peak_rss_kib(pid)? as f64 / 1024.0,
-        });
+        if let Some(tag) = response.headers().get("etag").and_then(|v| v.to_str().ok()) {
+            return Ok(tag.to_string());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "GET {url} has no ETag after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    hello_task.abort();
-    let rss_peak = peak_rss_kib(pid)?;
-    drop(api);
+}
 
-    let RunContext {
-        when,
-        machine,
-        cores,
-        profile,
-    } = RunContext::now();
-    let clickhouse = http
+/// The versions of what was measured, and of what it ran on.
+async fn versions(http: &reqwest::Client) -> BTreeMap<&'static str, String> {
+    let clickhouse = match http
         .post("http://127.0.0.1:8123/")
         .body("SELECT version()")
         .send()
         .await
-        .ok();
-    let clickhouse = match clickhouse {
-        Some(r) => r.text().await.unwrap_or_default().trim().to_string(),
-        None => String::new(),
+    {
+        Ok(r) => r.text().await.unwrap_or_default().trim().to_string(),
+        Err(_) => String::new(),
     };
-    let versions: BTreeMap<&str, String> = BTreeMap::from([
+    BTreeMap::from([
         ("tributary", env!("CARGO_PKG_VERSION").to_string()),
         ("poem", locked_version("poem")),
         ("poem-openapi", locked_version("poem-openapi")),
@@ -422,60 +616,7 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
         ("rustc", command_version("rustc", &["--version"])),
         ("clickhouse", clickhouse),
         ("kernel", command_version("uname", &["-r"])),
-    ]);
-    let load = &settings.load;
-    let mut md = format!(
-        "# api\n\n{when}, {cores} cores ({machine}), {profile} build of `tributary-api` and of the hello-world server, \
-         wrk `-t{} -c{} -d{}s --latency --timeout={WRK_TIMEOUT_SECS}s` per endpoint, one after the other, wrk on the same machine. \
-         Publication `{publication}` in ClickHouse database `{}`, month {month}, city {city}.\n\n\
-         | endpoint | path | req/s | p50 ms | p99 ms | requests | socket errors | of hello world | API peak RSS MiB |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
-        load.threads, load.connections, load.seconds, settings.database
-    );
-    for m in &measured {
-        md.push_str(&format!(
-            "| {} | `{}` | {:.0} | {:.2} | {:.2} | {} | {} | {:.1}% | {} |\n",
-            m.endpoint,
-            m.path,
-            m.result.requests_per_second,
-            m.result.p50_ms,
-            m.result.p99_ms,
-            m.result.requests,
-            m.result.socket_errors,
-            100.0 * m.of_hello_world,
-            if m.path.starts_with("/hello") {
-                "–".to_string()
-            } else {
-                format!("{:.1}", m.api_peak_rss_mib)
-            }
-        ));
-    }
-    md.push_str(&format!(
-        "\nPeak RSS of the API process (`VmHWM`): {:.1} MiB after start-up and the readiness reads, \
-         {:.1} MiB at the end of the runs.\n\nVersions: {}\n",
-        rss_before as f64 / 1024.0,
-        rss_peak as f64 / 1024.0,
-        versions
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    let json = serde_json::json!({
-        "benchmark": "api",
-        "date": when,
-        "machine": {"cores": cores, "cpu": machine},
-        "profile": profile,
-        "versions": versions,
-        "load": load,
-        "database": settings.database,
-        "publication_id": publication,
-        "month": month,
-        "city_id": city,
-        "endpoints": measured,
-        "api_peak_rss_kib": {"after_startup": rss_before, "end": rss_peak},
-    });
-    Ok((md, json))
+    ])
 }
 
 #[cfg(test)]

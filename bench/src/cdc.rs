@@ -111,9 +111,11 @@ impl Service {
             path.display()
         );
         let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+        // The local stack's credentials are the development ones (common/src/profile.rs).
         let child = Command::new(&path)
             .args(args)
             .envs(env)
+            .env("TRIBUTARY_PROFILE", "development")
             .env("RUST_LOG", "info")
             .stdout(log.try_clone()?)
             .stderr(log)

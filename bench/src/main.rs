@@ -585,3 +585,19 @@ fn git_commit() -> String {
         _ => head,
     }
 }
+
+/// Median, min and max of several runs' values (at least one).
+pub(crate) fn summary(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let median = values[values.len() / 2];
+    (median, values[0], values[values.len() - 1])
+}
+
+#[cfg(test)]
+mod summary_tests {
+    #[test]
+    fn median_and_spread() {
+        assert_eq!(super::summary(vec![3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
+        assert_eq!(super::summary(vec![5.0]), (5.0, 5.0, 5.0));
+    }
+}

@@ -47,13 +47,6 @@ async fn timed_rebuild(job: &MartsJob, pid: &str) -> Result<(f64, f64)> {
     Ok((started.elapsed().as_secs_f64(), peak_mib(pid)?))
 }
 
-/// Median, min and max.
-fn summary(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let median = values[values.len() / 2];
-    (median, values[0], values[values.len() - 1])
-}
-
 /// One history size, both engines: the rows of the results table.
 pub async fn history(
     lake: &LakeSettings,
@@ -108,8 +101,8 @@ pub async fn history(
     state.reset().await?;
 
     let row = |engine: &str, secs: Vec<f64>, mib: Vec<f64>, what: &str| {
-        let (median, min, max) = summary(secs);
-        let (peak, _, peak_max) = summary(mib);
+        let (median, min, max) = crate::summary(secs);
+        let (peak, _, peak_max) = crate::summary(mib);
         ResultRow {
             benchmark: "rebuild".into(),
             subject: format!("{engine} rebuild over {history}"),
@@ -135,15 +128,4 @@ pub async fn history(
             "Trino's JVM",
         ),
     ])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_and_spread() {
-        assert_eq!(summary(vec![3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
-        assert_eq!(summary(vec![5.0]), (5.0, 5.0, 5.0));
-    }
 }

@@ -15,7 +15,11 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 pub const ENV_PREFIX: &str = "TRIBUTARY_";
 
 /// `TRIBUTARY_*` variables that are read elsewhere and are not config keys.
-pub const NOT_CONFIG_KEYS: &[&str] = &["TRIBUTARY_CONFIG", "TRIBUTARY_LOG_FORMAT"];
+pub const NOT_CONFIG_KEYS: &[&str] = &[
+    "TRIBUTARY_CONFIG",
+    "TRIBUTARY_LOG_FORMAT",
+    crate::profile::PROFILE_ENV,
+];
 
 /// Configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +122,18 @@ impl Default for LakeSettings {
             warehouse: ".stack/warehouse".into(),
             namespace: crate::names::LAKE_NAMESPACE.into(),
             s3: S3Settings::default(),
+        }
+    }
+}
+
+impl LakeSettings {
+    /// The credentials a service of this lake does not use, as paths of its config
+    /// ([`crate::profile::check_section`]): `lake.s3` when the warehouse is a local folder.
+    pub fn unused_credentials(&self) -> &'static [&'static str] {
+        if self.warehouse.starts_with("s3://") {
+            &[]
+        } else {
+            &["lake.s3"]
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod health;
 pub mod logging;
 pub mod names;
+pub mod profile;
 pub mod sale_event;
 pub mod shutdown;
 pub mod telemetry;

@@ -54,6 +54,8 @@ clickhouse_up() {
   ch_install
   if pid_alive "$pidfile"; then
     log "clickhouse: already running (pid $(<"$pidfile")), checking health"
+    # Users (dev/clickhouse/users.xml) are reloaded by the running server within seconds.
+    cp "$CH_CONF_SRC/users.xml" "$CH_HOME/users.xml"
   else
     require_port_free "clickhouse: start" "$CH_LOG" "$CH_HTTP_PORT"
     require_port_free "clickhouse: start" "$CH_LOG" "$CH_TCP_PORT"

@@ -121,6 +121,8 @@ impl Service {
             .expect("open service log");
         let child = Command::new(&self.bin)
             .args(&self.args)
+            // The local stack's credentials are the development ones (common/src/profile.rs).
+            .env("TRIBUTARY_PROFILE", "development")
             .envs(&self.env)
             .env("RUST_LOG", "info")
             .current_dir(repo_root())
@@ -482,6 +484,10 @@ fn env_map(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
 /// as `OPENLINEAGE_API_KEY`).
 pub const LINEAGE_WRITE_TOKEN: &str = "e2e-lineage-write-token";
 
+/// The read-only ClickHouse user the API reads as, as in `dev/app` (dev/clickhouse/users.xml):
+/// every end-to-end read of the rankings goes through a user that can write nothing.
+pub const CLICKHOUSE_READER: (&str, &str) = ("tributary_reader", "tributary-reader");
+
 impl TestPipeline {
     /// Fresh names and ports, no Postgres source (for tests of files, the ERP or a service's
     /// behaviour that compare nothing with Postgres).
@@ -631,6 +637,8 @@ impl TestPipeline {
         env.extend(env_map(&[
             ("TRIBUTARY_AUTH__WRITE_TOKEN", LINEAGE_WRITE_TOKEN.into()),
             ("TRIBUTARY_CLICKHOUSE__DATABASE", self.namespace()),
+            ("TRIBUTARY_CLICKHOUSE__USER", CLICKHOUSE_READER.0.into()),
+            ("TRIBUTARY_CLICKHOUSE__PASSWORD", CLICKHOUSE_READER.1.into()),
             ("TRIBUTARY_LISTEN", format!("127.0.0.1:{}", self.api_port)),
         ]));
         env
@@ -794,6 +802,7 @@ pub fn run_bin(bin: &str, args: &[&str], env: &BTreeMap<String, String>) -> Resu
     let path = bin_dir().join(bin);
     let output = std::process::Command::new(&path)
         .args(args)
+        .env("TRIBUTARY_PROFILE", "development")
         .envs(env)
         .output()
         .with_context(|| format!("running {}", path.display()))?;

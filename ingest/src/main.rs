@@ -84,8 +84,16 @@ async fn main() -> anyhow::Result<()> {
     let config: IngestConfig = tributary_common::load(cli.config.as_deref(), std::env::vars())
         .context("loading config")?;
     match cli.command {
-        Command::Files { once } => run_files(config, once).await?,
-        Command::Erp { once } => run_erp(config, once).await?,
+        Command::Files { once } => {
+            if config.files.inbox.starts_with("s3://") {
+                tributary_common::profile::check_section("files.s3", &config.files.s3, &[])?;
+            }
+            run_files(config, once).await?
+        }
+        Command::Erp { once } => {
+            tributary_common::profile::check_section("erp", &config.erp, &[])?;
+            run_erp(config, once).await?
+        }
         Command::Drop { file, folder, name } => {
             let inbox = Inbox::open(&config.files.inbox, &config.files.s3)?;
             let name = match name {

@@ -53,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _telemetry = tributary_common::telemetry::init("tributary-lake");
     let config = LanderConfig::load(cli.config.as_deref(), std::env::vars())?;
+    tributary_common::profile::check_section("", &config, config.lake.unused_credentials())?;
     if let Some(Command::Maintain { tables }) = &cli.command {
         for report in tributary_lake::maintenance::maintain_once(&config, tables).await? {
             println!("{}", serde_json::to_string(&report)?);

@@ -28,6 +28,30 @@ pub async fn register_raw_tables(
     register_raw_tables_as_of(catalog, namespace, ctx, &AsOf::Latest).await
 }
 
+/// The snapshots `as_of` pins each raw table at, without reading any data: what a publication
+/// of the lake as of then would name (its id is [`LakeSnapshots::publication_id`]).
+pub async fn resolve_as_of(
+    catalog: &dyn Catalog,
+    namespace: &str,
+    as_of: &AsOf,
+) -> Result<LakeSnapshots, MartsError> {
+    Ok(snapshots_of(
+        &pin_raw_tables(catalog, namespace, as_of).await?,
+    ))
+}
+
+fn snapshots_of(pinned: &[PinnedTable]) -> LakeSnapshots {
+    LakeSnapshots(
+        pinned
+            .iter()
+            .map(|p| LakeSnapshot {
+                table: p.name.to_string(),
+                snapshot_id: p.snapshot_id,
+            })
+            .collect(),
+    )
+}
+
 /// Same as [`register_raw_tables`], each table pinned at the snapshot `as_of` picks (an unknown
 /// snapshot or table is [`MartsError::UnknownSnapshot`]).
 pub async fn register_raw_tables_as_of(
@@ -37,7 +61,7 @@ pub async fn register_raw_tables_as_of(
     as_of: &AsOf,
 ) -> Result<LakeSnapshots, MartsError> {
     let pinned = pin_raw_tables(catalog, namespace, as_of).await?;
-    let mut snapshots = Vec::with_capacity(pinned.len());
+    let snapshots = snapshots_of(&pinned);
     for PinnedTable {
         name,
         table,
@@ -82,12 +106,8 @@ pub async fn register_raw_tables_as_of(
                 source: Box::new(source),
             })?;
         tracing::debug!(table = %qualified, snapshot_id = ?snapshot_id, "raw table pinned");
-        snapshots.push(LakeSnapshot {
-            table: name.to_string(),
-            snapshot_id,
-        });
     }
-    Ok(LakeSnapshots(snapshots))
+    Ok(snapshots)
 }
 
 #[cfg(test)]

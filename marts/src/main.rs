@@ -104,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
         config.interval_ms = interval;
     }
     config.validate()?;
+    tributary_common::profile::check_section("", &config, config.lake.unused_credentials())?;
 
     let catalog = tributary_raw::catalog::open(&config.lake)
         .await

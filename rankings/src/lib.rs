@@ -25,4 +25,6 @@ pub use error::RankingsError;
 pub use money::Money;
 pub use period::{Month, Period};
 pub use publication::{LakeSnapshot, LakeSnapshots, Publication};
-pub use store::{ClickHouseStore, MemoryStore, Page, PublicationWriter, RankingQueries};
+pub use store::{
+    ClickHouseStore, MemoryStore, Page, PublicationWriter, RankingQueries, ServedStore,
+};

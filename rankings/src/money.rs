@@ -199,4 +199,121 @@ mod tests {
             Some(Money::from_cents(3))
         );
     }
+
+    mod properties {
+        //! Money at its bounds, as property tests: every amount Decimal(18,2) holds survives
+        //! printing and parsing, and nothing outside it gets in, by any door.
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        const MAX: i128 = MAX_CENTS as i128;
+
+        fn fits(cents: i128) -> bool {
+            cents.unsigned_abs() <= MAX as u128
+        }
+
+        /// Cents near the bounds and zero as often as anywhere else.
+        fn cents() -> impl Strategy<Value = i128> {
+            prop_oneof![
+                -MAX..=MAX,
+                (MAX - 1_000)..=(MAX + 1_000),
+                (-MAX - 1_000)..=(-MAX + 1_000),
+                -1_000i128..=1_000,
+                any::<i64>().prop_map(i128::from),
+                any::<i128>(),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 2_000,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            #[test]
+            fn in_range_exactly_when_decimal_18_2_holds_it(c in cents()) {
+                match Money::try_from_cents(c) {
+                    Ok(m) => {
+                        prop_assert!(fits(c));
+                        prop_assert_eq!(i128::from(m.cents()), c);
+                        prop_assert_eq!(m.to_string().parse::<Money>(), Ok(m));
+                    }
+                    Err(MoneyError::OutOfRange { .. }) => prop_assert!(!fits(c)),
+                    Err(other) => prop_assert!(false, "{c}: {other}"),
+                }
+            }
+
+            #[test]
+            fn printed_amounts_parse_back_and_nothing_else_overflows(c in cents(), frac in 0u8..100) {
+                let whole = c / 100;
+                let text = format!("{whole}.{frac:02}");
+                let frac = i128::from(frac);
+                let exact = whole.checked_mul(100).and_then(|w| {
+                    if text.starts_with('-') { w.checked_sub(frac) } else { w.checked_add(frac) }
+                });
+                match (text.parse::<Money>(), exact) {
+                    (Ok(m), Some(exact)) => prop_assert_eq!(i128::from(m.cents()), exact),
+                    (Err(_), Some(exact)) => prop_assert!(!fits(exact), "{text} refused"),
+                    (Err(_), None) => {}
+                    (Ok(m), None) => prop_assert!(false, "{text} parsed as {m}"),
+                }
+            }
+
+            #[test]
+            fn sums_are_exact_or_refused(a in cents(), b in cents()) {
+                let (Ok(x), Ok(y)) = (Money::try_from_cents(a), Money::try_from_cents(b)) else {
+                    return Ok(());
+                };
+                match x.checked_add(y) {
+                    Some(sum) => prop_assert_eq!(i128::from(sum.cents()), a + b),
+                    None => prop_assert!(!fits(a + b)),
+                }
+            }
+
+            #[test]
+            fn a_fold_never_wraps(amounts in proptest::collection::vec(cents(), 0..40)) {
+                let amounts: Vec<Money> = amounts.into_iter().filter_map(|c| Money::try_from_cents(c).ok()).collect();
+                let folded = amounts.iter().try_fold(Money::ZERO, |acc, m| acc.checked_add(*m));
+                let mut exact = 0i128;
+                let mut left = false;
+                for m in &amounts {
+                    exact += i128::from(m.cents());
+                    left |= !fits(exact);
+                }
+                match folded {
+                    Some(total) => {
+                        prop_assert!(!left);
+                        prop_assert_eq!(i128::from(total.cents()), exact);
+                    }
+                    None => prop_assert!(left),
+                }
+            }
+
+            #[test]
+            fn decimals_of_any_scale_convert_exactly(value in cents(), scale in -6i8..=24) {
+                let exact: Option<i128> = if scale <= 2 {
+                    10i128.checked_pow(u32::from((2 - scale).unsigned_abs())).and_then(|f| value.checked_mul(f))
+                } else {
+                    let f = 10i128.checked_pow(u32::from((scale - 2).unsigned_abs()));
+                    match f {
+                        Some(f) if value % f != 0 => {
+                            let precise = matches!(Money::from_unscaled(value, scale), Err(MoneyError::TooPrecise { .. }));
+                            prop_assert!(precise, "{value}e-{scale} was not refused as too precise");
+                            return Ok(());
+                        }
+                        Some(f) => Some(value / f),
+                        None => None,
+                    }
+                };
+                match (Money::from_unscaled(value, scale), exact) {
+                    (Ok(m), Some(c)) => prop_assert_eq!(i128::from(m.cents()), c),
+                    (Err(MoneyError::OutOfRange { .. }), Some(c)) => prop_assert!(!fits(c)),
+                    (Err(MoneyError::OutOfRange { .. }), None) => {}
+                    (got, want) => prop_assert!(false, "{value}e-{scale}: {got:?}, exact {want:?}"),
+                }
+            }
+        }
+    }
 }

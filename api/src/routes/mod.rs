@@ -161,6 +161,10 @@ pub struct RankingsApi {
     limits: crate::config::LimitSettings,
     /// One permit per lake request allowed to run at once (`limits.lake_concurrency`).
     lake_permits: Arc<tokio::sync::Semaphore>,
+    /// The latest publication in memory, when `store` is it (HTTP validators read it).
+    served: Option<Arc<tributary_rankings::ServedStore>>,
+    /// Publications lately computed from the lake for time travel (`limits.as_of_cache`).
+    computed: Arc<crate::lake::ComputedCache>,
 }
 
 /// The lake, for as long as this request holds its turn to read it.
@@ -196,6 +200,10 @@ impl RankingsApi {
             lake_permits: Arc::new(tokio::sync::Semaphore::new(
                 crate::config::LimitSettings::default().lake_concurrency,
             )),
+            served: None,
+            computed: Arc::new(crate::lake::ComputedCache::new(
+                crate::config::LimitSettings::default().as_of_cache,
+            )),
         }
     }
 
@@ -203,9 +211,25 @@ impl RankingsApi {
     pub fn with_limits(self, limits: crate::config::LimitSettings) -> Self {
         Self {
             lake_permits: Arc::new(tokio::sync::Semaphore::new(limits.lake_concurrency.max(1))),
+            computed: Arc::new(crate::lake::ComputedCache::new(limits.as_of_cache)),
             limits,
             ..self
         }
+    }
+
+    /// The same API reading the publication `served` holds in memory (and the store under it
+    /// for anything else), with HTTP validators (`ETag`, 304) on the responses it answers.
+    pub fn serving(self, served: Arc<tributary_rankings::ServedStore>) -> Self {
+        Self {
+            store: served.clone(),
+            served: Some(served),
+            ..self
+        }
+    }
+
+    /// The served store, if the API answers from memory.
+    pub(crate) fn served(&self) -> Option<Arc<tributary_rankings::ServedStore>> {
+        self.served.clone()
     }
 
     /// How long a request may run (`limits.request_timeout_ms`).
@@ -304,23 +328,31 @@ impl RankingsApi {
         as_of_snapshot: Option<i64>,
     ) -> Result<Source, ProblemResponse> {
         let period = period_param(month)?;
-        let (store, at, lake_as_of) = match travel_param(as_of, as_of_snapshot)? {
-            Travel::Latest => (self.store.clone(), None, None),
+        let (store, travelled, at, lake_as_of) = match travel_param(as_of, as_of_snapshot)? {
+            Travel::Latest => (self.store.clone(), None, None, None),
             Travel::At(at) => {
-                let store = self.lake().await?.publication_as_of(at).await?;
-                (store, Some((at, None)), Some(AsOf::Timestamp(at)))
+                let as_of = AsOf::Timestamp(at);
+                let (store, row) = self.travel(&as_of).await?;
+                (store, Some(row), Some((at, None)), Some(as_of))
             }
             Travel::Snapshot(id) => {
-                let lake = self.lake().await?;
-                let cut = lake.resolve_snapshot(id).await?;
-                let store = lake.publication_of(&cut.as_of).await?;
-                (store, Some((cut.committed_at, Some(id))), Some(cut.as_of))
+                let cut = self.lake().await?.resolve_snapshot(id).await?;
+                let (store, row) = self.travel(&cut.as_of).await?;
+                (
+                    store,
+                    Some(row),
+                    Some((cut.committed_at, Some(id))),
+                    Some(cut.as_of),
+                )
             }
         };
-        let row = store
-            .latest_publication()
-            .await?
-            .ok_or(ApiError::NotPublished)?;
+        let row = match travelled {
+            Some(row) => row,
+            None => store
+                .latest_publication()
+                .await?
+                .ok_or(ApiError::NotPublished)?,
+        };
         let mut publication = PublicationJson::from_row(&row)?;
         if let Some((at, snapshot)) = at {
             publication.as_of = Some(at);
@@ -339,6 +371,45 @@ impl RankingsApi {
             summary,
             as_of,
         })
+    }
+
+    /// The publication of the lake as `as_of` pins it, and the store to read it from: the
+    /// retained publication of exactly those snapshots when the store still holds one (the
+    /// marts computed it; same snapshots, same rows), else one computed from the lake in a lake
+    /// turn and kept in a small cache keyed by the snapshots (`limits.as_of_cache` entries).
+    async fn travel(
+        &self,
+        as_of: &AsOf,
+    ) -> Result<(Arc<dyn RankingQueries>, PublicationRow), ApiError> {
+        let lake = self
+            .lake
+            .as_deref()
+            .ok_or_else(|| ApiError::LakeUnavailable("no lake is configured".to_string()))?;
+        // Metadata only: no turn needed.
+        let snapshots = lake.resolve(as_of).await?;
+        let id = snapshots.publication_id();
+        if let Some(row) = self.store.publication(&id).await? {
+            return Ok((self.store.clone(), row));
+        }
+        let store = match self.computed.get(&id) {
+            Some(store) => store,
+            None => {
+                let store = self.lake().await?.publication_of(as_of).await?;
+                let row = store
+                    .latest_publication()
+                    .await?
+                    .ok_or(ApiError::NotPublished)?;
+                // Keyed by what was computed: an `as_of` at or after now may have seen a commit
+                // that landed since it was resolved.
+                self.computed.put(row.publication_id.clone(), store.clone());
+                return Ok((store, row));
+            }
+        };
+        let row = store
+            .latest_publication()
+            .await?
+            .ok_or(ApiError::NotPublished)?;
+        Ok((store, row))
     }
 
     /// The provenance page of one ranking row: the row as published (or computed for the

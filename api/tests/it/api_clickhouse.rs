@@ -206,6 +206,19 @@ impl Server {
         (status, content_type, resp.json().await.unwrap())
     }
 
+    /// `get` until the answer is from the publication of `run_id`: the API swaps in a newer
+    /// publication within `serving.refresh_ms` of its appearing.
+    async fn get_from(&self, path: &str, run_id: &str) -> (u16, String, Value) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let answer = self.get(path).await;
+            if answer.2["publication"]["run_id"] == run_id || std::time::Instant::now() > deadline {
+                return answer;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     async fn stop(self) {
         self.shutdown.cancel();
         self.handle.await.unwrap().unwrap();
@@ -353,7 +366,9 @@ async fn republishing_the_same_snapshots_shows_no_duplicates() {
     store.publish(&publication("run-1", 0)).await.unwrap();
     store.publish(&publication("run-2", 60)).await.unwrap();
 
-    let (status, _, page) = server.get("/v1/rankings/salesmen?limit=1000").await;
+    let (status, _, page) = server
+        .get_from("/v1/rankings/salesmen?limit=1000", "run-2")
+        .await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["publication"]["run_id"], "run-2");
     assert_eq!(page["items"].as_array().unwrap().len(), 40);
@@ -596,4 +611,111 @@ fn without_computed_at(mut body: Value) -> Value {
         p.remove("computed_at");
     }
     body
+}
+
+/// The read-only user of the local stack (dev/clickhouse/users.xml), as `dev/app` gives the API.
+fn as_reader(settings: &ClickHouseSettings) -> ClickHouseSettings {
+    ClickHouseSettings {
+        user: "tributary_reader".into(),
+        password: "tributary-reader".into(),
+        ..settings.clone()
+    }
+}
+
+/// The API reads everything it serves as a user that can write nothing: the rankings answer,
+/// while every write the marts make is refused to that user by ClickHouse itself.
+#[tokio::test]
+async fn the_api_reads_as_a_user_that_cannot_write() {
+    let settings = settings("reader");
+    let store = store(&settings).await;
+    store.publish(&publication("run-1", 0)).await.unwrap();
+    let reader = as_reader(&settings);
+    let server = start(&reader).await;
+    let (status, _, page) = server.get("/v1/rankings/salesmen?limit=1000").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 40);
+    let (status, _, ready) = server.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    server.stop().await;
+
+    let read_only = ClickHouseStore::new(&reader).unwrap();
+    read_only.ping().await.unwrap();
+    assert!(read_only.latest_publication().await.unwrap().is_some());
+    let refused = read_only
+        .publish(&publication("run-2", 60))
+        .await
+        .expect_err("the reader published");
+    assert!(refused.to_string().contains("readonly"), "{refused}");
+    for sql in [
+        format!("DROP TABLE {}.salesman_ranking", settings.database),
+        format!("CREATE DATABASE {}_other", settings.database),
+        format!(
+            "ALTER TABLE {}.publications DELETE WHERE 1",
+            settings.database
+        ),
+    ] {
+        let error = read_only
+            .client()
+            .query(&sql)
+            .execute()
+            .await
+            .expect_err(&sql);
+        assert!(error.to_string().contains("readonly"), "{sql}: {error}");
+    }
+    // Nothing changed.
+    assert_eq!(
+        store.latest_publication().await.unwrap().unwrap().run_id,
+        "run-1"
+    );
+    drop_database(&store).await;
+}
+
+/// Served from memory over a real ClickHouse: the API takes up a newer publication by itself,
+/// and its validators follow it (304 while it stands, 200 with a new tag after).
+#[tokio::test]
+async fn the_api_serves_the_newest_publication_with_validators() {
+    let settings = settings("served");
+    let store = store(&settings).await;
+    store.publish(&publication("run-1", 0)).await.unwrap();
+    let server = start(&settings).await;
+    let path = "/v1/rankings/salesmen?limit=5";
+    let (status, _, page) = server.get_from(path, "run-1").await;
+    assert_eq!(status, 200, "{page}");
+    let url = format!("{}{path}", server.base);
+    let http = reqwest::Client::new();
+    // Once held in memory every answer carries the tag (the first may predate the load).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let tag = loop {
+        let resp = http.get(&url).send().await.unwrap();
+        if let Some(tag) = resp.headers().get("etag") {
+            break tag.to_str().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no ETag in 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let revalidated = http
+        .get(&url)
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status().as_u16(), 304);
+    assert_eq!(revalidated.headers()["cache-control"], "public, no-cache");
+
+    store.publish(&publication("run-2", 60)).await.unwrap();
+    let (status, _, page) = server.get_from(path, "run-2").await;
+    assert_eq!(
+        (status, &page["publication"]["run_id"]),
+        (200, &json!("run-2"))
+    );
+    let after = http
+        .get(&url)
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status().as_u16(), 200);
+    assert_ne!(after.headers()["etag"].to_str().unwrap(), tag);
+    server.stop().await;
+    drop_database(&store).await;
 }

@@ -4,3 +4,4 @@
 mod api_clickhouse;
 mod api_time_travel;
 mod lineage_retention;
+mod profile;

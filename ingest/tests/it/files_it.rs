@@ -419,6 +419,7 @@ async fn sigkilled_mid_file_every_record_is_published_exactly_once() {
     let start = || {
         Command::new(env!("CARGO_BIN_EXE_tributary-ingest"))
             .args(["files", "--once"])
+            .env("TRIBUTARY_PROFILE", "development")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .current_dir(repo())
             .stdout(Stdio::null())

@@ -204,6 +204,14 @@ impl RankingQueries for MemoryStore {
             .cloned())
     }
 
+    async fn publication(
+        &self,
+        publication_id: &str,
+    ) -> Result<Option<PublicationRow>, RankingsError> {
+        let t = self.tables("read a publication")?;
+        Ok(t.publications.get(publication_id).cloned())
+    }
+
     async fn city_ranking(
         &self,
         publication_id: &str,

@@ -9,15 +9,17 @@
 mod clickhouse;
 mod memory;
 mod scan;
+mod served;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use self::clickhouse::ClickHouseStore;
 pub use self::memory::MemoryStore;
+pub use self::served::{Refresh, ServedPublication, ServedStore};
 use crate::error::RankingsError;
 use crate::period::Period;
-use crate::publication::Publication;
+use crate::publication::{Publication, PublicationRows};
 use crate::retention::{PrunePlan, PublicationRetention};
 use crate::schema::{
     CityRankingRow, CitySalesmanRankingRow, MartRunRow, PublicationPeriodRow, PublicationRow,
@@ -72,6 +74,23 @@ pub trait RankingQueries: Send + Sync {
 
     /// The publication with the highest version, if any was completed.
     async fn latest_publication(&self) -> Result<Option<PublicationRow>, RankingsError>;
+
+    /// The publication `publication_id` if the store holds it (a retained one, not only the
+    /// latest): time travel answers from it when an `as_of` resolves to its snapshots.
+    async fn publication(
+        &self,
+        publication_id: &str,
+    ) -> Result<Option<PublicationRow>, RankingsError>;
+
+    /// Every row of `publication` (every period of the three rankings, its periods and
+    /// sources), to hold it in memory ([`ServedStore`]). The default reads each period's whole
+    /// rankings; ClickHouse reads each table once.
+    async fn publication_rows(
+        &self,
+        publication: &PublicationRow,
+    ) -> Result<PublicationRows, RankingsError> {
+        scan::publication_rows(self, publication).await
+    }
 
     /// A page of the city ranking of `publication_id`.
     async fn city_ranking(

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use super::{Page, RankingQueries};
 use crate::error::RankingsError;
 use crate::period::Period;
-use crate::schema::{CityRankingRow, CitySalesmanRankingRow, SalesmanRankingRow};
+use crate::publication::PublicationRows;
+use crate::schema::{CityRankingRow, CitySalesmanRankingRow, PublicationRow, SalesmanRankingRow};
 
 /// Every row of a ranking: the store pages, this reads them all.
 const EVERYTHING: Page = Page {
@@ -26,9 +27,18 @@ fn paged<T>(rows: Vec<T>, page: Page) -> (Vec<T>, u64) {
     (items, total)
 }
 
+/// The order of a salesman's cities [`RankingQueries::salesman_cities`] promises: revenue
+/// (desc), then city id.
+pub(super) fn revenue_then_city(
+    a: &CitySalesmanRankingRow,
+    b: &CitySalesmanRankingRow,
+) -> std::cmp::Ordering {
+    b.revenue.cmp(&a.revenue).then(a.city_id.cmp(&b.city_id))
+}
+
 /// Orders a salesman's cities as [`RankingQueries::salesman_cities`] promises.
 pub(super) fn by_revenue_then_city(rows: &mut [CitySalesmanRankingRow]) {
-    rows.sort_by(|a, b| b.revenue.cmp(&a.revenue).then(a.city_id.cmp(&b.city_id)));
+    rows.sort_by(revenue_then_city);
 }
 
 async fn months<S: RankingQueries + ?Sized>(
@@ -160,4 +170,33 @@ pub(super) async fn city_months<S: RankingQueries + ?Sized>(
         out.extend(store.city(publication_id, month, city_id).await?);
     }
     Ok(out)
+}
+
+pub(super) async fn publication_rows<S: RankingQueries + ?Sized>(
+    store: &S,
+    publication: &PublicationRow,
+) -> Result<PublicationRows, RankingsError> {
+    let id = publication.publication_id.as_str();
+    let periods = store.periods(id).await?;
+    let mut rows = PublicationRows {
+        cities: Vec::new(),
+        city_salesmen: Vec::new(),
+        salesmen: Vec::new(),
+        sources: store.sources(id).await?,
+        periods: Vec::new(),
+        publication: publication.clone(),
+    };
+    for period in periods
+        .iter()
+        .filter_map(|p| p.period.parse::<Period>().ok())
+    {
+        rows.cities
+            .extend(store.city_ranking(id, period, EVERYTHING).await?);
+        rows.city_salesmen
+            .extend(all_city_salesmen(store, id, period).await?);
+        rows.salesmen
+            .extend(store.salesman_ranking(id, period, EVERYTHING).await?);
+    }
+    rows.periods = periods;
+    Ok(rows)
 }

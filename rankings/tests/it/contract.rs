@@ -111,6 +111,11 @@ pub async fn round_trip(store: &dyn PublicationWriter) {
     let latest = store.latest_publication().await.unwrap().unwrap();
     assert_eq!(latest, rows.publication);
     assert_eq!(
+        store.publication(&p.id).await.unwrap(),
+        Some(rows.publication.clone())
+    );
+    assert_eq!(store.publication("pg_sale:404").await.unwrap(), None);
+    assert_eq!(
         latest.publication_id,
         "pg_sale:10,pg_salesman:20,pg_city:none"
     );
@@ -246,6 +251,10 @@ pub async fn latest_is_the_highest_version(store: &dyn PublicationWriter) {
     let latest = store.latest_publication().await.unwrap().unwrap();
     assert_eq!(latest.publication_id, newer.id);
     // Both publications stay readable by id.
+    assert_eq!(
+        store.publication(&older.id).await.unwrap().unwrap().run_id,
+        "run-1"
+    );
     assert_eq!(
         store
             .city_ranking(&older.id, Period::AllTime, ALL)

@@ -109,6 +109,25 @@ impl ClickHouseStore {
         self.fetch_all(action, query).await
     }
 
+    /// Every row of one publication in a ranking table, every period (one pass over the
+    /// partition; the order is left to the reader).
+    async fn whole_table<T>(
+        &self,
+        table: &str,
+        action: &str,
+        publication_id: &str,
+    ) -> Result<Vec<T>, RankingsError>
+    where
+        T: RowOwned + RowRead,
+    {
+        let sql = format!(
+            "SELECT ?fields FROM {} FINAL WHERE publication_id = ?",
+            self.table(table)
+        );
+        let query = self.client.query(&sql).bind(publication_id);
+        self.fetch_all(action, query).await
+    }
+
     async fn fetch<T>(
         &self,
         action: &str,

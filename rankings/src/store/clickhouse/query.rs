@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use super::{ClickHouseStore, UNKNOWN_DATABASE, UNKNOWN_TABLE, server_error_code};
 use crate::error::RankingsError;
 use crate::period::Period;
+use crate::publication::PublicationRows;
 use crate::schema::{
     CITY_RANKING, CITY_SALESMAN_RANKING, CityRankingRow, CitySalesmanRankingRow, MART_RUNS,
     MartRunRow, PUBLICATION_PERIODS, PUBLICATION_SOURCES, PUBLICATIONS, PublicationPeriodRow,
@@ -201,6 +202,63 @@ impl RankingQueries for ClickHouseStore {
         );
         let query = self.client.query(&sql).bind(publication_id);
         self.fetch_all("read publication sources", query).await
+    }
+
+    async fn publication(
+        &self,
+        publication_id: &str,
+    ) -> Result<Option<PublicationRow>, RankingsError> {
+        let sql = format!(
+            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? ORDER BY version DESC LIMIT 1",
+            self.table(PUBLICATIONS)
+        );
+        let query = self.client.query(&sql).bind(publication_id);
+        match self
+            .fetch_all::<PublicationRow>("read a publication", query)
+            .await
+        {
+            Ok(rows) => Ok(rows.into_iter().next()),
+            Err(RankingsError::ClickHouse {
+                source: clickhouse::error::Error::BadResponse(message),
+                ..
+            }) if matches!(
+                server_error_code(&message),
+                Some(UNKNOWN_TABLE | UNKNOWN_DATABASE)
+            ) =>
+            {
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn publication_rows(
+        &self,
+        publication: &PublicationRow,
+    ) -> Result<PublicationRows, RankingsError> {
+        let id = publication.publication_id.as_str();
+        Ok(PublicationRows {
+            cities: self
+                .whole_table(CITY_RANKING, "read a publication's city ranking", id)
+                .await?,
+            city_salesmen: self
+                .whole_table(
+                    CITY_SALESMAN_RANKING,
+                    "read a publication's city salesman ranking",
+                    id,
+                )
+                .await?,
+            salesmen: self
+                .whole_table(
+                    SALESMAN_RANKING,
+                    "read a publication's salesman ranking",
+                    id,
+                )
+                .await?,
+            periods: self.periods(id).await?,
+            sources: self.sources(id).await?,
+            publication: publication.clone(),
+        })
     }
 
     async fn runs(&self, limit: u32) -> Result<Vec<MartRunRow>, RankingsError> {

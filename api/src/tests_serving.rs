@@ -1,0 +1,133 @@
+//! Serving from memory over HTTP: the served API answers exactly what the store answers,
+//! without the store once loaded, and with validators (`ETag`, 304) that follow the publication.
+
+use std::sync::Arc;
+
+use poem::http::{StatusCode, header};
+use poem::test::TestClient;
+use serde_json::Value;
+use tributary_rankings::{MemoryStore, PublicationWriter, ServedStore};
+
+use crate::lineage::store::LineageStore;
+use crate::routes::RankingsApi;
+use crate::tests::publication;
+use crate::{app, app_of};
+
+const PATHS: [&str; 10] = [
+    "/v1/rankings/cities",
+    "/v1/rankings/cities?month=2026-02&salesmen=1",
+    "/v1/rankings/cities?state=SP&limit=1&offset=0",
+    "/v1/rankings/cities/7/salesmen",
+    "/v1/rankings/cities/9/salesmen?month=2026-02",
+    "/v1/rankings/salesmen?city_id=9",
+    "/v1/rankings/salesmen?month=2026-02&limit=1&offset=1",
+    "/v1/salesmen/1",
+    "/v1/cities/9",
+    "/v1/months",
+];
+
+async fn served(store: Arc<MemoryStore>) -> (Arc<ServedStore>, TestClient<impl poem::Endpoint>) {
+    let served = Arc::new(ServedStore::new(store.clone()));
+    served.refresh().await.unwrap();
+    let api = RankingsApi::new(store).serving(served.clone());
+    let client = TestClient::new(app_of(
+        api,
+        Arc::new(LineageStore::in_memory()),
+        Arc::default(),
+    ));
+    (served, client)
+}
+
+async fn json(resp: poem::test::TestResponse) -> Value {
+    resp.json().await.value().deserialize()
+}
+
+#[tokio::test]
+async fn memory_answers_equal_the_store_answers_and_need_no_store() {
+    let store = Arc::new(MemoryStore::new());
+    store.publish(&publication()).await.unwrap();
+    let direct = TestClient::new(app(store.clone()));
+    let (_, client) = served(store.clone()).await;
+    let mut expected = Vec::new();
+    for path in PATHS {
+        let want = direct.get(path).send().await;
+        want.assert_status_is_ok();
+        expected.push(json(want).await);
+    }
+    // The store goes away: every ranking and detail read is still answered, identically.
+    store.set_unavailable(true);
+    for (path, want) in PATHS.iter().zip(expected) {
+        let got = client.get(*path).send().await;
+        got.assert_status_is_ok();
+        assert_eq!(json(got).await, want, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn validators_follow_the_publication() {
+    let store = Arc::new(MemoryStore::new());
+    let first = publication();
+    store.publish(&first).await.unwrap();
+    let (served, client) = served(store.clone()).await;
+
+    let mut tags = std::collections::BTreeSet::new();
+    for path in PATHS {
+        let resp = client.get(path).send().await;
+        resp.assert_status_is_ok();
+        resp.assert_header(header::CACHE_CONTROL, crate::serving::CACHE_CONTROL);
+        let tag = resp.0.headers()[header::ETAG].to_str().unwrap().to_string();
+        assert!(tags.insert(tag.clone()), "{path}: one tag per request");
+
+        // Revalidation: 304, no body, the same tag.
+        let again = client
+            .get(path)
+            .header(header::IF_NONE_MATCH, &tag)
+            .send()
+            .await;
+        again.assert_status(StatusCode::NOT_MODIFIED);
+        again.assert_header(header::ETAG, &tag);
+        assert!(again.0.into_body().into_bytes().await.unwrap().is_empty());
+        // Another tag is not a match.
+        client
+            .get(path)
+            .header(header::IF_NONE_MATCH, "\"0-0\"")
+            .send()
+            .await
+            .assert_status_is_ok();
+    }
+
+    // A newer publication: the old tags no longer match, the answers carry new ones.
+    let newer = tributary_rankings::Publication {
+        computed_at: first.computed_at + chrono::Duration::seconds(60),
+        run_id: "run-2".into(),
+        ..first
+    };
+    store.publish(&newer).await.unwrap();
+    served.refresh().await.unwrap();
+    let path = PATHS[0];
+    let old_tags: Vec<String> = tags.into_iter().collect();
+    let resp = client
+        .get(path)
+        .header(header::IF_NONE_MATCH, old_tags.join(", "))
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    let tag = resp.0.headers()[header::ETAG].to_str().unwrap().to_string();
+    assert!(!old_tags.contains(&tag));
+    assert_eq!(json(resp).await["publication"]["run_id"], "run-2");
+
+    // Not tagged: errors, time travel, what is not read from the publication alone.
+    for path in [
+        "/v1/cities/12345",
+        "/v1/rankings/cities?as_of=2026-03-01T00:00:00Z",
+        "/v1/completeness",
+        "/healthz",
+    ] {
+        let resp = client.get(path).send().await;
+        assert!(
+            resp.0.headers().get(header::ETAG).is_none(),
+            "{path}: {}",
+            resp.0.status()
+        );
+    }
+}
