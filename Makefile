@@ -99,10 +99,11 @@ bench-trino: up-with-trino ## marts full rebuild, DataFusion vs Trino, on HISTOR
 # wrk against the API (needs rankings published in ClickHouse `marts`: `dev/app up`): release builds of
 # the API and of the bench, whose own hello-world poem endpoint is the baseline. WRK_SECONDS per endpoint.
 WRK_SECONDS ?= 20
-bench-api: up ## wrk: rankings endpoints vs a hello-world poem endpoint (req/s, p50/p99) and the API's peak RSS
+API_RUNS ?= 3
+bench-api: up ## wrk: rankings endpoints served from memory vs read from ClickHouse vs a hello-world poem endpoint, and a 304; API_RUNS rounds, median and spread
 	$(CARGO) build --release -p tributary-bench
 	$(CARGO) build --release -p tributary-api
-	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" api --seconds $(WRK_SECONDS)
+	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" api --seconds $(WRK_SECONDS) --runs $(API_RUNS)
 
 # CDC end to end (Postgres → Debezium → lander → API) at CDC_RATES changes/s, CDC_SECONDS each, in its own
 # source database, Debezium connector and services (dev profile: the services of `make build`).
