@@ -225,6 +225,9 @@ impl ApiError {
     }
 }
 
+/// `Retry-After` of a 429 `busy`, in seconds.
+pub const RETRY_BUSY_AFTER_S: u64 = 1;
+
 /// Every error response of the API: a problem-JSON body with the status of
 /// [`ApiError::status`].
 #[derive(Debug, ApiResponse)]
@@ -242,6 +245,14 @@ pub enum ProblemResponse {
     /// Something that will not fix itself.
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
+    /// Too many lake requests at once: retry after `Retry-After` seconds.
+    #[oai(status = 429, content_type = "application/problem+json")]
+    Busy(
+        Json<Problem>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
     /// Any other status poem itself produces (405 and the like).
     #[oai(content_type = "application/problem+json")]
     Other(StatusCode, Json<Problem>),
@@ -259,6 +270,8 @@ impl From<ApiError> for ProblemResponse {
             StatusCode::NOT_FOUND => ProblemResponse::NotFound(body),
             StatusCode::SERVICE_UNAVAILABLE => ProblemResponse::Unavailable(body),
             StatusCode::INTERNAL_SERVER_ERROR => ProblemResponse::Internal(body),
+            // A turn frees within a lake request's time; a second is the queue's own wait.
+            StatusCode::TOO_MANY_REQUESTS => ProblemResponse::Busy(body, RETRY_BUSY_AFTER_S),
             other => ProblemResponse::Other(other, body),
         }
     }

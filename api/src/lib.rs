@@ -142,9 +142,15 @@ fn app_of(
     let metrics = Arc::new(ApiMetrics::new());
     let scrape = {
         let (store, metrics, health) = (store.clone(), metrics.clone(), health.clone());
+        let served = served.clone();
         poem::endpoint::make(move |_req| {
             let (store, metrics, health) = (store.clone(), metrics.clone(), health.clone());
+            let served = served.clone();
             async move {
+                if let Some(served) = served.as_deref() {
+                    let (loads, failures) = served.counts();
+                    metrics.set_served(served.served().map(|p| p.ranking_rows()), loads, failures);
+                }
                 if let Some(h) = health.as_deref() {
                     match h.slots(SLOTS_SCRAPE_TIMEOUT).await {
                         Some(Ok(slots)) => metrics.set_slots(&slots),

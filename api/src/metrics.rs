@@ -8,6 +8,8 @@
 //! - `tributary_api_publication_age_seconds`: now minus the start of the marts run that wrote
 //!   the latest publication, read at each scrape; `tributary_api_publication_available` is 0
 //!   (and the age absent) while nothing is published or the store cannot be read.
+//! - `tributary_api_served_publication_rows`, `…_loads_total`, `…_refresh_failures_total`: the
+//!   publication held in memory (`crate::serving`), read from the served store at each scrape.
 //! - `tributary_source_replication_slot_retained_bytes{slot}`, `…_safe_wal_bytes{slot}` (what
 //!   the slot may still take before Postgres invalidates it; absent without
 //!   `max_slot_wal_keep_size`) and `…_active{slot}`: the source Postgres's logical replication
@@ -17,8 +19,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// The `route` label of a request no route serves.
@@ -41,6 +43,9 @@ pub struct ApiMetrics {
     slot_retained: IntGaugeVec,
     slot_safe: IntGaugeVec,
     slot_active: IntGaugeVec,
+    served_rows: IntGauge,
+    served_loads: IntCounter,
+    served_refresh_failures: IntCounter,
     /// Serialises [`ApiMetrics::set_publication`]: two scrapes at once must not both register
     /// the age gauge.
     publication_lock: std::sync::Arc<std::sync::Mutex<()>>,
@@ -104,6 +109,21 @@ impl ApiMetrics {
             "tributary_source_replication_slot_active",
             "1 when a reader (Debezium) is connected to the replication slot",
         );
+        let served_rows = IntGauge::new(
+            "tributary_api_served_publication_rows",
+            "Ranking rows of the publication the API holds in memory (0 while it holds none)",
+        )
+        .expect("valid gauge");
+        let served_loads = IntCounter::new(
+            "tributary_api_served_publication_loads_total",
+            "Publications the API read whole from ClickHouse to serve from memory",
+        )
+        .expect("valid counter");
+        let served_refresh_failures = IntCounter::new(
+            "tributary_api_served_publication_refresh_failures_total",
+            "Checks for a newer publication that failed (the one held kept being served)",
+        )
+        .expect("valid counter");
         let registry = Registry::new();
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -112,6 +132,9 @@ impl ApiMetrics {
             Box::new(slot_retained.clone()),
             Box::new(slot_safe.clone()),
             Box::new(slot_active.clone()),
+            Box::new(served_rows.clone()),
+            Box::new(served_loads.clone()),
+            Box::new(served_refresh_failures.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -124,6 +147,9 @@ impl ApiMetrics {
             slot_retained,
             slot_safe,
             slot_active,
+            served_rows,
+            served_loads,
+            served_refresh_failures,
             publication_lock: Default::default(),
         }
     }
@@ -159,6 +185,20 @@ impl ApiMetrics {
                 self.publication_available.set(1);
             }
             None => self.publication_available.set(0),
+        }
+    }
+
+    /// Sets the served-publication metrics from the served store's figures: ranking rows held
+    /// in memory (0 while none), and the loads and failed refreshes since start (counters,
+    /// advanced to the store's counts).
+    pub fn set_served(&self, rows: Option<u64>, loads: u64, refresh_failures: u64) {
+        self.served_rows
+            .set(i64::try_from(rows.unwrap_or(0)).unwrap_or(i64::MAX));
+        for (counter, count) in [
+            (&self.served_loads, loads),
+            (&self.served_refresh_failures, refresh_failures),
+        ] {
+            counter.inc_by(count.saturating_sub(counter.get()));
         }
     }
 

@@ -131,3 +131,26 @@ async fn validators_follow_the_publication() {
         );
     }
 }
+
+#[tokio::test]
+async fn metrics_tell_what_is_held_in_memory() {
+    let store = Arc::new(MemoryStore::new());
+    let p = publication();
+    store.publish(&p).await.unwrap();
+    let (served, client) = served(store.clone()).await;
+    store.set_unavailable(true);
+    assert!(served.refresh().await.is_err());
+    let resp = client.get("/metrics").send().await;
+    resp.assert_status_is_ok();
+    let text = resp.0.into_body().into_string().await.unwrap();
+    for line in [
+        format!(
+            "tributary_api_served_publication_rows {}",
+            p.rows().ranking_rows()
+        ),
+        "tributary_api_served_publication_loads_total 1".to_string(),
+        "tributary_api_served_publication_refresh_failures_total 1".to_string(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    }
+}

@@ -375,6 +375,7 @@ async fn lake_requests_take_turns_and_none_runs_unbounded() {
     let busy = api.lake().await.err().expect("the one turn is taken");
     let resp = ProblemResponse::from(busy).into_response();
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()["retry-after"], "1");
     let problem: Value =
         serde_json::from_slice(&resp.into_body().into_vec().await.unwrap()).unwrap();
     assert_eq!(problem["type"], "urn:tributary:problem:busy");

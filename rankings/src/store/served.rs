@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -211,6 +212,10 @@ impl ServedPublication {
 pub struct ServedStore {
     store: Arc<dyn RankingQueries>,
     served: RwLock<Option<Arc<ServedPublication>>>,
+    /// Publications loaded since start (metrics).
+    loads: AtomicU64,
+    /// Refreshes that failed since start (metrics).
+    refresh_failures: AtomicU64,
 }
 
 /// What a [`ServedStore::refresh`] found.
@@ -235,7 +240,17 @@ impl ServedStore {
         Self {
             store,
             served: RwLock::new(None),
+            loads: AtomicU64::new(0),
+            refresh_failures: AtomicU64::new(0),
         }
+    }
+
+    /// Publications loaded, and refreshes failed, since start.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.loads.load(Ordering::Relaxed),
+            self.refresh_failures.load(Ordering::Relaxed),
+        )
     }
 
     /// The publication served now, if one was loaded.
@@ -250,6 +265,16 @@ impl ServedStore {
     /// and serves it from now on. A newer publication found by a concurrent refresh is never
     /// replaced by an older one.
     pub async fn refresh(&self) -> Result<Refresh, RankingsError> {
+        let refreshed = self.load_if_newer().await;
+        match &refreshed {
+            Ok(Refresh::Loaded { .. }) => self.loads.fetch_add(1, Ordering::Relaxed),
+            Ok(Refresh::Unchanged) => 0,
+            Err(_) => self.refresh_failures.fetch_add(1, Ordering::Relaxed),
+        };
+        refreshed
+    }
+
+    async fn load_if_newer(&self) -> Result<Refresh, RankingsError> {
         let Some(latest) = self.store.latest_publication().await? else {
             return Ok(Refresh::Unchanged);
         };
