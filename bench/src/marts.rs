@@ -25,6 +25,7 @@ use tributary_marts::{MartsJob, RunMode, RunOutcome};
 use tributary_rankings::ClickHouseStore;
 use tributary_raw::RawTable;
 use tributary_raw::offsets::{OffsetMap, TopicPartition};
+use tributary_raw::testing::Rng;
 
 use crate::Row as ResultRow;
 
@@ -32,24 +33,9 @@ const CITIES: i64 = 50;
 const SALESMEN: i64 = 500;
 const APPEND_ROWS: usize = 100_000;
 
-/// SplitMix64: deterministic, dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// 1..=n, skewed towards the low ids (a few big cities, a few star salesmen).
-    fn skewed(&mut self, n: i64) -> i64 {
-        1 + ((self.unit() * self.unit()) * n as f64) as i64
-    }
+/// 1..=n from `rng`, skewed towards the low ids (a few big cities, a few star salesmen).
+fn skewed(rng: &mut Rng, n: i64) -> i64 {
+    1 + ((rng.unit() * rng.unit()) * n as f64) as i64
 }
 
 /// Appends change events to one raw table, one commit per call, with made-up Kafka offsets.
@@ -124,7 +110,7 @@ impl Sales {
             self.next_id += 1;
             (Op::Create, self.next_id - 1)
         } else {
-            let id = 1 + (self.rng.next() % (self.next_id - 1) as u64) as i64;
+            let id = 1 + (self.rng.next_u64() % (self.next_id - 1) as u64) as i64;
             (if roll < 0.95 { Op::Update } else { Op::Delete }, id)
         };
         // Two years of history, so there are 24 monthly rankings to keep; new sales are in the
@@ -138,17 +124,17 @@ impl Sales {
             start + (self.rng.unit() * TWO_YEARS_MICROS) as i64
         };
         // Salesmen sell mostly in their home city.
-        let salesman = self.rng.skewed(SALESMEN);
+        let salesman = skewed(&mut self.rng, SALESMEN);
         let city = if self.rng.unit() < 0.9 {
             1 + salesman % CITIES
         } else {
-            self.rng.skewed(CITIES)
+            skewed(&mut self.rng, CITIES)
         };
         let image = vec![
             Cell::Long(id),
             Cell::Long(salesman),
             Cell::Long(city),
-            Cell::Money(i128::from(100 + (self.rng.next() % 1_000_000) as i64)),
+            Cell::Money(i128::from(100 + (self.rng.next_u64() % 1_000_000) as i64)),
             Cell::Timestamp(sold_at),
             Cell::Null,
         ];

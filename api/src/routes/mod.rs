@@ -391,24 +391,19 @@ impl RankingsApi {
         if let Some(row) = self.store.publication(&id).await? {
             return Ok((self.store.clone(), row));
         }
-        let store = match self.computed.get(&id) {
-            Some(store) => store,
-            None => {
-                let store = self.lake().await?.publication_of(as_of).await?;
-                let row = store
-                    .latest_publication()
-                    .await?
-                    .ok_or(ApiError::NotPublished)?;
-                // Keyed by what was computed: an `as_of` at or after now may have seen a commit
-                // that landed since it was resolved.
-                self.computed.put(row.publication_id.clone(), store.clone());
-                return Ok((store, row));
-            }
+        let (store, computed) = match self.computed.get(&id) {
+            Some(store) => (store, false),
+            None => (self.lake().await?.publication_of(as_of).await?, true),
         };
         let row = store
             .latest_publication()
             .await?
             .ok_or(ApiError::NotPublished)?;
+        if computed {
+            // Keyed by what was computed: an `as_of` at or after now may have seen a commit
+            // that landed since it was resolved.
+            self.computed.put(row.publication_id.clone(), store.clone());
+        }
         Ok((store, row))
     }
 

@@ -310,4 +310,4 @@ pub async fn land_in(
 }
 
 mod workload;
-pub use workload::Workload;
+pub use workload::{Rng, Workload};

@@ -34,23 +34,8 @@ impl RankingQueries for ClickHouseStore {
             "SELECT ?fields FROM {} FINAL ORDER BY version DESC, publication_id DESC LIMIT 1",
             self.table(PUBLICATIONS)
         );
-        match self.client.query(&sql).fetch_all::<PublicationRow>().await {
-            Ok(rows) => Ok(rows.into_iter().next()),
-            // Before the marts' first run the database or table does not exist yet: that is
-            // "nothing published", not a failure.
-            Err(clickhouse::error::Error::BadResponse(message))
-                if matches!(
-                    server_error_code(&message),
-                    Some(UNKNOWN_TABLE | UNKNOWN_DATABASE)
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(source) => Err(RankingsError::ClickHouse {
-                action: "read latest publication".into(),
-                source,
-            }),
-        }
+        self.publication_row("read latest publication", self.client.query(&sql))
+            .await
     }
 
     async fn city_ranking(
@@ -213,23 +198,7 @@ impl RankingQueries for ClickHouseStore {
             self.table(PUBLICATIONS)
         );
         let query = self.client.query(&sql).bind(publication_id);
-        match self
-            .fetch_all::<PublicationRow>("read a publication", query)
-            .await
-        {
-            Ok(rows) => Ok(rows.into_iter().next()),
-            Err(RankingsError::ClickHouse {
-                source: clickhouse::error::Error::BadResponse(message),
-                ..
-            }) if matches!(
-                server_error_code(&message),
-                Some(UNKNOWN_TABLE | UNKNOWN_DATABASE)
-            ) =>
-            {
-                Ok(None)
-            }
-            Err(other) => Err(other),
-        }
+        self.publication_row("read a publication", query).await
     }
 
     async fn publication_rows(
@@ -470,6 +439,32 @@ impl RankingQueries for ClickHouseStore {
 /// (18.16) do not accept on the right of IN. Integers need no escaping.
 fn in_list(ids: &[i64]) -> String {
     ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
+
+impl ClickHouseStore {
+    /// The first `publications` row `query` returns. Before the marts' first run the database
+    /// or table does not exist yet: that is "nothing published", not a failure.
+    async fn publication_row(
+        &self,
+        action: &str,
+        query: clickhouse::query::Query,
+    ) -> Result<Option<PublicationRow>, RankingsError> {
+        match query.fetch_all::<PublicationRow>().await {
+            Ok(rows) => Ok(rows.into_iter().next()),
+            Err(clickhouse::error::Error::BadResponse(message))
+                if matches!(
+                    server_error_code(&message),
+                    Some(UNKNOWN_TABLE | UNKNOWN_DATABASE)
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(source) => Err(RankingsError::ClickHouse {
+                action: action.to_string(),
+                source,
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
