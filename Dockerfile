@@ -28,6 +28,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libcurl4 libsasl2-2 libssl3 zlib1g \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /app --create-home tributary
+# state our services keep on a volume (compose.yaml), owned by the user they run as: a new named
+# volume takes the ownership of the folder it is mounted on
+RUN install -d -o tributary /var/lib/tributary /var/lib/erp-sim
 ARG BIN=tributary-api
 COPY --from=build /out/${BIN} /usr/local/bin/${BIN}
 RUN ln -s /usr/local/bin/${BIN} /usr/local/bin/service

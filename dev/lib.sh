@@ -175,7 +175,7 @@ start_bg() {
   echo $! >"$pidfile"
 }
 
-# stop_pid SVC [TIMEOUT]: TERM the recorded pid (and its process group), then KILL after TIMEOUT.
+# stop_pid SVC [TIMEOUT]: TERM the recorded pid, then KILL its process group after TIMEOUT.
 stop_pid() {
   local svc=$1 timeout=${2:-30} pidfile pid
   pidfile=$(svc_pidfile "$svc")
@@ -190,7 +190,8 @@ stop_pid() {
   while proc_alive "$pid"; do
     if ((SECONDS - start >= timeout)); then
       warn "$svc: pid $pid did not stop in ${timeout}s, killing it"
-      kill -KILL "$pid" 2>/dev/null || true
+      # the whole group (setsid in start_bg): a supervisor's service, a JVM's helpers
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
       break
     fi
     sleep 0.5

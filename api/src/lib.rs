@@ -126,6 +126,7 @@ fn app_of(
 ) -> impl Endpoint<Output = Response> {
     let timeout = api.request_timeout();
     let served = api.served();
+    let answers = api.answers();
     let (store, lake, health) = api.parts();
     let api = openapi_service(api);
     let docs = api.swagger_ui();
@@ -142,14 +143,18 @@ fn app_of(
     let metrics = Arc::new(ApiMetrics::new());
     let scrape = {
         let (store, metrics, health) = (store.clone(), metrics.clone(), health.clone());
-        let served = served.clone();
+        let (served, answers) = (served.clone(), answers.clone());
         poem::endpoint::make(move |_req| {
             let (store, metrics, health) = (store.clone(), metrics.clone(), health.clone());
-            let served = served.clone();
+            let (served, answers) = (served.clone(), answers.clone());
             async move {
                 if let Some(served) = served.as_deref() {
                     let (loads, failures) = served.counts();
                     metrics.set_served(served.served().map(|p| p.ranking_rows()), loads, failures);
+                }
+                if let Some(answers) = answers.as_deref() {
+                    let (hits, misses) = answers.counts();
+                    metrics.set_answers(hits, misses);
                 }
                 if let Some(h) = health.as_deref() {
                     match h.slots(SLOTS_SCRAPE_TIMEOUT).await {
@@ -173,18 +178,23 @@ fn app_of(
             }
         })
     };
-    let status_page = poem::endpoint::make(move |_req| {
-        let (store, lake, health) = (store.clone(), lake.clone(), health.clone());
-        async move {
-            status::page(
-                store.as_ref(),
-                lake.as_deref(),
-                health.as_deref(),
-                chrono::Utc::now(),
-            )
-            .await
-        }
-    });
+    let status_page = {
+        let lineage = lineage.clone();
+        poem::endpoint::make(move |_req| {
+            let (store, lake, health) = (store.clone(), lake.clone(), health.clone());
+            let lineage = lineage.clone();
+            async move {
+                status::page(
+                    store.as_ref(),
+                    lake.as_deref(),
+                    health.as_deref(),
+                    Some(&lineage),
+                    chrono::Utc::now(),
+                )
+                .await
+            }
+        })
+    };
     Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
@@ -195,10 +205,12 @@ fn app_of(
         .nest("/docs", docs)
         // Innermost: a 304 costs no handler, and the tag names the publication the handler read.
         .around(move |ep, req: Request| {
-            let served = served.clone();
+            let (served, answers) = (served.clone(), answers.clone());
             async move {
                 match served.as_deref() {
-                    Some(served) => serving::conditional(served, &ep, req).await,
+                    Some(served) => {
+                        serving::conditional(served, answers.as_deref(), &ep, req).await
+                    }
                     None => ep.call(req).await.map(IntoResponse::into_response),
                 }
             }
@@ -300,7 +312,9 @@ pub async fn run(
             std::time::Duration::from_millis(config.serving.refresh_ms),
             shutdown.clone(),
         ));
-        api = api.serving(served);
+        api = api
+            .serving(served)
+            .with_answers(serving::AnswerCache::new(config.serving.answer_cache_bytes));
     }
     // The lineage store is opened now if Postgres answers, else at the first lineage request:
     // the rankings do not depend on it.

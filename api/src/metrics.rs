@@ -10,6 +10,8 @@
 //!   (and the age absent) while nothing is published or the store cannot be read.
 //! - `tributary_api_served_publication_rows`, `…_loads_total`, `…_refresh_failures_total`: the
 //!   publication held in memory (`crate::serving`), read from the served store at each scrape.
+//! - `tributary_api_answer_cache_lookups_total{outcome="hit"|"miss"}`: cacheable requests of the
+//!   served publication sent as already rendered, or rendered afresh (`serving::AnswerCache`).
 //! - `tributary_source_replication_slot_retained_bytes{slot}`, `…_safe_wal_bytes{slot}` (what
 //!   the slot may still take before Postgres invalidates it; absent without
 //!   `max_slot_wal_keep_size`) and `…_active{slot}`: the source Postgres's logical replication
@@ -46,6 +48,7 @@ pub struct ApiMetrics {
     served_rows: IntGauge,
     served_loads: IntCounter,
     served_refresh_failures: IntCounter,
+    answer_lookups: IntCounterVec,
     /// Serialises [`ApiMetrics::set_publication`]: two scrapes at once must not both register
     /// the age gauge.
     publication_lock: std::sync::Arc<std::sync::Mutex<()>>,
@@ -124,6 +127,14 @@ impl ApiMetrics {
             "Checks for a newer publication that failed (the one held kept being served)",
         )
         .expect("valid counter");
+        let answer_lookups = IntCounterVec::new(
+            Opts::new(
+                "tributary_api_answer_cache_lookups_total",
+                "Cacheable requests answered from the answers already rendered (hit) or rendered afresh (miss)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid counter");
         let registry = Registry::new();
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -135,6 +146,7 @@ impl ApiMetrics {
             Box::new(served_rows.clone()),
             Box::new(served_loads.clone()),
             Box::new(served_refresh_failures.clone()),
+            Box::new(answer_lookups.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -150,6 +162,7 @@ impl ApiMetrics {
             served_rows,
             served_loads,
             served_refresh_failures,
+            answer_lookups,
             publication_lock: Default::default(),
         }
     }
@@ -198,6 +211,14 @@ impl ApiMetrics {
             (&self.served_loads, loads),
             (&self.served_refresh_failures, refresh_failures),
         ] {
+            counter.inc_by(count.saturating_sub(counter.get()));
+        }
+    }
+
+    /// Advances the answer cache's lookup counters to its `hits` and `misses` since start.
+    pub fn set_answers(&self, hits: u64, misses: u64) {
+        for (outcome, count) in [("hit", hits), ("miss", misses)] {
+            let counter = self.answer_lookups.with_label_values(&[outcome]);
             counter.inc_by(count.saturating_sub(counter.get()));
         }
     }

@@ -9,10 +9,12 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use poem::http::{HeaderValue, Method, StatusCode, header};
-use poem::{Endpoint, IntoResponse, Request, Response};
+use bytes::Bytes;
+use poem::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use poem::{Body, Endpoint, IntoResponse, Request, Response};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tributary_rankings::schema::PublicationRow;
@@ -30,11 +32,17 @@ pub struct ServingSettings {
     /// newer one is read whole and swapped in. 0 holds nothing in memory: every request then
     /// reads ClickHouse.
     pub refresh_ms: u64,
+    /// Bytes of answers kept as rendered from the served publication ([`AnswerCache`]); 0
+    /// renders every answer afresh. An answer over a sixteenth of it is never kept.
+    pub answer_cache_bytes: u64,
 }
 
 impl Default for ServingSettings {
     fn default() -> Self {
-        Self { refresh_ms: 500 }
+        Self {
+            refresh_ms: 500,
+            answer_cache_bytes: 32 * 1024 * 1024,
+        }
     }
 }
 
@@ -126,11 +134,111 @@ fn tagged(mut resp: Response, etag: &str) -> Response {
     resp
 }
 
+/// Answers rendered from the served publication, by their tag. A publication never changes, so
+/// until a newer one is swapped in the same request is the same bytes, and rendering it again
+/// (lookups, DTOs, JSON) is most of what a request costs once ClickHouse is out of the path.
+/// Bounded by bytes. The tag names the publication, so an answer of an older one is never sent;
+/// the cache is also emptied when the publication changes, so such answers do not sit in it.
+pub struct AnswerCache {
+    answers: moka::future::Cache<String, Arc<Answer>>,
+    max_answer_bytes: usize,
+    /// Version of the publication the kept answers were rendered from.
+    rendered_from: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// One rendered 200: its headers (content type, tag, cache control) and body.
+struct Answer {
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl std::fmt::Debug for AnswerCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnswerCache")
+            .field("answers", &self.answers.entry_count())
+            .field("bytes", &self.answers.weighted_size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AnswerCache {
+    /// A cache of at most `bytes` of answers, or none when `bytes` is 0.
+    pub fn new(bytes: u64) -> Option<Self> {
+        (bytes > 0).then(|| Self {
+            answers: moka::future::Cache::builder()
+                .max_capacity(bytes)
+                .weigher(|tag: &String, answer: &Arc<Answer>| {
+                    let headers: usize = answer
+                        .headers
+                        .iter()
+                        .map(|(name, value)| name.as_str().len() + value.len())
+                        .sum();
+                    u32::try_from(tag.len() + headers + answer.body.len()).unwrap_or(u32::MAX)
+                })
+                .build(),
+            max_answer_bytes: usize::try_from(bytes / 16).unwrap_or(usize::MAX),
+            rendered_from: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        })
+    }
+
+    /// Answers found and answers rendered since start.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Empties the cache if `publication` is not the one its answers were rendered from.
+    fn follow(&self, publication: &PublicationRow) {
+        if self
+            .rendered_from
+            .swap(publication.version, Ordering::Relaxed)
+            != publication.version
+        {
+            self.answers.invalidate_all();
+        }
+    }
+
+    async fn answer(&self, tag: &str) -> Option<Response> {
+        let Some(answer) = self.answers.get(tag).await else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        let mut resp = Response::builder()
+            .status(StatusCode::OK)
+            .body(Body::from_bytes(answer.body.clone()));
+        *resp.headers_mut() = answer.headers.clone();
+        Some(resp)
+    }
+
+    /// Keeps the rendered `resp` under `tag` (unless it is too big) and returns it.
+    async fn keep(&self, tag: String, resp: Response) -> poem::Result<Response> {
+        let (parts, body) = resp.into_parts();
+        let body = body.into_bytes().await?;
+        if body.len() <= self.max_answer_bytes {
+            let answer = Answer {
+                headers: parts.headers.clone(),
+                body: body.clone(),
+            };
+            self.answers.insert(tag, Arc::new(answer)).await;
+        }
+        Ok(Response::from_parts(parts, Body::from_bytes(body)))
+    }
+}
+
 /// Runs `ep` for `req` with validators: a cacheable request whose `If-None-Match` names the
-/// current tag is answered 304 at once; a 200 is tagged if the served publication was the same
-/// before and after it was built.
+/// current tag is answered 304 at once; one whose answer is in `answers` is sent from there; a
+/// 200 is tagged (and kept in `answers`) if the served publication was the same before and
+/// after it was built.
 pub async fn conditional<E: Endpoint>(
     served: &ServedStore,
+    answers: Option<&AnswerCache>,
     ep: &E,
     req: Request,
 ) -> poem::Result<Response> {
@@ -145,7 +253,7 @@ pub async fn conditional<E: Endpoint>(
         }
         _ => None,
     };
-    let Some(tag) = tag else {
+    let (Some(tag), Some(before)) = (tag, before) else {
         return ep.call(req).await.map(IntoResponse::into_response);
     };
     if req
@@ -154,16 +262,22 @@ pub async fn conditional<E: Endpoint>(
     {
         return Ok(tagged(StatusCode::NOT_MODIFIED.into_response(), &tag));
     }
+    if let Some(answers) = answers {
+        answers.follow(before.row());
+        if let Some(answer) = answers.answer(&tag).await {
+            return Ok(answer);
+        }
+    }
     let resp = ep.call(req).await?.into_response();
-    let unchanged = served
-        .served()
-        .zip(before)
-        .is_some_and(|(now, then)| same(&now, &then));
-    Ok(if resp.status() == StatusCode::OK && unchanged {
-        tagged(resp, &tag)
-    } else {
-        resp
-    })
+    let unchanged = served.served().is_some_and(|now| same(&now, &before));
+    if resp.status() != StatusCode::OK || !unchanged {
+        return Ok(resp);
+    }
+    let resp = tagged(resp, &tag);
+    match answers {
+        Some(answers) => answers.keep(tag, resp).await,
+        None => Ok(resp),
+    }
 }
 
 fn same(a: &ServedPublication, b: &ServedPublication) -> bool {

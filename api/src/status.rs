@@ -1,6 +1,7 @@
 //! `GET /status`: one server-rendered HTML page (no script) that shows at a glance whether
 //! data flows — the pipeline's stages, the marts' last runs, the latest publication and its
-//! age, how far each source reaches in it, the raw tables' last commits and the dead letters.
+//! age, how far each source reaches in it, the raw tables' last commits, the dead letters and
+//! the crashes of our services (from the lineage store).
 //!
 //! [`gather`] reads everything (ClickHouse and the lake; each part that fails is shown as
 //! unavailable rather than failing the page), [`render`] is a pure function of what was read,
@@ -18,6 +19,8 @@ use tributary_raw::snapshots::TableSnapshots;
 use crate::backlog::{self, HealthSettings, Level, SlotState, Watch};
 use crate::dead_letters::{self, Count};
 use crate::lake::Lake;
+use crate::lineage::graph::{Crashes, JobId};
+use crate::lineage::store::LineageStore;
 use tributary_common::health::CheckReport;
 
 /// Marts runs shown.
@@ -51,6 +54,9 @@ pub struct StatusView {
     pub slots: Option<Result<Vec<SlotState>, String>>,
     /// The lander's backlog check (records waiting in Kafka); `None` when not watched.
     pub lander_backlog: Option<Result<CheckReport, String>>,
+    /// Crashes of our services' processes (from the lineage store, within its retention);
+    /// `None` without a lineage store.
+    pub crashes: Option<Result<Vec<(JobId, Crashes)>, String>>,
     /// The thresholds the stages are judged by.
     pub health: HealthSettings,
 }
@@ -60,6 +66,7 @@ pub async fn gather(
     store: &dyn RankingQueries,
     lake: Option<&Lake>,
     health: Option<&Watch>,
+    lineage: Option<&LineageStore>,
     now: DateTime<Utc>,
 ) -> StatusView {
     let text = |e: &dyn std::fmt::Display| e.to_string();
@@ -100,7 +107,17 @@ pub async fn gather(
             None => None,
         }
     };
-    let (slots, lander_backlog) = tokio::join!(slots, lander_backlog);
+    let crashes = async {
+        match lineage {
+            Some(l) => Some(
+                l.read(|index| Ok(index.crashes()))
+                    .await
+                    .map_err(|e| e.to_string()),
+            ),
+            None => None,
+        }
+    };
+    let (slots, lander_backlog, crashes) = tokio::join!(slots, lander_backlog, crashes);
     StatusView {
         now,
         store_ping,
@@ -111,6 +128,7 @@ pub async fn gather(
         dead_letters,
         slots,
         lander_backlog,
+        crashes,
         health: health.map(|h| h.settings.clone()).unwrap_or_default(),
     }
 }
@@ -120,9 +138,10 @@ pub async fn page(
     store: &dyn RankingQueries,
     lake: Option<&Lake>,
     health: Option<&Watch>,
+    lineage: Option<&LineageStore>,
     now: DateTime<Utc>,
 ) -> Html<String> {
-    Html(render(&gather(store, lake, health, now).await))
+    Html(render(&gather(store, lake, health, lineage, now).await))
 }
 
 /// HTML-escapes text for element content and attribute values.
@@ -363,6 +382,39 @@ fn unavailable(out: &mut String, what: &str, why: &str) {
     );
 }
 
+/// Crashes of our services' processes, as the lineage store saw the next process close the runs
+/// a killed one left open (lineage/src/journal.rs): a crash loop shows here, not only in alerts.
+fn render_crashes(o: &mut String, v: &StatusView) {
+    let Some(crashes) = &v.crashes else { return };
+    o.push_str("<h2>Crashes</h2>");
+    match crashes {
+        Ok(jobs) if jobs.is_empty() => o.push_str(
+            "<p class=\"muted\" id=\"crashes\" data-none=\"true\">no process of ours crashed within the lineage retention</p>",
+        ),
+        Ok(jobs) => {
+            o.push_str(
+                "<table id=\"crashes\"><tr><th>service (job)</th><th>crashes</th><th>last</th></tr>",
+            );
+            for (job, c) in jobs {
+                let recent = (v.now - c.last_at).num_seconds() < 900;
+                let _ = write!(
+                    o,
+                    "<tr class=\"crash\" data-job=\"{}\" data-state=\"{}\"><td>{}</td><td class=\"n count\">{}</td>\
+                     <td>{} ({} ago)</td></tr>",
+                    esc(&job.name),
+                    if recent { "warn" } else { "ok" },
+                    esc(&job.name),
+                    c.count,
+                    time(c.last_at),
+                    age(v.now, c.last_at)
+                );
+            }
+            o.push_str("</table>");
+        }
+        Err(e) => unavailable(o, "crashes (lineage store)", e),
+    }
+}
+
 /// The page. Pure.
 pub fn render(v: &StatusView) -> String {
     let mut o = String::new();
@@ -556,6 +608,7 @@ pub fn render(v: &StatusView) -> String {
         }
         Err(e) => unavailable(&mut o, "lake", e),
     }
+    render_crashes(&mut o, v);
     o.push_str("</div></div>");
 
     o.push_str("<h2>Marts runs</h2>");
@@ -644,6 +697,7 @@ mod tests {
             }]),
             slots: None,
             lander_backlog: None,
+            crashes: None,
             health: HealthSettings::default(),
         }
     }
@@ -663,6 +717,45 @@ mod tests {
         assert!(html.contains("data-stage=\"Iceberg\" data-state=\"down\""));
         assert!(html.contains("data-stage=\"ClickHouse\" data-state=\"ok\""));
         assert!(!html.contains("<script"));
+    }
+
+    #[test]
+    fn crashes_are_listed_and_recent_ones_stand_out() {
+        let mut v = view();
+        assert!(
+            !render(&v).contains("<h2>Crashes</h2>"),
+            "no lineage store, no section"
+        );
+        v.crashes = Some(Ok(Vec::new()));
+        assert!(render(&v).contains("id=\"crashes\" data-none=\"true\""));
+        let job = |name: &str| JobId {
+            namespace: "tributary".into(),
+            name: name.into(),
+        };
+        v.crashes = Some(Ok(vec![
+            (
+                job("tributary-lake"),
+                Crashes {
+                    count: 3,
+                    last_at: at(540),
+                },
+            ),
+            (
+                job("tributary-marts<x>"),
+                Crashes {
+                    count: 1,
+                    last_at: at(-3600),
+                },
+            ),
+        ]));
+        let html = render(&v);
+        assert!(
+            html.contains("data-job=\"tributary-lake\" data-state=\"warn\"><td>tributary-lake</td><td class=\"n count\">3</td>"),
+            "{html}"
+        );
+        assert!(html.contains("data-job=\"tributary-marts&lt;x&gt;\" data-state=\"ok\""));
+        v.crashes = Some(Err("lineage store down".into()));
+        assert!(render(&v).contains("crashes (lineage store) unavailable: lineage store down"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use tributary_rankings::{MemoryStore, PublicationWriter, ServedStore};
 
 use crate::lineage::store::LineageStore;
 use crate::routes::RankingsApi;
+use crate::serving::AnswerCache;
 use crate::tests::publication;
 use crate::{app, app_of};
 
@@ -29,7 +30,9 @@ const PATHS: [&str; 10] = [
 async fn served(store: Arc<MemoryStore>) -> (Arc<ServedStore>, TestClient<impl poem::Endpoint>) {
     let served = Arc::new(ServedStore::new(store.clone()));
     served.refresh().await.unwrap();
-    let api = RankingsApi::new(store).serving(served.clone());
+    let api = RankingsApi::new(store)
+        .serving(served.clone())
+        .with_answers(AnswerCache::new(1024 * 1024));
     let client = TestClient::new(app_of(
         api,
         Arc::new(LineageStore::in_memory()),
@@ -138,6 +141,9 @@ async fn metrics_tell_what_is_held_in_memory() {
     let p = publication();
     store.publish(&p).await.unwrap();
     let (served, client) = served(store.clone()).await;
+    for _ in 0..3 {
+        client.get(PATHS[0]).send().await.assert_status_is_ok();
+    }
     store.set_unavailable(true);
     assert!(served.refresh().await.is_err());
     let resp = client.get("/metrics").send().await;
@@ -150,7 +156,88 @@ async fn metrics_tell_what_is_held_in_memory() {
         ),
         "tributary_api_served_publication_loads_total 1".to_string(),
         "tributary_api_served_publication_refresh_failures_total 1".to_string(),
+        "tributary_api_answer_cache_lookups_total{outcome=\"hit\"} 2".to_string(),
+        "tributary_api_answer_cache_lookups_total{outcome=\"miss\"} 1".to_string(),
     ] {
         assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
     }
+}
+
+#[tokio::test]
+async fn rendered_answers_are_sent_again_until_a_newer_publication() {
+    let store = Arc::new(MemoryStore::new());
+    let first = publication();
+    store.publish(&first).await.unwrap();
+    let (served, client) = served(store.clone()).await;
+    let parts = |resp: poem::test::TestResponse| async move {
+        resp.assert_status_is_ok();
+        let headers = resp.0.headers().clone();
+        let body = resp.0.into_body().into_bytes().await.unwrap();
+        (headers, body)
+    };
+    let mut first_tags = Vec::new();
+    for path in PATHS {
+        let (rendered_headers, rendered) = parts(client.get(path).send().await).await;
+        first_tags.push(rendered_headers[header::ETAG].clone());
+        // Sent again from the cache even with the store gone: the same bytes and headers.
+        store.set_unavailable(true);
+        let (again_headers, again) = parts(client.get(path).send().await).await;
+        store.set_unavailable(false);
+        assert_eq!(again, rendered, "{path}");
+        for name in [header::ETAG, header::CONTENT_TYPE, header::CACHE_CONTROL] {
+            assert_eq!(
+                again_headers.get(&name),
+                rendered_headers.get(&name),
+                "{path}: {name}"
+            );
+        }
+    }
+
+    // A newer publication: no answer of the first is sent again.
+    let newer = tributary_rankings::Publication {
+        computed_at: first.computed_at + chrono::Duration::seconds(60),
+        run_id: "run-2".into(),
+        ..first
+    };
+    store.publish(&newer).await.unwrap();
+    served.refresh().await.unwrap();
+    for (path, first_tag) in PATHS.iter().zip(first_tags) {
+        let resp = client.get(*path).send().await;
+        resp.assert_status_is_ok();
+        assert_ne!(resp.0.headers()[header::ETAG], first_tag, "{path}");
+        if path.starts_with("/v1/rankings/") {
+            assert_eq!(json(resp).await["publication"]["run_id"], "run-2", "{path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn ready_while_clickhouse_is_down_as_long_as_a_publication_is_held() {
+    let store = Arc::new(MemoryStore::new());
+    // Nothing held and the store down: not ready.
+    let empty = Arc::new(ServedStore::new(store.clone()));
+    let client = TestClient::new(app_of(
+        RankingsApi::new(store.clone()).serving(empty),
+        Arc::new(LineageStore::in_memory()),
+        Arc::default(),
+    ));
+    store.set_unavailable(true);
+    client
+        .get("/readyz")
+        .send()
+        .await
+        .assert_status(StatusCode::SERVICE_UNAVAILABLE);
+
+    // A publication held: ready with the store down, and the check says what it serves.
+    store.set_unavailable(false);
+    store.publish(&publication()).await.unwrap();
+    let (_, client) = served(store.clone()).await;
+    store.set_unavailable(true);
+    let resp = client.get("/readyz").send().await;
+    resp.assert_status_is_ok();
+    let body = resp.0.into_body().into_string().await.unwrap();
+    assert!(
+        body.contains("not answering") && body.contains("from memory"),
+        "{body}"
+    );
 }

@@ -2,10 +2,12 @@
 //! hello-world poem endpoint served by this process (same machine, same build profile, same
 //! poem), so the ratio says what the rankings cost on top of poem itself.
 //!
-//! The bench starts two `tributary-api` processes (the binary beside its own executable, so
+//! The bench starts three `tributary-api` processes (the binary beside its own executable, so
 //! the profiles match) on free ports, against the stack's ClickHouse database that the marts
-//! job publishes to: one as configured by default, serving the latest publication from memory,
-//! and one reading ClickHouse on every request (`serving.refresh_ms = 0`), the baseline. It also
+//! job publishes to: one as configured by default, serving the latest publication from memory
+//! and sending answers it already rendered from it again; one rendering every answer afresh
+//! from memory (`serving.answer_cache_bytes = 0`); and one reading ClickHouse on every request
+//! (`serving.refresh_ms = 0`), the baseline. It also
 //! measures a revalidation answered 304. Every endpoint is measured `--runs` times, in rounds;
 //! it refuses to measure if nothing is published, if the two APIs serve different publications,
 //! or if any request fails. The peak resident memory of each API is read at the end (`VmHWM`
@@ -328,9 +330,10 @@ fn locked_version(package: &str) -> String {
 
 /// Runs the benchmark; returns the Markdown report and the JSON document.
 ///
-/// Two API processes over the same publication: one serving it from memory (the default) and
-/// one with `serving.refresh_ms = 0`, reading ClickHouse on every request (the baseline, as the
-/// API was before). Each round runs wrk once per endpoint, every endpoint in turn, so drift on
+/// Three API processes over the same publication: one serving it from memory (the default),
+/// one rendering every answer afresh (`serving.answer_cache_bytes = 0`) and one with
+/// `serving.refresh_ms = 0`, reading ClickHouse on every request (the baseline, as the API was
+/// before). Each round runs wrk once per endpoint, every endpoint in turn, so drift on
 /// the machine falls on all of them alike; the report gives the median and the spread.
 async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json::Value)> {
     let http = reqwest::Client::builder()
@@ -340,14 +343,19 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
     let (memory, memory_port) = start_api_with(settings, &[])?;
     let (direct, direct_port) =
         start_api_with(settings, &[("TRIBUTARY_SERVING__REFRESH_MS", "0")])?;
+    let (rendering, rendering_port) =
+        start_api_with(settings, &[("TRIBUTARY_SERVING__ANSWER_CACHE_BYTES", "0")])?;
     let memory_base = format!("http://127.0.0.1:{memory_port}");
     let direct_base = format!("http://127.0.0.1:{direct_port}");
+    let rendering_base = format!("http://127.0.0.1:{rendering_port}");
     let (publication, month, city, salesman) = published(&http, &memory_base).await?;
-    let (direct_publication, ..) = published(&http, &direct_base).await?;
-    ensure!(
-        publication == direct_publication,
-        "the two APIs serve different publications ({publication}, {direct_publication}): is the marts job still publishing? Stop it (`dev/app down`) for a stable measurement"
-    );
+    for base in [&direct_base, &rendering_base] {
+        let (other, ..) = published(&http, base).await?;
+        ensure!(
+            publication == other,
+            "the APIs serve different publications ({publication}, {other}): is the marts job still publishing? Stop it (`dev/app down`) for a stable measurement"
+        );
+    }
     let rss_before = peak_rss_kib(memory.0.id())?;
 
     let (hello_port, hello_task) = start_hello_world().await?;
@@ -373,7 +381,11 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
         header: None,
     }];
     for (name, path) in &paths {
-        for (served_by, base) in [("memory", &memory_base), ("clickhouse", &direct_base)] {
+        for (served_by, base) in [
+            ("memory", &memory_base),
+            ("memory, rendered", &rendering_base),
+            ("clickhouse", &direct_base),
+        ] {
             targets.push(Target {
                 endpoint: name.to_string(),
                 served_by,
@@ -407,7 +419,7 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
     hello_task.abort();
     let rss_peak = peak_rss_kib(memory.0.id())?;
     let direct_rss_peak = peak_rss_kib(direct.0.id())?;
-    drop((memory, direct));
+    drop((memory, rendering, direct));
 
     let hello_rps = crate::summary(rps_of(&runs[0])).0;
     let measured: Vec<Measured> = targets
@@ -430,7 +442,8 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
          the hello-world server; `{command}`. wrk `-t{} -c{} -d{}s --latency --timeout={WRK_TIMEOUT_SECS}s` per \
          endpoint, {} rounds of every endpoint in turn, wrk on the same machine; median of the rounds, \
          [min–max] beside it. Served by `memory`: the API as configured by default (the latest publication \
-         held in memory); `clickhouse`: the same binary with `serving.refresh_ms = 0`, every request read \
+         held in memory, answers already rendered from it sent again); `memory, rendered`: the same with \
+         `serving.answer_cache_bytes = 0`, every answer rendered afresh from memory; `clickhouse`: the same binary with `serving.refresh_ms = 0`, every request read \
          from ClickHouse. Publication `{publication}` in ClickHouse database `{}`, month {month}, city {city}, \
          salesman {salesman}.\n\n\
          | endpoint | served by | path | req/s | p50 ms | p99 ms | of hello world |\n\
@@ -495,7 +508,7 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
 #[derive(Debug, Clone)]
 struct Target {
     endpoint: String,
-    /// `memory`, `clickhouse`, or `–` for the hello world.
+    /// `memory`, `memory, rendered`, `clickhouse`, or `–` for the hello world.
     served_by: &'static str,
     url: String,
     /// One request header (`If-None-Match: "…"`).

@@ -322,11 +322,7 @@ struct Watched {
 }
 
 fn stack_pid(name: &str) -> Option<u32> {
-    std::fs::read_to_string(format!(".stack/{name}/pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    crate::stack_service_pid(&std::path::Path::new(".stack").join(name))
 }
 
 /// The lander's pg_sale commit-time histogram: (sum of seconds, commits), and its consumer lag.

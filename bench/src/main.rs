@@ -569,6 +569,19 @@ impl RunContext {
     }
 }
 
+/// The pid of the process a local-stack service runs as, from its folder under `.stack`: the
+/// service itself for one of ours under `dev/supervise` (`service.pid`), else the pid `dev/lib.sh`
+/// recorded (`pid`).
+fn stack_service_pid(dir: &std::path::Path) -> Option<u32> {
+    ["service.pid", "pid"].iter().find_map(|file| {
+        std::fs::read_to_string(dir.join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// The commit the benchmark ran at (`git rev-parse HEAD`, `-dirty` when the work tree differs).
 fn git_commit() -> String {
     let git = |args: &[&str]| {

@@ -191,10 +191,10 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
     v[rank.clamp(1, v.len()) - 1]
 }
 
-/// Resident set size (KiB) of the process in `pidfile`.
-fn rss_kib(pidfile: &Path) -> Option<u64> {
-    let pid = std::fs::read_to_string(pidfile).ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).ok()?;
+/// Resident set size (KiB) of the service whose `.stack` folder is `dir`.
+fn rss_kib(dir: &Path) -> Option<u64> {
+    let pid = crate::stack_service_pid(dir)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -349,7 +349,7 @@ impl Sampler {
         s.inbox_objects = count_files(Path::new(&self.args.inbox));
         for entry in std::fs::read_dir(&self.stack)?.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
-            if let Some(kib) = rss_kib(&entry.path().join("pid")) {
+            if let Some(kib) = rss_kib(&entry.path()) {
                 s.rss_kib.insert(name, kib);
             }
         }
@@ -371,7 +371,14 @@ struct Window {
     /// Data bytes (warehouse less metadata) per lake row, at the window's end.
     data_bytes_per_row: Option<f64>,
     clickhouse_bytes: u64,
+    /// The most ClickHouse held in the window: publications come and go in a saw-tooth (pruned
+    /// whole, a lake window at a time), so a bound shows in the peaks, not in a mean that depends
+    /// on where in the tooth the window falls.
+    clickhouse_bytes_peak: u64,
     rss_kib: BTreeMap<String, u64>,
+    /// The highest RSS sampled in the window: a leak raises the peaks too, while the mean moves
+    /// with whether a compaction or a merge happened to run at a sample.
+    rss_peak_kib: BTreeMap<String, u64>,
 }
 
 fn window(samples: &[Sample], from_s: f64, to_s: f64) -> Option<Window> {
@@ -427,6 +434,11 @@ fn window(samples: &[Sample], from_s: f64, to_s: f64) -> Option<Window> {
                 .map(|s| s.clickhouse_bytes)
                 .collect::<Vec<_>>(),
         ),
+        clickhouse_bytes_peak: inside.iter().map(|s| s.clickhouse_bytes).max().unwrap_or(0),
+        rss_peak_kib: rss
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().copied().max().unwrap_or(0)))
+            .collect(),
         rss_kib: rss.into_iter().map(|(k, v)| (k, mean_u64(&v))).collect(),
     })
 }
@@ -734,7 +746,7 @@ fn write(
                 ratio(f.data_bytes_per_row, l.data_bytes_per_row),
             ),
             (
-                "ClickHouse bytes",
+                "ClickHouse bytes, mean",
                 format!("{}", f.clickhouse_bytes),
                 format!("{}", l.clickhouse_bytes),
                 ratio(
@@ -742,17 +754,34 @@ fn write(
                     Some(l.clickhouse_bytes as f64),
                 ),
             ),
+            (
+                "ClickHouse bytes, peak",
+                format!("{}", f.clickhouse_bytes_peak),
+                format!("{}", l.clickhouse_bytes_peak),
+                ratio(
+                    Some(f.clickhouse_bytes_peak as f64),
+                    Some(l.clickhouse_bytes_peak as f64),
+                ),
+            ),
         ];
         for (name, a, b, r) in rows {
             md.push_str(&format!("| {name} | {a} | {b} | {r} |\n"));
         }
+        let mib = |kib: Option<u64>| kib.map_or("—".into(), |k| (k / 1024).to_string());
         for (service, kib) in &f.rss_kib {
             let after = l.rss_kib.get(service).copied();
+            let (peak, peak_after) = (
+                f.rss_peak_kib.get(service).copied(),
+                l.rss_peak_kib.get(service).copied(),
+            );
             md.push_str(&format!(
-                "| RSS {service} | {} MiB | {} MiB | {} |\n",
+                "| RSS {service}, mean (peak) | {} ({}) MiB | {} ({}) MiB | {} ({}) |\n",
                 kib / 1024,
-                after.map_or("—".into(), |k| (k / 1024).to_string()),
-                ratio(Some(*kib as f64), after.map(|k| k as f64))
+                mib(peak),
+                mib(after),
+                mib(peak_after),
+                ratio(Some(*kib as f64), after.map(|k| k as f64)),
+                ratio(peak.map(|k| k as f64), peak_after.map(|k| k as f64)),
             ));
         }
     } else {

@@ -5,7 +5,8 @@
 CONNECT_HOME="$(svc_dir connect)"
 CONNECT_LOG="$(svc_log connect)"
 CONNECT_PLUGIN_PATH="$CACHE_DIR/kafka-$KAFKA_VERSION/connect-plugins"
-CONNECT_HEAP="${STACK_CONNECT_HEAP:--Xms256m -Xmx1g}"
+# A fixed heap, touched at start (as for the broker, dev/svc/kafka.sh).
+CONNECT_HEAP="${STACK_CONNECT_HEAP:--Xms1g -Xmx1g -XX:+AlwaysPreTouch}"
 CONNECTOR_NAME=salesdb-connector
 CONNECTOR_FILE="$REPO_DIR/ingest/debezium/salesdb-connector.json"
 CONNECT_URL="http://$BIND:$CONNECT_PORT"

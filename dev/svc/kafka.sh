@@ -7,7 +7,9 @@ KAFKA_LOG="$(svc_log kafka)"
 KAFKA_DIST="$CACHE_DIR/kafka-$KAFKA_VERSION"   # libs/ (classpath) and plugins/ (Debezium archive)
 KAFKA_LIBS="$KAFKA_DIST/libs"
 KAFKA_CONF_DIR="$REPO_DIR/dev/kafka"
-KAFKA_HEAP="${STACK_KAFKA_HEAP:--Xms256m -Xmx768m}"
+# A fixed heap, touched at start: the broker's memory is what it is given from the first minute (no
+# growth to -Xmx under load, which is what an operator sizes and a soak must not mistake for a leak).
+KAFKA_HEAP="${STACK_KAFKA_HEAP:--Xms768m -Xmx768m -XX:+AlwaysPreTouch}"
 
 # kafka_ensure_jars: download Kafka, Connect, log4j2 and the Debezium plugin archive (once).
 # The download is keyed by the pom's checksum, so editing the pom re-downloads.

@@ -142,7 +142,27 @@ impl Service {
         }
     }
 
-    /// Starts the process again with the same arguments and settings.
+    /// SIGTERM, as an operator's stop (it drains and closes its runs); SIGKILL after 30 s.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child.kill().expect("SIGKILL service");
+        child.wait().expect("reap service");
+    }
+
+    /// Starts the process again with the same arguments and settings (SIGKILLing it first if
+    /// it still runs).
     pub fn restart(&mut self) {
         self.kill_hard();
         self.spawn();

@@ -2,9 +2,10 @@
 //! transport; a failure (or a full queue) is counted in `tributary_lineage_emit_failures_total`
 //! and logged, never returned to the job.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -14,6 +15,7 @@ use crate::facets::{
     DocumentationJobFacet, ErrorMessageRunFacet, Facet, JobFacets, JobTypeJobFacet, ParentJob,
     ParentRun, ParentRunFacet, ProcessingEngineRunFacet, RunFacets, SourceCodeLocationJobFacet,
 };
+use crate::journal::RunJournal;
 use crate::transport::{DEFAULT_NAMESPACE, LineageConfig, Transport};
 
 /// Events waiting to be sent; beyond this a new event is dropped (and counted), so a dead
@@ -33,6 +35,34 @@ pub struct Lineage {
     namespace: String,
     sender: Option<mpsc::Sender<Message>>,
     failures: IntCounterVec,
+    /// The runs this process has open, on disk (`OPENLINEAGE_RUN_JOURNAL`).
+    journal: Option<Arc<RunJournal>>,
+    crashes: CrashMetrics,
+}
+
+/// `tributary_process_crashes_total` and `tributary_process_last_crash_timestamp_seconds`, from
+/// the run journal.
+#[derive(Clone)]
+struct CrashMetrics {
+    total: IntCounter,
+    last_at: IntGauge,
+}
+
+impl CrashMetrics {
+    fn new() -> Self {
+        Self {
+            total: IntCounter::new(
+                "tributary_process_crashes_total",
+                "Processes of this service that ended without closing their runs (killed or crashed), found by the next one at its start; counted since the run journal was created (OPENLINEAGE_RUN_JOURNAL)",
+            )
+            .expect("valid metric definition"),
+            last_at: IntGauge::new(
+                "tributary_process_last_crash_timestamp_seconds",
+                "When the last crash of this service was found (0: none since the run journal was created)",
+            )
+            .expect("valid metric definition"),
+        }
+    }
 }
 
 impl std::fmt::Debug for Lineage {
@@ -62,6 +92,8 @@ impl Lineage {
             namespace: DEFAULT_NAMESPACE.to_string(),
             sender: None,
             failures: failures_counter(),
+            journal: None,
+            crashes: CrashMetrics::new(),
         }
     }
 
@@ -78,39 +110,70 @@ impl Lineage {
         }
     }
 
-    /// The emitter for `config`; starts its sending task on the current Tokio runtime.
+    /// The emitter for `config`; starts its sending task on the current Tokio runtime. With a
+    /// run journal, the runs a crashed predecessor left open are closed (FAIL) first.
     pub fn from_config(config: LineageConfig) -> Result<Self, LineageError> {
         let failures = failures_counter();
-        if config.transports.is_empty() {
-            return Ok(Self {
-                namespace: config.namespace,
-                sender: None,
-                failures,
-            });
+        // The transports first: a bad one refuses the config before the journal is touched.
+        let sender = if config.transports.is_empty() {
+            None
+        } else {
+            let transports = config
+                .transports
+                .iter()
+                .map(Transport::open)
+                .collect::<Result<Vec<_>, _>>()?;
+            let runtime = tokio::runtime::Handle::try_current()
+                .map_err(|_| LineageError::Config("the emitter needs a Tokio runtime".into()))?;
+            let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+            runtime.spawn(send_loop(receiver, transports, failures.clone()));
+            tracing::info!(
+                namespace = %config.namespace,
+                transports = ?config.transports.iter().map(|t| match t {
+                    crate::transport::TransportConfig::Http { url, .. } => format!("http {url}"),
+                    crate::transport::TransportConfig::File { path } => format!("file {}", path.display()),
+                    crate::transport::TransportConfig::Console => "console".to_string(),
+                }).collect::<Vec<_>>(),
+                "OpenLineage on"
+            );
+            Some(sender)
+        };
+        let crashes = CrashMetrics::new();
+        let (journal, left_open) = match &config.journal {
+            None => (None, Vec::new()),
+            // The journal must never stop a job from starting: without it, crashes go uncounted.
+            Some(path) => match RunJournal::open(path) {
+                Ok((journal, left_open)) => (Some(Arc::new(journal)), left_open),
+                Err(error) => {
+                    tracing::error!(%error, "running without an OpenLineage run journal");
+                    (None, Vec::new())
+                }
+            },
+        };
+        if let Some(journal) = &journal {
+            let (total, last_at) = journal.crashes();
+            crashes.total.inc_by(total);
+            crashes.last_at.set(last_at.map_or(0, |t| t.timestamp()));
+            if !left_open.is_empty() {
+                tracing::warn!(
+                    crashes = total,
+                    runs = left_open.len(),
+                    "the previous process of this service ended without closing its runs (killed or crashed): closing them as FAILED"
+                );
+            }
         }
-        let transports = config
-            .transports
-            .iter()
-            .map(Transport::open)
-            .collect::<Result<Vec<_>, _>>()?;
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| LineageError::Config("the emitter needs a Tokio runtime".into()))?;
-        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        runtime.spawn(send_loop(receiver, transports, failures.clone()));
-        tracing::info!(
-            namespace = %config.namespace,
-            transports = ?config.transports.iter().map(|t| match t {
-                crate::transport::TransportConfig::Http { url, .. } => format!("http {url}"),
-                crate::transport::TransportConfig::File { path } => format!("file {}", path.display()),
-                crate::transport::TransportConfig::Console => "console".to_string(),
-            }).collect::<Vec<_>>(),
-            "OpenLineage on"
-        );
-        Ok(Self {
+        let lineage = Self {
             namespace: config.namespace,
-            sender: Some(sender),
+            sender,
             failures,
-        })
+            journal,
+            crashes,
+        };
+        let now = chrono::Utc::now();
+        for (run_id, run) in &left_open {
+            lineage.emit(crate::journal::crash_event(*run_id, run, now));
+        }
+        Ok(lineage)
     }
 
     /// Whether events go anywhere.
@@ -123,9 +186,17 @@ impl Lineage {
         &self.namespace
     }
 
-    /// Registers `tributary_lineage_emit_failures_total` in the service's registry.
+    /// Registers `tributary_lineage_emit_failures_total`, `tributary_process_crashes_total` and
+    /// `tributary_process_last_crash_timestamp_seconds` in the service's registry.
     pub fn register_metrics(&self, registry: &Registry) -> Result<(), prometheus::Error> {
-        registry.register(Box::new(self.failures.clone()))
+        registry.register(Box::new(self.failures.clone()))?;
+        registry.register(Box::new(self.crashes.total.clone()))?;
+        registry.register(Box::new(self.crashes.last_at.clone()))
+    }
+
+    /// Crashes of this service counted by its run journal (0 without one).
+    pub fn crashes(&self) -> u64 {
+        self.crashes.total.get()
     }
 
     /// Failures counted so far, all transports.
@@ -138,6 +209,9 @@ impl Lineage {
 
     /// Queues `event` without waiting. A full queue drops it (counted, logged).
     pub fn emit(&self, event: RunEvent) {
+        if let Some(journal) = &self.journal {
+            journal.follow(&event);
+        }
         let Some(sender) = &self.sender else { return };
         if let Err(error) = sender.try_send(Message::Event(Box::new(event))) {
             self.failures.with_label_values(&["queue"]).inc();

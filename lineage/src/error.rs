@@ -10,4 +10,7 @@ pub enum LineageError {
     /// An event could not be delivered.
     #[error("OpenLineage emit failed: {0}")]
     Send(String),
+    /// The run journal could not be opened, read or written.
+    #[error("OpenLineage run journal: {0}")]
+    Journal(String),
 }

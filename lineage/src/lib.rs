@@ -5,6 +5,8 @@
 //! - [`naming`]: dataset namespaces and names per the OpenLineage naming conventions;
 //! - [`emitter`]: [`Lineage`] (from `OPENLINEAGE_*`, see [`transport`]) and [`JobRun`], which
 //!   emit START / RUNNING / COMPLETE / ABORT / FAIL without ever blocking or failing a job.
+//! - [`journal`]: the runs a process has open, on disk, so the next process closes them if it
+//!   crashed and counts the crash.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -30,6 +32,7 @@ pub mod emitter;
 pub mod error;
 pub mod event;
 pub mod facets;
+pub mod journal;
 
 pub mod naming;
 pub mod transport;

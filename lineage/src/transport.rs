@@ -11,6 +11,7 @@
 //! | `OPENLINEAGE__TRANSPORT__URL` / `__ENDPOINT` / `__AUTH__API_KEY` / `__TIMEOUT` | the HTTP transport's settings (timeout in seconds, default 5) |
 //! | `OPENLINEAGE__TRANSPORT__LOG_FILE_PATH` | the file transport's file: one JSON event per line, appended |
 //! | `OPENLINEAGE_NAMESPACE` | the job namespace (default `tributary`) |
+//! | `OPENLINEAGE_RUN_JOURNAL` | Tributary's own: a file listing this process's open runs, so the next process closes them if it crashed, and counts the crash ([`crate::journal`]) |
 //!
 //! Without any of these, lineage is off. With only `OPENLINEAGE_URL`, the transport is HTTP.
 
@@ -56,6 +57,9 @@ pub struct LineageConfig {
     pub namespace: String,
     /// Destinations; empty = lineage off.
     pub transports: Vec<TransportConfig>,
+    /// The run journal (`OPENLINEAGE_RUN_JOURNAL`, see [`crate::journal`]): kept even when
+    /// lineage is off, to count crashes.
+    pub journal: Option<PathBuf>,
 }
 
 impl LineageConfig {
@@ -71,10 +75,12 @@ impl LineageConfig {
         let namespace = get("OPENLINEAGE_NAMESPACE")
             .unwrap_or(DEFAULT_NAMESPACE)
             .to_string();
+        let journal = get("OPENLINEAGE_RUN_JOURNAL").map(PathBuf::from);
         if get("OPENLINEAGE_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             return Ok(Self {
                 namespace,
                 transports: Vec::new(),
+                journal,
             });
         }
         let url = get("OPENLINEAGE__TRANSPORT__URL").or(get("OPENLINEAGE_URL"));
@@ -142,6 +148,7 @@ impl LineageConfig {
         Ok(Self {
             namespace,
             transports,
+            journal,
         })
     }
 }

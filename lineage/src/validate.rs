@@ -307,6 +307,7 @@ mod tests {
                     timeout: std::time::Duration::from_secs(2),
                 },
             ],
+            journal: None,
         })
         .unwrap();
         let registry = prometheus::Registry::new();

@@ -206,6 +206,10 @@ pub struct RunEventSummary {
     /// `jobType.processingType` is `STREAMING`.
     pub streaming: bool,
     parent_job: Option<String>,
+    /// A FAIL closing a process run that a crashed process left open
+    /// ([`tributary_lineage::journal`]): its `errorMessage` starts with the crash message and it
+    /// has no parent run.
+    pub crash: bool,
     description: Option<String>,
     location: Option<String>,
     /// `inputs`.
@@ -276,6 +280,11 @@ pub fn parse_event(event: &Value) -> Result<RunEventSummary, EventError> {
         .as_str()
         .is_some_and(|t| t.eq_ignore_ascii_case("STREAMING"));
     let parent_job = optional_text(&event["run"]["facets"]["parent"]["job"]["name"]);
+    let crash = event_type == RunEventType::Fail
+        && parent_job.is_none()
+        && event["run"]["facets"]["errorMessage"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(tributary_lineage::journal::CRASH_MESSAGE));
     let datasets = |member: &str| -> Result<Vec<DatasetMention>, EventError> {
         match &event[member] {
             Value::Null => Ok(Vec::new()),
@@ -295,6 +304,7 @@ pub fn parse_event(event: &Value) -> Result<RunEventSummary, EventError> {
         run_id,
         job: job_id,
         streaming,
+        crash,
         parent_job,
         description: optional_text(&facets["documentation"]["description"]),
         location: optional_text(&facets["sourceCodeLocation"]["url"]),
@@ -434,7 +444,18 @@ pub struct LineageIndex {
     open_runs: HashMap<Uuid, OpenRun>,
     /// (output column, input column) → how; the latest event naming the pair wins.
     column_edges: BTreeMap<(FieldId, FieldId), EdgeInfo>,
+    /// Crashes of each job's processes (see [`RunEventSummary::crash`]).
+    crashes: BTreeMap<JobId, Crashes>,
     events: u64,
+}
+
+/// How often a job's processes crashed, within the store's retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Crashes {
+    /// Process runs closed as crashed.
+    pub count: u64,
+    /// When the last one was closed (when the next process started).
+    pub last_at: DateTime<Utc>,
 }
 
 /// A run state (`RUNNING`, `COMPLETED`, …): an alias, so serde's derive does not take the
@@ -460,6 +481,9 @@ struct IndexImage {
     datasets: Vec<(DatasetId, DatasetState)>,
     open_runs: Vec<(Uuid, OpenRun)>,
     column_edges: Vec<((FieldId, FieldId), EdgeInfo)>,
+    /// Absent from checkpoints written before crashes were tallied.
+    #[serde(default)]
+    crashes: Vec<(JobId, Crashes)>,
     events: u64,
 }
 
@@ -490,6 +514,7 @@ impl LineageIndex {
             datasets: self.datasets.clone().into_iter().collect(),
             open_runs: self.open_runs.clone().into_iter().collect(),
             column_edges: self.column_edges.clone().into_iter().collect(),
+            crashes: self.crashes.clone().into_iter().collect(),
             events: self.events,
         };
         serde_json::to_value(image).expect("the index serializes: its keys are lists of pairs")
@@ -504,6 +529,7 @@ impl LineageIndex {
             datasets: image.datasets.into_iter().collect(),
             open_runs: image.open_runs.into_iter().collect(),
             column_edges: image.column_edges.into_iter().collect(),
+            crashes: image.crashes.into_iter().collect(),
             events: image.events,
         })
     }
@@ -534,8 +560,18 @@ impl LineageIndex {
             .collect();
         self.namespaces.retain(|ns, _| used.contains(ns.as_str()));
         self.open_runs.retain(|_, run| run.seen_at >= cutoff);
+        self.crashes.retain(|_, c| c.last_at >= cutoff);
         before - (self.jobs.len() + self.datasets.len())
     }
+
+    /// Crashes of each job's processes that the events still held name, by job.
+    pub fn crashes(&self) -> Vec<(JobId, Crashes)> {
+        self.crashes
+            .iter()
+            .map(|(job, c)| (job.clone(), *c))
+            .collect()
+    }
+
     /// Events folded so far.
     pub fn event_count(&self) -> u64 {
         self.events
@@ -557,6 +593,14 @@ impl LineageIndex {
     pub fn add(&mut self, event: &RunEventSummary) {
         self.events += 1;
         let at = event.event_time;
+        if event.crash {
+            let crashes = self.crashes.entry(event.job.clone()).or_insert(Crashes {
+                count: 0,
+                last_at: at,
+            });
+            crashes.count += 1;
+            crashes.last_at = crashes.last_at.max(at);
+        }
         self.touch_namespace(&event.job.namespace, at);
         for d in event.inputs.iter().chain(&event.outputs) {
             self.touch_namespace(&d.id.namespace, at);
@@ -1823,5 +1867,64 @@ mod tests {
         assert_eq!(names, [KAFKA, S3, "tributary"]);
         // Forgetting again changes nothing.
         assert_eq!(index.forget_before(cutoff), 0);
+    }
+
+    #[test]
+    fn crashed_process_runs_are_tallied_per_job() {
+        use tributary_lineage::journal::{OpenRun, crash_event};
+        let now: DateTime<Utc> = "2026-11-26T01:00:00Z".parse().unwrap();
+        let later = now + chrono::Duration::minutes(5);
+        let crash = |job: &str, parent: Option<(Uuid, String, String)>, at: DateTime<Utc>| {
+            let run = OpenRun {
+                namespace: "tributary".into(),
+                job: job.into(),
+                started_at: now,
+                parent,
+            };
+            serde_json::to_value(crash_event(Uuid::now_v7(), &run, at)).unwrap()
+        };
+        let mut failed = event("FAIL", Uuid::new_v4(), "tributary-lake", vec![], vec![]);
+        failed["run"]["facets"] = json!({"errorMessage": {
+            "_producer": "urn:test",
+            "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json",
+            "message": "disk full",
+            "programmingLanguage": "RUST",
+        }});
+        let lake = ("tributary".to_string(), "tributary-lake".to_string());
+        let index = index(&[
+            crash("tributary-lake", None, now),
+            crash("tributary-lake", None, later),
+            crash("tributary-marts", None, now),
+            // A task of a crashed process, closed with it: the process's crash is what counts.
+            crash(
+                "tributary-lake.raw.pg_sale",
+                Some((Uuid::now_v7(), lake.0, lake.1)),
+                now,
+            ),
+            // A failure, not a crash.
+            failed,
+        ]);
+        let tally = |index: &LineageIndex| -> BTreeMap<String, (u64, DateTime<Utc>)> {
+            index
+                .crashes()
+                .into_iter()
+                .map(|(job, c)| (job.name, (c.count, c.last_at)))
+                .collect()
+        };
+        assert_eq!(
+            tally(&index),
+            BTreeMap::from([
+                ("tributary-lake".to_string(), (2, later)),
+                ("tributary-marts".to_string(), (1, now)),
+            ])
+        );
+        // Kept by a checkpoint; forgotten with the events, past the retention.
+        let mut restored = LineageIndex::from_checkpoint(index.to_checkpoint()).unwrap();
+        assert_eq!(tally(&restored), tally(&index));
+        restored.forget_before(now + chrono::Duration::minutes(1));
+        assert_eq!(
+            tally(&restored),
+            BTreeMap::from([("tributary-lake".to_string(), (2, later))])
+        );
     }
 }

@@ -16,7 +16,7 @@ mod lake;
 mod provenance;
 mod rankings;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use poem_openapi::Tags;
@@ -163,6 +163,10 @@ pub struct RankingsApi {
     lake_permits: Arc<tokio::sync::Semaphore>,
     /// The latest publication in memory, when `store` is it (HTTP validators read it).
     served: Option<Arc<tributary_rankings::ServedStore>>,
+    /// What the readiness check looks at for a publication held in memory (set by `serving`).
+    served_slot: Arc<OnceLock<Arc<tributary_rankings::ServedStore>>>,
+    /// Answers already rendered from the served publication (`serving.answer_cache_bytes`).
+    answers: Option<Arc<crate::serving::AnswerCache>>,
     /// Publications lately computed from the lake for time travel (`limits.as_of_cache`).
     computed: Arc<crate::lake::ComputedCache>,
 }
@@ -184,11 +188,22 @@ impl RankingsApi {
     /// An API reading from `store`, without a lake (`as_of` and `/v1/snapshots` answer 503).
     pub fn new(store: Arc<dyn RankingQueries>) -> Self {
         let ping = store.clone();
+        let served_slot: Arc<OnceLock<Arc<tributary_rankings::ServedStore>>> = Arc::default();
+        let serving = served_slot.clone();
+        // ClickHouse is required unless the API serves a publication from memory: then it goes
+        // on answering the latest rankings while ClickHouse is down, and says so.
         let readiness = ReadinessChecks::new().check("clickhouse", move || {
             let store = ping.clone();
+            let held = serving.get().and_then(|s| s.served());
             async move {
-                store.ping().await?;
-                Ok("answers".to_string())
+                match (store.ping().await, held) {
+                    (Ok(()), _) => Ok("answers".to_string()),
+                    (Err(e), Some(p)) => Ok(format!(
+                        "not answering ({e}); serving publication {} from memory",
+                        p.row().publication_id
+                    )),
+                    (Err(e), None) => Err(e.into()),
+                }
             }
         });
         Self {
@@ -201,6 +216,8 @@ impl RankingsApi {
                 crate::config::LimitSettings::default().lake_concurrency,
             )),
             served: None,
+            answers: None,
+            served_slot,
             computed: Arc::new(crate::lake::ComputedCache::new(
                 crate::config::LimitSettings::default().as_of_cache,
             )),
@@ -220,11 +237,26 @@ impl RankingsApi {
     /// The same API reading the publication `served` holds in memory (and the store under it
     /// for anything else), with HTTP validators (`ETag`, 304) on the responses it answers.
     pub fn serving(self, served: Arc<tributary_rankings::ServedStore>) -> Self {
+        let _ = self.served_slot.set(served.clone());
         Self {
             store: served.clone(),
             served: Some(served),
             ..self
         }
+    }
+
+    /// The same API sending the answers it already rendered from the served publication from
+    /// `answers` (none: every answer is rendered afresh).
+    pub fn with_answers(self, answers: Option<crate::serving::AnswerCache>) -> Self {
+        Self {
+            answers: answers.map(Arc::new),
+            ..self
+        }
+    }
+
+    /// The answer cache, if the API keeps rendered answers.
+    pub(crate) fn answers(&self) -> Option<Arc<crate::serving::AnswerCache>> {
+        self.answers.clone()
     }
 
     /// The served store, if the API answers from memory.

@@ -3,6 +3,7 @@
 
 mod api_detail;
 mod compose;
+mod crashes;
 mod erp;
 mod files;
 mod freshness;

@@ -222,6 +222,7 @@ mod tests {
             transports: vec![TransportConfig::File {
                 path: path.to_path_buf(),
             }],
+            journal: None,
         })
         .unwrap();
         MartsLineage::new(
