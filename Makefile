@@ -123,8 +123,11 @@ bench-load: up build ## seeded sales workload (80/15/5 ins/upd/del, skewed) at L
 # maintenance and retention shortened so their windows fill within the run, SOAK_RATE changes/s over
 # the three sources for SOAK_MINUTES; results in bench/results/soak.{md,json,svg}. The services are
 # restarted with the soak's settings first and with the defaults after.
+# The first window compared starts once every retention window is full: the longest the soak sets is
+# 10 minutes (the lake's thinned history, lineage events, a publication's 10-minute lake window).
 SOAK_RATE ?= 500
 SOAK_MINUTES ?= 30
+SOAK_WARMUP_MINUTES ?= 10
 SOAK_LAKE_ENV := TRIBUTARY_MAINTENANCE__INTERVAL_S=60 TRIBUTARY_MAINTENANCE__TARGET_FILE_BYTES=8388608 TRIBUTARY_MAINTENANCE__SNAPSHOT_RETENTION_S=120 TRIBUTARY_MAINTENANCE__HISTORY_RETENTION_S=600 TRIBUTARY_MAINTENANCE__HISTORY_GRANULARITY_S=60 TRIBUTARY_MAINTENANCE__ORPHAN_GRACE_S=120
 SOAK_MARTS_ENV := TRIBUTARY_RETENTION__INTERVAL_S=30 TRIBUTARY_RETENTION__PUBLICATIONS_S=300
 SOAK_FILES_ENV := TRIBUTARY_FILES__PROCESSED_RETENTION_S=300 TRIBUTARY_FILES__SWEEP_INTERVAL_S=60
@@ -133,7 +136,7 @@ soak: up ## the whole pipeline at SOAK_RATE changes/s for SOAK_MINUTES with main
 	$(CARGO) build --workspace --bins
 	dev/app down
 	APP_ENV_LAKE="$(SOAK_LAKE_ENV)" APP_ENV_MARTS="$(SOAK_MARTS_ENV)" APP_ENV_INGEST_FILES="$(SOAK_FILES_ENV)" APP_ENV_API="$(SOAK_API_ENV)" dev/app up
-	"$${CARGO_TARGET_DIR:-target}/debug/tributary-bench" soak --rate $(SOAK_RATE) --minutes $(SOAK_MINUTES); \
+	"$${CARGO_TARGET_DIR:-target}/debug/tributary-bench" soak --rate $(SOAK_RATE) --minutes $(SOAK_MINUTES) --warmup-minutes $(SOAK_WARMUP_MINUTES); \
 	  status=$$?; dev/app down; dev/app up; exit $$status
 
 # Trino reads the lake (e2e/tests/it/interop.rs): tables, every snapshot's row count, time travel, both
