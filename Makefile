@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help up up-with-trino trino down status build build-services prereqs demo test lint lint-build unit e2e fmt oracle interop bench bench-trino soak
+.PHONY: help up up-with-trino trino down status build build-services prereqs demo test lint lint-build unit e2e fmt oracle interop bench bench-trino soak chaos
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -152,5 +152,17 @@ ROUNDS ?= 5
 oracle: ## the randomized oracle test over SEEDS seeds of ROUNDS rounds (stack up, binaries built)
 	@for seed in $$(seq 1 $(SEEDS)); do \
 	  echo "oracle: seed $$seed of $(SEEDS), $(ROUNDS) rounds"; \
-	  ORACLE_SEED=$$seed ORACLE_ROUNDS=$(ROUNDS) $(CARGO) test -q --workspace --test it -- oracle:: --test-threads=1 || exit 1; \
+	  ORACLE_SEED=$$seed ORACLE_ROUNDS=$(ROUNDS) $(CARGO) test -q --workspace --test it -- oracle::random_workload --test-threads=1 || exit 1; \
+	done
+
+# The chaos test (e2e/tests/it/oracle.rs): the oracle's workload while our services are SIGKILLed at
+# seeded random moments, then the lake checked against Kafka offset by offset. `make test` runs it
+# once (2 rounds, 3 kills a round); this runs CHAOS_SEEDS seeds of CHAOS_ROUNDS rounds.
+CHAOS_SEEDS ?= 5
+CHAOS_ROUNDS ?= 4
+CHAOS_KILLS ?= 4
+chaos: ## the chaos test over CHAOS_SEEDS seeds: services SIGKILLed while the workload runs; nothing lost, nothing twice
+	@for seed in $$(seq 1 $(CHAOS_SEEDS)); do \
+	  echo "chaos: seed $$seed of $(CHAOS_SEEDS), $(CHAOS_ROUNDS) rounds, $(CHAOS_KILLS) kills a round"; \
+	  CHAOS_SEED=$$seed CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_KILLS=$(CHAOS_KILLS) $(CARGO) test -q --workspace --test it -- oracle::services_killed --test-threads=1 --nocapture || exit 1; \
 	done

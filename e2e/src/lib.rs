@@ -9,6 +9,7 @@
 //! it neither replays the demo's `salesdb.public.*` topics nor sees anyone else's changes.
 
 pub mod browser;
+pub mod kafka;
 mod source;
 
 pub use source::SourceDb;
@@ -179,6 +180,11 @@ impl Service {
                 self.log.display()
             );
         }
+    }
+
+    /// The service's name (its log is `.stack/e2e/<name>.log`).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Path of the service's log file.

@@ -7,66 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::Int64Type;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use tributary_common::LakeSettings;
+use tributary_e2e::kafka::{offsets_in, watermarks};
 use tributary_e2e::{Service, TestPipeline, eventually, require_stack};
 use tributary_ingest::{sample, store};
 use tributary_raw::catalog::{self, load_table, read_table, snapshot_offsets};
 use tributary_raw::offsets::TopicPartition;
-use tributary_raw::schema::{RawTable, col};
-
-/// Kafka's [low, high) watermarks of every partition of `topic`.
-fn watermarks(topic: &str) -> Result<BTreeMap<i32, (i64, i64)>> {
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", "127.0.0.1:9092")
-        .set("group.id", "tributary-e2e-watermarks")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .context("topic metadata missing")?
-        .partitions()
-        .iter()
-        .map(|p| p.id())
-        .collect::<Vec<_>>();
-    partitions
-        .into_iter()
-        .map(|p| {
-            Ok((
-                p,
-                consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?,
-            ))
-        })
-        .collect()
-}
-
-/// Every (partition, offset) of `topic` that `batches` hold, with how many times each appears.
-fn offsets_in(batches: &[RecordBatch], topic: &str, counts: &mut BTreeMap<(i32, i64), u32>) {
-    for batch in batches {
-        let topics = batch
-            .column_by_name(col::KAFKA_TOPIC)
-            .expect("kafka_topic")
-            .as_string::<i32>();
-        let partitions = batch
-            .column_by_name(col::KAFKA_PARTITION)
-            .expect("kafka_partition")
-            .as_primitive::<arrow::datatypes::Int32Type>();
-        let offsets = batch
-            .column_by_name(col::KAFKA_OFFSET)
-            .expect("kafka_offset")
-            .as_primitive::<Int64Type>();
-        for row in 0..batch.num_rows() {
-            if topics.value(row) == topic {
-                *counts
-                    .entry((partitions.value(row), offsets.value(row)))
-                    .or_default() += 1;
-            }
-        }
-    }
-}
+use tributary_raw::schema::RawTable;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkilled_lander_lands_each_change_event_exactly_once() -> Result<()> {

@@ -16,6 +16,10 @@
 //! The seed is printed; replay a failure with `ORACLE_SEED=<seed>` (not a `TRIBUTARY_*` name:
 //! the services would refuse it as an unknown setting).
 //! `ORACLE_ROUNDS` (default 3) sets the length; a long run is a loop over seeds.
+//!
+//! The chaos test runs the same workload while it SIGKILLs our services at seeded random
+//! moments, and checks the lake against Kafka offset by offset at the end (`CHAOS_SEED`,
+//! `CHAOS_ROUNDS`, `CHAOS_KILLS`; `make chaos` runs it longer).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -32,7 +36,10 @@ use tributary_e2e::{
     api_ranking_for, clickhouse_query, current_sales, eventually, oracle_rankings, require_stack,
     run_bin,
 };
+use tributary_e2e::kafka::{committed_offsets, exactly_once_diff, offsets_in};
 use tributary_ingest::files::inbox::Inbox;
+use tributary_raw::catalog::{load_table, read_table};
+use tributary_raw::schema::RawTable;
 
 /// A sale from a file or the ERP as its source holds it now.
 #[derive(Debug, Clone, PartialEq)]
@@ -200,18 +207,44 @@ async fn postgres_round(
     Ok(())
 }
 
+fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|s| s.parse().ok())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn random_workload_on_all_sources_ranks_exactly_like_the_sources() -> Result<()> {
-    require_stack();
-    let seed: u64 = std::env::var("ORACLE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    let rounds: usize = std::env::var("ORACLE_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let seed = env_number("ORACLE_SEED").unwrap_or_else(rand::random);
+    let rounds = env_number("ORACLE_ROUNDS").unwrap_or(3);
     eprintln!("oracle seed {seed}, {rounds} rounds (replay: ORACLE_SEED={seed})");
+    workload(seed, rounds, None).await
+}
+
+/// The chaos test: the oracle's workload while our services (lander, marts, API, both
+/// ingestors; not the ERP simulator, which stands for the partner's system) are SIGKILLed at
+/// seeded random moments and started again. After every round the rankings equal the
+/// sources'; at the end every record of every topic of the run that a reader may see
+/// (`read_committed`) is in the lake exactly once, as a raw row or a dead letter, and nothing
+/// else is. `CHAOS_SEED`, `CHAOS_ROUNDS` (default 2), `CHAOS_KILLS` (a round, default 3).
+#[tokio::test(flavor = "multi_thread")]
+async fn services_killed_at_random_moments_lose_and_duplicate_nothing() -> Result<()> {
+    let seed = env_number("CHAOS_SEED").unwrap_or_else(rand::random);
+    let rounds = env_number("CHAOS_ROUNDS").unwrap_or(2);
+    let kills = env_number("CHAOS_KILLS").unwrap_or(3);
+    eprintln!(
+        "chaos seed {seed}, {rounds} rounds, {kills} SIGKILLs a round (replay: CHAOS_SEED={seed})"
+    );
+    workload(seed, rounds, Some(kills)).await
+}
+
+/// `rounds` of the seeded workload, checked against the sources after each; with
+/// `kills_per_round`, services are killed meanwhile (the chaos test), else the end also checks
+/// provenance and that a rebuild publishes the same rows.
+async fn workload(seed: u64, rounds: usize, kills_per_round: Option<usize>) -> Result<()> {
+    require_stack();
+    let replay = match kills_per_round {
+        Some(_) => format!("CHAOS_SEED={seed}"),
+        None => format!("ORACLE_SEED={seed}"),
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
 
     let run = TestPipeline::with_source().await?;
@@ -364,6 +397,9 @@ async fn random_workload_on_all_sources_ranks_exactly_like_the_sources() -> Resu
             .await?;
         }
 
+        if let Some(kills) = kills_per_round {
+            chaos(&mut services, &mut rng, kills, seed, round).await;
+        }
         let erp_now = erp_sales(&http, &erp).await?;
         let want = oracle(db, &files, &erp_now).await?;
         let started = Instant::now();
@@ -393,7 +429,7 @@ async fn random_workload_on_all_sources_ranks_exactly_like_the_sources() -> Resu
                 .collect();
             panic!(
                 "seed {seed} round {round}: the API never matched the sources ({e:#})\n{}\n\
-                 replay: ORACLE_SEED={seed}; logs in .stack/e2e/oracle-*.log",
+                 replay: {replay}; logs in .stack/e2e/oracle-*.log",
                 diffs.join("\n")
             );
         }
@@ -404,6 +440,12 @@ async fn random_workload_on_all_sources_ranks_exactly_like_the_sources() -> Resu
             want[&None].1.len(),
             started.elapsed().as_secs_f64()
         );
+    }
+
+    if kills_per_round.is_some() {
+        check_exactly_once(&run, &replay).await?;
+        drop(services);
+        return run.finish().await;
     }
 
     // Provenance of the final state (the sources are quiet now and equal to the API).
@@ -829,4 +871,89 @@ async fn provenance_in_the_past(http: &reqwest::Client, base: &str) -> Result<i6
         check_provenance_page(http, &url, Some((revenue, sales)), None).await?;
     }
     Ok(middle)
+}
+
+/// SIGKILLs `kills` of our services (never `services[0]`, the ERP simulator: a source) at seeded
+/// random moments while the round's changes flow, each started again after a random pause, and
+/// prints what it killed when.
+async fn chaos(
+    services: &mut [Service],
+    rng: &mut ChaCha8Rng,
+    kills: usize,
+    seed: u64,
+    round: usize,
+) {
+    let started = Instant::now();
+    for _ in 0..kills {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..2_000))).await;
+        let victim = &mut services[rng.random_range(1..services.len())];
+        victim.kill_hard();
+        let down = Duration::from_millis(rng.random_range(0..1_500));
+        eprintln!(
+            "chaos seed {seed} round {round}: SIGKILL {} at +{:.1} s, started again {} ms later",
+            victim.name(),
+            started.elapsed().as_secs_f64(),
+            down.as_millis()
+        );
+        tokio::time::sleep(down).await;
+        victim.restart();
+    }
+}
+
+/// Every record a `read_committed` reader sees on every topic of the run (the source's three
+/// Debezium topics, the ingestors' sales and dead-letter topics) is in the lake exactly once,
+/// as a raw row or a dead letter, and nothing else is. Waits up to two minutes for the lander to
+/// land what no ranking shows, then names what differs.
+async fn check_exactly_once(run: &TestPipeline, replay: &str) -> Result<()> {
+    let settings = tributary_common::LakeSettings {
+        warehouse: "s3://warehouse".into(),
+        namespace: run.namespace(),
+        ..Default::default()
+    };
+    let lake = tributary_raw::catalog::open(&settings).await?;
+    let source = run.source();
+    let topics = [
+        source.topic("sale"),
+        source.topic("salesman"),
+        source.topic("city"),
+        run.topic("files.sales"),
+        run.topic("files.dead"),
+        run.topic("erp.sales"),
+        run.topic("erp.dead"),
+    ];
+    let mut expected = BTreeMap::new();
+    for topic in &topics {
+        expected.insert(topic.clone(), committed_offsets(topic)?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut batches = Vec::new();
+        for table in RawTable::ALL {
+            let table = load_table(&lake, &run.namespace(), table).await?;
+            batches.extend(read_table(&table, None).await?);
+        }
+        let problems: Vec<String> = topics
+            .iter()
+            .filter_map(|topic| {
+                let mut landed = BTreeMap::new();
+                offsets_in(&batches, topic, &mut landed);
+                exactly_once_diff(&expected[topic], &landed).map(|d| format!("{topic}: {d}"))
+            })
+            .collect();
+        if problems.is_empty() {
+            let records: usize = expected.values().map(BTreeSet::len).sum();
+            eprintln!(
+                "{records} records on {} topics, each in the lake exactly once",
+                topics.len()
+            );
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "the lake does not hold each committed record exactly once (replay: {replay}):\n{}",
+                problems.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
 }
