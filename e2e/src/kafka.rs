@@ -47,7 +47,10 @@ pub fn committed_offsets(topic: &str) -> Result<BTreeSet<(i32, i64)>> {
     let marks = watermarks(topic)?;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", BROKERS)
-        .set("group.id", format!("tributary-e2e-committed-{}", crate::unique_suffix()))
+        .set(
+            "group.id",
+            format!("tributary-e2e-committed-{}", crate::unique_suffix()),
+        )
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .create()?;
@@ -68,9 +71,9 @@ pub fn committed_offsets(topic: &str) -> Result<BTreeSet<(i32, i64)>> {
                 let positions = consumer.position()?;
                 let done = marks.iter().all(|(p, (low, high))| {
                     low == high
-                        || positions
-                            .find_partition(topic, *p)
-                            .is_some_and(|tp| matches!(tp.offset(), Offset::Offset(o) if o >= *high))
+                        || positions.find_partition(topic, *p).is_some_and(
+                            |tp| matches!(tp.offset(), Offset::Offset(o) if o >= *high),
+                        )
                 });
                 if done {
                     return Ok(offsets);
@@ -133,4 +136,41 @@ pub fn exactly_once_diff(
             "landed more than once: {duplicates:?}; never landed: {missing:?}; landed but not committed in Kafka: {stray:?}"
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exactly_once_names_duplicates_gaps_and_strays() {
+        let expected: BTreeSet<(i32, i64)> = [(0, 0), (0, 1), (0, 3)].into();
+        let once: BTreeMap<(i32, i64), u32> = expected.iter().map(|o| (*o, 1)).collect();
+        assert_eq!(exactly_once_diff(&expected, &once), None);
+
+        let mut twice = once.clone();
+        twice.insert((0, 1), 2);
+        assert!(
+            exactly_once_diff(&expected, &twice)
+                .unwrap()
+                .contains("more than once: [((0, 1), 2)]")
+        );
+
+        let mut gap = once.clone();
+        gap.remove(&(0, 3));
+        assert!(
+            exactly_once_diff(&expected, &gap)
+                .unwrap()
+                .contains("never landed: [(0, 3)]")
+        );
+
+        // Offset 2 is an aborted record or a transaction marker: nothing may land there.
+        let mut stray = once;
+        stray.insert((0, 2), 1);
+        assert!(
+            exactly_once_diff(&expected, &stray)
+                .unwrap()
+                .contains("not committed in Kafka: [(0, 2)]")
+        );
+    }
 }

@@ -31,12 +31,12 @@ use rand_chacha::ChaCha8Rng;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::{Value, json};
+use tributary_e2e::kafka::{committed_offsets, exactly_once_diff, offsets_in};
 use tributary_e2e::{
     MasterData, NaturalSale, OracleSale, RankRow, Service, TestPipeline, api_months,
     api_ranking_for, clickhouse_query, current_sales, eventually, oracle_rankings, require_stack,
     run_bin,
 };
-use tributary_e2e::kafka::{committed_offsets, exactly_once_diff, offsets_in};
 use tributary_ingest::files::inbox::Inbox;
 use tributary_raw::catalog::{load_table, read_table};
 use tributary_raw::schema::RawTable;
