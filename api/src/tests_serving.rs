@@ -45,6 +45,21 @@ async fn json(resp: poem::test::TestResponse) -> Value {
     resp.json().await.value().deserialize()
 }
 
+/// Publishes `first` again a minute later as run `run-2`, and has `served` load it.
+async fn publish_newer(
+    store: &MemoryStore,
+    served: &ServedStore,
+    first: tributary_rankings::Publication,
+) {
+    let newer = tributary_rankings::Publication {
+        computed_at: first.computed_at + chrono::Duration::seconds(60),
+        run_id: "run-2".into(),
+        ..first
+    };
+    store.publish(&newer).await.unwrap();
+    served.refresh().await.unwrap();
+}
+
 #[tokio::test]
 async fn memory_answers_equal_the_store_answers_and_need_no_store() {
     let store = Arc::new(MemoryStore::new());
@@ -100,13 +115,7 @@ async fn validators_follow_the_publication() {
     }
 
     // A newer publication: the old tags no longer match, the answers carry new ones.
-    let newer = tributary_rankings::Publication {
-        computed_at: first.computed_at + chrono::Duration::seconds(60),
-        run_id: "run-2".into(),
-        ..first
-    };
-    store.publish(&newer).await.unwrap();
-    served.refresh().await.unwrap();
+    publish_newer(&store, &served, first).await;
     let path = PATHS[0];
     let old_tags: Vec<String> = tags.into_iter().collect();
     let resp = client
@@ -194,13 +203,7 @@ async fn rendered_answers_are_sent_again_until_a_newer_publication() {
     }
 
     // A newer publication: no answer of the first is sent again.
-    let newer = tributary_rankings::Publication {
-        computed_at: first.computed_at + chrono::Duration::seconds(60),
-        run_id: "run-2".into(),
-        ..first
-    };
-    store.publish(&newer).await.unwrap();
-    served.refresh().await.unwrap();
+    publish_newer(&store, &served, first).await;
     for (path, first_tag) in PATHS.iter().zip(first_tags) {
         let resp = client.get(*path).send().await;
         resp.assert_status_is_ok();

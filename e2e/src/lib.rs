@@ -721,6 +721,30 @@ impl TestPipeline {
         ])
     }
 
+    /// Starts the API ([`Self::api_env`]) with its lineage event store in a Postgres schema of
+    /// this run, and waits until it answers `/healthz`.
+    pub async fn start_api_with_lineage_store(&self, name: &str) -> Result<Service> {
+        let mut env = self.api_env();
+        env.insert("TRIBUTARY_LINEAGE__SCHEMA".into(), self.namespace());
+        let mut api = Service::start(name, "tributary-api", &[], &env);
+        let (http, base) = (reqwest::Client::new(), self.api());
+        eventually(Duration::from_secs(60), || {
+            api.assert_running();
+            let (http, base) = (&http, &base);
+            async move {
+                Ok(http
+                    .get(format!("{base}/healthz"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                    .then_some(()))
+            }
+        })
+        .await
+        .with_context(|| format!("the API never answered /healthz; see .stack/e2e/{name}.log"))?;
+        Ok(api)
+    }
+
     /// Starts the ERP simulator and waits until it serves its WSDL.
     pub async fn start_sim(&self, name: &str, seed: u64, initial_changes: u32) -> Result<Service> {
         let mut sim = Service::start(

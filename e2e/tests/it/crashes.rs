@@ -53,23 +53,7 @@ async fn a_killed_service_is_closed_in_lineage_and_counted_at_its_next_start() -
     let ns = run.namespace();
     let api = run.api();
     let http = reqwest::Client::new();
-    let mut api_env = run.api_env();
-    api_env.insert("TRIBUTARY_LINEAGE__SCHEMA".into(), ns.clone());
-    let mut api_service = Service::start("crashes-api", "tributary-api", &[], &api_env);
-    eventually(Duration::from_secs(60), || {
-        api_service.assert_running();
-        let (http, api) = (&http, &api);
-        async move {
-            Ok(http
-                .get(format!("{api}/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-                .then_some(()))
-        }
-    })
-    .await
-    .context("the API never answered /healthz; see .stack/e2e/crashes-api.log")?;
+    let _api = run.start_api_with_lineage_store("crashes-api").await?;
 
     let dir = repo_root().join(format!(".stack/e2e/crashes-{ns}"));
     let journal_path = dir.join("lineage-runs.json");

@@ -101,23 +101,9 @@ async fn jobs_send_lineage_to_the_api_store_and_the_graph_reads_back() -> Result
 
     // The API first (it receives every event, the jobs' first START included), with its events
     // table in a schema of this run.
-    let mut api_env = run.api_env();
-    api_env.insert("TRIBUTARY_LINEAGE__SCHEMA".into(), ns.clone());
-    let mut api_service = Service::start("lineage-store-api", "tributary-api", &[], &api_env);
-    eventually(Duration::from_secs(60), || {
-        api_service.assert_running();
-        let (http, api) = (&http, &api);
-        async move {
-            Ok(http
-                .get(format!("{api}/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-                .then_some(()))
-        }
-    })
-    .await
-    .context("the API never answered /healthz; see .stack/e2e/lineage-store-api.log")?;
+    let mut api_service = run
+        .start_api_with_lineage_store("lineage-store-api")
+        .await?;
 
     let openlineage: BTreeMap<String, String> = [
         ("OPENLINEAGE__TRANSPORT__TYPE", "http".to_string()),
@@ -376,24 +362,9 @@ async fn the_store_outlives_the_api_process_and_refuses_bad_events() -> Result<(
     let ns = run.namespace();
     let api = run.api();
     let http = reqwest::Client::new();
-    let mut env = run.api_env();
-    env.insert("TRIBUTARY_LINEAGE__SCHEMA".into(), ns.clone());
-    let start = |name: &str| Service::start(name, "tributary-api", &[], &env);
-    let ready = |service: &mut Service| {
-        service.assert_running();
-        let (http, api) = (&http, &api);
-        async move {
-            Ok(http
-                .get(format!("{api}/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-                .then_some(()))
-        }
-    };
-
-    let mut first = start("lineage-store-api-1");
-    eventually(Duration::from_secs(60), || ready(&mut first)).await?;
+    let first = run
+        .start_api_with_lineage_store("lineage-store-api-1")
+        .await?;
     let run_id = uuid::Uuid::new_v4().to_string();
     let event = |kind: &str| {
         serde_json::json!({
@@ -449,8 +420,9 @@ async fn the_store_outlives_the_api_process_and_refuses_bad_events() -> Result<(
     ensure!(problem["parameter"] == "job.name", "{problem}");
     drop(first); // SIGKILL: nothing but Postgres remembers
 
-    let mut second = start("lineage-store-api-2");
-    eventually(Duration::from_secs(60), || ready(&mut second)).await?;
+    let _second = run
+        .start_api_with_lineage_store("lineage-store-api-2")
+        .await?;
     let graph = lineage(&http, &api, &format!("job:{ns}:copy"))
         .await?
         .context("the new API process does not know the job")?;
