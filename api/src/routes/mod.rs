@@ -161,10 +161,9 @@ pub struct RankingsApi {
     limits: crate::config::LimitSettings,
     /// One permit per lake request allowed to run at once (`limits.lake_concurrency`).
     lake_permits: Arc<tokio::sync::Semaphore>,
-    /// The latest publication in memory, when `store` is it (HTTP validators read it).
-    served: Option<Arc<tributary_rankings::ServedStore>>,
-    /// What the readiness check looks at for a publication held in memory (set by `serving`).
-    served_slot: Arc<OnceLock<Arc<tributary_rankings::ServedStore>>>,
+    /// The latest publication in memory, when `store` is it (set by `serving`; HTTP validators
+    /// and the readiness check read it).
+    served: Arc<OnceLock<Arc<tributary_rankings::ServedStore>>>,
     /// Answers already rendered from the served publication (`serving.answer_cache_bytes`).
     answers: Option<Arc<crate::serving::AnswerCache>>,
     /// Publications lately computed from the lake for time travel (`limits.as_of_cache`).
@@ -188,8 +187,8 @@ impl RankingsApi {
     /// An API reading from `store`, without a lake (`as_of` and `/v1/snapshots` answer 503).
     pub fn new(store: Arc<dyn RankingQueries>) -> Self {
         let ping = store.clone();
-        let served_slot: Arc<OnceLock<Arc<tributary_rankings::ServedStore>>> = Arc::default();
-        let serving = served_slot.clone();
+        let served: Arc<OnceLock<Arc<tributary_rankings::ServedStore>>> = Arc::default();
+        let serving = served.clone();
         // ClickHouse is required unless the API serves a publication from memory: then it goes
         // on answering the latest rankings while ClickHouse is down, and says so.
         let readiness = ReadinessChecks::new().check("clickhouse", move || {
@@ -215,9 +214,8 @@ impl RankingsApi {
             lake_permits: Arc::new(tokio::sync::Semaphore::new(
                 crate::config::LimitSettings::default().lake_concurrency,
             )),
-            served: None,
+            served,
             answers: None,
-            served_slot,
             computed: Arc::new(crate::lake::ComputedCache::new(
                 crate::config::LimitSettings::default().as_of_cache,
             )),
@@ -237,10 +235,9 @@ impl RankingsApi {
     /// The same API reading the publication `served` holds in memory (and the store under it
     /// for anything else), with HTTP validators (`ETag`, 304) on the responses it answers.
     pub fn serving(self, served: Arc<tributary_rankings::ServedStore>) -> Self {
-        let _ = self.served_slot.set(served.clone());
+        let _ = self.served.set(served.clone());
         Self {
-            store: served.clone(),
-            served: Some(served),
+            store: served,
             ..self
         }
     }
@@ -261,7 +258,7 @@ impl RankingsApi {
 
     /// The served store, if the API answers from memory.
     pub(crate) fn served(&self) -> Option<Arc<tributary_rankings::ServedStore>> {
-        self.served.clone()
+        self.served.get().cloned()
     }
 
     /// How long a request may run (`limits.request_timeout_ms`).

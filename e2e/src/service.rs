@@ -1,0 +1,130 @@
+//! One of Tributary's binaries as a child process of a test: started with its settings, its
+//! log in `.stack/e2e/<name>.log`, killed (SIGKILL) or stopped (SIGTERM) and started again.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{bin_dir, repo_root};
+
+/// One of Tributary's binaries running as a child process; killed when dropped.
+pub struct Service {
+    name: String,
+    bin: PathBuf,
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Service {
+    /// Starts `bin` (e.g. `tributary-lake`) with `args` and `TRIBUTARY_*` settings in `env`.
+    pub fn start(name: &str, bin: &str, args: &[&str], env: &BTreeMap<String, String>) -> Self {
+        let path = bin_dir().join(bin);
+        assert!(
+            path.exists(),
+            "{} is missing: build the binaries first (`make build`, which `make test` runs)",
+            path.display()
+        );
+        let log_dir = repo_root().join(".stack/e2e");
+        std::fs::create_dir_all(&log_dir).expect("create .stack/e2e");
+        let mut service = Self {
+            name: name.to_string(),
+            bin: path,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: env.clone(),
+            log: log_dir.join(format!("{name}.log")),
+            child: None,
+        };
+        // A new service starts a new log (restarts append to it): tests read their service's
+        // log, and must not find an earlier run's lines there.
+        std::fs::write(&service.log, b"").expect("truncate service log");
+        service.spawn();
+        service
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open service log");
+        let child = Command::new(&self.bin)
+            .args(&self.args)
+            // The local stack's credentials are the development ones (common/src/profile.rs).
+            .env("TRIBUTARY_PROFILE", "development")
+            .envs(&self.env)
+            .env("RUST_LOG", "info")
+            .current_dir(repo_root())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", self.bin.display()));
+        self.child = Some(child);
+    }
+
+    /// SIGKILLs the process: no chance to flush or commit.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL service");
+            child.wait().expect("reap service");
+        }
+    }
+
+    /// SIGTERM, as an operator's stop (it drains and closes its runs); SIGKILL after 30 s.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child.kill().expect("SIGKILL service");
+        child.wait().expect("reap service");
+    }
+
+    /// Starts the process again with the same arguments and settings (SIGKILLing it first if
+    /// it still runs).
+    pub fn restart(&mut self) {
+        self.kill_hard();
+        self.spawn();
+    }
+
+    /// Fails if the process has exited, pointing at its log.
+    pub fn assert_running(&mut self) {
+        if let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            panic!(
+                "{} exited with {status}; see {}",
+                self.name,
+                self.log.display()
+            );
+        }
+    }
+
+    /// The service's name (its log is `.stack/e2e/<name>.log`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Path of the service's log file.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
