@@ -42,7 +42,7 @@ TRINO_PORT=$((8089 + _O))           # Trino (on demand: dev/up trino)
 PG_MAJOR=15
 PG_BIN="/usr/lib/postgresql/$PG_MAJOR/bin"
 KAFKA_VERSION=4.4.0
-DEBEZIUM_VERSION=3.6.1.Final
+DEBEZIUM_VERSION=3.6.3.Final
 SEAWEEDFS_MODULE=github.com/seaweedfs/seaweedfs/weed
 SEAWEEDFS_VERSION=v0.0.0-20261109003541-7506e5f91cd6
 TRINO_VERSION=476                      # needs Java >= 24 (dev/svc/trino.sh)

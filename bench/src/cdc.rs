@@ -164,7 +164,8 @@ fn env(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Creates the run's source database with the `salesdb` schema, its publication and master data.
+/// Creates the run's source database with the `salesdb` schema (`ingest/sql/schema.sql`: the
+/// connector's heartbeat table too), its publication and master data.
 async fn create_source(database: &str) -> Result<load::Master> {
     let admin = load::connect(&format!("{PG} dbname=salesdb")).await?;
     admin
@@ -172,15 +173,19 @@ async fn create_source(database: &str) -> Result<load::Master> {
         .await
         .with_context(|| format!("create database {database}"))?;
     let db = load::connect(&format!("{PG} dbname={database}")).await?;
+    // psql meta-commands (`\set ON_ERROR_STOP on`) are psql's, not SQL.
+    let schema = std::fs::read_to_string("ingest/sql/schema.sql")
+        .context("read ingest/sql/schema.sql (run from the repository root)")?;
+    let schema: String = schema
+        .lines()
+        .filter(|line| !line.starts_with('\\'))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    db.batch_execute(&schema)
+        .await
+        .context("create the source schema (ingest/sql/schema.sql)")?;
     db.batch_execute(
-        "CREATE TABLE city (id bigserial PRIMARY KEY, name text NOT NULL, state text NOT NULL);
-         CREATE TABLE salesman (id bigserial PRIMARY KEY, code text NOT NULL UNIQUE, name text NOT NULL, city_id bigint REFERENCES city (id));
-         CREATE TABLE sale (id bigserial PRIMARY KEY, salesman_id bigint, city_id bigint,
-             amount numeric(12, 2) NOT NULL CHECK (amount >= 0), sold_at timestamptz NOT NULL, updated_at timestamptz DEFAULT now());
-         ALTER TABLE city REPLICA IDENTITY FULL;
-         ALTER TABLE salesman REPLICA IDENTITY FULL;
-         ALTER TABLE sale REPLICA IDENTITY FULL;
-         CREATE PUBLICATION tributary_bench FOR TABLE city, salesman, sale;
+        "ALTER PUBLICATION tributary_salesdb RENAME TO tributary_bench;
          INSERT INTO city (name, state)
            SELECT 'Bench City ' || lpad(i::text, 2, '0'), (ARRAY['SP','RJ','MG','BA','PR','RS','PE','CE'])[1 + i % 8]
            FROM generate_series(1, 50) AS i;
@@ -189,7 +194,7 @@ async fn create_source(database: &str) -> Result<load::Master> {
            FROM generate_series(1, 500) AS i;",
     )
     .await
-    .context("create the source schema")?;
+    .context("insert the bench's cities and salesmen")?;
     load::master(&db).await
 }
 

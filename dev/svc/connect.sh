@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Kafka Connect 4.4.0 (distributed, one worker, REST 127.0.0.1:8083) with the Debezium 3.6.1.Final
+# Kafka Connect 4.4.0 (distributed, one worker, REST 127.0.0.1:8083) with the Debezium 3.6.3.Final
 # Postgres connector; registers ingest/debezium/salesdb-connector.json as `salesdb-connector`.
 
 CONNECT_HOME="$(svc_dir connect)"
@@ -20,15 +20,28 @@ DEBEZIUM_OPENLINEAGE_VERSION=3.5.0.Final
 OPENLINEAGE_YML="$CONNECT_HOME/openlineage.yml"
 LINEAGE_EVENTS_FILE="$STACK_DIR/lineage/events.jsonl"
 
+# Debezium 3.6.3 is built against Kafka 4.3 and calls org.apache.kafka.common.utils.Sanitizer, which
+# Kafka 4.4 moved to ...utils.internals (the task fails with NoClassDefFoundError). 3.6.1's archive
+# carried kafka-clients 4.3.0 for it; 3.6.3's does not, so we put that jar in the plugin folder as
+# 3.6.1 did. Connect loads org.apache.kafka classes from the worker first; only the ones Kafka 4.4
+# lacks come from this jar.
+DEBEZIUM_KAFKA_CLIENTS=org.apache.kafka:kafka-clients:4.3.0
+
 connect_ensure_plugin() {
   local step="connect: unpack Debezium plugin" archive
   archive="$KAFKA_DIST/plugins/debezium-connector-postgres-$DEBEZIUM_VERSION-plugin.tar.gz"
-  local marker="$CONNECT_PLUGIN_PATH/.debezium-$DEBEZIUM_VERSION"
+  local marker="$CONNECT_PLUGIN_PATH/.debezium-$DEBEZIUM_VERSION-kafka-clients-4.3.0"
   [[ -f $marker ]] && return 0
   [[ -f $archive ]] || fail "$step" "$STACK_DIR/mvn.log" "missing $archive (Maven download incomplete?)"
   rm -rf "$CONNECT_PLUGIN_PATH"
   mkdir -p "$CONNECT_PLUGIN_PATH"
   run_step "$step" "$CONNECT_LOG" tar -xzf "$archive" -C "$CONNECT_PLUGIN_PATH"
+  local folder="$CONNECT_PLUGIN_PATH/debezium-connector-postgres"
+  if ! compgen -G "$folder/kafka-clients-*.jar" >/dev/null; then
+    run_step "$step: $DEBEZIUM_KAFKA_CLIENTS" "$STACK_DIR/mvn.log" mvn -B -q \
+      -Dmaven.repo.local="$CACHE_DIR/m2" dependency:copy \
+      -Dartifact="$DEBEZIUM_KAFKA_CLIENTS" -DoutputDirectory="$folder"
+  fi
   touch "$marker"
   log "$step: $(find "$CONNECT_PLUGIN_PATH" -name '*.jar' | wc -l) jars under $CONNECT_PLUGIN_PATH"
 }

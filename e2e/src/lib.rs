@@ -83,12 +83,19 @@ pub(crate) fn bin_dir() -> PathBuf {
 /// demo's own connector: a test comparing the pipeline with Postgres reads its own
 /// [`SourceDb`] ([`TestPipeline::db`]).
 pub async fn salesdb() -> Result<tokio_postgres::Client> {
+    postgres("salesdb").await
+}
+
+/// Connects to the stack's Postgres database `dbname` as `tributary`.
+pub async fn postgres(dbname: &str) -> Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(
-        "host=127.0.0.1 port=5432 user=tributary password=tributary dbname=salesdb",
+        &format!("host=127.0.0.1 port=5432 user=tributary password=tributary dbname={dbname}"),
         tokio_postgres::NoTls,
     )
     .await
-    .context("connect to salesdb on 127.0.0.1:5432 (run `make test` or `dev/up`)")?;
+    .with_context(|| {
+        format!("connect to {dbname} on 127.0.0.1:5432 (run `make test` or `dev/up`)")
+    })?;
     tokio::spawn(connection);
     Ok(client)
 }

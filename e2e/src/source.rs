@@ -195,6 +195,11 @@ impl SourceDb {
         &self.names.database
     }
 
+    /// The run's replication slot, `e2e_<suffix>`.
+    pub fn slot(&self) -> &str {
+        &self.names.slot
+    }
+
     /// Debezium's topic prefix of this source, `e2e_<suffix>`.
     pub fn prefix(&self) -> &str {
         &self.names.prefix

@@ -33,11 +33,26 @@ ALTER TABLE city     REPLICA IDENTITY FULL;
 ALTER TABLE salesman REPLICA IDENTITY FULL;
 ALTER TABLE sale     REPLICA IDENTITY FULL;
 
+-- Debezium writes one row here at every heartbeat (`heartbeat.action.query` in
+-- ingest/debezium/salesdb-connector.json). Without it, while the sales tables are quiet, the slot
+-- never moves past the WAL other databases of the cluster write (the lake's catalog, the marts'
+-- state), and Postgres keeps all of it: after a load the slot held hundreds of MB and grew. The
+-- table is in the publication (so its change reaches Debezium and moves the slot) but not in the
+-- connector's table.include.list (so it makes no topic).
+CREATE TABLE IF NOT EXISTS debezium_heartbeat (
+    id smallint PRIMARY KEY CHECK (id = 1),
+    at timestamptz NOT NULL
+);
+
 -- The publication Debezium reads (publication.autocreate.mode=disabled in the connector).
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_publication WHERE pubname = 'tributary_salesdb') THEN
-    CREATE PUBLICATION tributary_salesdb FOR TABLE city, salesman, sale;
+    CREATE PUBLICATION tributary_salesdb FOR TABLE city, salesman, sale, debezium_heartbeat;
+  ELSIF NOT EXISTS (SELECT FROM pg_publication_tables
+                    WHERE pubname = 'tributary_salesdb' AND tablename = 'debezium_heartbeat') THEN
+    -- a database created before the heartbeat table
+    ALTER PUBLICATION tributary_salesdb ADD TABLE debezium_heartbeat;
   END IF;
 END
 $$;

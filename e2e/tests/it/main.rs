@@ -2,6 +2,7 @@
 //! directly under `tests/` would be another executable linking the whole dependency tree).
 
 mod api_detail;
+mod cdc_slot;
 mod compose;
 mod crashes;
 mod erp;
