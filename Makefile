@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help up up-with-trino trino down status build build-services prereqs demo test lint lint-build unit e2e fmt oracle interop bench bench-trino soak chaos
+.PHONY: help up up-with-trino trino down status build build-services prereqs demo test lint lint-build unit e2e fmt oracle interop bench bench-trino soak chaos fuzz
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -59,6 +59,7 @@ test: prereqs ## fmt, clippy, unit, integration and end-to-end tests (starts the
 	$(MAKE) --no-print-directory -j2 up-with-trino lint-build
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads=1
 	$(MAKE) --no-print-directory oracle SEEDS=2 ROUNDS=3
+	dev/fuzz $(FUZZ_SECONDS)
 
 # Benchmarks (bench/README.md): release build, on the running stack; results in bench/results/.
 bench: up ## benchmarks against their baselines (lander vs raw rdkafka and Iceberg's Kafka Connect sink; marts incremental vs recompute), results in bench/results/
@@ -155,14 +156,22 @@ oracle: ## the randomized oracle test over SEEDS seeds of ROUNDS rounds (stack u
 	  ORACLE_SEED=$$seed ORACLE_ROUNDS=$(ROUNDS) $(CARGO) test -q --workspace --test it -- oracle::random_workload --test-threads=1 || exit 1; \
 	done
 
-# The chaos test (e2e/tests/it/oracle.rs): the oracle's workload while our services are SIGKILLed at
-# seeded random moments, then the lake checked against Kafka offset by offset. `make test` runs it
-# once (2 rounds, 3 kills a round); this runs CHAOS_SEEDS seeds of CHAOS_ROUNDS rounds.
+# Each cargo-fuzz target of fuzz/ (nightly; fuzz/README.md) for FUZZ_SECONDS; `make test` runs each
+# for 20 s.
+FUZZ_SECONDS ?= 20
+fuzz: ## each fuzz target (CSV/JSON/NDJSON files, SOAP, Debezium records, OpenLineage events) for FUZZ_SECONDS
+	dev/fuzz $(FUZZ_SECONDS)
+
+# The chaos test (e2e/tests/it/oracle.rs): the oracle's workload while our services and the stack's
+# (Postgres, Kafka, Connect, ClickHouse, the object store) are SIGKILLed at seeded random moments,
+# then the lake checked against Kafka offset by offset. `make test` runs it once (2 rounds, 3 kills
+# of ours and 1 of the stack's a round); this runs CHAOS_SEEDS seeds of CHAOS_ROUNDS rounds.
 CHAOS_SEEDS ?= 5
 CHAOS_ROUNDS ?= 4
 CHAOS_KILLS ?= 4
+CHAOS_STACK_KILLS ?= 2
 chaos: ## the chaos test over CHAOS_SEEDS seeds: services SIGKILLed while the workload runs; nothing lost, nothing twice
 	@for seed in $$(seq 1 $(CHAOS_SEEDS)); do \
-	  echo "chaos: seed $$seed of $(CHAOS_SEEDS), $(CHAOS_ROUNDS) rounds, $(CHAOS_KILLS) kills a round"; \
-	  CHAOS_SEED=$$seed CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_KILLS=$(CHAOS_KILLS) $(CARGO) test -q --workspace --test it -- oracle::services_killed --test-threads=1 --nocapture || exit 1; \
+	  echo "chaos: seed $$seed of $(CHAOS_SEEDS), $(CHAOS_ROUNDS) rounds, $(CHAOS_KILLS) kills of ours and $(CHAOS_STACK_KILLS) of the stack's a round"; \
+	  CHAOS_SEED=$$seed CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_KILLS=$(CHAOS_KILLS) CHAOS_STACK_KILLS=$(CHAOS_STACK_KILLS) $(CARGO) test -q --workspace --test it -- oracle::services_killed --test-threads=1 --nocapture || exit 1; \
 	done

@@ -12,6 +12,7 @@ pub mod browser;
 pub mod kafka;
 mod service;
 mod source;
+pub mod stack;
 
 pub use service::Service;
 pub use source::SourceDb;
@@ -434,6 +435,16 @@ impl TestPipeline {
     /// A connection to this run's source database (see [`Self::source`]).
     pub fn db(&self) -> &tokio_postgres::Client {
         self.source().client()
+    }
+
+    /// Connects to this run's source database again (after Postgres was restarted under the
+    /// test: the old connection is gone for good).
+    pub async fn reconnect_source(&mut self) -> Result<()> {
+        self.source
+            .as_mut()
+            .expect("this run has no source of its own")
+            .reconnect()
+            .await
     }
 
     /// Removes this run's source (database, connector, slot, topics): call it when the test

@@ -180,6 +180,12 @@ impl SourceDb {
         &self.client
     }
 
+    /// Replaces the connection [`Self::client`] gives by a new one.
+    pub async fn reconnect(&mut self) -> Result<()> {
+        self.client = connect(&self.names.database).await?;
+        Ok(())
+    }
+
     /// Another connection to the run's database (e.g. for a task of its own).
     pub async fn connect(&self) -> Result<tokio_postgres::Client> {
         connect(&self.names.database).await

@@ -163,6 +163,28 @@ pub enum LakeError {
 }
 
 impl LakeError {
+    /// A short name of the variant, for a metric label (a bounded set).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LakeError::LoadConfig(_) => "load_config",
+            LakeError::InvalidConfig { .. } => "invalid_config",
+            LakeError::Raw(_) => "raw",
+            LakeError::Iceberg { .. } => "iceberg",
+            LakeError::SchemaDrift { .. } => "schema_drift",
+            LakeError::Fenced { .. } => "fenced",
+            LakeError::WriterLockBusy { .. } => "writer_lock_busy",
+            LakeError::WriterLock { .. } => "writer_lock",
+            LakeError::Kafka { .. } => "kafka",
+            LakeError::OffsetOutOfRange { .. } => "offset_out_of_range",
+            LakeError::MaintenanceConflict { .. } => "maintenance_conflict",
+            LakeError::CatalogDb { .. } => "catalog_db",
+            LakeError::Store { .. } => "store",
+            LakeError::Batch(_) => "batch",
+            LakeError::Metrics(_) => "metrics",
+            LakeError::Listen { .. } => "listen",
+        }
+    }
+
     /// Whether trying the same step again (or restarting the lander) may succeed without a
     /// human: connection trouble, commit conflicts, a lock still held by a dying process.
     pub fn is_retryable(&self) -> bool {

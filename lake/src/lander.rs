@@ -57,8 +57,15 @@ pub struct RunSummary {
     pub stopped_short: bool,
 }
 
-/// Opens the lake and Kafka from `config` and runs until `shutdown` (or drained, in
-/// [`Mode::Drain`]). This is what the binary does.
+/// Runs landing sessions from `config` until `shutdown` (or drained, in [`Mode::Drain`]). This
+/// is what the binary does.
+///
+/// A session that fails on a dependency (a retryable [`LakeError`]: the object store, the
+/// catalog's Postgres or Kafka down, the writer lock lost with its Postgres session) is started
+/// again after a backoff (1 s doubling to 60 s, with jitter; back to 1 s after a session that
+/// ran a minute), as a supervisor would restart the process: from what the lake committed, so
+/// exactly-once holds as after a crash, and no record is buffered meanwhile. A permanent error
+/// (fenced, misconfigured, schema drift) ends the run; so does any error in [`Mode::Drain`].
 pub async fn run(
     config: LanderConfig,
     mode: Mode,
@@ -66,6 +73,51 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<RunSummary, LakeError> {
     config.validate()?;
+    let mut backoff = session_backoff();
+    loop {
+        let started = Instant::now();
+        let error = match run_session(config.clone(), mode, metrics.clone(), shutdown.clone()).await
+        {
+            Ok(summary) => return Ok(summary),
+            Err(error) if error.is_retryable() && mode == Mode::Follow => error,
+            Err(error) => return Err(error),
+        };
+        if started.elapsed() >= SESSION_RESET {
+            backoff = session_backoff();
+        }
+        let wait = backoff.next().unwrap_or(SESSION_MAX_WAIT);
+        metrics.session_restarted(&error);
+        tracing::warn!(%error, kind = error.kind(), ?wait, "landing session failed on a dependency; starting again from what the lake committed");
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(error),
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Longest wait between two landing sessions.
+const SESSION_MAX_WAIT: Duration = Duration::from_secs(60);
+/// A session that ran this long resets the backoff.
+const SESSION_RESET: Duration = Duration::from_secs(60);
+
+fn session_backoff() -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(SESSION_MAX_WAIT)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// One landing session: opens the catalog, takes the writer lock, opens Kafka and lands until
+/// `shutdown`, drained, or an error.
+async fn run_session(
+    config: LanderConfig,
+    mode: Mode,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Result<RunSummary, LakeError> {
     let catalog: Arc<dyn Catalog> = Arc::new(tributary_raw::catalog::open(&config.lake).await?);
     // Take the lock before reading any table's offsets: they must not move after we read them.
     let lock = WriterLock::acquire(

@@ -53,6 +53,8 @@ pub struct Metrics {
     commit_bytes: HistogramVec,
     data_bytes: IntCounterVec,
     lag: IntGaugeVec,
+    /// Sessions that ended on a dependency's failure and were started again.
+    sessions_restarted: IntCounterVec,
     maintenance: MaintenanceMetrics,
 }
 
@@ -205,6 +207,14 @@ impl Metrics {
         registry.register(Box::new(data_bytes.clone()))?;
         registry.register(Box::new(last_commit.clone()))?;
         registry.register(Box::new(lag.clone()))?;
+        let sessions_restarted = IntCounterVec::new(
+            Opts::new(
+                "tributary_lander_sessions_restarted_total",
+                "Landing sessions that failed on a dependency (object store, catalog, Kafka) and were started again from what the lake committed, by the failing error's kind",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(sessions_restarted.clone()))?;
         let maintenance = MaintenanceMetrics::new(&registry)?;
         // Every series exists from the start (at 0), so rates and alerts work before the first event.
         for table in RawTable::ALL {
@@ -231,6 +241,7 @@ impl Metrics {
             data_bytes,
             lag,
             maintenance,
+            sessions_restarted,
         })
     }
 
@@ -251,6 +262,13 @@ impl Metrics {
         self.events
             .with_label_values(&[table.name(), outcome.as_str()])
             .get()
+    }
+
+    /// Counts a landing session started again after `error` (a retryable [`LakeError`](crate::LakeError)).
+    pub fn session_restarted(&self, error: &crate::LakeError) {
+        self.sessions_restarted
+            .with_label_values(&[error.kind()])
+            .inc();
     }
 
     /// Sets the consumer lag of one partition.

@@ -329,9 +329,13 @@ async fn jobs_emit_valid_openlineage_that_joins_into_one_graph() -> Result<()> {
 /// `DEBEZIUM_TOPIC_PREFIX` and `DEBEZIUM_LINEAGE_FILE` point it at another connector (a test
 /// worker with its own `topic.prefix` and events file; defaults `salesdb` and the file above).
 ///
+/// Only events newer than the test's start count: it restarts the connector's task
+/// (`<prefix>-connector` on `DEBEZIUM_CONNECT_URL`, default the local worker), which makes
+/// Debezium report its job afresh.
+///
 /// This test keeps the demo's shared source (`salesdb`, `salesdb-connector`, `salesdb.public.*`):
 /// its subject is that connector's own OpenLineage job. It reads no topic and compares no
-/// state; its only write is a no-op update of one `salesdb` sale.
+/// state; its only writes are no-op updates of one `salesdb` sale.
 #[tokio::test(flavor = "multi_thread")]
 async fn debezium_lineage_starts_the_graph_at_the_postgres_tables() -> Result<()> {
     use tributary_lineage::naming;
@@ -359,23 +363,56 @@ async fn debezium_lineage_starts_the_graph_at_the_postgres_tables() -> Result<()
         &format!("{prefix}.public.sale"),
     ));
 
-    // A change that alters no value still flows through the connector (an update event), so the
-    // output dataset is reported at least once by this connector task.
-    let db = tributary_e2e::salesdb().await?;
-    let updated = db
-        .execute(
-            "UPDATE sale SET amount = amount WHERE id = (SELECT min(id) FROM sale)",
-            &[],
-        )
-        .await?;
-    ensure!(updated == 1, "salesdb has no sale to touch");
-
-    let events = eventually(Duration::from_secs(60), || {
-        let (path, tables, topic) = (&path, &tables, &topic);
+    // Only this test's events count: a restart of the connector's task makes Debezium report its
+    // job afresh (START, the tables as it reads their schemas, each topic at its first record).
+    let started = chrono::Utc::now();
+    let connect =
+        std::env::var("DEBEZIUM_CONNECT_URL").unwrap_or_else(|_| "http://127.0.0.1:8083".into());
+    let task = format!("{connect}/connectors/{prefix}-connector/tasks/0");
+    let http = reqwest::Client::new();
+    http.post(format!("{task}/restart"))
+        .send()
+        .await?
+        .error_for_status()
+        .with_context(|| format!("restart {task}"))?;
+    eventually(Duration::from_secs(60), || {
+        let (http, task) = (&http, &task);
         async move {
+            let status: Value = http
+                .get(format!("{task}/status"))
+                .send()
+                .await?
+                .json()
+                .await?;
+            Ok((status["state"] == "RUNNING").then_some(()))
+        }
+    })
+    .await
+    .with_context(|| format!("{task} is not RUNNING again"))?;
+
+    // A change that alters no value still flows through the connector (an update event), so the
+    // new task reports the output dataset; made again at every look, in case the old task still
+    // carried the first one.
+    let db = tributary_e2e::salesdb().await?;
+    let events = eventually(Duration::from_secs(60), || {
+        let (path, tables, topic, db) = (&path, &tables, &topic, &db);
+        async move {
+            let updated = db
+                .execute(
+                    "UPDATE sale SET amount = amount WHERE id = (SELECT min(id) FROM sale)",
+                    &[],
+                )
+                .await?;
+            ensure!(updated == 1, "salesdb has no sale to touch");
             let events: Vec<Value> = lineage_events(path)
                 .into_iter()
                 .filter(|e| e["job"]["namespace"] == job.0 && e["job"]["name"] == job.1)
+                .filter(|e| {
+                    e["eventTime"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .is_some_and(|t| t >= started)
+                })
                 .collect();
             let side = |member: &str| -> BTreeSet<(String, String)> {
                 events

@@ -25,17 +25,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rand::seq::IndexedRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::{Value, json};
+use tributary_common::health::Readiness;
 use tributary_e2e::kafka::{committed_offsets, exactly_once_diff, offsets_in};
 use tributary_e2e::{
     MasterData, NaturalSale, OracleSale, RankRow, Service, TestPipeline, api_months,
     api_ranking_for, clickhouse_query, current_sales, eventually, oracle_rankings, require_stack,
-    run_bin,
+    run_bin, stack,
 };
 use tributary_ingest::files::inbox::Inbox;
 use tributary_raw::catalog::{load_table, read_table};
@@ -207,6 +208,86 @@ async fn postgres_round(
     Ok(())
 }
 
+/// Two neighbours of `ranking` whose revenues differ (a seeded pair, the higher first), with the
+/// difference in cents; none when every revenue is the same (a tie already).
+fn untied_neighbours(ranking: &[RankRow], rng: &mut ChaCha8Rng) -> Result<Option<(i64, i64, i64)>> {
+    let mut pairs = Vec::new();
+    for pair in ranking.windows(2) {
+        let (high, low) = (&pair[0], &pair[1]);
+        let gap = cents_of(&high.1)? - cents_of(&low.1)?;
+        if gap > 0 {
+            pairs.push((high.0, low.0, gap));
+        }
+    }
+    Ok(pairs.choose(rng).copied())
+}
+
+/// Inserts Postgres sales that make equal totals, so that every round ranks ties (the rankings
+/// break them by id): two cities all time, two salesmen in one month, two salesmen all time.
+/// Each sale is chosen not to undo the ties made before it. Returns the ties it made, as
+/// (period, ranking, the two ids), for the test to find in the API's answer.
+async fn force_ties(
+    db: &tokio_postgres::Client,
+    files: &BTreeMap<String, SourceSale>,
+    erp: &BTreeMap<String, SourceSale>,
+    rng: &mut ChaCha8Rng,
+    salesmen: &[(i64, i64)],
+    cities: &[i64],
+) -> Result<Vec<(Option<String>, &'static str, [i64; 2])>> {
+    let insert = |salesman: i64, city: i64, cents: i64, month: String| async move {
+        db.execute(
+            "INSERT INTO sale (salesman_id, city_id, amount, sold_at) \
+             VALUES ($1, $2, $3::text::numeric, $4::text::timestamptz)",
+            &[
+                &salesman,
+                &city,
+                &format!("{}.{:02}", cents / 100, cents % 100),
+                &format!("{month}-15T12:00:00Z"),
+            ],
+        )
+        .await
+        .context("insert a tying sale")
+    };
+    let mut ties = Vec::new();
+
+    // Cities, all time: the lower one gets the gap, sold by a salesman in no tie below.
+    let now = oracle(db, files, erp).await?;
+    let months: Vec<String> = now.keys().flatten().cloned().collect();
+    let mut city_pair = [0, 0];
+    if let Some((high, low, gap)) = untied_neighbours(&now[&None].0, rng)? {
+        let month = months.choose(rng).context("no month")?.clone();
+        insert(salesmen.choose(rng).unwrap().0, low, gap, month).await?;
+        city_pair = [high, low];
+        ties.push((None, "cities", city_pair));
+    }
+    let other_city = *cities
+        .iter()
+        .find(|c| !city_pair.contains(c))
+        .context("fewer than three cities")?;
+
+    // Salesmen in one month, then all time in another month.
+    let now = oracle(db, files, erp).await?;
+    let month = months.choose(rng).context("no month")?.clone();
+    let in_month = &now[&Some(month.clone())].1;
+    if let Some((high, low, gap)) = untied_neighbours(in_month, rng)? {
+        insert(low, other_city, gap, month.clone()).await?;
+        ties.push((Some(month.clone()), "salesmen", [high, low]));
+    }
+    let now = oracle(db, files, erp).await?;
+    if let Some((high, low, gap)) = untied_neighbours(&now[&None].1, rng)? {
+        let elsewhere = months
+            .iter()
+            .filter(|m| **m != month)
+            .collect::<Vec<_>>()
+            .choose(rng)
+            .map(|m| m.to_string())
+            .context("a single month")?;
+        insert(low, other_city, gap, elsewhere).await?;
+        ties.push((None, "salesmen", [high, low]));
+    }
+    Ok(ties)
+}
+
 fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok().and_then(|s| s.parse().ok())
 }
@@ -216,38 +297,65 @@ async fn random_workload_on_all_sources_ranks_exactly_like_the_sources() -> Resu
     let seed = env_number("ORACLE_SEED").unwrap_or_else(rand::random);
     let rounds = env_number("ORACLE_ROUNDS").unwrap_or(3);
     eprintln!("oracle seed {seed}, {rounds} rounds (replay: ORACLE_SEED={seed})");
-    workload(seed, rounds, None).await
+    workload(seed, rounds, Disruption::None).await
 }
 
 /// The chaos test: the oracle's workload while our services (lander, marts, API, both
-/// ingestors; not the ERP simulator, which stands for the partner's system) are SIGKILLed at
+/// ingestors; not the ERP simulator, which stands for the partner's system) and the stack's
+/// (Postgres, the Kafka broker, Kafka Connect, ClickHouse, the object store) are SIGKILLed at
 /// seeded random moments and started again. After every round the rankings equal the
 /// sources'; at the end every record of every topic of the run that a reader may see
 /// (`read_committed`) is in the lake exactly once, as a raw row or a dead letter, and nothing
-/// else is. `CHAOS_SEED`, `CHAOS_ROUNDS` (default 2), `CHAOS_KILLS` (a round, default 3).
+/// else is. `CHAOS_SEED`, `CHAOS_ROUNDS` (default 2), `CHAOS_KILLS` (of ours a round, default
+/// 3), `CHAOS_STACK_KILLS` (of the stack's a round, default 1).
 #[tokio::test(flavor = "multi_thread")]
 async fn services_killed_at_random_moments_lose_and_duplicate_nothing() -> Result<()> {
     let seed = env_number("CHAOS_SEED").unwrap_or_else(rand::random);
     let rounds = env_number("CHAOS_ROUNDS").unwrap_or(2);
-    let kills = env_number("CHAOS_KILLS").unwrap_or(3);
+    let kills = Kills {
+        ours: env_number("CHAOS_KILLS").unwrap_or(3),
+        stack: env_number("CHAOS_STACK_KILLS").unwrap_or(1),
+    };
     eprintln!(
-        "chaos seed {seed}, {rounds} rounds, {kills} SIGKILLs a round (replay: CHAOS_SEED={seed})"
+        "chaos seed {seed}, {rounds} rounds, a round {} SIGKILLs of ours and {} of the stack's (replay: CHAOS_SEED={seed})",
+        kills.ours, kills.stack
     );
-    workload(seed, rounds, Some(kills)).await
+    workload(seed, rounds, Disruption::Kills(kills)).await
 }
 
-/// `rounds` of the seeded workload, checked against the sources after each; with
-/// `kills_per_round`, services are killed meanwhile (the chaos test), else the end also checks
-/// provenance and that a rebuild publishes the same rows.
-async fn workload(seed: u64, rounds: usize, kills_per_round: Option<usize>) -> Result<()> {
+/// How many services the chaos test kills a round.
+#[derive(Debug, Clone, Copy)]
+struct Kills {
+    /// Of ours (lander, marts, API, ingestors).
+    ours: usize,
+    /// Of the stack's ([`stack::KILLABLE`]).
+    stack: usize,
+}
+
+/// What disturbs the workload's rounds, after each round's changes are made.
+#[derive(Debug, Clone, Copy)]
+enum Disruption {
+    /// Nothing (the oracle test); the end also checks provenance and a rebuild.
+    None,
+    /// SIGKILLs (the chaos test).
+    Kills(Kills),
+    /// One of the stack's services down this long, round `r` the `r`-th of
+    /// [`stack::KILLABLE`] (the outage test).
+    Outages(Duration),
+}
+
+/// `rounds` of the seeded workload, checked against the sources after each, disturbed as
+/// `disruption` says; a disturbed run ends with every record in the lake exactly once.
+async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()> {
     require_stack();
-    let replay = match kills_per_round {
-        Some(_) => format!("CHAOS_SEED={seed}"),
-        None => format!("ORACLE_SEED={seed}"),
+    let replay = match disruption {
+        Disruption::Kills(_) => format!("CHAOS_SEED={seed}"),
+        Disruption::Outages(_) => format!("OUTAGE_SEED={seed}"),
+        Disruption::None => format!("ORACLE_SEED={seed}"),
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
 
-    let run = TestPipeline::with_source().await?;
+    let mut run = TestPipeline::with_source().await?;
     let erp = run.erp();
 
     let db = run.db();
@@ -279,28 +387,52 @@ async fn workload(seed: u64, rounds: usize, kills_per_round: Option<usize>) -> R
     codes.push(late_code.clone());
 
     let mut services = vec![run.start_sim("oracle-erp-sim", seed % 100_000, 80).await?];
-    for (name, bin, args, env) in [
+    // Each service but the API on a /readyz port of its own (the outage test reads them).
+    let mut probes = Vec::new();
+    for (name, bin, args, mut env, listen, checks) in [
         (
             "oracle-lake",
             "tributary-lake",
             &[][..],
             run.lake_env_with_maintenance(),
+            "TRIBUTARY_METRICS_LISTEN",
+            &["kafka", "catalog", "object_store"][..],
         ),
         (
             "oracle-marts",
             "tributary-marts",
             &[],
             run.marts_env_with_retention(),
+            "TRIBUTARY_METRICS_LISTEN",
+            &["catalog", "object_store", "state", "clickhouse"],
         ),
-        ("oracle-api", "tributary-api", &[], run.api_env()),
+        ("oracle-api", "tributary-api", &[], run.api_env(), "", &[]),
         (
             "oracle-files",
             "tributary-ingest",
             &["files"],
             run.files_env(),
+            "TRIBUTARY_FILES__METRICS_LISTEN",
+            &["kafka", "inbox"],
         ),
-        ("oracle-erp", "tributary-ingest", &["erp"], run.erp_env()),
+        (
+            "oracle-erp",
+            "tributary-ingest",
+            &["erp"],
+            run.erp_env(),
+            "TRIBUTARY_ERP__METRICS_LISTEN",
+            &["kafka"],
+        ),
     ] {
+        if !listen.is_empty() {
+            let port = tributary_e2e::free_port();
+            env.insert(listen.to_string(), format!("127.0.0.1:{port}"));
+            probes.push(Probe {
+                service: name,
+                base: format!("http://127.0.0.1:{port}"),
+                checks,
+            });
+        }
         services.push(Service::start(name, bin, args, &env));
     }
 
@@ -319,6 +451,7 @@ async fn workload(seed: u64, rounds: usize, kills_per_round: Option<usize>) -> R
     };
 
     for round in 0..rounds {
+        let db = run.db();
         postgres_round(db, &mut rng, &salesmen, &city_ids).await?;
 
         // Files: new sales and corrections in one new file, sometimes an old file again.
@@ -397,9 +530,26 @@ async fn workload(seed: u64, rounds: usize, kills_per_round: Option<usize>) -> R
             .await?;
         }
 
-        if let Some(kills) = kills_per_round {
-            chaos(&mut services, &mut rng, kills, seed, round).await;
+        // Equal totals every round: ties the rankings must break by id, as the oracle does.
+        let erp_now = erp_sales(&http, &erp).await?;
+        let ties = force_ties(db, &files, &erp_now, &mut rng, &salesmen, &city_ids).await?;
+        anyhow::ensure!(!ties.is_empty(), "seed {seed} round {round} made no tie");
+
+        match disruption {
+            Disruption::None => {}
+            Disruption::Kills(kills) => {
+                chaos(&mut services, &mut rng, kills, seed, round).await?;
+            }
+            Disruption::Outages(down) => {
+                let dependency = stack::KILLABLE[round % stack::KILLABLE.len()];
+                outage(dependency, down, &mut services, &probes, seed, round).await?;
+            }
         }
+        if !matches!(disruption, Disruption::None) {
+            // Postgres may have been restarted under the test's own connection.
+            run.reconnect_source().await?;
+        }
+        let db = run.db();
         let erp_now = erp_sales(&http, &erp).await?;
         let want = oracle(db, &files, &erp_now).await?;
         let started = Instant::now();
@@ -434,21 +584,37 @@ async fn workload(seed: u64, rounds: usize, kills_per_round: Option<usize>) -> R
             );
         }
         eprintln!(
-            "seed {seed} round {round}: all time and {} months, {} cities and {} salesmen, equal to the sources after {:.1} s",
+            "seed {seed} round {round}: all time and {} months, {} cities and {} salesmen, equal to the sources after {:.1} s, {} ties",
             want.len() - 1,
             want[&None].0.len(),
             want[&None].1.len(),
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            ties.len()
         );
+        for (period, ranking, ids) in &ties {
+            let (cities, salesmen) = &want[period];
+            let rows = if *ranking == "cities" {
+                cities
+            } else {
+                salesmen
+            };
+            let revenue = |id: i64| rows.iter().find(|r| r.0 == id).map(|r| r.1.clone());
+            let (a, b) = (revenue(ids[0]), revenue(ids[1]));
+            assert!(
+                a.is_some() && a == b,
+                "seed {seed} round {round}: the {ranking} tie of {period:?} between {ids:?} is gone: {a:?} and {b:?} ({replay})"
+            );
+        }
     }
 
-    if kills_per_round.is_some() {
+    if !matches!(disruption, Disruption::None) {
         check_exactly_once(&run, &replay).await?;
         drop(services);
         return run.finish().await;
     }
 
     // Provenance of the final state (the sources are quiet now and equal to the API).
+    let db = run.db();
     let erp_now = erp_sales(&http, &erp).await?;
     let want = oracle(db, &files, &erp_now).await?;
     check_provenance(&http, &base, &mut rng, &want, (db, &files, &erp_now))
@@ -873,31 +1039,156 @@ async fn provenance_in_the_past(http: &reqwest::Client, base: &str) -> Result<i6
     Ok(middle)
 }
 
-/// SIGKILLs `kills` of our services (never `services[0]`, the ERP simulator: a source) at seeded
-/// random moments while the round's changes flow, each started again after a random pause, and
-/// prints what it killed when.
+/// SIGKILLs `kills.ours` of our services (never `services[0]`, the ERP simulator: a source) and
+/// `kills.stack` of the stack's, in a seeded order at seeded random moments while the round's
+/// changes flow, each started again after a random pause (ours by the test, the stack's by
+/// `dev/up`), and prints what it killed when.
 async fn chaos(
     services: &mut [Service],
     rng: &mut ChaCha8Rng,
-    kills: usize,
+    kills: Kills,
     seed: u64,
     round: usize,
-) {
+) -> Result<()> {
     let started = Instant::now();
-    for _ in 0..kills {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(0..2_000))).await;
-        let victim = &mut services[rng.random_range(1..services.len())];
-        victim.kill_hard();
-        let down = Duration::from_millis(rng.random_range(0..1_500));
-        eprintln!(
-            "chaos seed {seed} round {round}: SIGKILL {} at +{:.1} s, started again {} ms later",
-            victim.name(),
-            started.elapsed().as_secs_f64(),
-            down.as_millis()
-        );
-        tokio::time::sleep(down).await;
-        victim.restart();
+    let mut victims: Vec<Option<&str>> = vec![None; kills.ours];
+    for _ in 0..kills.stack {
+        victims.push(Some(*stack::KILLABLE.choose(rng).expect("stack services")));
     }
+    victims.shuffle(rng);
+    for victim in victims {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..2_000))).await;
+        let at = started.elapsed().as_secs_f64();
+        match victim {
+            None => {
+                let victim = &mut services[rng.random_range(1..services.len())];
+                victim.kill_hard();
+                let down = Duration::from_millis(rng.random_range(0..1_500));
+                eprintln!(
+                    "chaos seed {seed} round {round}: SIGKILL {} at +{at:.1} s, started again {} ms later",
+                    victim.name(),
+                    down.as_millis()
+                );
+                tokio::time::sleep(down).await;
+                victim.restart();
+            }
+            Some(name) => {
+                stack::kill_hard(name)?;
+                let down = Duration::from_millis(rng.random_range(0..5_000));
+                tokio::time::sleep(down).await;
+                let took = tokio::task::spawn_blocking(move || stack::start(name)).await??;
+                eprintln!(
+                    "chaos seed {seed} round {round}: SIGKILL the stack's {name} at +{at:.1} s, \
+                     `dev/up {name}` {} ms later took {:.1} s",
+                    down.as_millis(),
+                    took.as_secs_f64()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One of our services' `/readyz`, and the checks it has on the stack's services.
+struct Probe {
+    service: &'static str,
+    base: String,
+    checks: &'static [&'static str],
+}
+
+/// The readiness checks (of [`Probe::checks`]) that depend on the stack's `dependency`.
+fn checks_on(dependency: &str) -> &'static [&'static str] {
+    match dependency {
+        "postgres" => &["catalog", "state"],
+        "kafka" => &["kafka"],
+        "s3" => &["object_store", "inbox"],
+        "clickhouse" => &["clickhouse"],
+        // nothing of ours talks to Kafka Connect
+        _ => &[],
+    }
+}
+
+/// Stops the stack's `dependency` (`dev/down`) for `down` while the round's changes flow. Every
+/// second meanwhile: none of our services may exit, and each with a readiness check on it must
+/// answer `/readyz` 503 naming that check at least once. Then `dev/up` starts it again (the
+/// round's check that follows waits for the pipeline to catch up).
+async fn outage(
+    dependency: &'static str,
+    down: Duration,
+    services: &mut [Service],
+    probes: &[Probe],
+    seed: u64,
+    round: usize,
+) -> Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    tokio::task::spawn_blocking(move || stack::stop(dependency)).await??;
+    let started = Instant::now();
+    let mut reported: BTreeMap<&str, String> = BTreeMap::new();
+    while started.elapsed() < down {
+        for service in services.iter_mut() {
+            service.assert_running();
+        }
+        for probe in probes {
+            let Ok(response) = http.get(format!("{}/readyz", probe.base)).send().await else {
+                continue;
+            };
+            let status = response.status().as_u16();
+            let Ok(body) = response.json::<Readiness>().await else {
+                continue;
+            };
+            let failing: Vec<&str> = body
+                .checks
+                .iter()
+                .filter(|c| !c.ok && checks_on(dependency).contains(&c.name.as_str()))
+                .map(|c| c.name.as_str())
+                .collect();
+            if status == 503 && !failing.is_empty() {
+                reported
+                    .entry(probe.service)
+                    .or_insert_with(|| failing.join(", "));
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let took = tokio::task::spawn_blocking(move || stack::start(dependency)).await??;
+    eprintln!(
+        "outage seed {seed} round {round}: {dependency} down {:.0} s, `dev/up {dependency}` took {:.1} s; not ready meanwhile: {reported:?}",
+        down.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    for probe in probes {
+        let depends = probe
+            .checks
+            .iter()
+            .any(|c| checks_on(dependency).contains(c));
+        anyhow::ensure!(
+            !depends || reported.contains_key(probe.service),
+            "{} never answered /readyz 503 naming {dependency} during its {:.0} s outage \
+             (replay: OUTAGE_SEED={seed})",
+            probe.service,
+            down.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// The outage test: the oracle's workload while, each round, one of the stack's services
+/// (Postgres, the Kafka broker, Kafka Connect, ClickHouse, the object store, in turn) is
+/// stopped for `OUTAGE_SECONDS` (default 30) right after the round's changes: none of our
+/// services exits, each with a readiness check on it reports not ready meanwhile, and once it
+/// is back the rankings equal the sources' and every record is in the lake exactly once.
+/// `OUTAGE_SEED`; `OUTAGE_ROUNDS` (default 5: each service once).
+#[tokio::test(flavor = "multi_thread")]
+async fn each_dependency_down_for_a_while_stalls_nothing_and_loses_nothing() -> Result<()> {
+    let seed = env_number("OUTAGE_SEED").unwrap_or_else(rand::random);
+    let rounds = env_number("OUTAGE_ROUNDS").unwrap_or(stack::KILLABLE.len());
+    let down = Duration::from_secs(env_number("OUTAGE_SECONDS").unwrap_or(30));
+    eprintln!(
+        "outage seed {seed}, {rounds} rounds, {down:?} down a round (replay: OUTAGE_SEED={seed})"
+    );
+    workload(seed, rounds, Disruption::Outages(down)).await
 }
 
 /// Every record a `read_committed` reader sees on every topic of the run (the source's three
