@@ -101,6 +101,18 @@ pub async fn postgres(dbname: &str) -> Result<tokio_postgres::Client> {
     Ok(client)
 }
 
+/// `GET url`, which must answer 2xx with JSON.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value> {
+    http.get(url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?
+        .error_for_status()?
+        .json()
+        .await
+        .with_context(|| format!("GET {url}: not JSON"))
+}
+
 /// Polls `check` until it returns `Ok(Some(v))`, or fails after `timeout` with the last reason.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Result<T>
 where
@@ -145,13 +157,7 @@ pub async fn api_ranking_for(
         Some(m) => format!("{base}{path}?month={m}&limit=1000"),
         None => format!("{base}{path}?limit=1000"),
     };
-    let body: serde_json::Value = http
-        .get(&url)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let body = get_json(http, &url).await?;
     if let Some(m) = month {
         anyhow::ensure!(
             body["period"]["period"] == m,

@@ -378,12 +378,7 @@ async fn debezium_lineage_starts_the_graph_at_the_postgres_tables() -> Result<()
     eventually(Duration::from_secs(60), || {
         let (http, task) = (&http, &task);
         async move {
-            let status: Value = http
-                .get(format!("{task}/status"))
-                .send()
-                .await?
-                .json()
-                .await?;
+            let status = tributary_e2e::get_json(http, &format!("{task}/status")).await?;
             Ok((status["state"] == "RUNNING").then_some(()))
         }
     })

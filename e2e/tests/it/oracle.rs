@@ -35,8 +35,8 @@ use tributary_common::health::Readiness;
 use tributary_e2e::kafka::{committed_offsets, exactly_once_diff, offsets_in};
 use tributary_e2e::{
     MasterData, NaturalSale, OracleSale, RankRow, Service, TestPipeline, api_months,
-    api_ranking_for, clickhouse_query, current_sales, eventually, oracle_rankings, require_stack,
-    run_bin, stack,
+    api_ranking_for, clickhouse_query, current_sales, eventually, get_json, oracle_ranking,
+    oracle_rankings, require_stack, run_bin, stack,
 };
 use tributary_ingest::files::inbox::Inbox;
 use tributary_raw::catalog::{load_table, read_table};
@@ -82,13 +82,7 @@ fn acme_csv(sales: &[(String, SourceSale)]) -> Vec<u8> {
 }
 
 async fn erp_sales(http: &reqwest::Client, erp: &str) -> Result<BTreeMap<String, SourceSale>> {
-    let body: Value = http
-        .get(format!("{erp}/admin/sales"))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let body = get_json(http, &format!("{erp}/admin/sales")).await?;
     let mut out = BTreeMap::new();
     for s in body["sales"].as_array().context("no sales")? {
         let text = |k: &str| {
@@ -113,13 +107,13 @@ async fn erp_sales(http: &reqwest::Client, erp: &str) -> Result<BTreeMap<String,
 /// (cities, salesmen) rankings, all time (`None`) and per UTC month.
 type Rankings = BTreeMap<Option<String>, (Vec<RankRow>, Vec<RankRow>)>;
 
-/// Rankings from the sources: Postgres as it is, the files as the test wrote them, the ERP as
-/// it reports itself; natural keys resolved against the master data; all time and per month.
-async fn oracle(
+/// Every current sale of the sources: Postgres as it is, the files as the test wrote them, the
+/// ERP as it reports itself; natural keys resolved against the master data.
+async fn source_sales(
     db: &tokio_postgres::Client,
     files: &BTreeMap<String, SourceSale>,
     erp: &BTreeMap<String, SourceSale>,
-) -> Result<Rankings> {
+) -> Result<Vec<OracleSale>> {
     let others = files.values().chain(erp.values()).map(|s| NaturalSale {
         code: &s.code,
         city: (&s.city.0, &s.city.1),
@@ -127,6 +121,17 @@ async fn oracle(
         month: Some(&s.sold_at[..7]),
     });
     let sales = current_sales(db, others).await?;
+    Ok(sales)
+}
+
+/// Rankings from the sources: Postgres as it is, the files as the test wrote them, the ERP as
+/// it reports itself; natural keys resolved against the master data; all time and per month.
+async fn oracle(
+    db: &tokio_postgres::Client,
+    files: &BTreeMap<String, SourceSale>,
+    erp: &BTreeMap<String, SourceSale>,
+) -> Result<Rankings> {
+    let sales = source_sales(db, files, erp).await?;
     let mut rankings = BTreeMap::new();
     rankings.insert(None, oracle_rankings(&sales));
     let months: BTreeSet<String> = sales.iter().filter_map(|s| s.month.clone()).collect();
@@ -139,6 +144,91 @@ async fn oracle(
         rankings.insert(Some(month), oracle_rankings(&in_month));
     }
     Ok(rankings)
+}
+
+/// Names the API shows, all time, that differ from the source's current ones: a salesman's name
+/// and code, a city's name and state, by id (after the workload's renames, and for the salesman
+/// who arrives late); a row whose id the source lacks must show no name (unresolved).
+async fn name_mismatches(
+    http: &reqwest::Client,
+    base: &str,
+    db: &tokio_postgres::Client,
+) -> Result<Vec<String>> {
+    let current = |sql: &'static str| async move {
+        Ok::<_, anyhow::Error>(
+            db.query(sql, &[])
+                .await?
+                .iter()
+                .map(|r| {
+                    (
+                        r.get::<_, i64>(0),
+                        (r.get::<_, String>(1), r.get::<_, String>(2)),
+                    )
+                })
+                .collect::<BTreeMap<i64, (String, String)>>(),
+        )
+    };
+    let salesmen = current("SELECT id, name, code FROM salesman").await?;
+    let cities = current("SELECT id, name, state FROM city").await?;
+    let mut out = Vec::new();
+    for (path, id_field, second, known) in [
+        ("/v1/rankings/salesmen", "salesman_id", "code", &salesmen),
+        ("/v1/rankings/cities", "city_id", "state", &cities),
+    ] {
+        let body = get_json(http, &format!("{base}{path}?limit=1000")).await?;
+        for item in body["items"].as_array().context("no items")? {
+            let id = item[id_field].as_i64().context("no id")?;
+            let shown = (item["name"].as_str(), item[second].as_str());
+            let want = known
+                .get(&id)
+                .map_or((None, None), |(a, b)| (Some(a.as_str()), Some(b.as_str())));
+            if shown != want {
+                out.push(format!(
+                    "{path} {id}: shows {shown:?}, the source has {want:?}"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Each city's own salesman ranking, all time, from the sources (every city with a current
+/// sale; a city whose sales name no known salesman ranks nobody).
+async fn oracle_city_salesmen(
+    db: &tokio_postgres::Client,
+    files: &BTreeMap<String, SourceSale>,
+    erp: &BTreeMap<String, SourceSale>,
+) -> Result<BTreeMap<i64, Vec<RankRow>>> {
+    let sales = source_sales(db, files, erp).await?;
+    let cities: BTreeSet<i64> = sales.iter().filter_map(|s| s.city_id).collect();
+    Ok(cities
+        .into_iter()
+        .map(|city| {
+            let in_city: Vec<OracleSale> = sales
+                .iter()
+                .filter(|s| s.city_id == Some(city))
+                .cloned()
+                .collect();
+            (city, oracle_ranking(&in_city, |s| s.salesman_id))
+        })
+        .collect())
+}
+
+/// What the API ranks within each city of `want` (`/v1/rankings/cities/{id}/salesmen`).
+async fn api_city_salesmen(
+    http: &reqwest::Client,
+    base: &str,
+    want: &BTreeMap<i64, Vec<RankRow>>,
+) -> Result<BTreeMap<i64, Vec<RankRow>>> {
+    let mut out = BTreeMap::new();
+    for city in want.keys() {
+        let path = format!("/v1/rankings/cities/{city}/salesmen");
+        out.insert(
+            *city,
+            api_ranking_for(http, base, &path, "salesman_id", None).await?,
+        );
+    }
+    Ok(out)
 }
 
 /// Random Postgres changes: inserts, updates of every field, deletes, a rename.
@@ -552,18 +642,25 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
         let db = run.db();
         let erp_now = erp_sales(&http, &erp).await?;
         let want = oracle(db, &files, &erp_now).await?;
+        let want_in_cities = oracle_city_salesmen(db, &files, &erp_now).await?;
         let started = Instant::now();
         let matched = eventually(Duration::from_secs(240), || {
             for s in services.iter_mut() {
                 s.assert_running();
             }
-            let (http, base, want) = (&http, &base, &want);
-            async move { Ok((api_all(http, base, want).await? == *want).then_some(())) }
+            let (http, base, want, want_in_cities) = (&http, &base, &want, &want_in_cities);
+            async move {
+                Ok((api_all(http, base, want).await? == *want
+                    && api_city_salesmen(http, base, want_in_cities).await? == *want_in_cities
+                    && name_mismatches(http, base, db).await?.is_empty())
+                .then_some(()))
+            }
         })
         .await;
         if let Err(e) = matched {
             let got = api_all(&http, &base, &want).await?;
-            let diffs: Vec<String> = want
+            let got_in_cities = api_city_salesmen(&http, &base, &want_in_cities).await?;
+            let mut diffs: Vec<String> = want
                 .iter()
                 .filter(|(period, w)| got.get(*period) != Some(w))
                 .take(3)
@@ -577,6 +674,19 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
                     )
                 })
                 .collect();
+            diffs.extend(name_mismatches(&http, &base, db).await?.into_iter().take(5));
+            diffs.extend(
+                want_in_cities
+                    .iter()
+                    .filter(|(city, w)| got_in_cities.get(*city) != Some(w))
+                    .take(3)
+                    .map(|(city, w)| {
+                        format!(
+                            "salesmen in city {city}: {:?}",
+                            diff(w, &got_in_cities[city])
+                        )
+                    }),
+            );
             panic!(
                 "seed {seed} round {round}: the API never matched the sources ({e:#})\n{}\n\
                  replay: {replay}; logs in .stack/e2e/oracle-*.log",
