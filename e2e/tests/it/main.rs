@@ -5,6 +5,7 @@ mod api_detail;
 mod cdc_slot;
 mod compose;
 mod crashes;
+mod disruption;
 mod erp;
 mod files;
 mod freshness;

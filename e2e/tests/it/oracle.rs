@@ -24,14 +24,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use crate::disruption::{Disruption, Kills, Probe, chaos, outage};
 use anyhow::{Context, Result};
-use rand::seq::{IndexedRandom, SliceRandom};
+use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::{Value, json};
-use tributary_common::health::Readiness;
 use tributary_e2e::kafka::{committed_offsets, exactly_once_diff, offsets_in};
 use tributary_e2e::{
     MasterData, NaturalSale, OracleSale, RankRow, Service, TestPipeline, api_months,
@@ -411,27 +411,6 @@ async fn services_killed_at_random_moments_lose_and_duplicate_nothing() -> Resul
         kills.ours, kills.stack
     );
     workload(seed, rounds, Disruption::Kills(kills)).await
-}
-
-/// How many services the chaos test kills a round.
-#[derive(Debug, Clone, Copy)]
-struct Kills {
-    /// Of ours (lander, marts, API, ingestors).
-    ours: usize,
-    /// Of the stack's ([`stack::KILLABLE`]).
-    stack: usize,
-}
-
-/// What disturbs the workload's rounds, after each round's changes are made.
-#[derive(Debug, Clone, Copy)]
-enum Disruption {
-    /// Nothing (the oracle test); the end also checks provenance and a rebuild.
-    None,
-    /// SIGKILLs (the chaos test).
-    Kills(Kills),
-    /// One of the stack's services down this long, round `r` the `r`-th of
-    /// [`stack::KILLABLE`] (the outage test).
-    Outages(Duration),
 }
 
 /// `rounds` of the seeded workload, checked against the sources after each, disturbed as
@@ -1147,141 +1126,6 @@ async fn provenance_in_the_past(http: &reqwest::Client, base: &str) -> Result<i6
         check_provenance_page(http, &url, Some((revenue, sales)), None).await?;
     }
     Ok(middle)
-}
-
-/// SIGKILLs `kills.ours` of our services (never `services[0]`, the ERP simulator: a source) and
-/// `kills.stack` of the stack's, in a seeded order at seeded random moments while the round's
-/// changes flow, each started again after a random pause (ours by the test, the stack's by
-/// `dev/up`), and prints what it killed when.
-async fn chaos(
-    services: &mut [Service],
-    rng: &mut ChaCha8Rng,
-    kills: Kills,
-    seed: u64,
-    round: usize,
-) -> Result<()> {
-    let started = Instant::now();
-    let mut victims: Vec<Option<&str>> = vec![None; kills.ours];
-    for _ in 0..kills.stack {
-        victims.push(Some(*stack::KILLABLE.choose(rng).expect("stack services")));
-    }
-    victims.shuffle(rng);
-    for victim in victims {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(0..2_000))).await;
-        let at = started.elapsed().as_secs_f64();
-        match victim {
-            None => {
-                let victim = &mut services[rng.random_range(1..services.len())];
-                victim.kill_hard();
-                let down = Duration::from_millis(rng.random_range(0..1_500));
-                eprintln!(
-                    "chaos seed {seed} round {round}: SIGKILL {} at +{at:.1} s, started again {} ms later",
-                    victim.name(),
-                    down.as_millis()
-                );
-                tokio::time::sleep(down).await;
-                victim.restart();
-            }
-            Some(name) => {
-                stack::kill_hard(name)?;
-                let down = Duration::from_millis(rng.random_range(0..5_000));
-                tokio::time::sleep(down).await;
-                let took = tokio::task::spawn_blocking(move || stack::start(name)).await??;
-                eprintln!(
-                    "chaos seed {seed} round {round}: SIGKILL the stack's {name} at +{at:.1} s, \
-                     `dev/up {name}` {} ms later took {:.1} s",
-                    down.as_millis(),
-                    took.as_secs_f64()
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-/// One of our services' `/readyz`, and the checks it has on the stack's services.
-struct Probe {
-    service: &'static str,
-    base: String,
-    checks: &'static [&'static str],
-}
-
-/// The readiness checks (of [`Probe::checks`]) that depend on the stack's `dependency`.
-fn checks_on(dependency: &str) -> &'static [&'static str] {
-    match dependency {
-        "postgres" => &["catalog", "state"],
-        "kafka" => &["kafka"],
-        "s3" => &["object_store", "inbox"],
-        "clickhouse" => &["clickhouse"],
-        // nothing of ours talks to Kafka Connect
-        _ => &[],
-    }
-}
-
-/// Stops the stack's `dependency` (`dev/down`) for `down` while the round's changes flow. Every
-/// second meanwhile: none of our services may exit, and each with a readiness check on it must
-/// answer `/readyz` 503 naming that check at least once. Then `dev/up` starts it again (the
-/// round's check that follows waits for the pipeline to catch up).
-async fn outage(
-    dependency: &'static str,
-    down: Duration,
-    services: &mut [Service],
-    probes: &[Probe],
-    seed: u64,
-    round: usize,
-) -> Result<()> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    tokio::task::spawn_blocking(move || stack::stop(dependency)).await??;
-    let started = Instant::now();
-    let mut reported: BTreeMap<&str, String> = BTreeMap::new();
-    while started.elapsed() < down {
-        for service in services.iter_mut() {
-            service.assert_running();
-        }
-        for probe in probes {
-            let Ok(response) = http.get(format!("{}/readyz", probe.base)).send().await else {
-                continue;
-            };
-            let status = response.status().as_u16();
-            let Ok(body) = response.json::<Readiness>().await else {
-                continue;
-            };
-            let failing: Vec<&str> = body
-                .checks
-                .iter()
-                .filter(|c| !c.ok && checks_on(dependency).contains(&c.name.as_str()))
-                .map(|c| c.name.as_str())
-                .collect();
-            if status == 503 && !failing.is_empty() {
-                reported
-                    .entry(probe.service)
-                    .or_insert_with(|| failing.join(", "));
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let took = tokio::task::spawn_blocking(move || stack::start(dependency)).await??;
-    eprintln!(
-        "outage seed {seed} round {round}: {dependency} down {:.0} s, `dev/up {dependency}` took {:.1} s; not ready meanwhile: {reported:?}",
-        down.as_secs_f64(),
-        took.as_secs_f64()
-    );
-    for probe in probes {
-        let depends = probe
-            .checks
-            .iter()
-            .any(|c| checks_on(dependency).contains(c));
-        anyhow::ensure!(
-            !depends || reported.contains_key(probe.service),
-            "{} never answered /readyz 503 naming {dependency} during its {:.0} s outage \
-             (replay: OUTAGE_SEED={seed})",
-            probe.service,
-            down.as_secs_f64()
-        );
-    }
-    Ok(())
 }
 
 /// The outage test: the oracle's workload while, each round, one of the stack's services

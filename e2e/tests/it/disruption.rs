@@ -1,0 +1,169 @@
+//! What disturbs the oracle's workload (`oracle::workload`) after each round's changes: the
+//! chaos test's SIGKILLs of our services and the stack's, and the outage test's stopped stack
+//! services, with the readiness they must report meanwhile.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use rand::Rng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand_chacha::ChaCha8Rng;
+use tributary_common::health::Readiness;
+use tributary_e2e::{Service, stack};
+
+/// How many services the chaos test kills a round.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Kills {
+    /// Of ours (lander, marts, API, ingestors).
+    pub(crate) ours: usize,
+    /// Of the stack's ([`stack::KILLABLE`]).
+    pub(crate) stack: usize,
+}
+
+/// What disturbs the workload's rounds, after each round's changes are made.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Disruption {
+    /// Nothing (the oracle test); the end also checks provenance and a rebuild.
+    None,
+    /// SIGKILLs (the chaos test).
+    Kills(Kills),
+    /// One of the stack's services down this long, round `r` the `r`-th of
+    /// [`stack::KILLABLE`] (the outage test).
+    Outages(Duration),
+}
+
+/// SIGKILLs `kills.ours` of our services (never `services[0]`, the ERP simulator: a source) and
+/// `kills.stack` of the stack's, in a seeded order at seeded random moments while the round's
+/// changes flow, each started again after a random pause (ours by the test, the stack's by
+/// `dev/up`), and prints what it killed when.
+pub(crate) async fn chaos(
+    services: &mut [Service],
+    rng: &mut ChaCha8Rng,
+    kills: Kills,
+    seed: u64,
+    round: usize,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut victims: Vec<Option<&str>> = vec![None; kills.ours];
+    for _ in 0..kills.stack {
+        victims.push(Some(*stack::KILLABLE.choose(rng).expect("stack services")));
+    }
+    victims.shuffle(rng);
+    for victim in victims {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..2_000))).await;
+        let at = started.elapsed().as_secs_f64();
+        match victim {
+            None => {
+                let victim = &mut services[rng.random_range(1..services.len())];
+                victim.kill_hard();
+                let down = Duration::from_millis(rng.random_range(0..1_500));
+                eprintln!(
+                    "chaos seed {seed} round {round}: SIGKILL {} at +{at:.1} s, started again {} ms later",
+                    victim.name(),
+                    down.as_millis()
+                );
+                tokio::time::sleep(down).await;
+                victim.restart();
+            }
+            Some(name) => {
+                stack::kill_hard(name)?;
+                let down = Duration::from_millis(rng.random_range(0..5_000));
+                tokio::time::sleep(down).await;
+                let took = tokio::task::spawn_blocking(move || stack::start(name)).await??;
+                eprintln!(
+                    "chaos seed {seed} round {round}: SIGKILL the stack's {name} at +{at:.1} s, \
+                     `dev/up {name}` {} ms later took {:.1} s",
+                    down.as_millis(),
+                    took.as_secs_f64()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One of our services' `/readyz`, and the checks it has on the stack's services.
+pub(crate) struct Probe {
+    pub(crate) service: &'static str,
+    pub(crate) base: String,
+    pub(crate) checks: &'static [&'static str],
+}
+
+/// The readiness checks (of [`Probe::checks`]) that depend on the stack's `dependency`.
+fn checks_on(dependency: &str) -> &'static [&'static str] {
+    match dependency {
+        "postgres" => &["catalog", "state"],
+        "kafka" => &["kafka"],
+        "s3" => &["object_store", "inbox"],
+        "clickhouse" => &["clickhouse"],
+        // nothing of ours talks to Kafka Connect
+        _ => &[],
+    }
+}
+
+/// Stops the stack's `dependency` (`dev/down`) for `down` while the round's changes flow. Every
+/// second meanwhile: none of our services may exit, and each with a readiness check on it must
+/// answer `/readyz` 503 naming that check at least once. Then `dev/up` starts it again (the
+/// round's check that follows waits for the pipeline to catch up).
+pub(crate) async fn outage(
+    dependency: &'static str,
+    down: Duration,
+    services: &mut [Service],
+    probes: &[Probe],
+    seed: u64,
+    round: usize,
+) -> Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    tokio::task::spawn_blocking(move || stack::stop(dependency)).await??;
+    let started = Instant::now();
+    let mut reported: BTreeMap<&str, String> = BTreeMap::new();
+    while started.elapsed() < down {
+        for service in services.iter_mut() {
+            service.assert_running();
+        }
+        for probe in probes {
+            let Ok(response) = http.get(format!("{}/readyz", probe.base)).send().await else {
+                continue;
+            };
+            let status = response.status().as_u16();
+            let Ok(body) = response.json::<Readiness>().await else {
+                continue;
+            };
+            let failing: Vec<&str> = body
+                .checks
+                .iter()
+                .filter(|c| !c.ok && checks_on(dependency).contains(&c.name.as_str()))
+                .map(|c| c.name.as_str())
+                .collect();
+            if status == 503 && !failing.is_empty() {
+                reported
+                    .entry(probe.service)
+                    .or_insert_with(|| failing.join(", "));
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let took = tokio::task::spawn_blocking(move || stack::start(dependency)).await??;
+    eprintln!(
+        "outage seed {seed} round {round}: {dependency} down {:.0} s, `dev/up {dependency}` took {:.1} s; not ready meanwhile: {reported:?}",
+        down.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    for probe in probes {
+        let depends = probe
+            .checks
+            .iter()
+            .any(|c| checks_on(dependency).contains(c));
+        anyhow::ensure!(
+            !depends || reported.contains_key(probe.service),
+            "{} never answered /readyz 503 naming {dependency} during its {:.0} s outage \
+             (replay: OUTAGE_SEED={seed})",
+            probe.service,
+            down.as_secs_f64()
+        );
+    }
+    Ok(())
+}
