@@ -11,6 +11,7 @@
 //! The catalog is opened on first use, not at start-up: the ClickHouse endpoints must keep
 //! working while the lake is down, and a lake that comes back is picked up by the next request.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -23,7 +24,9 @@ use tributary_rankings::{
     LakeSnapshots, MemoryStore, Period, Publication, PublicationWriter, RankingQueries,
 };
 use tributary_raw::RawError;
-use tributary_raw::catalog::read_table;
+use tributary_raw::catalog::{read_table, row_offsets, snapshot_ledger, snapshot_offsets};
+use tributary_raw::ledger::{PartitionCoverage, cover};
+use tributary_raw::schema::RawTable;
 use tributary_raw::snapshots::{AsOf, SnapshotCut, TableSnapshots, list_snapshots, load_raw_table};
 use tributary_raw::topics::TopicsConfig;
 
@@ -134,6 +137,53 @@ impl Lake {
         provenance(catalog.as_ref(), &self.namespace, as_of, period, key)
             .await
             .map_err(ApiError::Lake)
+    }
+
+    /// Every partition the raw tables keep an offset-coverage ledger for, held against their
+    /// rows (three columns of every raw table read). The change tables are loaded before
+    /// `dead_letters`: a change table's ledger only counts dead letters that `dead_letters`
+    /// committed before it, so they are all in the later read.
+    pub async fn ledger(&self) -> Result<Vec<PartitionCoverage>, ApiError> {
+        let catalog = self.catalog().await?;
+        let lake_error = |e: RawError| ApiError::LakeUnavailable(e.to_string());
+        let mut tables = Vec::new();
+        for kind in RawTable::DATA_TABLES
+            .into_iter()
+            .chain([RawTable::DeadLetters])
+        {
+            match load_raw_table(catalog.as_ref(), &self.namespace, kind.name()).await {
+                Ok(table) => tables.push((kind, table)),
+                Err(RawError::TableMissing { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let dead = match tables
+            .iter()
+            .find(|(kind, _)| *kind == RawTable::DeadLetters)
+        {
+            Some((_, table)) => row_offsets(table).await.map_err(lake_error)?,
+            None => BTreeMap::new(),
+        };
+        let mut covered = Vec::new();
+        for (kind, table) in &tables {
+            let ledger = snapshot_ledger(table)?;
+            if ledger.is_empty() {
+                continue;
+            }
+            let rows = if *kind == RawTable::DeadLetters {
+                BTreeMap::new()
+            } else {
+                row_offsets(table).await.map_err(lake_error)?
+            };
+            covered.extend(cover(
+                *kind,
+                &snapshot_offsets(table)?,
+                &ledger,
+                &rows,
+                &dead,
+            ));
+        }
+        Ok(covered)
     }
 
     /// Every raw table's snapshots.

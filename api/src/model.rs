@@ -10,6 +10,7 @@ use tributary_rankings::schema::{
     SalesmanRankingRow,
 };
 use tributary_rankings::{LakeSnapshots, Money, Period, RankingsError};
+use tributary_raw::ledger::PartitionCoverage;
 use tributary_raw::snapshots::TableSnapshots;
 
 /// The lake snapshot of one raw table that the numbers were computed from.
@@ -110,6 +111,68 @@ impl From<TableSnapshots> for TableSnapshotsJson {
                     summary: s.summary,
                 })
                 .collect(),
+        }
+    }
+}
+
+/// One Kafka partition's offset-coverage ledger held against the lake.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct LedgerPartitionJson {
+    /// The raw table owning the partition (its stored offset says how far it was landed).
+    pub table: String,
+    /// Kafka topic.
+    pub topic: String,
+    /// Kafka partition.
+    pub partition: i32,
+    /// First offset the ledger counted.
+    pub first_offset: i64,
+    /// The table's stored offset: the ledger covers `first_offset..next_offset`.
+    pub next_offset: i64,
+    /// Records the lander consumed in that range (a `read_committed` reader sees as many).
+    pub consumed: u64,
+    /// Of them, landed as rows of `table`.
+    pub landed: u64,
+    /// Of them, dead-lettered.
+    pub dead_lettered: u64,
+    /// Of them, tombstones (nothing to land).
+    pub tombstones: u64,
+    /// Rows of the partition in `table` within the range, as the lake holds them.
+    pub landed_rows: u64,
+    /// Rows of the partition in `dead_letters` within the range.
+    pub dead_letter_rows: u64,
+    /// Offsets held more than once among those rows.
+    pub duplicate_offsets: u64,
+    /// consumed = landed + dead_lettered + tombstones, the rows are exactly those, none twice.
+    pub balanced: bool,
+}
+
+/// `/v1/ledger`.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct LedgerPage {
+    /// Every partition balanced.
+    pub balanced: bool,
+    /// How many are not.
+    pub unbalanced: u64,
+    /// Every partition a raw table keeps a ledger for, by table, topic and partition.
+    pub partitions: Vec<LedgerPartitionJson>,
+}
+
+impl From<PartitionCoverage> for LedgerPartitionJson {
+    fn from(p: PartitionCoverage) -> Self {
+        Self {
+            table: p.table.name().to_string(),
+            topic: p.partition.topic,
+            partition: p.partition.partition,
+            first_offset: p.ledger.first_offset,
+            next_offset: p.next_offset,
+            consumed: p.ledger.records,
+            landed: p.ledger.landed,
+            dead_lettered: p.ledger.dead_lettered,
+            tombstones: p.ledger.tombstones,
+            landed_rows: p.coverage.landed_rows,
+            dead_letter_rows: p.coverage.dead_letter_rows,
+            duplicate_offsets: p.coverage.duplicate_offsets,
+            balanced: p.coverage.balanced,
         }
     }
 }

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tributary_lake::batch::{Provenance, dead_letter_row};
 use tributary_lake::sink::TableSink;
 use tributary_rankings::MemoryStore;
+use tributary_raw::ledger::{Fate, Ledger};
 use tributary_raw::offsets::{OffsetMap, TopicPartition};
 use tributary_raw::schema::RawTable;
 use tributary_raw::testing::memory_lake;
@@ -148,4 +149,60 @@ async fn no_dead_letter_table_yet_is_none_and_no_lake_is_503() {
     let resp = api.get("/v1/dead-letters").send().await;
     resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
     resp.assert_content_type("application/problem+json");
+}
+
+/// `/v1/ledger` holds each partition's counts against the rows: balanced while they agree,
+/// and a commit whose ledger claims a record the lake does not hold is named.
+#[tokio::test]
+async fn the_ledger_is_held_against_the_rows() {
+    let catalog = memory_lake(&[RawTable::DeadLetters]).await;
+    let rejects = "raw.files.dead_letters";
+    let row = |offset: i64| {
+        let provenance = Provenance {
+            topic: rejects.to_string(),
+            partition: 0,
+            offset,
+            ingest_time_micros: 1_700_000_000_000_000,
+            trace_id: None,
+        };
+        dead_letter_row(&provenance, None, Some(b"x"), "bad", "bad_amount")
+    };
+    let tp = TopicPartition::new(rejects, 0);
+    let mut sink = TableSink::open(catalog.clone(), "raw", RawTable::DeadLetters)
+        .await
+        .unwrap();
+    let mut counted = Ledger::new();
+    for offset in 0..3 {
+        counted.count(&tp, offset, Fate::DeadLettered);
+    }
+    let offsets: OffsetMap = [(tp.clone(), 3)].into_iter().collect();
+    sink.commit_counted(&[row(0), row(1), row(2)], &offsets, &counted)
+        .await
+        .unwrap();
+    let api = TestClient::new(app_with_lake(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Lake::from_catalog(catalog.clone(), "raw")),
+    ));
+    let (status, ledger) = get(&api, "/v1/ledger").await;
+    assert_eq!(status, StatusCode::OK, "{ledger}");
+    assert_eq!(
+        ledger,
+        json!({"balanced": true, "unbalanced": 0, "partitions": [{
+            "table": "dead_letters", "topic": rejects, "partition": 0,
+            "first_offset": 0, "next_offset": 3, "consumed": 3, "landed": 0,
+            "dead_lettered": 3, "tombstones": 0, "landed_rows": 0, "dead_letter_rows": 3,
+            "duplicate_offsets": 0, "balanced": true
+        }]})
+    );
+
+    // Offset 3 counted as dead-lettered, but the commit carries no row for it.
+    let mut lost = Ledger::new();
+    lost.count(&tp, 3, Fate::DeadLettered);
+    let offsets: OffsetMap = [(tp, 4)].into_iter().collect();
+    sink.commit_counted(&[], &offsets, &lost).await.unwrap();
+    let (_, ledger) = get(&api, "/v1/ledger").await;
+    assert_eq!(ledger["balanced"], false, "{ledger}");
+    assert_eq!(ledger["unbalanced"], 1);
+    assert_eq!(ledger["partitions"][0]["dead_lettered"], 4);
+    assert_eq!(ledger["partitions"][0]["dead_letter_rows"], 3);
 }

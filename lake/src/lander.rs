@@ -23,6 +23,7 @@ use crate::sink::TableSink;
 use crate::source::{KafkaSource, Record, Source, TraceHeaders};
 use crate::telemetry::{commit_span, record_commit};
 use tracing::Instrument;
+use tributary_raw::ledger::{Fate, Ledger};
 use tributary_raw::offsets::{OffsetMap, StartOffset, TopicPartition, resume_offset, should_land};
 use tributary_raw::schema::RawTable;
 
@@ -197,6 +198,9 @@ struct Buffer {
     dead_by_table: BTreeMap<RawTable, u64>,
     touched: BTreeSet<TopicPartition>,
     first_at: Option<Instant>,
+    /// The fate of each record consumed since the last commit, per table owning its partition
+    /// (committed with that table's offsets: see [`tributary_raw::ledger`]).
+    counted: BTreeMap<RawTable, Ledger>,
     /// Trace contexts of the producers whose records are buffered, per table they land in
     /// (bounded: see [`MAX_UPSTREAM_TRACES`]).
     upstream: BTreeMap<RawTable, BTreeSet<TraceHeaders>>,
@@ -225,6 +229,9 @@ impl<S: Source> Lander<S> {
                 table,
                 TableSink::open(catalog.clone(), &config.lake.namespace, table).await?,
             );
+        }
+        for (table, sink) in &sinks {
+            metrics.ledger(*table, sink.ledger());
         }
         let routes = config.topics.routes().into_iter().collect();
         let lineage = LakeLineage::from_env(&config);
@@ -503,6 +510,7 @@ impl<S: Source> Lander<S> {
         let decoded = match route {
             Route::Rejects(_) => {
                 let (reason, kind) = decode_rejected(record.value.as_deref());
+                self.count(route, &tp, record.offset, Fate::DeadLettered);
                 self.dead_letter(table, &tp, &record, &provenance, &reason, &kind);
                 return;
             }
@@ -516,6 +524,7 @@ impl<S: Source> Lander<S> {
         };
         let row = match decoded {
             Ok(Decoded::Tombstone) => {
+                self.count(route, &tp, record.offset, Fate::Tombstone);
                 self.metrics.events(table, Outcome::Tombstone, 1);
                 self.summary.tombstones += 1;
                 return;
@@ -524,6 +533,7 @@ impl<S: Source> Lander<S> {
             Ok(Decoded::Event(cells)) => event_row(cells, &provenance),
             Err(error) => {
                 tracing::debug!(partition = %tp, offset = record.offset, kind = error.kind.as_str(), reason = %error.reason, "dead letter");
+                self.count(route, &tp, record.offset, Fate::DeadLettered);
                 self.dead_letter(
                     table,
                     &tp,
@@ -535,11 +545,25 @@ impl<S: Source> Lander<S> {
                 return;
             }
         };
+        self.count(route, &tp, record.offset, Fate::Landed);
         if should_land(self.sinks[&table].committed(), &tp, record.offset) {
             self.buffer.rows.entry(table).or_default().push(row);
             note_upstream(&mut self.buffer.upstream, table, &record);
         } else {
             self.skipped(table);
+        }
+    }
+
+    /// Counts the fate of the record at `offset` of `tp` in the ledger of the table owning the
+    /// partition, unless that table already counted it (a replay after a restart).
+    fn count(&mut self, route: Route, tp: &TopicPartition, offset: i64, fate: Fate) {
+        let owner = route.landed_in();
+        if should_land(self.sinks[&owner].committed(), tp, offset) {
+            self.buffer
+                .counted
+                .entry(owner)
+                .or_default()
+                .count(tp, offset, fate);
         }
     }
 
@@ -610,7 +634,14 @@ impl<S: Source> Lander<S> {
                 buffer.upstream.get(&RawTable::DeadLetters),
             );
             let committed = sink
-                .commit(&buffer.dead, &self.progress)
+                .commit_counted(
+                    &buffer.dead,
+                    &self.progress,
+                    buffer
+                        .counted
+                        .get(&RawTable::DeadLetters)
+                        .unwrap_or(&Ledger::new()),
+                )
                 .instrument(span.clone())
                 .await;
             record_commit(&span, &committed);
@@ -631,6 +662,7 @@ impl<S: Source> Lander<S> {
             );
             self.metrics
                 .committed_bytes(RawTable::DeadLetters, report.bytes);
+            self.metrics.ledger(RawTable::DeadLetters, sink.ledger());
             for (table, n) in &buffer.dead_by_table {
                 self.metrics.events(*table, Outcome::DeadLetter, *n);
             }
@@ -669,7 +701,11 @@ impl<S: Source> Lander<S> {
                 buffer.upstream.get(&table),
             );
             let committed = sink
-                .commit(&rows, &table_moved)
+                .commit_counted(
+                    &rows,
+                    &table_moved,
+                    buffer.counted.get(&table).unwrap_or(&Ledger::new()),
+                )
                 .instrument(span.clone())
                 .await;
             record_commit(&span, &committed);
@@ -686,6 +722,7 @@ impl<S: Source> Lander<S> {
             self.metrics
                 .committed(table, report.elapsed.as_secs_f64(), report.files);
             self.metrics.committed_bytes(table, report.bytes);
+            self.metrics.ledger(table, sink.ledger());
             self.metrics
                 .events(table, Outcome::Landed, rows.len() as u64);
             self.summary.landed += rows.len() as u64;
@@ -731,7 +768,8 @@ mod tests {
     use super::*;
     use crate::sink::tests::memory_catalog;
     use crate::source::MemorySource;
-    use tributary_raw::catalog::{load_table, read_table, snapshot_offsets};
+    use tributary_raw::catalog::{load_table, read_table, snapshot_ledger, snapshot_offsets};
+    use tributary_raw::ledger::PartitionLedger;
     use tributary_raw::schema::col;
 
     const SALE: &str = "salesdb.public.sale";
@@ -792,6 +830,14 @@ mod tests {
     async fn batches(catalog: &Arc<dyn Catalog>, table: RawTable) -> Vec<RecordBatch> {
         let table = load_table(catalog.as_ref(), "raw", table).await.unwrap();
         read_table(&table, None).await.unwrap()
+    }
+
+    async fn ledger(catalog: &Arc<dyn Catalog>, table: RawTable, topic: &str) -> PartitionLedger {
+        let table = load_table(catalog.as_ref(), "raw", table).await.unwrap();
+        *snapshot_ledger(&table)
+            .unwrap()
+            .get(&TopicPartition::new(topic, 0))
+            .expect("the partition has a ledger")
     }
 
     fn longs(batches: &[RecordBatch], column: &str) -> Vec<i64> {
@@ -879,6 +925,33 @@ mod tests {
             snapshot_offsets(&table).unwrap().encode(),
             format!(r#"{{"{CITY}/0":1}}"#)
         );
+        assert_eq!(
+            ledger(&catalog, RawTable::PgCity, CITY).await,
+            PartitionLedger {
+                first_offset: 0,
+                records: 1,
+                landed: 1,
+                dead_lettered: 0,
+                tombstones: 0
+            }
+        );
+        let sale_ledger = ledger(&catalog, RawTable::PgSale, SALE).await;
+        assert_eq!(
+            sale_ledger,
+            PartitionLedger {
+                first_offset: 0,
+                records: 10,
+                landed: 7,
+                dead_lettered: 2,
+                tombstones: 1
+            }
+        );
+        let coverage = sale_ledger.verify(
+            10,
+            &longs(&sales, col::KAFKA_OFFSET),
+            &longs(&dead, col::KAFKA_OFFSET),
+        );
+        assert!(coverage.balanced, "{coverage:?}");
     }
 
     #[tokio::test]
@@ -906,6 +979,12 @@ mod tests {
         );
         let sales = batches(&catalog, RawTable::PgSale).await;
         assert_eq!(longs(&sales, col::KAFKA_OFFSET), (0..7).collect::<Vec<_>>());
+        let sale_ledger = ledger(&catalog, RawTable::PgSale, SALE).await;
+        assert_eq!(
+            (sale_ledger.records, sale_ledger.landed),
+            (7, 7),
+            "counted across both runs"
+        );
     }
 
     #[tokio::test]
@@ -959,6 +1038,28 @@ mod tests {
                 col::KAFKA_OFFSET
             ),
             vec![3]
+        );
+        let sale_ledger = ledger(&catalog, RawTable::PgSale, SALE).await;
+        assert_eq!(
+            (
+                sale_ledger.records,
+                sale_ledger.landed,
+                sale_ledger.dead_lettered
+            ),
+            (6, 5, 1),
+            "the replayed bad record is counted once, by the table that had not counted it"
+        );
+        assert!(
+            sale_ledger
+                .verify(
+                    6,
+                    &longs(
+                        &batches(&catalog, RawTable::PgSale).await,
+                        col::KAFKA_OFFSET
+                    ),
+                    &[3]
+                )
+                .balanced
         );
     }
 

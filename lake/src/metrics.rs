@@ -53,6 +53,8 @@ pub struct Metrics {
     commit_bytes: HistogramVec,
     data_bytes: IntCounterVec,
     lag: IntGaugeVec,
+    /// The committed ledgers' counts, by table and fate.
+    ledger: IntGaugeVec,
     /// Sessions that ended on a dependency's failure and were started again.
     sessions_restarted: IntCounterVec,
     maintenance: MaintenanceMetrics,
@@ -215,6 +217,14 @@ impl Metrics {
             &["kind"],
         )?;
         registry.register(Box::new(sessions_restarted.clone()))?;
+        let ledger = IntGaugeVec::new(
+            Opts::new(
+                "tributary_lake_ledger_records",
+                "Records the lake's committed offset-coverage ledgers account for, by table (the one owning the record's partition) and fate (consumed = landed + dead_letter + tombstone; consumed counts them all)",
+            ),
+            &["table", "fate"],
+        )?;
+        registry.register(Box::new(ledger.clone()))?;
         let maintenance = MaintenanceMetrics::new(&registry)?;
         // Every series exists from the start (at 0), so rates and alerts work before the first event.
         for table in RawTable::ALL {
@@ -242,6 +252,7 @@ impl Metrics {
             lag,
             maintenance,
             sessions_restarted,
+            ledger,
         })
     }
 
@@ -269,6 +280,21 @@ impl Metrics {
         self.sessions_restarted
             .with_label_values(&[error.kind()])
             .inc();
+    }
+
+    /// Publishes `table`'s committed ledger (all its partitions added up).
+    pub fn ledger(&self, table: RawTable, ledger: &tributary_raw::ledger::Ledger) {
+        let total = ledger.total();
+        for (fate, n) in [
+            ("consumed", total.records),
+            ("landed", total.landed),
+            ("dead_letter", total.dead_lettered),
+            ("tombstone", total.tombstones),
+        ] {
+            self.ledger
+                .with_label_values(&[table.name(), fate])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// Sets the consumer lag of one partition.

@@ -23,7 +23,8 @@ use crate::batch::{Row, record_batch};
 use crate::catalog::fnv1a64;
 use crate::error::LakeError;
 use crate::maintenance::{Maintainer, MaintenanceReport};
-use tributary_raw::catalog::{load_table, snapshot_offsets};
+use tributary_raw::catalog::{load_table, snapshot_ledger, snapshot_offsets};
+use tributary_raw::ledger::{LEDGER_PROPERTY, Ledger};
 use tributary_raw::offsets::{
     COMMIT_ID_PROPERTY, OFFSETS_PROPERTY, OffsetMap, TRACEPARENT_PROPERTY,
 };
@@ -56,6 +57,7 @@ pub struct TableSink {
     kind: RawTable,
     table: Table,
     committed: OffsetMap,
+    ledger: Ledger,
     snapshot_id: Option<i64>,
 }
 
@@ -68,6 +70,7 @@ impl TableSink {
     ) -> Result<Self, LakeError> {
         let table = load_table(catalog.as_ref(), namespace, kind).await?;
         let committed = snapshot_offsets(&table)?;
+        let ledger = snapshot_ledger(&table)?;
         let snapshot_id = table.metadata().current_snapshot_id();
         tracing::info!(table = %table.identifier(), ?snapshot_id, offsets = %committed.encode(), "opened table");
         Ok(Self {
@@ -76,6 +79,7 @@ impl TableSink {
             kind,
             table,
             committed,
+            ledger,
             snapshot_id,
         })
     }
@@ -88,6 +92,11 @@ impl TableSink {
     /// Offsets of the last snapshot this writer saw (its own last commit, or the one at open).
     pub fn committed(&self) -> &OffsetMap {
         &self.committed
+    }
+
+    /// The offset-coverage ledger of the last snapshot this writer saw.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// The last snapshot this writer saw.
@@ -106,8 +115,20 @@ impl TableSink {
         rows: &[Row],
         offsets: &OffsetMap,
     ) -> Result<CommitReport, LakeError> {
+        self.commit_counted(rows, offsets, &Ledger::new()).await
+    }
+
+    /// [`TableSink::commit`], adding `counted` (the fate of the records of this table's
+    /// partitions consumed since its last commit) to the table's ledger in the same commit.
+    pub async fn commit_counted(
+        &mut self,
+        rows: &[Row],
+        offsets: &OffsetMap,
+        counted: &Ledger,
+    ) -> Result<CommitReport, LakeError> {
         let started = Instant::now();
         let new_offsets = self.committed.merged(offsets);
+        let new_ledger = self.ledger.merged(counted);
         let commit_id = commit_id(self.kind, &self.committed, &new_offsets);
         self.fence().await?;
         let files = if rows.is_empty() {
@@ -120,7 +141,7 @@ impl TableSink {
         let mut attempt = 1;
         let table = loop {
             match self
-                .try_commit(files.clone(), &new_offsets, &commit_id)
+                .try_commit(files.clone(), &new_offsets, &new_ledger, &commit_id)
                 .await
             {
                 Ok(table) => break table,
@@ -158,6 +179,7 @@ impl TableSink {
         tracing::debug!(table = %self.table.identifier(), snapshot_id = report.snapshot_id, rows = report.rows, files = report.files, offsets = %new_offsets.encode(), "committed");
         self.snapshot_id = Some(report.snapshot_id);
         self.committed = new_offsets;
+        self.ledger = new_ledger;
         self.table = table;
         Ok(report)
     }
@@ -212,12 +234,16 @@ impl TableSink {
         &self,
         files: Vec<DataFile>,
         offsets: &OffsetMap,
+        ledger: &Ledger,
         commit_id: &str,
     ) -> Result<Table, LakeError> {
         let mut properties = HashMap::from([
             (OFFSETS_PROPERTY.to_string(), offsets.encode()),
             (COMMIT_ID_PROPERTY.to_string(), commit_id.to_string()),
         ]);
+        if !ledger.is_empty() {
+            properties.insert(LEDGER_PROPERTY.to_string(), ledger.encode());
+        }
         // The commit span (the lander runs this inside it): later jobs link their runs to it.
         if let Some(traceparent) =
             tributary_common::telemetry::traceparent(&tracing::Span::current())

@@ -3,7 +3,7 @@
 //!
 //! Creating and evolving the tables, and the writer lock, are the lander's (`tributary-lake`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +23,9 @@ use iceberg_storage_opendal::OpenDalStorageFactory;
 use tributary_common::LakeSettings;
 
 use crate::error::{RawError, redact_uri};
-use crate::offsets::{OFFSETS_PROPERTY, OffsetMap};
-use crate::schema::RawTable;
+use crate::ledger::Ledger;
+use crate::offsets::{OFFSETS_PROPERTY, OffsetMap, TopicPartition};
+use crate::schema::{RawTable, col};
 
 /// Where the table files live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +222,21 @@ pub fn snapshot_offsets(table: &Table) -> Result<OffsetMap, RawError> {
     })
 }
 
+/// The offset-coverage ledger stored in the table's current snapshot (empty for a table never
+/// committed to by a ledger-keeping lander).
+pub fn snapshot_ledger(table: &Table) -> Result<Ledger, RawError> {
+    let Some(snapshot) = table.metadata().current_snapshot() else {
+        return Ok(Ledger::new());
+    };
+    Ledger::from_summary(&snapshot.summary().additional_properties).map_err(|source| {
+        RawError::BadLedger {
+            table: table.identifier().to_string(),
+            snapshot_id: snapshot.snapshot_id(),
+            source,
+        }
+    })
+}
+
 /// The W3C `traceparent` of the lander commit span that wrote a snapshot, from its summary
 /// properties (`snapshot.summary().additional_properties`); `None` for snapshots written before
 /// tracing or by another writer. Link a span to it with `tributary_common::telemetry::link_span`.
@@ -255,6 +271,39 @@ pub async fn read_table(
         .map_err(scan_error)?;
     let stream = scan.to_arrow().await.map_err(scan_error)?;
     stream.try_collect().await.map_err(scan_error)
+}
+
+/// The Kafka offsets of `table`'s rows at its current snapshot, per topic partition: the
+/// three provenance columns only, for checking the ledger ([`crate::ledger`]) against the rows.
+pub async fn row_offsets(table: &Table) -> Result<BTreeMap<TopicPartition, Vec<i64>>, RawError> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Int32Type, Int64Type};
+
+    let scan_error = |source| RawError::iceberg("scan", table.identifier().to_string(), source);
+    let mut offsets: BTreeMap<TopicPartition, Vec<i64>> = BTreeMap::new();
+    let Some(snapshot_id) = table.metadata().current_snapshot_id() else {
+        return Ok(offsets);
+    };
+    let scan = table
+        .scan()
+        .select([col::KAFKA_TOPIC, col::KAFKA_PARTITION, col::KAFKA_OFFSET])
+        .snapshot_id(snapshot_id)
+        .build()
+        .map_err(scan_error)?;
+    let mut stream = scan.to_arrow().await.map_err(scan_error)?;
+    while let Some(batch) = stream.try_next().await.map_err(scan_error)? {
+        let topics = batch.column(0).as_string::<i32>();
+        let partitions = batch.column(1).as_primitive::<Int32Type>();
+        let rows = batch.column(2).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            if topics.is_null(i) || partitions.is_null(i) || rows.is_null(i) {
+                continue;
+            }
+            let tp = TopicPartition::new(topics.value(i), partitions.value(i));
+            offsets.entry(tp).or_default().push(rows.value(i));
+        }
+    }
+    Ok(offsets)
 }
 
 #[cfg(test)]

@@ -105,6 +105,17 @@ pub enum RawError {
         #[source]
         source: OffsetMapError,
     },
+    /// A snapshot summary holds an unreadable offset-coverage ledger.
+    #[error("table {table}: snapshot {snapshot_id} has an unreadable ledger: {source}")]
+    BadLedger {
+        /// Table.
+        table: String,
+        /// Snapshot.
+        snapshot_id: i64,
+        /// Why.
+        #[source]
+        source: crate::ledger::LedgerError,
+    },
 }
 
 impl RawError {
@@ -126,7 +137,8 @@ impl RawError {
             | RawError::SnapshotNotFound { .. }
             | RawError::Diverged { .. }
             | RawError::BeforeRetention { .. }
-            | RawError::BadOffsets { .. } => false,
+            | RawError::BadOffsets { .. }
+            | RawError::BadLedger { .. } => false,
         }
     }
 

@@ -3,6 +3,7 @@
 //! ```text
 //!  schema      RawTable, its columns (Iceberg and Arrow types), column names
 //!  offsets     the Kafka offset map every lander commit stores in its snapshot summary
+//!  ledger      the fate of every record consumed (landed, dead-lettered, tombstone), idem
 //!  catalog     open the SQL catalog (S3 or a folder), name/load a table, read a snapshot
 //!  snapshots   AsOf pins (latest, ids, a time), list snapshots, resolve one id to a cut
 //!  topics      which Kafka topic feeds which raw table
@@ -18,6 +19,7 @@
 pub mod catalog;
 pub mod error;
 pub mod incremental;
+pub mod ledger;
 pub mod offsets;
 pub mod pins;
 pub mod schema;

@@ -6,7 +6,9 @@ use poem_openapi::payload::Json;
 
 use super::{ApiResult, ApiTags, LakeRoutes, default_limit};
 use crate::dead_letters;
-use crate::model::{DeadLetterCountsPage, DeadLettersPage, SnapshotsPage};
+use crate::model::{
+    DeadLetterCountsPage, DeadLettersPage, LedgerPage, LedgerPartitionJson, SnapshotsPage,
+};
 
 #[OpenApi]
 impl LakeRoutes {
@@ -24,6 +26,37 @@ impl LakeRoutes {
         let tables = self.lake().await?.snapshots().await?;
         Ok(Json(SnapshotsPage {
             tables: tables.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    /// The offset-coverage ledger: every consumed Kafka record accounted for.
+    ///
+    /// For every Kafka partition the lander consumes, what its table's latest commit says
+    /// became of each record from the first offset counted up to the table's stored offset
+    /// (landed, dead-lettered, tombstone), held against the rows the lake holds: balanced
+    /// when every record has one fate, the table and `dead_letters` hold exactly the rows
+    /// counted and no offset is there twice. Reads three columns of every raw table: one of
+    /// the lake requests `limits.lake_concurrency` bounds. 503 when the lake cannot be read.
+    #[oai(
+        path = "/v1/ledger",
+        method = "get",
+        tag = "ApiTags::Lake",
+        operation_id = "ledger"
+    )]
+    async fn ledger(&self) -> ApiResult<LedgerPage> {
+        let partitions: Vec<LedgerPartitionJson> = self
+            .lake()
+            .await?
+            .ledger()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        let unbalanced = partitions.iter().filter(|p| !p.balanced).count() as u64;
+        Ok(Json(LedgerPage {
+            balanced: unbalanced == 0,
+            unbalanced,
+            partitions,
         }))
     }
 

@@ -697,7 +697,7 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
     }
 
     if !matches!(disruption, Disruption::None) {
-        check_exactly_once(&run, &replay).await?;
+        check_exactly_once(&run, &http, &base, &replay).await?;
         drop(services);
         return run.finish().await;
     }
@@ -1149,7 +1149,12 @@ async fn each_dependency_down_for_a_while_stalls_nothing_and_loses_nothing() -> 
 /// Debezium topics, the ingestors' sales and dead-letter topics) is in the lake exactly once,
 /// as a raw row or a dead letter, and nothing else is. Waits up to two minutes for the lander to
 /// land what no ranking shows, then names what differs.
-async fn check_exactly_once(run: &TestPipeline, replay: &str) -> Result<()> {
+async fn check_exactly_once(
+    run: &TestPipeline,
+    http: &reqwest::Client,
+    base: &str,
+    replay: &str,
+) -> Result<()> {
     let settings = tributary_common::LakeSettings {
         warehouse: "s3://warehouse".into(),
         namespace: run.namespace(),
@@ -1191,7 +1196,7 @@ async fn check_exactly_once(run: &TestPipeline, replay: &str) -> Result<()> {
                 "{records} records on {} topics, each in the lake exactly once",
                 topics.len()
             );
-            return Ok(());
+            return check_ledger(http, base, &expected, replay).await;
         }
         if Instant::now() > deadline {
             anyhow::bail!(
@@ -1201,4 +1206,69 @@ async fn check_exactly_once(run: &TestPipeline, replay: &str) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
+}
+
+/// The API's offset-coverage ledger (`/v1/ledger`) agrees with Kafka and the lake: every
+/// partition balanced (each consumed record landed, dead-lettered or a tombstone, the rows
+/// exactly those), each counting as many records as a `read_committed` reader sees in its
+/// range (no gap), and covering every committed record of the run's topics.
+async fn check_ledger(
+    http: &reqwest::Client,
+    base: &str,
+    committed: &BTreeMap<String, BTreeSet<(i32, i64)>>,
+    replay: &str,
+) -> Result<()> {
+    let ledger = get_json(http, &format!("{base}/v1/ledger")).await?;
+    let partitions = ledger["partitions"]
+        .as_array()
+        .context("/v1/ledger: no partitions")?;
+    let mut problems = Vec::new();
+    for p in partitions.iter().filter(|p| p["balanced"] != true) {
+        problems.push(format!("unbalanced: {p}"));
+    }
+    let mut consumed = 0;
+    for (topic, records) in committed {
+        let partitions_of_topic: BTreeSet<i32> = records.iter().map(|(p, _)| *p).collect();
+        for partition in partitions_of_topic {
+            let Some(entry) = partitions
+                .iter()
+                .find(|p| p["topic"] == topic.as_str() && p["partition"] == partition)
+            else {
+                problems.push(format!("{topic}/{partition}: no ledger"));
+                continue;
+            };
+            let (first, next) = (
+                entry["first_offset"].as_i64().unwrap_or(-1),
+                entry["next_offset"].as_i64().unwrap_or(-1),
+            );
+            let in_log: Vec<i64> = records
+                .iter()
+                .filter(|(p, _)| *p == partition)
+                .map(|(_, o)| *o)
+                .collect();
+            let in_range = in_log.iter().filter(|o| (first..next).contains(*o)).count();
+            if entry["consumed"].as_u64() != Some(in_range as u64)
+                || in_log.iter().any(|o| !(first..next).contains(o))
+            {
+                problems.push(format!(
+                    "{topic}/{partition}: the ledger covers {first}..{next} with {} records; Kafka has {} records at offsets {:?}..={:?}, {in_range} in that range",
+                    entry["consumed"],
+                    in_log.len(),
+                    in_log.first(),
+                    in_log.last()
+                ));
+            }
+            consumed += in_range;
+        }
+    }
+    anyhow::ensure!(
+        problems.is_empty(),
+        "the ledger does not account for the run's records (replay: {replay}):\n{}",
+        problems.join("\n")
+    );
+    eprintln!(
+        "ledger: {} partitions balanced, {consumed} records each accounted for once",
+        partitions.len()
+    );
+    Ok(())
 }

@@ -20,6 +20,7 @@ use iceberg::spec::{
 use iceberg::table::Table;
 use sqlx::Connection;
 use tributary_common::LakeSettings;
+use tributary_raw::ledger::LEDGER_PROPERTY;
 use tributary_raw::offsets::{OFFSETS_PROPERTY, TRACEPARENT_PROPERTY};
 use tributary_raw::snapshots::RETENTION_PROPERTY;
 
@@ -178,14 +179,16 @@ async fn write_replace_snapshot(
     list.add_manifests(std::iter::once(manifest_file))?;
     list.close().await?;
 
-    // The offsets (and the commit's trace) stay those of the last landing: a replace moves no
+    // The offsets, the ledger and the commit's trace stay those of the last landing: a replace moves no
     // offset, and the lander resumes from the current snapshot's map.
     let mut properties: HashMap<String, String> = parent
         .map(|s| {
             s.summary()
                 .additional_properties
                 .iter()
-                .filter(|(k, _)| *k == OFFSETS_PROPERTY || *k == TRACEPARENT_PROPERTY)
+                .filter(|(k, _)| {
+                    [OFFSETS_PROPERTY, LEDGER_PROPERTY, TRACEPARENT_PROPERTY].contains(&k.as_str())
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         })

@@ -189,6 +189,14 @@ impl TestLake {
             .expect("table exists");
         catalog::snapshot_offsets(&t).expect("offsets").encode()
     }
+
+    /// The offset-coverage ledger in the current snapshot summary of `table`, as JSON.
+    pub async fn ledger(&self, table: RawTable) -> String {
+        let t = load_table(self.catalog.as_ref(), &self.config.lake.namespace, table)
+            .await
+            .expect("table exists");
+        catalog::snapshot_ledger(&t).expect("ledger").encode()
+    }
 }
 
 /// `(topic, partition, offset)` of every row, with how many times each appears.

@@ -356,6 +356,12 @@ async fn restart_resumes_from_the_snapshot_offsets_exactly_once() {
     assert!(summary2.landed > 0, "{summary2:?}");
     let offsets = lake.offsets(RawTable::PgSale).await;
     assert_eq!(offsets, format!(r#"{{"{sale}/0":275,"{sale}/1":275}}"#));
+    // Three runs, one killed mid-flush: the ledger counts each record once, like the rows.
+    let each = r#"{"first_offset":0,"records":275,"landed":275,"dead_lettered":0,"tombstones":0}"#;
+    assert_eq!(
+        lake.ledger(RawTable::PgSale).await,
+        format!(r#"{{"{sale}/0":{each},"{sale}/1":{each}}}"#)
+    );
 }
 
 async fn count(lake: &common::TestLake) -> usize {

@@ -13,8 +13,9 @@ use tributary_lake::catalog::ensure_tables;
 use tributary_lake::decode::{Cell, ChangeEvent, Op};
 use tributary_lake::maintenance::{Maintainer, MaintenanceSettings};
 use tributary_lake::sink::TableSink;
-use tributary_raw::catalog::{self, load_table, read_table, snapshot_offsets};
+use tributary_raw::catalog::{self, load_table, read_table, snapshot_ledger, snapshot_offsets};
 use tributary_raw::incremental::{live_file_rows, read_added};
+use tributary_raw::ledger::{Fate, Ledger};
 use tributary_raw::offsets::{OffsetMap, TopicPartition};
 use tributary_raw::pins::SnapshotPins;
 use tributary_raw::schema::RawTable;
@@ -51,6 +52,15 @@ fn next(offset: i64) -> OffsetMap {
     [(TopicPartition::new(TOPIC, 0), offset)]
         .into_iter()
         .collect()
+}
+
+/// The ledger of a commit of the two records at `first` and `first + 1`, both landed.
+fn two_landed(first: i64) -> Ledger {
+    let mut ledger = Ledger::new();
+    for offset in [first, first + 1] {
+        ledger.count(&TopicPartition::new(TOPIC, 0), offset, Fate::Landed);
+    }
+    ledger
 }
 
 /// Kafka offsets of the rows, each with how many times it appears.
@@ -112,7 +122,11 @@ async fn maintenance_compacts_merges_expires_and_sweeps_keeping_every_row_once()
     for commit in 0..30 {
         let first = commit * 2;
         let report = sink
-            .commit(&[city_row(first), city_row(first + 1)], &next(first + 2))
+            .commit_counted(
+                &[city_row(first), city_row(first + 1)],
+                &next(first + 2),
+                &two_landed(first),
+            )
             .await
             .unwrap();
         snapshots.push(report.snapshot_id);
@@ -186,6 +200,14 @@ async fn maintenance_compacts_merges_expires_and_sweeps_keeping_every_row_once()
         snapshot_offsets(&after).unwrap(),
         next(60),
         "a replace moves no offset"
+    );
+    assert_eq!(
+        snapshot_ledger(&after)
+            .unwrap()
+            .get(&TopicPartition::new(TOPIC, 0))
+            .map(|l| (l.first_offset, l.records, l.landed)),
+        Some((0, 60, 60)),
+        "nor the ledger"
     );
     assert_eq!(Some(current.snapshot_id()), sink.snapshot_id());
     assert_eq!(
