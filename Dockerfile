@@ -14,9 +14,11 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# -p: only these packages' features (the e2e crate's `failpoints` stays out of the images).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked \
+      -p tributary-ingest -p tributary-lake -p tributary-marts -p tributary-api \
       --bin tributary-ingest --bin tributary-erp-sim --bin tributary-lake --bin tributary-marts \
       --bin tributary-api \
  && mkdir -p /out \

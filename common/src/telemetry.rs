@@ -140,7 +140,14 @@ impl Drop for TelemetryGuard {
 /// A second call (tests) installs nothing and returns an inert guard.
 pub fn init(service: &str) -> TelemetryGuard {
     let settings = TelemetrySettings::from_env(service, std::env::vars());
-    init_with(settings)
+    let guard = init_with(settings);
+    // Every service starts here: the one place that arms the tests' crash points.
+    if let Err(refused) = crate::failpoint::arm_from_env() {
+        tracing::error!("{refused}");
+        eprintln!("{service}: {refused}");
+        std::process::exit(2);
+    }
+    guard
 }
 
 /// [`init`] with explicit settings.

@@ -99,6 +99,41 @@ impl Service {
         self.spawn();
     }
 
+    /// Stops the process (SIGTERM, as [`Self::stop`]) and starts it again with `key` set to
+    /// `value` in its environment, or removed when `None`.
+    pub fn restart_with_env(&mut self, key: &str, value: Option<&str>) {
+        self.stop();
+        match value {
+            Some(value) => self.env.insert(key.to_string(), value.to_string()),
+            None => self.env.remove(key),
+        };
+        self.spawn();
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself and returns how it ended;
+    /// `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts the process again if it is not running (after it exited by itself).
+    pub fn start_again(&mut self) {
+        if self.child.is_none() {
+            self.spawn();
+        }
+    }
+
     /// Fails if the process has exited, pointing at its log.
     pub fn assert_running(&mut self) {
         if let Some(child) = self.child.as_mut()

@@ -230,6 +230,9 @@ impl TxPublisher {
             .map_err(PublishError::new("begin transaction"))?;
         match self.send_all(records).await {
             Ok(()) => {
+                tributary_common::failpoint::crash_point(
+                    tributary_common::failpoint::INGEST_IN_TRANSACTION,
+                );
                 let producer = self.producer.clone();
                 let committed = tokio::task::spawn_blocking(move || {
                     producer.commit_transaction(CONTROL_TIMEOUT)

@@ -670,6 +670,9 @@ impl<S: Source> Lander<S> {
             self.summary.commits += 1;
             // Inside the commit span, so the line carries its trace id.
             span.in_scope(|| tracing::info!(table = %RawTable::DeadLetters, rows = report.rows, snapshot_id = report.snapshot_id, "committed dead letters"));
+            tributary_common::failpoint::crash_point(
+                tributary_common::failpoint::LANDER_AFTER_DEAD_LETTERS,
+            );
         }
 
         let mut rows_by_table = buffer.rows;

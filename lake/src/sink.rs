@@ -136,6 +136,9 @@ impl TableSink {
         } else {
             self.write_files(rows, &commit_id).await?
         };
+        tributary_common::failpoint::crash_point(
+            tributary_common::failpoint::LANDER_AFTER_DATA_FILES,
+        );
         let file_count = files.len();
         let bytes = files.iter().map(DataFile::file_size_in_bytes).sum();
         let mut attempt = 1;
@@ -144,7 +147,12 @@ impl TableSink {
                 .try_commit(files.clone(), &new_offsets, &new_ledger, &commit_id)
                 .await
             {
-                Ok(table) => break table,
+                Ok(table) => {
+                    tributary_common::failpoint::crash_point(
+                        tributary_common::failpoint::LANDER_AFTER_COMMIT,
+                    );
+                    break table;
+                }
                 Err(error) if error.is_retryable() && attempt < COMMIT_ATTEMPTS => {
                     let backoff = Duration::from_millis(250 << attempt);
                     tracing::warn!(table = %self.table.identifier(), attempt, %error, ?backoff, "commit failed, retrying");

@@ -474,6 +474,9 @@ impl MartsJob {
             .commit(base.as_ref().map(|b| b.generation), &changed, &checkpoint)
             .await?;
         self.pin_checkpoint(&tables).await;
+        tributary_common::failpoint::crash_point(
+            tributary_common::failpoint::MARTS_AFTER_STATE_COMMIT,
+        );
         timings.commit = watch.lap();
 
         let totals = checkpoint.cells.totals(&checkpoint.master)?;

@@ -9,6 +9,7 @@ use anyhow::Result;
 use rand::Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand_chacha::ChaCha8Rng;
+use tributary_common::failpoint;
 use tributary_common::health::Readiness;
 use tributary_e2e::{Service, stack};
 
@@ -31,6 +32,10 @@ pub(crate) enum Disruption {
     /// One of the stack's services down this long, round `r` the `r`-th of
     /// [`stack::KILLABLE`] (the outage test).
     Outages(Duration),
+    /// Round `r` arms the `r`-th crash point of [`failpoint::POINTS`] in the service that has
+    /// it before the round's changes, and waits for the service to abort there (the crash
+    /// point test).
+    CrashPoints,
 }
 
 /// SIGKILLs `kills.ours` of our services (never `services[0]`, the ERP simulator: a source) and
@@ -167,3 +172,56 @@ pub(crate) async fn outage(
     }
     Ok(())
 }
+
+/// The crash point of round `round` and the services of ours that pass it (armed together).
+pub(crate) fn crash_point(round: usize) -> (&'static str, &'static [&'static str]) {
+    let (point, _) = failpoint::POINTS[round % failpoint::POINTS.len()];
+    let services: &'static [&'static str] = match point {
+        failpoint::LANDER_AFTER_DATA_FILES
+        | failpoint::LANDER_AFTER_COMMIT
+        | failpoint::LANDER_AFTER_DEAD_LETTERS => &["oracle-lake"],
+        failpoint::MARTS_AFTER_STATE_COMMIT => &["oracle-marts"],
+        failpoint::INGEST_IN_TRANSACTION => &["oracle-files", "oracle-erp"],
+        other => panic!("crash point {other} belongs to no service of the workload"),
+    };
+    (point, services)
+}
+
+/// Restarts the services that pass round `round`'s crash point with the point armed
+/// (`FAILPOINTS=<point>=return`), before the round's changes reach them.
+pub(crate) fn arm_crash_point(services: &mut [Service], round: usize) {
+    let (point, names) = crash_point(round);
+    for service in services.iter_mut().filter(|s| names.contains(&s.name())) {
+        service.restart_with_env(failpoint::FAILPOINTS_ENV, Some(&format!("{point}=return")));
+    }
+}
+
+/// Waits for each service armed in round `round` to abort at its crash point (SIGABRT, and
+/// the point's line in its log), then starts it again disarmed.
+pub(crate) fn await_crash(services: &mut [Service], seed: u64, round: usize) -> Result<()> {
+    use std::os::unix::process::ExitStatusExt;
+    let (point, names) = crash_point(round);
+    let started = Instant::now();
+    for service in services.iter_mut().filter(|s| names.contains(&s.name())) {
+        let status = service.wait_exit(Duration::from_secs(120));
+        let log = std::fs::read_to_string(service.log()).unwrap_or_default();
+        anyhow::ensure!(
+            status.and_then(|s| s.signal()) == Some(SIGABRT)
+                && log.contains(&format!("crash point {point}: aborting")),
+            "{} did not abort at crash point {point} within 120 s of the round's changes \
+             (ended: {status:?}; see {}; replay: CRASH_SEED={seed})",
+            service.name(),
+            service.log().display()
+        );
+        eprintln!(
+            "crash seed {seed} round {round}: {} aborted at {point} {:.1} s after the round's changes; started again",
+            service.name(),
+            started.elapsed().as_secs_f64()
+        );
+        service.restart_with_env(failpoint::FAILPOINTS_ENV, None);
+    }
+    Ok(())
+}
+
+/// SIGABRT's number on Linux.
+const SIGABRT: i32 = 6;

@@ -24,7 +24,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::disruption::{Disruption, Kills, Probe, chaos, outage};
+use crate::disruption::{
+    Disruption, Kills, Probe, arm_crash_point, await_crash, chaos, crash_point, outage,
+};
 use anyhow::{Context, Result};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -420,6 +422,7 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
     let replay = match disruption {
         Disruption::Kills(_) => format!("CHAOS_SEED={seed}"),
         Disruption::Outages(_) => format!("OUTAGE_SEED={seed}"),
+        Disruption::CrashPoints => format!("CRASH_SEED={seed}"),
         Disruption::None => format!("ORACLE_SEED={seed}"),
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -520,6 +523,9 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
     };
 
     for round in 0..rounds {
+        if matches!(disruption, Disruption::CrashPoints) {
+            arm_crash_point(&mut services, round);
+        }
         let db = run.db();
         postgres_round(db, &mut rng, &salesmen, &city_ids).await?;
 
@@ -545,7 +551,16 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
             }
             batch.push((id.clone(), corrected));
         }
-        let bytes = acme_csv(&batch);
+        // And a line the ingestor must dead-letter (an amount that is no number): every round
+        // has a dead letter, which the ledger and the dead-letter crash point need.
+        let mut bytes = acme_csv(&batch);
+        bytes.extend_from_slice(
+            format!(
+                "BAD-{round};{};Campinas;SP;12,3x;01/03/2026 10:00\n",
+                codes[0]
+            )
+            .as_bytes(),
+        );
         inbox
             .put_bytes(&format!("acme/round-{round}.csv"), bytes.clone())
             .await?;
@@ -613,6 +628,7 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
                 let dependency = stack::KILLABLE[round % stack::KILLABLE.len()];
                 outage(dependency, down, &mut services, &probes, seed, round).await?;
             }
+            Disruption::CrashPoints => await_crash(&mut services, seed, round)?,
         }
         if !matches!(disruption, Disruption::None) {
             // Postgres may have been restarted under the test's own connection.
@@ -1143,6 +1159,28 @@ async fn each_dependency_down_for_a_while_stalls_nothing_and_loses_nothing() -> 
         "outage seed {seed}, {rounds} rounds, {down:?} down a round (replay: OUTAGE_SEED={seed})"
     );
     workload(seed, rounds, Disruption::Outages(down)).await
+}
+
+/// The crash point test: the oracle's workload while, each round, one service of ours is
+/// armed to abort at one exact step (`tributary_common::failpoint::POINTS`, in turn: after a
+/// flush's Parquet files are written and before the catalog commit; after a commit the lander
+/// never saw the answer of; between the dead-letter and the change-table commits; between the
+/// marts' state commit and its publication; inside an ingestor's Kafka transaction). The
+/// service must abort there (SIGABRT) once the round's changes reach it; started again, the
+/// rankings equal the sources' and every record is in the lake exactly once, the ledger
+/// balanced. `CRASH_SEED`; `CRASH_ROUNDS` (default: each point once).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_at_each_crash_point_loses_and_duplicates_nothing() -> Result<()> {
+    let seed = env_number("CRASH_SEED").unwrap_or_else(rand::random);
+    let rounds = env_number("CRASH_ROUNDS").unwrap_or(tributary_common::failpoint::POINTS.len());
+    let points: Vec<String> = (0..rounds)
+        .map(|r| format!("{} in {}", crash_point(r).0, crash_point(r).1.join(" and ")))
+        .collect();
+    eprintln!(
+        "crash seed {seed}, {rounds} rounds: {} (replay: CRASH_SEED={seed})",
+        points.join(", ")
+    );
+    workload(seed, rounds, Disruption::CrashPoints).await
 }
 
 /// Every record a `read_committed` reader sees on every topic of the run (the source's three
