@@ -175,6 +175,10 @@ pub struct ClickHouseSettings {
     pub user: String,
     /// Password (empty for the local stack's `default` user).
     pub password: String,
+    /// A read with no complete answer after this many milliseconds fails (`TimedOut`) instead
+    /// of waiting on a stalled server or connection; a bulk insert gets this much between two
+    /// blocks written and for the final answer; 0: no bound.
+    pub timeout_ms: u64,
 }
 
 impl Default for ClickHouseSettings {
@@ -184,6 +188,7 @@ impl Default for ClickHouseSettings {
             database: crate::names::MARTS_DATABASE.into(),
             user: "default".into(),
             password: String::new(),
+            timeout_ms: 10_000,
         }
     }
 }
@@ -244,6 +249,7 @@ impl std::fmt::Debug for ClickHouseSettings {
             .field("database", &self.database)
             .field("user", &self.user)
             .field("password", &REDACTED)
+            .field("timeout_ms", &self.timeout_ms)
             .finish()
     }
 }

@@ -719,3 +719,83 @@ async fn the_api_serves_the_newest_publication_with_validators() {
     server.stop().await;
     drop_database(&store).await;
 }
+
+/// ClickHouse slow, then stalled (a proxy between the API and the server that delays every
+/// chunk, then forwards nothing): the API keeps answering the rankings it holds, says on
+/// `/readyz` that ClickHouse does not answer within `clickhouse.timeout_ms` while it serves from
+/// memory, keeps no newer publication from appearing once ClickHouse answers again, and no
+/// request waits on the stalled server.
+#[tokio::test]
+async fn a_slow_or_stalled_clickhouse_holds_up_no_ranking_request() {
+    let settings = settings("stalled");
+    let store = store(&settings).await;
+    store.publish(&publication("run-1", 0)).await.unwrap();
+    let upstream = settings
+        .url
+        .trim_start_matches("http://")
+        .parse::<SocketAddr>()
+        .expect("the local stack's ClickHouse URL is http://<ip>:<port>");
+    let proxy = crate::stall_proxy::StallProxy::start(upstream).await;
+    let proxied = ClickHouseSettings {
+        url: proxy.url(),
+        timeout_ms: 500,
+        ..settings.clone()
+    };
+    let server = start(&proxied).await;
+    let path = "/v1/rankings/salesmen?limit=5";
+    let (status, _, before) = server.get_from(path, "run-1").await;
+    assert_eq!(status, 200, "{before}");
+    // A client that gives up long before the API's own request timeout (30 s): an answer
+    // that waited on ClickHouse would fail here.
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let url = format!("{}{path}", server.base);
+    let rankings = async || -> (u16, Value) {
+        let resp = http.get(&url).send().await.expect("answered");
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    };
+
+    proxy.delay(std::time::Duration::from_millis(200));
+    for _ in 0..10 {
+        assert_eq!(rankings().await, (200, before.clone()), "ClickHouse slow");
+    }
+
+    proxy.stall(true);
+    for _ in 0..20 {
+        assert_eq!(
+            rankings().await,
+            (200, before.clone()),
+            "ClickHouse stalled"
+        );
+    }
+    let readyz = format!("{}/readyz", server.base);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let resp = http.get(&readyz).send().await.expect("/readyz answered");
+        let body = resp.text().await.unwrap();
+        if body.contains("no answer within 500 ms") {
+            assert!(body.contains("from memory"), "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz never said ClickHouse does not answer: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Published meanwhile (straight to ClickHouse): seen once the proxy forwards again.
+    store.publish(&publication("run-2", 60)).await.unwrap();
+    assert_eq!(rankings().await, (200, before.clone()));
+    proxy.stall(false);
+    proxy.delay(std::time::Duration::ZERO);
+    let (status, _, after) = server.get_from(path, "run-2").await;
+    assert_eq!(
+        (status, &after["publication"]["run_id"]),
+        (200, &json!("run-2")),
+        "{after}"
+    );
+    server.stop().await;
+    drop_database(&store).await;
+}

@@ -5,3 +5,4 @@ mod api_clickhouse;
 mod api_time_travel;
 mod lineage_retention;
 mod profile;
+mod stall_proxy;

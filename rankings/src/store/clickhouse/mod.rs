@@ -20,6 +20,8 @@ use crate::schema;
 pub struct ClickHouseStore {
     client: Client,
     database: String,
+    /// Bound on each query (`clickhouse.timeout_ms`; `None`: unbounded).
+    timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for ClickHouseStore {
@@ -42,6 +44,8 @@ impl ClickHouseStore {
         Ok(Self {
             client,
             database: settings.database.clone(),
+            timeout: (settings.timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(settings.timeout_ms)),
         })
     }
 
@@ -76,6 +80,7 @@ impl ClickHouseStore {
             .insert_unescaped::<T>(&name)
             .await
             .map_err(err)?;
+        insert = insert.with_timeouts(self.timeout, self.timeout);
         for row in rows {
             insert.write(row).await.map_err(err)?;
         }
@@ -136,13 +141,7 @@ impl ClickHouseStore {
     where
         T: RowOwned + RowRead,
     {
-        query
-            .fetch_one::<T>()
-            .await
-            .map_err(|source| RankingsError::ClickHouse {
-                action: action.to_string(),
-                source,
-            })
+        self.bounded(action, query.fetch_one::<T>()).await
     }
 
     async fn fetch_all<T>(
@@ -153,13 +152,32 @@ impl ClickHouseStore {
     where
         T: RowOwned + RowRead,
     {
-        query
-            .fetch_all::<T>()
-            .await
-            .map_err(|source| RankingsError::ClickHouse {
-                action: action.to_string(),
-                source,
-            })
+        self.bounded(action, query.fetch_all::<T>()).await
+    }
+
+    /// Runs `work` (one query) within the configured timeout: a stalled server or connection
+    /// fails it with `TimedOut` rather than holding the caller.
+    async fn bounded<T>(
+        &self,
+        action: &str,
+        work: impl std::future::Future<Output = Result<T, clickhouse::error::Error>>,
+    ) -> Result<T, RankingsError> {
+        let result = match self.timeout {
+            Some(limit) => match tokio::time::timeout(limit, work).await {
+                Ok(result) => result,
+                Err(_) => {
+                    return Err(RankingsError::ClickHouse {
+                        action: format!("{action} (no answer within {} ms)", limit.as_millis()),
+                        source: clickhouse::error::Error::TimedOut,
+                    });
+                }
+            },
+            None => work.await,
+        };
+        result.map_err(|source| RankingsError::ClickHouse {
+            action: action.to_string(),
+            source,
+        })
     }
 }
 

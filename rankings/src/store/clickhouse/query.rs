@@ -18,15 +18,9 @@ use crate::store::{Page, RankingQueries};
 #[async_trait]
 impl RankingQueries for ClickHouseStore {
     async fn ping(&self) -> Result<(), RankingsError> {
-        self.client
-            .query("SELECT 1")
-            .fetch_one::<u8>()
+        self.bounded("ping", self.client.query("SELECT 1").fetch_one::<u8>())
             .await
             .map(|_| ())
-            .map_err(|source| RankingsError::ClickHouse {
-                action: "ping".into(),
-                source,
-            })
     }
 
     async fn latest_publication(&self) -> Result<Option<PublicationRow>, RankingsError> {
@@ -449,20 +443,22 @@ impl ClickHouseStore {
         action: &str,
         query: clickhouse::query::Query,
     ) -> Result<Option<PublicationRow>, RankingsError> {
-        match query.fetch_all::<PublicationRow>().await {
+        match self
+            .bounded(action, query.fetch_all::<PublicationRow>())
+            .await
+        {
             Ok(rows) => Ok(rows.into_iter().next()),
-            Err(clickhouse::error::Error::BadResponse(message))
-                if matches!(
-                    server_error_code(&message),
-                    Some(UNKNOWN_TABLE | UNKNOWN_DATABASE)
-                ) =>
+            Err(RankingsError::ClickHouse {
+                source: clickhouse::error::Error::BadResponse(message),
+                ..
+            }) if matches!(
+                server_error_code(&message),
+                Some(UNKNOWN_TABLE | UNKNOWN_DATABASE)
+            ) =>
             {
                 Ok(None)
             }
-            Err(source) => Err(RankingsError::ClickHouse {
-                action: action.to_string(),
-                source,
-            }),
+            Err(error) => Err(error),
         }
     }
 }
