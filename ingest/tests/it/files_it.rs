@@ -487,3 +487,187 @@ async fn a_fenced_ingestor_stops_instead_of_retrying() {
     assert!(error.to_string().contains("took over"), "{error}");
     assert!(events(&config.topics.sales).await.is_empty());
 }
+
+/// What `ingest/tests/bad-inputs/files/expectations.toml` says of one input file.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expected {
+    /// Path under the corpus folder, the partner first (`globex/…`).
+    path: String,
+    /// `quarantined` (the whole file refused) or `done` (read to the end).
+    outcome: String,
+    /// For `quarantined`: words the quarantine note must contain.
+    #[serde(default)]
+    reason: String,
+    /// For `done`: sale events published.
+    #[serde(default)]
+    published: u64,
+    /// For `done`: every dead letter, as `"<kind>: <words of its reason>"`, in record order.
+    #[serde(default)]
+    dead_letters: Vec<String>,
+    /// Why this input is here.
+    #[allow(dead_code)]
+    why: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Corpus {
+    file: Vec<Expected>,
+}
+
+/// The committed corpus of hostile partner files (`ingest/tests/bad-inputs/files/`): each is
+/// dropped into the inbox with a good file after them all; each ends as its expectation says
+/// (quarantined with its reason, or read with exactly its sales published and its dead letters'
+/// kinds and reasons), each counted in the metrics, and the good file is published: no bad
+/// input holds up another.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_committed_bad_file_is_refused_with_its_reason_and_holds_up_nothing() {
+    require_stack();
+    let corpus_dir = repo().join("ingest/tests/bad-inputs/files");
+    let corpus: Corpus =
+        toml::from_str(&std::fs::read_to_string(corpus_dir.join("expectations.toml")).unwrap())
+            .expect("expectations.toml parses");
+    let on_disk: BTreeSet<String> = walk(&corpus_dir)
+        .into_iter()
+        .filter(|p| p != "expectations.toml")
+        .collect();
+    let expected: BTreeSet<String> = corpus.file.iter().map(|f| f.path.clone()).collect();
+    assert_eq!(on_disk, expected, "every corpus file has one expectation");
+
+    let suffix = suffix();
+    let config = config(&suffix);
+    let (mut ingestor, metrics) = open_ingestor(&config).await;
+    let inbox = ingestor.inbox().clone();
+    for file in &corpus.file {
+        let bytes = std::fs::read(corpus_dir.join(&file.path)).unwrap();
+        inbox.put_bytes(&file.path, bytes).await.unwrap();
+    }
+    // After every bad one (the inbox lists in path order): a good file.
+    inbox
+        .put_bytes(
+            "globex/zz-good.ndjson",
+            sample("globex/orders-2026-05.ndjson"),
+        )
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let mut summary = ingestor.poll(&shutdown).await.unwrap();
+    for _ in 0..5 {
+        let more = ingestor.poll(&shutdown).await.unwrap();
+        summary.files_done += more.files_done;
+        summary.quarantined += more.quarantined;
+        summary.published += more.published;
+        summary.rejected += more.rejected;
+    }
+
+    let progress = tributary_ingest::files::progress::ProgressState::from_records(
+        &tributary_ingest::publish::read_progress(
+            &KafkaSettings::default(),
+            &config.topics.progress,
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let dead = rejections(&config.topics.dead_letters).await;
+    let published = events(&config.topics.sales).await;
+    let object = |path: &str| format!("s3://inbox/it-{suffix}/{path}");
+    let mut problems = Vec::new();
+    for file in &corpus.file {
+        let Some(state) = progress.files.get(&file.path) else {
+            problems.push(format!("{}: never taken", file.path));
+            continue;
+        };
+        let status = format!("{:?}", state.status).to_lowercase();
+        let note = state.note.clone().unwrap_or_default();
+        let letters: Vec<String> = dead
+            .iter()
+            .filter(|d| d.provenance.get("object_url") == Some(&object(&file.path).into()))
+            .map(|d| format!("{}: {}", d.error_kind, d.reason))
+            .collect();
+        let sales = published
+            .iter()
+            .filter(|e| e.provenance.get("object_url") == Some(&object(&file.path).into()))
+            .count() as u64;
+        let letters_as_said = letters.len() == file.dead_letters.len()
+            && letters.iter().zip(&file.dead_letters).all(|(got, want)| {
+                let (kind, words) = want.split_once(": ").unwrap_or((want, ""));
+                got.starts_with(&format!("{kind}: ")) && got.contains(words)
+            });
+        let ok = letters_as_said
+            && match file.outcome.as_str() {
+                "quarantined" => status == "quarantined" && note.contains(&file.reason),
+                "done" => {
+                    status == "done"
+                        && sales == file.published
+                        && (state.published, state.rejected) == (sales, letters.len() as u64)
+                }
+                other => panic!("{}: unknown outcome {other:?}", file.path),
+            };
+        if !ok {
+            problems.push(format!(
+                "{}: expected {} ({:?}, {} published, {:?}); got {status} (note {note:?}), {sales} published, dead letters {letters:?}; counted {} published, {} rejected",
+                file.path, file.outcome, file.reason, file.published, file.dead_letters, state.published, state.rejected
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let good = progress
+        .files
+        .get("globex/zz-good.ndjson")
+        .expect("the good file was taken");
+    assert_eq!(
+        (format!("{:?}", good.status), good.published),
+        ("Done".to_string(), 2),
+        "the good file after the bad ones is published"
+    );
+    let quarantined = corpus
+        .file
+        .iter()
+        .filter(|f| f.outcome == "quarantined")
+        .count() as u64;
+    let rejected: u64 = corpus
+        .file
+        .iter()
+        .filter(|f| f.outcome == "done")
+        .map(|f| f.dead_letters.len() as u64)
+        .sum();
+    // The good file (the sample) has a bad line of its own.
+    let rejected = rejected + good.rejected;
+    assert_eq!(
+        (summary.quarantined, summary.rejected),
+        (quarantined, rejected),
+        "counted: {summary:?}"
+    );
+    let partners = ["acme", "globex", UNKNOWN_PARTNER];
+    assert_eq!(
+        (
+            partners
+                .iter()
+                .map(|p| metrics.files_count(p, "quarantined"))
+                .sum::<u64>(),
+            partners
+                .iter()
+                .map(|p| metrics.records_count(p, "rejected"))
+                .sum::<u64>()
+        ),
+        (quarantined, rejected),
+        "the metrics count each"
+    );
+}
+
+/// Every file under `dir`, as a path relative to it with `/` separators.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            out.extend(walk(&path).into_iter().map(|p| format!("{name}/{p}")));
+        } else {
+            out.push(path.file_name().unwrap().to_string_lossy().to_string());
+        }
+    }
+    out
+}
