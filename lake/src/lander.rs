@@ -1223,4 +1223,120 @@ mod tests {
         report_lag(&source, &landed, &metrics).await;
         assert_eq!(metrics.lag_value(SALE, 0), 2, "three landed, two to go");
     }
+
+    /// What `lake/tests/bad-inputs/debezium/expectations.toml` says of one record.
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ExpectedRecord {
+        file: String,
+        fate: String,
+        #[serde(default)]
+        kind: String,
+        #[serde(default)]
+        reason: String,
+        #[allow(dead_code)]
+        why: String,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct EnvelopeCorpus {
+        record: Vec<ExpectedRecord>,
+    }
+
+    /// The committed corpus of bad Debezium change events (`lake/tests/bad-inputs/debezium/`),
+    /// produced in a row with a good change after them: each is a dead letter of its kind and
+    /// reason (or, where said, lands), counted as such in the ledger, and the good change
+    /// lands.
+    #[tokio::test]
+    async fn every_committed_bad_envelope_is_dead_lettered_with_its_reason_and_holds_up_nothing() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-inputs/debezium");
+        let corpus: EnvelopeCorpus =
+            toml::from_str(&std::fs::read_to_string(dir.join("expectations.toml")).unwrap())
+                .expect("expectations.toml parses");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|name| name != "expectations.toml")
+            .collect();
+        on_disk.sort();
+        let listed: Vec<String> = corpus.record.iter().map(|r| r.file.clone()).collect();
+        assert_eq!(
+            on_disk, listed,
+            "every corpus file has one expectation, in name order"
+        );
+
+        let catalog = memory_catalog().await;
+        let source = MemorySource::new();
+        for record in &corpus.record {
+            let bytes = std::fs::read(dir.join(&record.file)).unwrap();
+            source.produce(SALE, 0, Some(b"{\"id\":900}"), Some(&bytes));
+        }
+        let good = corpus.record.len() as i64;
+        source.produce(SALE, 0, None, Some(sale(good, "1.00").as_bytes()));
+        lander(&catalog, source, 100)
+            .await
+            .run(Mode::Drain, CancellationToken::new())
+            .await
+            .unwrap();
+
+        let dead = batches(&catalog, RawTable::DeadLetters).await;
+        let mut letters = BTreeMap::new();
+        for b in &dead {
+            let offsets = b
+                .column_by_name(col::KAFKA_OFFSET)
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let kinds = b
+                .column_by_name(col::ERROR_KIND)
+                .unwrap()
+                .as_string::<i32>();
+            let reasons = b.column_by_name(col::REASON).unwrap().as_string::<i32>();
+            for i in 0..b.num_rows() {
+                letters.insert(
+                    offsets.value(i),
+                    (kinds.value(i).to_string(), reasons.value(i).to_string()),
+                );
+            }
+        }
+        let sales = batches(&catalog, RawTable::PgSale).await;
+        let landed = longs(&sales, col::KAFKA_OFFSET);
+        let mut problems = Vec::new();
+        for (offset, record) in corpus.record.iter().enumerate() {
+            let offset = offset as i64;
+            let got = match (letters.get(&offset), landed.contains(&offset)) {
+                (Some((kind, reason)), false) => format!("dead_letter {kind}: {reason}"),
+                (None, true) => "landed".to_string(),
+                other => format!("{other:?}"),
+            };
+            let ok = match record.fate.as_str() {
+                "dead_letter" => {
+                    letters.get(&offset).is_some_and(|(kind, reason)| {
+                        *kind == record.kind && reason.contains(&record.reason)
+                    }) && !landed.contains(&offset)
+                }
+                "landed" => landed.contains(&offset) && !letters.contains_key(&offset),
+                other => panic!("{}: unknown fate {other:?}", record.file),
+            };
+            if !ok {
+                problems.push(format!(
+                    "{}: expected {} {} {:?}; got {got}",
+                    record.file, record.fate, record.kind, record.reason
+                ));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+        assert!(landed.contains(&good), "the good change after them lands");
+        let ledger = ledger(&catalog, RawTable::PgSale, SALE).await;
+        let dead_count = corpus
+            .record
+            .iter()
+            .filter(|r| r.fate == "dead_letter")
+            .count() as u64;
+        assert_eq!(
+            (ledger.records, ledger.dead_lettered, ledger.landed),
+            (good as u64 + 1, dead_count, good as u64 + 1 - dead_count),
+            "the ledger counts each"
+        );
+    }
 }
