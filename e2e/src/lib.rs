@@ -198,6 +198,9 @@ pub struct OracleSale {
     pub city_id: Option<i64>,
     /// Amount in cents.
     pub cents: i64,
+    /// Its salesman or city is named but not in the master data (yet): a natural key no row
+    /// has, or an id no row has. Counted in a period's `unresolved_sales`.
+    pub unresolved: bool,
     /// UTC calendar month of `sold_at` (`YYYY-MM`), if it has one.
     pub month: Option<String>,
 }
@@ -251,8 +254,13 @@ fn city_key(name: &str, state: &str) -> (String, String) {
 pub async fn postgres_sales(db: &tokio_postgres::Client) -> Result<Vec<OracleSale>> {
     let rows = db
         .query(
-            "SELECT salesman_id, city_id, (amount * 100)::bigint, \
-                    to_char(sold_at AT TIME ZONE 'UTC', 'YYYY-MM') FROM sale",
+            "SELECT s.salesman_id, s.city_id, (s.amount * 100)::bigint, \
+                    to_char(s.sold_at AT TIME ZONE 'UTC', 'YYYY-MM'), \
+                    (s.salesman_id IS NOT NULL \
+                       AND NOT EXISTS (SELECT 1 FROM salesman m WHERE m.id = s.salesman_id)) \
+                    OR (s.city_id IS NOT NULL \
+                       AND NOT EXISTS (SELECT 1 FROM city c WHERE c.id = s.city_id)) \
+             FROM sale s",
             &[],
         )
         .await?;
@@ -263,6 +271,7 @@ pub async fn postgres_sales(db: &tokio_postgres::Client) -> Result<Vec<OracleSal
             city_id: r.get(1),
             cents: r.get(2),
             month: r.get(3),
+            unresolved: r.get(4),
         })
         .collect())
 }
@@ -733,11 +742,15 @@ pub async fn current_sales<'a>(
 ) -> Result<Vec<OracleSale>> {
     let master = MasterData::load(db).await?;
     let mut sales = postgres_sales(db).await?;
-    sales.extend(others.into_iter().map(|s| OracleSale {
-        salesman_id: master.salesman(s.code),
-        city_id: master.city(s.city.0, s.city.1),
-        cents: s.cents,
-        month: s.month.map(str::to_string),
+    sales.extend(others.into_iter().map(|s| {
+        let (salesman_id, city_id) = (master.salesman(s.code), master.city(s.city.0, s.city.1));
+        OracleSale {
+            salesman_id,
+            city_id,
+            cents: s.cents,
+            month: s.month.map(str::to_string),
+            unresolved: salesman_id.is_none() || city_id.is_none(),
+        }
     }));
     Ok(sales)
 }

@@ -53,6 +53,18 @@ struct SourceSale {
     sold_at: String,
 }
 
+/// How partners really write cities: sometimes in capitals with doubled spaces (the same city
+/// once normalised), sometimes one Postgres does not have (unresolved: in the salesman rankings
+/// and the period's `unresolved_sales`, in no city ranking).
+fn vary_city(rng: &mut ChaCha8Rng, sale: &mut SourceSale, round: usize) {
+    match rng.random_range(0..8) {
+        0 => sale.city.0 = format!("  {}  ", sale.city.0.to_uppercase().replace(' ', "  ")),
+        1 => sale.city.1 = sale.city.1.to_lowercase(),
+        2 => sale.city = (format!("Vila Desconhecida {round}"), "ZZ".to_string()),
+        _ => {}
+    }
+}
+
 /// A random time from 2025-01-01 to yesterday (whole minutes, UTC): never in the future, which
 /// partner files may not send.
 fn random_time(rng: &mut ChaCha8Rng) -> chrono::DateTime<chrono::Utc> {
@@ -532,7 +544,9 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
         // Files: new sales and corrections in one new file, sometimes an old file again.
         let mut batch: Vec<(String, SourceSale)> = Vec::new();
         for i in 0..8 {
-            batch.push((format!("O{round}-{i}"), random_sale(&mut rng)));
+            let mut sale = random_sale(&mut rng);
+            vary_city(&mut rng, &mut sale, round);
+            batch.push((format!("O{round}-{i}"), sale));
         }
         let known: Vec<String> = files.keys().cloned().collect();
         for id in known.choose_multiple(&mut rng, 4) {
@@ -638,16 +652,21 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
         let erp_now = erp_sales(&http, &erp).await?;
         let want = oracle(db, &files, &erp_now).await?;
         let want_in_cities = oracle_city_salesmen(db, &files, &erp_now).await?;
+        let want_summaries = oracle_summaries(db, &files, &erp_now).await?;
         let started = Instant::now();
         let matched = eventually(Duration::from_secs(240), || {
             for s in services.iter_mut() {
                 s.assert_running();
             }
-            let (http, base, want, want_in_cities) = (&http, &base, &want, &want_in_cities);
+            let (http, base, want, want_in_cities, want_summaries) =
+                (&http, &base, &want, &want_in_cities, &want_summaries);
             async move {
                 Ok((api_all(http, base, want).await? == *want
                     && api_city_salesmen(http, base, want_in_cities).await? == *want_in_cities
-                    && name_mismatches(http, base, db).await?.is_empty())
+                    && name_mismatches(http, base, db).await?.is_empty()
+                    && summary_mismatches(http, base, want_summaries)
+                        .await?
+                        .is_empty())
                 .then_some(()))
             }
         })
@@ -671,6 +690,12 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
                 .collect();
             diffs.extend(name_mismatches(&http, &base, db).await?.into_iter().take(5));
             diffs.extend(
+                summary_mismatches(&http, &base, &want_summaries)
+                    .await?
+                    .into_iter()
+                    .take(5),
+            );
+            diffs.extend(
                 want_in_cities
                     .iter()
                     .filter(|(city, w)| got_in_cities.get(*city) != Some(w))
@@ -689,10 +714,12 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
             );
         }
         eprintln!(
-            "seed {seed} round {round}: all time and {} months, {} cities and {} salesmen, equal to the sources after {:.1} s, {} ties",
+            "seed {seed} round {round}: all time and {} months, {} cities and {} salesmen, {} sales ({} unresolved), equal to the sources after {:.1} s, {} ties",
             want.len() - 1,
             want[&None].0.len(),
             want[&None].1.len(),
+            want_summaries[&None].0,
+            want_summaries[&None].2,
             started.elapsed().as_secs_f64(),
             ties.len()
         );
@@ -838,6 +865,64 @@ async fn api_all(http: &reqwest::Client, base: &str, want: &Rankings) -> Result<
         let salesmen =
             api_ranking_for(http, base, "/v1/rankings/salesmen", "salesman_id", month).await?;
         out.insert(period, (cities, salesmen));
+    }
+    Ok(out)
+}
+
+/// Per period (all time, then each month): current sales, their revenue in cents, and how many
+/// of them are unresolved.
+type Summaries = BTreeMap<Option<String>, (u64, i64, u64)>;
+
+/// What each period's summary (`period` of a ranking page, from `publication_periods`) must
+/// say, from the sources: Postgres as it is, the files and the ERP as they hold their sales.
+async fn oracle_summaries(
+    db: &tokio_postgres::Client,
+    files: &BTreeMap<String, SourceSale>,
+    erp: &BTreeMap<String, SourceSale>,
+) -> Result<Summaries> {
+    let mut out = Summaries::new();
+    for sale in source_sales(db, files, erp).await? {
+        for period in std::iter::once(None).chain(sale.month.clone().map(Some)) {
+            let s = out.entry(period).or_default();
+            s.0 += 1;
+            s.1 += sale.cents;
+            s.2 += u64::from(sale.unresolved);
+        }
+    }
+    Ok(out)
+}
+
+/// The periods whose summary the API states differently from `want` (and any period the API
+/// has that the sources lack), also requiring `sales_without_month` 0 (every source sale has a
+/// time).
+async fn summary_mismatches(
+    http: &reqwest::Client,
+    base: &str,
+    want: &Summaries,
+) -> Result<Vec<String>> {
+    let mut periods: BTreeSet<Option<String>> = want.keys().cloned().collect();
+    periods.extend(api_months(http, base).await?.into_iter().map(Some));
+    let mut out = Vec::new();
+    for period in periods {
+        let url = match &period {
+            Some(m) => format!("{base}/v1/rankings/cities?limit=1&month={m}"),
+            None => format!("{base}/v1/rankings/cities?limit=1"),
+        };
+        let body = get_json(http, &url).await?;
+        let p = &body["period"];
+        let got = (
+            p["sales"].as_u64().unwrap_or(u64::MAX),
+            cents_of(p["revenue"].as_str().unwrap_or("-"))?,
+            p["unresolved_sales"].as_u64().unwrap_or(u64::MAX),
+        );
+        let expected = want.get(&period).copied().unwrap_or_default();
+        if got != expected || p["sales_without_month"] != 0 {
+            out.push(format!(
+                "period {}: (sales, cents, unresolved) {got:?}, sales_without_month {}; the sources: {expected:?}",
+                period.as_deref().unwrap_or("all time"),
+                p["sales_without_month"]
+            ));
+        }
     }
     Ok(out)
 }
