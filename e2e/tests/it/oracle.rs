@@ -65,6 +65,24 @@ fn vary_city(rng: &mut ChaCha8Rng, sale: &mut SourceSale, round: usize) {
     }
 }
 
+/// The initech CSV dialect (a snapshot partner, `ingest/partners.toml`): commas, decimal
+/// points, RFC 3339 times; every file is its full list of sales.
+fn initech_csv(sales: &BTreeMap<String, SourceSale>) -> Vec<u8> {
+    let mut out = String::from("id,rep,city,state,amount,sold_at\n");
+    for (id, s) in sales {
+        out.push_str(&format!(
+            "{id},{},{},{},{}.{:02},{}\n",
+            s.code,
+            s.city.0,
+            s.city.1,
+            s.cents / 100,
+            s.cents % 100,
+            s.sold_at
+        ));
+    }
+    out.into_bytes()
+}
+
 /// A random time from 2025-01-01 to yesterday (whole minutes, UTC): never in the future, which
 /// partner files may not send.
 fn random_time(rng: &mut ChaCha8Rng) -> chrono::DateTime<chrono::Utc> {
@@ -523,6 +541,8 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
     let inbox = Inbox::open(&run.inbox(), &Default::default())?;
     let mut files: BTreeMap<String, SourceSale> = BTreeMap::new();
     let mut dropped: Vec<Vec<u8>> = Vec::new();
+    // The snapshot partner's current list (each of its files replaces the one before).
+    let mut initech: BTreeMap<String, SourceSale> = BTreeMap::new();
     let base = run.api();
     let random_sale = |rng: &mut ChaCha8Rng| {
         let city = cities.choose(rng).unwrap();
@@ -589,6 +609,38 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
         }
         dropped.push(bytes);
 
+        // The snapshot partner: its full list every round, about a third of the last one left
+        // out (withdrawn), some amounts changed, three new sales.
+        let mut snapshot: BTreeMap<String, SourceSale> = BTreeMap::new();
+        for (id, sale) in &initech {
+            if rng.random_range(0..3) > 0 {
+                let mut kept = sale.clone();
+                if rng.random_range(0..4) == 0 {
+                    kept.cents = rng.random_range(100..500_000);
+                }
+                snapshot.insert(id.clone(), kept);
+            }
+        }
+        for i in 0..3 {
+            snapshot.insert(format!("I{round}-{i}"), random_sale(&mut rng));
+        }
+        inbox
+            .put_bytes(
+                &format!("initech/snapshot-{round:04}.csv"),
+                initech_csv(&snapshot),
+            )
+            .await?;
+        let withdrawn = initech
+            .keys()
+            .filter(|id| !snapshot.contains_key(*id))
+            .count();
+        initech = snapshot;
+        let files_now: BTreeMap<String, SourceSale> = files
+            .iter()
+            .chain(&initech)
+            .map(|(id, sale)| (id.clone(), sale.clone()))
+            .collect();
+
         // The ERP: new sales, corrections, cancellations.
         let current = erp_sales(&http, &erp).await?;
         for _ in 0..5 {
@@ -630,7 +682,7 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
 
         // Equal totals every round: ties the rankings must break by id, as the oracle does.
         let erp_now = erp_sales(&http, &erp).await?;
-        let ties = force_ties(db, &files, &erp_now, &mut rng, &salesmen, &city_ids).await?;
+        let ties = force_ties(db, &files_now, &erp_now, &mut rng, &salesmen, &city_ids).await?;
         anyhow::ensure!(!ties.is_empty(), "seed {seed} round {round} made no tie");
 
         match disruption {
@@ -650,9 +702,9 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
         }
         let db = run.db();
         let erp_now = erp_sales(&http, &erp).await?;
-        let want = oracle(db, &files, &erp_now).await?;
-        let want_in_cities = oracle_city_salesmen(db, &files, &erp_now).await?;
-        let want_summaries = oracle_summaries(db, &files, &erp_now).await?;
+        let want = oracle(db, &files_now, &erp_now).await?;
+        let want_in_cities = oracle_city_salesmen(db, &files_now, &erp_now).await?;
+        let want_summaries = oracle_summaries(db, &files_now, &erp_now).await?;
         let started = Instant::now();
         let matched = eventually(Duration::from_secs(240), || {
             for s in services.iter_mut() {
@@ -714,7 +766,7 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
             );
         }
         eprintln!(
-            "seed {seed} round {round}: all time and {} months, {} cities and {} salesmen, {} sales ({} unresolved), equal to the sources after {:.1} s, {} ties",
+            "seed {seed} round {round}: all time and {} months, {} cities and {} salesmen, {} sales ({} unresolved, {withdrawn} withdrawn by the snapshot partner), equal to the sources after {:.1} s, {} ties",
             want.len() - 1,
             want[&None].0.len(),
             want[&None].1.len(),
@@ -748,6 +800,7 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
     // Provenance of the final state (the sources are quiet now and equal to the API).
     let db = run.db();
     let erp_now = erp_sales(&http, &erp).await?;
+    let files: BTreeMap<String, SourceSale> = files.into_iter().chain(initech).collect();
     let want = oracle(db, &files, &erp_now).await?;
     check_provenance(&http, &base, &mut rng, &want, (db, &files, &erp_now))
         .await
