@@ -24,14 +24,17 @@ use tributary_rankings::{
     LakeSnapshots, MemoryStore, Period, Publication, PublicationWriter, RankingQueries,
 };
 use tributary_raw::RawError;
-use tributary_raw::catalog::{read_table, row_offsets, snapshot_ledger, snapshot_offsets};
+use tributary_raw::catalog::{
+    read_columns, read_table, row_offsets, snapshot_ledger, snapshot_offsets,
+};
 use tributary_raw::ledger::{PartitionCoverage, cover};
-use tributary_raw::schema::RawTable;
+use tributary_raw::schema::{RawTable, col};
 use tributary_raw::snapshots::{AsOf, SnapshotCut, TableSnapshots, list_snapshots, load_raw_table};
 use tributary_raw::topics::TopicsConfig;
 
 use crate::dead_letters::{self, DeadLetter, TopicSources};
 use crate::error::ApiError;
+use crate::source_ledger::{self, ErpLedger, FileLedger, Mention};
 
 /// The `run_id` of an on-demand publication: no marts run wrote it.
 pub const ON_DEMAND_RUN_ID: &str = "on-demand";
@@ -184,6 +187,64 @@ impl Lake {
             ));
         }
         Ok(covered)
+    }
+
+    /// The files' and the ERP's own numbering held against the lake
+    /// ([`crate::source_ledger`]): the `provenance` of every file and ERP sale event and of
+    /// their dead letters. Exact once what the ingestors sent has landed; while a file is in
+    /// flight its sales and its dead letters may land in different commits (two topics), so
+    /// a gap may show for a moment.
+    pub async fn source_ledger(&self) -> Result<(Vec<FileLedger>, Vec<ErpLedger>), ApiError> {
+        use arrow::array::{Array, AsArray};
+        let catalog = self.catalog().await?;
+        let mut rows: Vec<(
+            &'static str,
+            bool,
+            serde_json::Map<String, serde_json::Value>,
+        )> = Vec::new();
+        for letter in self.dead_letters().await? {
+            let source = match letter.source.as_str() {
+                "files" => "files",
+                "erp" => "erp",
+                _ => continue,
+            };
+            let Some(value) = letter.value.as_deref() else {
+                continue;
+            };
+            if let Ok(serde_json::Value::Object(mut rejected)) = serde_json::from_str(value)
+                && let Some(serde_json::Value::Object(provenance)) = rejected.remove("provenance")
+            {
+                rows.push((source, true, provenance));
+            }
+        }
+        for (kind, source) in [(RawTable::FileSale, "files"), (RawTable::ErpSale, "erp")] {
+            let table = match load_raw_table(catalog.as_ref(), &self.namespace, kind.name()).await {
+                Ok(table) => table,
+                Err(RawError::TableMissing { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let batches = read_columns(&table, &[col::PROVENANCE_JSON])
+                .await
+                .map_err(|e| ApiError::LakeUnavailable(e.to_string()))?;
+            for batch in batches {
+                let column = batch.column(0).as_string::<i32>();
+                for i in 0..batch.num_rows() {
+                    if !column.is_null(i)
+                        && let Ok(serde_json::Value::Object(provenance)) =
+                            serde_json::from_str(column.value(i))
+                    {
+                        rows.push((source, false, provenance));
+                    }
+                }
+            }
+        }
+        Ok(source_ledger::ledgers(rows.iter().map(
+            |(source, dead_letter, provenance)| Mention {
+                source,
+                dead_letter: *dead_letter,
+                provenance,
+            },
+        )))
     }
 
     /// Every raw table's snapshots.

@@ -36,6 +36,7 @@ pub mod model;
 pub mod provenance;
 pub mod routes;
 pub mod serving;
+pub mod source_ledger;
 pub mod status;
 #[cfg(test)]
 mod tests;

@@ -146,6 +146,48 @@ pub struct LedgerPartitionJson {
     pub balanced: bool,
 }
 
+/// One version of one partner file: its records, numbered from 1, held against the lake.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct FileLedgerJson {
+    /// Where it was read from.
+    pub object_url: String,
+    /// Which version of it (`last_modified` and `e_tag`).
+    pub version: String,
+    /// Its records that are sale events in the lake.
+    pub sales: u64,
+    /// Its records that are dead letters in the lake.
+    pub dead_letters: u64,
+    /// The highest record number in the lake.
+    pub last_record: i64,
+    /// Numbers from 1 to `last_record` the lake lacks.
+    pub missing: u64,
+    /// Numbers the lake holds more than once.
+    pub duplicates: u64,
+    /// None missing, none twice.
+    pub balanced: bool,
+}
+
+/// One ERP endpoint's changes, by sequence number, held against the lake.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct ErpLedgerJson {
+    /// The endpoint polled.
+    pub endpoint: String,
+    /// Changes that are sale events in the lake.
+    pub sales: u64,
+    /// Changes that are dead letters in the lake.
+    pub dead_letters: u64,
+    /// Lowest sequence in the lake.
+    pub first_sequence: i64,
+    /// Highest sequence in the lake.
+    pub last_sequence: i64,
+    /// Sequences in between the lake lacks (the ERP may skip numbers: reported, not judged).
+    pub missing: u64,
+    /// Sequences the lake holds more than once.
+    pub duplicates: u64,
+    /// None twice.
+    pub balanced: bool,
+}
+
 /// `/v1/ledger`.
 #[derive(Debug, Clone, PartialEq, Eq, Object)]
 pub struct LedgerPage {
@@ -155,6 +197,40 @@ pub struct LedgerPage {
     pub unbalanced: u64,
     /// Every partition a raw table keeps a ledger for, by table, topic and partition.
     pub partitions: Vec<LedgerPartitionJson>,
+    /// Every version of every partner file with numbered records in the lake.
+    pub files: Vec<FileLedgerJson>,
+    /// Every ERP endpoint with changes in the lake.
+    pub erp: Vec<ErpLedgerJson>,
+}
+
+impl From<crate::source_ledger::FileLedger> for FileLedgerJson {
+    fn from(f: crate::source_ledger::FileLedger) -> Self {
+        Self {
+            balanced: f.balanced(),
+            object_url: f.object_url,
+            version: f.version,
+            sales: f.sales,
+            dead_letters: f.dead_letters,
+            last_record: f.records.last,
+            missing: f.records.missing,
+            duplicates: f.records.duplicates,
+        }
+    }
+}
+
+impl From<crate::source_ledger::ErpLedger> for ErpLedgerJson {
+    fn from(e: crate::source_ledger::ErpLedger) -> Self {
+        Self {
+            balanced: e.balanced(),
+            endpoint: e.endpoint,
+            sales: e.sales,
+            dead_letters: e.dead_letters,
+            first_sequence: e.changes.first,
+            last_sequence: e.changes.last,
+            missing: e.changes.missing,
+            duplicates: e.changes.duplicates,
+        }
+    }
 }
 
 impl From<PartitionCoverage> for LedgerPartitionJson {

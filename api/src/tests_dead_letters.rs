@@ -192,7 +192,7 @@ async fn the_ledger_is_held_against_the_rows() {
             "first_offset": 0, "next_offset": 3, "consumed": 3, "landed": 0,
             "dead_lettered": 3, "tombstones": 0, "landed_rows": 0, "dead_letter_rows": 3,
             "duplicate_offsets": 0, "balanced": true
-        }]})
+        }], "files": [], "erp": []})
     );
 
     // Offset 3 counted as dead-lettered, but the commit carries no row for it.

@@ -273,25 +273,32 @@ pub async fn read_table(
     stream.try_collect().await.map_err(scan_error)
 }
 
+/// `columns` of every row of `table` at its current snapshot (none for a table never committed
+/// to), in that order.
+pub async fn read_columns(table: &Table, columns: &[&str]) -> Result<Vec<RecordBatch>, RawError> {
+    let scan_error = |source| RawError::iceberg("scan", table.identifier().to_string(), source);
+    let Some(snapshot_id) = table.metadata().current_snapshot_id() else {
+        return Ok(Vec::new());
+    };
+    let scan = table
+        .scan()
+        .select(columns.iter().copied())
+        .snapshot_id(snapshot_id)
+        .build()
+        .map_err(scan_error)?;
+    let stream = scan.to_arrow().await.map_err(scan_error)?;
+    stream.try_collect().await.map_err(scan_error)
+}
+
 /// The Kafka offsets of `table`'s rows at its current snapshot, per topic partition: the
 /// three provenance columns only, for checking the ledger ([`crate::ledger`]) against the rows.
 pub async fn row_offsets(table: &Table) -> Result<BTreeMap<TopicPartition, Vec<i64>>, RawError> {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Int32Type, Int64Type};
 
-    let scan_error = |source| RawError::iceberg("scan", table.identifier().to_string(), source);
     let mut offsets: BTreeMap<TopicPartition, Vec<i64>> = BTreeMap::new();
-    let Some(snapshot_id) = table.metadata().current_snapshot_id() else {
-        return Ok(offsets);
-    };
-    let scan = table
-        .scan()
-        .select([col::KAFKA_TOPIC, col::KAFKA_PARTITION, col::KAFKA_OFFSET])
-        .snapshot_id(snapshot_id)
-        .build()
-        .map_err(scan_error)?;
-    let mut stream = scan.to_arrow().await.map_err(scan_error)?;
-    while let Some(batch) = stream.try_next().await.map_err(scan_error)? {
+    let columns = [col::KAFKA_TOPIC, col::KAFKA_PARTITION, col::KAFKA_OFFSET];
+    for batch in read_columns(table, &columns).await? {
         let topics = batch.column(0).as_string::<i32>();
         let partitions = batch.column(1).as_primitive::<Int32Type>();
         let rows = batch.column(2).as_primitive::<Int64Type>();

@@ -157,6 +157,44 @@ pub fn cover(
         .collect()
 }
 
+/// A source's own numbering of what it sent, held against the lake: the ordinals of a
+/// partner file's records (1, 2, …: its sales and its dead letters) or the ERP's change
+/// sequences. Pure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Numbering {
+    /// The first number (a file's first record is 1; the ERP: the lowest sequence seen).
+    pub first: i64,
+    /// The highest number seen.
+    pub last: i64,
+    /// Distinct numbers seen.
+    pub seen: u64,
+    /// Numbers in `first..=last` not seen (a gap).
+    pub missing: u64,
+    /// Numbers seen more than once (an overlap).
+    pub duplicates: u64,
+}
+
+impl Numbering {
+    /// The numbering of `numbers` (any order), counted from `from` (`None`: the lowest seen).
+    pub fn of(mut numbers: Vec<i64>, from: Option<i64>) -> Self {
+        numbers.sort_unstable();
+        let total = numbers.len() as u64;
+        numbers.dedup();
+        let seen = numbers.len() as u64;
+        let first = from.or(numbers.first().copied()).unwrap_or(0);
+        let last = numbers.last().copied().unwrap_or(first - 1);
+        let in_range = numbers.iter().filter(|n| **n >= first).count() as u64;
+        let span = u64::try_from(last - first + 1).unwrap_or(0);
+        Self {
+            first,
+            last,
+            seen,
+            missing: span.saturating_sub(in_range),
+            duplicates: total - seen,
+        }
+    }
+}
+
 /// The ledgers of every partition one table owns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ledger(BTreeMap<TopicPartition, PartitionLedger>);
@@ -368,6 +406,31 @@ mod tests {
         assert_eq!((both.duplicate_offsets, both.balanced), (1, false));
         let unaccounted = PartitionLedger { records: 5, ..l };
         assert!(!unaccounted.verify(4, &[0, 1, 2], &[3]).balanced);
+    }
+
+    #[test]
+    fn numbering_finds_gaps_and_overlaps() {
+        let file = Numbering::of(vec![3, 1, 2, 4], Some(1));
+        assert_eq!(
+            (
+                file.first,
+                file.last,
+                file.seen,
+                file.missing,
+                file.duplicates
+            ),
+            (1, 4, 4, 0, 0)
+        );
+        let gap = Numbering::of(vec![2, 4, 4], Some(1));
+        assert_eq!(
+            (gap.seen, gap.missing, gap.duplicates),
+            (2, 2, 1),
+            "1 and 3 missing, 4 twice"
+        );
+        let erp = Numbering::of(vec![10, 12, 11], None);
+        assert_eq!((erp.first, erp.missing), (10, 0));
+        let none = Numbering::of(vec![], None);
+        assert_eq!((none.seen, none.missing, none.duplicates), (0, 0, 0));
     }
 
     #[test]

@@ -7,7 +7,8 @@ use poem_openapi::payload::Json;
 use super::{ApiResult, ApiTags, LakeRoutes, default_limit};
 use crate::dead_letters;
 use crate::model::{
-    DeadLetterCountsPage, DeadLettersPage, LedgerPage, LedgerPartitionJson, SnapshotsPage,
+    DeadLetterCountsPage, DeadLettersPage, ErpLedgerJson, FileLedgerJson, LedgerPage,
+    LedgerPartitionJson, SnapshotsPage,
 };
 
 #[OpenApi]
@@ -35,7 +36,9 @@ impl LakeRoutes {
     /// became of each record from the first offset counted up to the table's stored offset
     /// (landed, dead-lettered, tombstone), held against the rows the lake holds: balanced
     /// when every record has one fate, the table and `dead_letters` hold exactly the rows
-    /// counted and no offset is there twice. Reads three columns of every raw table: one of
+    /// counted and no offset is there twice. And per version of each partner file, its
+    /// records (numbered from 1) and per ERP endpoint its changes (by sequence): each in the
+    /// lake once, none of a file missing (exact once what the ingestors sent has landed). Reads three columns of every raw table: one of
     /// the lake requests `limits.lake_concurrency` bounds. 503 when the lake cannot be read.
     #[oai(
         path = "/v1/ledger",
@@ -44,19 +47,21 @@ impl LakeRoutes {
         operation_id = "ledger"
     )]
     async fn ledger(&self) -> ApiResult<LedgerPage> {
-        let partitions: Vec<LedgerPartitionJson> = self
-            .lake()
-            .await?
-            .ledger()
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect();
-        let unbalanced = partitions.iter().filter(|p| !p.balanced).count() as u64;
+        let lake = self.lake().await?;
+        let partitions: Vec<LedgerPartitionJson> =
+            lake.ledger().await?.into_iter().map(Into::into).collect();
+        let (files, erp) = lake.source_ledger().await?;
+        let files: Vec<FileLedgerJson> = files.into_iter().map(Into::into).collect();
+        let erp: Vec<ErpLedgerJson> = erp.into_iter().map(Into::into).collect();
+        let unbalanced = (partitions.iter().filter(|p| !p.balanced).count()
+            + files.iter().filter(|f| !f.balanced).count()
+            + erp.iter().filter(|e| !e.balanced).count()) as u64;
         Ok(Json(LedgerPage {
             balanced: unbalanced == 0,
             unbalanced,
             partitions,
+            files,
+            erp,
         }))
     }
 

@@ -1437,14 +1437,33 @@ async fn check_ledger(
             consumed += in_range;
         }
     }
+    // The sources' own numbering: every record of every partner file once, none missing; every
+    // ERP change once, and (the simulator numbers its changes without gaps) none missing.
+    let (files, erp) = (
+        ledger["files"].as_array().context("/v1/ledger: no files")?,
+        ledger["erp"].as_array().context("/v1/ledger: no erp")?,
+    );
+    anyhow::ensure!(
+        !files.is_empty() && !erp.is_empty(),
+        "the ledger numbers no file or ERP change: {ledger}"
+    );
+    for entry in files.iter().chain(erp) {
+        if entry["balanced"] != true || entry["missing"] != 0 {
+            problems.push(format!("source numbering: {entry}"));
+        }
+    }
     anyhow::ensure!(
         problems.is_empty(),
         "the ledger does not account for the run's records (replay: {replay}):\n{}",
         problems.join("\n")
     );
     eprintln!(
-        "ledger: {} partitions balanced, {consumed} records each accounted for once",
-        partitions.len()
+        "ledger: {} partitions balanced, {consumed} records each accounted for once; {} file versions and {} ERP changes numbered without a gap",
+        partitions.len(),
+        files.len(),
+        erp.iter()
+            .map(|e| e["sales"].as_u64().unwrap_or(0) + e["dead_letters"].as_u64().unwrap_or(0))
+            .sum::<u64>()
     );
     Ok(())
 }
