@@ -168,6 +168,11 @@ fn time_text(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// The only currency an ERP sale may carry (the partner files' default too): the rankings add
+/// amounts up as they are, so a sale in another currency is refused as `bad_currency` and
+/// dead-lettered, never summed as if it were reais.
+pub const CURRENCY: &str = "BRL";
+
 /// The largest amount an ERP sale may carry (1,000,000.00, the partner files' default maximum):
 /// above it the sale is refused as `bad_amount` and dead-lettered with the reason, not trusted.
 /// An absurd amount would otherwise dominate the rankings, and enough of them overflow any sum.
@@ -223,6 +228,14 @@ impl ErpSale {
             return Err(PayloadError {
                 kind: "bad_currency",
                 reason: format!("currency {currency:?} is not an ISO 4217 code"),
+            });
+        }
+        if currency != CURRENCY {
+            return Err(PayloadError {
+                kind: "bad_currency",
+                reason: format!(
+                    "currency {currency:?} is not {CURRENCY:?}, the only currency the rankings add up"
+                ),
             });
         }
         Ok(Self {
@@ -515,6 +528,20 @@ mod tests {
                 rejected.reason
             );
         }
+    }
+
+    /// A sale in another currency would be added to reais as it is: refused, with its reason.
+    #[test]
+    fn a_sale_in_another_currency_is_rejected() {
+        let xml = format!(
+            r#"<GetSalesResponse xmlns="{TNS}"><change><sequence>1</sequence><changedAt>2026-01-01T00:00:00Z</changedAt><sale><saleId>A</saleId><revision>1</revision><salesmanCode>S001</salesmanCode><city><name>X</name><state>SP</state></city><amount>12.34</amount><currency>USD</currency><soldAt>2026-01-01T00:00:00Z</soldAt></sale></change><nextCursor>{}</nextCursor><hasMore>false</hasMore></GetSalesResponse>"#,
+            encode_cursor(1)
+        );
+        let root = parse(xml.as_bytes(), &XmlLimits::default()).unwrap();
+        let page = GetSalesPage::from_element(&root, &xml).unwrap();
+        let rejected = page.changes[0].as_ref().unwrap_err();
+        assert_eq!(rejected.kind, "bad_currency");
+        assert!(rejected.reason.contains("\"USD\" is not \"BRL\""), "{}", rejected.reason);
     }
 
     #[test]

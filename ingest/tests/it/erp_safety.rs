@@ -198,3 +198,125 @@ async fn too_deep_responses_are_refused() {
         "{err:?}"
     );
 }
+
+/// What `ingest/tests/bad-inputs/soap/expectations.toml` says of one ERP answer.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectedAnswer {
+    file: String,
+    /// `refused` (the whole answer: an error, nothing out) or `page` (read, some changes
+    /// dead-lettered).
+    outcome: String,
+    /// For `refused`: words of the error.
+    #[serde(default)]
+    error: String,
+    /// For `refused`: whether asking again may help.
+    #[serde(default)]
+    retryable: bool,
+    /// For `page`: changes that became sale events.
+    #[serde(default)]
+    events: usize,
+    /// For `page`: every dead-lettered change, as `"<kind>: <words of the reason>"`.
+    #[serde(default)]
+    dead_letters: Vec<String>,
+    #[allow(dead_code)]
+    why: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SoapCorpus {
+    answer: Vec<ExpectedAnswer>,
+}
+
+#[handler]
+fn corpus_file(poem::web::Path(name): poem::web::Path<String>) -> Response {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/bad-inputs/soap")
+        .join(name);
+    xml(String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned())
+}
+
+/// The committed corpus of hostile or broken ERP answers (`ingest/tests/bad-inputs/soap/`),
+/// each served as the answer to `GetSales`: refused whole with its error (and whether a retry
+/// may help), or read with exactly its good changes as events and the others as dead letters
+/// with their kind and reason.
+#[tokio::test]
+async fn every_committed_bad_answer_is_refused_or_dead_lettered_with_its_reason() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-inputs/soap");
+    let corpus: SoapCorpus =
+        toml::from_str(&std::fs::read_to_string(dir.join("expectations.toml")).unwrap())
+            .expect("expectations.toml parses");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|name| name != "expectations.toml")
+        .collect();
+    on_disk.sort();
+    let listed: Vec<&str> = corpus.answer.iter().map(|a| a.file.as_str()).collect();
+    assert_eq!(
+        on_disk, listed,
+        "every corpus file has one expectation, in name order"
+    );
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let app = Route::new().at("/corpus/:name", poem::post(corpus_file));
+    tokio::spawn(
+        Server::new_with_acceptor(TcpAcceptor::from_tokio(listener).unwrap())
+            .run_with_graceful_shutdown(app, shutdown.clone().cancelled_owned(), None),
+    );
+    let mut problems = Vec::new();
+    for answer in &corpus.answer {
+        let config = ErpClientConfig {
+            endpoint: format!("{base}/corpus/{}", answer.file),
+            max_response_bytes: 256 * 1024,
+            max_depth: 32,
+            retry: tributary_ingest::erp::RetrySettings {
+                max_retries: 0,
+                ..Default::default()
+            },
+            ..ErpClientConfig::default()
+        };
+        let poller = ErpPoller::new(ErpClient::new(config).unwrap());
+        let got = poller.poll_page("").await;
+        let ok = match (answer.outcome.as_str(), &got) {
+            ("refused", Err(error)) => {
+                format!("{error:#}").contains(&answer.error)
+                    && error.is_retryable() == answer.retryable
+            }
+            ("page", Ok(page)) => {
+                page.events.len() == answer.events
+                    && page.rejected.len() == answer.dead_letters.len()
+                    && page
+                        .rejected
+                        .iter()
+                        .zip(&answer.dead_letters)
+                        .all(|(r, want)| {
+                            let (kind, words) = want.split_once(": ").unwrap_or((want, ""));
+                            r.error_kind == kind && r.reason.contains(words)
+                        })
+            }
+            _ => false,
+        };
+        if !ok {
+            let got = match &got {
+                Ok(page) => format!(
+                    "a page of {} events, dead letters {:?}",
+                    page.events.len(),
+                    page.rejected
+                        .iter()
+                        .map(|r| format!("{}: {}", r.error_kind, r.reason))
+                        .collect::<Vec<_>>()
+                ),
+                Err(error) => format!("refused ({error:#}; retryable {})", error.is_retryable()),
+            };
+            problems.push(format!(
+                "{}: expected {} {:?}; got {got}",
+                answer.file, answer.outcome, answer.error
+            ));
+        }
+    }
+    shutdown.cancel();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
