@@ -864,6 +864,81 @@ mod tests {
         resp.json().await.value().deserialize()
     }
 
+    /// What `api/tests/bad-inputs/lineage/expectations.toml` says of one posted event.
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ExpectedRefusal {
+        file: String,
+        status: u16,
+        detail: String,
+        #[allow(dead_code)]
+        why: String,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct EventCorpus {
+        event: Vec<ExpectedRefusal>,
+    }
+
+    /// The committed corpus of bad lineage events (`api/tests/bad-inputs/lineage/`): each
+    /// `POST /api/v1/lineage` is refused with its status and a problem naming what is wrong,
+    /// nothing of it is stored, and a good event after them all is taken.
+    #[tokio::test]
+    async fn every_committed_bad_event_is_refused_with_its_reason() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-inputs/lineage");
+        let corpus: EventCorpus =
+            toml::from_str(&std::fs::read_to_string(dir.join("expectations.toml")).unwrap())
+                .expect("expectations.toml parses");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|name| name != "expectations.toml")
+            .collect();
+        on_disk.sort();
+        let listed: Vec<&str> = corpus.event.iter().map(|e| e.file.as_str()).collect();
+        assert_eq!(
+            on_disk, listed,
+            "every corpus file has one expectation, in name order"
+        );
+        let client = writable_client();
+        let mut problems = Vec::new();
+        for expected in &corpus.event {
+            let resp = client
+                .post("/api/v1/lineage")
+                .content_type("application/json")
+                .body(std::fs::read(dir.join(&expected.file)).unwrap())
+                .send()
+                .await;
+            let status = resp.0.status().as_u16();
+            let text = resp.0.into_body().into_string().await.unwrap_or_default();
+            if status != expected.status || !text.contains(&expected.detail) {
+                problems.push(format!(
+                    "{}: expected {} {:?}; got {status} {text}",
+                    expected.file, expected.status, expected.detail
+                ));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+        let namespaces = body(client.get("/api/v1/namespaces").send().await).await;
+        assert_eq!(
+            namespaces["namespaces"],
+            json!([]),
+            "nothing of them stored"
+        );
+        client
+            .post("/api/v1/lineage")
+            .body_json(&event(
+                "START",
+                "0190d3a4-6b1e-7c2d-8e3f-000000000010",
+                "j",
+                "i",
+                "o",
+            ))
+            .send()
+            .await
+            .assert_status(StatusCode::CREATED);
+    }
+
     #[tokio::test]
     async fn events_posted_come_back_as_marquez_graphs() {
         let client = writable_client();

@@ -1284,7 +1284,7 @@ async fn provenance_in_the_past(http: &reqwest::Client, base: &str) -> Result<i6
 
 /// The outage test: the oracle's workload while, each round, one of the stack's services
 /// (Postgres, the Kafka broker, Kafka Connect, ClickHouse, the object store, in turn) is
-/// stopped for `OUTAGE_SECONDS` (default 30) right after the round's changes: none of our
+/// stopped for `OUTAGE_SECONDS` (default 60) right after the round's changes: none of our
 /// services exits, each with a readiness check on it reports not ready meanwhile, and once it
 /// is back the rankings equal the sources' and every record is in the lake exactly once.
 /// `OUTAGE_SEED`; `OUTAGE_ROUNDS` (default 5: each service once).
@@ -1292,7 +1292,7 @@ async fn provenance_in_the_past(http: &reqwest::Client, base: &str) -> Result<i6
 async fn each_dependency_down_for_a_while_stalls_nothing_and_loses_nothing() -> Result<()> {
     let seed = env_number("OUTAGE_SEED").unwrap_or_else(rand::random);
     let rounds = env_number("OUTAGE_ROUNDS").unwrap_or(stack::KILLABLE.len());
-    let down = Duration::from_secs(env_number("OUTAGE_SECONDS").unwrap_or(30));
+    let down = Duration::from_secs(env_number("OUTAGE_SECONDS").unwrap_or(60));
     eprintln!(
         "outage seed {seed}, {rounds} rounds, {down:?} down a round (replay: OUTAGE_SEED={seed})"
     );

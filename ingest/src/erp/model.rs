@@ -541,7 +541,11 @@ mod tests {
         let page = GetSalesPage::from_element(&root, &xml).unwrap();
         let rejected = page.changes[0].as_ref().unwrap_err();
         assert_eq!(rejected.kind, "bad_currency");
-        assert!(rejected.reason.contains("\"USD\" is not \"BRL\""), "{}", rejected.reason);
+        assert!(
+            rejected.reason.contains("\"USD\" is not \"BRL\""),
+            "{}",
+            rejected.reason
+        );
     }
 
     #[test]
