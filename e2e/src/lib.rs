@@ -10,6 +10,7 @@
 
 pub mod browser;
 pub mod kafka;
+pub mod proxy;
 mod service;
 mod source;
 pub mod stack;

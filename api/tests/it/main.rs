@@ -5,4 +5,6 @@ mod api_clickhouse;
 mod api_time_travel;
 mod lineage_retention;
 mod profile;
+// One implementation for both crates (tributary-e2e's slowdowns use it too).
+#[path = "../../../e2e/src/proxy.rs"]
 mod stall_proxy;

@@ -11,6 +11,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand_chacha::ChaCha8Rng;
 use tributary_common::failpoint;
 use tributary_common::health::Readiness;
+use tributary_e2e::proxy::StallProxy;
 use tributary_e2e::{Service, stack};
 
 /// How many services the chaos test kills a round.
@@ -36,6 +37,9 @@ pub(crate) enum Disruption {
     /// it before the round's changes, and waits for the service to abort there (the crash
     /// point test).
     CrashPoints,
+    /// The object store and ClickHouse, behind proxies, slow for this long and then stalled
+    /// for as long, each round (the slowdown test).
+    Slowdowns(Duration),
 }
 
 /// SIGKILLs `kills.ours` of our services (never `services[0]`, the ERP simulator: a source) and
@@ -119,38 +123,8 @@ pub(crate) async fn outage(
     seed: u64,
     round: usize,
 ) -> Result<()> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
     tokio::task::spawn_blocking(move || stack::stop(dependency)).await??;
-    let started = Instant::now();
-    let mut reported: BTreeMap<&str, String> = BTreeMap::new();
-    while started.elapsed() < down {
-        for service in services.iter_mut() {
-            service.assert_running();
-        }
-        for probe in probes {
-            let Ok(response) = http.get(format!("{}/readyz", probe.base)).send().await else {
-                continue;
-            };
-            let status = response.status().as_u16();
-            let Ok(body) = response.json::<Readiness>().await else {
-                continue;
-            };
-            let failing: Vec<&str> = body
-                .checks
-                .iter()
-                .filter(|c| !c.ok && checks_on(dependency).contains(&c.name.as_str()))
-                .map(|c| c.name.as_str())
-                .collect();
-            if status == 503 && !failing.is_empty() {
-                reported
-                    .entry(probe.service)
-                    .or_insert_with(|| failing.join(", "));
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let reported = watch(down, services, probes, checks_on(dependency)).await?;
     let took = tokio::task::spawn_blocking(move || stack::start(dependency)).await??;
     eprintln!(
         "outage seed {seed} round {round}: {dependency} down {:.0} s, `dev/up {dependency}` took {:.1} s; not ready meanwhile: {reported:?}",
@@ -168,6 +142,106 @@ pub(crate) async fn outage(
              (replay: OUTAGE_SEED={seed})",
             probe.service,
             down.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// For `down`, every second: none of `services` may exit, and each probe's `/readyz` is read;
+/// returns, per probe that answered 503 naming any of `checks` at least once, what it named.
+async fn watch(
+    down: Duration,
+    services: &mut [Service],
+    probes: &[Probe],
+    checks: &[&str],
+) -> Result<BTreeMap<&'static str, String>> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let started = Instant::now();
+    let mut reported = BTreeMap::new();
+    while started.elapsed() < down {
+        for service in services.iter_mut() {
+            service.assert_running();
+        }
+        for probe in probes {
+            let Ok(response) = http.get(format!("{}/readyz", probe.base)).send().await else {
+                continue;
+            };
+            let status = response.status().as_u16();
+            let Ok(body) = response.json::<Readiness>().await else {
+                continue;
+            };
+            let failing: Vec<&str> = body
+                .checks
+                .iter()
+                .filter(|c| !c.ok && checks.contains(&c.name.as_str()))
+                .map(|c| c.name.as_str())
+                .collect();
+            if status == 503 && !failing.is_empty() {
+                reported
+                    .entry(probe.service)
+                    .or_insert_with(|| failing.join(", "));
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Ok(reported)
+}
+
+/// The object store and ClickHouse as our services see them in the slowdown test: each
+/// behind a proxy that can delay or stall it ([`tributary_e2e::proxy::StallProxy`]).
+pub(crate) struct SlowDependencies {
+    pub(crate) s3: StallProxy,
+    pub(crate) clickhouse: StallProxy,
+}
+
+impl SlowDependencies {
+    /// Proxies in front of the local stack's object store and ClickHouse.
+    pub(crate) async fn start() -> Self {
+        Self {
+            s3: StallProxy::start(([127, 0, 0, 1], 9000).into()).await,
+            clickhouse: StallProxy::start(([127, 0, 0, 1], 8123).into()).await,
+        }
+    }
+
+    fn each(&self, f: impl Fn(&StallProxy)) {
+        f(&self.s3);
+        f(&self.clickhouse);
+    }
+}
+
+/// The object store and ClickHouse slow for `down` (every chunk 200 ms late, both ways), then
+/// stalled for `down` (connections open, nothing forwarded): none of our services may exit,
+/// and the lander and the marts must answer `/readyz` 503 naming what stalls; then both
+/// answer again (the round's check that follows waits for the pipeline to catch up).
+pub(crate) async fn slowdown(
+    slow: &SlowDependencies,
+    down: Duration,
+    services: &mut [Service],
+    probes: &[Probe],
+    seed: u64,
+    round: usize,
+) -> Result<()> {
+    slow.each(|p| p.delay(Duration::from_millis(200)));
+    watch(down, services, probes, &[]).await?;
+    slow.each(|p| {
+        p.delay(Duration::ZERO);
+        p.stall(true);
+    });
+    let stalled = [checks_on("s3"), checks_on("clickhouse")].concat();
+    let reported = watch(down, services, probes, &stalled).await?;
+    slow.each(|p| p.stall(false));
+    eprintln!(
+        "slowdown seed {seed} round {round}: the object store and ClickHouse 200 ms late for {:.0} s, then stalled for {:.0} s; not ready meanwhile: {reported:?}",
+        down.as_secs_f64(),
+        down.as_secs_f64()
+    );
+    for service in ["oracle-lake", "oracle-marts"] {
+        anyhow::ensure!(
+            reported.contains_key(service),
+            "{service} never answered /readyz 503 while the object store and ClickHouse stalled \
+             (replay: SLOW_SEED={seed})"
         );
     }
     Ok(())

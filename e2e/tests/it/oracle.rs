@@ -25,7 +25,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crate::disruption::{
-    Disruption, Kills, Probe, arm_crash_point, await_crash, chaos, crash_point, outage,
+    Disruption, Kills, Probe, SlowDependencies, arm_crash_point, await_crash, chaos, crash_point,
+    outage, slowdown,
 };
 use anyhow::{Context, Result};
 use rand::seq::IndexedRandom;
@@ -453,6 +454,7 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
         Disruption::Kills(_) => format!("CHAOS_SEED={seed}"),
         Disruption::Outages(_) => format!("OUTAGE_SEED={seed}"),
         Disruption::CrashPoints => format!("CRASH_SEED={seed}"),
+        Disruption::Slowdowns(_) => format!("SLOW_SEED={seed}"),
         Disruption::None => format!("ORACLE_SEED={seed}"),
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -488,6 +490,11 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
     let late_code = format!("L{}", seed % 1_000_000);
     codes.push(late_code.clone());
 
+    // The slowdown test puts the object store and ClickHouse behind proxies it can slow.
+    let slow = match disruption {
+        Disruption::Slowdowns(_) => Some(SlowDependencies::start().await),
+        _ => None,
+    };
     let mut services = vec![run.start_sim("oracle-erp-sim", seed % 100_000, 80).await?];
     // Each service but the API on a /readyz port of its own (the outage test reads them).
     let mut probes = Vec::new();
@@ -534,6 +541,15 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
                 base: format!("http://127.0.0.1:{port}"),
                 checks,
             });
+        }
+        if let Some(slow) = &slow
+            && ["oracle-lake", "oracle-marts", "oracle-api"].contains(&name)
+        {
+            env.insert("TRIBUTARY_LAKE__S3__ENDPOINT".into(), slow.s3.url());
+            if name != "oracle-lake" {
+                env.insert("TRIBUTARY_CLICKHOUSE__URL".into(), slow.clickhouse.url());
+                env.insert("TRIBUTARY_CLICKHOUSE__TIMEOUT_MS".into(), "2000".into());
+            }
         }
         services.push(Service::start(name, bin, args, &env));
     }
@@ -695,6 +711,10 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
                 outage(dependency, down, &mut services, &probes, seed, round).await?;
             }
             Disruption::CrashPoints => await_crash(&mut services, seed, round)?,
+            Disruption::Slowdowns(down) => {
+                let slow = slow.as_ref().expect("proxies for the slowdown test");
+                slowdown(slow, down, &mut services, &probes, seed, round).await?;
+            }
         }
         if !matches!(disruption, Disruption::None) {
             // Postgres may have been restarted under the test's own connection.
@@ -1284,7 +1304,7 @@ async fn provenance_in_the_past(http: &reqwest::Client, base: &str) -> Result<i6
 
 /// The outage test: the oracle's workload while, each round, one of the stack's services
 /// (Postgres, the Kafka broker, Kafka Connect, ClickHouse, the object store, in turn) is
-/// stopped for `OUTAGE_SECONDS` (default 60) right after the round's changes: none of our
+/// stopped for `OUTAGE_SECONDS` (default 30) right after the round's changes: none of our
 /// services exits, each with a readiness check on it reports not ready meanwhile, and once it
 /// is back the rankings equal the sources' and every record is in the lake exactly once.
 /// `OUTAGE_SEED`; `OUTAGE_ROUNDS` (default 5: each service once).
@@ -1292,7 +1312,7 @@ async fn provenance_in_the_past(http: &reqwest::Client, base: &str) -> Result<i6
 async fn each_dependency_down_for_a_while_stalls_nothing_and_loses_nothing() -> Result<()> {
     let seed = env_number("OUTAGE_SEED").unwrap_or_else(rand::random);
     let rounds = env_number("OUTAGE_ROUNDS").unwrap_or(stack::KILLABLE.len());
-    let down = Duration::from_secs(env_number("OUTAGE_SECONDS").unwrap_or(60));
+    let down = Duration::from_secs(env_number("OUTAGE_SECONDS").unwrap_or(30));
     eprintln!(
         "outage seed {seed}, {rounds} rounds, {down:?} down a round (replay: OUTAGE_SEED={seed})"
     );
@@ -1319,6 +1339,23 @@ async fn a_crash_at_each_crash_point_loses_and_duplicates_nothing() -> Result<()
         points.join(", ")
     );
     workload(seed, rounds, Disruption::CrashPoints).await
+}
+
+/// The slowdown test: the oracle's workload while, each round, the object store and ClickHouse
+/// (behind proxies the lander, the marts and the API go through) answer every chunk 200 ms late
+/// for `SLOW_SECONDS` (default 15), then stall (connections open, nothing forwarded) for as
+/// long: none of our services exits, the lander and the marts report not ready while stalled,
+/// and once both answer again the rankings equal the sources' and every record is in the lake
+/// exactly once. `SLOW_SEED`; `SLOW_ROUNDS` (default 2).
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_and_stalled_dependencies_stall_nothing_for_good_and_lose_nothing() -> Result<()> {
+    let seed = env_number("SLOW_SEED").unwrap_or_else(rand::random);
+    let rounds = env_number("SLOW_ROUNDS").unwrap_or(2);
+    let down = Duration::from_secs(env_number("SLOW_SECONDS").unwrap_or(15));
+    eprintln!(
+        "slowdown seed {seed}, {rounds} rounds, {down:?} slow then {down:?} stalled a round (replay: SLOW_SEED={seed})"
+    );
+    workload(seed, rounds, Disruption::Slowdowns(down)).await
 }
 
 /// Every record a `read_committed` reader sees on every topic of the run (the source's three
