@@ -7,6 +7,7 @@
 
 pub mod compose;
 pub mod config;
+pub mod corpus;
 pub mod failpoint;
 pub mod health;
 pub mod logging;
