@@ -752,6 +752,25 @@ async fn a_slow_or_stalled_clickhouse_holds_up_no_ranking_request() {
         .build()
         .unwrap();
     let url = format!("{}{path}", server.base);
+    // Only once the API holds the publication in memory (its answers carry an ETag then; the
+    // first may come from ClickHouse before the load) is nothing left to wait on ClickHouse.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while http
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .headers()
+        .get("etag")
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not held in memory within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let url = format!("{}{path}", server.base);
     let rankings = async || -> (u16, Value) {
         let resp = http.get(&url).send().await.expect("answered");
         (resp.status().as_u16(), resp.json().await.unwrap())
