@@ -45,6 +45,11 @@ impl StallProxy {
         }
     }
 
+    /// The proxy's port (for URLs that are not HTTP).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
     /// `http://<the proxy>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

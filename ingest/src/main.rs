@@ -2,17 +2,18 @@
 //! use to feed the sources (sample Postgres changes, dropping files into the inbox).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tributary_common::health;
 use tributary_ingest::config::IngestConfig;
-use tributary_ingest::erp::{ErpIngestor, ErpMetrics};
-use tributary_ingest::files::FileIngestor;
+use tributary_ingest::erp::{ErpIngestError, ErpIngestor, ErpMetrics};
 use tributary_ingest::files::inbox::Inbox;
 use tributary_ingest::files::metrics::{self, FileMetrics};
 use tributary_ingest::files::partners::Partners;
+use tributary_ingest::files::{FileIngestor, FilesError};
 use tributary_ingest::{sample, store};
 
 #[derive(Parser)]
@@ -161,7 +162,24 @@ async fn run_files(config: IngestConfig, once: bool) -> anyhow::Result<()> {
             shutdown.clone(),
         ));
     }
-    let mut ingestor = FileIngestor::open(&config.kafka, config.files, partners, metrics).await?;
+    let opened = open_patiently(
+        "file ingestor",
+        once,
+        &shutdown,
+        FilesError::is_retryable,
+        || {
+            FileIngestor::open(
+                &config.kafka,
+                config.files.clone(),
+                partners.clone(),
+                metrics.clone(),
+            )
+        },
+    )
+    .await?;
+    let Some(mut ingestor) = opened else {
+        return Ok(());
+    };
     if once {
         ingestor = ingestor.with_progress_bar();
     }
@@ -194,10 +212,62 @@ async fn run_erp(config: IngestConfig, once: bool) -> anyhow::Result<()> {
             shutdown.clone(),
         ));
     }
-    let ingestor = ErpIngestor::open(&config.kafka, erp, metrics).await?;
+    let opened = open_patiently(
+        "erp ingestor",
+        once,
+        &shutdown,
+        ErpIngestError::is_retryable,
+        || ErpIngestor::open(&config.kafka, erp.clone(), metrics.clone()),
+    )
+    .await?;
+    let Some(ingestor) = opened else {
+        return Ok(());
+    };
     let summary = ingestor.run(once, shutdown.clone()).await;
     shutdown.cancel();
     let summary = summary?;
     tracing::info!(?summary, "erp ingestor stopped");
     Ok(())
+}
+
+/// Longest wait between two attempts to start an ingestor.
+const OPEN_MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// Runs `open` until it succeeds, fails for good, or shutdown is asked for (`None`). A
+/// dependency that is down when a long-running ingestor starts (Kafka, the inbox's store) is
+/// waited for with jittered exponential backoff, `/readyz` saying which meanwhile, instead of
+/// exiting into a supervisor's restart loop. `--once` runs fail at once instead.
+async fn open_patiently<T, E, Open, Opening>(
+    what: &str,
+    once: bool,
+    shutdown: &CancellationToken,
+    is_retryable: fn(&E) -> bool,
+    mut open: Open,
+) -> Result<Option<T>, E>
+where
+    Open: FnMut() -> Opening,
+    Opening: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    use backon::BackoffBuilder;
+    let mut backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(OPEN_MAX_WAIT)
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        match open().await {
+            Ok(opened) => return Ok(Some(opened)),
+            Err(error) if is_retryable(&error) && !once => {
+                let wait = backoff.next().unwrap_or(OPEN_MAX_WAIT);
+                tracing::warn!(%error, ?wait, "{what} cannot start yet, trying again");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }

@@ -9,7 +9,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -24,6 +25,15 @@ use tributary_common::KafkaSettings;
 
 /// Time allowed for transaction control calls (init, commit, abort) and metadata.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the broker lets one of our transactions stay open before it aborts it and bumps the
+/// producer's epoch (`transaction.timeout.ms`). A transaction can outlive it only when the broker
+/// was away (an outage longer than this): the next call then fails as if fenced.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The action of a transaction that failed because the broker timed it out: not a second
+/// producer, so reconnecting (a new epoch) and sending the batch again is right.
+const TIMED_OUT_BY_BROKER: &str = "transaction open longer than transaction.timeout.ms (the broker, back from an outage, aborted it)";
 
 /// A Kafka call failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,20 +53,24 @@ impl PublishError {
 
     /// Whether retrying the same batch may succeed (broker unavailable, timeouts). A fenced
     /// producer, an invalid config or a record larger than Kafka takes is permanent: the same
-    /// batch would fail the same way forever.
+    /// batch would fail the same way forever. A transaction the broker timed out during an
+    /// outage looks fenced to librdkafka but is not: a new producer may send it again.
     pub fn is_retryable(&self) -> bool {
-        match &self.source {
-            KafkaError::Transaction(e) => e.is_retriable(),
-            other => !matches!(
-                other.rdkafka_error_code(),
-                Some(
-                    RDKafkaErrorCode::Fenced
-                        | RDKafkaErrorCode::ProducerFenced
-                        | RDKafkaErrorCode::MessageSizeTooLarge
-                        | RDKafkaErrorCode::MessageBatchTooLarge
-                )
-            ),
+        if self.action == TIMED_OUT_BY_BROKER {
+            return true;
         }
+        // Transaction errors too: retriable and abortable ones succeed in a new transaction,
+        // fatal ones other than fencing (a producer the broker left in an invalid state across an
+        // outage: INVALID_TXN_STATE) with a new producer, which callers make after any failure.
+        !matches!(
+            self.source.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::Fenced
+                    | RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::MessageSizeTooLarge
+                    | RDKafkaErrorCode::MessageBatchTooLarge
+            )
+        )
     }
 }
 
@@ -166,9 +180,11 @@ pub async fn ensure_topics(
 }
 
 /// A transactional producer: `acks=all`, idempotent, one transaction per [`publish`](Self::publish).
-#[derive(Clone)]
 pub struct TxPublisher {
     producer: Arc<FutureProducer>,
+    /// Set when a transaction failed fenced after being open longer than
+    /// [`TRANSACTION_TIMEOUT`]: the broker's own timeout fenced it, not another producer.
+    timed_out_by_broker: AtomicBool,
 }
 
 impl std::fmt::Debug for TxPublisher {
@@ -192,7 +208,10 @@ impl TxPublisher {
             .set("acks", "all")
             .set("compression.type", "lz4")
             .set("linger.ms", "20")
-            .set("transaction.timeout.ms", "60000")
+            .set(
+                "transaction.timeout.ms",
+                TRANSACTION_TIMEOUT.as_millis().to_string(),
+            )
             .create()
             .map_err(PublishError::new("create producer"))?;
         let producer = Arc::new(producer);
@@ -201,7 +220,10 @@ impl TxPublisher {
             .await
             .expect("init_transactions does not panic")
             .map_err(PublishError::new("init transactions"))?;
-        Ok(Self { producer })
+        Ok(Self {
+            producer,
+            timed_out_by_broker: AtomicBool::new(false),
+        })
     }
 
     /// Publishes `records` in one transaction: all of them become visible to `read_committed`
@@ -213,10 +235,19 @@ impl TxPublisher {
     /// the trace.
     pub async fn publish(&self, records: &[OutRecord]) -> Result<(), PublishError> {
         let span = batch_span(records);
-        let result = self
+        let began = Instant::now();
+        let mut result = self
             .publish_in_transaction(records)
             .instrument(span.clone())
             .await;
+        if let Err(error) = &mut result
+            && self.fatally_fenced()
+            && outlived_the_broker_timeout(began.elapsed())
+        {
+            tracing::warn!(%error, open_for = ?began.elapsed(), "the broker timed the transaction out (it was away); reconnecting, not fenced");
+            self.timed_out_by_broker.store(true, Ordering::Relaxed);
+            error.action = TIMED_OUT_BY_BROKER;
+        }
         if let Err(error) = &result {
             span.record("otel.status_code", "ERROR");
             span.record("error.type", error.action);
@@ -259,6 +290,12 @@ impl TxPublisher {
     /// it as a fatal error once a transaction fails). A fenced publisher can never publish
     /// again, and must not reconnect either: that would fence the ingestor that replaced it.
     pub fn is_fenced(&self) -> bool {
+        self.fatally_fenced() && !self.timed_out_by_broker.load(Ordering::Relaxed)
+    }
+
+    /// librdkafka's fatal "fenced": another producer with our id, or the broker's transaction
+    /// timeout (see [`is_fenced`](Self::is_fenced)).
+    fn fatally_fenced(&self) -> bool {
         matches!(
             self.producer.client().fatal_error(),
             Some((
@@ -338,6 +375,12 @@ impl TxPublisher {
             tracing::warn!(%error, "could not abort the transaction (the broker aborts it on timeout)");
         }
     }
+}
+
+/// Whether a transaction open for `open_for` may have been aborted by the broker's timeout
+/// rather than by another producer: a fence after that long is the broker's.
+fn outlived_the_broker_timeout(open_for: Duration) -> bool {
+    open_for >= TRANSACTION_TIMEOUT
 }
 
 /// Reads a compacted progress topic from the beginning to its end (`read_committed`), last
@@ -487,6 +530,16 @@ mod tests {
         assert!(!error(RDKafkaErrorCode::ProducerFenced).is_retryable());
         assert!(error(RDKafkaErrorCode::MessageTimedOut).is_retryable());
         assert!(error(RDKafkaErrorCode::BrokerTransportFailure).is_retryable());
+        let timed_out = PublishError {
+            action: TIMED_OUT_BY_BROKER,
+            source: KafkaError::MessageProduction(RDKafkaErrorCode::Fenced),
+        };
+        assert!(
+            timed_out.is_retryable(),
+            "a broker timeout is not a second producer"
+        );
+        assert!(!outlived_the_broker_timeout(Duration::from_secs(5)));
+        assert!(outlived_the_broker_timeout(TRANSACTION_TIMEOUT));
     }
 
     fn record(topic: &str) -> OutRecord {

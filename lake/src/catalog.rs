@@ -235,6 +235,14 @@ impl WriterLock {
             })
     }
 
+    /// Announces a commit to the namespace on the lock's session
+    /// ([`tributary_raw::commits`]): the marts start a run at once.
+    pub async fn announce_commit(&mut self) {
+        if let Some(session) = self.session.as_mut() {
+            tributary_raw::commits::announce(session, &self.namespace).await;
+        }
+    }
+
     /// Releases the lock now rather than when the session times out.
     pub async fn release(mut self) {
         if let Some(mut session) = self.session.take() {

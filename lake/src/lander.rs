@@ -11,8 +11,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tributary_common::sale_event::SaleSource;
 
-use crate::batch::{Provenance, Row, change_row, dead_letter_row, event_row};
+use crate::batch::{Provenance, change_row, dead_letter_row, event_row};
 use crate::catalog::{WriterLock, ensure_tables};
+use crate::committer::{Batch, Committed, Committer};
 use crate::config::{LanderConfig, Route};
 use crate::decode::{Decoded, decode, decode_rejected, decode_sale_event};
 use crate::error::LakeError;
@@ -21,9 +22,8 @@ use crate::maintenance::Maintainer;
 use crate::metrics::{Metrics, Outcome};
 use crate::sink::TableSink;
 use crate::source::{KafkaSource, Record, Source, TraceHeaders};
-use crate::telemetry::{commit_span, record_commit};
 use tracing::Instrument;
-use tributary_raw::ledger::{Fate, Ledger};
+use tributary_raw::ledger::Fate;
 use tributary_raw::offsets::{OffsetMap, StartOffset, TopicPartition, resume_offset, should_land};
 use tributary_raw::schema::RawTable;
 
@@ -174,43 +174,30 @@ pub struct Lander<S: Source> {
     config: LanderConfig,
     source: S,
     metrics: Metrics,
-    lock: Option<WriterLock>,
     routes: HashMap<String, Route>,
-    sinks: BTreeMap<RawTable, TableSink>,
+    /// The writer of the tables, here when no commit is in flight.
+    committer: Option<Committer>,
+    /// The commit in flight, if any; it hands the committer back when done.
+    in_flight: Option<InFlight>,
+    /// Each table's committed offsets as of the last finished commit: records below them are
+    /// replays (a commit in flight only covers records below `progress`, so it cannot change
+    /// what a record consumed meanwhile is).
+    committed: BTreeMap<RawTable, OffsetMap>,
     assigned: BTreeMap<TopicPartition, StartOffset>,
     /// Next offset to consume per partition (what has been read, landed or buffered).
     progress: OffsetMap,
-    buffer: Buffer,
+    buffer: Batch,
+    /// When the first record of `buffer` was consumed.
+    first_at: Option<Instant>,
     /// What the lake holds, shared with the lag reporter.
     landed: Arc<std::sync::Mutex<OffsetMap>>,
     summary: RunSummary,
-    /// OpenLineage: a run per commit (`OPENLINEAGE_*`, off by default).
-    lineage: LakeLineage,
     /// Lake maintenance between commits (`None` when `maintenance.enabled` is off).
     maintainer: Option<Maintainer>,
 }
 
-#[derive(Default)]
-struct Buffer {
-    rows: BTreeMap<RawTable, Vec<Row>>,
-    dead: Vec<Row>,
-    /// Dead letters per change table the records were meant for (metric label).
-    dead_by_table: BTreeMap<RawTable, u64>,
-    touched: BTreeSet<TopicPartition>,
-    first_at: Option<Instant>,
-    /// The fate of each record consumed since the last commit, per table owning its partition
-    /// (committed with that table's offsets: see [`tributary_raw::ledger`]).
-    counted: BTreeMap<RawTable, Ledger>,
-    /// Trace contexts of the producers whose records are buffered, per table they land in
-    /// (bounded: see [`MAX_UPSTREAM_TRACES`]).
-    upstream: BTreeMap<RawTable, BTreeSet<TraceHeaders>>,
-}
-
-impl Buffer {
-    fn len(&self) -> usize {
-        self.rows.values().map(Vec::len).sum::<usize>() + self.dead.len()
-    }
-}
+/// A commit running beside the consume loop.
+type InFlight = tokio::task::JoinHandle<(Committer, Result<Committed, LakeError>)>;
 
 impl<S: Source> Lander<S> {
     /// Creates missing tables and opens one writer per table. `lock` must already be held.
@@ -233,7 +220,7 @@ impl<S: Source> Lander<S> {
         for (table, sink) in &sinks {
             metrics.ledger(*table, sink.ledger());
         }
-        let routes = config.topics.routes().into_iter().collect();
+        let routes: HashMap<String, Route> = config.topics.routes().into_iter().collect();
         let lineage = LakeLineage::from_env(&config);
         let maintainer = if config.maintenance.enabled {
             Some(Maintainer::new(
@@ -247,19 +234,28 @@ impl<S: Source> Lander<S> {
         };
         // Already registered when a test opens several landers on one registry: keep the first.
         let _ = lineage.lineage().register_metrics(metrics.registry());
+        let committer = Committer {
+            namespace: config.lake.namespace.clone(),
+            routes: routes.clone(),
+            sinks,
+            lock: Some(lock),
+            lineage,
+            metrics: metrics.clone(),
+        };
         Ok(Self {
             config,
             source,
             metrics,
-            lock: Some(lock),
             routes,
-            sinks,
+            committed: committer.offsets(),
+            committer: Some(committer),
+            in_flight: None,
             assigned: BTreeMap::new(),
             progress: OffsetMap::new(),
-            buffer: Buffer::default(),
+            buffer: Batch::default(),
+            first_at: None,
             landed: Arc::default(),
             summary: RunSummary::default(),
-            lineage,
             maintainer,
         })
     }
@@ -279,8 +275,19 @@ impl<S: Source> Lander<S> {
         mode: Mode,
         shutdown: CancellationToken,
     ) -> Result<RunSummary, LakeError> {
-        let result = self.run_loop(mode, &shutdown).await;
-        self.lineage
+        let mut result = self.run_loop(mode, &shutdown).await;
+        // A commit still in flight (the loop failed elsewhere) finishes before the lock goes:
+        // the next holder must find the tables as this session left them.
+        if let Err(error) = self.settle().await
+            && result.is_ok()
+        {
+            result = Err(error);
+        }
+        let Some(committer) = self.committer.as_mut() else {
+            return result;
+        };
+        committer
+            .lineage
             .stopped(
                 result
                     .as_ref()
@@ -288,7 +295,7 @@ impl<S: Source> Lander<S> {
                     .map(|e| tributary_lineage::facets::ErrorMessageRunFacet::from_error(e)),
             )
             .await;
-        if let Some(lock) = self.lock.take() {
+        if let Some(lock) = committer.lock.take() {
             lock.release().await;
         }
         match &result {
@@ -336,7 +343,7 @@ impl<S: Source> Lander<S> {
                 self.flush().await?;
                 continue;
             }
-            let deadline = self.buffer.first_at.map(|t| t + commit_interval);
+            let deadline = self.first_at.map(|t| t + commit_interval);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
@@ -344,6 +351,10 @@ impl<S: Source> Lander<S> {
                     break;
                 }
                 _ = sleep_until(deadline) => self.flush().await?,
+                done = async { self.in_flight.as_mut().expect("guarded by is_some").await }, if self.in_flight.is_some() => {
+                    self.in_flight = None;
+                    self.took_back(done)?;
+                }
                 _ = maintenance.tick(), if self.maintainer.is_some() => self.maintain().await?,
                 _ = discovery.tick() => {
                     if mode == Mode::Follow && let Err(error) = self.discover().await {
@@ -368,6 +379,7 @@ impl<S: Source> Lander<S> {
             }
         }
         self.flush().await?;
+        self.settle().await?;
         Ok(self.summary.clone())
     }
 
@@ -378,16 +390,20 @@ impl<S: Source> Lander<S> {
         if self.maintainer.is_none() {
             return Ok(());
         }
-        self.flush().await?;
-        if let Some(lock) = self.lock.as_mut() {
+        self.commit_now().await?;
+        let committer = self
+            .committer
+            .as_mut()
+            .expect("settled: no commit in flight");
+        if let Some(lock) = committer.lock.as_mut() {
             lock.check().await?;
         }
         let maintainer = self.maintainer.as_ref().expect("checked above");
-        for (table, sink) in &mut self.sinks {
+        for (table, sink) in &mut committer.sinks {
             let span = tracing::info_span!("maintain", table = %table);
-            let run = self.lineage.maintenance_started(*table);
+            let run = committer.lineage.maintenance_started(*table);
             let result = sink.maintain(maintainer).instrument(span).await;
-            self.lineage.maintenance_done(run, result.as_ref());
+            committer.lineage.maintenance_done(run, result.as_ref());
             match result {
                 Ok(report) => self.metrics.maintained(*table, Some(&report)),
                 Err(error) => {
@@ -414,7 +430,7 @@ impl<S: Source> Lander<S> {
             }
             let route = self.routes[&tp.topic];
             let table = route.landed_in();
-            let start = resume_offset(self.sinks[&table].committed(), &tp);
+            let start = resume_offset(&self.committed[&table], &tp);
             if let StartOffset::At(next) = start {
                 self.progress.advance(&tp, next);
             }
@@ -498,7 +514,7 @@ impl<S: Source> Lander<S> {
         }
         self.progress.advance(&tp, record.offset + 1);
         self.buffer.touched.insert(tp.clone());
-        self.buffer.first_at.get_or_insert_with(Instant::now);
+        self.first_at.get_or_insert_with(Instant::now);
         let provenance = Provenance {
             topic: record.topic.clone(),
             partition: record.partition,
@@ -546,7 +562,7 @@ impl<S: Source> Lander<S> {
             }
         };
         self.count(route, &tp, record.offset, Fate::Landed);
-        if should_land(self.sinks[&table].committed(), &tp, record.offset) {
+        if should_land(&self.committed[&table], &tp, record.offset) {
             self.buffer.rows.entry(table).or_default().push(row);
             note_upstream(&mut self.buffer.upstream, table, &record);
         } else {
@@ -558,7 +574,7 @@ impl<S: Source> Lander<S> {
     /// partition, unless that table already counted it (a replay after a restart).
     fn count(&mut self, route: Route, tp: &TopicPartition, offset: i64, fate: Fate) {
         let owner = route.landed_in();
-        if should_land(self.sinks[&owner].committed(), tp, offset) {
+        if should_land(&self.committed[&owner], tp, offset) {
             self.buffer
                 .counted
                 .entry(owner)
@@ -577,8 +593,7 @@ impl<S: Source> Lander<S> {
         reason: &str,
         kind: &str,
     ) {
-        let dead_letters = &self.sinks[&RawTable::DeadLetters];
-        if should_land(dead_letters.committed(), tp, record.offset) {
+        if should_land(&self.committed[&RawTable::DeadLetters], tp, record.offset) {
             self.buffer.dead.push(dead_letter_row(
                 provenance,
                 record.key.as_deref(),
@@ -598,143 +613,66 @@ impl<S: Source> Lander<S> {
         self.summary.skipped_replay += 1;
     }
 
-    /// Commits the buffer: `dead_letters` first, then each change table whose partitions moved.
+    /// Hands the buffer to the committer and returns: consuming goes on while it commits
+    /// ([`crate::committer`]). The commit in flight, if any, finishes first: one writer, commits
+    /// in order, at most one batch committing and one filling.
     async fn flush(&mut self) -> Result<(), LakeError> {
         if self.buffer.touched.is_empty() {
             return Ok(());
         }
-        if let Some(lock) = self.lock.as_mut() {
-            lock.check().await?;
-        }
-        let buffer = std::mem::take(&mut self.buffer);
-        let moved: OffsetMap = buffer
-            .touched
-            .iter()
-            .filter_map(|tp| self.progress.get(tp).map(|next| (tp.clone(), next)))
-            .collect();
+        self.settle().await?;
+        let mut committer = self
+            .committer
+            .take()
+            .expect("settled: the committer is back");
+        let batch = std::mem::take(&mut self.buffer);
+        self.first_at = None;
+        let progress = self.progress.clone();
+        self.in_flight = Some(tokio::spawn(async move {
+            let result = committer.commit(batch, progress).await;
+            (committer, result)
+        }));
+        Ok(())
+    }
 
-        if !buffer.dead.is_empty() {
-            let sink = self
-                .sinks
-                .get_mut(&RawTable::DeadLetters)
-                .expect("dead_letters sink");
-            // The full map: every partition read so far is complete in dead_letters up to here.
-            let run = self.lineage.commit_started(
-                RawTable::DeadLetters,
-                sink.committed(),
-                &moved,
-                buffer.dead.len() as u64,
-            );
-            let parent = sink.snapshot_id();
-            // Tracing: one span per commit, continuing or linking the producers' traces.
-            let span = commit_span(
-                &self.config.lake.namespace,
-                RawTable::DeadLetters,
-                buffer.dead.len(),
-                buffer.upstream.get(&RawTable::DeadLetters),
-            );
-            let committed = sink
-                .commit_counted(
-                    &buffer.dead,
-                    &self.progress,
-                    buffer
-                        .counted
-                        .get(&RawTable::DeadLetters)
-                        .unwrap_or(&Ledger::new()),
-                )
-                .instrument(span.clone())
-                .await;
-            record_commit(&span, &committed);
-            let report = match committed {
-                Ok(report) => {
-                    self.lineage.commit_done(run, &report, parent);
-                    report
-                }
-                Err(error) => {
-                    self.lineage.commit_failed(run, &error);
-                    return Err(error);
-                }
-            };
-            self.metrics.committed(
-                RawTable::DeadLetters,
-                report.elapsed.as_secs_f64(),
-                report.files,
-            );
-            self.metrics
-                .committed_bytes(RawTable::DeadLetters, report.bytes);
-            self.metrics.ledger(RawTable::DeadLetters, sink.ledger());
-            for (table, n) in &buffer.dead_by_table {
-                self.metrics.events(*table, Outcome::DeadLetter, *n);
-            }
-            self.summary.dead_letters += buffer.dead.len() as u64;
-            self.summary.commits += 1;
-            // Inside the commit span, so the line carries its trace id.
-            span.in_scope(|| tracing::info!(table = %RawTable::DeadLetters, rows = report.rows, snapshot_id = report.snapshot_id, "committed dead letters"));
-            tributary_common::failpoint::crash_point(
-                tributary_common::failpoint::LANDER_AFTER_DEAD_LETTERS,
-            );
-        }
+    /// Commits the buffer and waits for it (and for the commit before it).
+    async fn commit_now(&mut self) -> Result<(), LakeError> {
+        self.flush().await?;
+        self.settle().await
+    }
 
-        let mut rows_by_table = buffer.rows;
-        for table in RawTable::DATA_TABLES {
-            let topics: Vec<&str> = self
-                .routes
-                .iter()
-                .filter(|(_, route)| **route == Route::Data(table))
-                .map(|(topic, _)| topic.as_str())
-                .collect();
-            let table_moved = moved.restricted_to(&topics);
-            if table_moved.is_empty() {
-                continue;
+    /// Waits for the commit in flight, if any, and takes in what it did.
+    async fn settle(&mut self) -> Result<(), LakeError> {
+        match self.in_flight.take() {
+            Some(commit) => {
+                let done = commit.await;
+                self.took_back(done)
             }
-            let rows = rows_by_table.remove(&table).unwrap_or_default();
-            let sink = self.sinks.get_mut(&table).expect("change table sink");
-            let run = self.lineage.commit_started(
-                table,
-                sink.committed(),
-                &table_moved,
-                rows.len() as u64,
-            );
-            let parent = sink.snapshot_id();
-            // Tracing: one span per commit, continuing or linking the producers' traces.
-            let span = commit_span(
-                &self.config.lake.namespace,
-                table,
-                rows.len(),
-                buffer.upstream.get(&table),
-            );
-            let committed = sink
-                .commit_counted(
-                    &rows,
-                    &table_moved,
-                    buffer.counted.get(&table).unwrap_or(&Ledger::new()),
-                )
-                .instrument(span.clone())
-                .await;
-            record_commit(&span, &committed);
-            let report = match committed {
-                Ok(report) => {
-                    self.lineage.commit_done(run, &report, parent);
-                    report
-                }
-                Err(error) => {
-                    self.lineage.commit_failed(run, &error);
-                    return Err(error);
-                }
-            };
-            self.metrics
-                .committed(table, report.elapsed.as_secs_f64(), report.files);
-            self.metrics.committed_bytes(table, report.bytes);
-            self.metrics.ledger(table, sink.ledger());
-            self.metrics
-                .events(table, Outcome::Landed, rows.len() as u64);
-            self.summary.landed += rows.len() as u64;
-            self.summary.commits += 1;
-            // Inside the commit span, so the line carries its trace id.
-            span.in_scope(|| tracing::info!(%table, rows = report.rows, files = report.files, snapshot_id = report.snapshot_id, offsets = %sink.committed().encode(), "committed"));
+            None => Ok(()),
         }
-        self.source.report_progress(&self.progress);
-        *self.landed.lock().expect("landed offsets lock") = self.progress.clone();
+    }
+
+    /// Takes the committer back from a finished commit and what it stored: the offsets that
+    /// tell replays apart, the landed offsets (lag gauge, the consumer group's progress), the
+    /// run's summary.
+    fn took_back(
+        &mut self,
+        done: Result<(Committer, Result<Committed, LakeError>), tokio::task::JoinError>,
+    ) -> Result<(), LakeError> {
+        let (committer, result) = match done {
+            Ok(done) => done,
+            // A panic in the commit is the lander's panic (and a crash point's abort never
+            // returns here).
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        };
+        self.committer = Some(committer);
+        let committed = result?;
+        self.summary.commits += committed.commits;
+        self.summary.landed += committed.landed;
+        self.summary.dead_letters += committed.dead_letters;
+        self.committed = committed.offsets;
+        self.source.report_progress(&committed.progress);
+        *self.landed.lock().expect("landed offsets lock") = committed.progress;
         Ok(())
     }
 }
@@ -1009,7 +947,10 @@ mod tests {
             }
             let dead = std::mem::take(&mut l.buffer.dead);
             let progress = l.progress.clone();
-            l.sinks
+            l.committer
+                .as_mut()
+                .unwrap()
+                .sinks
                 .get_mut(&RawTable::DeadLetters)
                 .unwrap()
                 .commit(&dead, &progress)
@@ -1218,7 +1159,7 @@ mod tests {
             let record = l.source.recv().await.unwrap();
             l.ingest(record);
         }
-        l.flush().await.unwrap();
+        l.commit_now().await.unwrap();
         let landed = l.landed().lock().unwrap().clone();
         report_lag(&source, &landed, &metrics).await;
         assert_eq!(metrics.lag_value(SALE, 0), 2, "three landed, two to go");

@@ -16,6 +16,7 @@
 
 pub mod batch;
 pub mod catalog;
+mod committer;
 pub mod config;
 pub mod decode;
 pub mod error;

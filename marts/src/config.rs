@@ -13,7 +13,8 @@ pub struct MartsConfig {
     pub lake: LakeSettings,
     /// Where the rankings are published.
     pub clickhouse: ClickHouseSettings,
-    /// Time between the starts of two scheduled runs, in milliseconds.
+    /// Longest time between the starts of two scheduled runs, in milliseconds: a run also starts
+    /// as soon as the lander announces a commit (Postgres catalogs).
     pub interval_ms: u64,
     /// Where the incremental state is kept.
     pub state: StateSettings,

@@ -187,6 +187,17 @@ pub struct MartsJob {
     pins: Option<(Arc<tributary_raw::pins::SnapshotPins>, String)>,
     /// How long publications and runs stay; `None`: the scheduler never prunes.
     retention: Option<crate::config::RetentionSettings>,
+    /// Woken by the lander's commits ([`tributary_raw::commits`]): the scheduler starts a run
+    /// then instead of at its next tick. `None`: ticks only.
+    commits: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// Waits for a lake commit to be announced on `commits`; forever without notifications.
+async fn announced(commits: Option<&tokio::sync::Notify>) {
+    match commits {
+        Some(commits) => commits.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How a run treats the kept state and the latest publication.
@@ -266,6 +277,7 @@ impl MartsJob {
             engine: Engine::DataFusion,
             pins: None,
             retention: None,
+            commits: None,
         }
     }
 
@@ -296,6 +308,13 @@ impl MartsJob {
     /// its schedule (when `retention.enabled`).
     pub fn with_retention(mut self, retention: crate::config::RetentionSettings) -> Self {
         self.retention = Some(retention);
+        self
+    }
+
+    /// The same job, its scheduler starting a run when `commits` is woken (a lake commit
+    /// announced, see [`tributary_raw::commits::listen`]) rather than at the next tick only.
+    pub fn with_commit_notifications(mut self, commits: Arc<tokio::sync::Notify>) -> Self {
+        self.commits = Some(commits);
         self
     }
 
@@ -816,8 +835,12 @@ impl MartsJob {
         result
     }
 
-    /// Runs now, then every `interval` (measured start to start; a run longer than the
-    /// interval delays the next rather than overlapping it) until `shutdown` is cancelled.
+    /// Runs now, then whenever a lake commit is announced (with
+    /// [`with_commit_notifications`](Self::with_commit_notifications)) and at least every
+    /// `interval` (measured start to start; a run longer than the interval delays the next
+    /// rather than overlapping it) until `shutdown` is cancelled. Commits announced during a
+    /// run start the next one as soon as it ends, once for all of them. While runs fail, only
+    /// the backoff decides when the next starts.
     ///
     /// A failed run is logged and retried at the next tick. Shutdown does not wait for a run
     /// in flight: ranking rows are replaceable and the publication row is written last, so an
@@ -831,6 +854,7 @@ impl MartsJob {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep_until(next_start) => {}
+                _ = announced(self.commits.as_deref()), if failures.in_a_row == 0 => {}
             }
             let started = tokio::time::Instant::now();
             tokio::select! {
@@ -1245,5 +1269,50 @@ mod tests {
             .await
             .expect("scheduler stops on shutdown")
             .unwrap();
+    }
+    #[tokio::test]
+    async fn an_announced_commit_starts_a_run_before_the_next_tick() {
+        let lake = memory_lake(&ALL).await;
+        let store = Arc::new(MemoryStore::new());
+        let state = Arc::new(MemoryState::new());
+        let commits = Arc::new(tokio::sync::Notify::new());
+        let job = job(lake.clone(), store.clone(), state.clone(), 0)
+            .with_commit_notifications(commits.clone());
+        let shutdown = CancellationToken::new();
+        let stopper = shutdown.clone();
+        // An hour between ticks: only the first run and the announced commit can publish.
+        let run = tokio::spawn(async move {
+            job.run_scheduled(Duration::from_secs(3600), stopper).await;
+        });
+        wait_for_run(&store, "pg_sale:none").await;
+        let sale_snap = land(
+            lake.as_ref(),
+            RawTable::PgSale,
+            &[sale("c", 1, (10, 0), Some(100), Some(7), Some(1000))],
+        )
+        .await;
+        commits.notify_one();
+        wait_for_run(&store, &format!("pg_sale:{sale_snap},")).await;
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("scheduler stops on shutdown")
+            .unwrap();
+    }
+
+    /// Waits for a published run whose publication id starts with `prefix`; panics after 10 s
+    /// (the scheduler's next tick is an hour away).
+    async fn wait_for_run(store: &MemoryStore, prefix: &str) {
+        for _ in 0..1000 {
+            let runs = store.runs(10).await.unwrap();
+            if runs
+                .iter()
+                .any(|r| r.status == "published" && r.publication_id.starts_with(prefix))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no run published {prefix}… within 10 s");
     }
 }

@@ -205,9 +205,17 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(tributary_common::shutdown::cancel_on_signal(
         shutdown.clone(),
     ));
+    // Runs start when the lander announces a commit; the interval is the longest wait.
+    let (job, listening) = match tributary_raw::commits::listen(&config.lake).await {
+        Some((commits, task)) => (job.with_commit_notifications(commits), Some(task)),
+        None => (job, None),
+    };
     tracing::info!(interval_ms = config.interval_ms, "marts scheduler started");
     job.run_scheduled(Duration::from_millis(config.interval_ms), shutdown)
         .await;
+    if let Some(task) = listening {
+        task.abort();
+    }
     Ok(())
 }
 

@@ -7,4 +7,6 @@ mod lineage_retention;
 mod profile;
 // One implementation for both crates (tributary-e2e's slowdowns use it too).
 #[path = "../../../e2e/src/proxy.rs"]
+// Not every helper is used here (the e2e crate uses the rest).
+#[allow(dead_code)]
 mod stall_proxy;

@@ -37,7 +37,7 @@ pub(crate) enum Disruption {
     /// it before the round's changes, and waits for the service to abort there (the crash
     /// point test).
     CrashPoints,
-    /// The object store and ClickHouse, behind proxies, slow for this long and then stalled
+    /// The object store, ClickHouse and Postgres, behind proxies, slow for this long and then stalled
     /// for as long, each round (the slowdown test).
     Slowdowns(Duration),
 }
@@ -189,29 +189,33 @@ async fn watch(
     Ok(reported)
 }
 
-/// The object store and ClickHouse as our services see them in the slowdown test: each
+/// The object store, ClickHouse and Postgres as our services see them in the slowdown test: each
 /// behind a proxy that can delay or stall it ([`tributary_e2e::proxy::StallProxy`]).
 pub(crate) struct SlowDependencies {
     pub(crate) s3: StallProxy,
     pub(crate) clickhouse: StallProxy,
+    /// The Iceberg catalog's (and the marts' state's) Postgres.
+    pub(crate) postgres: StallProxy,
 }
 
 impl SlowDependencies {
-    /// Proxies in front of the local stack's object store and ClickHouse.
+    /// Proxies in front of the local stack's object store, ClickHouse and Postgres.
     pub(crate) async fn start() -> Self {
         Self {
             s3: StallProxy::start(([127, 0, 0, 1], 9000).into()).await,
             clickhouse: StallProxy::start(([127, 0, 0, 1], 8123).into()).await,
+            postgres: StallProxy::start(([127, 0, 0, 1], 5432).into()).await,
         }
     }
 
     fn each(&self, f: impl Fn(&StallProxy)) {
         f(&self.s3);
         f(&self.clickhouse);
+        f(&self.postgres);
     }
 }
 
-/// The object store and ClickHouse slow for `down` (every chunk 200 ms late, both ways), then
+/// The object store, ClickHouse and Postgres slow for `down` (every chunk 200 ms late, both ways), then
 /// stalled for `down` (connections open, nothing forwarded): none of our services may exit,
 /// and the lander and the marts must answer `/readyz` 503 naming what stalls; then both
 /// answer again (the round's check that follows waits for the pipeline to catch up).
@@ -229,18 +233,23 @@ pub(crate) async fn slowdown(
         p.delay(Duration::ZERO);
         p.stall(true);
     });
-    let stalled = [checks_on("s3"), checks_on("clickhouse")].concat();
+    let stalled = [
+        checks_on("s3"),
+        checks_on("clickhouse"),
+        checks_on("postgres"),
+    ]
+    .concat();
     let reported = watch(down, services, probes, &stalled).await?;
     slow.each(|p| p.stall(false));
     eprintln!(
-        "slowdown seed {seed} round {round}: the object store and ClickHouse 200 ms late for {:.0} s, then stalled for {:.0} s; not ready meanwhile: {reported:?}",
+        "slowdown seed {seed} round {round}: the object store, ClickHouse and Postgres 200 ms late for {:.0} s, then stalled for {:.0} s; not ready meanwhile: {reported:?}",
         down.as_secs_f64(),
         down.as_secs_f64()
     );
     for service in ["oracle-lake", "oracle-marts"] {
         anyhow::ensure!(
             reported.contains_key(service),
-            "{service} never answered /readyz 503 while the object store and ClickHouse stalled \
+            "{service} never answered /readyz 503 while the object store, ClickHouse and Postgres stalled \
              (replay: SLOW_SEED={seed})"
         );
     }

@@ -490,7 +490,8 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
     let late_code = format!("L{}", seed % 1_000_000);
     codes.push(late_code.clone());
 
-    // The slowdown test puts the object store and ClickHouse behind proxies it can slow.
+    // The slowdown test puts the object store, ClickHouse and Postgres (the catalog and the
+    // marts' state) behind proxies it can slow.
     let slow = match disruption {
         Disruption::Slowdowns(_) => Some(SlowDependencies::start().await),
         _ => None,
@@ -546,6 +547,13 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
             && ["oracle-lake", "oracle-marts", "oracle-api"].contains(&name)
         {
             env.insert("TRIBUTARY_LAKE__S3__ENDPOINT".into(), slow.s3.url());
+            env.insert(
+                "TRIBUTARY_LAKE__CATALOG_URI".into(),
+                format!(
+                    "postgres://tributary:tributary@127.0.0.1:{}/tributary",
+                    slow.postgres.port()
+                ),
+            );
             if name != "oracle-lake" {
                 env.insert("TRIBUTARY_CLICKHOUSE__URL".into(), slow.clickhouse.url());
                 env.insert("TRIBUTARY_CLICKHOUSE__TIMEOUT_MS".into(), "2000".into());
@@ -707,7 +715,8 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
                 chaos(&mut services, &mut rng, kills, seed, round).await?;
             }
             Disruption::Outages(down) => {
-                let dependency = stack::KILLABLE[round % stack::KILLABLE.len()];
+                let dependencies = outage_dependencies()?;
+                let dependency = dependencies[round % dependencies.len()];
                 outage(dependency, down, &mut services, &probes, seed, round).await?;
             }
             Disruption::CrashPoints => await_crash(&mut services, seed, round)?,
@@ -1304,15 +1313,16 @@ async fn provenance_in_the_past(http: &reqwest::Client, base: &str) -> Result<i6
 
 /// The outage test: the oracle's workload while, each round, one of the stack's services
 /// (Postgres, the Kafka broker, Kafka Connect, ClickHouse, the object store, in turn) is
-/// stopped for `OUTAGE_SECONDS` (default 30) right after the round's changes: none of our
+/// stopped for `OUTAGE_SECONDS` (default 60) right after the round's changes: none of our
 /// services exits, each with a readiness check on it reports not ready meanwhile, and once it
 /// is back the rankings equal the sources' and every record is in the lake exactly once.
-/// `OUTAGE_SEED`; `OUTAGE_ROUNDS` (default 5: each service once).
+/// `OUTAGE_SEED`; `OUTAGE_ROUNDS` (default 5: each service once). `OUTAGE_DEPENDENCIES`
+/// (comma-separated, default all of them in that order) picks the services stopped in turn.
 #[tokio::test(flavor = "multi_thread")]
 async fn each_dependency_down_for_a_while_stalls_nothing_and_loses_nothing() -> Result<()> {
     let seed = env_number("OUTAGE_SEED").unwrap_or_else(rand::random);
     let rounds = env_number("OUTAGE_ROUNDS").unwrap_or(stack::KILLABLE.len());
-    let down = Duration::from_secs(env_number("OUTAGE_SECONDS").unwrap_or(30));
+    let down = Duration::from_secs(env_number("OUTAGE_SECONDS").unwrap_or(60));
     eprintln!(
         "outage seed {seed}, {rounds} rounds, {down:?} down a round (replay: OUTAGE_SEED={seed})"
     );
@@ -1341,11 +1351,11 @@ async fn a_crash_at_each_crash_point_loses_and_duplicates_nothing() -> Result<()
     workload(seed, rounds, Disruption::CrashPoints).await
 }
 
-/// The slowdown test: the oracle's workload while, each round, the object store and ClickHouse
-/// (behind proxies the lander, the marts and the API go through) answer every chunk 200 ms late
+/// The slowdown test: the oracle's workload while, each round, the object store, ClickHouse
+/// and Postgres (behind proxies the lander, the marts and the API go through) answer every chunk 200 ms late
 /// for `SLOW_SECONDS` (default 15), then stall (connections open, nothing forwarded) for as
 /// long: none of our services exits, the lander and the marts report not ready while stalled,
-/// and once both answer again the rankings equal the sources' and every record is in the lake
+/// and once they answer again the rankings equal the sources' and every record is in the lake
 /// exactly once. `SLOW_SEED`; `SLOW_ROUNDS` (default 2).
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_and_stalled_dependencies_stall_nothing_for_good_and_lose_nothing() -> Result<()> {
@@ -1503,4 +1513,30 @@ async fn check_ledger(
             .sum::<u64>()
     );
     Ok(())
+}
+
+/// The services the outage test stops in turn: `OUTAGE_DEPENDENCIES` (comma-separated names of
+/// [`stack::KILLABLE`]) or all of them.
+fn outage_dependencies() -> Result<Vec<&'static str>> {
+    let Ok(names) = std::env::var("OUTAGE_DEPENDENCIES") else {
+        return Ok(stack::KILLABLE.to_vec());
+    };
+    let picked = names
+        .split(',')
+        .map(|name| {
+            let name = name.trim();
+            stack::KILLABLE
+                .iter()
+                .find(|known| **known == name)
+                .copied()
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "OUTAGE_DEPENDENCIES: {name:?} is not one of {:?}",
+                        stack::KILLABLE
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    anyhow::ensure!(!picked.is_empty(), "OUTAGE_DEPENDENCIES names no service");
+    Ok(picked)
 }

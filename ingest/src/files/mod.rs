@@ -394,7 +394,7 @@ impl FileIngestor {
     }
 
     /// One listed file: process it, report its lineage run, count how it ended. `Break` when
-    /// shutdown interrupted it.
+    /// shutdown interrupted it, or a failed transaction ends the pass.
     async fn ingest_file(
         &mut self,
         file: &Listed,
@@ -447,6 +447,11 @@ impl FileIngestor {
                 self.metrics.error("file");
                 span.record("otel.status_code", "ERROR");
                 tracing::warn!(path = file.path, %error, "file not finished, will retry");
+                if self.resync {
+                    // The failed transaction leaves a producer to replace: the next pass
+                    // resyncs with Kafka before any other file is sent.
+                    return Ok(ControlFlow::Break(()));
+                }
             }
             Err(error) => {
                 span.record("otel.status_code", "ERROR");

@@ -232,7 +232,15 @@ async fn bad_records_go_to_dead_letters_and_the_good_ones_around_them_land() {
     let o = lake.produce(sale, 0, Some(&key(5)), Some(&good(5))).await;
     expected_good.insert((sale.clone(), 0, o));
 
+    // The marts listen for the lander's commits (tributary_raw::commits): it announces them.
+    let (announced, listening) = tributary_raw::commits::listen(&config.lake)
+        .await
+        .expect("the test catalog is on Postgres");
     let summary = drain(&config).await;
+    tokio::time::timeout(Duration::from_secs(10), announced.notified())
+        .await
+        .expect("the lander announces its commits");
+    listening.abort();
     assert_eq!(
         (summary.landed, summary.dead_letters),
         (3, 2),
