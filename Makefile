@@ -107,11 +107,12 @@ bench-api: up ## wrk: rankings endpoints served from memory vs read from ClickHo
 	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" api --seconds $(WRK_SECONDS) --runs $(API_RUNS)
 
 # CDC end to end (Postgres → Debezium → lander → API) at CDC_RATES changes/s, CDC_SECONDS each, in its own
-# source database, Debezium connector and services (dev profile: the services of `make build`).
+# source database, Debezium connector and services (release builds of the services, with their default settings).
 CDC_RATES ?= 1000,5000
 CDC_SECONDS ?= 45
-bench-cdc: up build ## CDC rate through Debezium + lander vs Debezium alone, freshness p50/p95/p99, CPU, peak RSS
-	"$${CARGO_TARGET_DIR:-target}/debug/tributary-bench" cdc --rates $(CDC_RATES) --seconds $(CDC_SECONDS)
+bench-cdc: up ## CDC rate through Debezium + lander vs Debezium alone, freshness p50/p95/p99, CPU, peak RSS
+	$(CARGO) build --release -p tributary-lake -p tributary-marts -p tributary-api -p tributary-ingest -p tributary-bench
+	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" cdc --rates $(CDC_RATES) --seconds $(CDC_SECONDS)
 
 # The seeded load generator into the running pipeline (`dev/app up`): salesdb, .stack/inbox, the ERP simulator.
 LOAD_RATE ?= 100

@@ -13,7 +13,7 @@
 //! or if any request fails. The peak resident memory of each API is read at the end (`VmHWM`
 //! of `/proc/<pid>/status`, the kernel's high-water mark).
 
-use std::collections::BTreeMap;
+use crate::provenance::{command_version, locked_version};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -303,31 +303,6 @@ struct Settings {
     runs: u32,
 }
 
-fn command_version(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .map(|o| {
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            text.lines().next().unwrap_or_default().trim().to_string()
-        })
-        .unwrap_or_default()
-}
-
-/// The version of `package` in the workspace's lock file (the one this binary was built from).
-fn locked_version(package: &str) -> String {
-    let lock = include_str!("../../Cargo.lock");
-    let header = format!("name = \"{package}\"\nversion = \"");
-    lock.find(&header)
-        .and_then(|at| lock[at + header.len()..].split('"').next())
-        .unwrap_or("?")
-        .to_string()
-}
-
 /// Runs the benchmark; returns the Markdown report and the JSON document.
 ///
 /// Three API processes over the same publication: one serving it from memory (the default),
@@ -427,7 +402,10 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
         .zip(runs)
         .map(|(target, results)| Measured::of(target, results, hello_rps))
         .collect();
-    let versions = versions(&http).await;
+    let provenance = crate::provenance::Provenance::collect().await;
+    let mut versions = provenance.versions.clone();
+    versions.insert("poem-openapi", locked_version("poem-openapi"));
+    versions.insert("wrk", command_version("wrk", &["-v"]));
     let RunContext {
         when,
         machine,
@@ -435,8 +413,7 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
         profile,
     } = RunContext::now();
     let load = &settings.load;
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let commit = crate::git_commit();
+    let (command, commit) = (&provenance.command, &provenance.commit);
     let mut md = format!(
         "# api\n\n{when}, commit `{commit}`, {cores} cores ({machine}), {profile} build of `tributary-api` and of \
          the hello-world server; `{command}`. wrk `-t{} -c{} -d{}s --latency --timeout={WRK_TIMEOUT_SECS}s` per \
@@ -608,28 +585,6 @@ async fn etag_of(http: &reqwest::Client, url: &str) -> Result<String> {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The versions of what was measured, and of what it ran on.
-async fn versions(http: &reqwest::Client) -> BTreeMap<&'static str, String> {
-    let clickhouse = match http
-        .post("http://127.0.0.1:8123/")
-        .body("SELECT version()")
-        .send()
-        .await
-    {
-        Ok(r) => r.text().await.unwrap_or_default().trim().to_string(),
-        Err(_) => String::new(),
-    };
-    BTreeMap::from([
-        ("tributary", env!("CARGO_PKG_VERSION").to_string()),
-        ("poem", locked_version("poem")),
-        ("poem-openapi", locked_version("poem-openapi")),
-        ("wrk", command_version("wrk", &["-v"])),
-        ("rustc", command_version("rustc", &["--version"])),
-        ("clickhouse", clickhouse),
-        ("kernel", command_version("uname", &["-r"])),
-    ])
 }
 
 #[cfg(test)]

@@ -66,14 +66,15 @@ pub struct CdcArgs {
     /// too; 0 for Postgres alone.
     #[arg(long, default_value_t = 20.0)]
     pub side_rate: f64,
-    /// The lander's commit interval (bounds freshness from below).
+    /// The lander's commit interval (bounds freshness from below; its default).
     #[arg(long, default_value_t = 1000)]
     pub lander_commit_interval_ms: u64,
     /// The lander's commit size (rows; its default is 10 000).
     #[arg(long, default_value_t = 10_000)]
     pub lander_batch_max_rows: usize,
-    /// The marts job's interval.
-    #[arg(long, default_value_t = 1000)]
+    /// The marts job's longest wait between runs (its default: runs start on each lake commit
+    /// the lander announces).
+    #[arg(long, default_value_t = 30_000)]
     pub marts_interval_ms: u64,
     /// How often freshness polls `/v1/completeness`.
     #[arg(long, default_value_t = 100)]
@@ -966,14 +967,20 @@ async fn run_with_source(
 /// `tributary-bench cdc`: runs and writes `cdc.md`, `cdc.json` and `cdc-freshness.svg`.
 pub async fn main(args: CdcArgs, out: &Path) -> Result<()> {
     let (results, settings) = run(&args).await?;
-    write(out, &results, &settings)
+    let provenance = crate::provenance::Provenance::collect().await;
+    write(out, &results, &settings, &provenance)
 }
 
 fn fmt_s(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{v:.2}"))
 }
 
-fn write(out: &Path, results: &[RateResult], settings: &Value) -> Result<()> {
+fn write(
+    out: &Path,
+    results: &[RateResult],
+    settings: &Value,
+    provenance: &crate::provenance::Provenance,
+) -> Result<()> {
     std::fs::create_dir_all(out)?;
     let RunContext {
         when,
@@ -1052,17 +1059,19 @@ fn write(out: &Path, results: &[RateResult], settings: &Value) -> Result<()> {
         }
     }
     md.push_str(&format!(
-        "\nSettings: `{}`\n\n![freshness](cdc-freshness.svg)\n",
+        "\nSettings: `{}`\n\n{}\n![freshness](cdc-freshness.svg)\n",
         serde_json::to_string(&json!({
             "lander": settings["lander"], "marts": settings["marts"], "freshness": settings["freshness"],
             "side_rate": settings["side_rate"], "seconds": settings["seconds"], "seed": settings["seed"],
             "debezium": settings["debezium"]["version"], "source": settings["source"],
-        }))?
+        }))?,
+        provenance.markdown(),
     ));
     print!("{md}");
     std::fs::write(out.join("cdc.md"), &md)?;
     let json = json!({"benchmark": "cdc", "when": when, "cores": cores, "machine": machine,
-                      "profile": profile, "config": settings, "rows": results});
+                      "profile": profile, "provenance": provenance.json(), "config": settings,
+                      "rows": results});
     std::fs::write(out.join("cdc.json"), serde_json::to_string_pretty(&json)?)?;
     std::fs::write(
         out.join("cdc-freshness.svg"),

@@ -18,6 +18,7 @@ mod iceberg_connect;
 mod load;
 mod marts;
 mod plot;
+mod provenance;
 mod rebuild;
 mod soak;
 
@@ -178,7 +179,7 @@ async fn main() -> Result<()> {
                 sink.as_ref(),
             )
             .await?;
-            write_results(&cli.out, "lander", &rows, &config)?;
+            write_results(&cli.out, "lander", &rows, &config).await?;
         }
         Command::Marts {
             histories,
@@ -195,7 +196,7 @@ async fn main() -> Result<()> {
             for history in histories {
                 rows.extend(marts::history(&lake, &clickhouse, &id, history, new_events).await?);
             }
-            write_results(&cli.out, "marts", &rows, &serde_json::Value::Null)?;
+            write_results(&cli.out, "marts", &rows, &serde_json::Value::Null).await?;
         }
         Command::Rebuild {
             histories,
@@ -233,13 +234,11 @@ async fn main() -> Result<()> {
                 );
             }
             let config = serde_json::json!({
-                "command": std::env::args().collect::<Vec<_>>().join(" "),
-                "commit": git_commit(),
                 "trino": version,
                 "histories": histories,
                 "runs": runs,
             });
-            write_results(&cli.out, "rebuild", &rows, &config)?;
+            write_results(&cli.out, "rebuild", &rows, &config).await?;
         }
         Command::Aging {
             commits,
@@ -254,21 +253,18 @@ async fn main() -> Result<()> {
             let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
             let rows = aging::run(&lake, &id, commits, plain_commits, maintain_every).await?;
             let config = serde_json::json!({
-                "command": std::env::args().collect::<Vec<_>>().join(" "),
-                "commit": git_commit(),
-                "iceberg_rust": "0.10.1",
                 "commits": commits,
                 "plain_commits": plain_commits,
                 "maintain_every": maintain_every,
                 "maintenance": aging::settings(),
             });
-            write_results(&cli.out, "aging", &rows, &config)?;
+            write_results(&cli.out, "aging", &rows, &config).await?;
         }
         Command::Api(args) => api::main(args, &cli.out).await?,
         Command::Load(args) => load::main(args).await?,
         Command::Cdc(args) => cdc::main(args, &cli.out).await?,
         Command::Plot => plot::main(&cli.out)?,
-        Command::Soak(args) => soak::main(args, &cli.out, git_commit()).await?,
+        Command::Soak(args) => soak::main(args, &cli.out, provenance::git_commit()).await?,
     }
     Ok(())
 }
@@ -494,7 +490,7 @@ async fn lander(
 }
 
 /// Writes `<name>.md` and `<name>.json`; `config` (the settings of the run, or null) goes into both.
-fn write_results(
+async fn write_results(
     dir: &PathBuf,
     name: &str,
     rows: &[Row],
@@ -507,6 +503,7 @@ fn write_results(
         cores,
         profile,
     } = RunContext::now();
+    let provenance = provenance::Provenance::collect().await;
     let mut md = format!(
         "# {name}\n\n{when}, {cores} cores ({machine}), {profile} build, tributary {}\n\n| subject | events | seconds | events/s | note |\n|---|---:|---:|---:|---|\n",
         env!("CARGO_PKG_VERSION")
@@ -523,9 +520,10 @@ fn write_results(
             serde_json::to_string(config)?
         ));
     }
+    md.push_str(&format!("\n{}", provenance.markdown()));
     print!("{md}");
     std::fs::write(dir.join(format!("{name}.md")), &md)?;
-    let json = serde_json::json!({"benchmark": name, "when": when, "cores": cores, "machine": machine, "profile": profile, "config": config, "rows": rows});
+    let json = serde_json::json!({"benchmark": name, "when": when, "cores": cores, "machine": machine, "profile": profile, "provenance": provenance.json(), "config": config, "rows": rows});
     std::fs::write(
         dir.join(format!("{name}.json")),
         serde_json::to_string_pretty(&json)?,
@@ -580,23 +578,6 @@ fn stack_service_pid(dir: &std::path::Path) -> Option<u32> {
             .parse()
             .ok()
     })
-}
-
-/// The commit the benchmark ran at (`git rev-parse HEAD`, `-dirty` when the work tree differs).
-fn git_commit() -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let head = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    match git(&["status", "--porcelain", "--untracked-files=no"]) {
-        Some(changes) if !changes.is_empty() => format!("{head}-dirty"),
-        _ => head,
-    }
 }
 
 /// Median, min and max of several runs' values (at least one).

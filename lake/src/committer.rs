@@ -20,7 +20,7 @@ use crate::config::Route;
 use crate::error::LakeError;
 use crate::lineage::LakeLineage;
 use crate::metrics::{Metrics, Outcome};
-use crate::sink::TableSink;
+use crate::sink::{CommitReport, TableSink};
 use crate::source::TraceHeaders;
 use crate::telemetry::{commit_span, record_commit};
 
@@ -99,55 +99,17 @@ impl Committer {
             .collect();
 
         if !batch.dead.is_empty() {
-            let sink = self
-                .sinks
-                .get_mut(&RawTable::DeadLetters)
-                .expect("dead_letters sink");
             // The full map: every partition read so far is complete in dead_letters up to here.
-            let run = self.lineage.commit_started(
-                RawTable::DeadLetters,
-                sink.committed(),
-                &moved,
-                batch.dead.len() as u64,
-            );
-            let parent = sink.snapshot_id();
-            // Tracing: one span per commit, continuing or linking the producers' traces.
-            let span = commit_span(
-                &self.namespace,
-                RawTable::DeadLetters,
-                batch.dead.len(),
-                batch.upstream.get(&RawTable::DeadLetters),
-            );
-            let committed = sink
-                .commit_counted(
+            let (report, span) = self
+                .commit_table(
+                    RawTable::DeadLetters,
                     &batch.dead,
                     &progress,
-                    batch
-                        .counted
-                        .get(&RawTable::DeadLetters)
-                        .unwrap_or(&Ledger::new()),
+                    &moved,
+                    batch.counted.get(&RawTable::DeadLetters),
+                    batch.upstream.get(&RawTable::DeadLetters),
                 )
-                .instrument(span.clone())
-                .await;
-            record_commit(&span, &committed);
-            let report = match committed {
-                Ok(report) => {
-                    self.lineage.commit_done(run, &report, parent);
-                    report
-                }
-                Err(error) => {
-                    self.lineage.commit_failed(run, &error);
-                    return Err(error);
-                }
-            };
-            self.metrics.committed(
-                RawTable::DeadLetters,
-                report.elapsed.as_secs_f64(),
-                report.files,
-            );
-            self.metrics
-                .committed_bytes(RawTable::DeadLetters, report.bytes);
-            self.metrics.ledger(RawTable::DeadLetters, sink.ledger());
+                .await?;
             for (table, n) in &batch.dead_by_table {
                 self.metrics.events(*table, Outcome::DeadLetter, *n);
             }
@@ -173,50 +135,22 @@ impl Committer {
                 continue;
             }
             let rows = rows_by_table.remove(&table).unwrap_or_default();
-            let sink = self.sinks.get_mut(&table).expect("change table sink");
-            let run = self.lineage.commit_started(
-                table,
-                sink.committed(),
-                &table_moved,
-                rows.len() as u64,
-            );
-            let parent = sink.snapshot_id();
-            // Tracing: one span per commit, continuing or linking the producers' traces.
-            let span = commit_span(
-                &self.namespace,
-                table,
-                rows.len(),
-                batch.upstream.get(&table),
-            );
-            let committed = sink
-                .commit_counted(
+            let (report, span) = self
+                .commit_table(
+                    table,
                     &rows,
                     &table_moved,
-                    batch.counted.get(&table).unwrap_or(&Ledger::new()),
+                    &table_moved,
+                    batch.counted.get(&table),
+                    batch.upstream.get(&table),
                 )
-                .instrument(span.clone())
-                .await;
-            record_commit(&span, &committed);
-            let report = match committed {
-                Ok(report) => {
-                    self.lineage.commit_done(run, &report, parent);
-                    report
-                }
-                Err(error) => {
-                    self.lineage.commit_failed(run, &error);
-                    return Err(error);
-                }
-            };
-            self.metrics
-                .committed(table, report.elapsed.as_secs_f64(), report.files);
-            self.metrics.committed_bytes(table, report.bytes);
-            self.metrics.ledger(table, sink.ledger());
+                .await?;
             self.metrics
                 .events(table, Outcome::Landed, rows.len() as u64);
             done.landed += rows.len() as u64;
             done.commits += 1;
             // Inside the commit span, so the line carries its trace id.
-            span.in_scope(|| tracing::info!(%table, rows = report.rows, files = report.files, snapshot_id = report.snapshot_id, offsets = %sink.committed().encode(), "committed"));
+            span.in_scope(|| tracing::info!(%table, rows = report.rows, files = report.files, snapshot_id = report.snapshot_id, offsets = %self.sinks[&table].committed().encode(), "committed"));
         }
         if let Some(lock) = self.lock.as_mut() {
             lock.announce_commit().await;
@@ -224,5 +158,45 @@ impl Committer {
         done.offsets = self.offsets();
         done.progress = progress;
         Ok(done)
+    }
+
+    /// Commits `rows` to `table` up to `offsets`, as one OpenLineage run reading `moved` and one
+    /// span continuing or linking the producers' traces (returned, for the caller's log line);
+    /// counts the commit in the metrics.
+    async fn commit_table(
+        &mut self,
+        table: RawTable,
+        rows: &[Row],
+        offsets: &OffsetMap,
+        moved: &OffsetMap,
+        counted: Option<&Ledger>,
+        upstream: Option<&BTreeSet<TraceHeaders>>,
+    ) -> Result<(CommitReport, tracing::Span), LakeError> {
+        let sink = self.sinks.get_mut(&table).expect("a sink per table");
+        let run = self
+            .lineage
+            .commit_started(table, sink.committed(), moved, rows.len() as u64);
+        let parent = sink.snapshot_id();
+        let span = commit_span(&self.namespace, table, rows.len(), upstream);
+        let committed = sink
+            .commit_counted(rows, offsets, counted.unwrap_or(&Ledger::new()))
+            .instrument(span.clone())
+            .await;
+        record_commit(&span, &committed);
+        let report = match committed {
+            Ok(report) => {
+                self.lineage.commit_done(run, &report, parent);
+                report
+            }
+            Err(error) => {
+                self.lineage.commit_failed(run, &error);
+                return Err(error);
+            }
+        };
+        self.metrics
+            .committed(table, report.elapsed.as_secs_f64(), report.files);
+        self.metrics.committed_bytes(table, report.bytes);
+        self.metrics.ledger(table, sink.ledger());
+        Ok((report, span))
     }
 }

@@ -49,7 +49,7 @@ impl Default for LanderConfig {
             topics: TopicsConfig::default(),
             group_id: "tributary-lander".into(),
             batch_max_rows: 10_000,
-            commit_interval_ms: 2_000,
+            commit_interval_ms: 1_000,
             discovery_interval_ms: 5_000,
             writer_lock_wait_ms: 30_000,
             metrics_listen: String::new(),
@@ -139,7 +139,7 @@ mod tests {
     fn defaults_match_the_architecture() {
         let c = LanderConfig::load(None, env(&[])).unwrap();
         assert_eq!(c.batch_max_rows, 10_000);
-        assert_eq!(c.commit_interval_ms, 2_000);
+        assert_eq!(c.commit_interval_ms, 1_000);
         assert_eq!(c.lake.namespace, "raw");
         assert_eq!(c.topics.sale, "salesdb.public.sale");
         assert_eq!(c.lake.catalog_name, "tributary");
