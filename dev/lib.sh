@@ -24,6 +24,10 @@ _O=${STACK_PORT_OFFSET:-0}
 PG_PORT=$((5432 + _O))
 KAFKA_PORT=$((9092 + _O))
 KAFKA_CONTROLLER_PORT=$((9093 + _O))
+# A second listener that advertises the port of a proxy in front of it, so a client that bootstraps
+# through that proxy stays behind it: the e2e slowdown test delays and stalls Kafka there.
+KAFKA_PROXIED_PORT=$((9094 + _O))
+KAFKA_PROXY_PORT=$((9095 + _O))
 CONNECT_PORT=$((8083 + _O))
 S3_PORT=$((9000 + _O))                 # S3 API (MinIO's port)
 S3_MASTER_PORT=$((9333 + _O))          # SeaweedFS master (UI at /)

@@ -50,6 +50,7 @@ kafka_topics() { kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-serv
 
 kafka_write_conf() {
   sed -e "s|@BIND@|$BIND|g" -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
+    -e "s|@KAFKA_PROXIED_PORT@|$KAFKA_PROXIED_PORT|g" -e "s|@KAFKA_PROXY_PORT@|$KAFKA_PROXY_PORT|g" \
     -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" -e "s|@DATA_DIR@|$KAFKA_HOME/data|g" \
     "$KAFKA_CONF_DIR/server.properties" >"$KAFKA_HOME/server.properties"
 }

@@ -21,7 +21,15 @@ pub struct StallProxy {
 impl StallProxy {
     /// Listens on a free local port and forwards every connection to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(([127, 0, 0, 1], 0).into(), upstream).await
+    }
+
+    /// Listens on `listen` (a fixed port, for a server that advertises where its clients must
+    /// come back: Kafka) and forwards every connection to `upstream`.
+    pub async fn start_on(listen: SocketAddr, upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind(listen)
+            .await
+            .unwrap_or_else(|e| panic!("proxy cannot listen on {listen}: {e}"));
         let addr = listener.local_addr().unwrap();
         let stalled = Arc::new(AtomicBool::new(false));
         let delay_ms = Arc::new(AtomicU64::new(0));

@@ -37,7 +37,7 @@ pub(crate) enum Disruption {
     /// it before the round's changes, and waits for the service to abort there (the crash
     /// point test).
     CrashPoints,
-    /// The object store, ClickHouse and Postgres, behind proxies, slow for this long and then stalled
+    /// The object store, ClickHouse, Postgres and Kafka, behind proxies, slow for this long and then stalled
     /// for as long, each round (the slowdown test).
     Slowdowns(Duration),
 }
@@ -189,22 +189,35 @@ async fn watch(
     Ok(reported)
 }
 
-/// The object store, ClickHouse and Postgres as our services see them in the slowdown test: each
+/// Kafka's `PROXIED` listener and the port it advertises (`KAFKA_PROXIED_PORT` and
+/// `KAFKA_PROXY_PORT` in dev/lib.sh).
+const KAFKA_PROXIED_PORT: u16 = 9094;
+const KAFKA_PROXY_PORT: u16 = 9095;
+
+/// The object store, ClickHouse, Postgres and Kafka as our services see them in the slowdown test: each
 /// behind a proxy that can delay or stall it ([`tributary_e2e::proxy::StallProxy`]).
 pub(crate) struct SlowDependencies {
     pub(crate) s3: StallProxy,
     pub(crate) clickhouse: StallProxy,
     /// The Iceberg catalog's (and the marts' state's) Postgres.
     pub(crate) postgres: StallProxy,
+    /// The Kafka broker's `PROXIED` listener (dev/kafka/server.properties), which advertises
+    /// this proxy's port: the lander and the ingestors bootstrap here and stay behind it.
+    pub(crate) kafka: StallProxy,
 }
 
 impl SlowDependencies {
-    /// Proxies in front of the local stack's object store, ClickHouse and Postgres.
+    /// Proxies in front of the local stack's object store, ClickHouse, Postgres and Kafka.
     pub(crate) async fn start() -> Self {
         Self {
             s3: StallProxy::start(([127, 0, 0, 1], 9000).into()).await,
             clickhouse: StallProxy::start(([127, 0, 0, 1], 8123).into()).await,
             postgres: StallProxy::start(([127, 0, 0, 1], 5432).into()).await,
+            kafka: StallProxy::start_on(
+                ([127, 0, 0, 1], KAFKA_PROXY_PORT).into(),
+                ([127, 0, 0, 1], KAFKA_PROXIED_PORT).into(),
+            )
+            .await,
         }
     }
 
@@ -212,10 +225,11 @@ impl SlowDependencies {
         f(&self.s3);
         f(&self.clickhouse);
         f(&self.postgres);
+        f(&self.kafka);
     }
 }
 
-/// The object store, ClickHouse and Postgres slow for `down` (every chunk 200 ms late, both ways), then
+/// The object store, ClickHouse, Postgres and Kafka slow for `down` (every chunk 200 ms late, both ways), then
 /// stalled for `down` (connections open, nothing forwarded): none of our services may exit,
 /// and the lander and the marts must answer `/readyz` 503 naming what stalls; then both
 /// answer again (the round's check that follows waits for the pipeline to catch up).
@@ -237,19 +251,20 @@ pub(crate) async fn slowdown(
         checks_on("s3"),
         checks_on("clickhouse"),
         checks_on("postgres"),
+        checks_on("kafka"),
     ]
     .concat();
     let reported = watch(down, services, probes, &stalled).await?;
     slow.each(|p| p.stall(false));
     eprintln!(
-        "slowdown seed {seed} round {round}: the object store, ClickHouse and Postgres 200 ms late for {:.0} s, then stalled for {:.0} s; not ready meanwhile: {reported:?}",
+        "slowdown seed {seed} round {round}: the object store, ClickHouse, Postgres and Kafka 200 ms late for {:.0} s, then stalled for {:.0} s; not ready meanwhile: {reported:?}",
         down.as_secs_f64(),
         down.as_secs_f64()
     );
     for service in ["oracle-lake", "oracle-marts"] {
         anyhow::ensure!(
             reported.contains_key(service),
-            "{service} never answered /readyz 503 while the object store, ClickHouse and Postgres stalled \
+            "{service} never answered /readyz 503 while the object store, ClickHouse, Postgres and Kafka stalled \
              (replay: SLOW_SEED={seed})"
         );
     }

@@ -490,8 +490,8 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
     let late_code = format!("L{}", seed % 1_000_000);
     codes.push(late_code.clone());
 
-    // The slowdown test puts the object store, ClickHouse and Postgres (the catalog and the
-    // marts' state) behind proxies it can slow.
+    // The slowdown test puts the object store, ClickHouse, Postgres (the catalog and the marts'
+    // state) and Kafka behind proxies it can slow.
     let slow = match disruption {
         Disruption::Slowdowns(_) => Some(SlowDependencies::start().await),
         _ => None,
@@ -558,6 +558,14 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
                 env.insert("TRIBUTARY_CLICKHOUSE__URL".into(), slow.clickhouse.url());
                 env.insert("TRIBUTARY_CLICKHOUSE__TIMEOUT_MS".into(), "2000".into());
             }
+        }
+        if let Some(slow) = &slow
+            && ["oracle-lake", "oracle-files", "oracle-erp"].contains(&name)
+        {
+            env.insert(
+                "TRIBUTARY_KAFKA__BROKERS".into(),
+                format!("127.0.0.1:{}", slow.kafka.port()),
+            );
         }
         services.push(Service::start(name, bin, args, &env));
     }
@@ -1351,8 +1359,8 @@ async fn a_crash_at_each_crash_point_loses_and_duplicates_nothing() -> Result<()
     workload(seed, rounds, Disruption::CrashPoints).await
 }
 
-/// The slowdown test: the oracle's workload while, each round, the object store, ClickHouse
-/// and Postgres (behind proxies the lander, the marts and the API go through) answer every chunk 200 ms late
+/// The slowdown test: the oracle's workload while, each round, the object store, ClickHouse,
+/// Postgres and Kafka (behind proxies the lander, the marts and the API go through) answer every chunk 200 ms late
 /// for `SLOW_SECONDS` (default 15), then stall (connections open, nothing forwarded) for as
 /// long: none of our services exits, the lander and the marts report not ready while stalled,
 /// and once they answer again the rankings equal the sources' and every record is in the lake
