@@ -630,6 +630,8 @@ async fn run_with_source(
         ("TRIBUTARY_LISTEN", format!("127.0.0.1:{erp_port}")),
         ("TRIBUTARY_SEED", args.seed.to_string()),
         ("TRIBUTARY_INITIAL_CHANGES", "0".into()),
+        // The load injects its ERP sales through /admin (off by default).
+        ("TRIBUTARY_ADMIN", "true".into()),
     ]);
     let erp_env = env(&[
         (
