@@ -110,9 +110,10 @@ bench-api: up ## wrk: rankings endpoints served from memory vs read from ClickHo
 # source database, Debezium connector and services (release builds of the services, with their default settings).
 CDC_RATES ?= 1000,5000
 CDC_SECONDS ?= 45
-bench-cdc: up ## CDC rate through Debezium + lander vs Debezium alone, freshness p50/p95/p99, CPU, peak RSS
+CDC_RUNS ?= 3
+bench-cdc: up ## CDC rate through Debezium + lander vs Debezium alone, freshness p50/p95/p99, CPU, peak RSS; CDC_RUNS windows per rate, median and spread
 	$(CARGO) build --release -p tributary-lake -p tributary-marts -p tributary-api -p tributary-ingest -p tributary-bench
-	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" cdc --rates $(CDC_RATES) --seconds $(CDC_SECONDS)
+	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" cdc --rates $(CDC_RATES) --seconds $(CDC_SECONDS) --runs $(CDC_RUNS)
 
 # The seeded load generator into the running pipeline (`dev/app up`): salesdb, .stack/inbox, the ERP simulator.
 LOAD_RATE ?= 100

@@ -79,6 +79,10 @@ pub struct CdcArgs {
     /// How often freshness polls `/v1/completeness`.
     #[arg(long, default_value_t = 100)]
     pub poll_ms: u64,
+    /// Load windows per rate (each rate's windows one after another); the report gives each
+    /// window and, per rate, the median and spread.
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
     /// Seed of the workload.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -755,7 +759,12 @@ async fn run_with_source(
     let metrics = format!("http://127.0.0.1:{lander_metrics}/metrics");
     let sale_topic = format!("{prefix}.public.sale");
     let mut results = Vec::new();
-    for (round, &rate) in args.rates.iter().enumerate() {
+    let windows: Vec<f64> = args
+        .rates
+        .iter()
+        .flat_map(|&rate| std::iter::repeat_n(rate, args.runs.max(1)))
+        .collect();
+    for (round, &rate) in windows.iter().enumerate() {
         for s in services.iter_mut() {
             s.check(&logs)?;
         }
@@ -958,6 +967,7 @@ async fn run_with_source(
         "freshness": {"poll_ms": args.poll_ms, "endpoint": "/v1/completeness (pg.position = furthest LSN published)"},
         "side_rate": args.side_rate,
         "seconds": args.seconds,
+        "runs": args.runs,
         "seed": args.seed,
         "peak_rss_mib": peak_rss,
         "binaries": bins.display().to_string(),
@@ -975,6 +985,45 @@ pub async fn main(args: CdcArgs, out: &Path) -> Result<()> {
 
 fn fmt_s(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{v:.2}"))
+}
+
+/// Per rate with more than one window: the median [min–max] of the landed rate and of the
+/// freshness percentiles over its windows (empty when every rate ran once).
+fn rate_summary(results: &[RateResult]) -> String {
+    let mut rates: Vec<f64> = results.iter().map(|r| r.target_rate).collect();
+    rates.dedup();
+    if rates.len() == results.len() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "\nPer rate, median [min–max] over its windows:\n\n\
+         | target | windows | lander → Iceberg /s | freshness p50 s | p95 s | p99 s |\n\
+         |---:|---:|---:|---:|---:|---:|\n",
+    );
+    let spread = |values: Vec<f64>| match values.is_empty() {
+        true => "–".to_string(),
+        false => {
+            let (median, min, max) = crate::summary(values);
+            format!("{median:.2} [{min:.2}–{max:.2}]")
+        }
+    };
+    for rate in rates {
+        let windows: Vec<&RateResult> = results.iter().filter(|r| r.target_rate == rate).collect();
+        let freshness =
+            |i: usize| spread(windows.iter().filter_map(|r| r.freshness_s[i]).collect());
+        let landed = crate::summary(windows.iter().map(|r| r.lander_rate).collect());
+        md.push_str(&format!(
+            "| {rate:.0} | {} | {:.0} [{:.0}–{:.0}] | {} | {} | {} |\n",
+            windows.len(),
+            landed.0,
+            landed.1,
+            landed.2,
+            freshness(0),
+            freshness(1),
+            freshness(2),
+        ));
+    }
+    md
 }
 
 fn write(
@@ -1018,6 +1067,7 @@ fn write(
             r.loadavg
         ));
     }
+    md.push_str(&rate_summary(results));
     md.push_str(
         "\nThe lander during the load window (pg_sale): commits, their mean time (Parquet write + Iceberg commit), its consumer lag when the load stopped:\n\n| target | commits | mean commit s | lag at load end (records) |\n|---:|---:|---:|---:|\n",
     );
@@ -1064,7 +1114,7 @@ fn write(
         "\nSettings: `{}`\n\n{}\n![freshness](cdc-freshness.svg)\n",
         serde_json::to_string(&json!({
             "lander": settings["lander"], "marts": settings["marts"], "freshness": settings["freshness"],
-            "side_rate": settings["side_rate"], "seconds": settings["seconds"], "seed": settings["seed"],
+            "side_rate": settings["side_rate"], "seconds": settings["seconds"], "runs": settings["runs"], "seed": settings["seed"],
             "debezium": settings["debezium"]["version"], "source": settings["source"],
         }))?,
         provenance.markdown(),
