@@ -2,9 +2,9 @@
 //! a user would pick instead, in the same run, and writes the results (Markdown and JSON) to
 //! `bench/results/`. Benchmarks print numbers; nothing here asserts a time.
 //!
-//! - `lander`: events/s landed into Iceberg from a pre-filled topic, against a raw rdkafka
-//!   consume-and-decode loop of the same topic (the ceiling: what reading and decoding alone
-//!   cost, with no Parquet, no object store, no catalog commit), and with `--iceberg-connect`
+//! - `lander`: events/s landed into Iceberg from a pre-filled topic, against the lander's own
+//!   Kafka source consuming and decoding the same topic (the ceiling: what reading and decoding
+//!   alone cost with the lander's consumer, with no Parquet, no object store, no catalog commit), and with `--iceberg-connect`
 //!   against Apache Iceberg's own Kafka Connect sink on the same topic (`iceberg_connect.rs`).
 //! - `marts`: an incremental marts run's time for 10 K new events on 100 K, 1 M and 10 M events
 //!   of history, against a full recompute (see `marts.rs`).
@@ -30,10 +30,7 @@ use clap::{Parser, Subcommand};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tributary_lake::decode::decode;
@@ -55,7 +52,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The lander against a raw rdkafka consume+decode loop of the same pre-filled topic.
+    /// The lander against its own Kafka source consuming and decoding the same pre-filled topic.
     Lander {
         /// Change events in the topic.
         #[arg(long, default_value_t = 200_000)]
@@ -320,31 +317,35 @@ async fn fill_topic(topic: &str, partitions: i32, events: usize) -> Result<f64> 
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// The ceiling: consume every record of `topic` and decode it, nothing else.
-fn consume_and_decode(topic: &str, partitions: i32, events: usize) -> Result<f64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", BROKERS)
-        .set("group.id", format!("bench-ceiling-{topic}"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()?;
-    let mut list = TopicPartitionList::new();
-    for p in 0..partitions {
-        list.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&list)?;
+/// The ceiling: consume every record of `topic` and decode it, nothing else — through the
+/// lander's own Kafka source (`tributary_lake::source::KafkaSource`: the same consumer settings,
+/// partitions assigned the same way, one task receiving as the lander's loop does), so the only
+/// difference from the lander is what it does with a record.
+async fn consume_and_decode(topic: &str, partitions: i32, events: usize) -> Result<f64> {
+    use tributary_lake::source::Source;
+    let kafka = tributary_common::KafkaSettings {
+        brokers: BROKERS.into(),
+    };
+    let mut source =
+        tributary_lake::source::KafkaSource::new(&kafka, &format!("bench-ceiling-{topic}"))?;
+    let starts: Vec<_> = (0..partitions)
+        .map(|p| {
+            (
+                tributary_raw::offsets::TopicPartition::new(topic.to_string(), p),
+                tributary_raw::offsets::StartOffset::Beginning,
+            )
+        })
+        .collect();
+    source.assign(&starts)?;
     let start = Instant::now();
     let (mut seen, mut decoded) = (0usize, 0usize);
     while seen < events {
-        match consumer.poll(Duration::from_secs(30)) {
-            Some(Ok(message)) => {
-                seen += 1;
-                if decode(RawTable::PgSale, message.payload()).is_ok() {
-                    decoded += 1;
-                }
-            }
-            Some(Err(e)) => bail!("consume: {e}"),
-            None => bail!("no record for 30 s after {seen} of {events}"),
+        let record = tokio::time::timeout(Duration::from_secs(30), source.recv())
+            .await
+            .map_err(|_| anyhow::anyhow!("no record for 30 s after {seen} of {events}"))??;
+        seen += 1;
+        if decode(RawTable::PgSale, record.value.as_deref()).is_ok() {
+            decoded += 1;
         }
     }
     anyhow::ensure!(decoded == events, "decoded {decoded} of {events}");
@@ -363,12 +364,8 @@ async fn lander(
     eprintln!("filling {topic}: {events} Debezium envelopes over {partitions} partitions");
     let fill = fill_topic(&topic, partitions, events).await?;
 
-    eprintln!("ceiling: rdkafka consume + decode");
-    let ceiling = {
-        let topic = topic.clone();
-        tokio::task::spawn_blocking(move || consume_and_decode(&topic, partitions, events))
-            .await??
-    };
+    eprintln!("ceiling: the lander's Kafka source + decode");
+    let ceiling = consume_and_decode(&topic, partitions, events).await?;
 
     eprintln!("the lander, drain mode, commits of {batch_max_rows}");
     let unused = |t: &str| format!("bench.{id}.unused.{t}");
@@ -417,7 +414,7 @@ async fn lander(
         },
         Row {
             benchmark: "lander".into(),
-            subject: "ceiling: rdkafka consume + Debezium decode".into(),
+            subject: "ceiling: the lander's Kafka source + Debezium decode".into(),
             events,
             seconds: ceiling,
             events_per_second: per_second(ceiling),
