@@ -987,6 +987,12 @@ fn fmt_s(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{v:.2}"))
 }
 
+/// Microseconds of CPU per landed event, from a process's CPU use over a window (% of one core)
+/// and the events landed per second in it; `None` when nothing landed.
+fn cpu_micros_per_event(cpu_percent: f64, landed_per_second: f64) -> Option<f64> {
+    (landed_per_second > 0.0).then(|| cpu_percent / 100.0 / landed_per_second * 1e6)
+}
+
 /// Per rate with more than one window: the median [min–max] of the landed rate and of the
 /// freshness percentiles over its windows (empty when every rate ran once).
 fn rate_summary(results: &[RateResult]) -> String {
@@ -1101,6 +1107,34 @@ fn write(
             md.push('\n');
         }
     }
+    md.push_str(
+        "\nCPU per landed event: µs of CPU each process spent during the window per pg_sale \
+         event the lander landed in it (the whole pipeline's cost of a change, process by process):\n\n| process |",
+    );
+    for r in results {
+        md.push_str(&format!(" {:.0}/s |", r.target_rate));
+    }
+    md.push_str("\n|---|");
+    for _ in results {
+        md.push_str("---:|");
+    }
+    md.push('\n');
+    if let Some(first) = results.first() {
+        for name in first.cpu_percent.keys() {
+            md.push_str(&format!("| {name} |"));
+            for r in results {
+                let per_event = r
+                    .cpu_percent
+                    .get(name)
+                    .and_then(|cpu| cpu_micros_per_event(*cpu, r.lander_rate));
+                md.push_str(&match per_event {
+                    Some(micros) => format!(" {micros:.1} |"),
+                    None => " – |".to_string(),
+                });
+            }
+            md.push('\n');
+        }
+    }
     md.push_str("\nPeak RSS (VmHWM) of our services over the whole run, MiB:\n\n| service | MiB |\n|---|---:|\n");
     if let Some(rss) = settings["peak_rss_mib"].as_object() {
         for (name, mib) in rss {
@@ -1135,6 +1169,13 @@ fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_per_landed_event() {
+        // Half a core while landing 5 000 events/s: 100 µs of CPU per event.
+        assert_eq!(cpu_micros_per_event(50.0, 5_000.0), Some(100.0));
+        assert_eq!(cpu_micros_per_event(50.0, 0.0), None);
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {
