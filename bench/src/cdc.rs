@@ -987,6 +987,35 @@ fn fmt_s(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{v:.2}"))
 }
 
+/// A table of one row per watched process and one column per window, each cell `cell(window,
+/// the process's CPU % in it)`, under `title`.
+fn per_process_table(
+    title: &str,
+    results: &[RateResult],
+    cell: impl Fn(&RateResult, f64) -> String,
+) -> String {
+    let mut md = format!("\n{title}\n\n| process |");
+    for r in results {
+        md.push_str(&format!(" {:.0}/s |", r.target_rate));
+    }
+    md.push_str("\n|---|");
+    for _ in results {
+        md.push_str("---:|");
+    }
+    md.push('\n');
+    if let Some(first) = results.first() {
+        for name in first.cpu_percent.keys() {
+            md.push_str(&format!("| {name} |"));
+            for r in results {
+                let cpu = r.cpu_percent.get(name).copied().unwrap_or(0.0);
+                md.push_str(&format!(" {} |", cell(r, cpu)));
+            }
+            md.push('\n');
+        }
+    }
+    md
+}
+
 /// Microseconds of CPU per landed event, from a process's CPU use over a window (% of one core)
 /// and the events landed per second in it; `None` when nothing landed.
 fn cpu_micros_per_event(cpu_percent: f64, landed_per_second: f64) -> Option<f64> {
@@ -1086,55 +1115,20 @@ fn write(
             r.lander_lag_at_end
         ));
     }
-    md.push_str("\nCPU during the load window, % of one core (2 cores = 200 %):\n\n| process |");
-    for r in results {
-        md.push_str(&format!(" {:.0}/s |", r.target_rate));
-    }
-    md.push_str("\n|---|");
-    for _ in results {
-        md.push_str("---:|");
-    }
-    md.push('\n');
-    if let Some(first) = results.first() {
-        for name in first.cpu_percent.keys() {
-            md.push_str(&format!("| {name} |"));
-            for r in results {
-                md.push_str(&format!(
-                    " {:.0} |",
-                    r.cpu_percent.get(name).unwrap_or(&0.0)
-                ));
-            }
-            md.push('\n');
-        }
-    }
-    md.push_str(
-        "\nCPU per landed event: µs of CPU each process spent during the window per pg_sale \
-         event the lander landed in it (the whole pipeline's cost of a change, process by process):\n\n| process |",
-    );
-    for r in results {
-        md.push_str(&format!(" {:.0}/s |", r.target_rate));
-    }
-    md.push_str("\n|---|");
-    for _ in results {
-        md.push_str("---:|");
-    }
-    md.push('\n');
-    if let Some(first) = results.first() {
-        for name in first.cpu_percent.keys() {
-            md.push_str(&format!("| {name} |"));
-            for r in results {
-                let per_event = r
-                    .cpu_percent
-                    .get(name)
-                    .and_then(|cpu| cpu_micros_per_event(*cpu, r.lander_rate));
-                md.push_str(&match per_event {
-                    Some(micros) => format!(" {micros:.1} |"),
-                    None => " – |".to_string(),
-                });
-            }
-            md.push('\n');
-        }
-    }
+    md.push_str(&per_process_table(
+        "CPU during the load window, % of one core (2 cores = 200 %):",
+        results,
+        |_, cpu| format!("{cpu:.0}"),
+    ));
+    md.push_str(&per_process_table(
+        "CPU per landed event: µs of CPU each process spent during the window per pg_sale \
+         event the lander landed in it (the whole pipeline's cost of a change, process by process):",
+        results,
+        |r, cpu| match cpu_micros_per_event(cpu, r.lander_rate) {
+            Some(micros) => format!("{micros:.1}"),
+            None => "–".to_string(),
+        },
+    ));
     md.push_str("\nPeak RSS (VmHWM) of our services over the whole run, MiB:\n\n| service | MiB |\n|---|---:|\n");
     if let Some(rss) = settings["peak_rss_mib"].as_object() {
         for (name, mib) in rss {

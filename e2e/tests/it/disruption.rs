@@ -194,8 +194,8 @@ async fn watch(
 const KAFKA_PROXIED_PORT: u16 = 9094;
 const KAFKA_PROXY_PORT: u16 = 9095;
 
-/// The object store, ClickHouse, Postgres and Kafka as our services see them in the slowdown test: each
-/// behind a proxy that can delay or stall it ([`tributary_e2e::proxy::StallProxy`]).
+/// The object store, ClickHouse, Postgres and Kafka as our services see them in the slowdown
+/// test: each behind a proxy that can delay or stall it ([`tributary_e2e::proxy::StallProxy`]).
 pub(crate) struct SlowDependencies {
     pub(crate) s3: StallProxy,
     pub(crate) clickhouse: StallProxy,
@@ -229,8 +229,8 @@ impl SlowDependencies {
     }
 }
 
-/// The object store, ClickHouse, Postgres and Kafka slow for `down` (every chunk 200 ms late, both ways), then
-/// stalled for `down` (connections open, nothing forwarded): none of our services may exit,
+/// The object store, ClickHouse, Postgres and Kafka slow for `down` (every chunk 200 ms late,
+/// both ways), then stalled for `down` (connections open, nothing forwarded): none of our services may exit,
 /// and the lander and the marts must answer `/readyz` 503 naming what stalls; then both
 /// answer again (the round's check that follows waits for the pipeline to catch up).
 pub(crate) async fn slowdown(
