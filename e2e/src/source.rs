@@ -216,6 +216,56 @@ impl SourceDb {
         self.names.topic(table)
     }
 
+    /// What the capture of this source is doing, for a failing test's message: the connector's
+    /// and its task's state as Kafka Connect reports them (with a failed task's trace, first
+    /// lines), and how far the replication slot's confirmed position is behind the WAL.
+    pub async fn capture_status(&self) -> String {
+        let connector = async {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?;
+            let status: Value = http
+                .get(format!(
+                    "{CONNECT}/connectors/{}/status",
+                    self.names.connector
+                ))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let trace = status["tasks"][0]["trace"]
+                .as_str()
+                .map(|t| t.lines().take(6).collect::<Vec<_>>().join(" | "))
+                .unwrap_or_default();
+            anyhow::Ok(format!(
+                "connector {} {}, task {} {trace}",
+                self.names.connector, status["connector"]["state"], status["tasks"][0]["state"]
+            ))
+        }
+        .await
+        .unwrap_or_else(|e| format!("connector {}: no status ({e:#})", self.names.connector));
+        let slot = self
+            .client
+            .query_opt(
+                "SELECT active, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint \
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.names.slot],
+            )
+            .await;
+        let slot = match slot {
+            Ok(Some(row)) => format!(
+                "slot {} active {}, {} bytes of WAL behind",
+                self.names.slot,
+                row.get::<_, bool>(0),
+                row.get::<_, Option<i64>>(1).unwrap_or_default()
+            ),
+            Ok(None) => format!("slot {} missing", self.names.slot),
+            Err(e) => format!("slot {}: {e}", self.names.slot),
+        };
+        format!("{connector}; {slot}; {}", herder_warnings())
+    }
+
     /// The lander's settings reading this source's Debezium topics.
     pub fn lander_env(&self) -> BTreeMap<String, String> {
         [
@@ -345,6 +395,35 @@ async fn register_connector(names: &Names) -> Result<()> {
             );
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The last warnings and errors of the local Kafka Connect worker's herder (the part that joins
+/// the group and starts connectors), from the end of `.stack/connect/connect.log`: why a
+/// connector stays stopped is said there, not in its status.
+fn herder_warnings() -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = repo_root().join(".stack/connect/connect.log");
+    let tail = std::fs::File::open(&path).and_then(|mut file| {
+        let length = file.metadata()?.len();
+        file.seek(SeekFrom::Start(length.saturating_sub(4 << 20)))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    });
+    match tail {
+        Err(e) => format!("no worker log at {} ({e})", path.display()),
+        Ok(tail) => {
+            let lines: Vec<&str> = tail
+                .lines()
+                .filter(|line| {
+                    line.contains("DistributedHerder")
+                        && (line.contains(" WARN ") || line.contains(" ERROR "))
+                })
+                .collect();
+            let last = &lines[lines.len().saturating_sub(3)..];
+            format!("worker's last herder warnings: {last:?}")
+        }
     }
 }
 

@@ -796,6 +796,7 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
                         )
                     }),
             );
+            diffs.push(format!("capture: {}", run.source().capture_status().await));
             panic!(
                 "seed {seed} round {round}: the API never matched the sources ({e:#})\n{}\n\
                  replay: {replay}; logs in .stack/e2e/oracle-*.log",
