@@ -152,6 +152,13 @@ async fn run_session(
     result
 }
 
+/// How long partition discovery may fail in a row before the session ends (a retryable error:
+/// the next session, after the usual backoff, opens new Kafka clients). A consumer created
+/// before a broker outage was seen, once the broker was back, to fail every metadata request
+/// for minutes (`BrokerTransportFailure`) while new clients connected at once; a session
+/// replaces its clients rather than wait on one that may never reconnect.
+const KAFKA_UNREACHABLE_LIMIT: Duration = Duration::from_secs(60);
+
 /// How often the consumer lag gauge is refreshed.
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -327,6 +334,8 @@ impl<S: Source> Lander<S> {
             tokio::time::interval_at(Instant::now() + maintenance_every, maintenance_every);
         maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_record = Instant::now();
+        // Since when partition discovery has failed without a success in between.
+        let mut unreachable_since: Option<Instant> = None;
         loop {
             if let Some(targets) = &targets {
                 if self.drained(targets) {
@@ -357,11 +366,19 @@ impl<S: Source> Lander<S> {
                 }
                 _ = maintenance.tick(), if self.maintainer.is_some() => self.maintain().await?,
                 _ = discovery.tick() => {
-                    if mode == Mode::Follow && let Err(error) = self.discover().await {
-                        if !error.is_retryable() {
-                            return Err(error);
+                    if mode == Mode::Follow {
+                        match self.discover().await {
+                            Ok(()) => unreachable_since = None,
+                            Err(error) if !error.is_retryable() => return Err(error),
+                            Err(error) => {
+                                let since = *unreachable_since.get_or_insert_with(Instant::now);
+                                if since.elapsed() >= KAFKA_UNREACHABLE_LIMIT {
+                                    tracing::warn!(%error, limit = ?KAFKA_UNREACHABLE_LIMIT, "Kafka unreachable through this session's client: ending the session, the next opens new clients");
+                                    return Err(error);
+                                }
+                                tracing::warn!(%error, "partition discovery failed, will retry");
+                            }
                         }
-                        tracing::warn!(%error, "partition discovery failed, will retry");
                     }
                 }
                 record = self.source.recv() => match record {
@@ -1037,6 +1054,38 @@ mod tests {
         }
         shutdown.cancel();
         assert_eq!(running.await.unwrap().unwrap().landed, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_whose_kafka_client_stays_unreachable_ends_retryably() {
+        let catalog = memory_catalog().await;
+        let source = MemorySource::new();
+        produce_sales(&source, 0..3);
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(
+            lander(&catalog, source.clone(), 1_000)
+                .await
+                .run(Mode::Follow, shutdown.clone()),
+        );
+        while batches(&catalog, RawTable::PgSale).await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Unreachable for a while, then one answer: the count starts again.
+        source.set_unreachable(true);
+        tokio::time::sleep(KAFKA_UNREACHABLE_LIMIT / 2).await;
+        source.set_unreachable(false);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        source.set_unreachable(true);
+        tokio::time::sleep(KAFKA_UNREACHABLE_LIMIT / 2 + Duration::from_secs(5)).await;
+        assert!(
+            !running.is_finished(),
+            "unreachable for less than the limit since the last answer"
+        );
+        let error = running.await.unwrap().unwrap_err();
+        assert!(
+            matches!(error, LakeError::Kafka { .. }) && error.is_retryable(),
+            "{error}"
+        );
     }
 
     #[tokio::test]

@@ -265,6 +265,8 @@ impl Source for KafkaSource {
 pub struct MemorySource {
     log: Arc<SharedLog>,
     positions: Arc<Mutex<BTreeMap<TopicPartition, i64>>>,
+    /// While set, metadata requests fail as when no broker answers.
+    unreachable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 type Entry = (Option<Vec<u8>>, Option<Vec<u8>>, Option<TraceHeaders>);
@@ -313,11 +315,19 @@ impl MemorySource {
         offset
     }
 
+    /// Makes this consumer (and its clones, not a reopened one) fail every metadata request
+    /// as one that cannot reach a broker does, or answer again.
+    pub fn set_unreachable(&self, unreachable: bool) {
+        self.unreachable
+            .store(unreachable, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// A new consumer on the same log, with nothing assigned.
     pub fn reopen(&self) -> Self {
         Self {
             log: self.log.clone(),
             positions: Arc::default(),
+            unreachable: Arc::default(),
         }
     }
 
@@ -347,6 +357,12 @@ impl MemorySource {
 
 impl Source for MemorySource {
     async fn partitions(&self, topics: &[String]) -> Result<Vec<TopicPartition>, LakeError> {
+        if self.unreachable.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(LakeError::Kafka {
+                action: "fetch metadata",
+                source: KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerTransportFailure),
+            });
+        }
         let partitions = self.log.partitions.lock().expect("memory log lock");
         Ok(partitions
             .keys()

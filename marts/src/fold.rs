@@ -18,7 +18,7 @@
 //! names. They equal what `current_state` computes in SQL from the whole history; the unit tests
 //! check exactly that.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
@@ -332,10 +332,23 @@ pub struct CellTotals {
     pub sales: i64,
 }
 
-/// Every non-empty cell.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Every non-empty cell, and the cells changed since the kept state last stored them (so a
+/// commit writes those, not every cell: [`crate::state`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Cells(#[serde(with = "cells_as_list")] pub BTreeMap<CellKey, CellTotals>);
+pub struct Cells(
+    #[serde(with = "cells_as_list")] pub BTreeMap<CellKey, CellTotals>,
+    #[serde(skip)] BTreeSet<CellKey>,
+);
+
+impl PartialEq for Cells {
+    // What changed since the last store is bookkeeping, not the cells' value.
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Cells {}
 
 /// JSON maps need string keys; cells are stored as a list of pairs.
 mod cells_as_list {
@@ -366,6 +379,27 @@ fn month_of(micros: i64) -> Option<(u16, u8)> {
 }
 
 impl Cells {
+    /// The cells changed (added, altered or emptied) since [`Cells::stored`] was last called.
+    pub fn changed(&self) -> impl Iterator<Item = (&CellKey, Option<&CellTotals>)> {
+        self.1.iter().map(|key| (key, self.0.get(key)))
+    }
+
+    /// How many cells changed since [`Cells::stored`] was last called.
+    pub fn changed_count(&self) -> usize {
+        self.1.len()
+    }
+
+    /// The kept state now has every cell as it is: nothing has changed since.
+    pub fn stored(&mut self) {
+        self.1.clear();
+    }
+
+    /// The kept state has none of the cells (a state written before cells were rows): every
+    /// cell counts as changed.
+    pub fn none_stored(&mut self) {
+        self.1 = self.0.keys().copied().collect();
+    }
+
     fn add(&mut self, record: &SaleRecord, sign: i64) {
         if record.deleted {
             return;
@@ -380,6 +414,7 @@ impl Cells {
                 city: record.city,
                 salesman: record.salesman,
             };
+            self.1.insert(key);
             let cell = self.0.entry(key).or_default();
             cell.cents += i128::from(sign) * i128::from(record.amount_cents);
             cell.sales += sign;

@@ -190,6 +190,10 @@ pub struct MartsJob {
     /// Woken by the lander's commits ([`tributary_raw::commits`]): the scheduler starts a run
     /// then instead of at its next tick. `None`: ticks only.
     commits: Option<Arc<tokio::sync::Notify>>,
+    /// The checkpoint this process last committed: the next run folds on from it without
+    /// reading the state again, unless the stored version is another (a rebuild, another
+    /// process). Taken by a run, given back once its commit succeeded.
+    kept: std::sync::Mutex<Option<Checkpoint>>,
 }
 
 /// Waits for a lake commit to be announced on `commits`; forever without notifications.
@@ -278,6 +282,7 @@ impl MartsJob {
             pins: None,
             retention: None,
             commits: None,
+            kept: std::sync::Mutex::new(None),
         }
     }
 
@@ -463,7 +468,17 @@ impl MartsJob {
         }
         lineage.start(&table_reads(Some(&snapshots), &Default::default()));
 
-        let base = self.state.checkpoint().await?;
+        let stored = self.state.version().await?;
+        let remembered = self
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .filter(|c| Some(c.version()) == stored);
+        let base = match remembered {
+            Some(checkpoint) => Some(checkpoint),
+            None => self.state.checkpoint().await?,
+        };
         if let Some(kept) = &base
             && kept.namespace != self.namespace
         {
@@ -472,8 +487,10 @@ impl MartsJob {
                 reason: format!("the state was folded from namespace {:?}", kept.namespace),
             });
         }
-        let mut checkpoint = base.clone().unwrap_or_else(|| Checkpoint {
+        let base_generation = base.as_ref().map(|b| b.generation);
+        let mut checkpoint = base.unwrap_or_else(|| Checkpoint {
             namespace: self.namespace.clone(),
+            epoch: uuid::Uuid::new_v4().as_u64_pair().0,
             ..Checkpoint::default()
         });
         let mut timings = RunTimings::default();
@@ -488,10 +505,12 @@ impl MartsJob {
             .iter()
             .filter_map(|(name, _, id)| id.map(|id| (name.to_string(), id)))
             .collect();
-        checkpoint.generation = base.as_ref().map_or(1, |b| b.generation + 1);
+        checkpoint.generation = base_generation.map_or(1, |g| g + 1);
+        let cells_changed = checkpoint.cells.changed_count();
         self.state
-            .commit(base.as_ref().map(|b| b.generation), &changed, &checkpoint)
+            .commit(base_generation, &changed, &checkpoint)
             .await?;
+        checkpoint.cells.stored();
         self.pin_checkpoint(&tables).await;
         tributary_common::failpoint::crash_point(
             tributary_common::failpoint::MARTS_AFTER_STATE_COMMIT,
@@ -504,9 +523,11 @@ impl MartsJob {
             computed_at,
             snapshots,
             snapshot_times: snapshot_times(&tables),
-            watermarks: checkpoint.watermarks,
+            watermarks: checkpoint.watermarks.clone(),
             sales_changed: Some(changed.len()),
         };
+        tracing::debug!(cells_changed, "state committed");
+        *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(checkpoint);
         self.rank_and_publish(publish, totals, progress, timings)
             .await
     }

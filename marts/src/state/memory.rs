@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Checkpoint, StateStore};
+use super::{Checkpoint, StateStore, StateVersion};
 use crate::error::MartsError;
 use crate::fold::{CityKey, SOURCE_PG, SaleKey, SaleRecord};
 
@@ -22,12 +22,21 @@ struct Kept {
 #[derive(Debug, Default)]
 pub struct MemoryState {
     inner: Mutex<Kept>,
+    /// How many times the whole checkpoint was read.
+    checkpoint_reads: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryState {
     /// An empty state.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many times [`StateStore::checkpoint`] was called (a job that remembers its last
+    /// checkpoint reads it only when another wrote since).
+    pub fn checkpoint_reads(&self) -> u64 {
+        self.checkpoint_reads
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
@@ -38,7 +47,13 @@ impl MemoryState {
 #[async_trait]
 impl StateStore for MemoryState {
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, MartsError> {
+        self.checkpoint_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self.lock().checkpoint.clone())
+    }
+
+    async fn version(&self) -> Result<Option<StateVersion>, MartsError> {
+        Ok(self.lock().checkpoint.as_ref().map(Checkpoint::version))
     }
 
     async fn sales(&self, keys: &[SaleKey]) -> Result<Vec<SaleRecord>, MartsError> {
@@ -95,7 +110,9 @@ impl StateStore for MemoryState {
             }
             state.sales.insert(record.key.clone(), record.clone());
         }
-        state.checkpoint = Some(checkpoint.clone());
+        let mut stored = checkpoint.clone();
+        stored.cells.stored();
+        state.checkpoint = Some(stored);
         Ok(())
     }
 

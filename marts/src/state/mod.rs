@@ -1,16 +1,21 @@
 //! The incremental marts' kept state: where the last run stopped, and what it had folded.
 //!
-//! Two parts, written together in one transaction so that a crash repeats a run instead of
+//! Three parts, written together in one transaction so that a crash repeats a run instead of
 //! applying it twice:
 //! - the current version of every sale (`SaleRecord`), keyed by (source, sale id): large (one
 //!   row per sale ever seen), so it is read and written by key, only for the sales a run touches;
-//! - the [`Checkpoint`]: the snapshot of each raw table folded so far, the master data, the
-//!   cells, the per-source watermarks. Small (it grows with cities × salesmen × months, not with
-//!   the history), so it is read and written whole.
+//! - the cells (revenue and count per period, city and salesman): one row each, so a commit
+//!   writes the cells its run changed ([`Cells::changed`]), not all of them; they grow with
+//!   cities × salesmen × months, not with the history, and are read whole only when a process
+//!   starts (the marts job keeps the last committed checkpoint in memory and reads it again only
+//!   when the stored [`StateVersion`] is not the one it committed);
+//! - the [`Checkpoint`]'s small rest: the snapshot of each raw table folded so far, the master
+//!   data, the per-source watermarks, read and written whole.
 //!
 //! A checkpoint carries a generation: a commit succeeds only if the stored generation is still
 //! the one the run started from, so two runs at once (or a run during a rebuild) cannot both
-//! apply their changes ([`MartsError::StateConflict`]).
+//! apply their changes ([`MartsError::StateConflict`]). Its epoch, drawn when a state is first
+//! written, tells a state rebuilt since apart from the one a process remembers.
 //!
 //! [`PostgresState`] keeps it in Postgres (production); [`MemoryState`] in memory (tests).
 
@@ -33,6 +38,10 @@ use tributary_rankings::publication::SourceWatermark;
 pub struct Checkpoint {
     /// Incremented by every commit.
     pub generation: u64,
+    /// Drawn at random when the state is first written (generation 1), then carried: a state
+    /// forgotten and folded again since has another.
+    #[serde(default)]
+    pub epoch: u64,
     /// The lake namespace the state was folded from.
     pub namespace: String,
     /// Raw table name → the snapshot folded up to (tables with no snapshot yet are absent).
@@ -40,14 +49,38 @@ pub struct Checkpoint {
     /// Current salesmen and cities.
     pub master: MasterData,
     /// Revenue and count per (period, city, salesman).
+    #[serde(default)]
     pub cells: Cells,
     /// Source (`pg`, `files`, `erp`) → how far the folded events reach.
     pub watermarks: BTreeMap<String, SourceWatermark>,
 }
 
+/// Which checkpoint is stored: its generation and epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateVersion {
+    /// [`Checkpoint::generation`].
+    pub generation: u64,
+    /// [`Checkpoint::epoch`].
+    pub epoch: u64,
+}
+
+impl Checkpoint {
+    /// Its [`StateVersion`].
+    pub fn version(&self) -> StateVersion {
+        StateVersion {
+            generation: self.generation,
+            epoch: self.epoch,
+        }
+    }
+}
+
 /// Storage of the kept state.
 #[async_trait]
 pub trait StateStore: Send + Sync {
+    /// Which checkpoint is stored (`None` before the first run): cheap, unlike
+    /// [`StateStore::checkpoint`].
+    async fn version(&self) -> Result<Option<StateVersion>, MartsError>;
+
     /// The checkpoint, or `None` before the first run (or after a reset).
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, MartsError>;
 
@@ -62,8 +95,9 @@ pub trait StateStore: Send + Sync {
         cities: &[CityKey],
     ) -> Result<Vec<SaleRecord>, MartsError>;
 
-    /// Writes `sales` and `checkpoint` atomically, provided the stored generation is still
-    /// `base` (`None`: no checkpoint stored). `checkpoint.generation` is the new generation.
+    /// Writes `sales` and `checkpoint` (of its cells, those changed since they were last stored:
+    /// [`Cells::changed`]) atomically, provided the stored generation is still `base` (`None`:
+    /// no checkpoint stored). `checkpoint.generation` is the new generation.
     async fn commit(
         &self,
         base: Option<u64>,

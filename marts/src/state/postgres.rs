@@ -1,17 +1,27 @@
 //! The kept state in Postgres: a schema of its own (`marts_state_<clickhouse database>` by
-//! default) with a `sale` table keyed by (source, sale_id) and a one-row `checkpoint` table.
+//! default) with a `sale` table keyed by (source, sale_id), a `cell` table keyed by (month, city,
+//! salesman) and a one-row `checkpoint` table.
 //!
-//! Sales are read and upserted in batches through `unnest` of array parameters: one round trip
-//! per few thousand sales. The checkpoint is a JSON document (it is small; see the module above).
+//! Sales and changed cells are read and upserted in batches through `unnest` of array
+//! parameters: one round trip per few thousand. The rest of the checkpoint is a JSON document
+//! (small; see the module above). A document written before cells were rows still holds its
+//! cells: read, they all count as changed, and the next commit moves them into `cell`.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row};
 
-use super::{Checkpoint, StateStore};
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tributary_rankings::publication::SourceWatermark;
+
+use super::{Checkpoint, StateStore, StateVersion};
 use crate::error::MartsError;
-use crate::fold::{CityKey, Resolved, SaleKey, SaleRecord, SaleRefs};
+use crate::fold::{
+    CellKey, CellTotals, CityKey, MasterData, Resolved, SaleKey, SaleRecord, SaleRefs,
+};
 
 /// Sales per statement: large enough to make round trips rare, small enough to keep each
 /// statement's parameters a few megabytes.
@@ -114,6 +124,17 @@ impl PostgresState {
                          generation bigint NOT NULL,
                          body text NOT NULL,
                          updated_at timestamptz NOT NULL DEFAULT now()
+                     );
+                     ALTER TABLE {s}.checkpoint ADD COLUMN IF NOT EXISTS epoch bigint NOT NULL DEFAULT 0;
+                     CREATE TABLE IF NOT EXISTS {s}.cell (
+                         month integer NOT NULL,
+                         city_kind smallint NOT NULL,
+                         city_id bigint NOT NULL,
+                         salesman_kind smallint NOT NULL,
+                         salesman_id bigint NOT NULL,
+                         cents text NOT NULL,
+                         sales bigint NOT NULL,
+                         PRIMARY KEY (month, city_kind, city_id, salesman_kind, salesman_id)
                      );"
                 ))
                 .await
@@ -138,6 +159,79 @@ fn resolved_from_columns(id: Option<i64>, pending: bool) -> Resolved {
         (None, true) => Resolved::Pending,
         (None, false) => Resolved::None,
     }
+}
+
+/// The checkpoint's document in the `checkpoint` table: the [`Checkpoint`] without its cells
+/// (same field names, so it reads back as one), which are rows of `cell`.
+#[derive(Serialize)]
+struct StoredCheckpoint<'a> {
+    generation: u64,
+    epoch: u64,
+    namespace: &'a str,
+    snapshots: &'a BTreeMap<String, i64>,
+    master: &'a MasterData,
+    watermarks: &'a BTreeMap<String, SourceWatermark>,
+    /// Written before cells were rows, a document has its cells in it and this absent.
+    cells_in_rows: bool,
+}
+
+/// `Resolved` as a `cell` key's (kind, id): 0 none, 1 an id, 2 pending (id 0 unless an id).
+fn resolved_to_key(r: Resolved) -> (i16, i64) {
+    match r {
+        Resolved::None => (0, 0),
+        Resolved::Id(id) => (1, id),
+        Resolved::Pending => (2, 0),
+    }
+}
+
+fn resolved_from_key(kind: i16, id: i64) -> Result<Resolved, MartsError> {
+    match kind {
+        0 => Ok(Resolved::None),
+        1 => Ok(Resolved::Id(id)),
+        2 => Ok(Resolved::Pending),
+        other => Err(MartsError::CorruptState(format!(
+            "cell reference kind {other} (0, 1 or 2 expected)"
+        ))),
+    }
+}
+
+/// A cell's key as the `cell` table's key columns: the month as `year * 100 + month` (0 for
+/// all time), then the city's and the salesman's (kind, id).
+fn cell_key_to_columns(key: &CellKey) -> (i32, (i16, i64), (i16, i64)) {
+    let month = key
+        .month
+        .map_or(0, |(year, month)| i32::from(year) * 100 + i32::from(month));
+    (
+        month,
+        resolved_to_key(key.city),
+        resolved_to_key(key.salesman),
+    )
+}
+
+fn cell_from_row(row: &Row) -> Result<(CellKey, CellTotals), MartsError> {
+    let month: i32 = row.get(0);
+    let month = match month {
+        0 => None,
+        m => Some((
+            u16::try_from(m / 100).map_err(|_| {
+                MartsError::CorruptState(format!("cell month {m} is not a year and month"))
+            })?,
+            u8::try_from(m % 100).expect("a remainder of 100 fits a u8"),
+        )),
+    };
+    let key = CellKey {
+        month,
+        city: resolved_from_key(row.get(1), row.get(2))?,
+        salesman: resolved_from_key(row.get(3), row.get(4))?,
+    };
+    let cents: String = row.get(5);
+    let totals = CellTotals {
+        cents: cents
+            .parse()
+            .map_err(|e| MartsError::CorruptState(format!("cell cents {cents:?}: {e}")))?,
+        sales: row.get(6),
+    };
+    Ok((key, totals))
 }
 
 fn row_to_record(row: &Row) -> SaleRecord {
@@ -168,6 +262,73 @@ fn row_to_record(row: &Row) -> SaleRecord {
     }
 }
 
+/// Writes the cells `checkpoint` changed since they were last stored: upserts those that hold
+/// sales, deletes those emptied.
+async fn write_cells(
+    tx: &tokio_postgres::Transaction<'_>,
+    s: &str,
+    checkpoint: &Checkpoint,
+) -> Result<(), MartsError> {
+    let changed: Vec<(&CellKey, Option<&CellTotals>)> = checkpoint.cells.changed().collect();
+    for chunk in changed.chunks(BATCH) {
+        let mut month = Vec::new();
+        let (mut city_kind, mut city_id) = (Vec::new(), Vec::new());
+        let (mut salesman_kind, mut salesman_id) = (Vec::new(), Vec::new());
+        let (mut cents, mut sales) = (Vec::new(), Vec::new());
+        let mut gone = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (key, totals) in chunk {
+            let (m, (ck, ci), (sk, si)) = cell_key_to_columns(key);
+            match totals {
+                Some(totals) => {
+                    month.push(m);
+                    city_kind.push(ck);
+                    city_id.push(ci);
+                    salesman_kind.push(sk);
+                    salesman_id.push(si);
+                    cents.push(totals.cents.to_string());
+                    sales.push(totals.sales);
+                }
+                None => {
+                    gone.0.push(m);
+                    gone.1.push(ck);
+                    gone.2.push(ci);
+                    gone.3.push(sk);
+                    gone.4.push(si);
+                }
+            }
+        }
+        if !month.is_empty() {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {s}.cell (month, city_kind, city_id, salesman_kind, salesman_id, cents, sales)
+                     SELECT * FROM unnest($1::integer[], $2::smallint[], $3::bigint[], $4::smallint[],
+                         $5::bigint[], $6::text[], $7::bigint[])
+                     ON CONFLICT (month, city_kind, city_id, salesman_kind, salesman_id)
+                     DO UPDATE SET cents = EXCLUDED.cents, sales = EXCLUDED.sales"
+                ),
+                &[&month, &city_kind, &city_id, &salesman_kind, &salesman_id, &cents, &sales],
+            )
+            .await
+            .map_err(pg_err("upsert changed cells"))?;
+        }
+        if !gone.0.is_empty() {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {s}.cell c
+                     USING unnest($1::integer[], $2::smallint[], $3::bigint[], $4::smallint[],
+                         $5::bigint[]) AS g(month, city_kind, city_id, salesman_kind, salesman_id)
+                     WHERE (c.month, c.city_kind, c.city_id, c.salesman_kind, c.salesman_id)
+                         = (g.month, g.city_kind, g.city_id, g.salesman_kind, g.salesman_id)"
+                ),
+                &[&gone.0, &gone.1, &gone.2, &gone.3, &gone.4],
+            )
+            .await
+            .map_err(pg_err("delete emptied cells"))?;
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl StateStore for PostgresState {
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, MartsError> {
@@ -180,12 +341,51 @@ impl StateStore for PostgresState {
             )
             .await
             .map_err(pg_err("read the checkpoint"))?;
-        row.map(|row| {
-            let body: String = row.get(0);
-            serde_json::from_str(&body)
-                .map_err(|e| MartsError::CorruptState(format!("checkpoint: {e}")))
-        })
-        .transpose()
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let body: serde_json::Value = serde_json::from_str(row.get(0))
+            .map_err(|e| MartsError::CorruptState(format!("checkpoint: {e}")))?;
+        let cells_in_rows = body["cells_in_rows"].as_bool().unwrap_or(false);
+        let mut checkpoint: Checkpoint = serde_json::from_value(body)
+            .map_err(|e| MartsError::CorruptState(format!("checkpoint: {e}")))?;
+        if cells_in_rows {
+            let rows = client
+                .query(
+                    &format!(
+                        "SELECT month, city_kind, city_id, salesman_kind, salesman_id, cents, sales
+                         FROM {}.cell",
+                        self.schema
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(pg_err("read the cells"))?;
+            checkpoint.cells.0 = rows.iter().map(cell_from_row).collect::<Result<_, _>>()?;
+        } else {
+            // Written before cells were rows: the next commit writes every cell.
+            checkpoint.cells.none_stored();
+        }
+        Ok(Some(checkpoint))
+    }
+
+    async fn version(&self) -> Result<Option<StateVersion>, MartsError> {
+        let guard = self.client().await?;
+        let client = guard.as_ref().expect("connected");
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT generation, epoch FROM {}.checkpoint WHERE id = 1",
+                    self.schema
+                ),
+                &[],
+            )
+            .await
+            .map_err(pg_err("read the checkpoint's generation"))?;
+        Ok(row.map(|row| StateVersion {
+            generation: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+            epoch: row.get::<_, i64>(1) as u64,
+        }))
     }
 
     async fn sales(&self, keys: &[SaleKey]) -> Result<Vec<SaleRecord>, MartsError> {
@@ -345,16 +545,27 @@ impl StateStore for PostgresState {
             .await
             .map_err(pg_err("upsert kept sales"))?;
         }
-        let body = serde_json::to_string(checkpoint)
-            .map_err(|e| MartsError::CorruptState(format!("checkpoint does not serialize: {e}")))?;
+        write_cells(&tx, s, checkpoint).await?;
+        let body = serde_json::to_string(&StoredCheckpoint {
+            generation: checkpoint.generation,
+            epoch: checkpoint.epoch,
+            namespace: &checkpoint.namespace,
+            snapshots: &checkpoint.snapshots,
+            master: &checkpoint.master,
+            watermarks: &checkpoint.watermarks,
+            cells_in_rows: true,
+        })
+        .map_err(|e| MartsError::CorruptState(format!("checkpoint does not serialize: {e}")))?;
         let generation = i64::try_from(checkpoint.generation).unwrap_or(i64::MAX);
+        // The epoch's bits, as Postgres has no unsigned type.
+        let epoch = checkpoint.epoch as i64;
         tx.execute(
             &format!(
-                "INSERT INTO {s}.checkpoint (id, generation, body) VALUES (1, $1, $2)
+                "INSERT INTO {s}.checkpoint (id, generation, epoch, body) VALUES (1, $1, $2, $3)
                  ON CONFLICT (id) DO UPDATE SET generation = EXCLUDED.generation,
-                     body = EXCLUDED.body, updated_at = now()"
+                     epoch = EXCLUDED.epoch, body = EXCLUDED.body, updated_at = now()"
             ),
-            &[&generation, &body],
+            &[&generation, &epoch, &body],
         )
         .await
         .map_err(pg_err("write the checkpoint"))?;

@@ -4,7 +4,9 @@
 //! not running: run `make test`.
 
 use tributary_marts::MartsError;
-use tributary_marts::fold::{CityKey, Resolved, SaleKey, SaleRecord, SaleRefs};
+use tributary_marts::fold::{
+    CityKey, MasterData, Resolved, SaleEvent, SaleKey, SaleRecord, SaleRefs,
+};
 use tributary_marts::state::{Checkpoint, MemoryState, PostgresState, StateStore};
 
 fn record(source: &str, id: &str, order: i64, refs: SaleRefs) -> SaleRecord {
@@ -166,5 +168,153 @@ async fn postgres_state_contract() {
     let schema = format!("marts_state_test_{}", std::process::id());
     let state = PostgresState::new(url, &schema).unwrap();
     contract(&state).await;
+    state.reset().await.unwrap();
+}
+
+/// A sale event of `id` in city 7 by salesman `salesman`, in January 2026.
+fn event(id: &str, order: i64, salesman: i64, deleted: bool) -> SaleEvent {
+    SaleEvent {
+        key: SaleKey {
+            source: "pg".into(),
+            sale_id: id.into(),
+        },
+        order: [order, 0, 0],
+        deleted,
+        refs: SaleRefs {
+            salesman_id: Some(salesman),
+            city_id: Some(7),
+            ..SaleRefs::default()
+        },
+        amount: Some(tributary_rankings::money::Money::try_from_cents(10_050).unwrap()),
+        sold_at_micros: Some(1_767_225_600_000_000),
+    }
+}
+
+/// The cells are stored by change: a commit writes the cells folded since the last one (new,
+/// altered, emptied) and the checkpoint reads back every cell as it stands; the version tells
+/// which checkpoint is stored without reading it.
+async fn cells_contract(state: &dyn StateStore) {
+    assert_eq!(state.version().await.unwrap(), None);
+    let keys = MasterData::default().index();
+    let mut checkpoint = Checkpoint {
+        generation: 1,
+        epoch: u64::MAX - 7,
+        namespace: "raw".into(),
+        ..Checkpoint::default()
+    };
+    let first = checkpoint
+        .cells
+        .fold_event(None, event("1", 1, 1, false), &keys)
+        .unwrap();
+    checkpoint
+        .cells
+        .fold_event(None, event("2", 2, 2, false), &keys)
+        .unwrap();
+    assert_eq!(
+        checkpoint.cells.changed_count(),
+        4,
+        "all time and January, two salesmen"
+    );
+    state.commit(None, &[], &checkpoint).await.unwrap();
+    checkpoint.cells.stored();
+    assert_eq!(state.version().await.unwrap(), Some(checkpoint.version()));
+    let read = state.checkpoint().await.unwrap().unwrap();
+    assert_eq!(read, checkpoint);
+    assert_eq!(read.cells.0.len(), 4);
+
+    // Salesman 1's sale deleted (its cells emptied), salesman 2 sells once more.
+    checkpoint
+        .cells
+        .fold_event(Some(&first), event("1", 3, 1, true), &keys)
+        .unwrap();
+    checkpoint
+        .cells
+        .fold_event(None, event("3", 4, 2, false), &keys)
+        .unwrap();
+    checkpoint.generation = 2;
+    assert_eq!(checkpoint.cells.changed_count(), 4);
+    state.commit(Some(1), &[], &checkpoint).await.unwrap();
+    checkpoint.cells.stored();
+    let read = state.checkpoint().await.unwrap().unwrap();
+    assert_eq!(read, checkpoint);
+    assert_eq!(read.cells.0.len(), 2, "{:?}", read.cells.0);
+    assert!(
+        read.cells
+            .0
+            .values()
+            .all(|c| c.sales == 2 && c.cents == 20_100)
+    );
+    assert_eq!(
+        read.cells.changed_count(),
+        0,
+        "read back, nothing is changed"
+    );
+    state.reset().await.unwrap();
+    assert_eq!(state.version().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn memory_state_keeps_cells_by_change() {
+    cells_contract(&MemoryState::new()).await;
+}
+
+#[tokio::test]
+async fn postgres_state_keeps_cells_by_change_and_moves_old_documents_cells_into_rows() {
+    let url = std::env::var("MARTS_STATE_TEST_URL")
+        .unwrap_or_else(|_| "postgres://tributary:tributary@127.0.0.1:5432/tributary".into());
+    let schema = format!("marts_state_cells_test_{}", std::process::id());
+    let state = PostgresState::new(url.as_str(), &schema).unwrap();
+    cells_contract(&state).await;
+
+    // A checkpoint written before cells were rows: its document holds the cells.
+    let keys = MasterData::default().index();
+    let mut old = Checkpoint {
+        generation: 5,
+        namespace: "raw".into(),
+        ..Checkpoint::default()
+    };
+    old.cells
+        .fold_event(None, event("1", 1, 1, false), &keys)
+        .unwrap();
+    assert_eq!(
+        state.version().await.unwrap(),
+        None,
+        "connects, creates the schema"
+    );
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .execute(
+            &format!("INSERT INTO {schema}.checkpoint (id, generation, body) VALUES (1, 5, $1)"),
+            &[&serde_json::to_string(&old).unwrap()],
+        )
+        .await
+        .unwrap();
+    let mut read = state.checkpoint().await.unwrap().unwrap();
+    assert_eq!(read, old);
+    assert_eq!(
+        read.cells.changed_count(),
+        2,
+        "every cell is still to be stored"
+    );
+    read.generation = 6;
+    state.commit(Some(5), &[], &read).await.unwrap();
+    let rows: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {schema}.cell"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 2);
+    let body: String = client
+        .query_one(&format!("SELECT body FROM {schema}.checkpoint"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!body.contains("\"cells\""), "{body}");
+    let again = state.checkpoint().await.unwrap().unwrap();
+    assert_eq!(again.cells, old.cells);
+    assert_eq!(again.cells.changed_count(), 0);
     state.reset().await.unwrap();
 }
