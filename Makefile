@@ -65,7 +65,7 @@ test: prereqs ## fmt, clippy, unit, integration and end-to-end tests (starts the
 bench: up ## benchmarks against their baselines (lander vs raw rdkafka and Iceberg's Kafka Connect sink; marts incremental vs recompute), results in bench/results/
 	dev/iceberg-connect/worker up
 	$(CARGO) run --release -p tributary-bench -- lander --iceberg-connect
-	$(CARGO) run --release -p tributary-bench -- marts
+	$(CARGO) run --release -p tributary-bench -- marts --runs $(MARTS_RUNS)
 	$(MAKE) --no-print-directory bench-api
 	$(MAKE) --no-print-directory bench-cdc
 
@@ -76,10 +76,13 @@ bench-lander: up ## lander vs raw rdkafka vs Iceberg's Kafka Connect sink on EVE
 	dev/iceberg-connect/worker up
 	$(CARGO) run --release -p tributary-bench -- lander --events $(EVENTS) --iceberg-connect
 
-# The mart-cost benchmark alone, in the dev profile (no 20-minute release build): HISTORIES=100000,1000000
+# The mart-cost benchmark alone (release build): MARTS_RUNS timed incremental runs per history,
+# median and spread; HISTORIES=100000,1000000 for a shorter run.
 HISTORIES ?= 100000,1000000,10000000
-bench-marts: up build ## incremental marts run vs full recompute on 100K/1M/10M events of history
-	"$${CARGO_TARGET_DIR:-target}/debug/tributary-bench" marts --histories $(HISTORIES)
+MARTS_RUNS ?= 3
+bench-marts: up ## incremental marts runs (median of MARTS_RUNS) vs full recompute on 100K/1M/10M events of history (release)
+	$(CARGO) build --release -p tributary-bench
+	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" marts --histories $(HISTORIES) --runs $(MARTS_RUNS)
 
 # The marts' full rebuild, DataFusion in process vs Trino (one node, `make trino`), release build, RUNS
 # runs per history: `make bench-trino HISTORIES=100000,1000000 RUNS=3`. Results in bench/results/rebuild.md.

@@ -88,6 +88,10 @@ enum Command {
         /// New events the timed incremental run folds.
         #[arg(long, default_value_t = 10_000)]
         new_events: usize,
+        /// Timed incremental runs per history (each folds `new_events` more); the median and
+        /// spread are reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
         /// Warehouse: `s3://warehouse` (the stack's object store) or a local folder.
         #[arg(long, default_value = "s3://warehouse")]
         warehouse: String,
@@ -181,6 +185,7 @@ async fn main() -> Result<()> {
         Command::Marts {
             histories,
             new_events,
+            runs,
             warehouse,
         } => {
             let lake = tributary_common::LakeSettings {
@@ -191,7 +196,7 @@ async fn main() -> Result<()> {
             let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
             let mut rows = Vec::new();
             for history in histories {
-                rows.extend(marts::history(&lake, &clickhouse, &id, history, new_events).await?);
+                rows.extend(marts::history(&lake, &clickhouse, &id, history, new_events, runs).await?);
             }
             write_results(&cli.out, "marts", &rows, &serde_json::Value::Null).await?;
         }

@@ -2,7 +2,8 @@
 //! on. For each history size, the raw tables are filled with that many Postgres change events
 //! (skewed salesmen, each selling mostly in their home city, 80/15/5 insert/update/delete,
 //! two years of months; the new events mostly in the latest month), the marts state is built, then
-//! 10 K new events are appended and timed three ways:
+//! 10 K new events are appended and timed three ways (the incremental run `--runs` times, each
+//! with 10 K more, median and spread):
 //! - the incremental run (reads the new files, folds them into the kept state in Postgres,
 //!   ranks and publishes to ClickHouse);
 //! - a full recompute of the same rankings from the whole lake in DataFusion SQL (what the
@@ -237,6 +238,7 @@ pub async fn history(
     id: &str,
     history: usize,
     new_events: usize,
+    runs: usize,
 ) -> Result<Vec<ResultRow>> {
     let History {
         catalog,
@@ -264,18 +266,32 @@ pub async fn history(
     let build = started.elapsed().as_secs_f64();
 
     sales.live = true;
-    writer
-        .append((0..new_events).map(|_| sales.next()).collect())
-        .await?;
-    let started = Instant::now();
-    let outcome = job
-        .run_with(RunMode::Incremental)
-        .await
-        .context("incremental run")?;
-    let incremental = started.elapsed().as_secs_f64();
-    let RunOutcome::Published { timings: t, .. } = outcome else {
-        anyhow::bail!("{ns}: the incremental run published nothing");
-    };
+    // `runs` incremental runs, each folding `new_events` more: the state stays the one the
+    // rebuild wrote plus what earlier runs folded, as in production.
+    let mut totals = Vec::with_capacity(runs);
+    let mut phases: [Vec<f64>; 5] = Default::default();
+    for _ in 0..runs.max(1) {
+        writer
+            .append((0..new_events).map(|_| sales.next()).collect())
+            .await?;
+        let started = Instant::now();
+        let outcome = job
+            .run_with(RunMode::Incremental)
+            .await
+            .context("incremental run")?;
+        totals.push(started.elapsed().as_secs_f64());
+        let RunOutcome::Published { timings: t, .. } = outcome else {
+            anyhow::bail!("{ns}: the incremental run published nothing");
+        };
+        for (phase, seconds) in phases
+            .iter_mut()
+            .zip([t.read, t.fold, t.commit, t.rank, t.publish])
+        {
+            phase.push(seconds);
+        }
+    }
+    let (incremental, fastest, slowest) = crate::summary(totals);
+    let [read, fold, commit, rank, publish] = phases.map(|p| crate::summary(p).0);
 
     let started = Instant::now();
     let (_, full) = compute(catalog.as_ref(), &ns)
@@ -305,19 +321,14 @@ pub async fn history(
             new_events,
             incremental,
             format!(
-                "read {:.2}s, fold {:.2}s, state commit {:.2}s, rank {:.2}s, publish {:.2}s; {:.1}x faster than recompute + publish",
-                t.read,
-                t.fold,
-                t.commit,
-                t.rank,
-                t.publish,
-                (recompute + t.publish) / incremental
+                "median of {runs} (min {fastest:.2}s, max {slowest:.2}s); medians: read {read:.2}s, fold {fold:.2}s, state commit {commit:.2}s, rank {rank:.2}s, publish {publish:.2}s; {:.1}x faster than recompute + publish",
+                (recompute + publish) / incremental
             ),
         ),
         row(
             format!("full recompute (DataFusion SQL) of {total}, + the same publish"),
             total,
-            recompute + t.publish,
+            recompute + publish,
             format!("reads every event; the baseline (compute {recompute:.2}s)"),
         ),
         row(
