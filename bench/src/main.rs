@@ -196,7 +196,9 @@ async fn main() -> Result<()> {
             let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
             let mut rows = Vec::new();
             for history in histories {
-                rows.extend(marts::history(&lake, &clickhouse, &id, history, new_events, runs).await?);
+                rows.extend(
+                    marts::history(&lake, &clickhouse, &id, history, new_events, runs).await?,
+                );
             }
             write_results(&cli.out, "marts", &rows, &serde_json::Value::Null).await?;
         }

@@ -239,7 +239,7 @@ pub async fn republishing_replaces_rows(store: &dyn PublicationWriter) {
         .await
         .unwrap();
     assert_eq!(in7.len(), 2);
-    assert!(in7.iter().all(|r| r.run_id == "run-2"));
+    assert!(in7.iter().all(|r| r.version == second.version()));
 }
 
 pub async fn latest_is_the_highest_version(store: &dyn PublicationWriter) {
