@@ -94,7 +94,7 @@ pub struct RunTimings {
     pub fold: f64,
     /// Committing the state.
     pub commit: f64,
-    /// Ranking from the cells.
+    /// Totalling the cells per period and ranking them.
     pub rank: f64,
     /// Writing the publication to the store.
     pub publish: f64,
@@ -518,6 +518,7 @@ impl MartsJob {
         timings.commit = watch.lap();
 
         let totals = checkpoint.cells.totals(&checkpoint.master)?;
+        timings.rank = watch.lap();
         let publish = Publish {
             run_id,
             computed_at,
@@ -593,7 +594,7 @@ impl MartsJob {
         let publication = Publication::of_periods(snapshots, run_id, computed_at, rankings)
             .with_sources(watermarks)
             .with_lake_committed_ms(snapshot_times.iter().map(|(_, _, ms)| *ms).max());
-        timings.rank = watch.lap();
+        timings.rank += watch.lap();
         self.store.publish(&publication).await?;
         self.pin_publication(&publication.id, &snapshot_times).await;
         timings.publish = watch.lap();
