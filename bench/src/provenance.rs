@@ -136,7 +136,8 @@ pub(crate) fn locked_version(package: &str) -> String {
         .to_string()
 }
 
-/// The commit the benchmark ran at (`git rev-parse HEAD`, `-dirty` when the work tree differs).
+/// The commit the benchmark ran at (`git rev-parse HEAD`, `-dirty` when the work tree differs
+/// outside `bench/results`).
 pub(crate) fn git_commit() -> String {
     let git = |args: &[&str]| {
         Command::new("git")
@@ -147,7 +148,16 @@ pub(crate) fn git_commit() -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     let head = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    match git(&["status", "--porcelain", "--untracked-files=no"]) {
+    // Results files a benchmark run rewrote (one of `make bench`'s earlier steps) do not make
+    // the measured code differ.
+    match git(&[
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ".",
+        ":(exclude)bench/results",
+    ]) {
         Some(changes) if !changes.is_empty() => format!("{head}-dirty"),
         _ => head,
     }
