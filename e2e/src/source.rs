@@ -367,16 +367,7 @@ async fn register_connector(names: &Names) -> Result<()> {
     );
     let start = Instant::now();
     loop {
-        let answer: Result<Value> = async {
-            Ok(http
-                .get(format!("{url}/status"))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?)
-        }
-        .await;
+        let answer = get_json(&http, &format!("{url}/status")).await;
         if let Ok(status) = &answer {
             let task = &status["tasks"][0]["state"];
             if task == "RUNNING" {
@@ -399,6 +390,17 @@ async fn register_connector(names: &Names) -> Result<()> {
     }
 }
 
+/// A JSON answer of Kafka Connect's REST API.
+async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value> {
+    Ok(http
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
 /// Waits until Kafka Connect has stored an offset past the connector's initial snapshot. Until
 /// then a restart of the task (a broker outage revokes it) finds no offset and snapshots the
 /// tables again: a row deleted meanwhile is then never deleted downstream, as a snapshot emits
@@ -409,16 +411,7 @@ async fn wait_for_committed_snapshot(http: &reqwest::Client, names: &Names) -> R
     let url = format!("{CONNECT}/connectors/{}/offsets", names.connector);
     let start = Instant::now();
     loop {
-        let answer: Result<Value> = async {
-            Ok(http
-                .get(&url)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?)
-        }
-        .await;
+        let answer = get_json(http, &url).await;
         if let Ok(offsets) = &answer
             && let Some(offset) = offsets["offsets"]
                 .as_array()
