@@ -225,16 +225,11 @@ impl SourceDb {
             let http = reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?;
-            let status: Value = http
-                .get(format!(
-                    "{CONNECT}/connectors/{}/status",
-                    self.names.connector
-                ))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
+            let status = get_json(
+                &http,
+                &format!("{CONNECT}/connectors/{}/status", self.names.connector),
+            )
+            .await?;
             let trace = status["tasks"][0]["trace"]
                 .as_str()
                 .map(|t| t.lines().take(6).collect::<Vec<_>>().join(" | "))

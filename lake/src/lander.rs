@@ -159,6 +159,25 @@ async fn run_session(
 /// replaces its clients rather than wait on one that may never reconnect.
 const KAFKA_UNREACHABLE_LIMIT: Duration = Duration::from_secs(60);
 
+/// After a failed partition discovery: a permanent error ends the session, a retryable one is
+/// logged and tolerated until discovery has failed for [`KAFKA_UNREACHABLE_LIMIT`] since the last
+/// success (`unreachable_since`), when it ends the session too.
+fn tolerate_discovery_failure(
+    error: LakeError,
+    unreachable_since: &mut Option<Instant>,
+) -> Result<(), LakeError> {
+    if !error.is_retryable() {
+        return Err(error);
+    }
+    let since = *unreachable_since.get_or_insert_with(Instant::now);
+    if since.elapsed() >= KAFKA_UNREACHABLE_LIMIT {
+        tracing::warn!(%error, limit = ?KAFKA_UNREACHABLE_LIMIT, "Kafka unreachable through this session's client: ending the session, the next opens new clients");
+        return Err(error);
+    }
+    tracing::warn!(%error, "partition discovery failed, will retry");
+    Ok(())
+}
+
 /// How often the consumer lag gauge is refreshed.
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -369,15 +388,7 @@ impl<S: Source> Lander<S> {
                     if mode == Mode::Follow {
                         match self.discover().await {
                             Ok(()) => unreachable_since = None,
-                            Err(error) if !error.is_retryable() => return Err(error),
-                            Err(error) => {
-                                let since = *unreachable_since.get_or_insert_with(Instant::now);
-                                if since.elapsed() >= KAFKA_UNREACHABLE_LIMIT {
-                                    tracing::warn!(%error, limit = ?KAFKA_UNREACHABLE_LIMIT, "Kafka unreachable through this session's client: ending the session, the next opens new clients");
-                                    return Err(error);
-                                }
-                                tracing::warn!(%error, "partition discovery failed, will retry");
-                            }
+                            Err(error) => tolerate_discovery_failure(error, &mut unreachable_since)?,
                         }
                     }
                 }
