@@ -1249,7 +1249,8 @@ async fn check_provenance(
     Ok(())
 }
 
-/// Time travel: at a pg_sale snapshot from the middle of the run, the provenance of that
+/// Time travel: at a pg_sale snapshot from the middle of the run (any table's, when pg_sale has
+/// none inside every table's kept history), the provenance of that
 /// snapshot's top city sums to that snapshot's row (the sources have moved on since, so only the
 /// sums are checked). Returns the snapshot.
 async fn provenance_in_the_past(http: &reqwest::Client, base: &str) -> Result<i64> {
@@ -1287,13 +1288,33 @@ async fn provenance_in_the_past(http: &reqwest::Client, base: &str) -> Result<i6
             expired.then(|| at(oldest)).flatten()
         })
         .max();
-    let cuttable: Vec<&Value> = pg_sale
-        .iter()
-        .filter(|s| cut_from.is_none_or(|from| at(s).is_some_and(|t| t >= from)))
-        .collect();
-    let middle = cuttable
-        .get(cuttable.len() / 2)
-        .context("no pg_sale snapshot inside every table's kept history")?["snapshot_id"]
+    let cuttable = |listed: &[Value]| -> Vec<Value> {
+        let mut kept: Vec<Value> = listed
+            .iter()
+            .filter(|s| cut_from.is_none_or(|from| at(s).is_some_and(|t| t >= from)))
+            .cloned()
+            .collect();
+        kept.sort_by_key(|s| at(s));
+        kept
+    };
+    // pg_sale's newest snapshot may be older than another table's oldest kept one (that table
+    // committed last and its history was expired since): then any table's snapshot inside the
+    // kept history cuts the whole lake just as well.
+    let mut candidates = cuttable(pg_sale);
+    if candidates.is_empty() {
+        let every: Vec<Value> = snapshots["tables"]
+            .as_array()
+            .context("no tables")?
+            .iter()
+            .filter_map(|t| t["snapshots"].as_array())
+            .flatten()
+            .cloned()
+            .collect();
+        candidates = cuttable(&every);
+    }
+    let middle = candidates
+        .get(candidates.len() / 2)
+        .context("no snapshot inside every table's kept history")?["snapshot_id"]
         .as_i64()
         .context("snapshot_id")?;
     let then: Value = http
