@@ -300,6 +300,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {
     let store: Arc<dyn RankingQueries> = Arc::new(ClickHouseStore::new(&config.clickhouse)?);
+    // The marts announce each publication of rankings computed from this lake namespace.
+    let published = if config.serving.refresh_ms > 0 {
+        tributary_raw::commits::listen_for_publications(&config.lake).await
+    } else {
+        None
+    };
     let lake = Arc::new(Lake::from_settings(config.lake).with_topics(&config.topics));
     let lineage_check = tributary_common::health::postgres_answers(&config.lineage.url);
     let mut api = RankingsApi::with_lake(store.clone(), lake)
@@ -311,6 +317,7 @@ pub async fn run(
         tokio::spawn(serving::keep_fresh(
             served.clone(),
             std::time::Duration::from_millis(config.serving.refresh_ms),
+            published.as_ref().map(|(wake, _)| wake.clone()),
             shutdown.clone(),
         ));
         api = api
@@ -339,7 +346,11 @@ pub async fn run(
         std::time::Duration::from_secs(checkpoint_interval_s.max(1)),
         shutdown.clone(),
     ));
-    serve_api(listener, api, lineage, Arc::new(config.auth), shutdown).await
+    let served = serve_api(listener, api, lineage, Arc::new(config.auth), shutdown).await;
+    if let Some((_, listening)) = published {
+        listening.abort();
+    }
+    served
 }
 
 /// Serves the API over any store and lake (tests use `MemoryStore` and a memory catalog).

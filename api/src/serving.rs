@@ -29,7 +29,8 @@ pub const CACHE_CONTROL: &str = "public, no-cache";
 #[serde(deny_unknown_fields, default)]
 pub struct ServingSettings {
     /// How often to ask ClickHouse whether a newer publication exists (one small query); a
-    /// newer one is read whole and swapped in. 0 holds nothing in memory: every request then
+    /// newer one is read whole and swapped in. A publication the marts announce (on the
+    /// catalog's Postgres) is looked for at once; this interval covers missed announcements. 0 holds nothing in memory: every request then
     /// reads ClickHouse.
     pub refresh_ms: u64,
     /// Bytes of answers kept as rendered from the served publication ([`AnswerCache`]); 0
@@ -46,10 +47,16 @@ impl Default for ServingSettings {
     }
 }
 
-/// Refreshes `served` every `every` until `shutdown`. A failure is logged once when it starts
+/// Refreshes `served` every `every`, and at once when `published` is woken (the marts announced
+/// a publication, [`tributary_raw::commits::listen_for_publications`]), until `shutdown`. A failure is logged once when it starts
 /// and once when it ends (ClickHouse down for an hour is two lines, not 7,200); the publication
 /// already held keeps being served meanwhile.
-pub async fn keep_fresh(served: Arc<ServedStore>, every: Duration, shutdown: CancellationToken) {
+pub async fn keep_fresh(
+    served: Arc<ServedStore>,
+    every: Duration,
+    published: Option<Arc<tokio::sync::Notify>>,
+    shutdown: CancellationToken,
+) {
     let mut failing = false;
     loop {
         let started = Instant::now();
@@ -79,9 +86,16 @@ pub async fn keep_fresh(served: Arc<ServedStore>, every: Duration, shutdown: Can
                 }
             }
         }
+        let announced = async {
+            match &published {
+                Some(published) => published.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
+            _ = announced => {}
         }
     }
 }

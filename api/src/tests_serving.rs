@@ -244,3 +244,45 @@ async fn ready_while_clickhouse_is_down_as_long_as_a_publication_is_held() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn an_announced_publication_is_swapped_in_before_the_next_refresh() {
+    let store = Arc::new(MemoryStore::new());
+    let first = publication();
+    store.publish(&first).await.unwrap();
+    let served = Arc::new(ServedStore::new(store.clone()));
+    let announced = Arc::new(tokio::sync::Notify::new());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    // An hour between refreshes: only the first one and the announcement can load anything.
+    let refreshing = tokio::spawn(crate::serving::keep_fresh(
+        served.clone(),
+        std::time::Duration::from_secs(3600),
+        Some(announced.clone()),
+        shutdown.clone(),
+    ));
+    let held_run = |served: &ServedStore| served.served().map(|p| p.row().run_id.clone());
+    for _ in 0..500 {
+        if held_run(&served).is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(held_run(&served).as_deref(), Some(first.run_id.as_str()));
+
+    let newer = tributary_rankings::Publication {
+        computed_at: first.computed_at + chrono::Duration::seconds(60),
+        run_id: "run-2".into(),
+        ..first
+    };
+    store.publish(&newer).await.unwrap();
+    announced.notify_one();
+    for _ in 0..500 {
+        if held_run(&served).as_deref() == Some("run-2") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(held_run(&served).as_deref(), Some("run-2"));
+    shutdown.cancel();
+    refreshing.await.unwrap();
+}

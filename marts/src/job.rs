@@ -190,6 +190,9 @@ pub struct MartsJob {
     /// Woken by the lander's commits ([`tributary_raw::commits`]): the scheduler starts a run
     /// then instead of at its next tick. `None`: ticks only.
     commits: Option<Arc<tokio::sync::Notify>>,
+    /// Announces each publication, so the API swaps it in at once rather than at its next
+    /// refresh.
+    announcer: Option<tributary_raw::commits::Announcer>,
     /// The checkpoint this process last committed: the next run folds on from it without
     /// reading the state again, unless the stored version is another (a rebuild, another
     /// process). Taken by a run, given back once its commit succeeded.
@@ -282,6 +285,7 @@ impl MartsJob {
             pins: None,
             retention: None,
             commits: None,
+            announcer: None,
             kept: std::sync::Mutex::new(None),
         }
     }
@@ -320,6 +324,16 @@ impl MartsJob {
     /// announced, see [`tributary_raw::commits::listen`]) rather than at the next tick only.
     pub fn with_commit_notifications(mut self, commits: Arc<tokio::sync::Notify>) -> Self {
         self.commits = Some(commits);
+        self
+    }
+
+    /// The same job, announcing each publication with `announcer` (see
+    /// [`tributary_raw::commits::listen_for_publications`]).
+    pub fn with_publication_announcer(
+        mut self,
+        announcer: Option<tributary_raw::commits::Announcer>,
+    ) -> Self {
+        self.announcer = announcer;
         self
     }
 
@@ -596,6 +610,9 @@ impl MartsJob {
             .with_lake_committed_ms(snapshot_times.iter().map(|(_, _, ms)| *ms).max());
         timings.rank += watch.lap();
         self.store.publish(&publication).await?;
+        if let Some(announcer) = &self.announcer {
+            announcer.publication().await;
+        }
         self.pin_publication(&publication.id, &snapshot_times).await;
         timings.publish = watch.lap();
         let rows = publication.rows();

@@ -155,7 +155,10 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(tributary_raw::pins::SnapshotPins::new(&config.lake)?),
         format!("marts:{}", config.state_schema()),
     )
-    .with_retention(config.retention.clone());
+    .with_retention(config.retention.clone())
+    .with_publication_announcer(tributary_raw::commits::Announcer::for_publications(
+        &config.lake,
+    ));
     let job = match cli.engine {
         EngineArg::Datafusion => job,
         EngineArg::Trino => job.with_engine(Engine::Trino(TrinoClient::new(&config.trino)?)),

@@ -1,10 +1,15 @@
-//! Lake commit notifications: after each commit the lander sends a Postgres `NOTIFY` on
-//! [`CHANNEL`] (payload: the namespace) over the session that holds its writer lock, so a reader
-//! that wants to react to new data (the marts) starts at once instead of polling the catalog.
+//! Notifications on the catalog's Postgres, so the next stage reacts to new data at once
+//! instead of polling:
+//! - lake commits: after each commit the lander sends a `NOTIFY` on [`CHANNEL`] (payload: the
+//!   namespace) over the session that holds its writer lock; the marts listen ([`listen`]);
+//! - publications: after each publish the marts send one on [`PUBLICATIONS_CHANNEL`] (payload:
+//!   the namespace the rankings were computed from, [`Announcer`]); the API listens
+//!   ([`listen_for_publications`]) and swaps in the newer publication.
 //!
-//! A notification only says "look now": a reader still finds what changed in the snapshots,
-//! and one that missed notifications (its connection dropped, it started late) loses nothing,
-//! since it also runs at its interval. Catalogs that are not on Postgres send and receive none.
+//! A notification only says "look now": a reader still finds what changed in the snapshots (or
+//! the publications table), and one that missed notifications (its connection dropped, it
+//! started late) loses nothing, since it also looks at its interval. Catalogs that are not on
+//! Postgres send and receive none.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +22,9 @@ use tributary_common::LakeSettings;
 /// The Postgres channel lake commits are announced on.
 pub const CHANNEL: &str = "tributary_lake_commits";
 
+/// The Postgres channel the marts announce each publication on.
+pub const PUBLICATIONS_CHANNEL: &str = "tributary_publications";
+
 /// Longest wait before listening again after the connection failed.
 const RECONNECT_MAX_WAIT: Duration = Duration::from_secs(30);
 
@@ -27,6 +35,20 @@ const RECONNECT_MAX_WAIT: Duration = Duration::from_secs(30);
 /// wakes it (a commit may have been missed). `None` for a catalog that is not on Postgres.
 /// Abort the handle to stop.
 pub async fn listen(settings: &LakeSettings) -> Option<(Arc<Notify>, JoinHandle<()>)> {
+    listen_on(CHANNEL, settings).await
+}
+
+/// As [`listen`], for the publications of rankings computed from `settings.namespace`.
+pub async fn listen_for_publications(
+    settings: &LakeSettings,
+) -> Option<(Arc<Notify>, JoinHandle<()>)> {
+    listen_on(PUBLICATIONS_CHANNEL, settings).await
+}
+
+async fn listen_on(
+    channel: &'static str,
+    settings: &LakeSettings,
+) -> Option<(Arc<Notify>, JoinHandle<()>)> {
     if !settings.catalog_uri.starts_with("postgres") {
         return None;
     }
@@ -34,7 +56,7 @@ pub async fn listen(settings: &LakeSettings) -> Option<(Arc<Notify>, JoinHandle<
     // Bounded: a stalled Postgres must not hold up the start of the service listening.
     let first = tokio::time::timeout(
         Duration::from_secs(10),
-        subscribe(&settings.catalog_uri, &settings.namespace),
+        subscribe(channel, &settings.catalog_uri, &settings.namespace),
     )
     .await
     .unwrap_or_else(|_| {
@@ -44,6 +66,7 @@ pub async fn listen(settings: &LakeSettings) -> Option<(Arc<Notify>, JoinHandle<
         )))
     });
     let task = tokio::spawn(listen_forever(
+        channel,
         first,
         settings.catalog_uri.clone(),
         settings.namespace.clone(),
@@ -52,15 +75,16 @@ pub async fn listen(settings: &LakeSettings) -> Option<(Arc<Notify>, JoinHandle<
     Some((wake, task))
 }
 
-/// A connection listening on [`CHANNEL`].
-async fn subscribe(uri: &str, namespace: &str) -> Result<PgListener, sqlx::Error> {
+/// A connection listening on `channel`.
+async fn subscribe(channel: &str, uri: &str, namespace: &str) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect(uri).await?;
-    listener.listen(CHANNEL).await?;
-    tracing::info!(channel = CHANNEL, namespace, "listening for lake commits");
+    listener.listen(channel).await?;
+    tracing::info!(channel, namespace, "listening for announcements");
     Ok(listener)
 }
 
 async fn listen_forever(
+    channel: &'static str,
     first: Result<PgListener, sqlx::Error>,
     uri: String,
     namespace: String,
@@ -71,12 +95,12 @@ async fn listen_forever(
     loop {
         let (subscribed, again) = match first.take() {
             Some(first) => (first, false),
-            None => (subscribe(&uri, &namespace).await, true),
+            None => (subscribe(channel, &uri, &namespace).await, true),
         };
         let listener = match subscribed {
             Ok(listener) => listener,
             Err(error) => {
-                tracing::warn!(%error, ?wait, "cannot listen for lake commits; runs keep their interval meanwhile");
+                tracing::warn!(%error, ?wait, channel, "cannot listen for announcements; looking at the interval meanwhile");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(RECONNECT_MAX_WAIT);
                 continue;
@@ -84,16 +108,17 @@ async fn listen_forever(
         };
         wait = Duration::from_secs(1);
         if again {
-            // Listening again: commits announced while we were not may have gone unheard.
+            // Listening again: announcements made while we were not may have gone unheard.
             wake.notify_one();
         }
         if let Err(error) = hear(listener, &namespace, &wake).await {
-            tracing::warn!(%error, "lost the connection listening for lake commits");
+            tracing::warn!(%error, channel, "lost the connection listening for announcements");
         }
     }
 }
 
-/// Wakes `wake` for each commit to `namespace` heard on one connection, until it is lost.
+/// Wakes `wake` for each announcement about `namespace` heard on one connection, until it is
+/// lost.
 async fn hear(mut listener: PgListener, namespace: &str, wake: &Notify) -> Result<(), sqlx::Error> {
     // `try_recv` gives `None` when the connection is lost, rather than reconnecting silently.
     while let Some(notification) = listener.try_recv().await? {
@@ -107,12 +132,49 @@ async fn hear(mut listener: PgListener, namespace: &str, wake: &Notify) -> Resul
 /// Announces a commit to `namespace` on `session` (best effort: a failure is logged, and
 /// listeners fall back to their interval).
 pub async fn announce(session: &mut sqlx::PgConnection, namespace: &str) {
+    notify(session, CHANNEL, namespace).await
+}
+
+async fn notify<'e>(executor: impl sqlx::PgExecutor<'e>, channel: &str, namespace: &str) {
     let sent = sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
+        .bind(channel)
         .bind(namespace)
-        .execute(session)
+        .execute(executor)
         .await;
     if let Err(error) = sent {
-        tracing::warn!(%error, "could not announce the commit (readers notice it at their interval)");
+        tracing::warn!(%error, channel, "could not announce (listeners notice at their interval)");
+    }
+}
+
+/// Announces publications of rankings computed from one namespace, over a connection of its
+/// own to the catalog's Postgres (opened at the first announcement, again after a drop).
+#[derive(Debug, Clone)]
+pub struct Announcer {
+    pool: sqlx::PgPool,
+    namespace: String,
+}
+
+impl Announcer {
+    /// `None` for a catalog that is not on Postgres (or whose URI does not parse: the lake
+    /// would refuse it first).
+    pub fn for_publications(settings: &LakeSettings) -> Option<Self> {
+        if !settings.catalog_uri.starts_with("postgres") {
+            return None;
+        }
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            // Bounded: a stalled Postgres must not hold up the run that announces.
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy(&settings.catalog_uri)
+            .ok()?;
+        Some(Self {
+            pool,
+            namespace: settings.namespace.clone(),
+        })
+    }
+
+    /// Announces a publication (best effort, as [`announce`]).
+    pub async fn publication(&self) {
+        notify(&self.pool, PUBLICATIONS_CHANNEL, &self.namespace).await
     }
 }

@@ -5,7 +5,7 @@
 //!  offsets     the Kafka offset map every lander commit stores in its snapshot summary
 //!  ledger      the fate of every record consumed (landed, dead-lettered, tombstone), idem
 //!  catalog     open the SQL catalog (S3 or a folder), name/load a table, read a snapshot
-//!  commits     the lander announces each commit (Postgres NOTIFY); the marts listen
+//!  commits     the lander announces each commit, the marts each publication (Postgres NOTIFY)
 //!  snapshots   AsOf pins (latest, ids, a time), list snapshots, resolve one id to a cut
 //!  topics      which Kafka topic feeds which raw table
 //!  incremental the rows a range of append snapshots added (the marts' per-run read)
