@@ -194,6 +194,19 @@ impl Publication {
             .chain(self.months.iter().map(|(m, r)| (Period::Month(*m), r)))
     }
 
+    /// How many rows of each ranking table [`Publication::rows`] makes (without making them):
+    /// `(city_ranking, city_salesman_ranking, salesman_ranking)`.
+    pub fn ranking_row_counts(&self) -> (usize, usize, usize) {
+        self.periods()
+            .fold((0, 0, 0), |(cities, city_salesmen, salesmen), (_, r)| {
+                (
+                    cities + r.cities.len(),
+                    city_salesmen + r.cities.iter().map(|c| c.salesmen.len()).sum::<usize>(),
+                    salesmen + r.salesmen.len(),
+                )
+            })
+    }
+
     /// The ReplacingMergeTree version of every row: the run's start in milliseconds, so a
     /// later run of the same publication replaces an earlier one's rows.
     pub fn version(&self) -> u64 {

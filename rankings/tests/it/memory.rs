@@ -52,3 +52,24 @@ async fn memory_detail_reads() {
 async fn memory_pruning() {
     contract::pruning_keeps_the_latest_the_pinned_and_the_recent(&MemoryStore::new()).await;
 }
+
+/// The counts a run reports without making the rows are those of the rows it publishes.
+#[test]
+fn ranking_row_counts_are_those_of_the_rows() {
+    for publication in [
+        contract::sample(1, "run-a", 1_700_000_000),
+        contract::sample_with_months(2, "run-b", 1_700_000_100),
+    ] {
+        let rows = publication.rows();
+        let (cities, city_salesmen, salesmen) = publication.ranking_row_counts();
+        assert!(cities > 0 && city_salesmen > 0 && salesmen > 0);
+        assert_eq!(
+            (cities, city_salesmen, salesmen),
+            (
+                rows.cities.len(),
+                rows.city_salesmen.len(),
+                rows.salesmen.len()
+            )
+        );
+    }
+}
