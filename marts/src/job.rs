@@ -197,6 +197,10 @@ pub struct MartsJob {
     /// reading the state again, unless the stored version is another (a rebuild, another
     /// process). Taken by a run, given back once its commit succeeded.
     kept: std::sync::Mutex<Option<Checkpoint>>,
+    /// Whether this process has made sure of the ClickHouse schema (once, and again after a
+    /// failed run: the database may have been dropped meanwhile). A dozen DDL round trips a
+    /// run were a good part of a small run's time.
+    schema_ready: std::sync::atomic::AtomicBool,
 }
 
 /// Waits for a lake commit to be announced on `commits`; forever without notifications.
@@ -287,6 +291,7 @@ impl MartsJob {
             commits: None,
             announcer: None,
             kept: std::sync::Mutex::new(None),
+            schema_ready: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -378,6 +383,10 @@ impl MartsJob {
             .run(&run_id, started_at, mode, &mut progress, &mut lineage)
             .instrument(span.clone())
             .await;
+        if result.is_err() {
+            self.schema_ready
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         let (status, error) = match &result {
             Ok(RunOutcome::Published { .. }) => (RunStatus::Published, String::new()),
             Ok(RunOutcome::Unchanged { .. }) => (RunStatus::Unchanged, String::new()),
@@ -429,13 +438,17 @@ impl MartsJob {
         progress: &mut RunProgress,
         lineage: &mut MartsRun,
     ) -> Result<RunOutcome, MartsError> {
-        self.store.ensure_schema().await?;
+        if !self.schema_ready.load(std::sync::atomic::Ordering::Relaxed) {
+            self.store.ensure_schema().await?;
+            self.schema_ready
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if mode == RunMode::Rebuild && matches!(self.engine, Engine::DataFusion) {
             tracing::info!("rebuild: forgetting the kept state");
             self.state.reset().await?;
         }
-        let mut tables = Vec::with_capacity(RAW_TABLES.len());
-        for name in RAW_TABLES {
+        // Each table's metadata is a catalog query and an object-store read: all at once.
+        let tables = futures::future::try_join_all(RAW_TABLES.into_iter().map(|name| async move {
             let table = tributary_raw::snapshots::load_raw_table(
                 self.catalog.as_ref(),
                 &self.namespace,
@@ -443,8 +456,9 @@ impl MartsJob {
             )
             .await?;
             let snapshot_id = table.metadata().current_snapshot().map(|s| s.snapshot_id());
-            tables.push((name, table, snapshot_id));
-        }
+            Ok::<_, MartsError>((name, table, snapshot_id))
+        }))
+        .await?;
         let snapshots = LakeSnapshots(
             tables
                 .iter()

@@ -4,4 +4,5 @@
 mod announce_it;
 mod maintenance_it;
 mod retention_it;
+mod schema_it;
 mod state_contract;
