@@ -72,9 +72,10 @@ bench: up ## benchmarks against their baselines (lander vs raw rdkafka and Icebe
 # The lander benchmark alone, with both baselines (raw rdkafka, Apache Iceberg's Kafka Connect sink in
 # its own Connect worker on :8084, left running; `dev/iceberg-connect/worker down` stops it).
 EVENTS ?= 200000
-bench-lander: up ## lander vs raw rdkafka vs Iceberg's Kafka Connect sink on EVENTS pre-filled events (release build)
+LANDER_RUNS ?= 3
+bench-lander: up ## lander vs raw rdkafka vs Iceberg's Kafka Connect sink on EVENTS pre-filled events, LANDER_RUNS runs with median (release build)
 	dev/iceberg-connect/worker up
-	$(CARGO) run --release -p tributary-bench -- lander --events $(EVENTS) --iceberg-connect
+	$(CARGO) run --release -p tributary-bench -- lander --events $(EVENTS) --iceberg-connect --runs $(LANDER_RUNS)
 
 # The mart-cost benchmark alone (release build): MARTS_RUNS timed incremental runs per history,
 # median and spread; HISTORIES=100000,1000000 for a shorter run.

@@ -79,6 +79,10 @@ enum Command {
         /// The sink's `tasks.max` (default: one per partition).
         #[arg(long)]
         iceberg_tasks: Option<i32>,
+        /// Runs, each on a topic and namespace of its own; every run's rows are reported, then
+        /// per subject the median and spread.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// An incremental marts run on growing histories, against a full recompute.
     Marts {
@@ -165,6 +169,7 @@ async fn main() -> Result<()> {
             iceberg_connect_url,
             iceberg_commit_interval_ms,
             iceberg_tasks,
+            runs,
         } => {
             let sink = iceberg_connect.then(|| iceberg_connect::SinkSettings {
                 connect_url: iceberg_connect_url,
@@ -172,14 +177,27 @@ async fn main() -> Result<()> {
                 tasks: iceberg_tasks.unwrap_or(partitions),
                 format: "avro".into(),
             });
-            let (rows, config) = lander(
-                events,
-                partitions,
-                batch_max_rows,
-                &warehouse,
-                sink.as_ref(),
-            )
-            .await?;
+            let mut rows = Vec::new();
+            let mut configs = Vec::new();
+            for run in 1..=runs.max(1) {
+                eprintln!("lander benchmark: run {run} of {runs}");
+                let (run_rows, config) = lander(
+                    events,
+                    partitions,
+                    batch_max_rows,
+                    &warehouse,
+                    sink.as_ref(),
+                )
+                .await?;
+                rows.extend(run_rows.into_iter().map(|r| Row {
+                    note: format!("run {run}: {}", r.note),
+                    ..r
+                }));
+                configs.push(config);
+            }
+            let medians = medians_by_subject(&rows, runs);
+            rows.extend(medians);
+            let config = serde_json::json!({"runs": runs, "each": configs});
             write_results(&cli.out, "lander", &rows, &config).await?;
         }
         Command::Marts {
@@ -584,6 +602,36 @@ fn stack_service_pid(dir: &std::path::Path) -> Option<u32> {
     })
 }
 
+/// Per subject measured in every one of `runs` runs, a row of its median rate, with the
+/// spread (min–max) in the note.
+fn medians_by_subject(rows: &[Row], runs: usize) -> Vec<Row> {
+    let mut subjects: Vec<&str> = Vec::new();
+    for r in rows {
+        if !subjects.contains(&r.subject.as_str()) {
+            subjects.push(&r.subject);
+        }
+    }
+    subjects
+        .into_iter()
+        .filter_map(|subject| {
+            let of: Vec<&Row> = rows.iter().filter(|r| r.subject == subject).collect();
+            if of.len() != runs || runs < 2 {
+                return None;
+            }
+            let (rate, min, max) = summary(of.iter().map(|r| r.events_per_second).collect());
+            let (seconds, _, _) = summary(of.iter().map(|r| r.seconds).collect());
+            Some(Row {
+                benchmark: of[0].benchmark.clone(),
+                subject: format!("median of {runs}: {subject}"),
+                events: of[0].events,
+                seconds,
+                events_per_second: rate,
+                note: format!("events/s [{min:.0}–{max:.0}]"),
+            })
+        })
+        .collect()
+}
+
 /// Median, min and max of several runs' values (at least one).
 pub(crate) fn summary(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
@@ -593,6 +641,30 @@ pub(crate) fn summary(mut values: Vec<f64>) -> (f64, f64, f64) {
 
 #[cfg(test)]
 mod summary_tests {
+    #[test]
+    fn medians_by_subject_only_of_subjects_in_every_run() {
+        let row = |subject: &str, seconds: f64| super::Row {
+            benchmark: "lander".into(),
+            subject: subject.into(),
+            events: 100,
+            seconds,
+            events_per_second: 100.0 / seconds,
+            note: String::new(),
+        };
+        let rows = [
+            row("lander", 1.0),
+            row("sink", 4.0),
+            row("lander", 2.0),
+            row("lander", 0.5),
+            row("sink", 5.0),
+        ];
+        let medians = super::medians_by_subject(&rows, 3);
+        assert_eq!(medians.len(), 1, "the sink ran twice of three");
+        assert_eq!(medians[0].subject, "median of 3: lander");
+        assert_eq!(medians[0].events_per_second, 100.0);
+        assert_eq!(medians[0].note, "events/s [50–200]");
+    }
+
     #[test]
     fn median_and_spread() {
         assert_eq!(super::summary(vec![3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
