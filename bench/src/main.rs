@@ -145,7 +145,7 @@ enum Command {
     Plot,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct Row {
     benchmark: String,
     subject: String,
@@ -602,8 +602,9 @@ fn stack_service_pid(dir: &std::path::Path) -> Option<u32> {
     })
 }
 
-/// Per subject measured in every one of `runs` runs, a row of its median rate, with the
-/// spread (min–max) in the note.
+/// Per subject measured in every one of `runs` runs, the row of the run with the median rate
+/// (its events and seconds: the runs of a subject may differ in events), with the spread
+/// (min–max) in the note.
 fn medians_by_subject(rows: &[Row], runs: usize) -> Vec<Row> {
     let mut subjects: Vec<&str> = Vec::new();
     for r in rows {
@@ -614,19 +615,17 @@ fn medians_by_subject(rows: &[Row], runs: usize) -> Vec<Row> {
     subjects
         .into_iter()
         .filter_map(|subject| {
-            let of: Vec<&Row> = rows.iter().filter(|r| r.subject == subject).collect();
+            let mut of: Vec<&Row> = rows.iter().filter(|r| r.subject == subject).collect();
             if of.len() != runs || runs < 2 {
                 return None;
             }
-            let (rate, min, max) = summary(of.iter().map(|r| r.events_per_second).collect());
-            let (seconds, _, _) = summary(of.iter().map(|r| r.seconds).collect());
+            of.sort_by(|a, b| a.events_per_second.total_cmp(&b.events_per_second));
+            let (min, max) = (of[0].events_per_second, of[of.len() - 1].events_per_second);
+            let median = of[of.len() / 2];
             Some(Row {
-                benchmark: of[0].benchmark.clone(),
                 subject: format!("median of {runs}: {subject}"),
-                events: of[0].events,
-                seconds,
-                events_per_second: rate,
                 note: format!("events/s [{min:.0}–{max:.0}]"),
+                ..median.clone()
             })
         })
         .collect()
@@ -654,15 +653,27 @@ mod summary_tests {
         let rows = [
             row("lander", 1.0),
             row("sink", 4.0),
-            row("lander", 2.0),
+            super::Row {
+                events: 300,
+                events_per_second: 150.0,
+                ..row("lander", 2.0)
+            },
             row("lander", 0.5),
             row("sink", 5.0),
         ];
         let medians = super::medians_by_subject(&rows, 3);
         assert_eq!(medians.len(), 1, "the sink ran twice of three");
         assert_eq!(medians[0].subject, "median of 3: lander");
-        assert_eq!(medians[0].events_per_second, 100.0);
-        assert_eq!(medians[0].note, "events/s [50–200]");
+        // The run of the median rate, whole: 300 events in 2 s.
+        assert_eq!(
+            (
+                medians[0].events,
+                medians[0].seconds,
+                medians[0].events_per_second
+            ),
+            (300, 2.0, 150.0)
+        );
+        assert_eq!(medians[0].note, "events/s [100–200]");
     }
 
     #[test]
