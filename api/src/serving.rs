@@ -30,8 +30,8 @@ pub const CACHE_CONTROL: &str = "public, no-cache";
 pub struct ServingSettings {
     /// How often to ask ClickHouse whether a newer publication exists (one small query); a
     /// newer one is read whole and swapped in. A publication the marts announce (on the
-    /// catalog's Postgres) is looked for at once; this interval covers missed announcements. 0 holds nothing in memory: every request then
-    /// reads ClickHouse.
+    /// catalog's Postgres) is looked for at once; this interval covers missed announcements.
+    /// 0 holds nothing in memory: every request then reads ClickHouse.
     pub refresh_ms: u64,
     /// Bytes of answers kept as rendered from the served publication ([`AnswerCache`]); 0
     /// renders every answer afresh. An answer over a sixteenth of it is never kept.
@@ -48,8 +48,8 @@ impl Default for ServingSettings {
 }
 
 /// Refreshes `served` every `every`, and at once when `published` is woken (the marts announced
-/// a publication, [`tributary_raw::commits::listen_for_publications`]), until `shutdown`. A failure is logged once when it starts
-/// and once when it ends (ClickHouse down for an hour is two lines, not 7,200); the publication
+/// a publication, [`tributary_raw::commits::listen_for_publications`]), until `shutdown`. A
+/// failure is logged once when it starts and once when it ends (ClickHouse down for an hour is two lines, not 7,200); the publication
 /// already held keeps being served meanwhile.
 pub async fn keep_fresh(
     served: Arc<ServedStore>,

@@ -116,8 +116,8 @@ max_wal_senders = 10
 max_slot_wal_keep_size = 4GB
 max_connections = 200
 # The catalog, the marts' kept state (a row per current sale) and the source database share this
-# server. At 10 000 changes/s for 10 minutes freshness p50 was 49.6 s with 128 MB (the default), 24.8 s
-# with 1 GB (bench/results/cdc-2026-12-05-{d82d889,564012d}-10k-10min.md, one run each).
+# server. At 10 000 changes/s for 10 minutes freshness p50 was 49.6 s with 128 MB (the default),
+# 24.8 s with 1 GB (bench/results/cdc-2026-12-05-{d82d889,564012d}-10k-10min.md, one run each).
 shared_buffers = 1GB
 # Fewer forced checkpoints (and full-page writes after each) under a sustained write load.
 max_wal_size = 4GB

@@ -45,11 +45,16 @@ pub async fn listen_for_publications(
     listen_on(PUBLICATIONS_CHANNEL, settings).await
 }
 
+/// Whether the catalog is on Postgres: only then are there notifications to send or hear.
+fn on_postgres(settings: &LakeSettings) -> bool {
+    settings.catalog_uri.starts_with("postgres")
+}
+
 async fn listen_on(
     channel: &'static str,
     settings: &LakeSettings,
 ) -> Option<(Arc<Notify>, JoinHandle<()>)> {
-    if !settings.catalog_uri.starts_with("postgres") {
+    if !on_postgres(settings) {
         return None;
     }
     let wake = Arc::new(Notify::new());
@@ -100,7 +105,12 @@ async fn listen_forever(
         let listener = match subscribed {
             Ok(listener) => listener,
             Err(error) => {
-                tracing::warn!(%error, ?wait, channel, "cannot listen for announcements; looking at the interval meanwhile");
+                tracing::warn!(
+                    %error,
+                    ?wait,
+                    channel,
+                    "cannot listen for announcements; looking at the interval meanwhile"
+                );
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(RECONNECT_MAX_WAIT);
                 continue;
@@ -158,7 +168,7 @@ impl Announcer {
     /// `None` for a catalog that is not on Postgres (or whose URI does not parse: the lake
     /// would refuse it first).
     pub fn for_publications(settings: &LakeSettings) -> Option<Self> {
-        if !settings.catalog_uri.starts_with("postgres") {
+        if !on_postgres(settings) {
             return None;
         }
         let pool = sqlx::postgres::PgPoolOptions::new()

@@ -32,7 +32,9 @@ async fn a_publication_announced_wakes_the_listeners_of_its_namespace_only() {
 
     tokio::time::timeout(Duration::from_secs(10), ours_woken.notified())
         .await
-        .unwrap_or_else(|_| panic!("no announcement heard within 10 s: run `make test` (or `dev/up`) to start the stack"));
+        .unwrap_or_else(|_| {
+            panic!("no announcement heard within 10 s: run `make test` (or `dev/up`) first")
+        });
     assert!(
         tokio::time::timeout(Duration::from_millis(500), theirs_woken.notified())
             .await
