@@ -51,6 +51,10 @@ pub struct LimitSettings {
     /// Publications computed from the lake for time travel kept for the next request asking
     /// for the same snapshots (0: none). Each holds one publication's rows.
     pub as_of_cache: usize,
+    /// Memory the lake requests running at once may hold together, in MiB (0: no bound): the
+    /// current state they materialise and their queries' working memory (sorts spill to
+    /// disk first). A request that needs more is answered 503 `lake-memory`.
+    pub lake_memory_mb: usize,
 }
 
 impl Default for LimitSettings {
@@ -60,6 +64,7 @@ impl Default for LimitSettings {
             lake_concurrency: 2,
             lake_queue_ms: 1_000,
             as_of_cache: 4,
+            lake_memory_mb: 512,
         }
     }
 }

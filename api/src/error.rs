@@ -104,6 +104,13 @@ pub enum ApiError {
     /// Reading the lake for an on-demand (`as_of`) answer failed.
     #[error("lake: {0}")]
     Lake(MartsError),
+    /// A computation over the lake needed more memory than `limits.lake_memory_mb` leaves it
+    /// (with the other lake requests running).
+    #[error(
+        "the lake computation needs more memory than limits.lake_memory_mb \
+         (TRIBUTARY_LIMITS__LAKE_MEMORY_MB) leaves it: {0}"
+    )]
+    LakeMemory(MartsError),
     /// The lake cannot be opened (catalog or object store down, or none configured).
     #[error("lake unavailable: {0}")]
     LakeUnavailable(String),
@@ -124,12 +131,25 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A failed computation over the lake: [`ApiError::LakeMemory`] when it ran out of its
+    /// memory budget, else [`ApiError::Lake`].
+    pub fn from_lake(error: MartsError) -> Self {
+        if error.is_out_of_memory() {
+            ApiError::LakeMemory(error)
+        } else {
+            ApiError::Lake(error)
+        }
+    }
+
     /// The HTTP status of each error: the one place it is decided.
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TimedOut { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            // Refused for the process's sake: it may fit once the other lake requests are done,
+            // or with a larger budget.
+            ApiError::LakeMemory(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::CityNotFound { .. }
             | ApiError::SalesmanNotFound { .. }
             | ApiError::SnapshotNotFound { .. }
@@ -184,6 +204,11 @@ impl ApiError {
             ApiError::Unauthorized(_) => ("unauthorized", "Unauthorized", None),
             ApiError::WritesDisabled => ("writes-disabled", "Writes disabled", None),
             ApiError::NotPublished => ("not-published", "Rankings not published yet", None),
+            ApiError::LakeMemory(_) => (
+                "lake-memory",
+                "Lake computation over its memory budget",
+                None,
+            ),
             ApiError::Lake(MartsError::Raw(RawError::BeforeRetention { .. })) => (
                 "before-retention",
                 "Before the lake's retained history",

@@ -15,11 +15,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
 use iceberg::Catalog;
 use tokio::sync::OnceCell;
 use tributary_common::{LakeSettings, names};
-use tributary_marts::job::compute_as_of;
-use tributary_marts::provenance::{Provenance, RankingKey, provenance};
+use tributary_marts::job::compute_as_of_in;
+use tributary_marts::provenance::{Provenance, RankingKey, provenance_in};
 use tributary_rankings::{
     LakeSnapshots, MemoryStore, Period, Publication, PublicationWriter, RankingQueries,
 };
@@ -45,6 +47,9 @@ pub struct Lake {
     namespace: String,
     sources: TopicSources,
     catalog: OnceCell<Arc<dyn Catalog>>,
+    /// DataFusion's runtime for every computation over the lake: its memory pool, shared by
+    /// the requests running at once, is the bound `limits.lake_memory_mb` sets.
+    runtime: Arc<RuntimeEnv>,
 }
 
 impl Lake {
@@ -55,6 +60,7 @@ impl Lake {
             settings: Some(settings),
             sources: TopicSources::default(),
             catalog: OnceCell::new(),
+            runtime: Arc::default(),
         }
     }
 
@@ -65,7 +71,26 @@ impl Lake {
             namespace: namespace.into(),
             sources: TopicSources::default(),
             catalog: OnceCell::new_with(Some(catalog)),
+            runtime: Arc::default(),
         }
+    }
+
+    /// Computations over the lake hold at most `bytes` together (`None`: no bound). Past it,
+    /// a computation fails with [`ApiError::LakeMemory`] rather than growing the process.
+    pub fn with_memory_limit(self, bytes: Option<usize>) -> Result<Self, ApiError> {
+        let runtime = match bytes {
+            Some(bytes) => RuntimeEnvBuilder::new()
+                .with_memory_limit(bytes, 1.0)
+                .build_arc()
+                .map_err(|e| ApiError::LakeUnavailable(format!("lake runtime: {e}")))?,
+            None => Arc::default(),
+        };
+        Ok(Self { runtime, ..self })
+    }
+
+    /// A fresh DataFusion session over the lake's runtime, for one computation.
+    fn session(&self) -> SessionContext {
+        SessionContext::new_with_config_rt(SessionConfig::new(), self.runtime.clone())
     }
 
     /// Attributes dead letters to sources by these topics (the lander's `topics` settings).
@@ -137,9 +162,10 @@ impl Lake {
         key: RankingKey,
     ) -> Result<Provenance, ApiError> {
         let catalog = self.catalog().await?;
-        provenance(catalog.as_ref(), &self.namespace, as_of, period, key)
+        let ctx = self.session();
+        provenance_in(&ctx, catalog.as_ref(), &self.namespace, as_of, period, key)
             .await
-            .map_err(ApiError::Lake)
+            .map_err(ApiError::from_lake)
     }
 
     /// Every partition the raw tables keep an offset-coverage ledger for, held against their
@@ -274,9 +300,11 @@ impl Lake {
     /// Both rankings with the raw tables pinned as `as_of` says, as a one-publication store.
     pub async fn publication_of(&self, as_of: &AsOf) -> Result<Arc<dyn RankingQueries>, ApiError> {
         let catalog = self.catalog().await?;
-        let (snapshots, rankings) = compute_as_of(catalog.as_ref(), &self.namespace, as_of)
-            .await
-            .map_err(ApiError::Lake)?;
+        let ctx = self.session();
+        let (snapshots, rankings) =
+            compute_as_of_in(&ctx, catalog.as_ref(), &self.namespace, as_of)
+                .await
+                .map_err(ApiError::from_lake)?;
         let publication =
             Publication::of_periods(snapshots, ON_DEMAND_RUN_ID, Utc::now(), rankings);
         let store = MemoryStore::new();

@@ -306,7 +306,13 @@ pub async fn run(
     } else {
         None
     };
-    let lake = Arc::new(Lake::from_settings(config.lake).with_topics(&config.topics));
+    let lake_memory =
+        (config.limits.lake_memory_mb > 0).then_some(config.limits.lake_memory_mb << 20);
+    let lake = Arc::new(
+        Lake::from_settings(config.lake)
+            .with_topics(&config.topics)
+            .with_memory_limit(lake_memory)?,
+    );
     let lineage_check = tributary_common::health::postgres_answers(&config.lineage.url);
     let mut api = RankingsApi::with_lake(store.clone(), lake)
         .with_readiness(|checks| checks.optional_check("lineage_store", lineage_check))

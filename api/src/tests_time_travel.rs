@@ -403,6 +403,57 @@ async fn lake_requests_take_turns_and_none_runs_unbounded() {
     assert_eq!(problem["type"], "urn:tributary:problem:timeout");
 }
 
+/// A lake computation that needs more than `lake_memory_mb` leaves it is refused with a 503
+/// `lake-memory` problem naming the setting (the process does not grow past it), and the same
+/// request fits in the default budget.
+#[tokio::test]
+async fn a_lake_computation_over_its_memory_budget_is_refused_by_name() {
+    use crate::routes::RankingsApi;
+
+    let lake = memory_lake(&ALL).await;
+    land_first(lake.as_ref()).await;
+    let at = rfc3339(Utc::now());
+    let client = |lake: Lake| {
+        TestClient::new(crate::app_of(
+            RankingsApi::with_lake(Arc::new(MemoryStore::new()), Arc::new(lake)),
+            Arc::new(crate::lineage::store::LineageStore::in_memory()),
+            Arc::default(),
+        ))
+    };
+    let tight = client(
+        Lake::from_catalog(lake.clone(), "raw")
+            .with_memory_limit(Some(1024))
+            .unwrap(),
+    );
+    for path in [
+        format!("/v1/rankings/salesmen?as_of={at}"),
+        format!("/v1/rankings/cities/8/provenance?as_of={at}"),
+    ] {
+        let (status, problem) = get(&tight, &path).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {problem}");
+        assert_eq!(
+            problem["type"], "urn:tributary:problem:lake-memory",
+            "{path}"
+        );
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("limits.lake_memory_mb"), "{detail}");
+    }
+
+    let default_budget = crate::config::LimitSettings::default().lake_memory_mb << 20;
+    let ample = client(
+        Lake::from_catalog(lake, "raw")
+            .with_memory_limit(Some(default_budget))
+            .unwrap(),
+    );
+    let (status, answer) = get(&ample, &format!("/v1/rankings/salesmen?as_of={at}")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer["items"].as_array().map(Vec::len),
+        Some(2),
+        "{answer}"
+    );
+}
+
 /// An `as_of` that resolves to the snapshots of a retained publication is answered from it
 /// (no lake computation: its `run_id` is the marts run's), with the same numbers a computation
 /// gives; a moment no publication covers is computed, and kept for the next request.

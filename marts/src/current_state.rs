@@ -271,9 +271,27 @@ pub fn current_state_steps(trace_ids: [&str; 3]) -> [(&'static str, String); 11]
     ]
 }
 
+/// The materialised current state's rows, counted in the session's memory pool for as long as
+/// this is held: drop it when the queries over them are done.
+#[must_use = "the materialised tables are counted in the memory pool only while this is held"]
+#[derive(Debug)]
+pub struct HeldState {
+    _reservation: datafusion::execution::memory_pool::MemoryReservation,
+}
+
 /// Materialises the current state of each raw table once (as `current_sale`,
 /// `current_salesman`, `current_city`), so the aggregations below do not rescan the lake.
-pub async fn register_current_state(ctx: &SessionContext) -> Result<(), MartsError> {
+///
+/// The rows kept are counted in `ctx`'s memory pool (unbounded by default): in a session with a
+/// memory limit, a state that does not fit fails with DataFusion's `ResourcesExhausted`
+/// ([`MartsError::is_out_of_memory`]) instead of growing the process without bound.
+pub async fn register_current_state(ctx: &SessionContext) -> Result<HeldState, MartsError> {
+    use datafusion::execution::memory_pool::MemoryConsumer;
+    let mut held = HeldState {
+        _reservation: MemoryConsumer::new("tributary current state")
+            .register(&ctx.runtime_env().memory_pool),
+    };
+    let mut counted = CountedBuffers::default();
     // A snapshot written before the lake had `trace_id` is read with the schema it was written
     // with, so the column may be missing: it reads as null then.
     let trace_id = |table: &'static str| async move {
@@ -296,21 +314,60 @@ pub async fn register_current_state(ctx: &SessionContext) -> Result<(), MartsErr
             source: Box::new(source),
         };
         let frame = ctx.sql(&sql).await.map_err(df_err)?;
-        let table = materialise(frame).await.map_err(df_err)?;
+        let table = materialise(frame, &mut held._reservation, &mut counted)
+            .await
+            .map_err(df_err)?;
         ctx.register_table(name, table).map_err(df_err)?;
     }
-    Ok(())
+    Ok(held)
+}
+
+/// The distinct allocations seen in batches kept so far: a batch sliced from a larger one
+/// shares its buffers, so each allocation is counted once, at its capacity.
+#[derive(Default)]
+struct CountedBuffers(std::collections::HashSet<usize>);
+
+impl CountedBuffers {
+    /// The bytes of `batch`'s allocations not counted before.
+    fn new_bytes(&mut self, batch: &RecordBatch) -> usize {
+        fn walk(data: &arrow::array::ArrayData, seen: &mut CountedBuffers) -> usize {
+            let mut bytes = 0;
+            let nulls = data.nulls().map(|n| n.buffer());
+            for buffer in data.buffers().iter().chain(nulls) {
+                if seen.0.insert(buffer.data_ptr().as_ptr() as usize) {
+                    bytes += buffer.capacity();
+                }
+            }
+            bytes
+                + data
+                    .child_data()
+                    .iter()
+                    .map(|child| walk(child, seen))
+                    .sum::<usize>()
+        }
+        batch
+            .columns()
+            .iter()
+            .map(|column| walk(&column.to_data(), self))
+            .sum()
+    }
 }
 
 /// Runs `frame` once and keeps its rows in memory, with the Parquet field ids and docs the
 /// lake's columns carry stripped: the sources' metadata differ, and DataFusion refuses a union
 /// (or a cached plan) whose branches' field metadata do not match.
+///
+/// Each batch is counted in `reservation` as it arrives, so a state too large for the session's
+/// memory pool stops at the batch that would exceed it.
 async fn materialise(
     frame: datafusion::dataframe::DataFrame,
+    reservation: &mut datafusion::execution::memory_pool::MemoryReservation,
+    counted: &mut CountedBuffers,
 ) -> datafusion::error::Result<std::sync::Arc<datafusion::datasource::MemTable>> {
     use std::sync::Arc;
 
     use arrow::datatypes::{Field, Schema};
+    use futures::StreamExt;
 
     let fields: Vec<Field> = frame
         .schema()
@@ -320,12 +377,16 @@ async fn materialise(
         .map(|f| f.as_ref().clone().with_metadata(Default::default()))
         .collect();
     let schema = Arc::new(Schema::new(fields));
-    let batches = frame
-        .collect()
-        .await?
-        .into_iter()
-        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut stream = frame.execute_stream().await?;
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        reservation.try_grow(counted.new_bytes(&batch))?;
+        batches.push(RecordBatch::try_new(
+            schema.clone(),
+            batch.columns().to_vec(),
+        )?);
+    }
     Ok(Arc::new(datafusion::datasource::MemTable::try_new(
         schema,
         vec![batches],
@@ -334,7 +395,7 @@ async fn materialise(
 
 /// Computes every total the rankings need. Expects the raw tables registered in `ctx`.
 pub async fn compute_totals(ctx: &SessionContext) -> Result<PeriodTotals, MartsError> {
-    register_current_state(ctx).await?;
+    let _held = register_current_state(ctx).await?;
     let mut results: [Vec<RecordBatch>; 4] = Default::default();
     for (result, (name, sql)) in results.iter_mut().zip(TOTALS_QUERIES) {
         *result = collect(ctx, name, sql).await?;
@@ -655,6 +716,48 @@ mod tests {
             }
         }
         out
+    }
+
+    #[tokio::test]
+    async fn the_current_state_is_counted_in_the_sessions_memory_pool() {
+        use crate::test_support::memtable_context_limited;
+        let sales: Vec<Ev> = (0..2_000)
+            .map(|i| {
+                sale(
+                    "c",
+                    i,
+                    (100 + i, i),
+                    Some(i % 7),
+                    Some(i % 3),
+                    Some(1_000 + i),
+                )
+            })
+            .collect();
+        // Totals come in no particular order.
+        let sorted = |mut t: Totals| {
+            t.cities.sort_by_key(|c| c.city_id);
+            t.city_salesmen
+                .sort_by_key(|c| (c.city_id, c.salesman.salesman_id));
+            t.salesmen.sort_by_key(|s| s.salesman_id);
+            t
+        };
+        let unbounded = sorted(totals(&sales, &[], &[]).await);
+
+        let ample = memtable_context_limited(256 << 20, &sales, &[], &[]);
+        let bounded = compute_totals(&ample).await.expect("totals").all;
+        assert_eq!(sorted(bounded), unbounded);
+        assert_eq!(
+            ample.runtime_env().memory_pool.reserved(),
+            0,
+            "the materialised state is released with the totals computed"
+        );
+
+        let tight = memtable_context_limited(16 << 10, &sales, &[], &[]);
+        let error = compute_totals(&tight)
+            .await
+            .expect_err("2,000 sales do not fit in 16 KiB");
+        assert!(error.is_out_of_memory(), "{error}");
+        assert!(!error.is_retryable(), "{error}");
     }
 
     #[tokio::test]

@@ -118,6 +118,18 @@ pub enum MartsError {
 }
 
 impl MartsError {
+    /// A query stopped because its session's memory pool could not grant it more
+    /// (DataFusion's `ResourcesExhausted`, however deep it was wrapped).
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(
+            self,
+            MartsError::Query { source, .. } if matches!(
+                source.find_root(),
+                datafusion::error::DataFusionError::ResourcesExhausted(_)
+            )
+        )
+    }
+
     /// Whether the same operation may succeed later without anyone changing code or config.
     ///
     /// A missing lake table appears once the lander runs; ClickHouse and the object store come

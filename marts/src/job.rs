@@ -166,9 +166,20 @@ pub async fn compute_as_of(
     namespace: &str,
     as_of: &AsOf,
 ) -> Result<(LakeSnapshots, PeriodRankings), MartsError> {
-    let ctx = SessionContext::new();
-    let snapshots = lake::register_raw_tables_as_of(catalog, namespace, &ctx, as_of).await?;
-    let totals = current_state::compute_totals(&ctx).await?;
+    compute_as_of_in(&SessionContext::new(), catalog, namespace, as_of).await
+}
+
+/// [`compute_as_of`] in a session of the caller's (e.g. one with a memory limit: the API's
+/// time travel). `ctx` should be fresh: the raw tables and the current state are registered
+/// in it.
+pub async fn compute_as_of_in(
+    ctx: &SessionContext,
+    catalog: &dyn Catalog,
+    namespace: &str,
+    as_of: &AsOf,
+) -> Result<(LakeSnapshots, PeriodRankings), MartsError> {
+    let snapshots = lake::register_raw_tables_as_of(catalog, namespace, ctx, as_of).await?;
+    let totals = current_state::compute_totals(ctx).await?;
     Ok((snapshots, ranking::rank_periods(totals)))
 }
 

@@ -112,9 +112,29 @@ pub async fn provenance(
     period: Period,
     key: RankingKey,
 ) -> Result<Provenance, MartsError> {
-    let ctx = SessionContext::new();
-    let snapshots = register_raw_tables_as_of(catalog, namespace, &ctx, as_of).await?;
-    register_current_state(&ctx).await?;
+    provenance_in(
+        &SessionContext::new(),
+        catalog,
+        namespace,
+        as_of,
+        period,
+        key,
+    )
+    .await
+}
+
+/// [`provenance`] in a session of the caller's (e.g. one with a memory limit); `ctx` should be
+/// fresh.
+pub async fn provenance_in(
+    ctx: &SessionContext,
+    catalog: &dyn Catalog,
+    namespace: &str,
+    as_of: &AsOf,
+    period: Period,
+    key: RankingKey,
+) -> Result<Provenance, MartsError> {
+    let snapshots = register_raw_tables_as_of(catalog, namespace, ctx, as_of).await?;
+    let _held = register_current_state(ctx).await?;
     let query = "provenance";
     let df_err = |source| MartsError::Query {
         query,

@@ -21,7 +21,31 @@ pub fn memtable_context_with_files(
     cities: &[Ev],
     file_sales: &[Ev],
 ) -> SessionContext {
-    let ctx = SessionContext::new();
+    fill(SessionContext::new(), sales, salesmen, cities, file_sales)
+}
+
+/// Same as [`memtable_context`], in a session whose memory pool holds `limit` bytes.
+pub fn memtable_context_limited(
+    limit: usize,
+    sales: &[Ev],
+    salesmen: &[Ev],
+    cities: &[Ev],
+) -> SessionContext {
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_limit(limit, 1.0)
+        .build_arc()
+        .expect("runtime");
+    let ctx = SessionContext::new_with_config_rt(Default::default(), runtime);
+    fill(ctx, sales, salesmen, cities, &[])
+}
+
+fn fill(
+    ctx: SessionContext,
+    sales: &[Ev],
+    salesmen: &[Ev],
+    cities: &[Ev],
+    file_sales: &[Ev],
+) -> SessionContext {
     for (table, events) in [
         (RawTable::PgSale, sales),
         (RawTable::PgSalesman, salesmen),
