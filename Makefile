@@ -67,6 +67,7 @@ bench: up ## benchmarks against their baselines (lander vs raw rdkafka and Icebe
 	$(CARGO) run --release -p tributary-bench -- lander --iceberg-connect
 	$(CARGO) run --release -p tributary-bench -- marts --runs $(MARTS_RUNS)
 	$(MAKE) --no-print-directory bench-api
+	$(MAKE) --no-print-directory bench-api-lake
 	$(MAKE) --no-print-directory bench-cdc
 
 # The lander benchmark alone, with both baselines (raw rdkafka, Apache Iceberg's Kafka Connect sink in
@@ -109,6 +110,15 @@ bench-api: up ## wrk: rankings endpoints served from memory vs read from ClickHo
 	$(CARGO) build --release -p tributary-bench
 	$(CARGO) build --release -p tributary-api
 	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" api --seconds $(WRK_SECONDS) --runs $(API_RUNS)
+
+# The API while AS_OF_CLIENTS clients keep asking for rankings computed from a lake of LAKE_HISTORIES events (`as_of`,
+# every one computed: the API's as_of cache is off): its RSS and the latest ranking's p99 beside the same alone
+# (needs rankings published in ClickHouse `marts`: `dev/app up`). Results in bench/results/api-lake.md.
+LAKE_HISTORIES ?= 1000000,10000000
+AS_OF_CLIENTS ?= 16
+bench-api-lake: up ## the API under AS_OF_CLIENTS concurrent lake-computed as_of requests on LAKE_HISTORIES-event lakes: RSS, ranking p99 vs alone (release)
+	$(CARGO) build --release -p tributary-bench -p tributary-api
+	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" api-lake --histories $(LAKE_HISTORIES) --clients $(AS_OF_CLIENTS) --seconds $(WRK_SECONDS) --runs $(API_RUNS)
 
 # CDC end to end (Postgres → Debezium → lander → API) at CDC_RATES changes/s, CDC_SECONDS each, in its own
 # source database, Debezium connector and services (release builds of the services, with their default settings).

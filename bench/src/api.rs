@@ -122,7 +122,7 @@ pub fn parse_wrk(output: &str) -> Result<WrkResult> {
 }
 
 /// `VmHWM` (peak resident set) of `pid`, KiB.
-fn peak_rss_kib(pid: u32) -> Result<u64> {
+pub(crate) fn peak_rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     status
@@ -130,6 +130,12 @@ fn peak_rss_kib(pid: u32) -> Result<u64> {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmHWM in /proc/<pid>/status")
+}
+
+/// [`wrk`] off the async runtime.
+pub(crate) async fn wrk_blocking(target: &Target, load: &Load) -> Result<WrkResult> {
+    let (target, load) = (target.clone(), load.clone());
+    tokio::task::spawn_blocking(move || wrk(&target, &load)).await?
 }
 
 fn wrk(target: &Target, load: &Load) -> Result<WrkResult> {
@@ -194,7 +200,13 @@ fn free_port() -> Result<u16> {
 }
 
 /// The API process; killed when dropped.
-struct ApiProcess(Child);
+pub(crate) struct ApiProcess(Child);
+
+impl ApiProcess {
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
 
 impl Drop for ApiProcess {
     fn drop(&mut self) {
@@ -259,18 +271,7 @@ pub struct ApiArgs {
 
 /// Runs the benchmark and writes `api.md` and `api.json` into `out_dir`.
 pub async fn main(args: ApiArgs, out_dir: &Path) -> Result<()> {
-    let api_bin = match args.api_bin {
-        Some(bin) => bin,
-        None => std::env::current_exe()?
-            .parent()
-            .context("the bench's own folder")?
-            .join("tributary-api"),
-    };
-    ensure!(
-        api_bin.exists(),
-        "{} is not built (cargo build [--release] -p tributary-api)",
-        api_bin.display()
-    );
+    let api_bin = api_bin(args.api_bin)?;
     let settings = Settings {
         api_bin,
         database: args.database,
@@ -289,6 +290,23 @@ pub async fn main(args: ApiArgs, out_dir: &Path) -> Result<()> {
     )?;
     print!("{md}");
     Ok(())
+}
+
+/// `bin`, or the `tributary-api` beside this executable (same profile); it must exist.
+pub(crate) fn api_bin(bin: Option<PathBuf>) -> Result<PathBuf> {
+    let api_bin = match bin {
+        Some(bin) => bin,
+        None => std::env::current_exe()?
+            .parent()
+            .context("the bench's own folder")?
+            .join("tributary-api"),
+    };
+    ensure!(
+        api_bin.exists(),
+        "{} is not built (cargo build [--release] -p tributary-api)",
+        api_bin.display()
+    );
+    Ok(api_bin)
 }
 
 /// Settings of one benchmark run.
@@ -382,8 +400,7 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
     for round in 1..=settings.runs {
         for (target, results) in targets.iter().zip(runs.iter_mut()) {
             eprintln!("round {round}/{}: wrk {}", settings.runs, target.url);
-            let (load, t) = (settings.load.clone(), target.clone());
-            let result = tokio::task::spawn_blocking(move || wrk(&t, &load)).await??;
+            let result = wrk_blocking(target, &settings.load).await?;
             eprintln!(
                 "  {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
                 result.requests_per_second, result.p50_ms, result.p99_ms
@@ -483,13 +500,13 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
 
 /// One thing wrk loads.
 #[derive(Debug, Clone)]
-struct Target {
-    endpoint: String,
+pub(crate) struct Target {
+    pub(crate) endpoint: String,
     /// `memory`, `memory, rendered`, `clickhouse`, or `–` for the hello world.
-    served_by: &'static str,
-    url: String,
+    pub(crate) served_by: &'static str,
+    pub(crate) url: String,
     /// One request header (`If-None-Match: "…"`).
-    header: Option<String>,
+    pub(crate) header: Option<String>,
 }
 
 fn rps_of(results: &[WrkResult]) -> Vec<f64> {
@@ -521,15 +538,28 @@ impl Measured {
 
 /// Starts an API with `env` on a free port.
 fn start_api_with(settings: &Settings, env: &[(&str, &str)]) -> Result<(ApiProcess, u16)> {
+    start_api_with_env(&settings.api_bin, &settings.database, env)
+}
+
+/// Starts the API `bin` over ClickHouse `database` with `env` on a free port; its log goes to
+/// the temporary folder.
+pub(crate) fn start_api_with_env(
+    bin: &Path,
+    database: &str,
+    env: &[(&str, &str)],
+) -> Result<(ApiProcess, u16)> {
     let port = free_port()?;
     let log = std::env::temp_dir().join(format!("tributary-bench-api-{port}.log"));
-    let api = start_api(&settings.api_bin, port, &settings.database, &log, env)?;
+    let api = start_api(bin, port, database, &log, env)?;
     Ok((api, port))
 }
 
 /// Waits for the API at `base` to answer with published rankings; returns the publication id,
 /// the latest month, a city and a salesman to measure with.
-async fn published(http: &reqwest::Client, base: &str) -> Result<(String, String, i64, i64)> {
+pub(crate) async fn published(
+    http: &reqwest::Client,
+    base: &str,
+) -> Result<(String, String, i64, i64)> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let salesmen = loop {
         match get_json(http, &format!("{base}/v1/rankings/salesmen?limit=1")).await {

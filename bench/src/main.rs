@@ -13,6 +13,7 @@
 
 mod aging;
 mod api;
+mod api_lake;
 mod cdc;
 mod iceberg_connect;
 mod load;
@@ -117,6 +118,10 @@ enum Command {
     },
     /// wrk against the API's ranking endpoints vs a hello-world poem endpoint; the API's peak RSS.
     Api(api::ApiArgs),
+    /// The API while clients keep asking for rankings computed from a large lake (`as_of`):
+    /// its RSS, the latest ranking's latency beside the same without them, what they were
+    /// answered.
+    ApiLake(api_lake::ApiLakeArgs),
     /// A seeded sales workload into Postgres, the inbox and the ERP simulator at a paced rate.
     Load(load::LoadArgs),
     /// CDC end to end at given rates: Postgres → Debezium → lander → API, against Debezium alone; freshness; CPU and peak RSS.
@@ -283,6 +288,7 @@ async fn main() -> Result<()> {
             write_results(&cli.out, "aging", &rows, &config).await?;
         }
         Command::Api(args) => api::main(args, &cli.out).await?,
+        Command::ApiLake(args) => api_lake::main(args, &cli.out).await?,
         Command::Load(args) => load::main(args).await?,
         Command::Cdc(args) => cdc::main(args, &cli.out).await?,
         Command::Plot => plot::main(&cli.out)?,
