@@ -34,6 +34,27 @@ pub struct ApiConfig {
     pub limits: LimitSettings,
     /// Holding the latest publication in memory (`serving.refresh_ms`).
     pub serving: crate::serving::ServingSettings,
+    /// The marts' kept state, read (never written) for the provenance of the publication it is
+    /// folded to: the same `[state]` as the marts' (`TRIBUTARY_STATE__URL`, default the lake's
+    /// catalog database; `TRIBUTARY_STATE__SCHEMA`, default `marts_state_<clickhouse
+    /// database>`).
+    pub state: tributary_marts::config::StateSettings,
+}
+
+impl ApiConfig {
+    /// The kept state's database URL and schema, with the marts' defaults.
+    pub fn state_location(&self) -> (String, String) {
+        (
+            self.state
+                .url
+                .clone()
+                .unwrap_or_else(|| self.lake.catalog_uri.clone()),
+            self.state
+                .schema
+                .clone()
+                .unwrap_or_else(|| format!("marts_state_{}", self.clickhouse.database)),
+        )
+    }
 }
 
 /// Bounds on what one request may take, so no request, and no crowd of them, exhausts the API.
@@ -81,6 +102,7 @@ impl Default for ApiConfig {
             health: crate::backlog::HealthSettings::default(),
             limits: LimitSettings::default(),
             serving: crate::serving::ServingSettings::default(),
+            state: Default::default(),
         }
     }
 }

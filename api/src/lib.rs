@@ -306,6 +306,7 @@ pub async fn run(
     } else {
         None
     };
+    let (state_url, state_schema) = config.state_location();
     let lake_memory =
         (config.limits.lake_memory_mb > 0).then_some(config.limits.lake_memory_mb << 20);
     let lake = Arc::new(
@@ -317,7 +318,12 @@ pub async fn run(
     let mut api = RankingsApi::with_lake(store.clone(), lake)
         .with_readiness(|checks| checks.optional_check("lineage_store", lineage_check))
         .with_health(config.health.clone())
-        .with_limits(config.limits.clone());
+        .with_limits(config.limits.clone())
+        .with_kept_sales(Arc::new(tributary_marts::state::KeptSalesReader::new(
+            state_url,
+            state_schema,
+        )
+        .map_err(ApiError::Lake)?));
     if config.serving.refresh_ms > 0 {
         let served = Arc::new(tributary_rankings::ServedStore::new(store));
         tokio::spawn(serving::keep_fresh(

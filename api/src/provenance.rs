@@ -129,6 +129,10 @@ pub struct ProvenancePage {
     pub records_revenue: String,
     /// The raw tables' snapshots the records were read at.
     pub lake_snapshots: Vec<LakeSnapshotJson>,
+    /// Where the records were read: `kept_state` (the marts' state of current sales, indexed
+    /// by city and salesman, when it is folded to exactly this publication's snapshots) or
+    /// `lake` (the raw tables at those snapshots). The same records either way.
+    pub records_from: String,
     /// Number of records (equals `sales`).
     pub total: u64,
     /// Page size.

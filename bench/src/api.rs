@@ -350,6 +350,13 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
         );
     }
     let rss_before = peak_rss_kib(memory.0.id())?;
+    let (provenance_path, provenance_sales) =
+        provenance_row(&http, &memory_base, &month, PROVENANCE_SALES).await?;
+    let records_from = get_json(&http, &format!("{rendering_base}{provenance_path}")).await?
+        ["records_from"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string();
 
     let (hello_port, hello_task) = start_hello_world().await?;
     let paths = [
@@ -366,6 +373,10 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
             format!("/v1/rankings/cities/{city}/salesmen"),
         ),
         ("one salesman in detail", format!("/v1/salesmen/{salesman}")),
+        (
+            "provenance of one row (latest publication)",
+            provenance_path.clone(),
+        ),
     ];
     let mut targets = vec![Target {
         endpoint: "hello world (poem, 1 route)".into(),
@@ -439,7 +450,8 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
          held in memory, answers already rendered from it sent again); `memory, rendered`: the same with \
          `serving.answer_cache_bytes = 0`, every answer rendered afresh from memory; `clickhouse`: the same binary with `serving.refresh_ms = 0`, every request read \
          from ClickHouse. Publication `{publication}` in ClickHouse database `{}`, month {month}, city {city}, \
-         salesman {salesman}.\n\n\
+         salesman {salesman}. The provenance row has {provenance_sales} sales, all on the page; its \
+         records were read from `{records_from}` (the API's `records_from`).\n\n\
          | endpoint | served by | path | req/s | p50 ms | p99 ms | of hello world |\n\
          |---|---|---|---:|---:|---:|---:|\n",
         load.threads, load.connections, load.seconds, settings.runs, settings.database
@@ -488,6 +500,7 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
         "month": month,
         "city_id": city,
         "salesman_id": salesman,
+        "provenance": {"path": provenance_path, "sales": provenance_sales, "records_from": records_from},
         "endpoints": measured,
         "api_peak_rss_kib": {
             "memory_after_startup": rss_before,
@@ -594,6 +607,46 @@ pub(crate) async fn published(
         .unwrap_or_default()
         .to_string();
     Ok((publication, month, city, salesman))
+}
+
+/// The most sales a measured provenance row may have (the issue's goal is for rows of up to 1 000).
+const PROVENANCE_SALES: u64 = 1_000;
+
+/// The provenance path of the city-salesman row of `month` with the most sales up to `most`
+/// (all of its records on one page), and its sales.
+async fn provenance_row(
+    http: &reqwest::Client,
+    base: &str,
+    month: &str,
+    most: u64,
+) -> Result<(String, u64)> {
+    let cities = get_json(http, &format!("{base}/v1/rankings/cities?month={month}&limit=1000")).await?;
+    let mut best: Option<(u64, i64, i64)> = None;
+    for city in cities["items"].as_array().into_iter().flatten() {
+        let city_id = city["city_id"].as_i64().context("a city without an id")?;
+        let salesmen = get_json(
+            http,
+            &format!("{base}/v1/rankings/cities/{city_id}/salesmen?month={month}&limit=1000"),
+        )
+        .await?;
+        for row in salesmen["items"].as_array().into_iter().flatten() {
+            let (Some(sales), Some(salesman_id)) = (row["sales"].as_u64(), row["salesman_id"].as_i64())
+            else {
+                continue;
+            };
+            if sales <= most && best.is_none_or(|(b, ..)| sales > b) {
+                best = Some((sales, city_id, salesman_id));
+            }
+        }
+    }
+    let (sales, city, salesman) =
+        best.with_context(|| format!("no city-salesman row of {month} with at most {most} sales"))?;
+    Ok((
+        format!(
+            "/v1/rankings/cities/{city}/salesmen/{salesman}/provenance?month={month}&limit={most}"
+        ),
+        sales,
+    ))
 }
 
 /// The `ETag` of the answer at `url`, once the API holds the publication in memory (10 s).

@@ -13,7 +13,7 @@ use tributary_raw::schema::col;
 use crate::error::MartsError;
 use crate::fold::{
     CityKey, CityRow, MasterEvent, MasterVersion, SOURCE_ERP, SOURCE_FILES, SOURCE_PG, SaleEvent,
-    SaleKey, SaleRefs, SalesmanRow,
+    SaleKey, SaleOrigin, SaleRefs, SalesmanRow,
 };
 use tributary_rankings::money::Money;
 use tributary_rankings::publication::SourceWatermark as Watermark;
@@ -95,6 +95,36 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// A column a table's older snapshots may lack (`trace_id`): all null then.
+    fn strs_if_present(&self, name: &str) -> Result<Vec<Option<String>>, MartsError> {
+        if self.batch.column_by_name(name).is_none() {
+            return Ok(vec![None; self.batch.num_rows()]);
+        }
+        self.strs(name)
+    }
+
+    /// The Kafka and ingest coordinates every raw table has, per row.
+    fn landed(&self) -> Result<Vec<SaleOrigin>, MartsError> {
+        let (topic, partition) = (self.strs(col::KAFKA_TOPIC)?, self.i64s(col::KAFKA_PARTITION)?);
+        let (ingest_time, trace_id) = (
+            self.micros(col::INGEST_TIME)?,
+            self.strs_if_present(col::TRACE_ID)?,
+        );
+        Ok(topic
+            .into_iter()
+            .zip(partition)
+            .zip(ingest_time)
+            .zip(trace_id)
+            .map(|(((kafka_topic, partition), ingest_time_micros), trace_id)| SaleOrigin {
+                kafka_topic,
+                kafka_partition: partition.and_then(|p| i32::try_from(p).ok()),
+                ingest_time_micros,
+                trace_id,
+                ..SaleOrigin::default()
+            })
+            .collect())
+    }
+
     fn micros(&self, name: &str) -> Result<Vec<Option<i64>>, MartsError> {
         let c = self.column(name)?;
         match c.data_type() {
@@ -156,6 +186,8 @@ pub fn pg_sales(
         b.micros(col::SOURCE_TS)?,
     );
     let deleted = b.deleted()?;
+    let txid = b.i64s(col::SOURCE_TXID)?;
+    let mut landed = b.landed()?.into_iter();
     Ok((0..batch.num_rows())
         .map(|i| {
             watermark.saw(lsn[i], source_ts[i]);
@@ -173,6 +205,11 @@ pub fn pg_sales(
                 },
                 amount: amount[i],
                 sold_at_micros: sold_at[i],
+                origin: SaleOrigin {
+                    txid: txid[i],
+                    source_time_micros: source_ts[i],
+                    ..landed.next().unwrap_or_default()
+                },
             }
         })
         .collect())
@@ -211,6 +248,8 @@ pub fn event_sales(
         b.micros(col::PRODUCED_AT)?,
     );
     let deleted = b.deleted()?;
+    let mut provenance = b.strs(col::PROVENANCE_JSON)?.into_iter();
+    let mut landed = b.landed()?.into_iter();
     Ok((0..batch.num_rows())
         .map(|i| {
             watermark.saw(major[i], produced_at[i]);
@@ -236,6 +275,11 @@ pub fn event_sales(
                 },
                 amount: amount[i],
                 sold_at_micros: sold_at[i],
+                origin: SaleOrigin {
+                    source_time_micros: produced_at[i],
+                    provenance_json: provenance.next().flatten(),
+                    ..landed.next().unwrap_or_default()
+                },
             }
         })
         .collect())

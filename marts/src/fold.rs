@@ -82,6 +82,28 @@ pub struct SaleRefs {
     pub city_key: Option<CityKey>,
 }
 
+/// Where a version of a sale came from, beyond its place in the source's order: what its
+/// provenance shows. Kept with the sale so the provenance of a published row is read by key
+/// from the kept state rather than from the whole lake. All `None` in a sale kept before the
+/// state had them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaleOrigin {
+    /// Postgres: the transaction id.
+    pub txid: Option<i64>,
+    /// Postgres: commit time; files and ERP: when the ingestor produced the event (µs, UTC).
+    pub source_time_micros: Option<i64>,
+    /// Files and ERP: the ingestor's provenance object, as JSON text.
+    pub provenance_json: Option<String>,
+    /// The Kafka record that carried it: topic.
+    pub kafka_topic: Option<String>,
+    /// Its partition (its offset is part of the source order).
+    pub kafka_partition: Option<i32>,
+    /// When the lander read it (µs, UTC).
+    pub ingest_time_micros: Option<i64>,
+    /// Trace id of the ingest batch.
+    pub trace_id: Option<String>,
+}
+
 /// One raw event of a sale, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SaleEvent {
@@ -97,6 +119,8 @@ pub struct SaleEvent {
     pub amount: Option<Money>,
     /// When the sale happened, microseconds since the epoch (UTC).
     pub sold_at_micros: Option<i64>,
+    /// Where this version came from.
+    pub origin: SaleOrigin,
 }
 
 /// What a salesman or city reference of a live sale counts under.
@@ -129,6 +153,9 @@ pub struct SaleRecord {
     pub salesman: Resolved,
     /// The city it counts under, as resolved when it was last folded.
     pub city: Resolved,
+    /// Where the version kept came from.
+    #[serde(default)]
+    pub origin: SaleOrigin,
 }
 
 /// A current salesman.
@@ -454,6 +481,7 @@ impl Cells {
             refs: event.refs,
             salesman,
             city,
+            origin: event.origin,
         };
         self.add(&record, 1);
         Some(record)
@@ -646,6 +674,7 @@ mod tests {
             refs,
             amount: Some(Money::from_cents(cents)),
             sold_at_micros: Some(1_767_225_600_000_000), // 2026-01-01T00:00:00Z
+            origin: SaleOrigin::default(),
         }
     }
 

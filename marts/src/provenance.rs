@@ -14,7 +14,10 @@ use datafusion::logical_expr::{col, lit};
 use datafusion::prelude::SessionContext;
 use iceberg::Catalog;
 
+use std::collections::BTreeMap;
+
 use crate::current_state::{Columns, register_current_state};
+use crate::state::{KeptSalesReader, RowSales};
 use crate::error::MartsError;
 use crate::lake::register_raw_tables_as_of;
 use tributary_rankings::money::Money;
@@ -164,12 +167,114 @@ pub async fn provenance_in(
     for batch in &batches {
         records.extend(decode(&Columns::new(query, batch), batch.num_rows())?);
     }
+    sort_records(&mut records);
+    Ok(Provenance { snapshots, records })
+}
+
+/// The current sales behind the ranking row `key` of `period` in the publication of
+/// `snapshots`, read by key from the marts' kept state (indexed by city and by salesman), not
+/// from the lake. `None` when the state cannot answer for that publication — it has been folded
+/// past (or not up to) those snapshots, or it holds sales kept before it had their origins —
+/// and the caller reads the lake instead ([`provenance`]).
+///
+/// The same records [`provenance`] reads from the lake at those snapshots, but for one detail:
+/// a sale whose source sent no amount shows an amount of zero (the state keeps cents).
+pub async fn provenance_from_state(
+    reader: &KeptSalesReader,
+    snapshots: &LakeSnapshots,
+    period: Period,
+    key: RankingKey,
+) -> Result<Option<Provenance>, MartsError> {
+    let (city_id, salesman_id) = match key {
+        RankingKey::City { city_id } => (Some(city_id), None),
+        RankingKey::CitySalesman {
+            city_id,
+            salesman_id,
+        } => (Some(city_id), Some(salesman_id)),
+        RankingKey::Salesman { salesman_id } => (None, Some(salesman_id)),
+    };
+    let row = RowSales {
+        city_id,
+        salesman_id,
+        sold_between: month_micros(period),
+    };
+    let Some((folded, kept)) = reader.row_sales(row).await? else {
+        return Ok(None);
+    };
+    let published: BTreeMap<String, i64> = snapshots
+        .0
+        .iter()
+        .filter_map(|s| Some((s.table.clone(), s.snapshot_id?)))
+        .collect();
+    if folded != published || kept.iter().any(|s| s.origin.kafka_topic.is_none()) {
+        return Ok(None);
+    }
+    let micros = |m: Option<i64>| m.and_then(DateTime::from_timestamp_micros);
+    let mut records = kept
+        .into_iter()
+        .map(|sale| {
+            let amount = Money::try_from_cents(i128::from(sale.amount_cents)).map_err(|source| {
+                MartsError::Rankings(tributary_rankings::RankingsError::Revenue {
+                    scope: format!("provenance of sale {:?}", sale.key.sale_id),
+                    source,
+                })
+            })?;
+            let pg = sale.key.source == crate::fold::SOURCE_PG;
+            let [a, b, c] = sale.order;
+            let id = |r: crate::fold::Resolved| match r {
+                crate::fold::Resolved::Id(id) => Some(id),
+                _ => None,
+            };
+            Ok(SourceRecord {
+                salesman_id: id(sale.salesman),
+                city_id: id(sale.city),
+                amount: Some(amount),
+                sold_at: micros(sale.sold_at_micros),
+                source_lsn: pg.then_some(a),
+                source_txid: sale.origin.txid,
+                source_time: micros(sale.origin.source_time_micros),
+                version_major: (!pg).then_some(a),
+                version_minor: (!pg).then_some(b),
+                provenance_json: sale.origin.provenance_json,
+                kafka_topic: sale.origin.kafka_topic.unwrap_or_default(),
+                kafka_partition: sale.origin.kafka_partition.map_or(0, i64::from),
+                kafka_offset: if pg { b } else { c },
+                ingest_time: micros(sale.origin.ingest_time_micros),
+                trace_id: sale.origin.trace_id,
+                source: sale.key.source,
+                sale_id: sale.key.sale_id,
+            })
+        })
+        .collect::<Result<Vec<_>, MartsError>>()?;
+    sort_records(&mut records);
+    Ok(Some(Provenance {
+        snapshots: snapshots.clone(),
+        records,
+    }))
+}
+
+/// `[first µs of the month, first µs of the next)` in UTC; `None` for all time.
+fn month_micros(period: Period) -> Option<(i64, i64)> {
+    let Period::Month(month) = period else {
+        return None;
+    };
+    let start = |year: i32, month: u32| {
+        chrono::NaiveDate::from_ymd_opt(year, month, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc().timestamp_micros())
+    };
+    let (year, m) = (i32::from(month.year()), u32::from(month.month()));
+    let (next_year, next) = if m == 12 { (year + 1, 1) } else { (year, m + 1) };
+    Some((start(year, m)?, start(next_year, next)?))
+}
+
+/// Largest amount first, then by source and id: one order for the lake's and the state's.
+fn sort_records(records: &mut [SourceRecord]) {
     records.sort_by(|a, b| {
         b.amount
             .cmp(&a.amount)
             .then_with(|| (&a.source, &a.sale_id).cmp(&(&b.source, &b.sale_id)))
     });
-    Ok(Provenance { snapshots, records })
 }
 
 fn decode(cols: &Columns<'_>, rows: usize) -> Result<Vec<SourceRecord>, MartsError> {

@@ -168,6 +168,9 @@ pub struct RankingsApi {
     answers: Option<Arc<crate::serving::AnswerCache>>,
     /// Publications lately computed from the lake for time travel (`limits.as_of_cache`).
     computed: Arc<crate::lake::ComputedCache>,
+    /// The marts' kept state, read by key for the provenance of the publication it was folded
+    /// to (`None`: provenance always reads the lake).
+    kept_sales: Option<Arc<tributary_marts::state::KeptSalesReader>>,
 }
 
 /// The lake, for as long as this request holds its turn to read it.
@@ -219,6 +222,16 @@ impl RankingsApi {
             computed: Arc::new(crate::lake::ComputedCache::new(
                 crate::config::LimitSettings::default().as_of_cache,
             )),
+            kept_sales: None,
+        }
+    }
+
+    /// The same API reading the provenance of the publication the marts' state was folded to
+    /// from that state (`reader`), by key, instead of from the lake.
+    pub fn with_kept_sales(self, reader: Arc<tributary_marts::state::KeptSalesReader>) -> Self {
+        Self {
+            kept_sales: Some(reader),
+            ..self
         }
     }
 
@@ -436,8 +449,42 @@ impl RankingsApi {
         Ok((store, row))
     }
 
+    /// The sales behind a ranking row of `src`'s publication from the marts' kept state, when
+    /// it is folded to exactly that publication's snapshots (the latest publication, unless the
+    /// marts are mid-run). `None`: read the lake (a state that cannot answer, or fails, costs
+    /// speed, never an answer).
+    async fn kept_provenance(
+        &self,
+        src: &Source,
+        key: RankingKey,
+    ) -> Option<tributary_marts::provenance::Provenance> {
+        let reader = self.kept_sales.as_deref()?;
+        let snapshots = tributary_rankings::LakeSnapshots(
+            src.publication
+                .lake_snapshots
+                .iter()
+                .map(|s| tributary_rankings::LakeSnapshot {
+                    table: s.table.clone(),
+                    snapshot_id: s.snapshot_id,
+                })
+                .collect(),
+        );
+        match tributary_marts::provenance::provenance_from_state(
+            reader, &snapshots, src.period, key,
+        )
+        .await
+        {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, "provenance: the kept state cannot be read; reading the lake");
+                None
+            }
+        }
+    }
+
     /// The provenance page of one ranking row: the row as published (or computed for the
-    /// time asked), and the sales behind it read from the lake at the same snapshots.
+    /// time asked), and the sales behind it, read from the marts' kept state when it holds
+    /// that publication, else from the lake at the same snapshots.
     async fn provenance(
         &self,
         key: RankingKey,
@@ -481,11 +528,16 @@ impl RankingsApi {
                 .map(|s| ("salesman", s.rank, s.revenue, s.sales))
                 .ok_or_else(|| salesman_not_found(salesman_id))?,
         };
-        let provenance = self
-            .lake()
-            .await?
-            .provenance(&src.as_of, src.period, key)
-            .await?;
+        let (provenance, records_from) = match self.kept_provenance(&src, key).await {
+            Some(provenance) => (provenance, "kept_state"),
+            None => (
+                self.lake()
+                    .await?
+                    .provenance(&src.as_of, src.period, key)
+                    .await?,
+                "lake",
+            ),
+        };
         let records_revenue = provenance.revenue().ok_or_else(|| {
             ApiError::Lake(tributary_marts::MartsError::UnexpectedColumn {
                 query: "provenance",
@@ -521,6 +573,7 @@ impl RankingsApi {
                     snapshot_id: s.snapshot_id,
                 })
                 .collect(),
+            records_from: records_from.to_string(),
             total: provenance.records.len() as u64,
             limit,
             offset,

@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use self::memory::MemoryState;
-pub use self::postgres::PostgresState;
+pub use self::postgres::{KeptSalesReader, PostgresState, RowSales};
 use crate::error::MartsError;
 use crate::fold::{Cells, CityKey, MasterData, SaleKey, SaleRecord};
 use tributary_rankings::publication::SourceWatermark;

@@ -20,7 +20,7 @@ use tributary_rankings::publication::SourceWatermark;
 use super::{Checkpoint, StateStore, StateVersion};
 use crate::error::MartsError;
 use crate::fold::{
-    CellKey, CellTotals, CityKey, MasterData, Resolved, SaleKey, SaleRecord, SaleRefs,
+    CellKey, CellTotals, CityKey, MasterData, Resolved, SaleKey, SaleOrigin, SaleRecord, SaleRefs,
 };
 
 /// Sales per statement: large enough to make round trips rare, small enough to keep each
@@ -30,7 +30,8 @@ const BATCH: usize = 5_000;
 /// Columns of `sale`, in the order [`row_to_record`] reads them.
 const SALE_COLUMNS: &str = "source, sale_id, ord_a, ord_b, ord_c, deleted, salesman_id, \
     salesman_code, city_id, city_name_key, city_state_key, amount_cents, sold_at_micros, \
-    salesman_resolved, salesman_pending, city_resolved, city_pending";
+    salesman_resolved, salesman_pending, city_resolved, city_pending, source_txid, \
+    source_time_micros, provenance_json, kafka_topic, kafka_partition, ingest_time_micros, trace_id";
 
 /// [`StateStore`] on Postgres.
 pub struct PostgresState {
@@ -114,6 +115,17 @@ impl PostgresState {
                          PRIMARY KEY (source, sale_id)
                      );
                      ALTER TABLE {s}.sale ADD COLUMN IF NOT EXISTS deleted_at timestamptz;
+                     ALTER TABLE {s}.sale ADD COLUMN IF NOT EXISTS source_txid bigint,
+                         ADD COLUMN IF NOT EXISTS source_time_micros bigint,
+                         ADD COLUMN IF NOT EXISTS provenance_json text,
+                         ADD COLUMN IF NOT EXISTS kafka_topic text,
+                         ADD COLUMN IF NOT EXISTS kafka_partition integer,
+                         ADD COLUMN IF NOT EXISTS ingest_time_micros bigint,
+                         ADD COLUMN IF NOT EXISTS trace_id text;
+                     CREATE INDEX IF NOT EXISTS sale_by_city ON {s}.sale (city_resolved, sold_at_micros)
+                         WHERE NOT deleted;
+                     CREATE INDEX IF NOT EXISTS sale_by_salesman ON {s}.sale (salesman_resolved, sold_at_micros)
+                         WHERE NOT deleted;
                      CREATE INDEX IF NOT EXISTS sale_tombstones ON {s}.sale (deleted_at) WHERE deleted;
                      CREATE INDEX IF NOT EXISTS sale_by_salesman_code ON {s}.sale (salesman_code)
                          WHERE salesman_id IS NULL AND salesman_code IS NOT NULL;
@@ -259,6 +271,15 @@ fn row_to_record(row: &Row) -> SaleRecord {
         sold_at_micros: row.get(12),
         salesman: resolved_from_columns(row.get(13), row.get(14)),
         city: resolved_from_columns(row.get(15), row.get(16)),
+        origin: SaleOrigin {
+            txid: row.get(17),
+            source_time_micros: row.get(18),
+            provenance_json: row.get(19),
+            kafka_topic: row.get(20),
+            kafka_partition: row.get(21),
+            ingest_time_micros: row.get(22),
+            trace_id: row.get(23),
+        },
     }
 }
 
@@ -471,7 +492,8 @@ impl StateStore for PostgresState {
              SELECT u.*, CASE WHEN u.deleted THEN now() END FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
                  $6::boolean[], $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::text[],
                  $12::bigint[], $13::bigint[], $14::bigint[], $15::boolean[], $16::bigint[],
-                 $17::boolean[]) AS u({SALE_COLUMNS})
+                 $17::boolean[], $18::bigint[], $19::bigint[], $20::text[], $21::text[],
+                 $22::integer[], $23::bigint[], $24::text[]) AS u({SALE_COLUMNS})
              ON CONFLICT (source, sale_id) DO UPDATE SET
                  ord_a = EXCLUDED.ord_a, ord_b = EXCLUDED.ord_b, ord_c = EXCLUDED.ord_c,
                  deleted = EXCLUDED.deleted, salesman_id = EXCLUDED.salesman_id,
@@ -481,6 +503,11 @@ impl StateStore for PostgresState {
                  salesman_resolved = EXCLUDED.salesman_resolved,
                  salesman_pending = EXCLUDED.salesman_pending,
                  city_resolved = EXCLUDED.city_resolved, city_pending = EXCLUDED.city_pending,
+                 source_txid = EXCLUDED.source_txid,
+                 source_time_micros = EXCLUDED.source_time_micros,
+                 provenance_json = EXCLUDED.provenance_json, kafka_topic = EXCLUDED.kafka_topic,
+                 kafka_partition = EXCLUDED.kafka_partition,
+                 ingest_time_micros = EXCLUDED.ingest_time_micros, trace_id = EXCLUDED.trace_id,
                  deleted_at = CASE WHEN EXCLUDED.deleted
                      THEN coalesce({s}.sale.deleted_at, EXCLUDED.deleted_at) END"
         );
@@ -520,6 +547,24 @@ impl StateStore for PostgresState {
                 .unzip();
             let (city_resolved, city_pending): (Vec<Option<i64>>, Vec<bool>) =
                 chunk.iter().map(|r| resolved_to_columns(r.city)).unzip();
+            let origin = |f: &dyn Fn(&SaleOrigin) -> Option<i64>| {
+                chunk.iter().map(|r| f(&r.origin)).collect::<Vec<_>>()
+            };
+            let origin_text = |f: &dyn for<'r> Fn(&'r SaleOrigin) -> Option<&'r str>| {
+                chunk.iter().map(|r| f(&r.origin)).collect::<Vec<_>>()
+            };
+            let (txid, source_time, ingest_time) = (
+                origin(&|o| o.txid),
+                origin(&|o| o.source_time_micros),
+                origin(&|o| o.ingest_time_micros),
+            );
+            let (provenance_json, kafka_topic, trace_id) = (
+                origin_text(&|o| o.provenance_json.as_deref()),
+                origin_text(&|o| o.kafka_topic.as_deref()),
+                origin_text(&|o| o.trace_id.as_deref()),
+            );
+            let kafka_partition: Vec<Option<i32>> =
+                chunk.iter().map(|r| r.origin.kafka_partition).collect();
             tx.execute(
                 &statement,
                 &[
@@ -540,6 +585,13 @@ impl StateStore for PostgresState {
                     &salesman_pending,
                     &city_resolved,
                     &city_pending,
+                    &txid,
+                    &source_time,
+                    &provenance_json,
+                    &kafka_topic,
+                    &kafka_partition,
+                    &ingest_time,
+                    &trace_id,
                 ],
             )
             .await
@@ -599,5 +651,137 @@ impl StateStore for PostgresState {
             )
             .await
             .map_err(pg_err("forget old tombstones"))
+    }
+}
+
+/// Read-only access to the kept state's current sales by ranking row, for provenance: a
+/// connection of its own (made on first use, again after it drops) that never creates or
+/// alters anything, so a reader (the API) cannot make the marts' schema.
+pub struct KeptSalesReader {
+    url: String,
+    schema: String,
+    client: Mutex<Option<Client>>,
+}
+
+impl std::fmt::Debug for KeptSalesReader {
+    // The URL may hold a password: not printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeptSalesReader")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which current sales a ranking row counts: those of a city, a salesman or both, sold within
+/// `[from, until)` microseconds (all time: `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowSales {
+    /// The city the sales count under.
+    pub city_id: Option<i64>,
+    /// The salesman the sales count under.
+    pub salesman_id: Option<i64>,
+    /// The period: `sold_at` in `[from, until)`, µs.
+    pub sold_between: Option<(i64, i64)>,
+}
+
+impl KeptSalesReader {
+    /// A reader of the state in `schema` of the database at `url`. `schema` must be a plain
+    /// identifier.
+    pub fn new(url: impl Into<String>, schema: impl Into<String>) -> Result<Self, MartsError> {
+        let schema = schema.into();
+        if tributary_rankings::schema::validate_database(&schema).is_err() {
+            return Err(MartsError::CorruptState(format!(
+                "state schema name {schema:?} is not a plain identifier"
+            )));
+        }
+        Ok(Self {
+            url: url.into(),
+            schema,
+            client: Mutex::new(None),
+        })
+    }
+
+    /// The snapshot of each raw table the stored checkpoint was folded up to, and the current
+    /// sales `row` counts, read in one snapshot of the database (a commit in between cannot
+    /// mix two checkpoints). `None` when there is no state yet.
+    pub async fn row_sales(
+        &self,
+        row: RowSales,
+    ) -> Result<Option<(BTreeMap<String, i64>, Vec<SaleRecord>)>, MartsError> {
+        let mut guard = self.client.lock().await;
+        if guard.as_ref().is_none_or(Client::is_closed) {
+            let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+                .await
+                .map_err(pg_err("connect to the state database"))?;
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "kept-state reader connection closed");
+                }
+            });
+            *guard = Some(client);
+        }
+        let client = guard.as_mut().expect("connected");
+        let s = &self.schema;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg_err("begin reading the kept state"))?;
+        let exists: bool = tx
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&format!("{s}.checkpoint")],
+            )
+            .await
+            .map_err(pg_err("look for the kept state"))?
+            .get(0);
+        if !exists {
+            return Ok(None);
+        }
+        let Some(body) = tx
+            .query_opt(&format!("SELECT body FROM {s}.checkpoint WHERE id = 1"), &[])
+            .await
+            .map_err(pg_err("read the checkpoint"))?
+        else {
+            return Ok(None);
+        };
+        #[derive(serde::Deserialize)]
+        struct Snapshots {
+            snapshots: BTreeMap<String, i64>,
+        }
+        let Snapshots { snapshots } = serde_json::from_str(body.get(0))
+            .map_err(|e| MartsError::CorruptState(format!("checkpoint: {e}")))?;
+        // Built from constants only; the values are parameters. The indexes by city and by
+        // salesman (partial: live sales) serve each shape.
+        let mut filters = vec!["NOT deleted".to_string()];
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+        if let Some(city) = &row.city_id {
+            params.push(city);
+            filters.push(format!("city_resolved = ${}", params.len()));
+        }
+        if let Some(salesman) = &row.salesman_id {
+            params.push(salesman);
+            filters.push(format!("salesman_resolved = ${}", params.len()));
+        }
+        if let Some((from, until)) = &row.sold_between {
+            params.push(from);
+            params.push(until);
+            filters.push(format!(
+                "sold_at_micros >= ${} AND sold_at_micros < ${}",
+                params.len() - 1,
+                params.len()
+            ));
+        }
+        let sql = format!(
+            "SELECT {SALE_COLUMNS} FROM {s}.sale WHERE {}",
+            filters.join(" AND ")
+        );
+        let rows = tx
+            .query(&sql, &params)
+            .await
+            .map_err(pg_err("read a ranking row's kept sales"))?;
+        Ok(Some((snapshots, rows.iter().map(row_to_record).collect())))
     }
 }

@@ -5,7 +5,7 @@
 
 use tributary_marts::MartsError;
 use tributary_marts::fold::{
-    CityKey, MasterData, Resolved, SaleEvent, SaleKey, SaleRecord, SaleRefs,
+    CityKey, MasterData, Resolved, SaleEvent, SaleKey, SaleOrigin, SaleRecord, SaleRefs,
 };
 use tributary_marts::state::{Checkpoint, MemoryState, PostgresState, StateStore};
 
@@ -22,6 +22,15 @@ fn record(source: &str, id: &str, order: i64, refs: SaleRefs) -> SaleRecord {
         sold_at_micros: Some(1_767_225_600_000_000),
         salesman: Resolved::Pending,
         city: Resolved::Id(7),
+        origin: SaleOrigin {
+            txid: Some(order * 10),
+            source_time_micros: Some(1_767_225_600_000_001),
+            provenance_json: Some(format!(r#"{{"record":{order}}}"#)),
+            kafka_topic: Some(format!("raw.{source}")),
+            kafka_partition: Some(3),
+            ingest_time_micros: Some(1_767_225_600_000_002),
+            trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
+        },
     }
 }
 
@@ -187,6 +196,7 @@ fn event(id: &str, order: i64, salesman: i64, deleted: bool) -> SaleEvent {
         },
         amount: Some(tributary_rankings::money::Money::try_from_cents(10_050).unwrap()),
         sold_at_micros: Some(1_767_225_600_000_000),
+        origin: SaleOrigin::default(),
     }
 }
 
@@ -316,5 +326,150 @@ async fn postgres_state_keeps_cells_by_change_and_moves_old_documents_cells_into
     let again = state.checkpoint().await.unwrap().unwrap();
     assert_eq!(again.cells, old.cells);
     assert_eq!(again.cells.changed_count(), 0);
+    state.reset().await.unwrap();
+}
+
+/// The provenance reader: a ranking row's live sales by city, salesman and month from the
+/// kept state, with the snapshots of the checkpoint they belong to; it answers for exactly
+/// those snapshots and for no others, and never creates the state.
+#[tokio::test]
+async fn a_rows_sales_are_read_by_key_from_the_kept_state_for_its_own_snapshots_only() {
+    use tributary_marts::provenance::{RankingKey, provenance_from_state};
+    use tributary_marts::state::{KeptSalesReader, RowSales};
+    use tributary_rankings::period::{Month, Period};
+    use tributary_rankings::{LakeSnapshot, LakeSnapshots};
+
+    let url = std::env::var("MARTS_STATE_TEST_URL")
+        .unwrap_or_else(|_| "postgres://tributary:tributary@127.0.0.1:5432/tributary".into());
+    let schema = format!("marts_state_reader_{}", std::process::id());
+    let reader = KeptSalesReader::new(url.clone(), &schema).unwrap();
+    let all_of_city_7 = RowSales {
+        city_id: Some(7),
+        salesman_id: None,
+        sold_between: None,
+    };
+    assert!(reader.row_sales(all_of_city_7).await.unwrap().is_none());
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let made: bool = client
+        .query_one("SELECT to_regnamespace($1) IS NOT NULL", &[&schema])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!made, "the reader made the state's schema");
+
+    const FEB_2026: i64 = 1_769_904_000_000_000;
+    let sale = |source: &str, id: &str, order: i64, city: i64, salesman: Resolved| SaleRecord {
+        city: Resolved::Id(city),
+        salesman,
+        ..record(source, id, order, SaleRefs::default())
+    };
+    let pg = sale("pg", "1", 20, 7, Resolved::Id(1));
+    let mut file = sale("files", "acme/2", 21, 7, Resolved::Pending);
+    file.sold_at_micros = Some(FEB_2026 + 5);
+    let erp = sale("erp", "erp1/3", 22, 8, Resolved::Id(1));
+    let mut gone = sale("pg", "4", 23, 7, Resolved::Id(1));
+    gone.deleted = true;
+    let state = PostgresState::new(url, &schema).unwrap();
+    let mut checkpoint = Checkpoint {
+        generation: 1,
+        namespace: "raw".into(),
+        ..Checkpoint::default()
+    };
+    checkpoint.snapshots.insert("pg_sale".into(), 99);
+    checkpoint.snapshots.insert("file_sale".into(), 7);
+    state
+        .commit(
+            None,
+            &[pg.clone(), file.clone(), erp.clone(), gone],
+            &checkpoint,
+        )
+        .await
+        .unwrap();
+
+    let ids = |row: RowSales| {
+        let reader = &reader;
+        async move {
+            let (snapshots, sales) = reader.row_sales(row).await.unwrap().unwrap();
+            let mut ids: Vec<String> = sales.into_iter().map(|s| s.key.sale_id).collect();
+            ids.sort();
+            (snapshots, ids)
+        }
+    };
+    let (snapshots, city_7) = ids(all_of_city_7).await;
+    assert_eq!(snapshots, checkpoint.snapshots);
+    assert_eq!(city_7, ["1", "acme/2"], "live sales of city 7, the deleted one not");
+    let january = Some((FEB_2026 - 31 * 86_400_000_000, FEB_2026));
+    let city_7_january = RowSales {
+        sold_between: january,
+        ..all_of_city_7
+    };
+    assert_eq!(ids(city_7_january).await.1, ["1"]);
+    let salesman_1 = RowSales {
+        city_id: None,
+        salesman_id: Some(1),
+        sold_between: None,
+    };
+    assert_eq!(ids(salesman_1).await.1, ["1", "erp1/3"]);
+    let city_8_salesman_1 = RowSales {
+        city_id: Some(8),
+        ..salesman_1
+    };
+    assert_eq!(ids(city_8_salesman_1).await.1, ["erp1/3"]);
+
+    // As provenance records: only for the checkpoint's own snapshots.
+    let published = |pg_sale: i64| {
+        LakeSnapshots(vec![
+            LakeSnapshot {
+                table: "pg_sale".into(),
+                snapshot_id: Some(pg_sale),
+            },
+            LakeSnapshot {
+                table: "pg_salesman".into(),
+                snapshot_id: None,
+            },
+            LakeSnapshot {
+                table: "file_sale".into(),
+                snapshot_id: Some(7),
+            },
+        ])
+    };
+    let january = Period::Month(Month::new(2026, 1).unwrap());
+    let key = RankingKey::Salesman { salesman_id: 1 };
+    let found = provenance_from_state(&reader, &published(99), january, key)
+        .await
+        .unwrap()
+        .expect("the state is folded to these snapshots");
+    assert_eq!(found.snapshots, published(99));
+    let pg_record = found.records.iter().find(|r| r.source == "pg").unwrap();
+    assert_eq!(
+        (pg_record.source_lsn, pg_record.kafka_offset, pg_record.version_major),
+        (Some(20), 1, None),
+        "a Postgres sale's order is (LSN, offset)"
+    );
+    assert_eq!(pg_record.kafka_topic, "raw.pg");
+    assert_eq!(pg_record.kafka_partition, 3);
+    assert_eq!(pg_record.source_txid, Some(200));
+    let erp_record = found.records.iter().find(|r| r.source == "erp").unwrap();
+    assert_eq!(
+        (
+            erp_record.version_major,
+            erp_record.version_minor,
+            erp_record.kafka_offset
+        ),
+        (Some(22), Some(1), 2),
+        "an event sale's order is (major, minor, offset)"
+    );
+    assert_eq!(erp_record.provenance_json.as_deref(), Some(r#"{"record":22}"#));
+    assert_eq!(found.revenue().unwrap().cents(), 2 * 12_345);
+    assert!(
+        provenance_from_state(&reader, &published(98), january, key)
+            .await
+            .unwrap()
+            .is_none(),
+        "another publication's snapshots: the state cannot answer for it"
+    );
     state.reset().await.unwrap();
 }
