@@ -88,9 +88,14 @@ impl Lake {
         Ok(Self { runtime, ..self })
     }
 
-    /// A fresh DataFusion session over the lake's runtime, for one computation.
+    /// A fresh DataFusion session over the lake's runtime, for one computation: one partition
+    /// (the computation has one thread, [`on_lake_thread`]; more partitions would only hold
+    /// more memory at once).
     fn session(&self) -> SessionContext {
-        SessionContext::new_with_config_rt(SessionConfig::new(), self.runtime.clone())
+        SessionContext::new_with_config_rt(
+            SessionConfig::new().with_target_partitions(1),
+            self.runtime.clone(),
+        )
     }
 
     /// Attributes dead letters to sources by these topics (the lander's `topics` settings).
@@ -162,10 +167,12 @@ impl Lake {
         key: RankingKey,
     ) -> Result<Provenance, ApiError> {
         let catalog = self.catalog().await?;
-        let ctx = self.session();
-        provenance_in(&ctx, catalog.as_ref(), &self.namespace, as_of, period, key)
-            .await
-            .map_err(ApiError::from_lake)
+        let (ctx, namespace, as_of) = (self.session(), self.namespace.clone(), as_of.clone());
+        on_lake_thread(async move {
+            provenance_in(&ctx, catalog.as_ref(), &namespace, &as_of, period, key).await
+        })
+        .await?
+        .map_err(ApiError::from_lake)
     }
 
     /// Every partition the raw tables keep an offset-coverage ledger for, held against their
@@ -300,11 +307,12 @@ impl Lake {
     /// Both rankings with the raw tables pinned as `as_of` says, as a one-publication store.
     pub async fn publication_of(&self, as_of: &AsOf) -> Result<Arc<dyn RankingQueries>, ApiError> {
         let catalog = self.catalog().await?;
-        let ctx = self.session();
-        let (snapshots, rankings) =
-            compute_as_of_in(&ctx, catalog.as_ref(), &self.namespace, as_of)
-                .await
-                .map_err(ApiError::from_lake)?;
+        let (ctx, namespace, as_of) = (self.session(), self.namespace.clone(), as_of.clone());
+        let (snapshots, rankings) = on_lake_thread(async move {
+            compute_as_of_in(&ctx, catalog.as_ref(), &namespace, &as_of).await
+        })
+        .await?
+        .map_err(ApiError::from_lake)?;
         let publication =
             Publication::of_periods(snapshots, ON_DEMAND_RUN_ID, Utc::now(), rankings);
         let store = MemoryStore::new();
@@ -326,6 +334,51 @@ impl Lake {
         )
         .await?)
     }
+}
+
+/// Runs a computation over the lake (`as_of`, provenance) on the lake thread: one worker
+/// thread of its own, at a lower scheduling priority (nice 10), started on first use and kept
+/// for the process's life. The requests answered from memory run on the API's other threads,
+/// so however many lake computations are under way (at most `limits.lake_concurrency`), they
+/// cannot take the cores from them: a busy machine slows the lake, not the rankings. The
+/// computation is aborted when the request that waits for it is dropped (its timeout, a client
+/// gone), as it was when it ran on the request's own task.
+pub(crate) async fn on_lake_thread<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, ApiError> {
+    static LAKE_THREAD: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+    let handle = LAKE_THREAD.get_or_init(|| {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("lake-runtime".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("lake")
+                    .on_thread_start(|| {
+                        // On Linux a nice value is per thread: this thread's id. Best effort:
+                        // at worst the lake runs at the API's priority.
+                        let this_thread = rustix::thread::gettid();
+                        if let Err(error) =
+                            rustix::process::setpriority_process(Some(this_thread), 10)
+                        {
+                            tracing::warn!(%error, "the lake thread keeps the API's priority");
+                        }
+                    })
+                    .enable_all()
+                    .build()
+                    .expect("the lake runtime starts");
+                let _ = sender.send(runtime.handle().clone());
+                runtime.block_on(std::future::pending::<()>());
+            })
+            .expect("the lake runtime's thread starts");
+        receiver
+            .recv()
+            .expect("the lake runtime hands over its handle")
+    });
+    tokio_util::task::AbortOnDropHandle::new(handle.spawn(work))
+        .await
+        .map_err(|e| ApiError::LakeUnavailable(format!("the lake computation stopped: {e}")))
 }
 
 /// The last few publications computed from the lake for time travel, by publication id, so a

@@ -319,11 +319,10 @@ pub async fn run(
         .with_readiness(|checks| checks.optional_check("lineage_store", lineage_check))
         .with_health(config.health.clone())
         .with_limits(config.limits.clone())
-        .with_kept_sales(Arc::new(tributary_marts::state::KeptSalesReader::new(
-            state_url,
-            state_schema,
-        )
-        .map_err(ApiError::Lake)?));
+        .with_kept_sales(Arc::new(
+            tributary_marts::state::KeptSalesReader::new(state_url, state_schema)
+                .map_err(ApiError::Lake)?,
+        ));
     if config.serving.refresh_ms > 0 {
         let served = Arc::new(tributary_rankings::ServedStore::new(store));
         tokio::spawn(serving::keep_fresh(

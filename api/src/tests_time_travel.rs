@@ -531,3 +531,44 @@ fn the_computed_cache_keeps_the_most_recently_used() {
     none.put("a".into(), store());
     assert!(none.get("a").is_none() && none.ids().is_empty());
 }
+
+/// Lake computations run on a thread of their own at nice 10, so they cannot take the cores
+/// from the requests answered from memory; one whose request is dropped stops.
+#[tokio::test]
+async fn lake_computations_run_at_a_lower_priority_and_stop_with_their_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::lake::on_lake_thread;
+
+    let (nice, thread) = on_lake_thread(async {
+        let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid()));
+        (nice.ok(), std::thread::current().name().map(str::to_string))
+    })
+    .await
+    .unwrap();
+    assert_eq!(nice, Some(10), "the lake thread's nice value");
+    assert_eq!(thread.as_deref(), Some("lake"));
+    let here = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+    assert!(
+        here < 10,
+        "the request's own thread keeps its priority ({here})"
+    );
+
+    let finished = Arc::new(AtomicBool::new(false));
+    let flag = finished.clone();
+    let request = on_lake_thread(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        flag.store(true, Ordering::SeqCst);
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), request)
+            .await
+            .is_err(),
+        "the computation takes 300 ms"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !finished.load(Ordering::SeqCst),
+        "the computation went on after its request was dropped"
+    );
+}

@@ -352,11 +352,11 @@ async fn run(settings: &Settings, out_dir: &Path) -> Result<(String, serde_json:
     let rss_before = peak_rss_kib(memory.0.id())?;
     let (provenance_path, provenance_sales) =
         provenance_row(&http, &memory_base, &month, PROVENANCE_SALES).await?;
-    let records_from = get_json(&http, &format!("{rendering_base}{provenance_path}")).await?
-        ["records_from"]
-        .as_str()
-        .unwrap_or("?")
-        .to_string();
+    let records_from =
+        get_json(&http, &format!("{rendering_base}{provenance_path}")).await?["records_from"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
 
     let (hello_port, hello_task) = start_hello_world().await?;
     let paths = [
@@ -620,7 +620,11 @@ async fn provenance_row(
     month: &str,
     most: u64,
 ) -> Result<(String, u64)> {
-    let cities = get_json(http, &format!("{base}/v1/rankings/cities?month={month}&limit=1000")).await?;
+    let cities = get_json(
+        http,
+        &format!("{base}/v1/rankings/cities?month={month}&limit=1000"),
+    )
+    .await?;
     let mut best: Option<(u64, i64, i64)> = None;
     for city in cities["items"].as_array().into_iter().flatten() {
         let city_id = city["city_id"].as_i64().context("a city without an id")?;
@@ -630,7 +634,8 @@ async fn provenance_row(
         )
         .await?;
         for row in salesmen["items"].as_array().into_iter().flatten() {
-            let (Some(sales), Some(salesman_id)) = (row["sales"].as_u64(), row["salesman_id"].as_i64())
+            let (Some(sales), Some(salesman_id)) =
+                (row["sales"].as_u64(), row["salesman_id"].as_i64())
             else {
                 continue;
             };

@@ -105,7 +105,10 @@ impl<'a> Batch<'a> {
 
     /// The Kafka and ingest coordinates every raw table has, per row.
     fn landed(&self) -> Result<Vec<SaleOrigin>, MartsError> {
-        let (topic, partition) = (self.strs(col::KAFKA_TOPIC)?, self.i64s(col::KAFKA_PARTITION)?);
+        let (topic, partition) = (
+            self.strs(col::KAFKA_TOPIC)?,
+            self.i64s(col::KAFKA_PARTITION)?,
+        );
         let (ingest_time, trace_id) = (
             self.micros(col::INGEST_TIME)?,
             self.strs_if_present(col::TRACE_ID)?,
@@ -115,13 +118,15 @@ impl<'a> Batch<'a> {
             .zip(partition)
             .zip(ingest_time)
             .zip(trace_id)
-            .map(|(((kafka_topic, partition), ingest_time_micros), trace_id)| SaleOrigin {
-                kafka_topic,
-                kafka_partition: partition.and_then(|p| i32::try_from(p).ok()),
-                ingest_time_micros,
-                trace_id,
-                ..SaleOrigin::default()
-            })
+            .map(
+                |(((kafka_topic, partition), ingest_time_micros), trace_id)| SaleOrigin {
+                    kafka_topic,
+                    kafka_partition: partition.and_then(|p| i32::try_from(p).ok()),
+                    ingest_time_micros,
+                    trace_id,
+                    ..SaleOrigin::default()
+                },
+            )
             .collect())
     }
 

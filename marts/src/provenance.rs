@@ -17,9 +17,9 @@ use iceberg::Catalog;
 use std::collections::BTreeMap;
 
 use crate::current_state::{Columns, register_current_state};
-use crate::state::{KeptSalesReader, RowSales};
 use crate::error::MartsError;
 use crate::lake::register_raw_tables_as_of;
+use crate::state::{KeptSalesReader, RowSales};
 use tributary_rankings::money::Money;
 use tributary_rankings::period::Period;
 use tributary_rankings::publication::LakeSnapshots;
@@ -213,12 +213,13 @@ pub async fn provenance_from_state(
     let mut records = kept
         .into_iter()
         .map(|sale| {
-            let amount = Money::try_from_cents(i128::from(sale.amount_cents)).map_err(|source| {
-                MartsError::Rankings(tributary_rankings::RankingsError::Revenue {
-                    scope: format!("provenance of sale {:?}", sale.key.sale_id),
-                    source,
-                })
-            })?;
+            let amount =
+                Money::try_from_cents(i128::from(sale.amount_cents)).map_err(|source| {
+                    MartsError::Rankings(tributary_rankings::RankingsError::Revenue {
+                        scope: format!("provenance of sale {:?}", sale.key.sale_id),
+                        source,
+                    })
+                })?;
             let pg = sale.key.source == crate::fold::SOURCE_PG;
             let [a, b, c] = sale.order;
             let id = |r: crate::fold::Resolved| match r {
@@ -264,7 +265,11 @@ fn month_micros(period: Period) -> Option<(i64, i64)> {
             .map(|t| t.and_utc().timestamp_micros())
     };
     let (year, m) = (i32::from(month.year()), u32::from(month.month()));
-    let (next_year, next) = if m == 12 { (year + 1, 1) } else { (year, m + 1) };
+    let (next_year, next) = if m == 12 {
+        (year + 1, 1)
+    } else {
+        (year, m + 1)
+    };
     Some((start(year, m)?, start(next_year, next)?))
 }
 

@@ -741,7 +741,10 @@ impl KeptSalesReader {
             return Ok(None);
         }
         let Some(body) = tx
-            .query_opt(&format!("SELECT body FROM {s}.checkpoint WHERE id = 1"), &[])
+            .query_opt(
+                &format!("SELECT body FROM {s}.checkpoint WHERE id = 1"),
+                &[],
+            )
             .await
             .map_err(pg_err("read the checkpoint"))?
         else {

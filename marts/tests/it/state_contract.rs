@@ -400,7 +400,11 @@ async fn a_rows_sales_are_read_by_key_from_the_kept_state_for_its_own_snapshots_
     };
     let (snapshots, city_7) = ids(all_of_city_7).await;
     assert_eq!(snapshots, checkpoint.snapshots);
-    assert_eq!(city_7, ["1", "acme/2"], "live sales of city 7, the deleted one not");
+    assert_eq!(
+        city_7,
+        ["1", "acme/2"],
+        "live sales of city 7, the deleted one not"
+    );
     let january = Some((FEB_2026 - 31 * 86_400_000_000, FEB_2026));
     let city_7_january = RowSales {
         sold_between: january,
@@ -445,7 +449,11 @@ async fn a_rows_sales_are_read_by_key_from_the_kept_state_for_its_own_snapshots_
     assert_eq!(found.snapshots, published(99));
     let pg_record = found.records.iter().find(|r| r.source == "pg").unwrap();
     assert_eq!(
-        (pg_record.source_lsn, pg_record.kafka_offset, pg_record.version_major),
+        (
+            pg_record.source_lsn,
+            pg_record.kafka_offset,
+            pg_record.version_major
+        ),
         (Some(20), 1, None),
         "a Postgres sale's order is (LSN, offset)"
     );
@@ -462,7 +470,10 @@ async fn a_rows_sales_are_read_by_key_from_the_kept_state_for_its_own_snapshots_
         (Some(22), Some(1), 2),
         "an event sale's order is (major, minor, offset)"
     );
-    assert_eq!(erp_record.provenance_json.as_deref(), Some(r#"{"record":22}"#));
+    assert_eq!(
+        erp_record.provenance_json.as_deref(),
+        Some(r#"{"record":22}"#)
+    );
     assert_eq!(found.revenue().unwrap().cents(), 2 * 12_345);
     assert!(
         provenance_from_state(&reader, &published(98), january, key)
