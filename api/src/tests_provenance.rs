@@ -154,3 +154,87 @@ async fn a_published_row_is_explained_by_the_sales_of_its_own_snapshots() {
     let (status, _) = get(&api, "/v1/rankings/cities/7/provenance?limit=0").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// The latest publication's provenance is read by key from the marts' kept state (a real
+/// Postgres, the local stack's): the same records the lake gives; kept for the publication, so
+/// the state is read once per row; and a state that cannot answer leaves the lake to.
+#[tokio::test]
+async fn the_latest_publications_rows_are_explained_from_the_kept_state() {
+    use tributary_marts::job::MartsJob;
+    use tributary_marts::state::{KeptSalesReader, PostgresState, StateStore};
+    use tributary_rankings::MemoryStore;
+
+    let lake = memory_lake(&RawTable::DATA_TABLES).await;
+    land(
+        lake.as_ref(),
+        RawTable::PgSalesman,
+        &[salesman("r", 100, (1, 0), "S1", "Ana")],
+    )
+    .await;
+    land(
+        lake.as_ref(),
+        RawTable::PgCity,
+        &[city("r", 7, (1, 0), "Campinas", "SP")],
+    )
+    .await;
+    land(
+        lake.as_ref(),
+        RawTable::PgSale,
+        &[
+            sale("c", 1, (10, 0), Some(100), Some(7), Some(1_000)).sold_at("2026-01-05T10:00:00Z"),
+            sale("c", 2, (11, 1), Some(100), Some(7), Some(2_500)).sold_at("2026-02-05T10:00:00Z"),
+            sale("u", 1, (12, 2), Some(100), Some(7), Some(1_200)).sold_at("2026-01-05T10:00:00Z"),
+        ],
+    )
+    .await;
+    let url = std::env::var("MARTS_STATE_TEST_URL")
+        .unwrap_or_else(|_| "postgres://tributary:tributary@127.0.0.1:5432/tributary".into());
+    let schema = format!("marts_state_api_test_{}", std::process::id());
+    let state = Arc::new(PostgresState::new(url.clone(), &schema).unwrap());
+    let store = Arc::new(MemoryStore::new());
+    MartsJob::new(lake.clone(), "raw", store.clone(), state.clone())
+        .run_once(false)
+        .await
+        .expect("the marts fold the lake into the state and publish");
+
+    let from_lake = TestClient::new(app_with_lake(
+        store.clone(),
+        Arc::new(Lake::from_catalog(lake.clone(), "raw")),
+    ));
+    let from_state = TestClient::new(crate::app_of(
+        crate::routes::RankingsApi::with_lake(
+            store.clone(),
+            Arc::new(Lake::from_catalog(lake.clone(), "raw")),
+        )
+        .with_kept_sales(Arc::new(KeptSalesReader::new(url, &schema).unwrap())),
+        Arc::new(crate::lineage::store::LineageStore::in_memory()),
+        Arc::default(),
+    ));
+    for path in [
+        "/v1/rankings/cities/7/provenance",
+        "/v1/rankings/salesmen/100/provenance?month=2026-01",
+        "/v1/rankings/cities/7/salesmen/100/provenance?month=2026-02",
+    ] {
+        let (status, mut lake_page) = get(&from_lake, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {lake_page}");
+        let (status, mut state_page) = get(&from_state, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {state_page}");
+        assert_eq!(lake_page["records_from"], "lake", "{path}");
+        assert_eq!(state_page["records_from"], "kept_state", "{path}");
+        lake_page["records_from"] = Value::Null;
+        state_page["records_from"] = Value::Null;
+        assert_eq!(state_page, lake_page, "{path}: the state's page is the lake's");
+    }
+    let (_, all_time) = get(&from_state, "/v1/rankings/cities/7/provenance").await;
+    assert_eq!(sale_ids(&all_time), ["2", "1"], "sale 1 as updated, largest first");
+
+    // Gone: the rows already read are kept for this publication; another is read from the lake.
+    state.reset().await.unwrap();
+    let (_, again) = get(&from_state, "/v1/rankings/cities/7/provenance").await;
+    assert_eq!(again["records_from"], "kept_state");
+    assert_eq!(again, all_time);
+    let (status, other) = get(&from_state, "/v1/rankings/salesmen/100/provenance").await;
+    assert_eq!(status, StatusCode::OK, "{other}");
+    assert_eq!(other["records_from"], "lake");
+    assert_eq!(sale_ids(&other), ["2", "1"]);
+}

@@ -171,6 +171,20 @@ pub struct RankingsApi {
     /// The marts' kept state, read by key for the provenance of the publication it was folded
     /// to (`None`: provenance always reads the lake).
     kept_sales: Option<Arc<tributary_marts::state::KeptSalesReader>>,
+    /// Provenance the kept state gave, by publication, period and row.
+    kept_pages: moka::future::Cache<String, Arc<tributary_marts::provenance::Provenance>>,
+}
+
+/// Records of provenance kept from the state at most (about 300 bytes each in memory).
+const KEPT_PAGES_RECORDS: u64 = 200_000;
+
+fn kept_pages() -> moka::future::Cache<String, Arc<tributary_marts::provenance::Provenance>> {
+    moka::future::Cache::builder()
+        .max_capacity(KEPT_PAGES_RECORDS)
+        .weigher(|_, provenance: &Arc<tributary_marts::provenance::Provenance>| {
+            u32::try_from(provenance.records.len().max(1)).unwrap_or(u32::MAX)
+        })
+        .build()
 }
 
 /// The lake, for as long as this request holds its turn to read it.
@@ -223,6 +237,7 @@ impl RankingsApi {
                 crate::config::LimitSettings::default().as_of_cache,
             )),
             kept_sales: None,
+            kept_pages: kept_pages(),
         }
     }
 
@@ -453,12 +468,16 @@ impl RankingsApi {
     /// it is folded to exactly that publication's snapshots (the latest publication, unless the
     /// marts are mid-run). `None`: read the lake (a state that cannot answer, or fails, costs
     /// speed, never an answer).
+    ///
+    /// A publication never changes, so what the state answered for one of its rows is kept
+    /// (bounded by records, [`KEPT_PAGES_RECORDS`]) and requests for a row being read wait for
+    /// that one read instead of each querying the state.
     async fn kept_provenance(
         &self,
         src: &Source,
         key: RankingKey,
-    ) -> Option<tributary_marts::provenance::Provenance> {
-        let reader = self.kept_sales.as_deref()?;
+    ) -> Option<Arc<tributary_marts::provenance::Provenance>> {
+        let reader = self.kept_sales.clone()?;
         let snapshots = tributary_rankings::LakeSnapshots(
             src.publication
                 .lake_snapshots
@@ -469,14 +488,33 @@ impl RankingsApi {
                 })
                 .collect(),
         );
-        match tributary_marts::provenance::provenance_from_state(
-            reader, &snapshots, src.period, key,
-        )
-        .await
-        {
-            Ok(found) => found,
+        let row = format!(
+            "{}|{}|{key:?}",
+            src.publication.publication_id, src.period
+        );
+        let period = src.period;
+        // Not answered (`Err(None)`: the state is not at these snapshots) and failures are not
+        // kept: a later request asks the state again.
+        let read = self
+            .kept_pages
+            .try_get_with(row, async move {
+                match tributary_marts::provenance::provenance_from_state(
+                    &reader, &snapshots, period, key,
+                )
+                .await
+                {
+                    Ok(Some(provenance)) => Ok(Arc::new(provenance)),
+                    Ok(None) => Err(None),
+                    Err(error) => Err(Some(error)),
+                }
+            })
+            .await;
+        match read {
+            Ok(provenance) => Some(provenance),
             Err(error) => {
-                tracing::warn!(%error, "provenance: the kept state cannot be read; reading the lake");
+                if let Some(error) = error.as_ref() {
+                    tracing::warn!(%error, "provenance: the kept state cannot be read; reading the lake");
+                }
                 None
             }
         }
@@ -531,10 +569,12 @@ impl RankingsApi {
         let (provenance, records_from) = match self.kept_provenance(&src, key).await {
             Some(provenance) => (provenance, "kept_state"),
             None => (
-                self.lake()
-                    .await?
-                    .provenance(&src.as_of, src.period, key)
-                    .await?,
+                Arc::new(
+                    self.lake()
+                        .await?
+                        .provenance(&src.as_of, src.period, key)
+                        .await?,
+                ),
                 "lake",
             ),
         };
