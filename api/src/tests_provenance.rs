@@ -223,10 +223,17 @@ async fn the_latest_publications_rows_are_explained_from_the_kept_state() {
         assert_eq!(state_page["records_from"], "kept_state", "{path}");
         lake_page["records_from"] = Value::Null;
         state_page["records_from"] = Value::Null;
-        assert_eq!(state_page, lake_page, "{path}: the state's page is the lake's");
+        assert_eq!(
+            state_page, lake_page,
+            "{path}: the state's page is the lake's"
+        );
     }
     let (_, all_time) = get(&from_state, "/v1/rankings/cities/7/provenance").await;
-    assert_eq!(sale_ids(&all_time), ["2", "1"], "sale 1 as updated, largest first");
+    assert_eq!(
+        sale_ids(&all_time),
+        ["2", "1"],
+        "sale 1 as updated, largest first"
+    );
 
     // Gone: the rows already read are kept for this publication; another is read from the lake.
     state.reset().await.unwrap();

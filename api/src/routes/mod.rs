@@ -181,9 +181,11 @@ const KEPT_PAGES_RECORDS: u64 = 200_000;
 fn kept_pages() -> moka::future::Cache<String, Arc<tributary_marts::provenance::Provenance>> {
     moka::future::Cache::builder()
         .max_capacity(KEPT_PAGES_RECORDS)
-        .weigher(|_, provenance: &Arc<tributary_marts::provenance::Provenance>| {
-            u32::try_from(provenance.records.len().max(1)).unwrap_or(u32::MAX)
-        })
+        .weigher(
+            |_, provenance: &Arc<tributary_marts::provenance::Provenance>| {
+                u32::try_from(provenance.records.len().max(1)).unwrap_or(u32::MAX)
+            },
+        )
         .build()
 }
 
@@ -488,10 +490,7 @@ impl RankingsApi {
                 })
                 .collect(),
         );
-        let row = format!(
-            "{}|{}|{key:?}",
-            src.publication.publication_id, src.period
-        );
+        let row = format!("{}|{}|{key:?}", src.publication.publication_id, src.period);
         let period = src.period;
         // Not answered (`Err(None)`: the state is not at these snapshots) and failures are not
         // kept: a later request asks the state again.
