@@ -47,6 +47,20 @@ pub enum RankingKey {
     },
 }
 
+impl RankingKey {
+    /// The row's city and salesman, each when the row has one.
+    pub fn ids(self) -> (Option<i64>, Option<i64>) {
+        match self {
+            RankingKey::City { city_id } => (Some(city_id), None),
+            RankingKey::CitySalesman {
+                city_id,
+                salesman_id,
+            } => (Some(city_id), Some(salesman_id)),
+            RankingKey::Salesman { salesman_id } => (None, Some(salesman_id)),
+        }
+    }
+}
+
 /// One current sale counted in a ranking row, and where its current version came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceRecord {
@@ -185,14 +199,7 @@ pub async fn provenance_from_state(
     period: Period,
     key: RankingKey,
 ) -> Result<Option<Provenance>, MartsError> {
-    let (city_id, salesman_id) = match key {
-        RankingKey::City { city_id } => (Some(city_id), None),
-        RankingKey::CitySalesman {
-            city_id,
-            salesman_id,
-        } => (Some(city_id), Some(salesman_id)),
-        RankingKey::Salesman { salesman_id } => (None, Some(salesman_id)),
-    };
+    let (city_id, salesman_id) = key.ids();
     let row = RowSales {
         city_id,
         salesman_id,

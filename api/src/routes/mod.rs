@@ -585,14 +585,7 @@ impl RankingsApi {
                 found: "an overflowing sum".into(),
             })
         })?;
-        let (city_id, salesman_id) = match key {
-            RankingKey::City { city_id } => (Some(city_id), None),
-            RankingKey::CitySalesman {
-                city_id,
-                salesman_id,
-            } => (Some(city_id), Some(salesman_id)),
-            RankingKey::Salesman { salesman_id } => (None, Some(salesman_id)),
-        };
+        let (city_id, salesman_id) = key.ids();
         Ok(Json(ProvenancePage {
             publication: src.publication,
             period: src.period.key(),

@@ -49,6 +49,16 @@ impl std::fmt::Debug for PostgresState {
     }
 }
 
+/// `schema`, if it is a plain identifier (it is spliced into SQL).
+fn plain_schema(schema: String) -> Result<String, MartsError> {
+    if tributary_rankings::schema::validate_database(&schema).is_err() {
+        return Err(MartsError::CorruptState(format!(
+            "state schema name {schema:?} is not a plain identifier"
+        )));
+    }
+    Ok(schema)
+}
+
 fn pg_err(action: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> MartsError {
     let action = action.into();
     move |source| MartsError::State { action, source }
@@ -58,15 +68,9 @@ impl PostgresState {
     /// A store in `schema` of the database at `url` (connected on first use). `schema` must be
     /// a plain identifier.
     pub fn new(url: impl Into<String>, schema: impl Into<String>) -> Result<Self, MartsError> {
-        let schema = schema.into();
-        if tributary_rankings::schema::validate_database(&schema).is_err() {
-            return Err(MartsError::CorruptState(format!(
-                "state schema name {schema:?} is not a plain identifier"
-            )));
-        }
         Ok(Self {
             url: url.into(),
-            schema,
+            schema: plain_schema(schema.into())?,
             client: Mutex::new(None),
         })
     }
@@ -688,15 +692,9 @@ impl KeptSalesReader {
     /// A reader of the state in `schema` of the database at `url`. `schema` must be a plain
     /// identifier.
     pub fn new(url: impl Into<String>, schema: impl Into<String>) -> Result<Self, MartsError> {
-        let schema = schema.into();
-        if tributary_rankings::schema::validate_database(&schema).is_err() {
-            return Err(MartsError::CorruptState(format!(
-                "state schema name {schema:?} is not a plain identifier"
-            )));
-        }
         Ok(Self {
             url: url.into(),
-            schema,
+            schema: plain_schema(schema.into())?,
             client: Mutex::new(None),
         })
     }
