@@ -49,6 +49,20 @@ impl std::fmt::Debug for PostgresState {
     }
 }
 
+/// A connection to the state database, its driver task spawned; `on_close` hears how it ended
+/// if it ended in an error.
+async fn connect(url: &str, on_close: fn(tokio_postgres::Error)) -> Result<Client, MartsError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(pg_err("connect to the state database"))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            on_close(error);
+        }
+    });
+    Ok(client)
+}
+
 /// `schema`, if it is a plain identifier (it is spliced into SQL).
 fn plain_schema(schema: String) -> Result<String, MartsError> {
     if tributary_rankings::schema::validate_database(&schema).is_err() {
@@ -85,14 +99,10 @@ impl PostgresState {
     async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, MartsError> {
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
-                .await
-                .map_err(pg_err("connect to the state database"))?;
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::warn!(%error, "marts state connection closed");
-                }
-            });
+            let client = connect(&self.url, |error| {
+                tracing::warn!(%error, "marts state connection closed");
+            })
+            .await?;
             let s = &self.schema;
             client
                 .batch_execute(&format!(
@@ -708,14 +718,10 @@ impl KeptSalesReader {
     ) -> Result<Option<(BTreeMap<String, i64>, Vec<SaleRecord>)>, MartsError> {
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
-                .await
-                .map_err(pg_err("connect to the state database"))?;
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(%error, "kept-state reader connection closed");
-                }
-            });
+            let client = connect(&self.url, |error| {
+                tracing::debug!(%error, "kept-state reader connection closed");
+            })
+            .await?;
             *guard = Some(client);
         }
         let client = guard.as_mut().expect("connected");
