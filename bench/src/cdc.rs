@@ -67,14 +67,14 @@ pub struct CdcArgs {
     #[arg(long, default_value_t = 20.0)]
     pub side_rate: f64,
     /// The lander's commit interval (bounds freshness from below; its default).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = tributary_lake::LanderConfig::default().commit_interval_ms)]
     pub lander_commit_interval_ms: u64,
-    /// The lander's commit size (rows; its default is 10 000).
-    #[arg(long, default_value_t = 10_000)]
+    /// The lander's commit size (rows; its default).
+    #[arg(long, default_value_t = tributary_lake::LanderConfig::default().batch_max_rows)]
     pub lander_batch_max_rows: usize,
     /// The marts job's longest wait between runs (its default: runs start on each lake commit
     /// the lander announces).
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = tributary_marts::MartsConfig::default().interval_ms)]
     pub marts_interval_ms: u64,
     /// How often freshness polls `/v1/completeness`.
     #[arg(long, default_value_t = 100)]
@@ -335,22 +335,38 @@ fn stack_pid(name: &str) -> Option<u32> {
     crate::stack_service_pid(&std::path::Path::new(".stack").join(name))
 }
 
+/// The sum of the samples of `metric` (a Prometheus text exposition) whose labels contain
+/// `label`.
+fn metric_sum(text: &str, metric: &str, label: &str) -> f64 {
+    let prefix = format!("{metric}{{");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The lander's pg_sale commit-time histogram: (sum of seconds, commits), and its consumer lag.
 async fn lander_commits(http: &reqwest::Client, metrics: &str) -> Result<(f64, f64, f64)> {
     let text = http.get(metrics).send().await?.text().await?;
-    let value = |prefix: &str, label: &str| -> f64 {
-        text.lines()
-            .filter(|l| l.starts_with(prefix) && l.contains(label))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
+    let pg_sale = r#"table="pg_sale""#;
     Ok((
-        value("tributary_lander_commit_seconds_sum{", r#"table="pg_sale""#),
-        value(
-            "tributary_lander_commit_seconds_count{",
-            r#"table="pg_sale""#,
+        metric_sum(&text, "tributary_lander_commit_seconds_sum", pg_sale),
+        metric_sum(&text, "tributary_lander_commit_seconds_count", pg_sale),
+        metric_sum(&text, "tributary_lander_consumer_lag_records", ""),
+    ))
+}
+
+/// The marts' runs that published so far: (sum of their seconds, runs).
+async fn marts_runs(http: &reqwest::Client, metrics: &str) -> Result<(f64, f64)> {
+    let text = http.get(metrics).send().await?.text().await?;
+    let published = r#"status="published""#;
+    Ok((
+        metric_sum(&text, "tributary_marts_run_duration_seconds_sum", published),
+        metric_sum(
+            &text,
+            "tributary_marts_run_duration_seconds_count",
+            published,
         ),
-        value("tributary_lander_consumer_lag_records{", ""),
     ))
 }
 
@@ -493,6 +509,10 @@ pub struct RateResult {
     pub lander_commit_mean_s: Option<f64>,
     /// The lander's consumer lag (records) when the load stopped.
     pub lander_lag_at_end: f64,
+    /// The marts' runs that published during the window.
+    pub marts_runs: u64,
+    /// Mean time of those runs (read the new events, fold, commit the state, publish), seconds.
+    pub marts_run_mean_s: Option<f64>,
     /// Freshness (commit → visible in the API), p50, p95, p99 (s).
     pub freshness_s: [Option<f64>; 3],
     /// Transactions never seen in the API before the drain timeout.
@@ -580,7 +600,8 @@ async fn run_with_source(
     std::fs::create_dir_all(inbox.join("globex"))?;
     let namespace = format!("bench_{id}");
     let topic = |t: &str| format!("bench.{id}.{t}");
-    let (api_port, erp_port, lander_metrics) = (free_port()?, free_port()?, free_port()?);
+    let (api_port, erp_port, lander_metrics, marts_metrics) =
+        (free_port()?, free_port()?, free_port()?, free_port()?);
     let lake = [
         ("TRIBUTARY_LAKE__WAREHOUSE", "s3://warehouse".to_string()),
         ("TRIBUTARY_LAKE__NAMESPACE", namespace.clone()),
@@ -615,6 +636,10 @@ async fn run_with_source(
     marts_env.extend(env(&[
         ("TRIBUTARY_CLICKHOUSE__DATABASE", namespace.clone()),
         ("TRIBUTARY_INTERVAL_MS", args.marts_interval_ms.to_string()),
+        (
+            "TRIBUTARY_METRICS_LISTEN",
+            format!("127.0.0.1:{marts_metrics}"),
+        ),
     ]));
     let mut api_env = env(&lake);
     api_env.extend(env(&[
@@ -757,6 +782,7 @@ async fn run_with_source(
     }
 
     let metrics = format!("http://127.0.0.1:{lander_metrics}/metrics");
+    let marts_metrics = format!("http://127.0.0.1:{marts_metrics}/metrics");
     let sale_topic = format!("{prefix}.public.sale");
     let mut results = Vec::new();
     let windows: Vec<f64> = args
@@ -808,6 +834,7 @@ async fn run_with_source(
             .join(" ");
         let landed_before = landed_pg_sale(&http, &metrics).await?;
         let commits_before = lander_commits(&http, &metrics).await?;
+        let marts_before = marts_runs(&http, &marts_metrics).await?;
         let cpu_before: Vec<f64> = watched
             .iter()
             .map(|w| cpu_seconds(w.pid, w.with_children))
@@ -843,6 +870,7 @@ async fn run_with_source(
             .collect();
         let landed_at_end = landed_pg_sale(&http, &metrics).await?;
         let commits_at_end = lander_commits(&http, &metrics).await?;
+        let marts_at_end = marts_runs(&http, &marts_metrics).await?;
         let pg_changes = report.applied.get(&Source::Postgres).copied().unwrap_or(0);
         let side_changes = report.applied.get(&Source::Files).copied().unwrap_or(0)
             + report.applied.get(&Source::Erp).copied().unwrap_or(0);
@@ -924,6 +952,9 @@ async fn run_with_source(
                 (commits_at_end.0 - commits_before.0) / (commits_at_end.1 - commits_before.1)
             }),
             lander_lag_at_end: commits_at_end.2,
+            marts_runs: (marts_at_end.1 - marts_before.1) as u64,
+            marts_run_mean_s: (marts_at_end.1 > marts_before.1)
+                .then(|| (marts_at_end.0 - marts_before.0) / (marts_at_end.1 - marts_before.1)),
             freshness_s: [fresh[0], fresh[1], fresh[2]],
             freshness_unseen: unseen,
             freshness_samples: seen.len(),
@@ -1104,15 +1135,17 @@ fn write(
     }
     md.push_str(&rate_summary(results));
     md.push_str(
-        "\nThe lander during the load window (pg_sale): commits, their mean time (Parquet write + Iceberg commit), its consumer lag when the load stopped:\n\n| target | commits | mean commit s | lag at load end (records) |\n|---:|---:|---:|---:|\n",
+        "\nWhere a change waits, during the load window: the lander's pg_sale commits and their mean time (Parquet write + Iceberg commit), its consumer lag when the load stopped, and the marts' runs that published and their mean time (read the new events, fold, commit the state, publish):\n\n| target | lander commits | mean commit s | lag at load end (records) | marts runs | mean run s |\n|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in results {
         md.push_str(&format!(
-            "| {:.0} | {} | {} | {:.0} |\n",
+            "| {:.0} | {} | {} | {:.0} | {} | {} |\n",
             r.target_rate,
             r.lander_commits,
             fmt_s(r.lander_commit_mean_s),
-            r.lander_lag_at_end
+            r.lander_lag_at_end,
+            r.marts_runs,
+            fmt_s(r.marts_run_mean_s),
         ));
     }
     md.push_str(&per_process_table(

@@ -98,11 +98,21 @@ impl Committer {
             .filter_map(|tp| progress.get(tp).map(|next| (tp.clone(), next)))
             .collect();
 
+        let context = TableCommit {
+            namespace: &self.namespace,
+            lineage: &self.lineage,
+            metrics: &self.metrics,
+        };
+
         if !batch.dead.is_empty() {
             // The full map: every partition read so far is complete in dead_letters up to here.
-            let (report, span) = self
-                .commit_table(
-                    RawTable::DeadLetters,
+            let sink = self
+                .sinks
+                .get_mut(&RawTable::DeadLetters)
+                .expect("a sink per table");
+            let (report, span) = context
+                .commit(
+                    sink,
                     &batch.dead,
                     &progress,
                     &moved,
@@ -122,35 +132,58 @@ impl Committer {
             );
         }
 
+        // The change tables commit at once: each stores its own partitions' offsets with its
+        // rows, so no order between them matters to a restart, and a batch costs its slowest
+        // table's commit rather than the sum of them.
         let mut rows_by_table = batch.rows;
-        for table in RawTable::DATA_TABLES {
+        let mut commits = Vec::new();
+        for (table, sink) in &mut self.sinks {
+            if !RawTable::DATA_TABLES.contains(table) {
+                continue;
+            }
             let topics: Vec<&str> = self
                 .routes
                 .iter()
-                .filter(|(_, route)| **route == Route::Data(table))
+                .filter(|(_, route)| **route == Route::Data(*table))
                 .map(|(topic, _)| topic.as_str())
                 .collect();
             let table_moved = moved.restricted_to(&topics);
             if table_moved.is_empty() {
                 continue;
             }
-            let rows = rows_by_table.remove(&table).unwrap_or_default();
-            let (report, span) = self
-                .commit_table(
-                    table,
-                    &rows,
-                    &table_moved,
-                    &table_moved,
-                    batch.counted.get(&table),
-                    batch.upstream.get(&table),
+            let rows = rows_by_table.remove(table).unwrap_or_default();
+            let (counted, upstream) = (batch.counted.get(table), batch.upstream.get(table));
+            commits.push(async move {
+                let committed = context
+                    .commit(sink, &rows, &table_moved, &table_moved, counted, upstream)
+                    .await;
+                (
+                    sink.kind(),
+                    rows.len(),
+                    committed,
+                    sink.committed().encode(),
                 )
-                .await?;
-            self.metrics
-                .events(table, Outcome::Landed, rows.len() as u64);
-            done.landed += rows.len() as u64;
+            });
+        }
+        // Every commit is waited for, even after one failed: a commit dropped half-way would
+        // leave its sink not knowing what the catalog holds.
+        let mut failed = None;
+        for (table, rows, committed, offsets) in futures::future::join_all(commits).await {
+            let (report, span) = match committed {
+                Ok(done) => done,
+                Err(error) => {
+                    failed.get_or_insert(error);
+                    continue;
+                }
+            };
+            self.metrics.events(table, Outcome::Landed, rows as u64);
+            done.landed += rows as u64;
             done.commits += 1;
             // Inside the commit span, so the line carries its trace id.
-            span.in_scope(|| tracing::info!(%table, rows = report.rows, files = report.files, snapshot_id = report.snapshot_id, offsets = %self.sinks[&table].committed().encode(), "committed"));
+            span.in_scope(|| tracing::info!(%table, rows = report.rows, files = report.files, snapshot_id = report.snapshot_id, %offsets, "committed"));
+        }
+        if let Some(error) = failed {
+            return Err(error);
         }
         if let Some(lock) = self.lock.as_mut() {
             lock.announce_commit().await;
@@ -159,25 +192,36 @@ impl Committer {
         done.progress = progress;
         Ok(done)
     }
+}
 
-    /// Commits `rows` to `table` up to `offsets`, as one OpenLineage run reading `moved` and one
-    /// span continuing or linking the producers' traces (returned, for the caller's log line);
-    /// counts the commit in the metrics.
-    async fn commit_table(
-        &mut self,
-        table: RawTable,
+/// What every table's commit shares: the namespace its spans name, the lineage run each commit
+/// is, the metrics it counts in. Borrowed by the commits of a batch running at once.
+#[derive(Clone, Copy)]
+struct TableCommit<'a> {
+    namespace: &'a str,
+    lineage: &'a LakeLineage,
+    metrics: &'a Metrics,
+}
+
+impl TableCommit<'_> {
+    /// Commits `rows` to `sink`'s table up to `offsets`, as one OpenLineage run reading `moved`
+    /// and one span continuing or linking the producers' traces (returned, for the caller's log
+    /// line); counts the commit in the metrics.
+    async fn commit(
+        self,
+        sink: &mut TableSink,
         rows: &[Row],
         offsets: &OffsetMap,
         moved: &OffsetMap,
         counted: Option<&Ledger>,
         upstream: Option<&BTreeSet<TraceHeaders>>,
     ) -> Result<(CommitReport, tracing::Span), LakeError> {
-        let sink = self.sinks.get_mut(&table).expect("a sink per table");
+        let table = sink.kind();
         let run = self
             .lineage
             .commit_started(table, sink.committed(), moved, rows.len() as u64);
         let parent = sink.snapshot_id();
-        let span = commit_span(&self.namespace, table, rows.len(), upstream);
+        let span = commit_span(self.namespace, table, rows.len(), upstream);
         let committed = sink
             .commit_counted(rows, offsets, counted.unwrap_or(&Ledger::new()))
             .instrument(span.clone())

@@ -48,7 +48,7 @@ impl Default for LanderConfig {
             lake: LakeSettings::default(),
             topics: TopicsConfig::default(),
             group_id: "tributary-lander".into(),
-            batch_max_rows: 10_000,
+            batch_max_rows: 50_000,
             commit_interval_ms: 1_000,
             discovery_interval_ms: 5_000,
             writer_lock_wait_ms: 30_000,
@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn defaults_match_the_architecture() {
         let c = LanderConfig::load(None, env(&[])).unwrap();
-        assert_eq!(c.batch_max_rows, 10_000);
+        assert_eq!(c.batch_max_rows, 50_000);
         assert_eq!(c.commit_interval_ms, 1_000);
         assert_eq!(c.lake.namespace, "raw");
         assert_eq!(c.topics.sale, "salesdb.public.sale");

@@ -378,7 +378,10 @@ impl<S: Source> Lander<S> {
                     tracing::info!("shutdown requested: committing what was consumed");
                     break;
                 }
-                _ = sleep_until(deadline) => self.flush().await?,
+                // While a commit is in flight the loop goes on consuming past the deadline (a
+                // flush would wait for that commit with the consumer idle); the batch is handed
+                // over as soon as the commit is back.
+                _ = sleep_until(deadline), if self.in_flight.is_none() => self.flush().await?,
                 done = async { self.in_flight.as_mut().expect("guarded by is_some").await }, if self.in_flight.is_some() => {
                     self.in_flight = None;
                     self.took_back(done)?;
