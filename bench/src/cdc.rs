@@ -335,12 +335,12 @@ fn stack_pid(name: &str) -> Option<u32> {
     crate::stack_service_pid(&std::path::Path::new(".stack").join(name))
 }
 
-/// The sum of the samples of `metric` (a Prometheus text exposition) whose labels contain
-/// `label`.
-fn metric_sum(text: &str, metric: &str, label: &str) -> f64 {
+/// The sum of the samples of `metric` (a Prometheus text exposition) whose labels contain every
+/// one of `labels`.
+fn metric_sum(text: &str, metric: &str, labels: &[&str]) -> f64 {
     let prefix = format!("{metric}{{");
     text.lines()
-        .filter(|l| l.starts_with(&prefix) && l.contains(label))
+        .filter(|l| l.starts_with(&prefix) && labels.iter().all(|label| l.contains(label)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -348,39 +348,36 @@ fn metric_sum(text: &str, metric: &str, label: &str) -> f64 {
 /// The lander's pg_sale commit-time histogram: (sum of seconds, commits), and its consumer lag.
 async fn lander_commits(http: &reqwest::Client, metrics: &str) -> Result<(f64, f64, f64)> {
     let text = http.get(metrics).send().await?.text().await?;
-    let pg_sale = r#"table="pg_sale""#;
+    let pg_sale = [r#"table="pg_sale""#];
     Ok((
-        metric_sum(&text, "tributary_lander_commit_seconds_sum", pg_sale),
-        metric_sum(&text, "tributary_lander_commit_seconds_count", pg_sale),
-        metric_sum(&text, "tributary_lander_consumer_lag_records", ""),
+        metric_sum(&text, "tributary_lander_commit_seconds_sum", &pg_sale),
+        metric_sum(&text, "tributary_lander_commit_seconds_count", &pg_sale),
+        metric_sum(&text, "tributary_lander_consumer_lag_records", &[]),
     ))
 }
 
 /// The marts' runs that published so far: (sum of their seconds, runs).
 async fn marts_runs(http: &reqwest::Client, metrics: &str) -> Result<(f64, f64)> {
     let text = http.get(metrics).send().await?.text().await?;
-    let published = r#"status="published""#;
+    let published = [r#"status="published""#];
     Ok((
-        metric_sum(&text, "tributary_marts_run_duration_seconds_sum", published),
+        metric_sum(
+            &text,
+            "tributary_marts_run_duration_seconds_sum",
+            &published,
+        ),
         metric_sum(
             &text,
             "tributary_marts_run_duration_seconds_count",
-            published,
+            &published,
         ),
     ))
 }
 
 async fn landed_pg_sale(http: &reqwest::Client, metrics: &str) -> Result<u64> {
     let text = http.get(metrics).send().await?.text().await?;
-    Ok(text
-        .lines()
-        .filter(|l| {
-            l.starts_with("tributary_lander_events_total{")
-                && l.contains(r#"table="pg_sale""#)
-                && l.contains(r#"outcome="landed""#)
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64)
+    let landed = [r#"table="pg_sale""#, r#"outcome="landed""#];
+    Ok(metric_sum(&text, "tributary_lander_events_total", &landed) as u64)
 }
 
 /// The furthest Postgres position the published rankings include, if any.
@@ -1196,6 +1193,20 @@ fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metric_sum_adds_the_samples_carrying_every_label() {
+        let text = "# TYPE tributary_lander_events_total counter\n\
+            tributary_lander_events_total{outcome=\"landed\",table=\"pg_sale\"} 7\n\
+            tributary_lander_events_total{outcome=\"dead_letter\",table=\"pg_sale\"} 2\n\
+            tributary_lander_events_total{outcome=\"landed\",table=\"file_sale\"} 5\n\
+            tributary_lander_events_total_other{outcome=\"landed\",table=\"pg_sale\"} 100\n";
+        let metric = "tributary_lander_events_total";
+        let landed = [r#"table="pg_sale""#, r#"outcome="landed""#];
+        assert_eq!(metric_sum(text, metric, &landed), 7.0);
+        assert_eq!(metric_sum(text, metric, &[r#"table="pg_sale""#]), 9.0);
+        assert_eq!(metric_sum(text, metric, &[]), 14.0);
+    }
 
     #[test]
     fn cpu_per_landed_event() {

@@ -157,12 +157,7 @@ impl Committer {
                 let committed = context
                     .commit(sink, &rows, &table_moved, &table_moved, counted, upstream)
                     .await;
-                (
-                    sink.kind(),
-                    rows.len(),
-                    committed,
-                    sink.committed().encode(),
-                )
+                (*table, rows.len(), committed, sink.committed().encode())
             });
         }
         // Every commit is waited for, even after one failed: a commit dropped half-way would
