@@ -1,4 +1,4 @@
-//! `t    std::fs::write(out.join("cdc-freshness.svg")ibutary-bench cdc`: the sustained change rate from Postgres through Debezium, Kafka and
+//! `tributary-bench cdc`: the sustained change rate from Postgres through Debezium, Kafka and
 //! the lander into Iceberg, against Debezium alone, and freshness (source commit → visible in
 //! the API), at given rates of changes per second.
 //!
