@@ -18,11 +18,10 @@ use crate::config::{LanderConfig, Route};
 use crate::decode::{Decoded, decode, decode_rejected, decode_sale_event};
 use crate::error::LakeError;
 use crate::lineage::LakeLineage;
-use crate::maintenance::Maintainer;
+use crate::maintenance::{ApplyRequest, Maintainer, Pass};
 use crate::metrics::{Metrics, Outcome};
 use crate::sink::TableSink;
 use crate::source::{KafkaSource, Record, Source, TraceHeaders};
-use tracing::Instrument;
 use tributary_raw::ledger::Fate;
 use tributary_raw::offsets::{OffsetMap, StartOffset, TopicPartition, resume_offset, should_land};
 use tributary_raw::schema::RawTable;
@@ -218,8 +217,12 @@ pub struct Lander<S: Source> {
     /// What the lake holds, shared with the lag reporter.
     landed: Arc<std::sync::Mutex<OffsetMap>>,
     summary: RunSummary,
-    /// Lake maintenance between commits (`None` when `maintenance.enabled` is off).
-    maintainer: Option<Maintainer>,
+    /// Lake maintenance (`None` when `maintenance.enabled` is off).
+    maintainer: Option<Arc<Maintainer>>,
+    /// The maintenance pass running beside the loop, if any: it prepares each table's run and
+    /// asks the loop to commit it between two commits ([`crate::maintenance::Pass`]).
+    maintenance: Option<Pass>,
+    lineage: LakeLineage,
 }
 
 /// A commit running beside the consume loop.
@@ -249,12 +252,12 @@ impl<S: Source> Lander<S> {
         let routes: HashMap<String, Route> = config.topics.routes().into_iter().collect();
         let lineage = LakeLineage::from_env(&config);
         let maintainer = if config.maintenance.enabled {
-            Some(Maintainer::new(
+            Some(Arc::new(Maintainer::new(
                 config.maintenance.clone(),
                 &config.lake,
                 &config.lake.namespace,
                 catalog.clone(),
-            )?)
+            )?))
         } else {
             None
         };
@@ -265,7 +268,7 @@ impl<S: Source> Lander<S> {
             routes: routes.clone(),
             sinks,
             lock: Some(lock),
-            lineage,
+            lineage: lineage.clone(),
             metrics: metrics.clone(),
         };
         Ok(Self {
@@ -283,6 +286,8 @@ impl<S: Source> Lander<S> {
             landed: Arc::default(),
             summary: RunSummary::default(),
             maintainer,
+            maintenance: None,
+            lineage,
         })
     }
 
@@ -302,6 +307,9 @@ impl<S: Source> Lander<S> {
         shutdown: CancellationToken,
     ) -> Result<RunSummary, LakeError> {
         let mut result = self.run_loop(mode, &shutdown).await;
+        if let Some(pass) = self.maintenance.take() {
+            pass.abort();
+        }
         // A commit still in flight (the loop failed elsewhere) finishes before the lock goes:
         // the next holder must find the tables as this session left them.
         if let Err(error) = self.settle().await
@@ -378,6 +386,13 @@ impl<S: Source> Lander<S> {
                     tracing::info!("shutdown requested: committing what was consumed");
                     break;
                 }
+                // A maintenance run ready to commit goes first when no commit is in flight:
+                // it is quick, and the run waits for it.
+                request = async { self.maintenance.as_mut().expect("guarded by is_some").requests.recv().await },
+                    if self.maintenance.is_some() && self.in_flight.is_none() => match request {
+                    Some(request) => self.apply_maintenance(request).await?,
+                    None => self.maintenance = None,
+                },
                 // While a commit is in flight the loop goes on consuming past the deadline (a
                 // flush would wait for that commit with the consumer idle); the batch is handed
                 // over as soon as the commit is back.
@@ -386,7 +401,7 @@ impl<S: Source> Lander<S> {
                     self.in_flight = None;
                     self.took_back(done)?;
                 }
-                _ = maintenance.tick(), if self.maintainer.is_some() => self.maintain().await?,
+                _ = maintenance.tick(), if self.maintainer.is_some() => self.start_maintenance(),
                 _ = discovery.tick() => {
                     if mode == Mode::Follow {
                         match self.discover().await {
@@ -414,39 +429,64 @@ impl<S: Source> Lander<S> {
         Ok(self.summary.clone())
     }
 
-    /// One maintenance run over every table, after committing what is buffered. A failed run
-    /// is counted and logged and landing goes on; only a conflict (another writer moved a table)
-    /// stops the lander, as a fenced commit would.
-    async fn maintain(&mut self) -> Result<(), LakeError> {
-        if self.maintainer.is_none() {
-            return Ok(());
+    /// Starts a maintenance pass beside the loop, unless the last one is still running.
+    fn start_maintenance(&mut self) {
+        let Some(maintainer) = &self.maintainer else {
+            return;
+        };
+        if self.maintenance.is_some() {
+            tracing::info!("maintenance pass still running: this interval's pass is skipped");
+            return;
         }
-        self.commit_now().await?;
+        self.maintenance = Some(Pass::start(
+            maintainer.clone(),
+            self.lineage.clone(),
+            self.metrics.clone(),
+        ));
+    }
+
+    /// Commits a maintenance run the pass prepared, between two commits, and answers the pass
+    /// with the table it left. A failed run is the pass's to report, and landing goes on; only a
+    /// conflict (another writer moved a table) stops the lander, as a fenced commit would.
+    async fn apply_maintenance(&mut self, request: ApplyRequest) -> Result<(), LakeError> {
+        let ApplyRequest {
+            mut prepared,
+            reply,
+        } = request;
         let committer = self
             .committer
             .as_mut()
-            .expect("settled: no commit in flight");
+            .expect("no commit in flight: the committer is here");
         if let Some(lock) = committer.lock.as_mut() {
             lock.check().await?;
         }
-        let maintainer = self.maintainer.as_ref().expect("checked above");
-        for (table, sink) in &mut committer.sinks {
-            let span = tracing::info_span!("maintain", table = %table);
-            let run = committer.lineage.maintenance_started(*table);
-            let result = sink.maintain(maintainer).instrument(span).await;
-            committer.lineage.maintenance_done(run, result.as_ref());
-            match result {
-                Ok(report) => self.metrics.maintained(*table, Some(&report)),
-                Err(error) => {
-                    self.metrics.maintained(*table, None);
-                    if matches!(error, LakeError::MaintenanceConflict { .. }) {
-                        return Err(error);
-                    }
-                    tracing::warn!(%table, %error, retryable = error.is_retryable(), "maintenance failed; landing goes on, the next run retries");
-                }
+        let maintainer = self
+            .maintainer
+            .as_ref()
+            .expect("a pass runs with a maintainer");
+        let sink = committer
+            .sinks
+            .get_mut(&prepared.kind())
+            .expect("a sink per raw table");
+        let result = sink.apply_maintenance(maintainer, &mut prepared).await;
+        let at = chrono::Utc::now();
+        match result {
+            Ok(table) => {
+                let _ = reply.send(Ok((prepared, table, at)));
+                Ok(())
+            }
+            Err(LakeError::MaintenanceConflict { table, expected }) => {
+                let _ = reply.send(Err(LakeError::MaintenanceConflict {
+                    table: table.clone(),
+                    expected: expected.clone(),
+                }));
+                Err(LakeError::MaintenanceConflict { table, expected })
+            }
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// Assigns partitions of the configured topics that are not assigned yet, each at the
@@ -667,6 +707,7 @@ impl<S: Source> Lander<S> {
     }
 
     /// Commits the buffer and waits for it (and for the commit before it).
+    #[cfg(test)]
     async fn commit_now(&mut self) -> Result<(), LakeError> {
         self.flush().await?;
         self.settle().await

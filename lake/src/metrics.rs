@@ -65,6 +65,7 @@ pub struct Metrics {
 struct MaintenanceMetrics {
     runs: IntCounterVec,
     seconds: HistogramVec,
+    commit_seconds: HistogramVec,
     files_deleted: IntCounterVec,
     bytes_deleted: IntCounterVec,
     files_rewritten: IntCounterVec,
@@ -87,15 +88,23 @@ impl MaintenanceMetrics {
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
-        let seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "tributary_lake_maintenance_seconds",
-                "Time of one maintenance run on one table",
-            )
-            .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0]),
-            &["table"],
+        let histogram = |name: &str, help: &str| -> Result<HistogramVec, prometheus::Error> {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help)
+                    .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0]),
+                &["table"],
+            )?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let seconds = histogram(
+            "tributary_lake_maintenance_seconds",
+            "Time of one maintenance run on one table",
         )?;
-        registry.register(Box::new(seconds.clone()))?;
+        let commit_seconds = histogram(
+            "tributary_lake_maintenance_commit_seconds",
+            "Of a maintenance run, the commit: the only part the lander waits for",
+        )?;
         Ok(Self {
             runs: counter(
                 "tributary_lake_maintenance_runs_total",
@@ -103,6 +112,7 @@ impl MaintenanceMetrics {
                 &["table", "outcome"],
             )?,
             seconds,
+            commit_seconds,
             files_deleted: counter(
                 "tributary_lake_maintenance_files_deleted_total",
                 "Files maintenance deleted (expired snapshots', old metadata, orphans), by table",
@@ -374,6 +384,9 @@ impl Metrics {
         m.seconds
             .with_label_values(&[t])
             .observe(report.elapsed.as_secs_f64());
+        m.commit_seconds
+            .with_label_values(&[t])
+            .observe(report.commit_elapsed.as_secs_f64());
         m.files_deleted
             .with_label_values(&[t])
             .inc_by(report.files_deleted as u64);

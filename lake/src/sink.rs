@@ -22,7 +22,7 @@ use parquet::file::properties::WriterProperties;
 use crate::batch::{Row, record_batch};
 use crate::catalog::fnv1a64;
 use crate::error::LakeError;
-use crate::maintenance::{Maintainer, MaintenanceReport};
+use crate::maintenance::{Maintainer, MaintenanceReport, Prepared};
 use tributary_raw::catalog::{load_table, snapshot_ledger, snapshot_offsets};
 use tributary_raw::ledger::{LEDGER_PROPERTY, Ledger};
 use tributary_raw::offsets::{
@@ -205,19 +205,40 @@ impl TableSink {
                 self.table = table;
                 Ok(report)
             }
-            Err(error) => {
-                // The run may have committed before it failed: continue from the table as it is
-                // if only maintenance moved it (same offsets); anything else fences the next commit.
-                if let Ok(table) =
-                    load_table(self.catalog.as_ref(), &self.namespace, self.kind).await
-                    && snapshot_offsets(&table).is_ok_and(|o| o == self.committed)
-                {
-                    self.snapshot_id = table.metadata().current_snapshot_id();
-                    self.table = table;
-                }
-                Err(error)
-            }
+            Err(error) => Err(self.after_failed_maintenance(error).await),
         }
+    }
+
+    /// Commits a maintenance run prepared beside this writer ([`Maintainer::prepare`]) on the
+    /// table as this writer left it, and continues from what it committed. Returns the table as
+    /// it is now, which the run's sweep reads.
+    pub async fn apply_maintenance(
+        &mut self,
+        maintainer: &Maintainer,
+        prepared: &mut Prepared,
+    ) -> Result<Table, LakeError> {
+        match maintainer.apply(prepared, &self.table).await {
+            Ok(Some(table)) => {
+                self.snapshot_id = table.metadata().current_snapshot_id();
+                self.table = table;
+                Ok(self.table.clone())
+            }
+            Ok(None) => Ok(self.table.clone()),
+            Err(error) => Err(self.after_failed_maintenance(error).await),
+        }
+    }
+
+    /// After a failed maintenance run, which may have committed before it failed: continues
+    /// from the table as it is if only maintenance moved it (same offsets); anything else
+    /// fences the next commit. Returns `error`.
+    async fn after_failed_maintenance(&mut self, error: LakeError) -> LakeError {
+        if let Ok(table) = load_table(self.catalog.as_ref(), &self.namespace, self.kind).await
+            && snapshot_offsets(&table).is_ok_and(|o| o == self.committed)
+        {
+            self.snapshot_id = table.metadata().current_snapshot_id();
+            self.table = table;
+        }
+        error
     }
 
     /// Reloads the table and checks nobody else moved it.

@@ -9,17 +9,18 @@
 //! metadata_location = old`. If the row moved, nothing is committed (the files written are
 //! orphans the sweep removes).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use iceberg::MetadataLocation;
 use iceberg::spec::{
-    FormatVersion, MAIN_BRANCH, ManifestEntry, ManifestListWriter, ManifestWriterBuilder,
-    Operation, Snapshot, Summary, TableMetadata,
+    FormatVersion, MAIN_BRANCH, ManifestEntry, ManifestFile, ManifestListWriter,
+    ManifestWriterBuilder, Operation, Snapshot, Summary, TableMetadata,
 };
 use iceberg::table::Table;
 use sqlx::Connection;
 use tributary_common::LakeSettings;
+use tributary_raw::incremental::manifest_list;
 use tributary_raw::ledger::LEDGER_PROPERTY;
 use tributary_raw::offsets::{OFFSETS_PROPERTY, TRACEPARENT_PROPERTY};
 use tributary_raw::snapshots::RETENTION_PROPERTY;
@@ -41,14 +42,22 @@ pub(super) fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
     }
 }
 
+/// What a maintenance run read: a snapshot, its manifests and their live entries.
+pub(super) struct Base<'a> {
+    pub snapshot_id: Option<i64>,
+    pub manifests: &'a HashSet<String>,
+    pub entries: &'a [ManifestEntry],
+}
+
 /// Commits `replace` (its snapshot id and the files compaction changed; every other live entry
-/// of `entries` is carried into one merged manifest) and removes the `expire` snapshots, on top
-/// of exactly the metadata `table` was loaded from.
+/// of `base` is carried into one merged manifest) and removes the `expire` snapshots, on top
+/// of exactly the metadata `table` was loaded from. `table` may have moved on from `base` by
+/// appends only: their manifests go into the replace as they are.
 pub(super) async fn commit(
     db: &mut Option<sqlx::PgConnection>,
     lake: &LakeSettings,
     table: &Table,
-    entries: &[ManifestEntry],
+    base: Base<'_>,
     replace: Option<(i64, Compacted)>,
     expire: &[i64],
     retention: &str,
@@ -78,9 +87,17 @@ pub(super) async fn commit(
         .clone()
         .into_builder(Some(current_location.clone()));
     if let Some((snapshot_id, compacted)) = replace {
-        let snapshot = write_replace_snapshot(table, entries, snapshot_id, &compacted)
-            .await
-            .map_err(iceberg("write replace snapshot"))?;
+        let appended = appended_since(table, &base).await?;
+        if metadata.snapshot_by_id(snapshot_id).is_some() {
+            return Err(iceberg("maintenance commit")(iceberg::Error::new(
+                iceberg::ErrorKind::DataInvalid,
+                format!("snapshot id {snapshot_id} was taken since the run drew it"),
+            )));
+        }
+        let snapshot =
+            write_replace_snapshot(table, base.entries, appended, snapshot_id, &compacted)
+                .await
+                .map_err(iceberg("write replace snapshot"))?;
         builder = builder
             .set_branch_snapshot(snapshot, MAIN_BRANCH)
             .map_err(iceberg("add replace snapshot"))?;
@@ -116,11 +133,64 @@ pub(super) async fn commit(
     Ok(new_location)
 }
 
+/// The manifests `table`'s current snapshot has beyond those of `base`: what the appends since
+/// added. Fails unless every snapshot between them is an append (another maintenance commit in
+/// between would make the run's entries stale; the next run starts again from the table).
+async fn appended_since(table: &Table, base: &Base<'_>) -> Result<Vec<ManifestFile>, LakeError> {
+    let qualified = table.identifier().to_string();
+    let metadata = table.metadata();
+    let moved = |problem: String| {
+        super::iceberg_err("maintenance commit", &qualified)(iceberg::Error::new(
+            iceberg::ErrorKind::DataInvalid,
+            format!("{problem}; the next maintenance run starts again from the table"),
+        ))
+    };
+    let Some(current) = metadata.current_snapshot() else {
+        return Err(moved("the table lost its current snapshot".into()));
+    };
+    if Some(current.snapshot_id()) == base.snapshot_id {
+        return Ok(Vec::new());
+    }
+    let mut at = Some(current.clone());
+    while let Some(snapshot) = at {
+        if Some(snapshot.snapshot_id()) == base.snapshot_id {
+            let list = manifest_list(table, current, &qualified).await?;
+            return Ok(list
+                .entries()
+                .iter()
+                .filter(|m| !base.manifests.contains(&m.manifest_path))
+                .cloned()
+                .collect());
+        }
+        if snapshot.summary().operation != Operation::Append {
+            return Err(moved(format!(
+                "snapshot {} since the run read the table is a {:?}, not an append",
+                snapshot.snapshot_id(),
+                snapshot.summary().operation
+            )));
+        }
+        at = snapshot
+            .parent_snapshot_id()
+            .and_then(|parent| metadata.snapshot_by_id(parent).cloned());
+    }
+    Err(moved(format!(
+        "snapshot {:?} the run read is no longer an ancestor of the current one",
+        base.snapshot_id
+    )))
+}
+
+/// A total of a snapshot summary, if it has it.
+fn total(summary: &Summary, name: &str) -> Option<u64> {
+    summary.additional_properties.get(name)?.parse().ok()
+}
+
 /// Writes the merged manifest and the manifest list of a `replace` snapshot on top of the
-/// current one, and returns the snapshot (not yet committed).
+/// current one, and returns the snapshot (not yet committed). `appended`: manifests of appends
+/// since `entries` were read, listed as they are.
 async fn write_replace_snapshot(
     table: &Table,
     entries: &[ManifestEntry],
+    appended: Vec<ManifestFile>,
     snapshot_id: i64,
     compacted: &Compacted,
 ) -> iceberg::Result<Snapshot> {
@@ -176,7 +246,8 @@ async fn write_replace_snapshot(
         parent.map(|s| s.snapshot_id()),
         sequence_number,
     );
-    list.add_manifests(std::iter::once(manifest_file))?;
+    let carried = appended.len();
+    list.add_manifests(std::iter::once(manifest_file).chain(appended))?;
     list.close().await?;
 
     // The offsets, the ledger and the commit's trace stay those of the last landing: a replace moves no
@@ -195,10 +266,34 @@ async fn write_replace_snapshot(
         .unwrap_or_default();
     let added_rows: u64 = compacted.added.iter().map(|f| f.record_count()).sum();
     let added_bytes: u64 = compacted.added.iter().map(|f| f.file_size_in_bytes()).sum();
-    let total_files = entries.len() - compacted.removed.len() + compacted.added.len();
-    let total_rows: u64 = entries.iter().map(|e| e.record_count()).sum();
-    let total_bytes: u64 =
-        entries.iter().map(|e| e.file_size_in_bytes()).sum::<u64>() - removed_bytes + added_bytes;
+    // The parent's totals when it has them (they count the appends carried as they are), else
+    // the entries' (all there is when nothing was carried).
+    let parent_totals = parent.and_then(|s| {
+        Some((
+            total(s.summary(), "total-data-files")?,
+            total(s.summary(), "total-records")?,
+            total(s.summary(), "total-files-size")?,
+        ))
+    });
+    let (total_files, total_rows, total_bytes) = match parent_totals {
+        Some((files, rows, bytes)) => (
+            files + compacted.added.len() as u64 - compacted.removed.len() as u64,
+            rows,
+            bytes + added_bytes - removed_bytes,
+        ),
+        None if carried == 0 => (
+            (entries.len() - compacted.removed.len() + compacted.added.len()) as u64,
+            entries.iter().map(|e| e.record_count()).sum(),
+            entries.iter().map(|e| e.file_size_in_bytes()).sum::<u64>() - removed_bytes
+                + added_bytes,
+        ),
+        None => {
+            return Err(iceberg::Error::new(
+                iceberg::ErrorKind::DataInvalid,
+                "the current snapshot's summary has no totals to carry the appends' into",
+            ));
+        }
+    };
     let what = if compacted.added.is_empty() {
         "merge-manifests"
     } else {

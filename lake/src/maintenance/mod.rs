@@ -1,8 +1,9 @@
 //! Lake maintenance: what keeps a table's commit cost, metadata and storage bounded while the
 //! lake keeps every event.
 //!
-//! One run on one table, by the lander between its own commits (it holds the namespace's writer
-//! lock, so maintenance never races a landing) or by `tributary-lake maintain`:
+//! One run on one table, by the lander in a pass beside its consume loop that waits for the loop
+//! only to commit ([`beside`]; the lander holds the namespace's writer lock and stays its tables'
+//! one writer), or by `tributary-lake maintain`:
 //!
 //! 1. **compaction** — small data files are rewritten into files of `target_file_bytes`;
 //! 2. **manifest merging** — the current snapshot's manifests become one (each fast append adds
@@ -18,12 +19,13 @@
 //! metadata file and a compare-and-swap of the catalog's `metadata_location` row ([`commit`]):
 //! iceberg-rust 0.10 offers only `fast_append` as a snapshot-producing action.
 
+mod beside;
 mod commit;
 mod compact;
 pub mod plan;
 mod sweep;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +41,7 @@ use tributary_raw::pins::{PinKind, SnapshotPins};
 use tributary_raw::schema::RawTable;
 
 use crate::error::LakeError;
+pub use beside::{ApplyRequest, Pass};
 use plan::{FileInfo, HeldByPins, SnapshotInfo};
 
 /// When and how hard maintenance works (`[maintenance]` in the lander's config). The defaults
@@ -172,9 +175,12 @@ pub struct MaintenanceReport {
     pub bytes_kept: u64,
     /// Holders whose pin was too old to count.
     pub stale_pins: Vec<String>,
-    /// Wall time.
+    /// Wall time, from reading the table to the end of the sweep.
     #[serde(serialize_with = "serialize_seconds")]
     pub elapsed: Duration,
+    /// Of which committing (the only part during which the table's writer waits).
+    #[serde(serialize_with = "serialize_seconds")]
+    pub commit_elapsed: Duration,
 }
 
 fn serialize_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -204,9 +210,48 @@ impl std::fmt::Debug for Maintainer {
     }
 }
 
+/// A maintenance run on one table, prepared beside the lander: the compacted files written and
+/// the expiry planned from the snapshot it started on, waiting to be committed on the table as
+/// it is by then ([`Maintainer::apply`]).
+#[derive(Debug)]
+pub struct Prepared {
+    kind: RawTable,
+    started: Instant,
+    report: MaintenanceReport,
+    /// The snapshot the run read (`None`: the table had none, nothing to do).
+    base_snapshot: Option<i64>,
+    /// The manifests of that snapshot: any other manifest of the table a commit finds was added
+    /// by an append since, and is carried into the replace as it is.
+    base_manifests: HashSet<String>,
+    /// The live entries of that snapshot, in commit order.
+    entries: Vec<ManifestEntry>,
+    replace: Option<(i64, compact::Compacted)>,
+    expire: Vec<i64>,
+}
+
+impl Prepared {
+    /// The table it maintains.
+    pub fn kind(&self) -> RawTable {
+        self.kind
+    }
+
+    /// The snapshots to expire that `current` still holds (never its current one).
+    fn expire_in(&self, current: &Table) -> Vec<i64> {
+        let metadata = current.metadata();
+        self.expire
+            .iter()
+            .copied()
+            .filter(|id| {
+                metadata.snapshot_by_id(*id).is_some()
+                    && metadata.current_snapshot_id() != Some(*id)
+            })
+            .collect()
+    }
+}
+
 impl Maintainer {
     /// A maintainer of `namespace` in the lake of `lake`. The caller must hold the namespace's
-    /// writer lock whenever it calls [`Maintainer::maintain`].
+    /// writer lock whenever it calls [`Maintainer::maintain`] or [`Maintainer::apply`].
     pub fn new(
         settings: MaintenanceSettings,
         lake: &LakeSettings,
@@ -231,145 +276,223 @@ impl Maintainer {
         &self.settings
     }
 
-    /// One run on `kind`, whose current state is `table`. Returns the table as it is after the
-    /// run (reloaded when the run committed) and what the run did.
+    /// `kind`'s table as the catalog has it now.
+    pub async fn load(&self, kind: RawTable) -> Result<Table, LakeError> {
+        Ok(load_table(self.catalog.as_ref(), &self.namespace, kind).await?)
+    }
+
+    /// One whole run on `kind`, whose current state is `table`: [`Maintainer::prepare`],
+    /// [`Maintainer::apply`] on the same table, [`Maintainer::sweep`]. Returns the table as it is
+    /// after the run (reloaded when the run committed) and what the run did.
     pub async fn maintain(
         &self,
         kind: RawTable,
         table: &Table,
     ) -> Result<(Table, MaintenanceReport), LakeError> {
+        let mut prepared = self.prepare(kind, table).await?;
+        let table = self
+            .apply(&mut prepared, table)
+            .await?
+            .unwrap_or_else(|| table.clone());
+        let grace = chrono::Duration::from_std(Duration::from_secs(self.settings.orphan_grace_s))
+            .unwrap_or(chrono::Duration::MAX);
+        let report = self
+            .sweep(prepared, &table, chrono::Utc::now() - grace)
+            .await?;
+        Ok((table, report))
+    }
+
+    /// The slow part of a run, which commits nothing and may run beside the table's writer:
+    /// plans the expiry, reads the current snapshot's manifests and writes the compacted files
+    /// (named after the `replace` snapshot that will commit them).
+    pub async fn prepare(&self, kind: RawTable, table: &Table) -> Result<Prepared, LakeError> {
         let started = Instant::now();
         let qualified = table.identifier().to_string();
         let metadata = table.metadata();
-        let mut report = MaintenanceReport {
-            table: qualified.clone(),
-            snapshots_before: metadata.snapshots().len(),
-            ..MaintenanceReport::default()
+        let mut prepared = Prepared {
+            kind,
+            started,
+            report: MaintenanceReport {
+                table: qualified.clone(),
+                snapshots_before: metadata.snapshots().len(),
+                ..MaintenanceReport::default()
+            },
+            base_snapshot: None,
+            base_manifests: HashSet::new(),
+            entries: Vec::new(),
+            replace: None,
+            expire: Vec::new(),
         };
-        let mut table = table.clone();
-        if let Some(current) = metadata.current_snapshot().cloned() {
-            // Pins: only live ones hold history back.
-            let max_age = Duration::from_secs(self.settings.pin_max_age_s);
-            let pins = self.pins.pins(&self.namespace, kind.name()).await?;
-            let live = || {
-                pins.iter().filter(|p| {
-                    p.age <= max_age && metadata.snapshot_by_id(p.snapshot_id).is_some()
-                })
-            };
-            let held = HeldByPins {
-                from_ms: live()
-                    .filter(|p| p.kind == PinKind::From)
-                    .map(|p| p.snapshot_ms)
-                    .min(),
-                exactly: live()
-                    .filter(|p| p.kind == PinKind::Exactly)
-                    .map(|p| p.snapshot_id)
-                    .collect(),
-            };
-            report.stale_pins = pins
-                .iter()
-                .filter(|p| p.age > max_age)
-                .map(|p| p.holder.clone())
-                .collect();
-            if !report.stale_pins.is_empty() {
-                tracing::warn!(table = %qualified, holders = ?report.stale_pins, max_age_s = self.settings.pin_max_age_s, "pins too old to hold the history back: their holders will rebuild");
-            }
-            let snapshots: Vec<SnapshotInfo> = metadata
-                .snapshots()
-                .map(|s| SnapshotInfo {
-                    id: s.snapshot_id(),
-                    parent: s.parent_snapshot_id(),
-                    timestamp_ms: s.timestamp_ms(),
-                })
-                .collect();
-            let expiry = plan::plan_expiry(
-                &snapshots,
-                Some(current.snapshot_id()),
-                chrono::Utc::now().timestamp_millis(),
-                &held,
-                &self.settings,
-            );
-
-            // The current snapshot's live files, in commit order.
-            let list = manifest_list(&table, &current, &qualified).await?;
-            report.manifests_before = list.entries().len();
-            let mut entries: Vec<ManifestEntry> = Vec::new();
-            for manifest_file in list.entries() {
-                if manifest_file.content != ManifestContentType::Data {
-                    return Err(iceberg_err("maintain", &qualified)(iceberg::Error::new(
-                        iceberg::ErrorKind::FeatureUnsupported,
-                        "the table has delete files; the raw tables are append-only and maintenance does not rewrite deletes",
-                    )));
-                }
-                let manifest = manifest_file
-                    .load_manifest(table.file_io())
-                    .await
-                    .map_err(iceberg_err("read manifest", &qualified))?;
-                entries.extend(
-                    manifest
-                        .entries()
-                        .iter()
-                        .filter(|e| e.is_alive())
-                        .map(|e| e.as_ref().clone()),
-                );
-            }
-            entries.sort_by_key(|e| (e.sequence_number, e.file_path().to_string()));
-            let files: Vec<FileInfo> = entries
-                .iter()
-                .map(|e| FileInfo {
-                    path: e.file_path().to_string(),
-                    bytes: e.file_size_in_bytes(),
-                })
-                .collect();
-            let groups = plan::plan_compaction(&files, &self.settings);
-            let rewrite = !groups.is_empty()
-                || plan::should_merge_manifests(report.manifests_before, &self.settings);
-            report.manifests_after = report.manifests_before;
-
-            if rewrite || !expiry.expire.is_empty() {
-                let replace = if rewrite {
-                    let snapshot_id = commit::new_snapshot_id(metadata);
-                    let compacted =
-                        compact::rewrite(&table, &entries, &groups, snapshot_id, &self.settings)
-                            .await?;
-                    report.files_rewritten = compacted.removed.len();
-                    report.files_written = compacted.added.len();
-                    report.rows_rewritten = compacted.rows;
-                    report.manifests_after = 1;
-                    report.replace_snapshot_id = Some(snapshot_id);
-                    Some((snapshot_id, compacted))
-                } else {
-                    None
-                };
-                let expire: Vec<i64> = expiry.expire.iter().copied().collect();
-                let mut db = self.catalog_db.lock().await;
-                commit::commit(
-                    &mut db,
-                    &self.lake,
-                    &table,
-                    &entries,
-                    replace,
-                    &expire,
-                    &self.settings.retention(),
-                )
-                .await?;
-                drop(db);
-                table = load_table(self.catalog.as_ref(), &self.namespace, kind).await?;
-            }
+        let Some(current) = metadata.current_snapshot().cloned() else {
+            return Ok(prepared);
+        };
+        prepared.base_snapshot = Some(current.snapshot_id());
+        // Pins: only live ones hold history back.
+        let max_age = Duration::from_secs(self.settings.pin_max_age_s);
+        let pins = self.pins.pins(&self.namespace, kind.name()).await?;
+        let live = || {
+            pins.iter()
+                .filter(|p| p.age <= max_age && metadata.snapshot_by_id(p.snapshot_id).is_some())
+        };
+        let held = HeldByPins {
+            from_ms: live()
+                .filter(|p| p.kind == PinKind::From)
+                .map(|p| p.snapshot_ms)
+                .min(),
+            exactly: live()
+                .filter(|p| p.kind == PinKind::Exactly)
+                .map(|p| p.snapshot_id)
+                .collect(),
+        };
+        let report = &mut prepared.report;
+        report.stale_pins = pins
+            .iter()
+            .filter(|p| p.age > max_age)
+            .map(|p| p.holder.clone())
+            .collect();
+        if !report.stale_pins.is_empty() {
+            tracing::warn!(table = %qualified, holders = ?report.stale_pins, max_age_s = self.settings.pin_max_age_s, "pins too old to hold the history back: their holders will rebuild");
         }
-        report.snapshots_after = table.metadata().snapshots().len();
+        let snapshots: Vec<SnapshotInfo> = metadata
+            .snapshots()
+            .map(|s| SnapshotInfo {
+                id: s.snapshot_id(),
+                parent: s.parent_snapshot_id(),
+                timestamp_ms: s.timestamp_ms(),
+            })
+            .collect();
+        // Still right when the commit comes later: a snapshot only ages, and the ones added
+        // meanwhile are newer than all of these.
+        prepared.expire = plan::plan_expiry(
+            &snapshots,
+            Some(current.snapshot_id()),
+            chrono::Utc::now().timestamp_millis(),
+            &held,
+            &self.settings,
+        )
+        .expire
+        .into_iter()
+        .collect();
 
-        let grace = Duration::from_secs(self.settings.orphan_grace_s);
+        // The current snapshot's live files, in commit order.
+        let list = manifest_list(table, &current, &qualified).await?;
+        report.manifests_before = list.entries().len();
+        report.manifests_after = report.manifests_before;
+        let mut entries: Vec<ManifestEntry> = Vec::new();
+        for manifest_file in list.entries() {
+            if manifest_file.content != ManifestContentType::Data {
+                return Err(iceberg_err("maintain", &qualified)(iceberg::Error::new(
+                    iceberg::ErrorKind::FeatureUnsupported,
+                    "the table has delete files; the raw tables are append-only and maintenance does not rewrite deletes",
+                )));
+            }
+            prepared
+                .base_manifests
+                .insert(manifest_file.manifest_path.clone());
+            let manifest = manifest_file
+                .load_manifest(table.file_io())
+                .await
+                .map_err(iceberg_err("read manifest", &qualified))?;
+            entries.extend(
+                manifest
+                    .entries()
+                    .iter()
+                    .filter(|e| e.is_alive())
+                    .map(|e| e.as_ref().clone()),
+            );
+        }
+        entries.sort_by_key(|e| (e.sequence_number, e.file_path().to_string()));
+        let files: Vec<FileInfo> = entries
+            .iter()
+            .map(|e| FileInfo {
+                path: e.file_path().to_string(),
+                bytes: e.file_size_in_bytes(),
+            })
+            .collect();
+        let groups = plan::plan_compaction(&files, &self.settings);
+        if !groups.is_empty()
+            || plan::should_merge_manifests(report.manifests_before, &self.settings)
+        {
+            let snapshot_id = commit::new_snapshot_id(metadata);
+            let compacted =
+                compact::rewrite(table, &entries, &groups, snapshot_id, &self.settings).await?;
+            report.files_rewritten = compacted.removed.len();
+            report.files_written = compacted.added.len();
+            report.rows_rewritten = compacted.rows;
+            report.manifests_after = 1;
+            prepared.replace = Some((snapshot_id, compacted));
+        }
+        prepared.entries = entries;
+        Ok(prepared)
+    }
+
+    /// The quick part of a run, by the table's writer between its commits: commits `prepared`'s
+    /// `replace` snapshot and expiry on `current` — the table as the writer left it, which may
+    /// hold appends made since the run read it (their manifests are carried into the replace
+    /// unchanged). Returns the table after the commit, `None` when there was nothing to commit.
+    pub async fn apply(
+        &self,
+        prepared: &mut Prepared,
+        current: &Table,
+    ) -> Result<Option<Table>, LakeError> {
+        let applying = Instant::now();
+        let expire = prepared.expire_in(current);
+        let mut table = None;
+        if prepared.replace.is_some() || !expire.is_empty() {
+            let replace = prepared.replace.take();
+            prepared.report.replace_snapshot_id = replace.as_ref().map(|(id, _)| *id);
+            let base = commit::Base {
+                snapshot_id: prepared.base_snapshot,
+                manifests: &prepared.base_manifests,
+                entries: &prepared.entries,
+            };
+            let mut db = self.catalog_db.lock().await;
+            commit::commit(
+                &mut db,
+                &self.lake,
+                current,
+                base,
+                replace,
+                &expire,
+                &self.settings.retention(),
+            )
+            .await?;
+            drop(db);
+            table = Some(self.load(prepared.kind).await?);
+        }
+        let after = table.as_ref().unwrap_or(current);
+        prepared.report.snapshots_after = after.metadata().snapshots().len();
+        prepared.report.commit_elapsed = applying.elapsed();
+        Ok(table)
+    }
+
+    /// The end of a run, which may run beside the table's writer: deletes the files of `table`'s
+    /// folder no kept snapshot of `table` reaches that were written before `written_before`.
+    /// `table` must be the table as it was at a moment no commit was in flight (after
+    /// [`Maintainer::apply`], by the writer), and `written_before` no later than that moment:
+    /// then every older file is either in `table` or reached by nothing, ever again.
+    pub async fn sweep(
+        &self,
+        prepared: Prepared,
+        table: &Table,
+        written_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<MaintenanceReport, LakeError> {
+        let Prepared {
+            kind,
+            started,
+            mut report,
+            ..
+        } = prepared;
         let mut caches = self.reach_cache.lock().await;
         let cache = caches.entry(kind).or_default();
-        let swept = sweep::sweep(&table, &self.store, cache, grace).await?;
+        let swept = sweep::sweep(table, &self.store, cache, written_before).await?;
         report.files_deleted = swept.files_deleted;
         report.bytes_deleted = swept.bytes_deleted;
         report.files_kept = swept.files_kept;
         report.bytes_kept = swept.bytes_kept;
         report.elapsed = started.elapsed();
-        tracing::info!(table = %qualified, replace = ?report.replace_snapshot_id, rewritten = report.files_rewritten, written = report.files_written, manifests = report.manifests_after, snapshots = report.snapshots_after, expired = report.snapshots_before.saturating_sub(report.snapshots_after), deleted = report.files_deleted, elapsed_s = report.elapsed.as_secs_f64(), "maintained");
-        Ok((table, report))
+        tracing::info!(table = %report.table, replace = ?report.replace_snapshot_id, rewritten = report.files_rewritten, written = report.files_written, manifests = report.manifests_after, snapshots = report.snapshots_after, expired = report.snapshots_before.saturating_sub(report.snapshots_after), deleted = report.files_deleted, elapsed_s = report.elapsed.as_secs_f64(), commit_s = report.commit_elapsed.as_secs_f64(), "maintained");
+        Ok(report)
     }
 }
 

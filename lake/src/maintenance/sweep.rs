@@ -7,7 +7,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::TryStreamExt;
 use iceberg::table::Table;
@@ -91,12 +90,13 @@ pub(super) struct Swept {
 }
 
 /// Deletes the files under `table`'s `data/` and `metadata/` folders that neither its metadata
-/// file, its metadata log nor any of its snapshots reach, and that are older than `grace`.
+/// file, its metadata log nor any of its snapshots reach, and that were written before
+/// `written_before`.
 pub(super) async fn sweep(
     table: &Table,
     store: &WarehouseStore,
     cache: &mut ReachCache,
-    grace: Duration,
+    written_before: chrono::DateTime<chrono::Utc>,
 ) -> Result<Swept, LakeError> {
     let qualified = table.identifier().to_string();
     let metadata = table.metadata();
@@ -161,8 +161,6 @@ pub(super) async fn sweep(
     cache.lists = lists;
     cache.manifests = manifests;
 
-    let now = chrono::Utc::now();
-    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
     let folders = [
         format!("{}/data/", table_key.as_ref()),
         format!("{}/metadata/", table_key.as_ref()),
@@ -188,7 +186,7 @@ pub(super) async fn sweep(
         let in_folders = folders
             .iter()
             .any(|f| object.location.as_ref().starts_with(f));
-        let old_enough = now - object.last_modified >= grace;
+        let old_enough = object.last_modified < written_before;
         if in_folders && old_enough && !reachable.contains(&location) {
             doomed.push(object);
         } else {

@@ -352,3 +352,120 @@ async fn maintenance_compacts_merges_expires_and_sweeps_keeping_every_row_once()
         "pg_city at its kept snapshot"
     );
 }
+
+/// A run prepared beside the writer (as the lander's maintenance pass does) commits on the
+/// table as the writer left it: the appends made meanwhile are carried into the replace, every
+/// row is there once, the offsets are the newest, and the writer goes on. A run whose table
+/// another maintenance commit moved meanwhile is refused without stopping the writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_prepared_beside_the_writer_commits_over_the_appends_made_meanwhile() {
+    let config = test_config("beside", Store::S3);
+    let catalog: Arc<dyn Catalog> = Arc::new(
+        catalog::open(&config.lake)
+            .await
+            .unwrap_or_else(|e| panic!("{e}: run `make test` (or `dev/up`) to start the stack")),
+    );
+    let namespace = config.lake.namespace.clone();
+    ensure_tables(catalog.as_ref(), &namespace).await.unwrap();
+    let mut sink = TableSink::open(catalog.clone(), &namespace, RawTable::PgCity)
+        .await
+        .unwrap();
+    let commit = async |sink: &mut TableSink, first: i64| {
+        sink.commit_counted(
+            &[city_row(first), city_row(first + 1)],
+            &next(first + 2),
+            &two_landed(first),
+        )
+        .await
+        .unwrap()
+    };
+    for first in (0..24).step_by(2) {
+        commit(&mut sink, first).await;
+    }
+    let settings = MaintenanceSettings {
+        snapshot_retention_s: 0,
+        history_retention_s: 0,
+        min_snapshots_to_keep: 3,
+        target_file_bytes: 8 * 1024 * 1024,
+        min_input_files: 8,
+        max_manifests: 4,
+        orphan_grace_s: 0,
+        ..MaintenanceSettings::default()
+    };
+    let maintainer = Maintainer::new(settings, &config.lake, &namespace, catalog.clone()).unwrap();
+    let read = maintainer.load(RawTable::PgCity).await.unwrap();
+    let mut prepared = maintainer.prepare(RawTable::PgCity, &read).await.unwrap();
+    // A second run read the same table: it will find the first one's replace in its way.
+    let mut stale = maintainer.prepare(RawTable::PgCity, &read).await.unwrap();
+
+    // The writer goes on meanwhile: three more commits.
+    let mut last = None;
+    for first in (24..30).step_by(2) {
+        last = Some(commit(&mut sink, first).await.snapshot_id);
+    }
+    let table = sink
+        .apply_maintenance(&maintainer, &mut prepared)
+        .await
+        .unwrap();
+    let current = table.metadata().current_snapshot().unwrap();
+    assert_eq!(current.summary().operation, Operation::Replace);
+    assert_eq!(current.parent_snapshot_id(), last);
+    assert_eq!(Some(current.snapshot_id()), sink.snapshot_id());
+    assert_eq!(
+        snapshot_offsets(&table).unwrap(),
+        next(30),
+        "the replace carries the newest offsets"
+    );
+    assert_eq!(
+        offsets_in(&read_table(&table, None).await.unwrap()),
+        once(0..30)
+    );
+    let live = live_file_rows(&table, current.snapshot_id()).await.unwrap();
+    assert_eq!(
+        live.len(),
+        4,
+        "one compacted file and the three appended since: {live:?}"
+    );
+    let summary = &current.summary().additional_properties;
+    assert_eq!(summary.get("total-records").map(String::as_str), Some("30"));
+    assert_eq!(
+        summary.get("total-data-files").map(String::as_str),
+        Some("4")
+    );
+    // The incremental read sees the replace add nothing.
+    let (batches, _) = read_added(&table, "pg_city", last, current.snapshot_id())
+        .await
+        .unwrap();
+    assert!(batches.iter().all(|b| b.num_rows() == 0), "{batches:?}");
+
+    // The sweep from the table the writer left keeps everything a snapshot reaches.
+    let report = maintainer
+        .sweep(prepared, &table, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(report.files_rewritten, 12, "{report:?}");
+    assert!(report.commit_elapsed <= report.elapsed, "{report:?}");
+    assert_eq!(
+        offsets_in(&read_table(&table, None).await.unwrap()),
+        once(0..30)
+    );
+
+    // The stale run is refused (its entries predate the replace); the writer goes on.
+    let error = sink
+        .apply_maintenance(&maintainer, &mut stale)
+        .await
+        .unwrap_err();
+    assert!(
+        !matches!(error, tributary_lake::LakeError::MaintenanceConflict { .. })
+            && error.to_string().contains("not an append"),
+        "{error}"
+    );
+    commit(&mut sink, 30).await;
+    let table = load_table(catalog.as_ref(), &namespace, RawTable::PgCity)
+        .await
+        .unwrap();
+    assert_eq!(
+        offsets_in(&read_table(&table, None).await.unwrap()),
+        once(0..32)
+    );
+}
