@@ -271,9 +271,3 @@ where
         }
     }
 }
-
-/// mimalloc instead of the system allocator: the services allocate many small, short-lived
-/// values per record (decoded JSON, rows, keys), and glibc's malloc and free took about a third
-/// of the lander's CPU at 10 000 changes/s (`perf record` of a `tributary-bench cdc` run).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
