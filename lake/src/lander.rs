@@ -375,6 +375,23 @@ impl<S: Source> Lander<S> {
                     break;
                 }
             }
+            // A maintenance run ready to commit goes first whenever no commit is in flight, also
+            // when full batches follow one another (catching up) and the select below is never
+            // reached between two commits.
+            if self.in_flight.is_none()
+                && let Some(pass) = self.maintenance.as_mut()
+            {
+                match pass.requests.try_recv() {
+                    Ok(request) => {
+                        self.apply_maintenance(request).await?;
+                        continue;
+                    }
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                        self.maintenance = None;
+                    }
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {}
+                }
+            }
             if self.buffer.len() >= self.config.batch_max_rows {
                 self.flush().await?;
                 continue;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use iceberg::Catalog;
 use iceberg::spec::Operation;
 use iceberg::table::Table;
+use tributary_lake::LanderConfig;
 use tributary_lake::batch::{Provenance, Row, change_row};
 use tributary_lake::catalog::ensure_tables;
 use tributary_lake::decode::{Cell, ChangeEvent, Op};
@@ -103,9 +104,10 @@ async fn objects(table: &Table) -> BTreeSet<String> {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn maintenance_compacts_merges_expires_and_sweeps_keeping_every_row_once() {
-    let config = test_config("maint", Store::S3);
+/// A namespace of its own (named after `name`) on the stack's catalog and object store, and the
+/// writer of its `pg_city` table.
+async fn city_sink(name: &str) -> (LanderConfig, Arc<dyn Catalog>, String, TableSink) {
+    let config = test_config(name, Store::S3);
     let catalog: Arc<dyn Catalog> = Arc::new(
         catalog::open(&config.lake)
             .await
@@ -113,9 +115,30 @@ async fn maintenance_compacts_merges_expires_and_sweeps_keeping_every_row_once()
     );
     let namespace = config.lake.namespace.clone();
     ensure_tables(catalog.as_ref(), &namespace).await.unwrap();
-    let mut sink = TableSink::open(catalog.clone(), &namespace, RawTable::PgCity)
+    let sink = TableSink::open(catalog.clone(), &namespace, RawTable::PgCity)
         .await
         .unwrap();
+    (config, catalog, namespace, sink)
+}
+
+/// No time window: only pins and the newest 3 hold snapshots back; no grace; 8 small files
+/// compact, more than 4 manifests merge.
+fn no_window_settings() -> MaintenanceSettings {
+    MaintenanceSettings {
+        snapshot_retention_s: 0,
+        history_retention_s: 0,
+        min_snapshots_to_keep: 3,
+        target_file_bytes: 8 * 1024 * 1024,
+        min_input_files: 8,
+        max_manifests: 4,
+        orphan_grace_s: 0,
+        ..MaintenanceSettings::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_compacts_merges_expires_and_sweeps_keeping_every_row_once() {
+    let (config, catalog, namespace, mut sink) = city_sink("maint").await;
 
     // 30 small commits of 2 rows: 30 data files, 30 manifests, 30 snapshots.
     let mut snapshots = Vec::new();
@@ -166,17 +189,7 @@ async fn maintenance_compacts_merges_expires_and_sweeps_keeping_every_row_once()
     .await
     .unwrap();
 
-    // No time window: only the pin and the newest 3 hold snapshots back; no grace.
-    let settings = MaintenanceSettings {
-        snapshot_retention_s: 0,
-        history_retention_s: 0,
-        min_snapshots_to_keep: 3,
-        target_file_bytes: 8 * 1024 * 1024,
-        min_input_files: 8,
-        max_manifests: 4,
-        orphan_grace_s: 0,
-        ..MaintenanceSettings::default()
-    };
+    let settings = no_window_settings();
     let maintainer =
         Maintainer::new(settings.clone(), &config.lake, &namespace, catalog.clone()).unwrap();
     let report = sink.maintain(&maintainer).await.unwrap();
@@ -359,17 +372,7 @@ async fn maintenance_compacts_merges_expires_and_sweeps_keeping_every_row_once()
 /// another maintenance commit moved meanwhile is refused without stopping the writer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_prepared_beside_the_writer_commits_over_the_appends_made_meanwhile() {
-    let config = test_config("beside", Store::S3);
-    let catalog: Arc<dyn Catalog> = Arc::new(
-        catalog::open(&config.lake)
-            .await
-            .unwrap_or_else(|e| panic!("{e}: run `make test` (or `dev/up`) to start the stack")),
-    );
-    let namespace = config.lake.namespace.clone();
-    ensure_tables(catalog.as_ref(), &namespace).await.unwrap();
-    let mut sink = TableSink::open(catalog.clone(), &namespace, RawTable::PgCity)
-        .await
-        .unwrap();
+    let (config, catalog, namespace, mut sink) = city_sink("beside").await;
     let commit = async |sink: &mut TableSink, first: i64| {
         sink.commit_counted(
             &[city_row(first), city_row(first + 1)],
@@ -382,17 +385,13 @@ async fn a_run_prepared_beside_the_writer_commits_over_the_appends_made_meanwhil
     for first in (0..24).step_by(2) {
         commit(&mut sink, first).await;
     }
-    let settings = MaintenanceSettings {
-        snapshot_retention_s: 0,
-        history_retention_s: 0,
-        min_snapshots_to_keep: 3,
-        target_file_bytes: 8 * 1024 * 1024,
-        min_input_files: 8,
-        max_manifests: 4,
-        orphan_grace_s: 0,
-        ..MaintenanceSettings::default()
-    };
-    let maintainer = Maintainer::new(settings, &config.lake, &namespace, catalog.clone()).unwrap();
+    let maintainer = Maintainer::new(
+        no_window_settings(),
+        &config.lake,
+        &namespace,
+        catalog.clone(),
+    )
+    .unwrap();
     let read = maintainer.load(RawTable::PgCity).await.unwrap();
     let mut prepared = maintainer.prepare(RawTable::PgCity, &read).await.unwrap();
     // A second run read the same table: it will find the first one's replace in its way.
