@@ -52,7 +52,8 @@ pub(super) struct Base<'a> {
 /// Commits `replace` (its snapshot id and the files compaction changed; every other live entry
 /// of `base` is carried into one merged manifest) and removes the `expire` snapshots, on top
 /// of exactly the metadata `table` was loaded from. `table` may have moved on from `base` by
-/// appends only: their manifests go into the replace as they are.
+/// appends only: their manifests go into the replace as they are. Returns how many manifests
+/// the replace snapshot lists (`None` without one).
 pub(super) async fn commit(
     db: &mut Option<sqlx::PgConnection>,
     lake: &LakeSettings,
@@ -61,7 +62,7 @@ pub(super) async fn commit(
     replace: Option<(i64, Compacted)>,
     expire: &[i64],
     retention: &str,
-) -> Result<String, LakeError> {
+) -> Result<Option<usize>, LakeError> {
     let qualified = table.identifier().to_string();
     let iceberg = |action| super::iceberg_err(action, &qualified);
     let metadata = table.metadata();
@@ -86,8 +87,10 @@ pub(super) async fn commit(
     let mut builder = metadata
         .clone()
         .into_builder(Some(current_location.clone()));
+    let mut manifests = None;
     if let Some((snapshot_id, compacted)) = replace {
         let appended = appended_since(table, &base).await?;
+        manifests = Some(1 + appended.len());
         if metadata.snapshot_by_id(snapshot_id).is_some() {
             return Err(iceberg("maintenance commit")(iceberg::Error::new(
                 iceberg::ErrorKind::DataInvalid,
@@ -128,9 +131,8 @@ pub(super) async fn commit(
         .write_to(table.file_io(), &location)
         .await
         .map_err(iceberg("write metadata"))?;
-    let new_location = location.to_string();
-    swap_metadata_location(db, lake, table, &current_location, &new_location).await?;
-    Ok(new_location)
+    swap_metadata_location(db, lake, table, &current_location, &location.to_string()).await?;
+    Ok(manifests)
 }
 
 /// The manifests `table`'s current snapshot has beyond those of `base`: what the appends since

@@ -419,7 +419,6 @@ impl Maintainer {
             report.files_rewritten = compacted.removed.len();
             report.files_written = compacted.added.len();
             report.rows_rewritten = compacted.rows;
-            report.manifests_after = 1;
             prepared.replace = Some((snapshot_id, compacted));
         }
         prepared.entries = entries;
@@ -447,7 +446,7 @@ impl Maintainer {
                 entries: &prepared.entries,
             };
             let mut db = self.catalog_db.lock().await;
-            commit::commit(
+            let manifests = commit::commit(
                 &mut db,
                 &self.lake,
                 current,
@@ -457,6 +456,9 @@ impl Maintainer {
                 &self.settings.retention(),
             )
             .await?;
+            if let Some(manifests) = manifests {
+                prepared.report.manifests_after = manifests;
+            }
             drop(db);
             table = Some(self.load(prepared.kind).await?);
         }
