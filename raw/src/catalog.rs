@@ -16,12 +16,11 @@ use iceberg::io::{
 };
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableIdent};
-use iceberg_catalog_sql::{
-    SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlCatalog, SqlCatalogBuilder,
-};
+use iceberg_catalog_sql::{SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlCatalogBuilder};
 use iceberg_storage_opendal::OpenDalStorageFactory;
 use tributary_common::LakeSettings;
 
+use crate::caching_catalog::CachingCatalog;
 use crate::error::{RawError, redact_uri};
 use crate::ledger::Ledger;
 use crate::offsets::{OFFSETS_PROPERTY, OffsetMap, TopicPartition};
@@ -130,9 +129,10 @@ pub fn catalog_properties(
     props
 }
 
-/// Opens the SQL catalog `settings.catalog_name` (the same tables Java's JdbcCatalog uses).
-/// A local warehouse folder is created if missing.
-pub async fn open(settings: &LakeSettings) -> Result<SqlCatalog, RawError> {
+/// Opens the SQL catalog `settings.catalog_name` (the same tables Java's JdbcCatalog uses),
+/// loading a table from memory while its metadata file is still the current one
+/// ([`CachingCatalog`]). A local warehouse folder is created if missing.
+pub async fn open(settings: &LakeSettings) -> Result<CachingCatalog, RawError> {
     let cwd = std::env::current_dir().map_err(|e| RawError::Warehouse {
         warehouse: settings.warehouse.clone(),
         problem: format!("cannot read the working directory: {e}"),
@@ -164,7 +164,18 @@ pub async fn open(settings: &LakeSettings) -> Result<SqlCatalog, RawError> {
             )
             .await;
         match result {
-            Ok(catalog) => return Ok(catalog),
+            Ok(catalog) => {
+                return CachingCatalog::new(
+                    catalog,
+                    settings.catalog_name.clone(),
+                    &settings.catalog_uri,
+                )
+                .map_err(|source| RawError::OpenCatalog {
+                    catalog: settings.catalog_name.clone(),
+                    uri: redact_uri(&settings.catalog_uri),
+                    source: Box::new(source),
+                });
+            }
             // Two processes opening a fresh catalog database race on its `CREATE TABLE IF NOT
             // EXISTS` (Postgres reports a duplicate type): the loser just tries again.
             Err(e) if attempt < 3 && is_create_race(&e) => {

@@ -5,6 +5,7 @@
 //!  offsets     the Kafka offset map every lander commit stores in its snapshot summary
 //!  ledger      the fate of every record consumed (landed, dead-lettered, tombstone), idem
 //!  catalog     open the SQL catalog (S3 or a folder), name/load a table, read a snapshot
+//!  caching_catalog  the SQL catalog answering loads from memory while a table is unchanged
 //!  commits     the lander announces each commit, the marts each publication (Postgres NOTIFY)
 //!  snapshots   AsOf pins (latest, ids, a time), list snapshots, resolve one id to a cut
 //!  topics      which Kafka topic feeds which raw table
@@ -17,6 +18,7 @@
 //! only read them, and link no Kafka client and no writer by depending on this crate alone.
 #![deny(missing_docs)]
 
+pub mod caching_catalog;
 pub mod catalog;
 pub mod commits;
 pub mod error;

@@ -333,8 +333,7 @@ async fn write_replace_snapshot(
         .build())
 }
 
-/// The SQL catalog's compare-and-swap of the table's row (the statement
-/// `iceberg-catalog-sql`'s `update_table` runs).
+/// The SQL catalog's compare-and-swap of the table's row, on a connection of maintenance's own.
 async fn swap_metadata_location(
     db: &mut Option<sqlx::PgConnection>,
     lake: &LakeSettings,
@@ -363,23 +362,16 @@ async fn swap_metadata_location(
         );
     }
     let connection = db.as_mut().expect("connected above");
-    let ident = table.identifier();
-    let swapped = sqlx::query(
-        "UPDATE iceberg_tables
-         SET metadata_location = $1, previous_metadata_location = $2
-         WHERE catalog_name = $3 AND table_namespace = $4 AND table_name = $5
-           AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)
-           AND metadata_location = $2",
+    let swapped = tributary_raw::caching_catalog::swap_metadata_location(
+        connection,
+        &lake.catalog_name,
+        table.identifier(),
+        expected,
+        new,
     )
-    .bind(new)
-    .bind(expected)
-    .bind(&lake.catalog_name)
-    .bind(ident.namespace().join("."))
-    .bind(ident.name())
-    .execute(connection)
     .await
     .map_err(db_err("swap metadata_location"))?;
-    if swapped.rows_affected() != 1 {
+    if !swapped {
         return Err(LakeError::MaintenanceConflict {
             table: qualified,
             expected: expected.to_string(),

@@ -25,7 +25,7 @@ use crate::common::{Store, provenance_counts, test_config};
 
 const TOPIC: &str = "city";
 
-fn city_row(offset: i64) -> Row {
+pub(crate) fn city_row(offset: i64) -> Row {
     let event = ChangeEvent {
         op: Op::Create,
         image: vec![
@@ -49,7 +49,7 @@ fn city_row(offset: i64) -> Row {
     change_row(event, &prov)
 }
 
-fn next(offset: i64) -> OffsetMap {
+pub(crate) fn next(offset: i64) -> OffsetMap {
     [(TopicPartition::new(TOPIC, 0), offset)]
         .into_iter()
         .collect()
@@ -65,14 +65,14 @@ fn two_landed(first: i64) -> Ledger {
 }
 
 /// Kafka offsets of the rows, each with how many times it appears.
-fn offsets_in(batches: &[arrow::array::RecordBatch]) -> BTreeMap<i64, usize> {
+pub(crate) fn offsets_in(batches: &[arrow::array::RecordBatch]) -> BTreeMap<i64, usize> {
     provenance_counts(batches)
         .into_iter()
         .map(|((_, _, offset), n)| (offset, n))
         .collect()
 }
 
-fn once(offsets: impl IntoIterator<Item = i64>) -> BTreeMap<i64, usize> {
+pub(crate) fn once(offsets: impl IntoIterator<Item = i64>) -> BTreeMap<i64, usize> {
     offsets.into_iter().map(|o| (o, 1)).collect()
 }
 
@@ -106,7 +106,7 @@ async fn objects(table: &Table) -> BTreeSet<String> {
 
 /// A namespace of its own (named after `name`) on the stack's catalog and object store, and the
 /// writer of its `pg_city` table.
-async fn city_sink(name: &str) -> (LanderConfig, Arc<dyn Catalog>, String, TableSink) {
+pub(crate) async fn city_sink(name: &str) -> (LanderConfig, Arc<dyn Catalog>, String, TableSink) {
     let config = test_config(name, Store::S3);
     let catalog: Arc<dyn Catalog> = Arc::new(
         catalog::open(&config.lake)
