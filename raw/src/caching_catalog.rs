@@ -50,6 +50,8 @@ impl CachingCatalog {
     pub fn new(inner: SqlCatalog, name: String, uri: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(2)
+            // As the SQL catalog's own pool: a catalog nobody uses holds no connection.
+            .idle_timeout(std::time::Duration::from_secs(10))
             .connect_lazy(uri)
             .map_err(|e| sql_error("open the catalog connection", e))?;
         Ok(Self {
