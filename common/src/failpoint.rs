@@ -27,8 +27,8 @@ pub const POINTS: &[(&str, &str)] = &[
         "lander: the flush's dead letters are committed, its change tables not",
     ),
     (
-        MARTS_AFTER_STATE_COMMIT,
-        "marts: the run's state (checkpoint) is committed, its publication not written",
+        MARTS_AFTER_PUBLISH,
+        "marts: the run's publication is written, its state (checkpoint) not committed",
     ),
     (
         INGEST_IN_TRANSACTION,
@@ -43,7 +43,7 @@ pub const LANDER_AFTER_COMMIT: &str = "lander-after-commit";
 /// See [`POINTS`].
 pub const LANDER_AFTER_DEAD_LETTERS: &str = "lander-after-dead-letters";
 /// See [`POINTS`].
-pub const MARTS_AFTER_STATE_COMMIT: &str = "marts-after-state-commit";
+pub const MARTS_AFTER_PUBLISH: &str = "marts-after-publish";
 /// See [`POINTS`].
 pub const INGEST_IN_TRANSACTION: &str = "ingest-in-transaction";
 

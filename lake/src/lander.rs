@@ -791,4 +791,4 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

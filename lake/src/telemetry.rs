@@ -92,11 +92,9 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
-    use crate::catalog::WriterLock;
-    use crate::metrics::Metrics;
     use crate::sink::tests::memory_catalog;
     use crate::source::MemorySource;
-    use crate::{Lander, LanderConfig, Mode};
+    use crate::{LanderConfig, Mode};
     use tributary_raw::catalog::{load_table, snapshot_traceparent};
 
     const SALE: &str = "salesdb.public.sale";
@@ -107,18 +105,11 @@ mod tests {
             discovery_interval_ms: 20,
             ..LanderConfig::default()
         };
-        Lander::open(
-            config,
-            source,
-            catalog.clone(),
-            WriterLock::none("raw"),
-            Metrics::new().unwrap(),
-        )
-        .await
-        .unwrap()
-        .run(Mode::Drain, CancellationToken::new())
-        .await
-        .unwrap();
+        crate::lander::tests::lander_with(catalog, source, config)
+            .await
+            .run(Mode::Drain, CancellationToken::new())
+            .await
+            .unwrap();
     }
 
     fn sale(id: i64) -> String {

@@ -12,7 +12,7 @@
 //! from the lake in SQL (`current_state`), which is also the reference the tests hold the
 //! incremental arithmetic to.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -214,6 +214,36 @@ pub struct MartsJob {
     schema_ready: std::sync::atomic::AtomicBool,
 }
 
+/// Logs a published run: what it read and wrote and where its time went (the benchmarks read
+/// the timings from these lines).
+fn log_published(outcome: &RunOutcome, progress: &RunProgress, sales_changed: Option<usize>) {
+    if let RunOutcome::Published {
+        publication_id,
+        cities,
+        salesmen,
+        months,
+        sales,
+        unresolved_sales,
+        timings,
+        ..
+    } = outcome
+    {
+        tracing::info!(
+            %publication_id,
+            events_in = progress.rows_in,
+            sales_changed = ?sales_changed,
+            cities,
+            salesmen,
+            months,
+            sales,
+            unresolved_sales,
+            rows_out = progress.rows_out,
+            ?timings,
+            "published rankings"
+        );
+    }
+}
+
 /// Waits for a lake commit to be announced on `commits`; forever without notifications.
 async fn announced(commits: Option<&tokio::sync::Notify>) {
     match commits {
@@ -253,8 +283,6 @@ struct Publish<'a> {
     watermarks: std::collections::BTreeMap<String, SourceWatermark>,
     /// `(table, snapshot id, commit time in epoch ms)` of every table with a snapshot.
     snapshot_times: Vec<(&'static str, i64, i64)>,
-    /// How many sales the run's fold changed (none for a Trino rebuild).
-    sales_changed: Option<usize>,
 }
 
 /// The new events of one run, decoded, and how far they reach per source.
@@ -480,17 +508,6 @@ impl MartsJob {
                 .collect(),
         );
         progress.snapshots = Some(snapshots.clone());
-        let publication_id = snapshots.publication_id();
-        if mode == RunMode::Incremental {
-            let latest = self.store.latest_publication().await?;
-            if latest.is_some_and(|p| p.publication_id == publication_id) {
-                tracing::info!(
-                    publication_id,
-                    "lake unchanged since the latest publication"
-                );
-                return Ok(RunOutcome::Unchanged { publication_id });
-            }
-        }
         if let (RunMode::Rebuild, Engine::Trino(client)) = (mode, &self.engine) {
             lineage.on_engine("trino", &client.version().await?);
             lineage.start(&table_reads(Some(&snapshots), &Default::default()));
@@ -505,7 +522,6 @@ impl MartsJob {
                 )
                 .await;
         }
-        lineage.start(&table_reads(Some(&snapshots), &Default::default()));
 
         let stored = self.state.version().await?;
         let remembered = self
@@ -518,6 +534,26 @@ impl MartsJob {
             Some(checkpoint) => Some(checkpoint),
             None => self.state.checkpoint().await?,
         };
+        let lake_snapshots: BTreeMap<String, i64> = tables
+            .iter()
+            .filter_map(|(name, _, id)| id.map(|id| (name.to_string(), id)))
+            .collect();
+        if mode == RunMode::Incremental {
+            let publication_id = snapshots.publication_id();
+            let latest = self.store.latest_publication().await?;
+            // A run publishes before it commits the state: a publication of these snapshots
+            // whose state commit failed (or was cut short) still needs the fold committed.
+            let state_current = base.as_ref().is_some_and(|b| b.snapshots == lake_snapshots);
+            if state_current && latest.is_some_and(|p| p.publication_id == publication_id) {
+                tracing::info!(
+                    publication_id,
+                    "lake unchanged since the latest publication"
+                );
+                *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = base;
+                return Ok(RunOutcome::Unchanged { publication_id });
+            }
+        }
+        lineage.start(&table_reads(Some(&snapshots), &Default::default()));
         if let Some(kept) = &base
             && kept.namespace != self.namespace
         {
@@ -540,22 +576,17 @@ impl MartsJob {
         progress.rows_read = new.rows_by_table.clone();
         let changed = self.fold(&mut checkpoint, new).await?;
         timings.fold = watch.lap();
-        checkpoint.snapshots = tables
-            .iter()
-            .filter_map(|(name, _, id)| id.map(|id| (name.to_string(), id)))
-            .collect();
+        checkpoint.snapshots = lake_snapshots;
         checkpoint.generation = base_generation.map_or(1, |g| g + 1);
         let cells_changed = checkpoint.cells.changed_count();
-        self.state
-            .commit(base_generation, &changed, &checkpoint)
-            .await?;
-        checkpoint.cells.stored();
-        self.pin_checkpoint(&tables).await;
-        tributary_common::failpoint::crash_point(
-            tributary_common::failpoint::MARTS_AFTER_STATE_COMMIT,
-        );
-        timings.commit = watch.lap();
 
+        // Published first, the state committed after: the rankings are visible as soon as
+        // they are made, not a state commit later (the larger part of a run under a steady
+        // stream of changes). Safe either way round: a publication is a function of its
+        // snapshots, so a run that stops between the two (a crash, a failed or fenced commit)
+        // leaves a correct publication, and the next run folds again from the state it finds
+        // and publishes the same rows (or newer ones). Provenance reads the kept state only
+        // when its checkpoint names the publication's snapshots, and the lake meanwhile.
         let totals = checkpoint.cells.totals(&checkpoint.master)?;
         timings.rank = watch.lap();
         let publish = Publish {
@@ -564,12 +595,24 @@ impl MartsJob {
             snapshots,
             snapshot_times: snapshot_times(&tables),
             watermarks: checkpoint.watermarks.clone(),
-            sales_changed: Some(changed.len()),
         };
+        let mut outcome = self
+            .rank_and_publish(publish, totals, progress, timings)
+            .await?;
+        tributary_common::failpoint::crash_point(tributary_common::failpoint::MARTS_AFTER_PUBLISH);
+        let mut watch = Stopwatch::start();
+        self.state
+            .commit(base_generation, &changed, &checkpoint)
+            .await?;
+        checkpoint.cells.stored();
+        self.pin_checkpoint(&tables).await;
         tracing::debug!(cells_changed, "state committed");
         *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(checkpoint);
-        self.rank_and_publish(publish, totals, progress, timings)
-            .await
+        if let RunOutcome::Published { timings, .. } = &mut outcome {
+            timings.commit = watch.lap();
+        }
+        log_published(&outcome, progress, Some(changed.len()));
+        Ok(outcome)
     }
 
     /// A rebuild on Trino: Trino reads the pinned snapshots and computes the totals; the kept
@@ -604,10 +647,12 @@ impl MartsJob {
             snapshots,
             snapshot_times,
             watermarks: computed.watermarks,
-            sales_changed: None,
         };
-        self.rank_and_publish(publish, computed.totals, progress, timings)
-            .await
+        let outcome = self
+            .rank_and_publish(publish, computed.totals, progress, timings)
+            .await?;
+        log_published(&outcome, progress, None);
+        Ok(outcome)
     }
 
     /// Ranks `totals` and publishes them with `publish`'s snapshots and sources: the end of
@@ -625,7 +670,6 @@ impl MartsJob {
             snapshots,
             snapshot_times,
             watermarks,
-            sales_changed,
         } = publish;
         let publication_id = snapshots.publication_id();
         let mut watch = Stopwatch::start();
@@ -672,19 +716,6 @@ impl MartsJob {
             unresolved_sales: summary.unresolved_sales,
             timings,
         };
-        tracing::info!(
-            publication_id = %publication.id,
-            events_in = progress.rows_in,
-            sales_changed = ?sales_changed,
-            cities = publication.rankings.cities.len(),
-            salesmen = publication.rankings.salesmen.len(),
-            months = publication.months.len(),
-            sales = summary.sales,
-            unresolved_sales = summary.unresolved_sales,
-            rows_out = progress.rows_out,
-            ?timings,
-            "published rankings"
-        );
         Ok(outcome)
     }
 
@@ -1177,6 +1208,62 @@ mod tests {
             .map(|r| (r.rank, r.salesman_name.as_str()))
             .collect();
         assert_eq!(names, vec![(1, "Bruno"), (2, "Ana")]);
+    }
+
+    #[tokio::test]
+    async fn a_run_publishes_before_its_state_commit_and_a_failed_commit_is_made_good() {
+        let lake = memory_lake(&ALL).await;
+        let sale_snap = land(
+            lake.as_ref(),
+            RawTable::PgSale,
+            &[sale("c", 1, (10, 0), Some(100), Some(7), Some(1000))],
+        )
+        .await;
+        let store = Arc::new(MemoryStore::new());
+        let state = Arc::new(MemoryState::new());
+        let expected_id = format!(
+            "pg_sale:{sale_snap},pg_salesman:none,pg_city:none,file_sale:none,erp_sale:none"
+        );
+
+        // The commit fails after the publication is written: the run fails, the rankings are
+        // visible all the same, the state is untouched.
+        state.fail_next_commit();
+        let failed = job(lake.clone(), store.clone(), state.clone(), 0)
+            .run_once(false)
+            .await;
+        assert!(
+            matches!(failed, Err(MartsError::StateConflict { .. })),
+            "{failed:?}"
+        );
+        let latest = store.latest_publication().await.unwrap().unwrap();
+        assert_eq!(latest.publication_id, expected_id);
+        assert_eq!(state.version().await.unwrap(), None);
+
+        // The lake has not changed, but the state is behind the publication: the next run
+        // folds and commits (and writes the same publication again) instead of skipping.
+        let again = job(lake.clone(), store.clone(), state.clone(), 60)
+            .run_once(false)
+            .await
+            .unwrap();
+        assert!(
+            matches!(again, RunOutcome::Published { ref publication_id, sales: 1, .. } if *publication_id == expected_id),
+            "{again:?}"
+        );
+        let kept = state.checkpoint().await.unwrap().unwrap();
+        assert_eq!(kept.generation, 1);
+        assert_eq!(kept.snapshots.get("pg_sale"), Some(&sale_snap));
+
+        // Now both are at the lake's snapshots: nothing to do.
+        let third = job(lake.clone(), store.clone(), state.clone(), 120)
+            .run_once(false)
+            .await
+            .unwrap();
+        assert_eq!(
+            third,
+            RunOutcome::Unchanged {
+                publication_id: expected_id
+            }
+        );
     }
 
     #[tokio::test]

@@ -278,7 +278,7 @@ pub(crate) fn crash_point(round: usize) -> (&'static str, &'static [&'static str
         failpoint::LANDER_AFTER_DATA_FILES
         | failpoint::LANDER_AFTER_COMMIT
         | failpoint::LANDER_AFTER_DEAD_LETTERS => &["oracle-lake"],
-        failpoint::MARTS_AFTER_STATE_COMMIT => &["oracle-marts"],
+        failpoint::MARTS_AFTER_PUBLISH => &["oracle-marts"],
         failpoint::INGEST_IN_TRANSACTION => &["oracle-files", "oracle-erp"],
         other => panic!("crash point {other} belongs to no service of the workload"),
     };

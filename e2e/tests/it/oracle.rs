@@ -1380,7 +1380,7 @@ async fn each_dependency_down_for_a_while_stalls_nothing_and_loses_nothing() -> 
 /// armed to abort at one exact step (`tributary_common::failpoint::POINTS`, in turn: after a
 /// flush's Parquet files are written and before the catalog commit; after a commit the lander
 /// never saw the answer of; between the dead-letter and the change-table commits; between the
-/// marts' state commit and its publication; inside an ingestor's Kafka transaction). The
+/// marts' publication and their state commit; inside an ingestor's Kafka transaction). The
 /// service must abort there (SIGABRT) once the round's changes reach it; started again, the
 /// rankings equal the sources' and every record is in the lake exactly once, the ledger
 /// balanced. `CRASH_SEED`; `CRASH_ROUNDS` (default: each point once).

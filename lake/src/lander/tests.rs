@@ -32,7 +32,7 @@ async fn lander(
     lander_with(catalog, source, config(batch_max_rows, 50)).await
 }
 
-async fn lander_with(
+pub(crate) async fn lander_with(
     catalog: &Arc<dyn Catalog>,
     source: MemorySource,
     config: LanderConfig,

@@ -24,6 +24,8 @@ pub struct MemoryState {
     inner: Mutex<Kept>,
     /// How many times the whole checkpoint was read.
     checkpoint_reads: std::sync::atomic::AtomicU64,
+    /// The next commit fails (as a fenced one would) and writes nothing.
+    fail_next_commit: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryState {
@@ -37,6 +39,12 @@ impl MemoryState {
     pub fn checkpoint_reads(&self) -> u64 {
         self.checkpoint_reads
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Makes the next [`StateStore::commit`] fail with a conflict, writing nothing.
+    pub fn fail_next_commit(&self) {
+        self.fail_next_commit
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
@@ -95,7 +103,10 @@ impl StateStore for MemoryState {
     ) -> Result<(), MartsError> {
         let mut state = self.lock();
         let found = state.checkpoint.as_ref().map(|c| c.generation);
-        if found != base {
+        let injected = self
+            .fail_next_commit
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        if found != base || injected {
             return Err(MartsError::StateConflict {
                 expected: base.unwrap_or(0),
                 found: found.unwrap_or(0),
