@@ -1,5 +1,6 @@
 //! The API's side: every read of a publication, each one query on the tables' sorting key
-//! prefix `(publication_id, period)` with `FINAL`.
+//! prefix `(publication_id, period)` with `FINAL` (a whole publication: `FINAL` applied here,
+//! [`super::latest_versions`]).
 
 use async_trait::async_trait;
 
@@ -200,26 +201,29 @@ impl RankingQueries for ClickHouseStore {
         publication: &PublicationRow,
     ) -> Result<PublicationRows, RankingsError> {
         let id = publication.publication_id.as_str();
+        // Independent reads, at once: loading a new publication is on the path of every
+        // change to the API.
+        let (cities, city_salesmen, salesmen, periods, sources) = tokio::try_join!(
+            self.whole_table(CITY_RANKING, "read a publication's city ranking", id),
+            self.whole_table(
+                CITY_SALESMAN_RANKING,
+                "read a publication's city salesman ranking",
+                id,
+            ),
+            self.whole_table(
+                SALESMAN_RANKING,
+                "read a publication's salesman ranking",
+                id,
+            ),
+            self.periods(id),
+            self.sources(id),
+        )?;
         Ok(PublicationRows {
-            cities: self
-                .whole_table(CITY_RANKING, "read a publication's city ranking", id)
-                .await?,
-            city_salesmen: self
-                .whole_table(
-                    CITY_SALESMAN_RANKING,
-                    "read a publication's city salesman ranking",
-                    id,
-                )
-                .await?,
-            salesmen: self
-                .whole_table(
-                    SALESMAN_RANKING,
-                    "read a publication's salesman ranking",
-                    id,
-                )
-                .await?,
-            periods: self.periods(id).await?,
-            sources: self.sources(id).await?,
+            cities,
+            city_salesmen,
+            salesmen,
+            periods,
+            sources,
             publication: publication.clone(),
         })
     }
