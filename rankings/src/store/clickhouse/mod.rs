@@ -116,9 +116,9 @@ impl ClickHouseStore {
 
     /// Every row of one publication in a ranking table, every period (one pass over the
     /// partition; the order is left to the reader). `FINAL` is applied here rather than by the
-    /// server ([`latest_versions`]): the same rows, read about three times faster from an 18.16
-    /// server (0.03 against 0.09 s for a publication of 31 K rows), which is most of the time a
-    /// new publication takes to be served.
+    /// server ([`latest_versions`]): the same rows, read about twice as fast from an 18.16
+    /// server (bench/results/clickhouse-final-2026-12-06.md), on the path from a publication
+    /// to the API serving it.
     async fn whole_table<T>(
         &self,
         table: &str,
