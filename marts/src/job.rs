@@ -655,8 +655,8 @@ impl MartsJob {
         Ok(outcome)
     }
 
-    /// Ranks `totals` and publishes them with `publish`'s snapshots and sources: the end of
-    /// every run, whichever engine computed the totals.
+    /// Ranks `totals` and publishes them with `publish`'s snapshots and sources, whichever
+    /// engine computed the totals (an incremental run commits its state after; the caller logs).
     async fn rank_and_publish(
         &self,
         publish: Publish<'_>,
