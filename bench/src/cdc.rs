@@ -38,7 +38,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
-use iceberg::Catalog;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
@@ -49,6 +48,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::RunContext;
+use crate::cleanup;
 use crate::load::{self, Shares, Source, Targets, Workload};
 
 const BROKERS: &str = "127.0.0.1:9092";
@@ -570,7 +570,7 @@ pub async fn run(args: &CdcArgs) -> Result<(Vec<RateResult>, Value)> {
             let names: Vec<&str> = topics.iter().map(String::as_str).collect();
             let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
         }
-        drop_sinks(&http, &format!("bench_{id}")).await;
+        drop_sinks(&format!("bench_{id}")).await;
     }
     outcome
 }
@@ -579,49 +579,17 @@ pub async fn run(args: &CdcArgs) -> Result<(Vec<RateResult>, Value)> {
 /// rankings, the marts' kept state (`marts_state_<database>`, its default schema) and the lake
 /// namespace's tables with their files. Left behind, a 5 K/s run's ~3 M ranking rows and 200 MB
 /// of kept state stayed on the stack for good, ClickHouse merging them beside the next runs.
-/// Best effort, like the rest of the clean-up: a failure is printed, not fatal.
-async fn drop_sinks(http: &reqwest::Client, namespace: &str) {
+async fn drop_sinks(namespace: &str) {
     eprintln!("cdc: removing {namespace}: ClickHouse database, kept state, lake tables");
-    let clickhouse = tributary_common::ClickHouseSettings::default();
-    let dropped = http
-        .post(&clickhouse.url)
-        .body(format!("DROP DATABASE IF EXISTS {namespace}"))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status);
-    if let Err(e) = dropped {
-        eprintln!("cdc: could not drop the ClickHouse database {namespace}: {e}");
-    }
-    let state = format!("DROP SCHEMA IF EXISTS marts_state_{namespace} CASCADE");
-    match load::connect(&format!("{PG} dbname=tributary")).await {
-        Ok(db) => {
-            if let Err(e) = db.batch_execute(&state).await {
-                eprintln!("cdc: could not drop marts_state_{namespace}: {e}");
-            }
-        }
-        Err(e) => eprintln!("cdc: could not drop marts_state_{namespace}: {e:#}"),
-    }
     let lake = tributary_common::LakeSettings {
         warehouse: "s3://warehouse".into(),
         namespace: namespace.into(),
         ..Default::default()
     };
-    let catalog = match tributary_raw::catalog::open(&lake).await {
-        Ok(catalog) => catalog,
-        Err(e) => return eprintln!("cdc: could not open the catalog to drop {namespace}: {e}"),
-    };
-    for table in tributary_raw::RawTable::ALL {
-        let ident = tributary_raw::catalog::table_ident(namespace, table);
-        if catalog.table_exists(&ident).await.unwrap_or(false)
-            && let Err(e) = catalog.purge_table(&ident).await
-        {
-            eprintln!("cdc: could not drop {ident}: {e}");
-        }
-    }
-    let ident = iceberg::NamespaceIdent::new(namespace.to_string());
-    if let Err(e) = catalog.drop_namespace(&ident).await {
-        eprintln!("cdc: could not drop the lake namespace {namespace}: {e}");
-    }
+    cleanup::drop_clickhouse_database(&tributary_common::ClickHouseSettings::default(), namespace)
+        .await;
+    cleanup::drop_postgres_schema(&lake.catalog_uri, &format!("marts_state_{namespace}")).await;
+    cleanup::drop_lake_namespace(&lake).await;
 }
 
 async fn run_with_source(

@@ -15,6 +15,7 @@ mod aging;
 mod api;
 mod api_lake;
 mod cdc;
+mod cleanup;
 mod iceberg_connect;
 mod load;
 mod marts;

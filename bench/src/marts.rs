@@ -305,6 +305,11 @@ pub async fn history(
         "{ns}: incremental rankings differ from the full recompute"
     );
     state.reset().await?;
+    // The lake of this history and the rankings it published: a 10 M history is gigabytes.
+    let mut settings = lake.clone();
+    settings.namespace = ns.clone();
+    crate::cleanup::drop_lake_namespace(&settings).await;
+    crate::cleanup::drop_clickhouse_database(&ch, &ch.database).await;
 
     let total = history + new_events;
     let row = |subject: String, events: usize, seconds: f64, note: String| ResultRow {
