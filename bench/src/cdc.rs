@@ -576,20 +576,19 @@ pub async fn run(args: &CdcArgs) -> Result<(Vec<RateResult>, Value)> {
 }
 
 /// Removes what the run's services wrote under `namespace`: the ClickHouse database of their
-/// rankings, the marts' kept state (`marts_state_<database>`, its default schema) and the lake
-/// namespace's tables with their files. Left behind, a 5 K/s run's ~3 M ranking rows and 200 MB
-/// of kept state stayed on the stack for good, ClickHouse merging them beside the next runs.
+/// rankings, the marts' kept state and the lake namespace's tables with their files, where the
+/// marts' own settings put them (the run sets only the namespace, the database and the
+/// warehouse). Left behind, a 5 K/s run's ~3 M ranking rows and 200 MB of kept state stayed on
+/// the stack for good, ClickHouse merging them beside the next runs.
 async fn drop_sinks(namespace: &str) {
     eprintln!("cdc: removing {namespace}: ClickHouse database, kept state, lake tables");
-    let lake = tributary_common::LakeSettings {
-        warehouse: "s3://warehouse".into(),
-        namespace: namespace.into(),
-        ..Default::default()
-    };
-    cleanup::drop_clickhouse_database(&tributary_common::ClickHouseSettings::default(), namespace)
-        .await;
-    cleanup::drop_postgres_schema(&lake.catalog_uri, &format!("marts_state_{namespace}")).await;
-    cleanup::drop_lake_namespace(&lake).await;
+    let mut marts = tributary_marts::MartsConfig::default();
+    marts.lake.warehouse = "s3://warehouse".into();
+    marts.lake.namespace = namespace.into();
+    marts.clickhouse.database = namespace.into();
+    cleanup::drop_clickhouse_database(&marts.clickhouse, &marts.clickhouse.database).await;
+    cleanup::drop_postgres_schema(marts.state_url(), &marts.state_schema()).await;
+    cleanup::drop_lake_namespace(&marts.lake).await;
 }
 
 async fn run_with_source(
