@@ -16,6 +16,11 @@ pub struct MartsConfig {
     /// Longest time between the starts of two scheduled runs, in milliseconds: a run also starts
     /// as soon as the lander announces a commit (Postgres catalogs).
     pub interval_ms: u64,
+    /// The events one run reads at most (about: every table stops at one commit time, and a
+    /// run takes at least the next commit, however large). A marts job that fell behind, or a
+    /// rebuild of a large lake, then works through it in slices whose memory this bounds (about
+    /// 1–2 KB per event) instead of holding all of it at once.
+    pub max_events_per_run: u64,
     /// Where the incremental state is kept.
     pub state: StateSettings,
     /// `host:port` for `/metrics` and `/healthz`; empty (the default) disables the listener.
@@ -112,6 +117,7 @@ impl Default for MartsConfig {
             lake: LakeSettings::default(),
             clickhouse: ClickHouseSettings::default(),
             interval_ms: 30_000,
+            max_events_per_run: crate::job::DEFAULT_MAX_EVENTS_PER_RUN,
             state: StateSettings::default(),
             metrics_listen: String::new(),
             trino: crate::trino::TrinoSettings::default(),
@@ -163,6 +169,12 @@ impl MartsConfig {
             return Err(InvalidConfig {
                 field: "state.schema",
                 reason: "must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*)",
+            });
+        }
+        if self.max_events_per_run == 0 {
+            return Err(InvalidConfig {
+                field: "max_events_per_run",
+                reason: "must be at least 1",
             });
         }
         if self.retention.interval_s == 0 || self.retention.publications_s == 0 {

@@ -7,11 +7,47 @@
 
 use std::sync::Arc;
 
-use crate::job::{MartsJob, RunMode, compute};
-use crate::state::MemoryState;
+use crate::job::{MartsJob, RunMode, RunOutcome, compute, compute_as_of};
+use crate::state::{MemoryState, StateStore};
 use crate::test_support::{Workload, land, memory_lake};
 use tributary_rankings::store::MemoryStore;
+use tributary_raw::AsOf;
 use tributary_raw::schema::RawTable;
+
+/// Events a run of the sliced job reads at most: a few commits of a round.
+const SMALL_BOUND: u64 = 7;
+
+/// Runs `job` until a run catches up with the lake; each run short of it must have published
+/// the lake as it stood at the snapshots it stopped at. Returns the runs it took.
+async fn run_until_caught_up(
+    lake: &Arc<dyn iceberg::Catalog>,
+    job: &MartsJob,
+    state: &MemoryState,
+    what: &str,
+) -> usize {
+    for runs in 1..1_000 {
+        let caught_up = match job.run_with(RunMode::Incremental).await.unwrap() {
+            RunOutcome::Published { caught_up, .. } => caught_up,
+            RunOutcome::Unchanged { .. } => true,
+        };
+        if caught_up {
+            return runs;
+        }
+        let stopped_at = state.checkpoint().await.unwrap().unwrap().snapshots;
+        // `AsOf::Snapshots` reads a table it does not name at its current snapshot.
+        if stopped_at.len() == RawTable::DATA_TABLES.len() {
+            let (_, then) = compute_as_of(lake.as_ref(), "raw", &AsOf::Snapshots(stopped_at))
+                .await
+                .unwrap();
+            assert_eq!(
+                job.kept_rankings().await.unwrap().unwrap(),
+                then,
+                "{what}: a run short of the lake published other rankings than the lake at its snapshots"
+            );
+        }
+    }
+    panic!("{what}: runs bounded to {SMALL_BOUND} events never caught up");
+}
 
 async fn check_seed(seed: u64) {
     let lake = memory_lake(&RawTable::DATA_TABLES).await;
@@ -22,6 +58,16 @@ async fn check_seed(seed: u64) {
     // third round (as after a restart) writes the state meanwhile, so the one that lives must
     // notice and read the state again.
     let lasting = MartsJob::new(lake.clone(), "raw", store.clone(), state.clone());
+    // The same rounds folded a few commits a run, with a store and state of its own.
+    let sliced_state = Arc::new(MemoryState::new());
+    let sliced = MartsJob::new(
+        lake.clone(),
+        "raw",
+        Arc::new(MemoryStore::new()),
+        sliced_state.clone(),
+    )
+    .with_max_events_per_run(SMALL_BOUND);
+    let mut sliced_runs = 0;
     for round in 0..12 {
         for (table, events) in workload.round() {
             land(lake.as_ref(), table, &events).await;
@@ -50,6 +96,13 @@ async fn check_seed(seed: u64) {
             kept, expected,
             "seed {seed}, round {round}: incremental rankings differ from the SQL recompute"
         );
+        let what = format!("seed {seed}, round {round}");
+        sliced_runs += run_until_caught_up(&lake, &sliced, &sliced_state, &what).await;
+        assert_eq!(
+            sliced.kept_rankings().await.unwrap().unwrap(),
+            expected,
+            "{what}: runs bounded to {SMALL_BOUND} events differ from the SQL recompute"
+        );
     }
     let rebuilt = MartsJob::new(
         lake.clone(),
@@ -63,6 +116,43 @@ async fn check_seed(seed: u64) {
         rebuilt.kept_rankings().await.unwrap(),
         incremental.kept_rankings().await.unwrap(),
         "seed {seed}: a rebuild differs from the incremental runs"
+    );
+    assert!(
+        sliced_runs > 12,
+        "seed {seed}: a bound of {SMALL_BOUND} events never stopped a run short ({sliced_runs} runs)"
+    );
+    // A rebuild bounded the same way folds slice by slice (a state commit each) and publishes
+    // once, what the unbounded rebuild published.
+    let sliced_rebuild_state = Arc::new(MemoryState::new());
+    let sliced_rebuild = MartsJob::new(
+        lake.clone(),
+        "raw",
+        Arc::new(MemoryStore::new()),
+        sliced_rebuild_state.clone(),
+    )
+    .with_max_events_per_run(SMALL_BOUND);
+    let outcome = sliced_rebuild.run_with(RunMode::Rebuild).await.unwrap();
+    assert!(matches!(
+        outcome,
+        RunOutcome::Published {
+            caught_up: true,
+            ..
+        }
+    ));
+    assert_eq!(
+        sliced_rebuild.kept_rankings().await.unwrap(),
+        rebuilt.kept_rankings().await.unwrap(),
+        "seed {seed}: a rebuild in slices differs from the rebuild"
+    );
+    let commits = sliced_rebuild_state
+        .checkpoint()
+        .await
+        .unwrap()
+        .unwrap()
+        .generation;
+    assert!(
+        commits > 1,
+        "seed {seed}: the bounded rebuild folded the lake in one slice"
     );
 }
 

@@ -40,6 +40,9 @@ use tributary_raw::snapshots::RAW_TABLES;
 /// Lander commits a run span links to, per table (the newest ones).
 const MAX_SPAN_LINKS: usize = 64;
 
+/// The events one run reads at most, by default ([`MartsJob::with_max_events_per_run`]).
+pub const DEFAULT_MAX_EVENTS_PER_RUN: u64 = 500_000;
+
 /// Where "now" comes from, so tests can fix it.
 pub trait Clock: Send + Sync {
     /// The current time.
@@ -77,6 +80,10 @@ pub enum RunOutcome {
         unresolved_sales: u64,
         /// Where the run's time went.
         timings: RunTimings,
+        /// Whether the run reached the snapshots current when it started; `false` when it
+        /// stopped at its bound on events ([`MartsJob::with_max_events_per_run`]) and the next
+        /// run should start at once.
+        caught_up: bool,
     },
     /// The lake has not changed since the latest publication; nothing was written.
     Unchanged {
@@ -144,6 +151,46 @@ fn snapshot_times(
         .collect()
 }
 
+/// The tables' snapshots as a publication names them (a table with none as `None`).
+fn lake_snapshots_of(
+    tables: &[(&'static str, iceberg::table::Table, Option<i64>)],
+) -> LakeSnapshots {
+    LakeSnapshots(
+        tables
+            .iter()
+            .map(|(name, _, snapshot_id)| LakeSnapshot {
+                table: name.to_string(),
+                snapshot_id: *snapshot_id,
+            })
+            .collect(),
+    )
+}
+
+/// The snapshots a checkpoint stopped at, named as a publication of the same tables names them.
+fn checkpoint_snapshots(
+    tables: &[(&'static str, iceberg::table::Table, Option<i64>)],
+    checkpoint: &Checkpoint,
+) -> LakeSnapshots {
+    LakeSnapshots(
+        tables
+            .iter()
+            .map(|(name, _, _)| LakeSnapshot {
+                table: name.to_string(),
+                snapshot_id: checkpoint.snapshots.get(*name).copied(),
+            })
+            .collect(),
+    )
+}
+
+/// The snapshot id of each table that has one, as a checkpoint keeps them.
+fn snapshot_ids(
+    tables: &[(&'static str, iceberg::table::Table, Option<i64>)],
+) -> BTreeMap<String, i64> {
+    tables
+        .iter()
+        .filter_map(|(name, _, id)| id.map(|id| (name.to_string(), id)))
+        .collect()
+}
 /// ClickHouse `DateTime` has second precision; a row read back then equals the row written.
 fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
@@ -212,6 +259,8 @@ pub struct MartsJob {
     /// failed run: the database may have been dropped meanwhile). A dozen DDL round trips a
     /// run were a good part of a small run's time.
     schema_ready: std::sync::atomic::AtomicBool,
+    /// The events one run reads at most (see [`crate::slice`]).
+    max_events_per_run: u64,
 }
 
 /// Logs a published run: what it read and wrote and where its time went (the benchmarks read
@@ -331,6 +380,7 @@ impl MartsJob {
             announcer: None,
             kept: std::sync::Mutex::new(None),
             schema_ready: std::sync::atomic::AtomicBool::new(false),
+            max_events_per_run: DEFAULT_MAX_EVENTS_PER_RUN,
         }
     }
 
@@ -378,6 +428,16 @@ impl MartsJob {
         announcer: Option<tributary_raw::commits::Announcer>,
     ) -> Self {
         self.announcer = announcer;
+        self
+    }
+
+    /// The same job, reading at most about `events` events a run (at least one commit of each
+    /// table, however large; see [`crate::slice`]). A run that stops short of the lake publishes
+    /// what it folded when the latest publication is its starting point (the scheduler then
+    /// runs again at once), and otherwise — a rebuild, a first run — folds on slice by slice,
+    /// committing the state after each, and publishes once, at the end.
+    pub fn with_max_events_per_run(mut self, events: u64) -> Self {
+        self.max_events_per_run = events.max(1);
         self
     }
 
@@ -498,15 +558,7 @@ impl MartsJob {
             Ok::<_, MartsError>((name, table, snapshot_id))
         }))
         .await?;
-        let snapshots = LakeSnapshots(
-            tables
-                .iter()
-                .map(|(name, _, snapshot_id)| LakeSnapshot {
-                    table: name.to_string(),
-                    snapshot_id: *snapshot_id,
-                })
-                .collect(),
-        );
+        let snapshots = lake_snapshots_of(&tables);
         progress.snapshots = Some(snapshots.clone());
         if let (RunMode::Rebuild, Engine::Trino(client)) = (mode, &self.engine) {
             lineage.on_engine("trino", &client.version().await?);
@@ -534,17 +586,22 @@ impl MartsJob {
             Some(checkpoint) => Some(checkpoint),
             None => self.state.checkpoint().await?,
         };
-        let lake_snapshots: BTreeMap<String, i64> = tables
-            .iter()
-            .filter_map(|(name, _, id)| id.map(|id| (name.to_string(), id)))
-            .collect();
+        let latest = match mode {
+            RunMode::Rebuild => None,
+            RunMode::Incremental | RunMode::Force => self.store.latest_publication().await?,
+        };
         if mode == RunMode::Incremental {
             let publication_id = snapshots.publication_id();
-            let latest = self.store.latest_publication().await?;
             // A run publishes before it commits the state: a publication of these snapshots
             // whose state commit failed (or was cut short) still needs the fold committed.
-            let state_current = base.as_ref().is_some_and(|b| b.snapshots == lake_snapshots);
-            if state_current && latest.is_some_and(|p| p.publication_id == publication_id) {
+            let state_current = base
+                .as_ref()
+                .is_some_and(|b| b.snapshots == snapshot_ids(&tables));
+            if state_current
+                && latest
+                    .as_ref()
+                    .is_some_and(|p| p.publication_id == publication_id)
+            {
                 tracing::info!(
                     publication_id,
                     "lake unchanged since the latest publication"
@@ -562,57 +619,117 @@ impl MartsJob {
                 reason: format!("the state was folded from namespace {:?}", kept.namespace),
             });
         }
-        let base_generation = base.as_ref().map(|b| b.generation);
+        // Whether a slice short of the lake may be published: only when the kept state is what
+        // the latest publication shows, so publications keep moving forward. A rebuild, a first
+        // run, or a state behind or ahead of the latest publication folds slice by slice and
+        // publishes once, caught up: readers never see the rankings go back in time.
+        let publishes_slices = base.as_ref().is_some_and(|b| {
+            latest.as_ref().is_some_and(|p| {
+                p.publication_id == checkpoint_snapshots(&tables, b).publication_id()
+            })
+        });
+        let mut base_generation = base.as_ref().map(|b| b.generation);
         let mut checkpoint = base.unwrap_or_else(|| Checkpoint {
             namespace: self.namespace.clone(),
             epoch: uuid::Uuid::new_v4().as_u64_pair().0,
             ..Checkpoint::default()
         });
         let mut timings = RunTimings::default();
-        let mut watch = Stopwatch::start();
-        let new = self.read_new_events(&tables, &checkpoint).await?;
-        timings.read = watch.lap();
-        progress.rows_in = new.rows;
-        progress.rows_read = new.rows_by_table.clone();
-        let changed = self.fold(&mut checkpoint, new).await?;
-        timings.fold = watch.lap();
-        checkpoint.snapshots = lake_snapshots;
-        checkpoint.generation = base_generation.map_or(1, |g| g + 1);
-        let cells_changed = checkpoint.cells.changed_count();
+        loop {
+            let mut watch = Stopwatch::start();
+            let slice = self.slice(&tables, &checkpoint);
+            let caught_up = snapshot_ids(&slice) == snapshot_ids(&tables);
+            let new = self.read_new_events(&slice, &checkpoint).await?;
+            timings.read += watch.lap();
+            let events_in = new.rows;
+            progress.rows_in += new.rows;
+            for (table, rows) in &new.rows_by_table {
+                *progress.rows_read.entry(table.clone()).or_default() += rows;
+            }
+            let changed = self.fold(&mut checkpoint, new).await?;
+            timings.fold += watch.lap();
+            checkpoint.snapshots = snapshot_ids(&slice);
+            checkpoint.generation = base_generation.map_or(1, |g| g + 1);
+            if !caught_up && !publishes_slices {
+                // A slice on the way to the lake's current snapshots: kept, not published.
+                self.state
+                    .commit(base_generation, &changed, &checkpoint)
+                    .await?;
+                checkpoint.cells.stored();
+                self.pin_checkpoint(&slice).await;
+                timings.commit += watch.lap();
+                base_generation = Some(checkpoint.generation);
+                tracing::info!(
+                    events_in,
+                    sales_changed = changed.len(),
+                    snapshots = ?checkpoint.snapshots,
+                    "folded a slice of the lake; folding on"
+                );
+                continue;
+            }
+            let cells_changed = checkpoint.cells.changed_count();
 
-        // Published first, the state committed after: the rankings are visible as soon as
-        // they are made, not a state commit later (the larger part of a run under a steady
-        // stream of changes). Safe either way round: a publication is a function of its
-        // snapshots, so a run that stops between the two (a crash, a failed or fenced commit)
-        // leaves a correct publication, and the next run folds again from the state it finds
-        // and publishes the same rows (or newer ones). Provenance reads the kept state only
-        // when its checkpoint names the publication's snapshots, and the lake meanwhile.
-        let totals = checkpoint.cells.totals(&checkpoint.master)?;
-        timings.rank = watch.lap();
-        let publish = Publish {
-            run_id,
-            computed_at,
-            snapshots,
-            snapshot_times: snapshot_times(&tables),
-            watermarks: checkpoint.watermarks.clone(),
-        };
-        let mut outcome = self
-            .rank_and_publish(publish, totals, progress, timings)
-            .await?;
-        tributary_common::failpoint::crash_point(tributary_common::failpoint::MARTS_AFTER_PUBLISH);
-        let mut watch = Stopwatch::start();
-        self.state
-            .commit(base_generation, &changed, &checkpoint)
-            .await?;
-        checkpoint.cells.stored();
-        self.pin_checkpoint(&tables).await;
-        tracing::debug!(cells_changed, "state committed");
-        *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(checkpoint);
-        if let RunOutcome::Published { timings, .. } = &mut outcome {
-            timings.commit = watch.lap();
+            // Published first, the state committed after: the rankings are visible as soon as
+            // they are made, not a state commit later (the larger part of a run under a steady
+            // stream of changes). Safe either way round: a publication is a function of its
+            // snapshots, so a run that stops between the two (a crash, a failed or fenced
+            // commit) leaves a correct publication, and the next run folds again from the state
+            // it finds and publishes the same rows (or newer ones). Provenance reads the kept
+            // state only when its checkpoint names the publication's snapshots, and the lake
+            // meanwhile.
+            let totals = checkpoint.cells.totals(&checkpoint.master)?;
+            timings.rank += watch.lap();
+            let snapshots = lake_snapshots_of(&slice);
+            progress.snapshots = Some(snapshots.clone());
+            let publish = Publish {
+                run_id,
+                computed_at,
+                snapshots,
+                snapshot_times: snapshot_times(&slice),
+                watermarks: checkpoint.watermarks.clone(),
+            };
+            let mut outcome = self
+                .rank_and_publish(publish, totals, progress, timings, caught_up)
+                .await?;
+            tributary_common::failpoint::crash_point(
+                tributary_common::failpoint::MARTS_AFTER_PUBLISH,
+            );
+            let mut watch = Stopwatch::start();
+            self.state
+                .commit(base_generation, &changed, &checkpoint)
+                .await?;
+            checkpoint.cells.stored();
+            self.pin_checkpoint(&slice).await;
+            tracing::debug!(cells_changed, "state committed");
+            *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(checkpoint);
+            if let RunOutcome::Published { timings, .. } = &mut outcome {
+                timings.commit += watch.lap();
+            }
+            log_published(&outcome, progress, Some(changed.len()));
+            return Ok(outcome);
         }
-        log_published(&outcome, progress, Some(changed.len()));
-        Ok(outcome)
+    }
+
+    /// The raw tables at the snapshots this run folds up to from `checkpoint`: their current
+    /// ones, or fewer when that is more than the run's bound on events ([`crate::slice`]).
+    fn slice(
+        &self,
+        tables: &[(&'static str, iceberg::table::Table, Option<i64>)],
+        checkpoint: &Checkpoint,
+    ) -> Vec<(&'static str, iceberg::table::Table, Option<i64>)> {
+        let ranges: Vec<crate::slice::TableRange> = tables
+            .iter()
+            .map(|(name, table, current)| {
+                let since = checkpoint.snapshots.get(*name).copied();
+                crate::slice::TableRange::of(table.metadata(), since, *current)
+            })
+            .collect();
+        let targets = crate::slice::targets(&ranges, self.max_events_per_run);
+        tables
+            .iter()
+            .zip(targets)
+            .map(|((name, table, _), target)| (*name, table.clone(), target))
+            .collect()
     }
 
     /// A rebuild on Trino: Trino reads the pinned snapshots and computes the totals; the kept
@@ -649,7 +766,7 @@ impl MartsJob {
             watermarks: computed.watermarks,
         };
         let outcome = self
-            .rank_and_publish(publish, computed.totals, progress, timings)
+            .rank_and_publish(publish, computed.totals, progress, timings, true)
             .await?;
         log_published(&outcome, progress, None);
         Ok(outcome)
@@ -663,6 +780,7 @@ impl MartsJob {
         totals: tributary_rankings::ranking::PeriodTotals,
         progress: &mut RunProgress,
         mut timings: RunTimings,
+        caught_up: bool,
     ) -> Result<RunOutcome, MartsError> {
         let Publish {
             run_id,
@@ -715,6 +833,7 @@ impl MartsJob {
             sales: summary.sales,
             unresolved_sales: summary.unresolved_sales,
             timings,
+            caught_up,
         };
         Ok(outcome)
     }
@@ -932,8 +1051,10 @@ impl MartsJob {
     /// [`with_commit_notifications`](Self::with_commit_notifications)) and at least every
     /// `interval` (measured start to start; a run longer than the interval delays the next
     /// rather than overlapping it) until `shutdown` is cancelled. Commits announced during a
-    /// run start the next one as soon as it ends, once for all of them. While runs fail, only
-    /// the backoff decides when the next starts.
+    /// run start the next one as soon as it ends, once for all of them. A run that stopped
+    /// at its bound on events ([`with_max_events_per_run`](Self::with_max_events_per_run)) is
+    /// followed at once by the next. While runs fail, only the backoff decides when the next
+    /// starts.
     ///
     /// A failed run is logged and retried at the next tick. Shutdown does not wait for a run
     /// in flight: ranking rows are replaceable and the publication row is written last, so an
@@ -957,7 +1078,7 @@ impl MartsJob {
                 }
                 result = self.run_under(RunMode::Incremental, Some(&process)) => {
                     let delay = failures.after(result.as_ref().err(), interval);
-                    if let Err(error) = result {
+                    if let Err(error) = &result {
                         tracing::error!(
                             %error,
                             retryable = error.is_retryable(),
@@ -969,7 +1090,14 @@ impl MartsJob {
                     if let Some(metrics) = &self.metrics {
                         metrics.consecutive_failures(failures.in_a_row);
                     }
-                    next_start = started + delay;
+                    // Stopped at its bound with more of the lake to fold: on at once.
+                    let behind =
+                        matches!(result, Ok(RunOutcome::Published { caught_up: false, .. }));
+                    next_start = if behind {
+                        tokio::time::Instant::now()
+                    } else {
+                        started + delay
+                    };
                     self.prune_if_due(&mut last_prune).await;
                 }
             }

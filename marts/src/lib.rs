@@ -43,6 +43,7 @@ pub mod lineage;
 pub mod metrics;
 pub mod provenance;
 pub mod retention;
+pub mod slice;
 pub mod state;
 #[cfg(test)]
 mod test_support;

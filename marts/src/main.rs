@@ -156,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
         format!("marts:{}", config.state_schema()),
     )
     .with_retention(config.retention.clone())
+    .with_max_events_per_run(config.max_events_per_run)
     .with_publication_announcer(tributary_raw::commits::Announcer::for_publications(
         &config.lake,
     ));
@@ -171,20 +172,33 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     if cli.once || cli.rebuild || matches!(cli.command, Some(Command::RunOnce)) {
-        let mode = if cli.rebuild {
+        let mut mode = if cli.rebuild {
             RunMode::Rebuild
         } else if cli.force {
             RunMode::Force
         } else {
             RunMode::Incremental
         };
-        match job.run_with(mode).await? {
-            RunOutcome::Published { publication_id, .. } => {
-                println!("published {publication_id}");
+        // Once means up to the lake as it is now: a run stopped at its bound on events is
+        // followed by incremental runs until one catches up.
+        loop {
+            match job.run_with(mode).await? {
+                RunOutcome::Published {
+                    publication_id,
+                    caught_up,
+                    ..
+                } => {
+                    println!("published {publication_id}");
+                    if caught_up {
+                        break;
+                    }
+                }
+                RunOutcome::Unchanged { publication_id } => {
+                    println!("unchanged {publication_id}");
+                    break;
+                }
             }
-            RunOutcome::Unchanged { publication_id } => {
-                println!("unchanged {publication_id}");
-            }
+            mode = RunMode::Incremental;
         }
         return Ok(());
     }

@@ -423,3 +423,45 @@ async fn wait_for_run(store: &MemoryStore, prefix: &str) {
     }
     panic!("no run published {prefix}… within 10 s");
 }
+
+#[tokio::test]
+async fn a_run_stopped_at_its_bound_is_followed_at_once_and_each_publishes_its_slice() {
+    let lake = memory_lake(&ALL).await;
+    let store = Arc::new(MemoryStore::new());
+    let state = Arc::new(MemoryState::new());
+    let commits = Arc::new(tokio::sync::Notify::new());
+    // The system clock: publications are ordered by their run's start.
+    let job = MartsJob::new(lake.clone(), "raw", store.clone(), state.clone())
+        .with_commit_notifications(commits.clone())
+        .with_max_events_per_run(1);
+    let shutdown = CancellationToken::new();
+    let stopper = shutdown.clone();
+    // An hour between ticks and one announcement for three commits: only runs that follow a
+    // run stopped short at once can reach the third.
+    let run = tokio::spawn(async move {
+        job.run_scheduled(Duration::from_secs(3600), stopper).await;
+    });
+    wait_for_run(&store, "pg_sale:none").await;
+    let mut snapshots = Vec::new();
+    for id in 1..=3 {
+        snapshots.push(
+            land(
+                lake.as_ref(),
+                RawTable::PgSale,
+                &[sale("c", id, (10 + id, 0), Some(100), Some(7), Some(1000))],
+            )
+            .await,
+        );
+        // Commits a few ms apart: a run cuts every table at one commit time.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    commits.notify_one();
+    for snapshot in &snapshots {
+        wait_for_run(&store, &format!("pg_sale:{snapshot},")).await;
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("scheduler stops on shutdown")
+        .unwrap();
+}
