@@ -98,6 +98,10 @@ enum Command {
         /// spread are reported.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// The marts' bound on the events one run reads (`max_events_per_run`); 0: none, the
+        /// whole history in one slice, as before the bound.
+        #[arg(long, default_value_t = tributary_marts::job::DEFAULT_MAX_EVENTS_PER_RUN)]
+        max_events_per_run: u64,
         /// Warehouse: `s3://warehouse` (the stack's object store) or a local folder.
         #[arg(long, default_value = "s3://warehouse")]
         warehouse: String,
@@ -210,6 +214,7 @@ async fn main() -> Result<()> {
             histories,
             new_events,
             runs,
+            max_events_per_run,
             warehouse,
         } => {
             let lake = tributary_common::LakeSettings {
@@ -221,10 +226,20 @@ async fn main() -> Result<()> {
             let mut rows = Vec::new();
             for history in histories {
                 rows.extend(
-                    marts::history(&lake, &clickhouse, &id, history, new_events, runs).await?,
+                    marts::history(
+                        &lake,
+                        &clickhouse,
+                        &id,
+                        history,
+                        new_events,
+                        runs,
+                        max_events_per_run,
+                    )
+                    .await?,
                 );
             }
-            write_results(&cli.out, "marts", &rows, &serde_json::Value::Null).await?;
+            let config = serde_json::json!({ "max_events_per_run": max_events_per_run });
+            write_results(&cli.out, "marts", &rows, &config).await?;
         }
         Command::Rebuild {
             histories,

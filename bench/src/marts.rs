@@ -239,6 +239,7 @@ pub async fn history(
     history: usize,
     new_events: usize,
     runs: usize,
+    max_events_per_run: u64,
 ) -> Result<Vec<ResultRow>> {
     let History {
         catalog,
@@ -258,7 +259,12 @@ pub async fn history(
         ns.clone(),
         Arc::new(ClickHouseStore::new(&ch)?),
         state.clone(),
-    );
+    )
+    // 0: no bound (u64::MAX).
+    .with_max_events_per_run(match max_events_per_run {
+        0 => u64::MAX,
+        n => n,
+    });
     let started = Instant::now();
     job.run_with(RunMode::Rebuild)
         .await
@@ -340,7 +346,12 @@ pub async fn history(
             format!("first run / --rebuild over {history}"),
             history,
             build,
-            "builds the kept state in Postgres from nothing".into(),
+            match max_events_per_run {
+                0 => "builds the kept state in Postgres from nothing, in one slice".into(),
+                n => format!(
+                    "builds the kept state in Postgres from nothing, in slices of at most {n} events"
+                ),
+            },
         ),
     ])
 }
