@@ -13,6 +13,7 @@
 //! or if any request fails. The peak resident memory of each API is read at the end (`VmHWM`
 //! of `/proc/<pid>/status`, the kernel's high-water mark).
 
+use crate::procfs::peak_rss_kib;
 use crate::provenance::{command_version, locked_version};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -119,17 +120,6 @@ pub fn parse_wrk(output: &str) -> Result<WrkResult> {
         non_2xx,
         socket_errors,
     })
-}
-
-/// `VmHWM` (peak resident set) of `pid`, KiB.
-pub(crate) fn peak_rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/<pid>/status")
 }
 
 /// [`wrk`] off the async runtime.

@@ -231,7 +231,7 @@ async fn measure(
     }
     sampling.store(false, Ordering::Relaxed);
     let sampled_rss_kib = sampler.await?;
-    let peak_rss_kib = crate::api::peak_rss_kib(pid)?;
+    let peak_rss_kib = crate::procfs::peak_rss_kib(pid)?;
     ensure!(
         sampled_rss_kib > 0,
         "the API (pid {pid}) was gone while measured: see its log"

@@ -319,15 +319,6 @@ fn cpu_seconds(pid: u32, with_children: bool) -> f64 {
     total as f64 / 100.0
 }
 
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kib| kib / 1024.0)
-}
-
 /// A process whose CPU the run reports.
 #[derive(Debug, Clone)]
 struct Watched {
@@ -987,7 +978,7 @@ async fn run_with_source(
     let peak_rss: BTreeMap<String, Option<f64>> = watched
         .iter()
         .take(6)
-        .map(|w| (w.name.clone(), peak_rss_mib(w.pid)))
+        .map(|w| (w.name.clone(), crate::procfs::peak_rss_mib(w.pid).ok()))
         .collect();
     let versions = http
         .get(format!("{CONNECT}/connector-plugins"))

@@ -20,6 +20,7 @@ mod iceberg_connect;
 mod load;
 mod marts;
 mod plot;
+mod procfs;
 mod provenance;
 mod rebuild;
 mod soak;

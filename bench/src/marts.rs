@@ -265,11 +265,15 @@ pub async fn history(
         0 => u64::MAX,
         n => n,
     });
+    // The first run's own peak memory: this process's peak, reset before it.
+    let me = std::process::id();
+    crate::procfs::reset_peak_rss(me)?;
     let started = Instant::now();
     job.run_with(RunMode::Rebuild)
         .await
         .context("first run (rebuild)")?;
     let build = started.elapsed().as_secs_f64();
+    let build_peak_mib = crate::procfs::peak_rss_mib(me)?;
 
     sales.live = true;
     // `runs` incremental runs, each folding `new_events` more: the state stays the one the
@@ -346,12 +350,13 @@ pub async fn history(
             format!("first run / --rebuild over {history}"),
             history,
             build,
-            match max_events_per_run {
-                0 => "builds the kept state in Postgres from nothing, in one slice".into(),
-                n => format!(
-                    "builds the kept state in Postgres from nothing, in slices of at most {n} events"
-                ),
-            },
+            format!(
+                "builds the kept state in Postgres from nothing, {}; peak RSS of the bench process during it {build_peak_mib:.0} MiB",
+                match max_events_per_run {
+                    0 => "in one slice".to_string(),
+                    n => format!("in slices of at most {n} events"),
+                }
+            ),
         ),
     ])
 }

@@ -21,30 +21,16 @@ use tributary_rankings::ClickHouseStore;
 use crate::Row as ResultRow;
 use crate::marts::{History, fill_history};
 
-/// Resets `pid`'s peak resident set size to its current one.
-fn reset_peak(pid: &str) -> Result<()> {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
-        .with_context(|| format!("resetting the peak RSS of {pid} (needs root or the same user)"))
-}
-
-/// `pid`'s peak resident set size since the last reset, in MiB.
-fn peak_mib(pid: &str) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/<pid>/status")?;
-    Ok(kib / 1024.0)
-}
-
 /// One rebuild by `job`: its wall time in seconds and the peak RSS (MiB) of `pid`, the process
 /// doing the work.
-async fn timed_rebuild(job: &MartsJob, pid: &str) -> Result<(f64, f64)> {
-    reset_peak(pid)?;
+async fn timed_rebuild(job: &MartsJob, pid: u32) -> Result<(f64, f64)> {
+    crate::procfs::reset_peak_rss(pid)?;
     let started = Instant::now();
     job.run_with(RunMode::Rebuild).await?;
-    Ok((started.elapsed().as_secs_f64(), peak_mib(pid)?))
+    Ok((
+        started.elapsed().as_secs_f64(),
+        crate::procfs::peak_rss_mib(pid)?,
+    ))
 }
 
 /// One history size, both engines: the rows of the results table.
@@ -66,7 +52,8 @@ pub async fn history(
             )
         })?
         .trim()
-        .to_string();
+        .parse::<u32>()
+        .with_context(|| format!("{} holds no pid", trino_pid_file.display()))?;
     let mut ch = clickhouse.clone();
     ch.database = format!("bench_rebuild_{id}");
     let store = Arc::new(ClickHouseStore::new(&ch)?);
@@ -77,15 +64,15 @@ pub async fn history(
     let on_datafusion = MartsJob::new(catalog.clone(), ns.clone(), store.clone(), state.clone());
     let on_trino = MartsJob::new(catalog, ns.clone(), store, state.clone())
         .with_engine(Engine::Trino(TrinoClient::new(trino)?));
-    let me = std::process::id().to_string();
+    let me = std::process::id();
     let (mut df_secs, mut df_mib, mut trino_secs, mut trino_mib) = (vec![], vec![], vec![], vec![]);
     for run in 1..=runs {
-        let (secs, mib) = timed_rebuild(&on_datafusion, &me)
+        let (secs, mib) = timed_rebuild(&on_datafusion, me)
             .await
             .context("DataFusion rebuild")?;
         df_secs.push(secs);
         df_mib.push(mib);
-        let (secs, mib) = timed_rebuild(&on_trino, &trino_pid)
+        let (secs, mib) = timed_rebuild(&on_trino, trino_pid)
             .await
             .context("Trino rebuild")?;
         trino_secs.push(secs);

@@ -610,15 +610,6 @@ impl MartsJob {
                 return Ok(RunOutcome::Unchanged { publication_id });
             }
         }
-        lineage.start(&table_reads(Some(&snapshots), &Default::default()));
-        if let Some(kept) = &base
-            && kept.namespace != self.namespace
-        {
-            return Err(MartsError::StateDiverged {
-                table: self.namespace.clone(),
-                reason: format!("the state was folded from namespace {:?}", kept.namespace),
-            });
-        }
         // Whether a slice short of the lake may be published: only when the kept state is what
         // the latest publication shows, so publications keep moving forward. A rebuild, a first
         // run, or a state behind or ahead of the latest publication folds slice by slice and
@@ -628,6 +619,20 @@ impl MartsJob {
                 p.publication_id == checkpoint_snapshots(&tables, b).publication_id()
             })
         });
+        // What the run will publish from: the lake as it is, or (a job behind) its one slice.
+        let reads = match &base {
+            Some(b) if publishes_slices => lake_snapshots_of(&self.slice(&tables, &b.snapshots)),
+            _ => snapshots.clone(),
+        };
+        lineage.start(&table_reads(Some(&reads), &Default::default()));
+        if let Some(kept) = &base
+            && kept.namespace != self.namespace
+        {
+            return Err(MartsError::StateDiverged {
+                table: self.namespace.clone(),
+                reason: format!("the state was folded from namespace {:?}", kept.namespace),
+            });
+        }
         let mut base_generation = base.as_ref().map(|b| b.generation);
         let mut checkpoint = base.unwrap_or_else(|| Checkpoint {
             namespace: self.namespace.clone(),
@@ -637,7 +642,7 @@ impl MartsJob {
         let mut timings = RunTimings::default();
         loop {
             let mut watch = Stopwatch::start();
-            let slice = self.slice(&tables, &checkpoint);
+            let slice = self.slice(&tables, &checkpoint.snapshots);
             let caught_up = snapshot_ids(&slice) == snapshot_ids(&tables);
             let new = self.read_new_events(&slice, &checkpoint).await?;
             timings.read += watch.lap();
@@ -710,17 +715,18 @@ impl MartsJob {
         }
     }
 
-    /// The raw tables at the snapshots this run folds up to from `checkpoint`: their current
-    /// ones, or fewer when that is more than the run's bound on events ([`crate::slice`]).
+    /// The raw tables at the snapshots a run folds up to from `since` (where the state
+    /// stopped): their current ones, or earlier ones when that is more than the run's bound on
+    /// events ([`crate::slice`]).
     fn slice(
         &self,
         tables: &[(&'static str, iceberg::table::Table, Option<i64>)],
-        checkpoint: &Checkpoint,
+        since: &BTreeMap<String, i64>,
     ) -> Vec<(&'static str, iceberg::table::Table, Option<i64>)> {
         let ranges: Vec<crate::slice::TableRange> = tables
             .iter()
             .map(|(name, table, current)| {
-                let since = checkpoint.snapshots.get(*name).copied();
+                let since = since.get(*name).copied();
                 crate::slice::TableRange::of(table.metadata(), since, *current)
             })
             .collect();

@@ -16,7 +16,8 @@ use iceberg::spec::{Operation, TableMetadata};
 pub struct Stop {
     /// The snapshot.
     pub snapshot_id: i64,
-    /// Its commit time (epoch ms).
+    /// Its commit time (epoch ms), or a stop's before it if later: a snapshot's clock can lag
+    /// its parent's, and the stops of a table are then still in order of time.
     pub committed_ms: i64,
     /// The events a run reads from this table if it stops here, counted from where the kept
     /// state stopped (everything live at this snapshot when it stopped nowhere).
@@ -89,15 +90,17 @@ fn stops(metadata: &TableMetadata, since: Option<i64>, upto: i64) -> Option<Vec<
         return None;
     }
     let mut read = 0u64;
+    let mut latest_ms = i64::MIN;
     Some(
         chain
             .into_iter()
             .rev()
             .map(|(snapshot_id, committed_ms, added, live)| {
                 read += added;
+                latest_ms = latest_ms.max(committed_ms);
                 Stop {
                     snapshot_id,
-                    committed_ms,
+                    committed_ms: latest_ms,
                     // From nothing the read takes every live file of the snapshot it stops at.
                     events: match (since, live) {
                         (None, Some(live)) => live.max(read),
@@ -109,12 +112,10 @@ fn stops(metadata: &TableMetadata, since: Option<i64>, upto: i64) -> Option<Vec<
     )
 }
 
-/// The longest run of `stops` committed at or before `at_ms`: the index of its last stop.
+/// The last of `stops` (in order of time) committed at or before `at_ms`.
 fn reach(stops: &[Stop], at_ms: i64) -> Option<usize> {
     stops
-        .iter()
-        .position(|s| s.committed_ms > at_ms)
-        .unwrap_or(stops.len())
+        .partition_point(|s| s.committed_ms <= at_ms)
         .checked_sub(1)
 }
 
@@ -138,13 +139,10 @@ pub fn targets(ranges: &[TableRange], max_events: u64) -> Vec<Option<i64>> {
             })
             .sum()
     };
-    // The events read grow with the time cut at: the last time that fits, or the first.
-    let cut = times
-        .iter()
-        .take_while(|&&at| events_at(at) <= max_events)
-        .last()
-        .or(times.first())
-        .copied();
+    // The events read grow with the time cut at, so the last time that fits is found by
+    // bisection (a rebuild's range can hold thousands of commits); if none fits, the first.
+    let fitting = times.partition_point(|&at| events_at(at) <= max_events);
+    let cut = times.get(fitting.saturating_sub(1)).copied();
     ranges
         .iter()
         .map(|r| match (&r.stops, cut) {
@@ -233,6 +231,66 @@ mod tests {
         };
         let ranges = [table(Some(1), 10, &[(100, 5), (200, 5)]), unknown];
         assert_eq!(targets(&ranges, 5), [Some(10), Some(9)]);
+    }
+
+    /// The cut found by bisection against trying every commit time, on seeded random tables.
+    #[test]
+    fn bisection_finds_the_cut_trying_every_time_would() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n.max(1)
+        };
+        for _ in 0..200 {
+            let ranges: Vec<TableRange> = (0..3)
+                .map(|t| {
+                    let mut at = next(50) as i64;
+                    let commits: Vec<(i64, u64)> = (0..next(40))
+                        .map(|_| {
+                            at += next(20) as i64;
+                            (at, next(10))
+                        })
+                        .collect();
+                    table(Some(t), 100 * (t + 1), &commits)
+                })
+                .collect();
+            let max_events = next(150);
+            let stops_by = |r: &TableRange, at: i64| -> Vec<Stop> {
+                r.stops
+                    .iter()
+                    .flatten()
+                    .filter(|s| s.committed_ms <= at)
+                    .copied()
+                    .collect()
+            };
+            let fits = |at: i64| {
+                ranges
+                    .iter()
+                    .map(|r| stops_by(r, at).last().map_or(0, |s| s.events))
+                    .sum::<u64>()
+                    <= max_events
+            };
+            let mut times: Vec<i64> = ranges
+                .iter()
+                .flat_map(|r| r.stops.iter().flatten().map(|s| s.committed_ms))
+                .collect();
+            times.sort_unstable();
+            let cut = times.iter().rev().find(|&&at| fits(at)).or(times.first());
+            let by_hand: Vec<Option<i64>> = ranges
+                .iter()
+                .map(|r| match cut {
+                    None => r.current,
+                    Some(&cut) => stops_by(r, cut).last().map(|s| s.snapshot_id).or(r.since),
+                })
+                .collect();
+            assert_eq!(
+                targets(&ranges, max_events),
+                by_hand,
+                "{ranges:?} within {max_events}"
+            );
+        }
     }
 
     #[test]
