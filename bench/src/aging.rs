@@ -176,6 +176,9 @@ pub async fn run(
         eprintln!(
             "aging: maintained={maintained} {commits} commits in {total:.0} s: median {early:.3} s early"
         );
+        let mut settings = lake.clone();
+        settings.namespace = namespace;
+        crate::cleanup::drop_lake_namespace(&settings).await;
     }
     Ok(rows)
 }

@@ -136,6 +136,10 @@ pub async fn main(args: ApiLakeArgs, out_dir: &Path) -> Result<()> {
             )
             .await?,
         );
+        // A 10 M-event lake is gigabytes; the API that read it has stopped.
+        let mut settings = lake.clone();
+        settings.namespace = filled.ns.clone();
+        crate::cleanup::drop_lake_namespace(&settings).await;
     }
     let (md, json) = report(&measured, &args, &load).await;
     std::fs::create_dir_all(out_dir)?;

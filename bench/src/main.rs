@@ -531,6 +531,8 @@ async fn lander(
             "lander_over_sink": ratio,
         });
     }
+    // The lander's lake tables (the sink's table is its own, in its own catalog tables).
+    crate::cleanup::drop_lake_namespace(&lake).await;
     Ok((rows, config))
 }
 

@@ -86,6 +86,11 @@ pub async fn history(
         );
     }
     state.reset().await?;
+    // The lake of this history and the rankings it published: a 10 M history is gigabytes.
+    let mut settings = lake.clone();
+    settings.namespace = ns.clone();
+    crate::cleanup::drop_lake_namespace(&settings).await;
+    crate::cleanup::drop_clickhouse_database(&ch, &ch.database).await;
 
     let row = |engine: &str, secs: Vec<f64>, mib: Vec<f64>, what: &str| {
         let (median, min, max) = crate::summary(secs);

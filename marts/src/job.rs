@@ -191,6 +191,7 @@ fn snapshot_ids(
         .filter_map(|(name, _, id)| id.map(|id| (name.to_string(), id)))
         .collect()
 }
+
 /// ClickHouse `DateTime` has second precision; a row read back then equals the row written.
 fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
