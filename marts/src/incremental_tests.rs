@@ -49,6 +49,19 @@ async fn run_until_caught_up(
     panic!("{what}: runs bounded to {SMALL_BOUND} events never caught up");
 }
 
+/// A job on `lake` bounded to [`SMALL_BOUND`] events a run, with a store and state of its own.
+fn sliced_job(lake: &Arc<dyn iceberg::Catalog>) -> (MartsJob, Arc<MemoryState>) {
+    let state = Arc::new(MemoryState::new());
+    let job = MartsJob::new(
+        lake.clone(),
+        "raw",
+        Arc::new(MemoryStore::new()),
+        state.clone(),
+    )
+    .with_max_events_per_run(SMALL_BOUND);
+    (job, state)
+}
+
 async fn check_seed(seed: u64) {
     let lake = memory_lake(&RawTable::DATA_TABLES).await;
     let store = Arc::new(MemoryStore::new());
@@ -59,14 +72,7 @@ async fn check_seed(seed: u64) {
     // notice and read the state again.
     let lasting = MartsJob::new(lake.clone(), "raw", store.clone(), state.clone());
     // The same rounds folded a few commits a run, with a store and state of its own.
-    let sliced_state = Arc::new(MemoryState::new());
-    let sliced = MartsJob::new(
-        lake.clone(),
-        "raw",
-        Arc::new(MemoryStore::new()),
-        sliced_state.clone(),
-    )
-    .with_max_events_per_run(SMALL_BOUND);
+    let (sliced, sliced_state) = sliced_job(&lake);
     let mut sliced_runs = 0;
     for round in 0..12 {
         for (table, events) in workload.round() {
@@ -123,14 +129,7 @@ async fn check_seed(seed: u64) {
     );
     // A rebuild bounded the same way folds slice by slice (a state commit each) and publishes
     // once, what the unbounded rebuild published.
-    let sliced_rebuild_state = Arc::new(MemoryState::new());
-    let sliced_rebuild = MartsJob::new(
-        lake.clone(),
-        "raw",
-        Arc::new(MemoryStore::new()),
-        sliced_rebuild_state.clone(),
-    )
-    .with_max_events_per_run(SMALL_BOUND);
+    let (sliced_rebuild, sliced_rebuild_state) = sliced_job(&lake);
     let outcome = sliced_rebuild.run_with(RunMode::Rebuild).await.unwrap();
     assert!(matches!(
         outcome,

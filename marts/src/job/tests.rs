@@ -360,11 +360,7 @@ async fn the_schedule_runs_until_shutdown() {
     let store = Arc::new(MemoryStore::new());
     let state = Arc::new(MemoryState::new());
     let job = job(lake, store.clone(), state.clone(), 0);
-    let shutdown = CancellationToken::new();
-    let stopper = shutdown.clone();
-    let run = tokio::spawn(async move {
-        job.run_scheduled(Duration::from_millis(10), stopper).await;
-    });
+    let scheduled = Scheduled::start(job, Duration::from_millis(10));
     for _ in 0..200 {
         if store.latest_publication().await.unwrap().is_some() {
             break;
@@ -372,11 +368,7 @@ async fn the_schedule_runs_until_shutdown() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(store.latest_publication().await.unwrap().is_some());
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), run)
-        .await
-        .expect("scheduler stops on shutdown")
-        .unwrap();
+    scheduled.stop().await;
 }
 #[tokio::test]
 async fn an_announced_commit_starts_a_run_before_the_next_tick() {
@@ -386,12 +378,8 @@ async fn an_announced_commit_starts_a_run_before_the_next_tick() {
     let commits = Arc::new(tokio::sync::Notify::new());
     let job = job(lake.clone(), store.clone(), state.clone(), 0)
         .with_commit_notifications(commits.clone());
-    let shutdown = CancellationToken::new();
-    let stopper = shutdown.clone();
     // An hour between ticks: only the first run and the announced commit can publish.
-    let run = tokio::spawn(async move {
-        job.run_scheduled(Duration::from_secs(3600), stopper).await;
-    });
+    let scheduled = Scheduled::start(job, Duration::from_secs(3600));
     wait_for_run(&store, "pg_sale:none").await;
     let sale_snap = land(
         lake.as_ref(),
@@ -401,11 +389,7 @@ async fn an_announced_commit_starts_a_run_before_the_next_tick() {
     .await;
     commits.notify_one();
     wait_for_run(&store, &format!("pg_sale:{sale_snap},")).await;
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), run)
-        .await
-        .expect("scheduler stops on shutdown")
-        .unwrap();
+    scheduled.stop().await;
 }
 
 /// Waits for a published run whose publication id starts with `prefix`; panics after 10 s
@@ -434,13 +418,9 @@ async fn a_run_stopped_at_its_bound_is_followed_at_once_and_each_publishes_its_s
     let job = MartsJob::new(lake.clone(), "raw", store.clone(), state.clone())
         .with_commit_notifications(commits.clone())
         .with_max_events_per_run(1);
-    let shutdown = CancellationToken::new();
-    let stopper = shutdown.clone();
     // An hour between ticks and one announcement for three commits: only runs that follow a
     // run stopped short at once can reach the third.
-    let run = tokio::spawn(async move {
-        job.run_scheduled(Duration::from_secs(3600), stopper).await;
-    });
+    let scheduled = Scheduled::start(job, Duration::from_secs(3600));
     wait_for_run(&store, "pg_sale:none").await;
     let mut snapshots = Vec::new();
     for id in 1..=3 {
@@ -459,9 +439,29 @@ async fn a_run_stopped_at_its_bound_is_followed_at_once_and_each_publishes_its_s
     for snapshot in &snapshots {
         wait_for_run(&store, &format!("pg_sale:{snapshot},")).await;
     }
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), run)
-        .await
-        .expect("scheduler stops on shutdown")
-        .unwrap();
+    scheduled.stop().await;
+}
+
+/// A job's scheduler running in a task of its own until [`Scheduled::stop`].
+struct Scheduled {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Scheduled {
+    fn start(job: MartsJob, interval: Duration) -> Self {
+        let shutdown = CancellationToken::new();
+        let stopper = shutdown.clone();
+        let task = tokio::spawn(async move { job.run_scheduled(interval, stopper).await });
+        Self { shutdown, task }
+    }
+
+    /// Cancels the schedule; panics unless it stops within 5 s.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("scheduler stops on shutdown")
+            .unwrap();
+    }
 }
