@@ -5,7 +5,8 @@
 //! merged, every snapshot the marts' checkpoint pin does not hold expired, orphans swept. After
 //! every round an incremental run (a new job on the same state, as after a restart; never a
 //! rebuild: a diverged state fails the run) must rank exactly what the SQL recompute ranks from
-//! the whole lake; at the end a rebuild from nothing agrees too. Fails, never skips, when the
+//! the whole lake, and so must a job bounded to a few events a run (`max_events_per_run`), run
+//! until it catches up; at the end a rebuild from nothing agrees too. Fails, never skips, when the
 //! stack is not running: run `make test`.
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use tributary_lake::catalog::ensure_tables;
 use tributary_lake::maintenance::{Maintainer, MaintenanceSettings};
 use tributary_marts::job::compute;
 use tributary_marts::state::MemoryState;
-use tributary_marts::{MartsJob, RunMode};
+use tributary_marts::{MartsJob, RunMode, RunOutcome};
 use tributary_rankings::store::MemoryStore;
 use tributary_raw::pins::SnapshotPins;
 use tributary_raw::schema::RawTable;
@@ -38,6 +39,23 @@ fn eager() -> MaintenanceSettings {
     }
 }
 
+/// Events a run of the bounded job reads at most: a few commits of a round.
+const SMALL_BOUND: u64 = 7;
+
+/// Runs `job` until a run catches up with the lake; returns the runs it took.
+async fn run_until_caught_up(job: &MartsJob, seed: u64, round: usize) -> usize {
+    for runs in 1..1_000 {
+        match job.run_with(RunMode::Incremental).await {
+            Ok(RunOutcome::Published {
+                caught_up: false, ..
+            }) => {}
+            Ok(_) => return runs,
+            Err(e) => panic!("seed {seed}, round {round}: bounded run {runs}: {e}"),
+        }
+    }
+    panic!("seed {seed}, round {round}: bounded runs never caught up");
+}
+
 async fn check_seed(seed: u64) {
     let lake = LakeSettings::default();
     let catalog: Arc<dyn Catalog> = Arc::new(
@@ -57,6 +75,18 @@ async fn check_seed(seed: u64) {
         MartsJob::new(catalog.clone(), &namespace, store.clone(), state)
             .with_pins(pins.clone(), format!("marts:{namespace}"))
     };
+    // The same rounds folded a few events a run (stopping at snapshots maintenance may replace
+    // or expire around), with a store, a state and a pin of its own.
+    let sliced_state = Arc::new(MemoryState::new());
+    let sliced = MartsJob::new(
+        catalog.clone(),
+        &namespace,
+        Arc::new(MemoryStore::new()),
+        sliced_state.clone(),
+    )
+    .with_pins(pins.clone(), format!("marts-sliced:{namespace}"))
+    .with_max_events_per_run(SMALL_BOUND);
+    let mut sliced_runs = 0;
     let mut workload = Workload::new(seed);
     let (mut replaced, mut expired) = (0, 0);
     for round in 0..10 {
@@ -86,8 +116,20 @@ async fn check_seed(seed: u64) {
             kept, expected,
             "seed {seed}, round {round}: incremental rankings differ from the SQL recompute"
         );
+        sliced_runs += run_until_caught_up(&sliced, seed, round).await;
+        assert_eq!(
+            sliced.kept_rankings().await.unwrap().unwrap(),
+            expected,
+            "seed {seed}, round {round}: runs bounded to {SMALL_BOUND} events differ from the SQL recompute"
+        );
     }
-    eprintln!("seed {seed}: {replaced} replace snapshots, {expired} snapshots expired");
+    eprintln!(
+        "seed {seed}: {replaced} replace snapshots, {expired} snapshots expired, {sliced_runs} bounded runs"
+    );
+    assert!(
+        sliced_runs > 10,
+        "seed {seed}: the bound never stopped a run short ({sliced_runs} runs in 10 rounds)"
+    );
     // The test is only worth its name if maintenance did rewrite and expire.
     assert!(
         replaced > 0 && expired > 0,
