@@ -544,17 +544,16 @@ async fn write_results(
     config: &serde_json::Value,
 ) -> Result<()> {
     std::fs::create_dir_all(dir)?;
+    let context = RunContext::now();
     let RunContext {
         when,
         machine,
         cores,
         profile,
-    } = RunContext::now();
+    } = &context;
     let provenance = provenance::Provenance::collect().await;
-    let mut md = format!(
-        "# {name}\n\n{when}, {cores} cores ({machine}), {profile} build, tributary {}\n\n| subject | events | seconds | events/s | note |\n|---|---:|---:|---:|---|\n",
-        env!("CARGO_PKG_VERSION")
-    );
+    let mut md = context.heading(name);
+    md.push_str("| subject | events | seconds | events/s | note |\n|---|---:|---:|---:|---|\n");
     for r in rows {
         md.push_str(&format!(
             "| {} | {} | {:.2} | {:.0} | {} |\n",
@@ -611,6 +610,20 @@ impl RunContext {
                 "release"
             },
         }
+    }
+
+    /// A results file's first lines: `# title`, then when, where and which build.
+    pub fn heading(&self, title: &str) -> String {
+        let Self {
+            when,
+            machine,
+            cores,
+            profile,
+        } = self;
+        format!(
+            "# {title}\n\n{when}, {cores} cores ({machine}), {profile} build, tributary {}\n\n",
+            env!("CARGO_PKG_VERSION")
+        )
     }
 }
 

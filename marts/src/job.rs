@@ -151,35 +151,23 @@ fn snapshot_times(
         .collect()
 }
 
-/// The tables' snapshots as a publication names them (a table with none as `None`).
-fn lake_snapshots_of(
-    tables: &[(&'static str, iceberg::table::Table, Option<i64>)],
-) -> LakeSnapshots {
+/// Snapshot ids by table as a publication names them (a table with none as `None`).
+fn lake_snapshots(ids: impl IntoIterator<Item = (&'static str, Option<i64>)>) -> LakeSnapshots {
     LakeSnapshots(
-        tables
-            .iter()
-            .map(|(name, _, snapshot_id)| LakeSnapshot {
+        ids.into_iter()
+            .map(|(name, snapshot_id)| LakeSnapshot {
                 table: name.to_string(),
-                snapshot_id: *snapshot_id,
+                snapshot_id,
             })
             .collect(),
     )
 }
 
-/// The snapshots a checkpoint stopped at, named as a publication of the same tables names them.
-fn checkpoint_snapshots(
+/// The tables' snapshots as a publication names them.
+fn lake_snapshots_of(
     tables: &[(&'static str, iceberg::table::Table, Option<i64>)],
-    checkpoint: &Checkpoint,
 ) -> LakeSnapshots {
-    LakeSnapshots(
-        tables
-            .iter()
-            .map(|(name, _, _)| LakeSnapshot {
-                table: name.to_string(),
-                snapshot_id: checkpoint.snapshots.get(*name).copied(),
-            })
-            .collect(),
-    )
+    lake_snapshots(tables.iter().map(|(name, _, id)| (*name, *id)))
 }
 
 /// The snapshot id of each table that has one, as a checkpoint keeps them.
@@ -617,12 +605,26 @@ impl MartsJob {
         // publishes once, caught up: readers never see the rankings go back in time.
         let publishes_slices = base.as_ref().is_some_and(|b| {
             latest.as_ref().is_some_and(|p| {
-                p.publication_id == checkpoint_snapshots(&tables, b).publication_id()
+                p.publication_id
+                    == lake_snapshots(
+                        tables
+                            .iter()
+                            .map(|(name, _, _)| (*name, b.snapshots.get(*name).copied())),
+                    )
+                    .publication_id()
             })
         });
+        let mut first_slice = Some(
+            self.slice(
+                &tables,
+                base.as_ref()
+                    .map(|b| &b.snapshots)
+                    .unwrap_or(&BTreeMap::new()),
+            ),
+        );
         // What the run will publish from: the lake as it is, or (a job behind) its one slice.
-        let reads = match &base {
-            Some(b) if publishes_slices => lake_snapshots_of(&self.slice(&tables, &b.snapshots)),
+        let reads = match &first_slice {
+            Some(slice) if publishes_slices => lake_snapshots_of(slice),
             _ => snapshots.clone(),
         };
         lineage.start(&table_reads(Some(&reads), &Default::default()));
@@ -643,7 +645,9 @@ impl MartsJob {
         let mut timings = RunTimings::default();
         loop {
             let mut watch = Stopwatch::start();
-            let slice = self.slice(&tables, &checkpoint.snapshots);
+            let slice = first_slice
+                .take()
+                .unwrap_or_else(|| self.slice(&tables, &checkpoint.snapshots));
             let caught_up = snapshot_ids(&slice) == snapshot_ids(&tables);
             let new = self.read_new_events(&slice, &checkpoint).await?;
             timings.read += watch.lap();

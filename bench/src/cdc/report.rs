@@ -95,20 +95,20 @@ pub(super) fn write(
     provenance: &crate::provenance::Provenance,
 ) -> Result<()> {
     std::fs::create_dir_all(out)?;
+    let context = RunContext::now();
     let RunContext {
         when,
         machine,
         cores,
         profile,
-    } = RunContext::now();
-    let mut md = format!(
-        "# cdc\n\n{when}, {cores} cores ({machine}), {profile} build, tributary {}\n\n\
-         Postgres → Debezium → Kafka → lander → Iceberg → marts → API, against Debezium alone \
+    } = &context;
+    let mut md = context.heading("cdc");
+    md.push_str(
+        "Postgres → Debezium → Kafka → lander → Iceberg → marts → API, against Debezium alone \
          (a plain consumer of the connector's topic). Rates in changes/s over the load window; \
          times in seconds.\n\n\
          | target | Postgres committed | Debezium alone | lander into Iceberg | lander drain after load | Debezium delay p50/p95/p99 | freshness p50 | p95 | p99 | txns measured (unseen) | load avg at start |\n\
          |---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|\n",
-        env!("CARGO_PKG_VERSION")
     );
     for r in results {
         md.push_str(&format!(
