@@ -107,6 +107,10 @@ pub struct Publication {
     pub rankings: Rankings,
     /// The rankings of every UTC month of `sold_at` with at least one current sale.
     pub months: BTreeMap<Month, Rankings>,
+    /// Months this publication carries from an earlier one, by reference: unchanged since, their
+    /// ranking rows are that publication's ([`crate::schema`], `rows_publication_id`). A month
+    /// is in `months` or here, never both.
+    pub carried: BTreeMap<Month, PublicationPeriodRow>,
     /// Per source (`pg`, `files`, `erp`): how far the events counted reach.
     pub sources: BTreeMap<String, SourceWatermark>,
     /// The newest commit time (epoch ms) of the snapshots read: where its rows are partitioned
@@ -155,6 +159,7 @@ impl Publication {
             computed_at,
             rankings,
             months: BTreeMap::new(),
+            carried: BTreeMap::new(),
             sources: BTreeMap::new(),
             lake_committed_ms: None,
         }
@@ -173,6 +178,29 @@ impl Publication {
     /// The same publication with these monthly rankings.
     pub fn with_months(mut self, months: BTreeMap<Month, Rankings>) -> Self {
         self.months = months;
+        self
+    }
+
+    /// The same publication carrying, by reference, every month of `previous` (the periods of
+    /// the publication it follows) that it does not rank itself and `unchanged` says no event
+    /// since touched: such a month's rows stay where they are. A month `unchanged` rejects and
+    /// the publication does not rank has no current sale left: it is dropped, not carried.
+    pub fn carrying(
+        mut self,
+        previous: impl IntoIterator<Item = PublicationPeriodRow>,
+        unchanged: impl Fn(Month) -> bool,
+    ) -> Self {
+        self.carried = previous
+            .into_iter()
+            .filter_map(|row| match row.period.parse() {
+                Ok(Period::Month(month))
+                    if unchanged(month) && !self.months.contains_key(&month) =>
+                {
+                    Some((month, row))
+                }
+                _ => None,
+            })
+            .collect();
         self
     }
 
@@ -294,6 +322,7 @@ impl Publication {
             let summary = &rankings.summary;
             periods.push(PublicationPeriodRow {
                 publication_id: self.id.clone(),
+                rows_publication_id: self.id.clone(),
                 period,
                 sales: summary.sales,
                 revenue: summary.revenue.cents(),
@@ -311,6 +340,21 @@ impl Publication {
                 lake_window,
             });
         }
+        // Carried months: this publication's period rows (its counts are the earlier ones'), the
+        // ranking rows where they are.
+        periods.extend(self.carried.values().map(|carried| PublicationPeriodRow {
+            publication_id: self.id.clone(),
+            lake_snapshots: snapshots.clone(),
+            run_id: self.run_id.clone(),
+            computed_at,
+            version,
+            lake_window,
+            ..carried.clone()
+        }));
+        // `all` first, then the months in order (`YYYY-MM` sorts as text in calendar order).
+        periods.sort_by(|a, b| {
+            (a.period != Period::ALL, &a.period).cmp(&(b.period != Period::ALL, &b.period))
+        });
         let sources = self
             .sources
             .iter()

@@ -4,7 +4,8 @@
 //! Kept: the latest publication, any publication an operator pinned, and every publication
 //! computed within the retention. A partition is dropped only when it holds none of those, is
 //! older than the latest publication's and its whole window is older than the retention; a
-//! publication that shares a partition with a kept one stays with it.
+//! publication that shares a partition with a kept one stays with it. A partition holding ranking
+//! rows that a publication staying carries by reference (a period unchanged since) stays too.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,6 +33,9 @@ pub struct PublicationAge {
     pub version: u64,
     /// When the run that wrote it started.
     pub computed_at: DateTime<Utc>,
+    /// The earlier publications whose ranking rows it carries periods of, by reference
+    /// ([`crate::schema`]): their partitions stay as long as it does.
+    pub carries_from: BTreeSet<String>,
 }
 
 /// What a prune does.
@@ -75,11 +79,30 @@ pub fn plan_prune(
             || retention.pinned.contains(&p.publication_id)
             || p.computed_at.timestamp() >= cutoff
     };
-    let kept_windows: BTreeSet<u32> = publications
+    let mut kept_windows: BTreeSet<u32> = publications
         .iter()
         .filter(|p| kept(p))
         .map(|p| p.lake_window)
         .collect();
+    // Every publication in a kept partition stays readable, so the partitions holding the rows
+    // it carries by reference stay too, and theirs in turn.
+    let window_of: BTreeMap<&str, u32> = publications
+        .iter()
+        .map(|p| (p.publication_id.as_str(), p.lake_window))
+        .collect();
+    loop {
+        let referenced: BTreeSet<u32> = publications
+            .iter()
+            .filter(|p| kept_windows.contains(&p.lake_window))
+            .flat_map(|p| p.carries_from.iter())
+            .filter_map(|id| window_of.get(id.as_str()).copied())
+            .filter(|w| !kept_windows.contains(w))
+            .collect();
+        if referenced.is_empty() {
+            break;
+        }
+        kept_windows.extend(referenced);
+    }
     let drop_windows: BTreeSet<u32> = windows
         .iter()
         .copied()
@@ -129,6 +152,7 @@ mod tests {
             lake_window: crate::schema::lake_window(Some((secs - 60) * 1_000)),
             version: u64::try_from(secs * 1_000).unwrap(),
             computed_at: DateTime::from_timestamp(secs, 0).unwrap(),
+            carries_from: BTreeSet::new(),
         }
     }
 
@@ -199,6 +223,35 @@ mod tests {
         assert_eq!(plan.retained, ["a", "b", "latest"]);
         // `a` stays only with `b`'s partition: not kept by the rule.
         assert_eq!(plan.kept, ["b", "latest"]);
+    }
+
+    #[test]
+    fn partitions_holding_rows_a_staying_publication_carries_stay_with_it() {
+        let t0 = 1_000 * HOUR;
+        let carrying = |id: &str, secs: i64, from: &[&str]| PublicationAge {
+            carries_from: from.iter().map(|s| s.to_string()).collect(),
+            ..publication(id, secs)
+        };
+        // `latest` carries a month from `mid`, which carries another from `first` (a chain of
+        // references across publications, one hop each); `other` is referenced by nobody.
+        let ps = vec![
+            publication("first", t0),
+            publication("other", t0 + HOUR),
+            carrying("mid", t0 + 2 * HOUR, &["first"]),
+            carrying("latest", t0 + 50 * HOUR, &["mid", "first"]),
+        ];
+        let plan = plan_prune(&ps, &windows(&ps), at(t0 + 100 * HOUR), &retention(1, &[]));
+        assert_eq!(plan.dropped, ["other"]);
+        assert_eq!(plan.retained, ["first", "mid", "latest"]);
+        assert_eq!(plan.kept, ["latest"]);
+        // A reference to a publication no longer there (its partition already gone) is no
+        // reason to keep anything else.
+        let ps = vec![
+            publication("other", t0 + HOUR),
+            carrying("latest", t0 + 50 * HOUR, &["gone"]),
+        ];
+        let plan = plan_prune(&ps, &windows(&ps), at(t0 + 100 * HOUR), &retention(1, &[]));
+        assert_eq!(plan.dropped, ["other"]);
     }
 
     #[test]

@@ -19,7 +19,12 @@
 //!   salesmen in rank order are one contiguous key range.
 //! - `salesman_ranking`: `(publication_id, period, rank, salesman_id)`, like cities.
 //! - `publication_periods`: `(publication_id, period)`: a period's counts; its rows list the
-//!   months a publication has.
+//!   months a publication has, and `rows_publication_id` says which publication's ranking rows
+//!   are the period's. A run publishes only the periods it changed: a month no event of the run
+//!   touched keeps the rows an earlier publication wrote, by reference (one hop: the reference
+//!   names the publication holding the rows). Readers go through it: the rows of publication
+//!   `P`, period `m` are those with `(publication_id, period) IN (SELECT rows_publication_id,
+//!   period FROM publication_periods FINAL WHERE publication_id = P AND period = m)`.
 //! - `publications`: `(publication_id)`; the latest is the one with the highest `version`.
 //!
 //! Every publication table is partitioned by `lake_window`: the publication's newest lake commit
@@ -35,7 +40,8 @@
 //! `mart_runs` is a plain `MergeTree` ordered by `(started_at, run_id)`: one row per run, written
 //! once when it ends, published, unchanged or failed.
 //!
-//! Tables written before this layout (without a `period` or a `lake_window` column) are dropped
+//! Tables written before this layout (without a `period`, a `lake_window` or a
+//! `rows_publication_id` column) are dropped
 //! by `ensure_schema` of the ClickHouse store, all six publication tables together, and
 //! recreated; the next run republishes: marts are derived data (ADR 0003).
 
@@ -192,6 +198,7 @@ ORDER BY (publication_id, period, rank, salesman_id)"
             "CREATE TABLE IF NOT EXISTS {db}.{PUBLICATION_PERIODS} (
     publication_id String,
     period String,
+    rows_publication_id String,
     sales UInt64,
     revenue Decimal(18, 2),
     cities UInt64,
@@ -400,6 +407,10 @@ pub struct PublicationPeriodRow {
     pub publication_id: String,
     /// `all` or `YYYY-MM`.
     pub period: String,
+    /// The publication whose ranking rows are this period's: `publication_id` itself when
+    /// this publication wrote them, an earlier one when the period had not changed since and
+    /// its rows were carried by reference (never a chain: always the one holding the rows).
+    pub rows_publication_id: String,
     /// Current sales in the period.
     pub sales: u64,
     /// Their revenue, in cents.

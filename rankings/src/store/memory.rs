@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::clickhouse::RankingRow;
 use super::{Page, PublicationWriter, RankingQueries};
 use crate::error::RankingsError;
 use crate::period::Period;
@@ -32,6 +33,25 @@ struct Tables {
     city_salesmen: BTreeMap<(String, Period, i64, u32, i64), CitySalesmanRankingRow>,
     salesmen: BTreeMap<(String, Period, u32, i64), SalesmanRankingRow>,
     runs: Vec<MartRunRow>,
+}
+
+impl Tables {
+    /// Whether a ranking row keyed `(row_publication, row_period, …)` is one of the rows of
+    /// `period` of `publication_id`, wherever they are.
+    fn serves(&self, publication_id: &str, period: Period, row: (&str, Period)) -> bool {
+        row.1 == period
+            && self
+                .periods
+                .get(&(publication_id.to_string(), period))
+                .is_some_and(|p| p.rows_publication_id == row.0)
+    }
+}
+
+/// A ranking row as `publication_id` serves it (read where it is, named for it).
+fn named<T: RankingRow + Clone>(row: &T, publication_id: &str) -> T {
+    let mut row = row.clone();
+    row.set_publication_id(publication_id);
+    row
 }
 
 /// The store in memory, for tests. [`MemoryStore::set_unavailable`] makes every
@@ -153,10 +173,20 @@ impl PublicationWriter for MemoryStore {
         now: DateTime<Utc>,
     ) -> Result<PrunePlan, RankingsError> {
         let mut t = self.tables("prune")?;
+        let mut carries_from: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for p in t.periods.values() {
+            if p.rows_publication_id != p.publication_id {
+                carries_from
+                    .entry(p.publication_id.clone())
+                    .or_default()
+                    .insert(p.rows_publication_id.clone());
+            }
+        }
         let publications: Vec<PublicationAge> = t
             .publications
             .values()
             .map(|p| PublicationAge {
+                carries_from: carries_from.remove(&p.publication_id).unwrap_or_default(),
                 publication_id: p.publication_id.clone(),
                 lake_window: p.lake_window,
                 version: p.version,
@@ -222,9 +252,12 @@ impl RankingQueries for MemoryStore {
         let rows = t
             .cities
             .iter()
-            .filter(|(k, _)| k.0 == publication_id && k.1 == period)
+            .filter(|(k, _)| t.serves(publication_id, period, (&k.0, k.1)))
             .map(|(_, r)| r);
-        Ok(page(rows, p))
+        Ok(page(rows, p)
+            .iter()
+            .map(|r| named(r, publication_id))
+            .collect())
     }
 
     async fn top_city_salesmen(
@@ -238,12 +271,11 @@ impl RankingQueries for MemoryStore {
         Ok(t.city_salesmen
             .iter()
             .filter(|(k, r)| {
-                k.0 == publication_id
-                    && k.1 == period
+                t.serves(publication_id, period, (&k.0, k.1))
                     && city_ids.contains(&r.city_id)
                     && r.rank <= max_rank
             })
-            .map(|(_, r)| r.clone())
+            .map(|(_, r)| named(r, publication_id))
             .collect())
     }
 
@@ -258,9 +290,12 @@ impl RankingQueries for MemoryStore {
         let rows = t
             .city_salesmen
             .iter()
-            .filter(|(k, _)| k.0 == publication_id && k.1 == period && k.2 == city_id)
+            .filter(|(k, _)| t.serves(publication_id, period, (&k.0, k.1)) && k.2 == city_id)
             .map(|(_, r)| r);
-        Ok(page(rows, p))
+        Ok(page(rows, p)
+            .iter()
+            .map(|r| named(r, publication_id))
+            .collect())
     }
 
     async fn city(
@@ -272,8 +307,8 @@ impl RankingQueries for MemoryStore {
         let t = self.tables("read city")?;
         Ok(t.cities
             .iter()
-            .find(|(k, _)| k.0 == publication_id && k.1 == period && k.3 == city_id)
-            .map(|(_, r)| r.clone()))
+            .find(|(k, _)| t.serves(publication_id, period, (&k.0, k.1)) && k.3 == city_id)
+            .map(|(_, r)| named(r, publication_id)))
     }
 
     async fn salesman_ranking(
@@ -286,9 +321,12 @@ impl RankingQueries for MemoryStore {
         let rows = t
             .salesmen
             .iter()
-            .filter(|(k, _)| k.0 == publication_id && k.1 == period)
+            .filter(|(k, _)| t.serves(publication_id, period, (&k.0, k.1)))
             .map(|(_, r)| r);
-        Ok(page(rows, p))
+        Ok(page(rows, p)
+            .iter()
+            .map(|r| named(r, publication_id))
+            .collect())
     }
 
     async fn period(

@@ -147,6 +147,32 @@ async fn clickhouse_old_layout_is_replaced() {
         store.latest_publication().await.unwrap().is_none(),
         "the publication of the old layout is forgotten, so the next run republishes"
     );
+    // And `publication_periods` from before periods were carried by reference.
+    store
+        .publish(&contract::sample(11, "run-2", 60))
+        .await
+        .unwrap();
+    exec(format!("DROP TABLE {db}.publication_periods")).await;
+    exec(format!(
+        "CREATE TABLE {db}.publication_periods (publication_id String, period String, \
+         version UInt64, lake_window UInt32) ENGINE = ReplacingMergeTree(version) \
+         PARTITION BY lake_window ORDER BY (publication_id, period)"
+    ))
+    .await;
+    store.ensure_schema().await.unwrap();
+    assert!(store.latest_publication().await.unwrap().is_none());
+    store
+        .publish(&contract::sample(12, "run-3", 120))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .periods(&contract::sample(12, "run-3", 120).id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     contract::drop_database(&store).await;
 }
 
@@ -181,5 +207,12 @@ async fn clickhouse_pruning_drops_whole_partitions() {
             "{table}: the pinned and the latest publication's partitions"
         );
     }
+    contract::drop_database(&store).await;
+}
+
+#[tokio::test]
+async fn clickhouse_carried_months() {
+    let store = contract::clickhouse_store("carried_months").await;
+    contract::carried_months_read_as_their_own(&store).await;
     contract::drop_database(&store).await;
 }

@@ -10,7 +10,7 @@ use tributary_rankings::ranking::{
     CityInfo, CitySalesmanTotals, CityTotals, SalesmanInfo, SalesmanTotals, Summary, Totals,
     rank_all,
 };
-use tributary_rankings::schema::{MartRunRow, RunStatus};
+use tributary_rankings::schema::{CityRankingRow, MartRunRow, RunStatus, SalesmanRankingRow};
 use tributary_rankings::{
     ClickHouseStore, LakeSnapshot, LakeSnapshots, Money, Month, Page, Period, Publication,
     PublicationWriter, RankingQueries,
@@ -682,5 +682,202 @@ pub async fn pruning_keeps_the_latest_the_pinned_and_the_recent(store: &dyn Publ
     assert_eq!(
         runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),
         ["run-new"]
+    );
+}
+
+/// What a reader compares of a ranking row: everything but which publication wrote it and
+/// when (`publication_id`, `computed_at`, `version`, `lake_window`).
+fn city_keys(rows: &[CityRankingRow]) -> Vec<(String, u32, i64, i64, u64)> {
+    rows.iter()
+        .map(|r| (r.period.clone(), r.rank, r.city_id, r.revenue, r.sales))
+        .collect()
+}
+
+fn salesman_keys(rows: &[SalesmanRankingRow]) -> Vec<(String, u32, i64, i64, u64)> {
+    rows.iter()
+        .map(|r| (r.period.clone(), r.rank, r.salesman_id, r.revenue, r.sales))
+        .collect()
+}
+
+/// A publication that ranks only the months that changed and carries the others by reference
+/// reads, through every query, as if it had written them all (each row naming it); retention
+/// keeps the partition holding the carried rows while a publication carrying them stays.
+pub async fn carried_months_read_as_their_own(store: &dyn PublicationWriter) {
+    use tributary_rankings::retention::PublicationRetention;
+    store.ensure_schema().await.unwrap();
+    const HOUR: i64 = 3_600;
+    let jan = Period::Month(month("2026-01"));
+    let mar = Period::Month(month("2026-03"));
+    let first =
+        sample_with_months(1, "run-1", 0).with_lake_committed_ms(Some(at(-60).timestamp_millis()));
+    store.publish(&first).await.unwrap();
+    // Five hours later only March changed: January is carried from `first`.
+    let whole = sample_with_months(2, "run-2", 5 * HOUR)
+        .with_lake_committed_ms(Some(at(5 * HOUR - 60).timestamp_millis()));
+    let march = BTreeMap::from([(month("2026-03"), whole.months[&month("2026-03")].clone())]);
+    let previous = store.periods(&first.id).await.unwrap();
+    let second = whole
+        .clone()
+        .with_months(march)
+        .carrying(previous, |m| m != month("2026-03"));
+    assert_eq!(
+        second.carried.keys().copied().collect::<Vec<_>>(),
+        [month("2026-01")]
+    );
+    let (_, written, _) = second.ranking_row_counts();
+    assert!(
+        written < whole.ranking_row_counts().1,
+        "January's rows are not written again"
+    );
+    store.publish(&second).await.unwrap();
+
+    let periods = store.periods(&second.id).await.unwrap();
+    let held: Vec<_> = periods
+        .iter()
+        .map(|p| (p.period.as_str(), p.rows_publication_id.as_str()))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            ("all", second.id.as_str()),
+            ("2026-01", first.id.as_str()),
+            ("2026-03", second.id.as_str())
+        ]
+    );
+    assert!(periods.iter().all(|p| p.publication_id == second.id));
+    assert_eq!(
+        (periods[1].sales, periods[1].revenue),
+        (2, 600),
+        "a carried month keeps its counts"
+    );
+
+    // Every read of the carried month answers what a publication writing it whole would.
+    let expected = whole.rows();
+    for period in [Period::AllTime, jan, mar] {
+        let key = period.key();
+        let cities = store.city_ranking(&second.id, period, ALL).await.unwrap();
+        let expected_cities: Vec<_> = expected
+            .cities
+            .iter()
+            .filter(|r| r.period == key)
+            .cloned()
+            .collect();
+        assert_eq!(city_keys(&cities), city_keys(&expected_cities), "{key}");
+        assert!(
+            cities.iter().all(|r| r.publication_id == second.id),
+            "{key}"
+        );
+        let salesmen = store
+            .salesman_ranking(&second.id, period, ALL)
+            .await
+            .unwrap();
+        let expected_salesmen: Vec<_> = expected
+            .salesmen
+            .iter()
+            .filter(|r| r.period == key)
+            .cloned()
+            .collect();
+        assert_eq!(
+            salesman_keys(&salesmen),
+            salesman_keys(&expected_salesmen),
+            "{key}"
+        );
+        assert!(
+            salesmen.iter().all(|r| r.publication_id == second.id),
+            "{key}"
+        );
+    }
+    let in7 = store
+        .city_salesman_ranking(&second.id, jan, 7, ALL)
+        .await
+        .unwrap();
+    assert_eq!(in7.len(), 2);
+    assert!(in7.iter().all(|r| r.publication_id == second.id));
+    assert_eq!(
+        store
+            .top_city_salesmen(&second.id, jan, &[7], 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .city(&second.id, jan, 7)
+            .await
+            .unwrap()
+            .unwrap()
+            .publication_id,
+        second.id
+    );
+    assert_eq!(
+        store
+            .salesman(&second.id, jan, 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .rank,
+        1
+    );
+    let months: Vec<_> = store
+        .salesman_months(&second.id, 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| (s.period.clone(), s.rank, s.publication_id == second.id))
+        .collect();
+    assert_eq!(months, [("2026-01".to_string(), 2, true)]);
+    let months: Vec<_> = store
+        .city_months(&second.id, 9)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.period.clone())
+        .collect();
+    assert_eq!(months, ["2026-03"]);
+    // The whole publication, as the API loads it to serve from memory.
+    let row = store.publication(&second.id).await.unwrap().unwrap();
+    let loaded = store.publication_rows(&row).await.unwrap();
+    let mut cities = loaded.cities.clone();
+    cities.sort_by(|a, b| (&a.period, a.rank).cmp(&(&b.period, b.rank)));
+    let mut expected_cities = expected.cities.clone();
+    expected_cities.sort_by(|a, b| (&a.period, a.rank).cmp(&(&b.period, b.rank)));
+    assert_eq!(city_keys(&cities), city_keys(&expected_cities));
+    assert_eq!(loaded.city_salesmen.len(), expected.city_salesmen.len());
+    assert!(
+        loaded
+            .city_salesmen
+            .iter()
+            .all(|r| r.publication_id == second.id)
+    );
+
+    // Retention keeps `first`'s partition (its January rows) while `second` stays, even with
+    // `first` past the retention; once a publication writes January again, it goes.
+    let retention = PublicationRetention {
+        publications_s: 60,
+        pinned: Default::default(),
+    };
+    let plan = store.prune(&retention, at(6 * HOUR)).await.unwrap();
+    assert!(plan.dropped.is_empty(), "{plan:?}");
+    assert_eq!(
+        store
+            .salesman_ranking(&second.id, jan, ALL)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let third = sample_with_months(3, "run-3", 10 * HOUR)
+        .with_lake_committed_ms(Some(at(10 * HOUR - 60).timestamp_millis()));
+    store.publish(&third).await.unwrap();
+    let plan = store.prune(&retention, at(11 * HOUR)).await.unwrap();
+    assert_eq!(plan.dropped, [first.id.clone(), second.id.clone()]);
+    assert_eq!(
+        store
+            .salesman_ranking(&third.id, jan, ALL)
+            .await
+            .unwrap()
+            .len(),
+        2
     );
 }

@@ -73,3 +73,8 @@ fn ranking_row_counts_are_those_of_the_rows() {
         );
     }
 }
+
+#[tokio::test]
+async fn memory_carried_months() {
+    contract::carried_months_read_as_their_own(&MemoryStore::new()).await;
+}

@@ -63,6 +63,33 @@ impl ClickHouseStore {
         format!("{}.{table}", self.database)
     }
 
+    /// The condition on a ranking table for the rows of one period of one publication (binds:
+    /// the publication id, then the period's key): its own rows, or those of the earlier
+    /// publication it carries the period from by reference (`publication_periods`
+    /// `.rows_publication_id`, [`crate::schema`]).
+    fn rows_of_period(&self) -> String {
+        self.rows_of("publication_id = ? AND period = ?")
+    }
+
+    /// The same for every month of one publication (binds: the publication id, then
+    /// [`Period::ALL`]).
+    fn rows_of_months(&self) -> String {
+        self.rows_of("publication_id = ? AND period != ?")
+    }
+
+    /// The same for every period of one publication (binds: the publication id).
+    fn rows_of_publication(&self) -> String {
+        self.rows_of("publication_id = ?")
+    }
+
+    fn rows_of(&self, periods: &str) -> String {
+        format!(
+            "(publication_id, period) IN (SELECT rows_publication_id, period FROM {} FINAL \
+             WHERE {periods})",
+            self.table(schema::PUBLICATION_PERIODS)
+        )
+    }
+
     async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<(), RankingsError>
     where
         T: RowOwned + RowWrite,
@@ -97,12 +124,12 @@ impl ClickHouseStore {
         page: Page,
     ) -> Result<Vec<T>, RankingsError>
     where
-        T: RowOwned + RowRead,
+        T: RowOwned + RowRead + RankingRow,
     {
         let sql = format!(
-            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? AND period = ? \
-             ORDER BY rank LIMIT ?, ?",
-            self.table(table)
+            "SELECT ?fields FROM {} FINAL WHERE {} ORDER BY rank LIMIT ?, ?",
+            self.table(table),
+            self.rows_of_period()
         );
         let query = self
             .client
@@ -111,12 +138,12 @@ impl ClickHouseStore {
             .bind(period.key())
             .bind(page.offset)
             .bind(page.limit);
-        self.fetch_all(action, query).await
+        self.fetch_rows(publication_id, action, query).await
     }
 
     /// Every row of one publication in a ranking table, every period (one pass over the
     /// partition; the order is left to the reader), on the path from a publication to the API
-    /// serving it. `FINAL` is applied here rather than by the server ([`latest_versions`]): the
+    /// serving it; the periods it carries by reference are read where they are. `FINAL` is applied here rather than by the server ([`latest_versions`]): the
     /// same rows, read about twice as fast from an 18.16 server
     /// (bench/results/clickhouse-final-2026-12-06.md). The `publication_id` column is not sent:
     /// it is the same in every row, and the widest (about 150 of a row's 235 bytes); the rows
@@ -132,12 +159,31 @@ impl ClickHouseStore {
         T: RowOwned + RowRead + RankingRow,
     {
         let sql = format!(
-            "SELECT '' AS unsent, {} FROM {} WHERE publication_id = ?",
+            "SELECT '' AS unsent, {} FROM {} WHERE {}",
             T::COLUMNS_AFTER_ID,
-            self.table(table)
+            self.table(table),
+            self.rows_of_publication()
         );
         let query = self.client.query(&sql).bind(publication_id);
         let mut rows: Vec<T> = latest_versions(self.fetch_all(action, query).await?);
+        for row in &mut rows {
+            row.set_publication_id(publication_id);
+        }
+        Ok(rows)
+    }
+
+    /// Ranking rows read for `publication_id` (by [`Self::rows_of_period`] or its kin): each gets
+    /// that publication, as if it had written them all, whichever publication holds them.
+    async fn fetch_rows<T>(
+        &self,
+        publication_id: &str,
+        action: &str,
+        query: clickhouse::query::Query,
+    ) -> Result<Vec<T>, RankingsError>
+    where
+        T: RowOwned + RowRead + RankingRow,
+    {
+        let mut rows: Vec<T> = self.fetch_all(action, query).await?;
         for row in &mut rows {
             row.set_publication_id(publication_id);
         }
@@ -194,7 +240,7 @@ impl ClickHouseStore {
 
 /// A row of a ranking table (a `ReplacingMergeTree(version)`), as a publication is read whole:
 /// the sorting key `FINAL` collapses rows by, the version it keeps, and the columns read.
-trait RankingRow {
+pub(super) trait RankingRow {
     /// The row's columns after `publication_id`, in the order of its fields (rows are read by
     /// position, as the module documentation says).
     const COLUMNS_AFTER_ID: &'static str;

@@ -66,8 +66,9 @@ impl RankingQueries for ClickHouseStore {
             .map(i64::to_string)
             .collect::<Vec<_>>()
             .join(",");
+        let of_period = self.rows_of_period();
         let sql = format!(
-            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? AND period = ? \
+            "SELECT ?fields FROM {} FINAL WHERE {of_period} \
              AND city_id IN ({ids}) AND rank <= ? ORDER BY city_id, rank",
             self.table(CITY_SALESMAN_RANKING)
         );
@@ -77,7 +78,8 @@ impl RankingQueries for ClickHouseStore {
             .bind(publication_id)
             .bind(period.key())
             .bind(max_rank);
-        self.fetch_all("read city salesmen", query).await
+        self.fetch_rows(publication_id, "read city salesmen", query)
+            .await
     }
 
     async fn city_salesman_ranking(
@@ -87,8 +89,9 @@ impl RankingQueries for ClickHouseStore {
         city_id: i64,
         page: Page,
     ) -> Result<Vec<CitySalesmanRankingRow>, RankingsError> {
+        let of_period = self.rows_of_period();
         let sql = format!(
-            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? AND period = ? \
+            "SELECT ?fields FROM {} FINAL WHERE {of_period} \
              AND city_id = ? ORDER BY rank LIMIT ?, ?",
             self.table(CITY_SALESMAN_RANKING)
         );
@@ -100,7 +103,8 @@ impl RankingQueries for ClickHouseStore {
             .bind(city_id)
             .bind(page.offset)
             .bind(page.limit);
-        self.fetch_all("read city salesman ranking", query).await
+        self.fetch_rows(publication_id, "read city salesman ranking", query)
+            .await
     }
 
     async fn city(
@@ -109,8 +113,9 @@ impl RankingQueries for ClickHouseStore {
         period: Period,
         city_id: i64,
     ) -> Result<Option<CityRankingRow>, RankingsError> {
+        let of_period = self.rows_of_period();
         let sql = format!(
-            "SELECT ?fields FROM {} FINAL WHERE publication_id = ? AND period = ? \
+            "SELECT ?fields FROM {} FINAL WHERE {of_period} \
              AND city_id = ? LIMIT 1",
             self.table(CITY_RANKING)
         );
@@ -120,7 +125,7 @@ impl RankingQueries for ClickHouseStore {
             .bind(publication_id)
             .bind(period.key())
             .bind(city_id);
-        let rows = self.fetch_all("read city", query).await?;
+        let rows = self.fetch_rows(publication_id, "read city", query).await?;
         Ok(rows.into_iter().next())
     }
 
@@ -245,10 +250,14 @@ impl RankingQueries for ClickHouseStore {
         page: Page,
     ) -> Result<(Vec<CityRankingRow>, u64), RankingsError> {
         let table = self.table(CITY_RANKING);
-        let filter = "publication_id = ? AND period = ? AND city_resolved = 1 AND city_state = ?";
+        let filter = format!(
+            "{} AND city_resolved = 1 AND city_state = ?",
+            self.rows_of_period()
+        );
         let client = self.client();
         let rows = self
-            .fetch_all(
+            .fetch_rows(
+                publication_id,
                 "read a state's cities",
                 client
                     .query(&format!(
@@ -283,13 +292,15 @@ impl RankingQueries for ClickHouseStore {
     ) -> Result<(Vec<SalesmanRankingRow>, u64), RankingsError> {
         let salesmen = self.table(SALESMAN_RANKING);
         let city_salesmen = self.table(CITY_SALESMAN_RANKING);
+        let of_period = self.rows_of_period();
         let filter = format!(
-            "publication_id = ? AND period = ? AND salesman_id IN (SELECT salesman_id FROM \
-             {city_salesmen} FINAL WHERE publication_id = ? AND period = ? AND city_id = ?)"
+            "{of_period} AND salesman_id IN (SELECT salesman_id FROM \
+             {city_salesmen} FINAL WHERE {of_period} AND city_id = ?)"
         );
         let client = self.client();
         let rows = self
-            .fetch_all(
+            .fetch_rows(
+                publication_id,
                 "read a city's salesmen nationwide",
                 client
                     .query(&format!(
@@ -328,12 +339,14 @@ impl RankingQueries for ClickHouseStore {
         salesman_id: i64,
     ) -> Result<Option<SalesmanRankingRow>, RankingsError> {
         let table = self.table(SALESMAN_RANKING);
+        let of_period = self.rows_of_period();
         let rows: Vec<SalesmanRankingRow> = self
-            .fetch_all(
+            .fetch_rows(
+                publication_id,
                 "read one salesman",
                 self.client()
                     .query(&format!(
-                        "SELECT ?fields FROM {table} FINAL WHERE publication_id = ? AND period = ? \
+                        "SELECT ?fields FROM {table} FINAL WHERE {of_period} \
                          AND salesman_id = ? LIMIT 1"
                     ))
                     .bind(publication_id)
@@ -351,12 +364,14 @@ impl RankingQueries for ClickHouseStore {
         salesman_id: i64,
     ) -> Result<Vec<CitySalesmanRankingRow>, RankingsError> {
         let table = self.table(CITY_SALESMAN_RANKING);
+        let of_period = self.rows_of_period();
         let mut rows: Vec<CitySalesmanRankingRow> = self
-            .fetch_all(
+            .fetch_rows(
+                publication_id,
                 "read a salesman's cities",
                 self.client()
                     .query(&format!(
-                        "SELECT ?fields FROM {table} FINAL WHERE publication_id = ? AND period = ? \
+                        "SELECT ?fields FROM {table} FINAL WHERE {of_period} \
                          AND salesman_id = ?"
                     ))
                     .bind(publication_id)
@@ -378,12 +393,14 @@ impl RankingQueries for ClickHouseStore {
             return Ok(Vec::new());
         }
         let table = self.table(CITY_RANKING);
+        let of_period = self.rows_of_period();
         let ids = in_list(city_ids);
-        self.fetch_all(
+        self.fetch_rows(
+            publication_id,
             "read cities by id",
             self.client()
                 .query(&format!(
-                    "SELECT ?fields FROM {table} FINAL WHERE publication_id = ? AND period = ? \
+                    "SELECT ?fields FROM {table} FINAL WHERE {of_period} \
                      AND city_id IN ({ids})"
                 ))
                 .bind(publication_id)
@@ -398,11 +415,13 @@ impl RankingQueries for ClickHouseStore {
         salesman_id: i64,
     ) -> Result<Vec<SalesmanRankingRow>, RankingsError> {
         let table = self.table(SALESMAN_RANKING);
-        self.fetch_all(
+        let of_months = self.rows_of_months();
+        self.fetch_rows(
+            publication_id,
             "read a salesman's months",
             self.client()
                 .query(&format!(
-                    "SELECT ?fields FROM {table} FINAL WHERE publication_id = ? AND period != ? \
+                    "SELECT ?fields FROM {table} FINAL WHERE {of_months} \
                      AND salesman_id = ? ORDER BY period"
                 ))
                 .bind(publication_id)
@@ -418,11 +437,13 @@ impl RankingQueries for ClickHouseStore {
         city_id: i64,
     ) -> Result<Vec<CityRankingRow>, RankingsError> {
         let table = self.table(CITY_RANKING);
-        self.fetch_all(
+        let of_months = self.rows_of_months();
+        self.fetch_rows(
+            publication_id,
             "read a city's months",
             self.client()
                 .query(&format!(
-                    "SELECT ?fields FROM {table} FINAL WHERE publication_id = ? AND period != ? \
+                    "SELECT ?fields FROM {table} FINAL WHERE {of_months} \
                      AND city_id = ? ORDER BY period"
                 ))
                 .bind(publication_id)

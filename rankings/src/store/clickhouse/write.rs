@@ -1,6 +1,6 @@
 //! The marts' side: creating the schema, writing publications and runs, and pruning them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -43,14 +43,16 @@ impl ClickHouseStore {
     }
 
     /// Drops the publication tables of an earlier layout (without a `lake_window` column: before
-    /// partitions; ranking tables before periods lack it too), all six together, so the
+    /// partitions, ranking tables before periods lack it too; `publication_periods` without
+    /// `rows_publication_id`: before periods were carried by reference), all six together, so the
     /// `CREATE … IF NOT EXISTS` that follow build the current layout and the next run
     /// republishes. The marts are derived from the lake, so nothing is lost; the API answers
     /// "not published" (503) until then. ADR 0003.
     async fn drop_old_layout(&self) -> Result<(), RankingsError> {
         let sql = format!(
             "SELECT table FROM system.columns WHERE database = ? AND table IN ({}) \
-             GROUP BY table HAVING sum(name = 'lake_window') = 0",
+             GROUP BY table HAVING sum(name = 'lake_window') = 0 \
+             OR (table = '{PUBLICATION_PERIODS}' AND sum(name = 'rows_publication_id') = 0)",
             Self::publication_tables_list()
         );
         let old: Vec<String> = self
@@ -150,6 +152,24 @@ impl PublicationWriter for ClickHouseStore {
         retention: &PublicationRetention,
         now: DateTime<Utc>,
     ) -> Result<PrunePlan, RankingsError> {
+        let sql = format!(
+            "SELECT publication_id, rows_publication_id FROM {} FINAL \
+             WHERE rows_publication_id != publication_id GROUP BY publication_id, rows_publication_id",
+            self.table(PUBLICATION_PERIODS)
+        );
+        let mut carries_from: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (publication, rows_from) in self
+            .client
+            .query(&sql)
+            .fetch_all::<(String, String)>()
+            .await
+            .map_err(Self::ch_err("read the periods carried by reference"))?
+        {
+            carries_from
+                .entry(publication)
+                .or_default()
+                .insert(rows_from);
+        }
         let sql = format!("SELECT ?fields FROM {} FINAL", self.table(PUBLICATIONS));
         let publications: Vec<PublicationAge> = self
             .client
@@ -159,6 +179,7 @@ impl PublicationWriter for ClickHouseStore {
             .map_err(Self::ch_err("read the publications' ages"))?
             .into_iter()
             .map(|r| PublicationAge {
+                carries_from: carries_from.remove(&r.publication_id).unwrap_or_default(),
                 publication_id: r.publication_id,
                 lake_window: r.lake_window,
                 version: r.version,
