@@ -411,6 +411,18 @@ impl Cells {
         self.1.iter().map(|key| (key, self.0.get(key)))
     }
 
+    /// The months of the cells changed since [`Cells::stored`] was last called: the only ones
+    /// whose rankings can differ from those of the state then stored.
+    pub fn changed_months(&self) -> BTreeSet<Month> {
+        self.1
+            .iter()
+            .filter_map(|key| match key.period() {
+                Period::Month(month) => Some(month),
+                Period::AllTime => None,
+            })
+            .collect()
+    }
+
     /// How many cells changed since [`Cells::stored`] was last called.
     pub fn changed_count(&self) -> usize {
         self.1.len()
@@ -513,6 +525,16 @@ impl Cells {
     /// A total that does not fit `Decimal(18,2)` (the rankings' money) is
     /// [`MartsError::Rankings`] with [`RankingsError::Revenue`] naming it: never a wrapped sum.
     pub fn totals(&self, master: &MasterData) -> Result<PeriodTotals, MartsError> {
+        self.totals_of(master, None)
+    }
+
+    /// [`Cells::totals`] of all time and of the `months` given (every month when `None`): what a
+    /// run publishes when it carries the other months by reference.
+    pub fn totals_of(
+        &self,
+        master: &MasterData,
+        months: Option<&BTreeSet<Month>>,
+    ) -> Result<PeriodTotals, MartsError> {
         #[derive(Default)]
         struct Acc {
             cities: BTreeMap<i64, CellTotals>,
@@ -527,8 +549,17 @@ impl Cells {
             t.sales += by.sales;
         }
         let mut periods: BTreeMap<Period, Acc> = BTreeMap::new();
+        // Sales with a month, every month together: all time's `sales_without_month` is the rest.
+        let mut dated: u64 = 0;
         for (key, cell) in &self.0 {
-            let acc = periods.entry(key.period()).or_default();
+            let period = key.period();
+            if let Period::Month(month) = period {
+                dated += u64::try_from(cell.sales).unwrap_or(0);
+                if months.is_some_and(|wanted| !wanted.contains(&month)) {
+                    continue;
+                }
+            }
+            let acc = periods.entry(period).or_default();
             if let Resolved::Id(city) = key.city {
                 bump(acc.cities.entry(city).or_default(), cell);
                 if let Resolved::Id(salesman) = key.salesman {
@@ -559,11 +590,6 @@ impl Cells {
                 acc.summary.sales_without_salesman += sales;
             }
         }
-        let dated: u64 = periods
-            .iter()
-            .filter(|(p, _)| **p != Period::AllTime)
-            .map(|(_, acc)| acc.summary.sales)
-            .sum();
         let city_info = |id: i64| {
             master.city(id).map(|c| CityInfo {
                 name: c.name.clone().unwrap_or_default(),

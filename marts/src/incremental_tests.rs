@@ -10,28 +10,148 @@ use std::sync::Arc;
 use crate::job::{MartsJob, RunMode, RunOutcome, compute, compute_as_of};
 use crate::state::{MemoryState, StateStore};
 use crate::test_support::{Workload, land, memory_lake};
+use tributary_rankings::ranking::PeriodRankings;
+use tributary_rankings::schema::{
+    CityRankingRow, CitySalesmanRankingRow, PublicationPeriodRow, SalesmanRankingRow,
+};
 use tributary_rankings::store::MemoryStore;
+use tributary_rankings::{LakeSnapshots, Publication, RankingQueries};
 use tributary_raw::AsOf;
 use tributary_raw::schema::RawTable;
 
 /// Events a run of the sliced job reads at most: a few commits of a round.
 const SMALL_BOUND: u64 = 7;
 
+/// The latest publication in `store` as a reader gets it (every period, the carried ones read
+/// where they are) against the rows of `expected`, without who wrote them and when. Returns
+/// how many of its periods are carried by reference.
+async fn check_served(store: &MemoryStore, expected: &PeriodRankings, what: &str) -> usize {
+    let latest = store
+        .latest_publication()
+        .await
+        .unwrap()
+        .expect("published");
+    let served = store.publication_rows(&latest).await.unwrap();
+    let made = Publication::of_periods(
+        LakeSnapshots::default(),
+        "expected",
+        chrono::Utc::now(),
+        expected.clone(),
+    )
+    .rows();
+    fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+        v.sort();
+        v
+    }
+    let cities = |rows: &[CityRankingRow]| {
+        sorted(
+            rows.iter()
+                .map(|r| {
+                    (
+                        r.period.clone(),
+                        r.rank,
+                        r.city_id,
+                        r.city_name.clone(),
+                        r.city_resolved,
+                        r.revenue,
+                        r.sales,
+                        r.salesmen,
+                    )
+                })
+                .collect(),
+        )
+    };
+    let city_salesmen = |rows: &[CitySalesmanRankingRow]| {
+        sorted(
+            rows.iter()
+                .map(|r| {
+                    (
+                        r.period.clone(),
+                        r.city_id,
+                        r.rank,
+                        r.salesman_id,
+                        r.salesman_name.clone(),
+                        r.revenue,
+                        r.sales,
+                    )
+                })
+                .collect(),
+        )
+    };
+    let salesmen = |rows: &[SalesmanRankingRow]| {
+        sorted(
+            rows.iter()
+                .map(|r| {
+                    (
+                        r.period.clone(),
+                        r.rank,
+                        r.salesman_id,
+                        r.salesman_code.clone(),
+                        r.revenue,
+                        r.sales,
+                    )
+                })
+                .collect(),
+        )
+    };
+    let periods = |rows: &[PublicationPeriodRow]| {
+        rows.iter()
+            .map(|r| {
+                (
+                    r.period.clone(),
+                    r.sales,
+                    r.revenue,
+                    r.cities,
+                    r.salesmen,
+                    r.unresolved_sales,
+                    r.sales_without_city,
+                    r.sales_without_month,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        cities(&served.cities),
+        cities(&made.cities),
+        "{what}: served city ranking"
+    );
+    assert_eq!(
+        city_salesmen(&served.city_salesmen),
+        city_salesmen(&made.city_salesmen),
+        "{what}: served city salesman ranking"
+    );
+    assert_eq!(
+        salesmen(&served.salesmen),
+        salesmen(&made.salesmen),
+        "{what}: served salesman ranking"
+    );
+    assert_eq!(
+        periods(&served.periods),
+        periods(&made.periods),
+        "{what}: served periods"
+    );
+    served
+        .periods
+        .iter()
+        .filter(|p| p.rows_publication_id != p.publication_id)
+        .count()
+}
+
 /// Runs `job` until a run catches up with the lake; each run short of it must have published
 /// the lake as it stood at the snapshots it stopped at. Returns the runs it took.
 async fn run_until_caught_up(
     lake: &Arc<dyn iceberg::Catalog>,
-    job: &MartsJob,
-    state: &MemoryState,
+    (job, state, store): &(MartsJob, Arc<MemoryState>, Arc<MemoryStore>),
     what: &str,
-) -> usize {
+) -> (usize, usize) {
+    let mut carried = 0;
     for runs in 1..1_000 {
         let caught_up = match job.run_with(RunMode::Incremental).await.unwrap() {
             RunOutcome::Published { caught_up, .. } => caught_up,
             RunOutcome::Unchanged { .. } => true,
         };
         if caught_up {
-            return runs;
+            return (runs, carried);
         }
         let stopped_at = state.checkpoint().await.unwrap().unwrap().snapshots;
         // `AsOf::Snapshots` reads a table it does not name at its current snapshot.
@@ -44,22 +164,19 @@ async fn run_until_caught_up(
                 then,
                 "{what}: a run short of the lake published other rankings than the lake at its snapshots"
             );
+            carried += check_served(store, &then, what).await;
         }
     }
     panic!("{what}: runs bounded to {SMALL_BOUND} events never caught up");
 }
 
 /// A job on `lake` bounded to [`SMALL_BOUND`] events a run, with a store and state of its own.
-fn sliced_job(lake: &Arc<dyn iceberg::Catalog>) -> (MartsJob, Arc<MemoryState>) {
+fn sliced_job(lake: &Arc<dyn iceberg::Catalog>) -> (MartsJob, Arc<MemoryState>, Arc<MemoryStore>) {
     let state = Arc::new(MemoryState::new());
-    let job = MartsJob::new(
-        lake.clone(),
-        "raw",
-        Arc::new(MemoryStore::new()),
-        state.clone(),
-    )
-    .with_max_events_per_run(SMALL_BOUND);
-    (job, state)
+    let store = Arc::new(MemoryStore::new());
+    let job = MartsJob::new(lake.clone(), "raw", store.clone(), state.clone())
+        .with_max_events_per_run(SMALL_BOUND);
+    (job, state, store)
 }
 
 async fn check_seed(seed: u64) {
@@ -72,8 +189,9 @@ async fn check_seed(seed: u64) {
     // notice and read the state again.
     let lasting = MartsJob::new(lake.clone(), "raw", store.clone(), state.clone());
     // The same rounds folded a few commits a run, with a store and state of its own.
-    let (sliced, sliced_state) = sliced_job(&lake);
+    let sliced = sliced_job(&lake);
     let mut sliced_runs = 0;
+    let mut carried = 0;
     for round in 0..12 {
         for (table, events) in workload.round() {
             land(lake.as_ref(), table, &events).await;
@@ -103,9 +221,13 @@ async fn check_seed(seed: u64) {
             "seed {seed}, round {round}: incremental rankings differ from the SQL recompute"
         );
         let what = format!("seed {seed}, round {round}");
-        sliced_runs += run_until_caught_up(&lake, &sliced, &sliced_state, &what).await;
+        let (runs, carried_short) = run_until_caught_up(&lake, &sliced, &what).await;
+        sliced_runs += runs;
+        carried += carried_short;
+        carried += check_served(&store, &expected, &what).await;
+        carried += check_served(&sliced.2, &expected, &what).await;
         assert_eq!(
-            sliced.kept_rankings().await.unwrap().unwrap(),
+            sliced.0.kept_rankings().await.unwrap().unwrap(),
             expected,
             "{what}: runs bounded to {SMALL_BOUND} events differ from the SQL recompute"
         );
@@ -127,9 +249,13 @@ async fn check_seed(seed: u64) {
         sliced_runs > 12,
         "seed {seed}: a bound of {SMALL_BOUND} events never stopped a run short ({sliced_runs} runs)"
     );
+    assert!(
+        carried > 0,
+        "seed {seed}: no publication carried a month by reference"
+    );
     // A rebuild bounded the same way folds slice by slice (a state commit each) and publishes
     // once, what the unbounded rebuild published.
-    let (sliced_rebuild, sliced_rebuild_state) = sliced_job(&lake);
+    let (sliced_rebuild, sliced_rebuild_state, _) = sliced_job(&lake);
     let outcome = sliced_rebuild.run_with(RunMode::Rebuild).await.unwrap();
     assert!(matches!(
         outcome,

@@ -321,6 +321,17 @@ struct Publish<'a> {
     watermarks: std::collections::BTreeMap<String, SourceWatermark>,
     /// `(table, snapshot id, commit time in epoch ms)` of every table with a snapshot.
     snapshot_times: Vec<(&'static str, i64, i64)>,
+    /// The periods of the publication this one follows and the months changed since: the
+    /// others are carried by reference. `None`: every month is published.
+    carry: Option<Carry>,
+}
+
+/// What a run publishing only the months it changed needs to carry the others.
+struct Carry {
+    /// The periods of the latest publication (what the kept state was folded to).
+    previous: Vec<tributary_rankings::schema::PublicationPeriodRow>,
+    /// The months whose cells the run changed: ranked and published again.
+    changed: std::collections::BTreeSet<tributary_rankings::Month>,
 }
 
 /// The new events of one run, decoded, and how far they reach per source.
@@ -656,6 +667,9 @@ impl MartsJob {
             for (table, rows) in &new.rows_by_table {
                 *progress.rows_read.entry(table.clone()).or_default() += rows;
             }
+            // A run that publishes its one slice over the latest publication may carry the months
+            // it does not change; a change to the master data (names, resolution) touches them all.
+            let master_before = publishes_slices.then(|| checkpoint.master.clone());
             let changed = self.fold(&mut checkpoint, new).await?;
             timings.fold += watch.lap();
             checkpoint.snapshots = snapshot_ids(&slice);
@@ -687,7 +701,29 @@ impl MartsJob {
             // it finds and publishes the same rows (or newer ones). Provenance reads the kept
             // state only when its checkpoint names the publication's snapshots, and the lake
             // meanwhile.
-            let totals = checkpoint.cells.totals(&checkpoint.master)?;
+            // Only the months this run changed are ranked and published again when the kept state
+            // was folded exactly to the latest publication (its rows are those of that state) and
+            // the master data did not move; the others keep that publication's rows, by
+            // reference. Otherwise (a rebuild, `--force`, a state apart from the latest
+            // publication) every month is published.
+            let carry_from = match (&latest, master_before) {
+                (Some(latest), Some(before))
+                    if mode == RunMode::Incremental && before == checkpoint.master =>
+                {
+                    Some(latest)
+                }
+                _ => None,
+            };
+            let carry = match carry_from {
+                Some(latest) => Some(Carry {
+                    previous: self.store.periods(&latest.publication_id).await?,
+                    changed: checkpoint.cells.changed_months(),
+                }),
+                None => None,
+            };
+            let totals = checkpoint
+                .cells
+                .totals_of(&checkpoint.master, carry.as_ref().map(|c| &c.changed))?;
             timings.rank += watch.lap();
             let snapshots = lake_snapshots_of(&slice);
             progress.snapshots = Some(snapshots.clone());
@@ -697,6 +733,7 @@ impl MartsJob {
                 snapshots,
                 snapshot_times: snapshot_times(&slice),
                 watermarks: checkpoint.watermarks.clone(),
+                carry,
             };
             let mut outcome = self
                 .rank_and_publish(publish, totals, progress, timings, caught_up)
@@ -775,6 +812,7 @@ impl MartsJob {
             snapshots,
             snapshot_times,
             watermarks: computed.watermarks,
+            carry: None,
         };
         let outcome = self
             .rank_and_publish(publish, computed.totals, progress, timings, true)
@@ -799,13 +837,22 @@ impl MartsJob {
             snapshots,
             snapshot_times,
             watermarks,
+            carry,
         } = publish;
         let publication_id = snapshots.publication_id();
         let mut watch = Stopwatch::start();
         let rankings = ranking::rank_periods(totals);
-        let publication = Publication::of_periods(snapshots, run_id, computed_at, rankings)
+        let mut publication = Publication::of_periods(snapshots, run_id, computed_at, rankings)
             .with_sources(watermarks)
             .with_lake_committed_ms(snapshot_times.iter().map(|(_, _, ms)| *ms).max());
+        if let Some(Carry { previous, changed }) = carry {
+            publication = publication.carrying(previous, |month| !changed.contains(&month));
+            tracing::debug!(
+                months_published = publication.months.len(),
+                months_carried = publication.carried.len(),
+                "months no event changed are carried by reference"
+            );
+        }
         timings.rank += watch.lap();
         self.store.publish(&publication).await?;
         if let Some(announcer) = &self.announcer {
@@ -840,7 +887,7 @@ impl MartsJob {
             run_id: run_id.to_string(),
             cities: publication.rankings.cities.len(),
             salesmen: publication.rankings.salesmen.len(),
-            months: publication.months.len(),
+            months: publication.months.len() + publication.carried.len(),
             sales: summary.sales,
             unresolved_sales: summary.unresolved_sales,
             timings,

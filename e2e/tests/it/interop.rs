@@ -58,6 +58,8 @@ async fn trino_count(trino: &TrinoClient, sql: &str) -> Result<u64> {
 
 /// The business columns of every row of publication `id` written by its latest run, per table,
 /// in a stable order (TSV): what two runs of the same publication must agree on.
+/// A ranking table's rows are each period's where they are (the publication that wrote them,
+/// which is an earlier one for a month carried by reference), those of the latest write of it.
 async fn publication_rows(db: &str, id: &str) -> Result<String> {
     let mut out = String::new();
     for (table, columns) in [
@@ -83,13 +85,26 @@ async fn publication_rows(db: &str, id: &str) -> Result<String> {
             "source, position, newest_event_at, events",
         ),
     ] {
-        let rows = clickhouse_query(&format!(
-            "SELECT {columns} FROM {db}.{table} \
-              WHERE publication_id = '{id}' \
-                AND version = (SELECT max(version) FROM {db}.{table} WHERE publication_id = '{id}') \
-              ORDER BY {columns} FORMAT TSV"
-        ))
-        .await?;
+        let sql = if table.ends_with("_ranking") {
+            let rows_of = format!(
+                "(publication_id, period) IN (SELECT rows_publication_id, period \
+                 FROM {db}.publication_periods FINAL WHERE publication_id = '{id}')"
+            );
+            format!(
+                "SELECT {columns} FROM {db}.{table} \
+                  WHERE (publication_id, period, version) IN (SELECT publication_id, period, max(version) \
+                    FROM {db}.{table} WHERE {rows_of} GROUP BY publication_id, period) \
+                  ORDER BY {columns} FORMAT TSV"
+            )
+        } else {
+            format!(
+                "SELECT {columns} FROM {db}.{table} \
+                  WHERE publication_id = '{id}' \
+                    AND version = (SELECT max(version) FROM {db}.{table} WHERE publication_id = '{id}') \
+                  ORDER BY {columns} FORMAT TSV"
+            )
+        };
+        let rows = clickhouse_query(&sql).await?;
         out.push_str(&format!("# {table}\n{rows}"));
     }
     Ok(out)

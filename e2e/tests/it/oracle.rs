@@ -919,8 +919,18 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
         ),
     ] {
         let rows = |db: String| {
+            // A ranking table's rows of a month carried by reference are the earlier
+            // publication's that wrote them.
+            let of_publication = if table.ends_with("_ranking") {
+                format!(
+                    "(publication_id, period) IN (SELECT rows_publication_id, period \
+                     FROM {db}.publication_periods FINAL WHERE publication_id = '{publication}')"
+                )
+            } else {
+                format!("publication_id = '{publication}'")
+            };
             let sql = format!(
-                "SELECT {columns} FROM {db}.{table} FINAL WHERE publication_id = '{publication}' \
+                "SELECT {columns} FROM {db}.{table} FINAL WHERE {of_publication} \
                  ORDER BY {columns} FORMAT TabSeparated"
             );
             async move { clickhouse_query(&sql).await }
