@@ -726,6 +726,62 @@ mod tests {
     /// Ten of the largest `Decimal(18,2)` amounts for one salesman: the sum is kept exactly
     /// (no i64 wrap, no debug-build panic), and a total that cannot be published as
     /// `Decimal(18,2)` is a named, permanent error; taking sales away brings it back in range.
+    /// The months a batch changed are those of the cells it touched (the month a sale left as
+    /// well as the one it moved to); totals of some months are those months of the whole
+    /// totals, all time included, and all time still counts the sales of every month.
+    #[test]
+    fn changed_months_and_the_totals_of_some_months() {
+        let keys = NaturalKeys::default();
+        let mut cells = Cells::default();
+        let month = |micros: i64| {
+            let (y, m) = month_of(micros).unwrap();
+            Month::new(y, m).unwrap()
+        };
+        let (jan, feb, mar) = (
+            1_767_225_600_000_000,
+            1_769_904_000_000_000,
+            1_772_323_200_000_000,
+        );
+        let dated = |id: &str, order: i64, at: Option<i64>| SaleEvent {
+            sold_at_micros: at,
+            ..event("pg", id, order, ids(1, 7), 100)
+        };
+        let a = cells
+            .fold_event(None, dated("a", 1, Some(jan)), &keys)
+            .unwrap();
+        cells
+            .fold_event(None, dated("b", 1, Some(feb)), &keys)
+            .unwrap();
+        cells.fold_event(None, dated("c", 1, None), &keys).unwrap();
+        cells.stored();
+        assert!(cells.changed_months().is_empty());
+        // Sale `a` moves from January to March.
+        cells
+            .fold_event(Some(&a), dated("a", 2, Some(mar)), &keys)
+            .unwrap();
+        assert_eq!(
+            cells.changed_months(),
+            BTreeSet::from([month(jan), month(mar)])
+        );
+        let master = MasterData::default();
+        let whole = cells.totals(&master).unwrap();
+        let some = cells
+            .totals_of(&master, Some(&BTreeSet::from([month(mar)])))
+            .unwrap();
+        assert_eq!(some.all, whole.all);
+        assert_eq!(some.all.summary.sales_without_month, 1);
+        assert_eq!(
+            some.months.keys().copied().collect::<Vec<_>>(),
+            [month(mar)]
+        );
+        assert_eq!(some.months[&month(mar)], whole.months[&month(mar)]);
+        assert!(whole.months.contains_key(&month(feb)));
+        assert!(
+            !whole.months.contains_key(&month(jan)),
+            "January has no sale left"
+        );
+    }
+
     #[test]
     fn totals_beyond_decimal_18_2_are_refused_not_wrapped() {
         use tributary_rankings::money::MAX_CENTS;

@@ -451,4 +451,71 @@ mod tests {
         assert_eq!(LakeSnapshots::from_json("p", &s.to_json()).unwrap(), s);
         assert!(LakeSnapshots::from_json("p", "{").is_err());
     }
+
+    /// A period row of `publication` for `month`, as a store returns it.
+    fn period_row(publication: &str, month: &str, sales: u64) -> PublicationPeriodRow {
+        PublicationPeriodRow {
+            publication_id: publication.into(),
+            period: month.into(),
+            rows_publication_id: publication.into(),
+            sales,
+            revenue: 0,
+            cities: 1,
+            salesmen: 1,
+            unresolved_sales: 0,
+            unresolved_revenue: 0,
+            sales_without_city: 0,
+            sales_without_salesman: 0,
+            sales_without_month: 0,
+            lake_snapshots: String::new(),
+            run_id: "run-0".into(),
+            computed_at: DateTime::from_timestamp(0, 0).unwrap(),
+            version: 1,
+            lake_window: 0,
+        }
+    }
+
+    #[test]
+    fn carried_months_keep_their_rows_where_they_are() {
+        let month = |s: &str| s.parse::<Month>().unwrap();
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let mut older = period_row("p0", "2026-01", 4);
+        older.publication_id = "p1".into();
+        let previous = vec![
+            period_row("p1", "all", 9),
+            older,
+            period_row("p1", "2026-02", 3),
+            period_row("p1", "2026-03", 2),
+            period_row("p1", "2026-04", 1),
+        ];
+        // March is ranked again; April changed and has no sale left; January and February did
+        // not change.
+        let p = Publication::new(snapshots(Some(2)), "run-2", t0, Rankings::default())
+            .with_months(BTreeMap::from([(month("2026-03"), Rankings::default())]))
+            .carrying(previous, |m| m != month("2026-03") && m != month("2026-04"));
+        assert_eq!(
+            p.carried.keys().copied().collect::<Vec<_>>(),
+            [month("2026-01"), month("2026-02")]
+        );
+        let rows = p.rows().periods;
+        let held: Vec<_> = rows
+            .iter()
+            .map(|r| (r.period.as_str(), r.rows_publication_id.as_str(), r.sales))
+            .collect();
+        // One hop: January's rows stay with `p0`, whoever carried them before.
+        assert_eq!(
+            held,
+            [
+                ("all", p.id.as_str(), 0),
+                ("2026-01", "p0", 4),
+                ("2026-02", "p1", 3),
+                ("2026-03", p.id.as_str(), 0),
+            ]
+        );
+        assert!(
+            rows.iter()
+                .all(|r| r.publication_id == p.id && r.run_id == "run-2")
+        );
+        assert_eq!(p.ranking_row_counts(), (0, 0, 0));
+    }
 }
