@@ -69,12 +69,14 @@ pub async fn keep_fresh(
                     publication_id,
                     version,
                     rows,
+                    rows_read,
                 } = refresh
                 {
                     tracing::info!(
                         %publication_id,
                         version,
                         rows,
+                        rows_read,
                         seconds = started.elapsed().as_secs_f64(),
                         "serving a newer publication from memory"
                     );

@@ -92,6 +92,17 @@ pub trait RankingQueries: Send + Sync {
         scan::publication_rows(self, publication).await
     }
 
+    /// Like [`Self::publication_rows`], with the ranking rows of `periods` only (every period
+    /// and source row still): what a served publication reads of a newer one whose other periods
+    /// it holds already (carried by reference, the same rows).
+    async fn publication_rows_of(
+        &self,
+        publication: &PublicationRow,
+        periods: &[Period],
+    ) -> Result<PublicationRows, RankingsError> {
+        scan::publication_rows_of(self, publication, Some(periods)).await
+    }
+
     /// A page of the city ranking of `publication_id`.
     async fn city_ranking(
         &self,

@@ -176,6 +176,15 @@ pub(super) async fn publication_rows<S: RankingQueries + ?Sized>(
     store: &S,
     publication: &PublicationRow,
 ) -> Result<PublicationRows, RankingsError> {
+    publication_rows_of(store, publication, None).await
+}
+
+/// The rows of `publication`, the ranking rows of `only` these periods when given.
+pub(super) async fn publication_rows_of<S: RankingQueries + ?Sized>(
+    store: &S,
+    publication: &PublicationRow,
+    only: Option<&[Period]>,
+) -> Result<PublicationRows, RankingsError> {
     let id = publication.publication_id.as_str();
     let periods = store.periods(id).await?;
     let mut rows = PublicationRows {
@@ -189,6 +198,7 @@ pub(super) async fn publication_rows<S: RankingQueries + ?Sized>(
     for period in periods
         .iter()
         .filter_map(|p| p.period.parse::<Period>().ok())
+        .filter(|period| only.is_none_or(|only| only.contains(period)))
     {
         rows.cities
             .extend(store.city_ranking(id, period, EVERYTHING).await?);

@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 
+use super::clickhouse::RankingRow;
 use super::scan::revenue_then_city;
 use super::{Page, RankingQueries};
 use crate::error::RankingsError;
@@ -139,14 +140,21 @@ pub struct ServedPublication {
     /// `all` first, then the months in order.
     periods: Vec<PublicationPeriodRow>,
     sources: Vec<PublicationSourceRow>,
-    /// Keyed by the stored period text (`all`, `YYYY-MM`).
-    index: HashMap<String, PeriodIndex>,
+    /// Keyed by the stored period text (`all`, `YYYY-MM`); a period carried by reference is
+    /// shared with the publication served before, whose index holds the same rows.
+    index: HashMap<String, Arc<PeriodIndex>>,
     rows: u64,
 }
 
 impl ServedPublication {
     /// Indexes every row of one publication (the rows of other publications are ignored).
     pub fn new(rows: PublicationRows) -> Self {
+        Self::reusing(rows, None)
+    }
+
+    /// Indexes one publication whose `rows` may lack the ranking rows of periods `earlier`
+    /// holds already (the same rows: [`Self::holds_rows_of`]); those periods share its index.
+    fn reusing(rows: PublicationRows, earlier: Option<&ServedPublication>) -> Self {
         let PublicationRows {
             cities,
             city_salesmen,
@@ -156,7 +164,6 @@ impl ServedPublication {
             publication,
         } = rows;
         let id = publication.publication_id.as_str();
-        let ranking_rows = (cities.len() + city_salesmen.len() + salesmen.len()) as u64;
         let mut by_period: HashMap<String, (Vec<_>, Vec<_>, Vec<_>)> = HashMap::new();
         for c in cities.into_iter().filter(|c| c.publication_id == id) {
             by_period.entry(c.period.clone()).or_default().0.push(c);
@@ -167,11 +174,23 @@ impl ServedPublication {
         for s in salesmen.into_iter().filter(|s| s.publication_id == id) {
             by_period.entry(s.period.clone()).or_default().2.push(s);
         }
-        let index = by_period
+        let mut index: HashMap<String, Arc<PeriodIndex>> = by_period
             .into_iter()
-            .map(|(period, (c, cs, s))| (period, PeriodIndex::new(c, cs, s)))
+            .map(|(period, (c, cs, s))| (period, Arc::new(PeriodIndex::new(c, cs, s))))
             .collect();
         periods.retain(|p| p.publication_id == id);
+        for period in &periods {
+            if let Some(shared) = earlier
+                .filter(|e| !index.contains_key(&period.period) && e.holds_rows_of(period))
+                .and_then(|e| e.index.get(&period.period))
+            {
+                index.insert(period.period.clone(), shared.clone());
+            }
+        }
+        let ranking_rows = index
+            .values()
+            .map(|i| (i.cities.len() + i.city_salesmen.len() + i.salesmen.len()) as u64)
+            .sum();
         // `all` sorts before every `YYYY-MM` as a `Period`, as `periods` promises.
         periods.sort_by_key(|p| p.period.parse::<Period>().ok());
         sources.retain(|s| s.publication_id == id);
@@ -195,8 +214,20 @@ impl ServedPublication {
         self.rows
     }
 
+    /// Whether this publication holds the ranking rows of `period`, a period row of another
+    /// publication carrying them by reference: the rows of the same earlier publication. (A
+    /// period a publication wrote itself is always read: a rerun of the same id rewrites its
+    /// rows.)
+    fn holds_rows_of(&self, period: &PublicationPeriodRow) -> bool {
+        period.rows_publication_id != period.publication_id
+            && self.index.contains_key(&period.period)
+            && self.periods.iter().any(|p| {
+                p.period == period.period && p.rows_publication_id == period.rows_publication_id
+            })
+    }
+
     fn period(&self, period: Period) -> Option<&PeriodIndex> {
-        self.index.get(&period.key())
+        self.index.get(&period.key()).map(Arc::as_ref)
     }
 
     fn months(&self) -> impl Iterator<Item = &PeriodIndex> {
@@ -204,7 +235,42 @@ impl ServedPublication {
             .iter()
             .filter(|p| p.period != Period::ALL)
             .filter_map(|p| self.index.get(&p.period))
+            .map(Arc::as_ref)
     }
+}
+
+/// Ranking rows as a served publication answers them, each naming it: a period it shares with
+/// the publication served before (carried by reference) holds rows naming that one.
+trait Named {
+    fn named(self, publication_id: &str) -> Self;
+}
+
+impl<T: RankingRow> Named for Vec<T> {
+    fn named(mut self, publication_id: &str) -> Self {
+        for row in &mut self {
+            row.set_publication_id(publication_id);
+        }
+        self
+    }
+}
+
+impl<T: RankingRow> Named for Option<T> {
+    fn named(self, publication_id: &str) -> Self {
+        self.map(|mut row| {
+            row.set_publication_id(publication_id);
+            row
+        })
+    }
+}
+
+impl<T: RankingRow> Named for (Vec<T>, u64) {
+    fn named(self, publication_id: &str) -> Self {
+        (self.0.named(publication_id), self.1)
+    }
+}
+
+fn named<R: Named>(rows: R, served: &ServedPublication) -> R {
+    rows.named(&served.row.publication_id)
 }
 
 /// A [`RankingQueries`] answering reads of the latest publication from memory (see the module
@@ -231,6 +297,9 @@ pub enum Refresh {
         version: u64,
         /// Its ranking rows.
         rows: u64,
+        /// Of those, the rows read from the store: the others are those of months it carries
+        /// by reference from rows the publication served before held already.
+        rows_read: u64,
     },
 }
 
@@ -284,13 +353,34 @@ impl ServedStore {
         if self.served().is_some_and(|p| same(p.as_ref())) {
             return Ok(Refresh::Unchanged);
         }
-        let loaded = Arc::new(ServedPublication::new(
-            self.store.publication_rows(&latest).await?,
-        ));
+        let rows_read;
+        let loaded = Arc::new(match self.served() {
+            // The months the new publication carries by reference from rows the served one
+            // holds are shared, not read again: a load costs what the publication changed.
+            Some(earlier) => {
+                let unheld: Vec<Period> = self
+                    .store
+                    .periods(&latest.publication_id)
+                    .await?
+                    .iter()
+                    .filter(|p| !earlier.holds_rows_of(p))
+                    .filter_map(|p| p.period.parse().ok())
+                    .collect();
+                let rows = self.store.publication_rows_of(&latest, &unheld).await?;
+                rows_read = rows.ranking_rows();
+                ServedPublication::reusing(rows, Some(&earlier))
+            }
+            None => {
+                let rows = self.store.publication_rows(&latest).await?;
+                rows_read = rows.ranking_rows();
+                ServedPublication::new(rows)
+            }
+        });
         let refresh = Refresh::Loaded {
             publication_id: latest.publication_id.clone(),
             version: latest.version,
             rows: loaded.ranking_rows(),
+            rows_read,
         };
         let mut served = self
             .served
@@ -350,9 +440,11 @@ impl RankingQueries for ServedStore {
         page: Page,
     ) -> Result<Vec<CityRankingRow>, RankingsError> {
         match self.serving(publication_id) {
-            Some(p) => Ok(p
-                .period(period)
-                .map_or_else(Vec::new, |i| page_of(&i.cities, page))),
+            Some(p) => Ok(named(
+                p.period(period)
+                    .map_or_else(Vec::new, |i| page_of(&i.cities, page)),
+                &p,
+            )),
             None => self.store.city_ranking(publication_id, period, page).await,
         }
     }
@@ -376,12 +468,14 @@ impl RankingQueries for ServedStore {
         let mut ids = city_ids.to_vec();
         ids.sort_unstable();
         ids.dedup();
-        Ok(ids
-            .iter()
-            .flat_map(|&id| index.city_salesmen_of(id))
-            .filter(|s| s.rank <= max_rank)
-            .cloned()
-            .collect())
+        Ok(named(
+            ids.iter()
+                .flat_map(|&id| index.city_salesmen_of(id))
+                .filter(|s| s.rank <= max_rank)
+                .cloned()
+                .collect::<Vec<_>>(),
+            &p,
+        ))
     }
 
     async fn city_salesman_ranking(
@@ -392,9 +486,11 @@ impl RankingQueries for ServedStore {
         page: Page,
     ) -> Result<Vec<CitySalesmanRankingRow>, RankingsError> {
         match self.serving(publication_id) {
-            Some(p) => Ok(p
-                .period(period)
-                .map_or_else(Vec::new, |i| page_of(i.city_salesmen_of(city_id), page))),
+            Some(p) => Ok(named(
+                p.period(period)
+                    .map_or_else(Vec::new, |i| page_of(i.city_salesmen_of(city_id), page)),
+                &p,
+            )),
             None => {
                 self.store
                     .city_salesman_ranking(publication_id, period, city_id, page)
@@ -410,9 +506,11 @@ impl RankingQueries for ServedStore {
         city_id: i64,
     ) -> Result<Option<CityRankingRow>, RankingsError> {
         match self.serving(publication_id) {
-            Some(p) => Ok(p
-                .period(period)
-                .and_then(|i| i.city_at.get(&city_id).map(|&at| i.cities[at].clone()))),
+            Some(p) => Ok(named(
+                p.period(period)
+                    .and_then(|i| i.city_at.get(&city_id).map(|&at| i.cities[at].clone())),
+                &p,
+            )),
             None => self.store.city(publication_id, period, city_id).await,
         }
     }
@@ -424,9 +522,11 @@ impl RankingQueries for ServedStore {
         page: Page,
     ) -> Result<Vec<SalesmanRankingRow>, RankingsError> {
         match self.serving(publication_id) {
-            Some(p) => Ok(p
-                .period(period)
-                .map_or_else(Vec::new, |i| page_of(&i.salesmen, page))),
+            Some(p) => Ok(named(
+                p.period(period)
+                    .map_or_else(Vec::new, |i| page_of(&i.salesmen, page)),
+                &p,
+            )),
             None => {
                 self.store
                     .salesman_ranking(publication_id, period, page)
@@ -481,14 +581,16 @@ impl RankingQueries for ServedStore {
         page: Page,
     ) -> Result<(Vec<CityRankingRow>, u64), RankingsError> {
         match self.serving(publication_id) {
-            Some(p) => Ok(p
-                .period(period)
-                .and_then(|i| {
-                    i.cities_of_state
-                        .get(state)
-                        .map(|at| page_at(&i.cities, at, page))
-                })
-                .unwrap_or_default()),
+            Some(p) => Ok(named(
+                p.period(period)
+                    .and_then(|i| {
+                        i.cities_of_state
+                            .get(state)
+                            .map(|at| page_at(&i.cities, at, page))
+                    })
+                    .unwrap_or_default(),
+                &p,
+            )),
             None => {
                 self.store
                     .cities_in_state(publication_id, period, state, page)
@@ -505,14 +607,16 @@ impl RankingQueries for ServedStore {
         page: Page,
     ) -> Result<(Vec<SalesmanRankingRow>, u64), RankingsError> {
         match self.serving(publication_id) {
-            Some(p) => Ok(p
-                .period(period)
-                .and_then(|i| {
-                    i.salesmen_in_city
-                        .get(&city_id)
-                        .map(|at| page_at(&i.salesmen, at, page))
-                })
-                .unwrap_or_default()),
+            Some(p) => Ok(named(
+                p.period(period)
+                    .and_then(|i| {
+                        i.salesmen_in_city
+                            .get(&city_id)
+                            .map(|at| page_at(&i.salesmen, at, page))
+                    })
+                    .unwrap_or_default(),
+                &p,
+            )),
             None => {
                 self.store
                     .salesmen_in_city(publication_id, period, city_id, page)
@@ -528,11 +632,14 @@ impl RankingQueries for ServedStore {
         salesman_id: i64,
     ) -> Result<Option<SalesmanRankingRow>, RankingsError> {
         match self.serving(publication_id) {
-            Some(p) => Ok(p.period(period).and_then(|i| {
-                i.salesman_at
-                    .get(&salesman_id)
-                    .map(|&at| i.salesmen[at].clone())
-            })),
+            Some(p) => Ok(named(
+                p.period(period).and_then(|i| {
+                    i.salesman_at
+                        .get(&salesman_id)
+                        .map(|&at| i.salesmen[at].clone())
+                }),
+                &p,
+            )),
             None => {
                 self.store
                     .salesman(publication_id, period, salesman_id)
@@ -548,14 +655,16 @@ impl RankingQueries for ServedStore {
         salesman_id: i64,
     ) -> Result<Vec<CitySalesmanRankingRow>, RankingsError> {
         match self.serving(publication_id) {
-            Some(p) => Ok(p
-                .period(period)
-                .and_then(|i| {
-                    i.cities_of_salesman
-                        .get(&salesman_id)
-                        .map(|at| at.iter().map(|&k| i.city_salesmen[k].clone()).collect())
-                })
-                .unwrap_or_default()),
+            Some(p) => Ok(named(
+                p.period(period)
+                    .and_then(|i| {
+                        i.cities_of_salesman
+                            .get(&salesman_id)
+                            .map(|at| at.iter().map(|&k| i.city_salesmen[k].clone()).collect())
+                    })
+                    .unwrap_or_default(),
+                &p,
+            )),
             None => {
                 self.store
                     .salesman_cities(publication_id, period, salesman_id)
@@ -571,15 +680,17 @@ impl RankingQueries for ServedStore {
         city_ids: &[i64],
     ) -> Result<Vec<CityRankingRow>, RankingsError> {
         match self.serving(publication_id) {
-            Some(p) => Ok(p
-                .period(period)
-                .map(|i| {
-                    city_ids
-                        .iter()
-                        .filter_map(|id| i.city_at.get(id).map(|&at| i.cities[at].clone()))
-                        .collect()
-                })
-                .unwrap_or_default()),
+            Some(p) => Ok(named(
+                p.period(period)
+                    .map(|i| {
+                        city_ids
+                            .iter()
+                            .filter_map(|id| i.city_at.get(id).map(|&at| i.cities[at].clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                &p,
+            )),
             None => self.store.cities(publication_id, period, city_ids).await,
         }
     }
@@ -590,14 +701,16 @@ impl RankingQueries for ServedStore {
         salesman_id: i64,
     ) -> Result<Vec<SalesmanRankingRow>, RankingsError> {
         match self.serving(publication_id) {
-            Some(p) => Ok(p
-                .months()
-                .filter_map(|i| {
-                    i.salesman_at
-                        .get(&salesman_id)
-                        .map(|&at| i.salesmen[at].clone())
-                })
-                .collect()),
+            Some(p) => Ok(named(
+                p.months()
+                    .filter_map(|i| {
+                        i.salesman_at
+                            .get(&salesman_id)
+                            .map(|&at| i.salesmen[at].clone())
+                    })
+                    .collect(),
+                &p,
+            )),
             None => {
                 self.store
                     .salesman_months(publication_id, salesman_id)
@@ -612,10 +725,12 @@ impl RankingQueries for ServedStore {
         city_id: i64,
     ) -> Result<Vec<CityRankingRow>, RankingsError> {
         match self.serving(publication_id) {
-            Some(p) => Ok(p
-                .months()
-                .filter_map(|i| i.city_at.get(&city_id).map(|&at| i.cities[at].clone()))
-                .collect()),
+            Some(p) => Ok(named(
+                p.months()
+                    .filter_map(|i| i.city_at.get(&city_id).map(|&at| i.cities[at].clone()))
+                    .collect(),
+                &p,
+            )),
             None => self.store.city_months(publication_id, city_id).await,
         }
     }

@@ -251,6 +251,7 @@ async fn the_latest_publication_is_answered_without_the_store() {
             publication_id: p.id.clone(),
             version: p.version(),
             rows: rows.ranking_rows(),
+            rows_read: rows.ranking_rows(),
         }
     );
     assert_eq!(served.refresh().await.unwrap(), Refresh::Unchanged);
@@ -320,4 +321,81 @@ async fn served_over_clickhouse_detail_reads_agree_with_the_rankings() {
     let served = Served::new(store);
     contract::detail_reads_agree_with_the_rankings(&served).await;
     contract::drop_database(&served.store).await;
+}
+
+#[tokio::test]
+async fn served_carried_months_read_as_their_own() {
+    contract::carried_months_read_as_their_own(&Served::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn served_over_clickhouse_carried_months_read_as_their_own() {
+    let store = contract::clickhouse_store("served_carried").await;
+    let served = Served::new(store);
+    contract::carried_months_read_as_their_own(&served).await;
+    contract::drop_database(&served.store).await;
+}
+
+/// A newer publication that carries a month the served one holds shares its rows: a load
+/// reads only what the publication changed, and the carried month is still answered (naming
+/// the new publication) with the store down.
+#[tokio::test]
+async fn a_load_reads_only_the_months_not_held_already() {
+    let store = Arc::new(MemoryStore::new());
+    let served = ServedStore::new(store.clone());
+    let first = contract::sample_with_months(1, "run-1", 0);
+    store.publish(&first).await.unwrap();
+    served.refresh().await.unwrap();
+    let march = contract::month("2026-03");
+    let whole = contract::sample_with_months(2, "run-2", 60);
+    let second = whole
+        .clone()
+        .with_months([(march, whole.months[&march].clone())].into())
+        .carrying(store.periods(&first.id).await.unwrap(), |m| m != march);
+    store.publish(&second).await.unwrap();
+    let Refresh::Loaded {
+        rows, rows_read, ..
+    } = served.refresh().await.unwrap()
+    else {
+        panic!("the newer publication was not loaded");
+    };
+    let (cities, city_salesmen, salesmen) = whole.ranking_row_counts();
+    assert_eq!(rows, (cities + city_salesmen + salesmen) as u64);
+    let january = whole
+        .rows()
+        .salesmen
+        .iter()
+        .filter(|r| r.period == "2026-01")
+        .count()
+        + whole
+            .rows()
+            .cities
+            .iter()
+            .filter(|r| r.period == "2026-01")
+            .count()
+        + whole
+            .rows()
+            .city_salesmen
+            .iter()
+            .filter(|r| r.period == "2026-01")
+            .count();
+    assert!(january > 0);
+    assert_eq!(
+        rows_read,
+        rows - january as u64,
+        "January was not read again"
+    );
+
+    store.set_unavailable(true);
+    let jan = Period::Month(contract::month("2026-01"));
+    let everything = Page {
+        limit: u32::MAX,
+        offset: 0,
+    };
+    let january = served
+        .salesman_ranking(&second.id, jan, everything)
+        .await
+        .unwrap();
+    assert_eq!(january.len(), 2);
+    assert!(january.iter().all(|r| r.publication_id == second.id));
 }

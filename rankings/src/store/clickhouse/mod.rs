@@ -154,15 +154,30 @@ impl ClickHouseStore {
         table: &str,
         action: &str,
         publication_id: &str,
+        only: Option<&[Period]>,
     ) -> Result<Vec<T>, RankingsError>
     where
         T: RowOwned + RowRead + RankingRow,
     {
+        if only.is_some_and(<[Period]>::is_empty) {
+            return Ok(Vec::new());
+        }
+        let rows_of = match only {
+            None => self.rows_of_publication(),
+            // Keys of parsed periods (`all`, `YYYY-MM`): nothing to escape.
+            Some(periods) => self.rows_of(&format!(
+                "publication_id = ? AND period IN ({})",
+                periods
+                    .iter()
+                    .map(|p| format!("'{}'", p.key()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )),
+        };
         let sql = format!(
-            "SELECT '' AS unsent, {} FROM {} WHERE {}",
+            "SELECT '' AS unsent, {} FROM {} WHERE {rows_of}",
             T::COLUMNS_AFTER_ID,
             self.table(table),
-            self.rows_of_publication()
         );
         let query = self.client.query(&sql).bind(publication_id);
         let mut rows: Vec<T> = latest_versions(self.fetch_all(action, query).await?);

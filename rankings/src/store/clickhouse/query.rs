@@ -205,32 +205,16 @@ impl RankingQueries for ClickHouseStore {
         &self,
         publication: &PublicationRow,
     ) -> Result<PublicationRows, RankingsError> {
-        let id = publication.publication_id.as_str();
-        // Independent reads, at once: loading a new publication is on the path of every
-        // change to the API.
-        let (cities, city_salesmen, salesmen, periods, sources) = tokio::try_join!(
-            self.whole_table(CITY_RANKING, "read a publication's city ranking", id),
-            self.whole_table(
-                CITY_SALESMAN_RANKING,
-                "read a publication's city salesman ranking",
-                id,
-            ),
-            self.whole_table(
-                SALESMAN_RANKING,
-                "read a publication's salesman ranking",
-                id,
-            ),
-            self.periods(id),
-            self.sources(id),
-        )?;
-        Ok(PublicationRows {
-            cities,
-            city_salesmen,
-            salesmen,
-            periods,
-            sources,
-            publication: publication.clone(),
-        })
+        self.rows_of_publication_in(publication, None).await
+    }
+
+    async fn publication_rows_of(
+        &self,
+        publication: &PublicationRow,
+        periods: &[Period],
+    ) -> Result<PublicationRows, RankingsError> {
+        self.rows_of_publication_in(publication, Some(periods))
+            .await
     }
 
     async fn runs(&self, limit: u32) -> Result<Vec<MartRunRow>, RankingsError> {
@@ -461,6 +445,42 @@ fn in_list(ids: &[i64]) -> String {
 }
 
 impl ClickHouseStore {
+    /// Every row of `publication`, the ranking rows of `only` these periods when given.
+    async fn rows_of_publication_in(
+        &self,
+        publication: &PublicationRow,
+        only: Option<&[Period]>,
+    ) -> Result<PublicationRows, RankingsError> {
+        let id = publication.publication_id.as_str();
+        // Independent reads, at once: loading a new publication is on the path of every
+        // change to the API.
+        let (cities, city_salesmen, salesmen, periods, sources) = tokio::try_join!(
+            self.whole_table(CITY_RANKING, "read a publication's city ranking", id, only),
+            self.whole_table(
+                CITY_SALESMAN_RANKING,
+                "read a publication's city salesman ranking",
+                id,
+                only,
+            ),
+            self.whole_table(
+                SALESMAN_RANKING,
+                "read a publication's salesman ranking",
+                id,
+                only,
+            ),
+            self.periods(id),
+            self.sources(id),
+        )?;
+        Ok(PublicationRows {
+            cities,
+            city_salesmen,
+            salesmen,
+            periods,
+            sources,
+            publication: publication.clone(),
+        })
+    }
+
     /// The first `publications` row `query` returns. Before the marts' first run the database
     /// or table does not exist yet: that is "nothing published", not a failure.
     async fn publication_row(
