@@ -92,15 +92,17 @@ pub trait RankingQueries: Send + Sync {
         scan::publication_rows(self, publication).await
     }
 
-    /// Like [`Self::publication_rows`], with the ranking rows of `periods` only (every period
-    /// and source row still): what a served publication reads of a newer one whose other periods
-    /// it holds already (carried by reference, the same rows).
+    /// Like [`Self::publication_rows`] for a publication whose `periods` the caller read
+    /// already ([`Self::periods`]), with the ranking rows of `only` these periods: what a served
+    /// publication reads of a newer one whose other periods it holds already (carried by
+    /// reference, the same rows).
     async fn publication_rows_of(
         &self,
         publication: &PublicationRow,
-        periods: &[Period],
+        periods: Vec<PublicationPeriodRow>,
+        only: &[Period],
     ) -> Result<PublicationRows, RankingsError> {
-        scan::publication_rows_of(self, publication, Some(periods)).await
+        scan::publication_rows_of(self, publication, Some(periods), Some(only)).await
     }
 
     /// A page of the city ranking of `publication_id`.

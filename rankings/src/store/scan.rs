@@ -8,7 +8,10 @@ use super::{Page, RankingQueries};
 use crate::error::RankingsError;
 use crate::period::Period;
 use crate::publication::PublicationRows;
-use crate::schema::{CityRankingRow, CitySalesmanRankingRow, PublicationRow, SalesmanRankingRow};
+use crate::schema::{
+    CityRankingRow, CitySalesmanRankingRow, PublicationPeriodRow, PublicationRow,
+    SalesmanRankingRow,
+};
 
 /// Every row of a ranking: the store pages, this reads them all.
 const EVERYTHING: Page = Page {
@@ -176,17 +179,22 @@ pub(super) async fn publication_rows<S: RankingQueries + ?Sized>(
     store: &S,
     publication: &PublicationRow,
 ) -> Result<PublicationRows, RankingsError> {
-    publication_rows_of(store, publication, None).await
+    publication_rows_of(store, publication, None, None).await
 }
 
-/// The rows of `publication`, the ranking rows of `only` these periods when given.
+/// The rows of `publication` (its `periods` read here unless given), the ranking rows of `only`
+/// these periods when given.
 pub(super) async fn publication_rows_of<S: RankingQueries + ?Sized>(
     store: &S,
     publication: &PublicationRow,
+    periods: Option<Vec<PublicationPeriodRow>>,
     only: Option<&[Period]>,
 ) -> Result<PublicationRows, RankingsError> {
     let id = publication.publication_id.as_str();
-    let periods = store.periods(id).await?;
+    let periods = match periods {
+        Some(periods) => periods,
+        None => store.periods(id).await?,
+    };
     let mut rows = PublicationRows {
         cities: Vec::new(),
         city_salesmen: Vec::new(),

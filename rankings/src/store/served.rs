@@ -358,15 +358,16 @@ impl ServedStore {
             // The months the new publication carries by reference from rows the served one
             // holds are shared, not read again: a load costs what the publication changed.
             Some(earlier) => {
-                let unheld: Vec<Period> = self
-                    .store
-                    .periods(&latest.publication_id)
-                    .await?
+                let periods = self.store.periods(&latest.publication_id).await?;
+                let unheld: Vec<Period> = periods
                     .iter()
                     .filter(|p| !earlier.holds_rows_of(p))
                     .filter_map(|p| p.period.parse().ok())
                     .collect();
-                let rows = self.store.publication_rows_of(&latest, &unheld).await?;
+                let rows = self
+                    .store
+                    .publication_rows_of(&latest, periods, &unheld)
+                    .await?;
                 rows_read = rows.ranking_rows();
                 ServedPublication::reusing(rows, Some(&earlier))
             }
@@ -431,6 +432,15 @@ impl RankingQueries for ServedStore {
         publication: &PublicationRow,
     ) -> Result<PublicationRows, RankingsError> {
         self.store.publication_rows(publication).await
+    }
+
+    async fn publication_rows_of(
+        &self,
+        publication: &PublicationRow,
+        periods: Vec<PublicationPeriodRow>,
+        only: &[Period],
+    ) -> Result<PublicationRows, RankingsError> {
+        self.store.publication_rows_of(publication, periods, only).await
     }
 
     async fn city_ranking(

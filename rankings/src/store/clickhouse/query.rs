@@ -205,15 +205,16 @@ impl RankingQueries for ClickHouseStore {
         &self,
         publication: &PublicationRow,
     ) -> Result<PublicationRows, RankingsError> {
-        self.rows_of_publication_in(publication, None).await
+        self.rows_of_publication_in(publication, None, None).await
     }
 
     async fn publication_rows_of(
         &self,
         publication: &PublicationRow,
-        periods: &[Period],
+        periods: Vec<PublicationPeriodRow>,
+        only: &[Period],
     ) -> Result<PublicationRows, RankingsError> {
-        self.rows_of_publication_in(publication, Some(periods))
+        self.rows_of_publication_in(publication, Some(periods), Some(only))
             .await
     }
 
@@ -445,10 +446,12 @@ fn in_list(ids: &[i64]) -> String {
 }
 
 impl ClickHouseStore {
-    /// Every row of `publication`, the ranking rows of `only` these periods when given.
+    /// Every row of `publication` (its `periods` read here unless given), the ranking rows of
+    /// `only` these periods when given.
     async fn rows_of_publication_in(
         &self,
         publication: &PublicationRow,
+        periods: Option<Vec<PublicationPeriodRow>>,
         only: Option<&[Period]>,
     ) -> Result<PublicationRows, RankingsError> {
         let id = publication.publication_id.as_str();
@@ -468,7 +471,12 @@ impl ClickHouseStore {
                 id,
                 only,
             ),
-            self.periods(id),
+            async {
+                match periods {
+                    Some(periods) => Ok(periods),
+                    None => self.periods(id).await,
+                }
+            },
             self.sources(id),
         )?;
         Ok(PublicationRows {
