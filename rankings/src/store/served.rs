@@ -440,7 +440,9 @@ impl RankingQueries for ServedStore {
         periods: Vec<PublicationPeriodRow>,
         only: &[Period],
     ) -> Result<PublicationRows, RankingsError> {
-        self.store.publication_rows_of(publication, periods, only).await
+        self.store
+            .publication_rows_of(publication, periods, only)
+            .await
     }
 
     async fn city_ranking(
