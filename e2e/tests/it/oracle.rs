@@ -845,34 +845,57 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
         .with_context(|| format!("seed {seed}: provenance (replay: ORACLE_SEED={seed})"))?;
 
     // Maintenance ran under the marts all along: the lake holds replace snapshots and expired
-    // history, and the rankings above still equal the sources.
+    // history, and the rankings above still equal the sources. Whether the workload's own
+    // commits gave it a snapshot to expire depends on how they fell into its 5-s history
+    // buckets (a snapshot alone in its bucket is kept); when they did not, the test changes one
+    // sale again and again (a cent dearer each time, a commit apart) until maintenance has
+    // expired some, then waits until the API serves the last change, so the lake is settled
+    // for the rebuild below.
     let settings = tributary_common::LakeSettings {
         warehouse: "s3://warehouse".into(),
         namespace: run.namespace(),
         ..Default::default()
     };
     let catalog = tributary_raw::catalog::open(&settings).await?;
-    let sales =
-        tributary_raw::snapshots::load_raw_table(&catalog, &run.namespace(), "pg_sale").await?;
-    let replaces = sales
-        .metadata()
-        .snapshots()
-        .filter(|s| s.summary().operation == iceberg::spec::Operation::Replace)
-        .count();
-    let expired = sales
-        .metadata()
-        .snapshots()
-        .filter(|s| {
-            s.parent_snapshot_id()
-                .is_some_and(|p| sales.metadata().snapshot_by_id(p).is_none())
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut changes = 0;
+    let (replaces, expired) = loop {
+        let sales =
+            tributary_raw::snapshots::load_raw_table(&catalog, &run.namespace(), "pg_sale").await?;
+        let (replaces, expired) = maintained(&sales);
+        if replaces > 0 && expired > 0 {
+            break (replaces, expired);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "seed {seed}: maintenance did not run under the oracle ({replaces} replace snapshots, {expired} with an expired parent in pg_sale, after {changes} more changes)"
+        );
+        db.execute(
+            "UPDATE sale SET amount = amount + 0.01 WHERE id = (SELECT min(id) FROM sale)",
+            &[],
+        )
+        .await?;
+        changes += 1;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    };
+    if changes > 0 {
+        let want_summaries = oracle_summaries(db, &files, &erp_now).await?;
+        eventually(Duration::from_secs(60), || {
+            let (http, base, want) = (&http, &base, &want_summaries);
+            async move {
+                Ok(summary_mismatches(http, base, want)
+                    .await?
+                    .is_empty()
+                    .then_some(()))
+            }
         })
-        .count();
-    assert!(
-        replaces > 0 && expired > 0,
-        "seed {seed}: maintenance did not run under the oracle ({replaces} replace snapshots, {expired} with an expired parent in pg_sale)"
-    );
+        .await
+        .with_context(|| {
+            format!("seed {seed}: the API never served the {changes} changes made for maintenance")
+        })?;
+    }
     eprintln!(
-        "seed {seed}: pg_sale holds {replaces} replace snapshots and {expired} snapshots whose parent expired"
+        "seed {seed}: pg_sale holds {replaces} replace snapshots and {expired} snapshots whose parent expired ({changes} changes made for maintenance)"
     );
 
     // Incremental = rebuild: the marts service has folded the workload run by run; a rebuild
@@ -952,6 +975,24 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
     clickhouse_query(&format!("DROP DATABASE IF EXISTS {rebuild_db}")).await?;
     drop(services);
     run.finish().await
+}
+
+/// Of `table`'s snapshots, how many maintenance's compaction committed (`replace`) and how many
+/// have a parent that maintenance expired.
+fn maintained(table: &iceberg::table::Table) -> (usize, usize) {
+    let metadata = table.metadata();
+    let replaces = metadata
+        .snapshots()
+        .filter(|s| s.summary().operation == iceberg::spec::Operation::Replace)
+        .count();
+    let expired = metadata
+        .snapshots()
+        .filter(|s| {
+            s.parent_snapshot_id()
+                .is_some_and(|p| metadata.snapshot_by_id(p).is_none())
+        })
+        .count();
+    (replaces, expired)
 }
 
 /// What the API serves for every period of `want` (all time and each month), and for any month
