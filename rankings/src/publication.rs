@@ -255,9 +255,10 @@ impl Publication {
                 .map(|i| (i.name.clone(), i.code.clone(), 1u8))
                 .unwrap_or_default()
         };
-        let mut cities = Vec::new();
-        let mut city_salesmen = Vec::new();
-        let mut salesmen = Vec::new();
+        let (n_cities, n_city_salesmen, n_salesmen) = self.ranking_row_counts();
+        let mut cities = Vec::with_capacity(n_cities);
+        let mut city_salesmen = Vec::with_capacity(n_city_salesmen);
+        let mut salesmen = Vec::with_capacity(n_salesmen);
         let mut periods = Vec::new();
         for (period, rankings) in self.periods() {
             let period = period.key();

@@ -88,7 +88,8 @@ async fn clickhouse_runs_are_recorded() {
     contract::drop_database(&store).await;
 }
 
-/// Tables of the layout before periods (as the local stack has them from earlier runs) are
+/// Tables of an earlier layout (as the local stack has them from earlier runs: before periods,
+/// before carried months, before dictionary-encoded publication ids) are
 /// replaced, and their publication forgotten so the next run republishes; the current layout
 /// is left alone.
 #[tokio::test]
@@ -173,6 +174,38 @@ async fn clickhouse_old_layout_is_replaced() {
             .len(),
         1
     );
+    // And a ranking table of the layout before its publication id was dictionary-encoded: the
+    // same columns, `publication_id` a plain `String`.
+    let ddl = store
+        .client()
+        .query("SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?")
+        .bind(db)
+        .bind("salesman_ranking")
+        .fetch_one::<String>()
+        .await
+        .unwrap();
+    assert!(
+        ddl.contains("publication_id LowCardinality(String)"),
+        "{ddl}"
+    );
+    exec(format!("DROP TABLE {db}.salesman_ranking")).await;
+    exec(ddl.replace(
+        "publication_id LowCardinality(String)",
+        "publication_id String",
+    ))
+    .await;
+    store.ensure_schema().await.unwrap();
+    assert!(store.latest_publication().await.unwrap().is_none());
+    let recreated = store
+        .client()
+        .query("SELECT type FROM system.columns WHERE database = ? AND table = ? AND name = ?")
+        .bind(db)
+        .bind("salesman_ranking")
+        .bind("publication_id")
+        .fetch_one::<String>()
+        .await
+        .unwrap();
+    assert_eq!(recreated, "LowCardinality(String)");
     contract::drop_database(&store).await;
 }
 

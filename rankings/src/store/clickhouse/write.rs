@@ -12,8 +12,9 @@ use crate::error::RankingsError;
 use crate::publication::Publication;
 use crate::retention::{self, PrunePlan, PublicationAge, PublicationRetention};
 use crate::schema::{
-    self, CITY_RANKING, CITY_SALESMAN_RANKING, MART_RUNS, MartRunRow, PUBLICATION_PERIODS,
-    PUBLICATION_SOURCES, PUBLICATION_TABLES, PUBLICATIONS, SALESMAN_RANKING,
+    self, CITY_RANKING, CITY_SALESMAN_RANKING, LOW_CARDINALITY_SETTING, MART_RUNS, MartRunRow,
+    PUBLICATION_PERIODS, PUBLICATION_SOURCES, PUBLICATION_TABLES, PUBLICATIONS, RANKING_TABLES,
+    SALESMAN_RANKING,
 };
 use crate::store::PublicationWriter;
 
@@ -35,7 +36,12 @@ impl ClickHouseStore {
 
     /// The publication tables joined for an `IN (…)` list.
     fn publication_tables_list() -> String {
-        PUBLICATION_TABLES
+        Self::tables_list(&PUBLICATION_TABLES)
+    }
+
+    /// `tables` joined for an `IN (…)` list.
+    fn tables_list(tables: &[&str]) -> String {
+        tables
             .iter()
             .map(|t| format!("'{t}'"))
             .collect::<Vec<_>>()
@@ -44,7 +50,8 @@ impl ClickHouseStore {
 
     /// Drops the publication tables of an earlier layout (without a `lake_window` column: before
     /// partitions, ranking tables before periods lack it too; `publication_periods` without
-    /// `rows_publication_id`: before periods were carried by reference), all six together, so the
+    /// `rows_publication_id`: before periods were carried by reference; a ranking table whose
+    /// `publication_id` is a plain `String`: before it was dictionary-encoded), all six together, so the
     /// `CREATE … IF NOT EXISTS` that follow build the current layout and the next run
     /// republishes. The marts are derived from the lake, so nothing is lost; the API answers
     /// "not published" (503) until then. ADR 0003.
@@ -52,8 +59,10 @@ impl ClickHouseStore {
         let sql = format!(
             "SELECT table FROM system.columns WHERE database = ? AND table IN ({}) \
              GROUP BY table HAVING sum(name = 'lake_window') = 0 \
-             OR (table = '{PUBLICATION_PERIODS}' AND sum(name = 'rows_publication_id') = 0)",
-            Self::publication_tables_list()
+             OR (table = '{PUBLICATION_PERIODS}' AND sum(name = 'rows_publication_id') = 0) \
+             OR (table IN ({}) AND sum(name = 'publication_id' AND type = 'String') > 0)",
+            Self::publication_tables_list(),
+            Self::tables_list(&RANKING_TABLES)
         );
         let old: Vec<String> = self
             .client
@@ -114,15 +123,24 @@ impl ClickHouseStore {
 impl PublicationWriter for ClickHouseStore {
     async fn ensure_schema(&self) -> Result<(), RankingsError> {
         self.drop_old_layout().await?;
+        // 18.16 creates a `LowCardinality` column only with this setting; later releases have
+        // it as obsolete or not at all, and would refuse an unknown one.
+        let low_cardinality_setting: u64 = self
+            .client
+            .query("SELECT count() FROM system.settings WHERE name = ?")
+            .bind(LOW_CARDINALITY_SETTING)
+            .fetch_one()
+            .await
+            .map_err(Self::ch_err("read the server's settings (system.settings)"))?;
         for statement in schema::ddl(&self.database)? {
-            self.client
-                .query(&statement)
-                .execute()
-                .await
-                .map_err(Self::ch_err(format!(
-                    "create schema ({})",
-                    first_line(&statement)
-                )))?;
+            let mut query = self.client.query(&statement);
+            if low_cardinality_setting > 0 {
+                query = query.with_setting(LOW_CARDINALITY_SETTING, "1");
+            }
+            query.execute().await.map_err(Self::ch_err(format!(
+                "create schema ({})",
+                first_line(&statement)
+            )))?;
         }
         Ok(())
     }
