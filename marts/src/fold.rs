@@ -538,7 +538,8 @@ impl Cells {
         #[derive(Default)]
         struct Acc {
             cities: BTreeMap<i64, CellTotals>,
-            city_salesmen: BTreeMap<(i64, i64), CellTotals>,
+            /// One entry per (city, salesman): a cell of its own, in key order.
+            city_salesmen: Vec<((i64, i64), CellTotals)>,
             salesmen: BTreeMap<i64, CellTotals>,
             summary: Summary,
             unresolved_cents: i128,
@@ -548,22 +549,39 @@ impl Cells {
             t.cents += by.cents;
             t.sales += by.sales;
         }
-        let mut periods: BTreeMap<Period, Acc> = BTreeMap::new();
+        // The cells are in key order, so each period's are one run: a period is looked up once
+        // per run, not once per cell (a 10 M-event history has some 340 000 cells).
+        let mut periods: Vec<(Period, Acc)> = Vec::new();
+        let mut run: Option<(Option<(u16, u8)>, bool)> = None;
         // Sales with a month, every month together: all time's `sales_without_month` is the rest.
         let mut dated: u64 = 0;
         for (key, cell) in &self.0 {
-            let period = key.period();
-            if let Period::Month(month) = period {
+            if key.month.is_some() {
                 dated += u64::try_from(cell.sales).unwrap_or(0);
-                if months.is_some_and(|wanted| !wanted.contains(&month)) {
-                    continue;
-                }
             }
-            let acc = periods.entry(period).or_default();
+            let wanted = match run {
+                Some((month, wanted)) if month == key.month => wanted,
+                _ => {
+                    let period = key.period();
+                    let wanted = match period {
+                        Period::Month(month) => months.is_none_or(|m| m.contains(&month)),
+                        Period::AllTime => true,
+                    };
+                    if wanted {
+                        periods.push((period, Acc::default()));
+                    }
+                    run = Some((key.month, wanted));
+                    wanted
+                }
+            };
+            if !wanted {
+                continue;
+            }
+            let acc = &mut periods.last_mut().expect("pushed with its run").1;
             if let Resolved::Id(city) = key.city {
                 bump(acc.cities.entry(city).or_default(), cell);
                 if let Resolved::Id(salesman) = key.salesman {
-                    bump(acc.city_salesmen.entry((city, salesman)).or_default(), cell);
+                    acc.city_salesmen.push(((city, salesman), *cell));
                 }
             }
             if let Resolved::Id(salesman) = key.salesman {
@@ -643,10 +661,10 @@ impl Cells {
                 city_salesmen: acc
                     .city_salesmen
                     .iter()
-                    .map(|(&(city, salesman), t)| {
+                    .map(|((city, salesman), t)| {
                         Ok(CitySalesmanTotals {
-                            city_id: city,
-                            salesman: salesman_totals(salesman, t, period)?,
+                            city_id: *city,
+                            salesman: salesman_totals(*salesman, t, period)?,
                         })
                     })
                     .collect::<Result<_, MartsError>>()?,
