@@ -39,9 +39,9 @@
 //! are the `publications` row of the same id (they are not repeated in every ranking row).
 //! Its `publication_id` is a `LowCardinality(String)`: the id (about 150 bytes) is the same in
 //! every row a publication writes and was two thirds of a ranking row's bytes; dictionary-encoded,
-//! ClickHouse writes a 10 M-event history's publication (about 340 000 ranking rows) in less than
-//! half the time (docs/marts.md, "Where a run's time goes"). 18.16 needs
-//! `allow_experimental_low_cardinality_type` to create such a column ([`LOW_CARDINALITY_SETTING`]).
+//! ClickHouse keeps it once per part and sorts and merges indices (docs/marts.md, "Choices").
+//! 18.16 needs `allow_experimental_low_cardinality_type` to create such a column
+//! ([`LOW_CARDINALITY_SETTING`]).
 //!
 //! `mart_runs` is a plain `MergeTree` ordered by `(started_at, run_id)`: one row per run, written
 //! once when it ends, published, unchanged or failed.
