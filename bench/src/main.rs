@@ -22,6 +22,7 @@ mod marts;
 mod plot;
 mod procfs;
 mod provenance;
+mod publish;
 mod rebuild;
 mod soak;
 
@@ -106,6 +107,17 @@ enum Command {
         /// Warehouse: `s3://warehouse` (the stack's object store) or a local folder.
         #[arg(long, default_value = "s3://warehouse")]
         warehouse: String,
+    },
+    /// Writing one publication to ClickHouse: the ranking tables' `publication_id` as
+    /// `LowCardinality(String)` (the marts' layout) against a plain `String` (the one before).
+    Publish {
+        /// Salesmen in each city's ranking of each period (250: about 340 000 ranking rows, as
+        /// the marts benchmark's 10 M-event history publishes).
+        #[arg(long, default_value_t = 250)]
+        salesmen_per_city: i64,
+        /// Publications written into each layout (median and spread reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
     },
     /// The marts' full rebuild on DataFusion vs on Trino (`dev/up trino`), on growing histories.
     Rebuild {
@@ -241,6 +253,17 @@ async fn main() -> Result<()> {
             }
             let config = serde_json::json!({ "max_events_per_run": max_events_per_run });
             write_results(&cli.out, "marts", &rows, &config).await?;
+        }
+        Command::Publish {
+            salesmen_per_city,
+            runs,
+        } => {
+            let clickhouse = tributary_common::ClickHouseSettings::default();
+            let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+            let rows = publish::run(&clickhouse, &id, salesmen_per_city, runs).await?;
+            let config =
+                serde_json::json!({ "salesmen_per_city": salesmen_per_city, "runs": runs });
+            write_results(&cli.out, "publish", &rows, &config).await?;
         }
         Command::Rebuild {
             histories,

@@ -1,0 +1,221 @@
+//! What writing one publication to ClickHouse costs, by the layout of the ranking tables'
+//! `publication_id`: `LowCardinality(String)` (the marts' layout since the id is
+//! dictionary-encoded) against a plain `String` (the layout before), the same publication into
+//! both, the two alternating run by run so they see the same machine. The marts benchmark times
+//! a whole run, in which this is one phase among others and the machine's drift between runs
+//! hides it; here nothing else runs.
+//!
+//! The rankings are synthetic, sized like the benchmark's 10 M-event history (25 months and all
+//! time, 50 cities, 500 salesmen, `--salesmen-per-city` salesmen in each city's ranking): only
+//! their number and the width of their rows matter to ClickHouse.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use tributary_common::ClickHouseSettings;
+use tributary_rankings::money::Money;
+use tributary_rankings::period::Month;
+use tributary_rankings::publication::{LakeSnapshot, LakeSnapshots, Publication};
+use tributary_rankings::ranking::{
+    CityInfo, CitySalesmanTotals, CityTotals, PeriodTotals, SalesmanInfo, SalesmanTotals, Summary,
+    Totals, rank_periods,
+};
+use tributary_rankings::store::{ClickHouseStore, PublicationWriter};
+
+use crate::Row;
+
+const CITIES: i64 = 50;
+const SALESMEN: i64 = 500;
+const MONTHS: u16 = 25;
+
+/// The layouts compared: the name in results, and the ranking tables' `publication_id` type.
+const LAYOUTS: [(&str, &str); 2] = [
+    (
+        "LowCardinality(String)",
+        "publication_id LowCardinality(String)",
+    ),
+    ("String (before)", "publication_id String"),
+];
+
+/// xorshift64: revenues that differ from row to row, the same every run.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+fn cents(seed: &mut u64, max: u64) -> Money {
+    Money::try_from_cents(i128::from(next(seed) % max)).expect("small amounts fit")
+}
+
+fn salesman(id: i64, seed: &mut u64) -> SalesmanTotals {
+    SalesmanTotals {
+        salesman_id: id,
+        info: Some(SalesmanInfo {
+            name: format!("Salesman {id}"),
+            code: format!("S{id}"),
+        }),
+        revenue: cents(seed, 100_000_000),
+        sales: 10,
+    }
+}
+
+/// One period's totals: every city, `per_city` salesmen in each, every salesman nationwide.
+fn period_totals(per_city: i64, seed: &mut u64) -> Totals {
+    let cities = (1..=CITIES)
+        .map(|id| CityTotals {
+            city_id: id,
+            info: Some(CityInfo {
+                name: format!("City {id}"),
+                state: "SP".into(),
+            }),
+            revenue: cents(seed, 1_000_000_000),
+            sales: 100,
+        })
+        .collect();
+    let city_salesmen = (1..=CITIES)
+        .flat_map(|city| (0..per_city).map(move |n| (city, 1 + (city * 7 + n * 13) % SALESMEN)))
+        .map(|(city_id, id)| CitySalesmanTotals {
+            city_id,
+            salesman: salesman(id, seed),
+        })
+        .collect();
+    Totals {
+        cities,
+        city_salesmen,
+        salesmen: (1..=SALESMEN).map(|id| salesman(id, seed)).collect(),
+        summary: Summary::default(),
+    }
+}
+
+/// A publication of all time and `MONTHS` months, named after `run` (each run writes new rows).
+fn publication(per_city: i64, run: usize, seed: &mut u64) -> Publication {
+    let months: BTreeMap<Month, Totals> = (0..MONTHS)
+        .filter_map(|i| Month::new(2025 + i / 12, (i % 12 + 1) as u8))
+        .map(|month| (month, period_totals(per_city, seed)))
+        .collect();
+    let all = period_totals(per_city, seed);
+    let snapshot = |table: &str, id: i64| LakeSnapshot {
+        table: table.into(),
+        snapshot_id: Some(id),
+    };
+    // Ids as long as real ones (19 digits each): their width is what the layouts differ in.
+    let snapshots = LakeSnapshots(vec![
+        snapshot("pg_sale", 1_234_567_890_123_456_789 + run as i64),
+        snapshot("pg_salesman", 2_234_567_890_123_456_789),
+        snapshot("pg_city", 3_234_567_890_123_456_789),
+        snapshot("file_sale", 4_234_567_890_123_456_789),
+        snapshot("erp_sale", 5_234_567_890_123_456_789),
+    ]);
+    let now = chrono::Utc::now();
+    Publication::of_periods(
+        snapshots,
+        format!("bench-publish-{run}"),
+        now,
+        rank_periods(PeriodTotals { all, months }),
+    )
+    .with_lake_committed_ms(Some(now.timestamp_millis()))
+}
+
+/// A store on database `database` with the marts' tables, the ranking tables' `publication_id`
+/// declared as `column`.
+async fn store_with(
+    clickhouse: &ClickHouseSettings,
+    database: &str,
+    column: &str,
+) -> Result<ClickHouseStore> {
+    let store = ClickHouseStore::new(&ClickHouseSettings {
+        database: database.into(),
+        ..clickhouse.clone()
+    })?;
+    // The marts' own schema for their layout; the DDL rewritten for the other (`ensure_schema`
+    // would replace it as an earlier layout).
+    store.ensure_schema().await?;
+    if column != LAYOUTS[0].1 {
+        for table in tributary_rankings::schema::PUBLICATION_TABLES {
+            store
+                .client()
+                .query(&format!("DROP TABLE {database}.{table}"))
+                .execute()
+                .await?;
+        }
+        for statement in tributary_rankings::schema::ddl(database)? {
+            store
+                .client()
+                .query(&statement.replace(LAYOUTS[0].1, column))
+                .execute()
+                .await
+                .with_context(|| format!("create the {column} layout"))?;
+        }
+    }
+    Ok(store)
+}
+
+/// `runs` publications into each layout, alternating which goes first; a row per layout with the
+/// median time and its spread.
+pub async fn run(
+    clickhouse: &ClickHouseSettings,
+    id: &str,
+    per_city: i64,
+    runs: usize,
+) -> Result<Vec<Row>> {
+    let mut stores = Vec::new();
+    for (n, (_, column)) in LAYOUTS.iter().enumerate() {
+        let database = format!("bench_publish_{id}_{n}");
+        stores.push((
+            database.clone(),
+            store_with(clickhouse, &database, column).await?,
+        ));
+    }
+    let mut seed = 88_172_645_463_325_252_u64;
+    let mut seconds: [Vec<f64>; 2] = Default::default();
+    let mut rows_seconds = Vec::new();
+    let mut ranking_rows = 0;
+    for run in 0..runs.max(1) {
+        let publication = publication(per_city, run, &mut seed);
+        let (cities, city_salesmen, salesmen) = publication.ranking_row_counts();
+        ranking_rows = cities + city_salesmen + salesmen;
+        let started = Instant::now();
+        drop(publication.rows());
+        rows_seconds.push(started.elapsed().as_secs_f64());
+        let order = if run % 2 == 0 { [0, 1] } else { [1, 0] };
+        for layout in order {
+            let started = Instant::now();
+            stores[layout].1.publish(&publication).await?;
+            seconds[layout].push(started.elapsed().as_secs_f64());
+        }
+    }
+    for (database, _) in &stores {
+        crate::cleanup::drop_clickhouse_database(clickhouse, database).await;
+    }
+    let (rows_median, _, _) = crate::summary(rows_seconds);
+    let medians = seconds.clone().map(|s| crate::summary(s).0);
+    Ok(LAYOUTS
+        .iter()
+        .zip(seconds)
+        .enumerate()
+        .map(|(n, ((layout, _), s))| {
+            let (median, min, max) = crate::summary(s);
+            let versus = if n == 0 {
+                format!("; {:.2}x the String layout's time", median / medians[1])
+            } else {
+                String::new()
+            };
+            Row {
+                benchmark: "publish".into(),
+                subject: format!(
+                    "publish {ranking_rows} ranking rows, publication_id {layout}"
+                ),
+                events: ranking_rows,
+                seconds: median,
+                events_per_second: ranking_rows as f64 / median,
+                note: format!(
+                    "median of {} (min {min:.2}s, max {max:.2}s), the layouts alternating; making the rows {rows_median:.2}s of it{versus}",
+                    runs.max(1)
+                ),
+            }
+        })
+        .collect())
+}
