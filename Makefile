@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help up up-with-trino trino down status build build-services prereqs demo test lint lint-build unit e2e fmt oracle interop bench bench-trino soak chaos fuzz
+.PHONY: help up up-with-trino trino down status build build-services prereqs demo test lint lint-build unit e2e fmt oracle interop bench bench-build bench-lander bench-marts bench-aging bench-api bench-api-lake bench-cdc bench-trino soak chaos fuzz
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -62,10 +62,17 @@ test: prereqs ## fmt, clippy, unit, integration and end-to-end tests (starts the
 	dev/fuzz $(FUZZ_SECONDS)
 
 # Benchmarks (bench/README.md): release build, on the running stack; results in bench/results/.
-bench: up ## benchmarks against their baselines (lander vs raw rdkafka and Iceberg's Kafka Connect sink; marts incremental vs recompute), results in bench/results/
+# Every benchmark uses one release build of the same packages in one cargo invocation: built alone,
+# `-p tributary-bench` unifies the shared dependencies' features differently and rebuilds most of them.
+BENCH_PACKAGES := -p tributary-lake -p tributary-marts -p tributary-api -p tributary-ingest -p tributary-bench
+BENCH := "$${CARGO_TARGET_DIR:-target}/release/tributary-bench"
+bench-build: prereqs ## the release build every benchmark runs
+	$(CARGO) build --release $(BENCH_PACKAGES)
+
+bench: up bench-build ## benchmarks against their baselines (lander vs raw rdkafka and Iceberg's Kafka Connect sink; marts incremental vs recompute), results in bench/results/
 	dev/iceberg-connect/worker up
-	$(CARGO) run --release -p tributary-bench -- lander --iceberg-connect
-	$(CARGO) run --release -p tributary-bench -- marts --runs $(MARTS_RUNS)
+	$(BENCH) lander --iceberg-connect
+	$(BENCH) marts --runs $(MARTS_RUNS)
 	$(MAKE) --no-print-directory bench-api
 	$(MAKE) --no-print-directory bench-api-lake
 	$(MAKE) --no-print-directory bench-cdc
@@ -74,17 +81,16 @@ bench: up ## benchmarks against their baselines (lander vs raw rdkafka and Icebe
 # its own Connect worker on :8084, left running; `dev/iceberg-connect/worker down` stops it).
 EVENTS ?= 200000
 LANDER_RUNS ?= 3
-bench-lander: up ## lander vs raw rdkafka vs Iceberg's Kafka Connect sink on EVENTS pre-filled events, LANDER_RUNS runs with median (release build)
+bench-lander: up bench-build ## lander vs raw rdkafka vs Iceberg's Kafka Connect sink on EVENTS pre-filled events, LANDER_RUNS runs with median (release build)
 	dev/iceberg-connect/worker up
-	$(CARGO) run --release -p tributary-bench -- lander --events $(EVENTS) --iceberg-connect --runs $(LANDER_RUNS)
+	$(BENCH) lander --events $(EVENTS) --iceberg-connect --runs $(LANDER_RUNS)
 
 # The mart-cost benchmark alone (release build): MARTS_RUNS timed incremental runs per history,
 # median and spread; HISTORIES=100000,1000000 for a shorter run.
 HISTORIES ?= 100000,1000000,10000000
 MARTS_RUNS ?= 3
-bench-marts: up ## incremental marts runs (median of MARTS_RUNS) vs full recompute on 100K/1M/10M events of history (release)
-	$(CARGO) build --release -p tributary-bench
-	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" marts --histories $(HISTORIES) --runs $(MARTS_RUNS)
+bench-marts: up bench-build ## incremental marts runs (median of MARTS_RUNS) vs full recompute on 100K/1M/10M events of history (release)
+	$(BENCH) marts --histories $(HISTORIES) --runs $(MARTS_RUNS)
 
 # The marts' full rebuild, DataFusion in process vs Trino (one node, `make trino`), release build, RUNS
 # runs per history: `make bench-trino HISTORIES=100000,1000000 RUNS=3`. Results in bench/results/rebuild.md.
@@ -94,40 +100,34 @@ RUNS ?= 3
 # Commit time against a table's age, without and with lake maintenance (release build): `make bench-aging COMMITS=20000`.
 COMMITS ?= 1000
 PLAIN_COMMITS ?= 1000
-bench-aging: up ## commit time at commit N vs commit 100 of one table, without and with maintenance (release)
-	$(CARGO) build --release -p tributary-bench
-	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" aging --commits $(COMMITS) --plain-commits $(PLAIN_COMMITS)
+bench-aging: up bench-build ## commit time at commit N vs commit 100 of one table, without and with maintenance (release)
+	$(BENCH) aging --commits $(COMMITS) --plain-commits $(PLAIN_COMMITS)
 
-bench-trino: up-with-trino ## marts full rebuild, DataFusion vs Trino, on HISTORIES events: median of RUNS, spread, peak memory (release)
-	$(CARGO) build --release -p tributary-bench
-	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" rebuild --histories $(HISTORIES) --runs $(RUNS)
+bench-trino: up-with-trino bench-build ## marts full rebuild, DataFusion vs Trino, on HISTORIES events: median of RUNS, spread, peak memory (release)
+	$(BENCH) rebuild --histories $(HISTORIES) --runs $(RUNS)
 
 # wrk against the API (needs rankings published in ClickHouse `marts`: `dev/app up`): release builds of
 # the API and of the bench, whose own hello-world poem endpoint is the baseline. WRK_SECONDS per endpoint.
 WRK_SECONDS ?= 20
 API_RUNS ?= 3
-bench-api: up ## wrk: rankings endpoints served from memory vs read from ClickHouse vs a hello-world poem endpoint, and a 304; API_RUNS rounds, median and spread
-	$(CARGO) build --release -p tributary-bench
-	$(CARGO) build --release -p tributary-api
-	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" api --seconds $(WRK_SECONDS) --runs $(API_RUNS)
+bench-api: up bench-build ## wrk: rankings endpoints served from memory vs read from ClickHouse vs a hello-world poem endpoint, and a 304; API_RUNS rounds, median and spread
+	$(BENCH) api --seconds $(WRK_SECONDS) --runs $(API_RUNS)
 
 # The API while AS_OF_CLIENTS clients keep asking for rankings computed from a lake of LAKE_HISTORIES events (`as_of`,
 # every one computed: the API's as_of cache is off): its RSS and the latest ranking's p99 beside the same alone
 # (needs rankings published in ClickHouse `marts`: `dev/app up`). Results in bench/results/api-lake.md.
 LAKE_HISTORIES ?= 1000000,10000000
 AS_OF_CLIENTS ?= 16
-bench-api-lake: up ## the API under AS_OF_CLIENTS concurrent lake-computed as_of requests on LAKE_HISTORIES-event lakes: RSS, ranking p99 vs alone (release)
-	$(CARGO) build --release -p tributary-bench -p tributary-api
-	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" api-lake --histories $(LAKE_HISTORIES) --clients $(AS_OF_CLIENTS) --seconds $(WRK_SECONDS) --runs $(API_RUNS)
+bench-api-lake: up bench-build ## the API under AS_OF_CLIENTS concurrent lake-computed as_of requests on LAKE_HISTORIES-event lakes: RSS, ranking p99 vs alone (release)
+	$(BENCH) api-lake --histories $(LAKE_HISTORIES) --clients $(AS_OF_CLIENTS) --seconds $(WRK_SECONDS) --runs $(API_RUNS)
 
 # CDC end to end (Postgres → Debezium → lander → API) at CDC_RATES changes/s, CDC_SECONDS each, in its own
 # source database, Debezium connector and services (release builds of the services, with their default settings).
 CDC_RATES ?= 1000,5000
 CDC_SECONDS ?= 45
 CDC_RUNS ?= 3
-bench-cdc: up ## CDC rate through Debezium + lander vs Debezium alone, freshness p50/p95/p99, CPU, peak RSS; CDC_RUNS windows per rate, median and spread
-	$(CARGO) build --release -p tributary-lake -p tributary-marts -p tributary-api -p tributary-ingest -p tributary-bench
-	"$${CARGO_TARGET_DIR:-target}/release/tributary-bench" cdc --rates $(CDC_RATES) --seconds $(CDC_SECONDS) --runs $(CDC_RUNS)
+bench-cdc: up bench-build ## CDC rate through Debezium + lander vs Debezium alone, freshness p50/p95/p99, CPU, peak RSS; CDC_RUNS windows per rate, median and spread
+	$(BENCH) cdc --rates $(CDC_RATES) --seconds $(CDC_SECONDS) --runs $(CDC_RUNS)
 
 # The seeded load generator into the running pipeline (`dev/app up`): salesdb, .stack/inbox, the ERP simulator.
 LOAD_RATE ?= 100
