@@ -270,12 +270,7 @@ fn app_of(
                     }
                 };
                 span.record("http.response.status_code", resp.status().as_u16());
-                metrics.observe(
-                    route_template(&templates, &path),
-                    &method,
-                    resp.status().as_u16(),
-                    started.elapsed(),
-                );
+                metrics.observe(route, &method, resp.status().as_u16(), started.elapsed());
                 Ok(resp)
             }
         })
