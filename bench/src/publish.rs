@@ -169,6 +169,22 @@ pub async fn run(
             store_with(clickhouse, &database, column).await?,
         ));
     }
+    // The databases are dropped whether or not every publish succeeded.
+    let timed = timed_publishes(&stores, per_city, runs).await;
+    for (database, _) in &stores {
+        crate::cleanup::drop_clickhouse_database(clickhouse, database).await;
+    }
+    let (seconds, rows_seconds, ranking_rows) = timed?;
+    report(seconds, rows_seconds, ranking_rows, runs)
+}
+
+/// Times `runs` publications into each of `stores`, alternating which goes first: the seconds of
+/// each layout, the seconds making the rows took, and the ranking rows of a publication.
+async fn timed_publishes(
+    stores: &[(String, ClickHouseStore)],
+    per_city: i64,
+    runs: usize,
+) -> Result<([Vec<f64>; 2], Vec<f64>, usize)> {
     let mut seed = 88_172_645_463_325_252_u64;
     let mut seconds: [Vec<f64>; 2] = Default::default();
     let mut rows_seconds = Vec::new();
@@ -187,9 +203,16 @@ pub async fn run(
             seconds[layout].push(started.elapsed().as_secs_f64());
         }
     }
-    for (database, _) in &stores {
-        crate::cleanup::drop_clickhouse_database(clickhouse, database).await;
-    }
+    Ok((seconds, rows_seconds, ranking_rows))
+}
+
+/// A row per layout with the median time and its spread.
+fn report(
+    seconds: [Vec<f64>; 2],
+    rows_seconds: Vec<f64>,
+    ranking_rows: usize,
+    runs: usize,
+) -> Result<Vec<Row>> {
     let (rows_median, _, _) = crate::summary(rows_seconds);
     let medians = seconds.clone().map(|s| crate::summary(s).0);
     Ok(LAYOUTS
