@@ -244,22 +244,31 @@ impl SourceDb {
         let slot = self
             .client
             .query_opt(
-                "SELECT active, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint \
-                 FROM pg_replication_slots WHERE slot_name = $1",
+                "SELECT s.active, pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint, \
+                        s.active_pid, a.backend_start::text, a.state, a.wait_event \
+                 FROM pg_replication_slots s LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid \
+                 WHERE s.slot_name = $1",
                 &[&self.names.slot],
             )
             .await;
         let slot = match slot {
             Ok(Some(row)) => format!(
-                "slot {} active {}, {} bytes of WAL behind",
+                "slot {} active {}, {} bytes of WAL behind, held by pid {:?} (connected since {:?}, {:?}, waiting on {:?})",
                 self.names.slot,
                 row.get::<_, bool>(0),
-                row.get::<_, Option<i64>>(1).unwrap_or_default()
+                row.get::<_, Option<i64>>(1).unwrap_or_default(),
+                row.get::<_, Option<i32>>(2),
+                row.get::<_, Option<String>>(3),
+                row.get::<_, Option<String>>(4),
+                row.get::<_, Option<String>>(5),
             ),
             Ok(None) => format!("slot {} missing", self.names.slot),
             Err(e) => format!("slot {}: {e}", self.names.slot),
         };
-        format!("{connector}; {slot}; {}", herder_warnings())
+        format!(
+            "{connector}; {slot}; {}",
+            worker_warnings(&self.names.connector)
+        )
     }
 
     /// The lander's settings reading this source's Debezium topics.
@@ -426,10 +435,12 @@ async fn wait_for_committed_snapshot(http: &reqwest::Client, names: &Names) -> R
     }
 }
 
-/// The last warnings and errors of the local Kafka Connect worker's herder (the part that joins
-/// the group and starts connectors), from the end of `.stack/connect/connect.log`: why a
-/// connector stays stopped is said there, not in its status.
-fn herder_warnings() -> String {
+/// The last warnings and errors of the local Kafka Connect worker, from the end of
+/// `.stack/connect/connect.log`: its herder's (the part that joins the group and starts
+/// connectors: why a connector stays stopped is said there, not in its status) and those of
+/// `connector`'s own threads (its task and Debezium's, e.g. a task that could not stop or a slot
+/// held by another reader).
+fn worker_warnings(connector: &str) -> String {
     use std::io::{Read, Seek, SeekFrom};
     let path = repo_root().join(".stack/connect/connect.log");
     let tail = std::fs::File::open(&path).and_then(|mut file| {
@@ -439,20 +450,26 @@ fn herder_warnings() -> String {
         file.read_to_end(&mut bytes)?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     });
-    match tail {
-        Err(e) => format!("no worker log at {} ({e})", path.display()),
-        Ok(tail) => {
-            let lines: Vec<&str> = tail
-                .lines()
-                .filter(|line| {
-                    line.contains("DistributedHerder")
-                        && (line.contains(" WARN ") || line.contains(" ERROR "))
-                })
-                .collect();
-            let last = &lines[lines.len().saturating_sub(3)..];
-            format!("worker's last herder warnings: {last:?}")
-        }
-    }
+    let tail = match tail {
+        Ok(tail) => tail,
+        Err(e) => return format!("no worker log at {} ({e})", path.display()),
+    };
+    let warnings = |of: &dyn Fn(&str) -> bool| -> Vec<String> {
+        let lines: Vec<&str> = tail
+            .lines()
+            .filter(|line| (line.contains(" WARN ") || line.contains(" ERROR ")) && of(line))
+            .collect();
+        lines[lines.len().saturating_sub(3)..]
+            .iter()
+            .map(|line| line.chars().take(400).collect())
+            .collect()
+    };
+    let debezium = connector.replace('-', "_");
+    format!(
+        "worker's last herder warnings: {:?}; the connector's last warnings: {:?}",
+        warnings(&|line| line.contains("DistributedHerder")),
+        warnings(&|line| line.contains(connector) || line.contains(&debezium)),
+    )
 }
 
 /// Deletes the connector, its slot, the topics and (unless `keep_database`) the database.
