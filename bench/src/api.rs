@@ -15,6 +15,7 @@
 
 use crate::procfs::peak_rss_kib;
 use crate::provenance::{command_version, locked_version};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -605,25 +606,60 @@ pub(crate) async fn published(
     Ok((publication, month, city, salesman))
 }
 
-/// `/v1/rankings/salesmen?as_of=<the latest publication's moment>`: a time travel the API
+/// `/v1/rankings/salesmen?as_of=<T>`, T the moment the latest publication's lake snapshots were
+/// all current (the latest commit time among them, from `/v1/snapshots`): a time travel the API
 /// answers from the publication it retains (the goal: p99 ≤ 20 ms), checked to be
 /// answered so before it is measured (`publication.run_id` is not `on-demand`).
 async fn retained_as_of_path(http: &reqwest::Client, base: &str) -> Result<String> {
     let latest = get_json(http, &format!("{base}/v1/rankings/salesmen?limit=1")).await?;
-    let as_of: chrono::DateTime<chrono::Utc> = latest["publication"]["as_of"]
+    // `table:snapshot_id,…`: exact ids (JSON numbers this large lose digits in some readers).
+    let pinned: BTreeSet<(String, i64)> = latest["publication"]["publication_id"]
         .as_str()
-        .context("the latest publication has no as_of")?
-        .parse()
-        .context("the latest publication's as_of")?;
+        .context("the latest publication has no publication_id")?
+        .split(',')
+        .map(|pin| {
+            let (table, id) = pin
+                .split_once(':')
+                .context("a publication pin without ':'")?;
+            Ok((table.to_string(), id.parse()?))
+        })
+        .collect::<Result<_>>()?;
+    let snapshots = get_json(http, &format!("{base}/v1/snapshots")).await?;
+    let mut committed = Vec::new();
+    for table in snapshots["tables"].as_array().into_iter().flatten() {
+        let name = table["table"].as_str().unwrap_or_default();
+        for snapshot in table["snapshots"].as_array().into_iter().flatten() {
+            let Some(id) = snapshot["snapshot_id"].as_i64() else {
+                continue;
+            };
+            if pinned.contains(&(name.to_string(), id)) {
+                let at: chrono::DateTime<chrono::Utc> = snapshot["timestamp"]
+                    .as_str()
+                    .context("a snapshot without a timestamp")?
+                    .parse()?;
+                committed.push(at);
+            }
+        }
+    }
+    ensure!(
+        committed.len() == pinned.len(),
+        "/v1/snapshots lists {} of the latest publication's {} snapshots",
+        committed.len(),
+        pinned.len()
+    );
+    let at = committed
+        .into_iter()
+        .max()
+        .context("a publication of no snapshot")?;
     let path = format!(
         "/v1/rankings/salesmen?as_of={}",
-        as_of.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
     );
     let answer = get_json(http, &format!("{base}{path}")).await?;
     let run_id = answer["publication"]["run_id"].as_str().unwrap_or_default();
     ensure!(
         !run_id.is_empty() && run_id != "on-demand",
-        "{path} was not answered from the retained publication (run_id {run_id:?}): does the API see the lake?"
+        "{path} was not answered from the retained publication (run_id {run_id:?})"
     );
     Ok(path)
 }
