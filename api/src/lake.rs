@@ -13,17 +13,20 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use iceberg::Catalog;
+use iceberg::spec::TableMetadataRef;
 use tokio::sync::OnceCell;
 use tributary_common::{LakeSettings, names};
 use tributary_marts::job::compute_as_of_in;
 use tributary_marts::provenance::{Provenance, RankingKey, provenance_in};
 use tributary_rankings::{
-    LakeSnapshots, MemoryStore, Period, Publication, PublicationWriter, RankingQueries,
+    LakeSnapshot, LakeSnapshots, MemoryStore, Period, Publication, PublicationWriter,
+    RankingQueries,
 };
 use tributary_raw::RawError;
 use tributary_raw::catalog::{
@@ -31,7 +34,9 @@ use tributary_raw::catalog::{
 };
 use tributary_raw::ledger::{PartitionCoverage, cover};
 use tributary_raw::schema::{RawTable, col};
-use tributary_raw::snapshots::{AsOf, SnapshotCut, TableSnapshots, list_snapshots, load_raw_table};
+use tributary_raw::snapshots::{
+    AsOf, RAW_TABLES, SnapshotCut, TableSnapshots, list_snapshots, load_raw_table, pick_snapshot,
+};
 use tributary_raw::topics::TopicsConfig;
 
 use crate::dead_letters::{self, DeadLetter, TopicSources};
@@ -50,6 +55,9 @@ pub struct Lake {
     /// DataFusion's runtime for every computation over the lake: its memory pool, shared by
     /// the requests running at once, is the bound `limits.lake_memory_mb` sets.
     runtime: Arc<RuntimeEnv>,
+    /// The raw tables' metadata as an `as_of` last read it, reused for the times it answers
+    /// ([`Lake::resolve`]).
+    recent: RecentMetadata,
 }
 
 impl Lake {
@@ -61,6 +69,7 @@ impl Lake {
             sources: TopicSources::default(),
             catalog: OnceCell::new(),
             runtime: Arc::default(),
+            recent: RecentMetadata::default(),
         }
     }
 
@@ -72,6 +81,7 @@ impl Lake {
             sources: TopicSources::default(),
             catalog: OnceCell::new_with(Some(catalog)),
             runtime: Arc::default(),
+            recent: RecentMetadata::default(),
         }
     }
 
@@ -288,8 +298,20 @@ impl Lake {
 
     /// The snapshots `as_of` pins each raw table at (table metadata only, no data read): the
     /// id of the publication it gives.
+    ///
+    /// A time is resolved against the tables' metadata as read for an earlier request when that
+    /// reading is under [`METADATA_REUSE`] old and the time is not after it: what a fresh read
+    /// gives for such a time, without reading the catalog and the object store for every
+    /// request (that was most of the cost of an `as_of` answered from a retained publication).
     pub async fn resolve(&self, as_of: &AsOf) -> Result<LakeSnapshots, ApiError> {
         let catalog = self.catalog().await?;
+        if let AsOf::Timestamp(at) = as_of {
+            let metadata = self
+                .recent
+                .for_time(*at, catalog.as_ref(), &self.namespace)
+                .await?;
+            return Ok(metadata.resolve(&self.namespace, as_of)?);
+        }
         tributary_marts::lake::resolve_as_of(catalog.as_ref(), &self.namespace, as_of)
             .await
             .map_err(ApiError::Lake)
@@ -333,6 +355,91 @@ impl Lake {
             snapshot_id,
         )
         .await?)
+    }
+}
+
+/// How long a reading of the raw tables' metadata answers later `as_of` times (not after it).
+pub const METADATA_REUSE: Duration = Duration::from_secs(1);
+
+/// The raw tables' metadata, read at one moment.
+struct MetadataReading {
+    /// When the reading started: a commit visible to it was committed before this.
+    started_at: DateTime<Utc>,
+    /// The same moment on the monotonic clock, for its age.
+    started: Instant,
+    tables: Vec<(&'static str, TableMetadataRef)>,
+}
+
+impl MetadataReading {
+    async fn read(catalog: &dyn Catalog, namespace: &str) -> Result<Self, RawError> {
+        let (started_at, started) = (Utc::now(), Instant::now());
+        let mut tables = Vec::with_capacity(RAW_TABLES.len());
+        for name in RAW_TABLES {
+            let table = load_raw_table(catalog, namespace, name).await?;
+            tables.push((name, table.metadata_ref()));
+        }
+        Ok(Self {
+            started_at,
+            started,
+            tables,
+        })
+    }
+
+    /// Whether it answers `at` as a reading started now would: taken at or after `at`, and
+    /// recent enough that it misses only commits of the last [`METADATA_REUSE`].
+    fn answers(&self, at: DateTime<Utc>) -> bool {
+        at <= self.started_at && self.started.elapsed() <= METADATA_REUSE
+    }
+
+    /// Each table's snapshot `as_of` picks.
+    fn resolve(&self, namespace: &str, as_of: &AsOf) -> Result<LakeSnapshots, RawError> {
+        let snapshots = self
+            .tables
+            .iter()
+            .map(|(name, metadata)| {
+                Ok(LakeSnapshot {
+                    table: name.to_string(),
+                    snapshot_id: pick_snapshot(metadata, namespace, name, as_of)?,
+                })
+            })
+            .collect::<Result<_, RawError>>()?;
+        Ok(LakeSnapshots(snapshots))
+    }
+}
+
+/// The last [`MetadataReading`], shared by the requests it answers; one reading at a time, so
+/// the requests that find it stale wait for the one under way and most reuse it.
+#[derive(Default)]
+struct RecentMetadata {
+    last: std::sync::RwLock<Option<Arc<MetadataReading>>>,
+    reading: tokio::sync::Mutex<()>,
+}
+
+impl RecentMetadata {
+    fn answering(&self, at: DateTime<Utc>) -> Option<Arc<MetadataReading>> {
+        let last = self.last.read().unwrap_or_else(|e| e.into_inner());
+        last.as_ref().filter(|r| r.answers(at)).cloned()
+    }
+
+    /// A reading that answers `at`: the last one, or a new one.
+    async fn for_time(
+        &self,
+        at: DateTime<Utc>,
+        catalog: &dyn Catalog,
+        namespace: &str,
+    ) -> Result<Arc<MetadataReading>, RawError> {
+        // A time to come reads the lake as it is: any reading started from now on answers it.
+        let at = at.min(Utc::now());
+        if let Some(reading) = self.answering(at) {
+            return Ok(reading);
+        }
+        let _one_at_a_time = self.reading.lock().await;
+        if let Some(reading) = self.answering(at) {
+            return Ok(reading);
+        }
+        let reading = Arc::new(MetadataReading::read(catalog, namespace).await?);
+        *self.last.write().unwrap_or_else(|e| e.into_inner()) = Some(reading.clone());
+        Ok(reading)
     }
 }
 

@@ -514,6 +514,41 @@ async fn as_of_a_published_moment_is_answered_from_that_publication() {
     assert_eq!(now["items"][0]["salesman_id"], 300, "{now}");
 }
 
+/// The tables' metadata read for one `as_of` answers the next ones within a second, but never
+/// a time after that reading: a commit that landed since is seen by an `as_of` after it.
+#[tokio::test]
+async fn an_as_of_after_the_last_metadata_reading_sees_what_landed_since() {
+    let lake = memory_lake(&ALL).await;
+    land_first(lake.as_ref()).await;
+    let api = TestClient::new(app_with_lake(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Lake::from_catalog(lake.clone(), "raw")),
+    ));
+    let before = rfc3339(Utc::now());
+    let top = |answer: &Value| answer["items"][0]["salesman_id"].clone();
+    let (status, first) = get(&api, &format!("/v1/rankings/salesmen?as_of={before}")).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(top(&first), 100, "{first}");
+    // Iceberg commit times are milliseconds: the second round must be visibly later.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    land(
+        lake.as_ref(),
+        RawTable::PgSale,
+        &[sale("c", 4, (21, 4), Some(300), Some(7), Some(90_000)).sold_at("2026-02-09T10:00:00Z")],
+    )
+    .await;
+    let after = rfc3339(Utc::now());
+    let (status, second) = get(&api, &format!("/v1/rankings/salesmen?as_of={after}")).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(top(&second), 300, "{second}");
+    // The earlier time, within the second: still the lake before the second round.
+    let (_, again) = get(&api, &format!("/v1/rankings/salesmen?as_of={before}")).await;
+    assert_eq!(again["items"], first["items"]);
+    assert_eq!(
+        again["publication"]["publication_id"],
+        first["publication"]["publication_id"]
+    );
+}
 #[test]
 fn the_computed_cache_keeps_the_most_recently_used() {
     use crate::lake::ComputedCache;

@@ -101,39 +101,7 @@ pub async fn pin_raw_tables(
     let mut pinned = Vec::with_capacity(RAW_TABLES.len());
     for name in RAW_TABLES {
         let table = load_raw_table(catalog, namespace, name).await?;
-        let snapshot_id = match as_of {
-            AsOf::Latest => table.metadata().current_snapshot().map(|s| s.snapshot_id()),
-            AsOf::Snapshots(pins) => match pins.get(name) {
-                Some(&id) => {
-                    if table.metadata().snapshot_by_id(id).is_none() {
-                        return Err(RawError::UnknownSnapshot {
-                            table: format!("{namespace}.{name}"),
-                            snapshot_id: id,
-                        });
-                    }
-                    Some(id)
-                }
-                None => table.metadata().current_snapshot().map(|s| s.snapshot_id()),
-            },
-            AsOf::Timestamp(at) => {
-                if let Some(oldest) = history_starts(table.metadata())
-                    && at.timestamp_millis() < oldest
-                {
-                    return Err(RawError::BeforeRetention {
-                        table: format!("{namespace}.{name}"),
-                        at: *at,
-                        oldest: DateTime::from_timestamp_millis(oldest).unwrap_or_default(),
-                        retention: table
-                            .metadata()
-                            .properties()
-                            .get(RETENTION_PROPERTY)
-                            .cloned()
-                            .unwrap_or_else(|| "see the lander's [maintenance] settings".into()),
-                    });
-                }
-                snapshot_at(table.metadata(), *at)
-            }
-        };
+        let snapshot_id = pick_snapshot(table.metadata(), namespace, name, as_of)?;
         pinned.push(PinnedTable {
             name,
             table,
@@ -141,6 +109,49 @@ pub async fn pin_raw_tables(
         });
     }
     Ok(pinned)
+}
+
+/// The snapshot `as_of` picks in raw table `name` of `namespace`, whose metadata is `metadata`
+/// (`None`: the table had no snapshot by then and reads as empty). Pure: what
+/// [`pin_raw_tables`] does with each table it loads, for callers that already hold the metadata.
+pub fn pick_snapshot(
+    metadata: &TableMetadata,
+    namespace: &str,
+    name: &str,
+    as_of: &AsOf,
+) -> Result<Option<i64>, RawError> {
+    Ok(match as_of {
+        AsOf::Latest => metadata.current_snapshot().map(|s| s.snapshot_id()),
+        AsOf::Snapshots(pins) => match pins.get(name) {
+            Some(&id) => {
+                if metadata.snapshot_by_id(id).is_none() {
+                    return Err(RawError::UnknownSnapshot {
+                        table: format!("{namespace}.{name}"),
+                        snapshot_id: id,
+                    });
+                }
+                Some(id)
+            }
+            None => metadata.current_snapshot().map(|s| s.snapshot_id()),
+        },
+        AsOf::Timestamp(at) => {
+            if let Some(oldest) = history_starts(metadata)
+                && at.timestamp_millis() < oldest
+            {
+                return Err(RawError::BeforeRetention {
+                    table: format!("{namespace}.{name}"),
+                    at: *at,
+                    oldest: DateTime::from_timestamp_millis(oldest).unwrap_or_default(),
+                    retention: metadata
+                        .properties()
+                        .get(RETENTION_PROPERTY)
+                        .cloned()
+                        .unwrap_or_else(|| "see the lander's [maintenance] settings".into()),
+                });
+            }
+            snapshot_at(metadata, *at)
+        }
+    })
 }
 
 /// Loads raw table `name` of `namespace` (a missing table is [`RawError::TableMissing`]).
