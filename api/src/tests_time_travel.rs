@@ -457,18 +457,24 @@ async fn a_lake_computation_over_its_memory_budget_is_refused_by_name() {
 /// An `as_of` that resolves to the snapshots of a retained publication is answered from it
 /// (no lake computation: its `run_id` is the marts run's), with the same numbers a computation
 /// gives; a moment no publication covers is computed, and kept for the next request.
+/// Lands a sale that makes salesman 300 the top seller, visibly after the commits before it
+/// (Iceberg commit times are milliseconds).
+async fn land_top_seller_later(lake: &dyn Catalog) {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    land(
+        lake,
+        RawTable::PgSale,
+        &[sale("c", 4, (21, 4), Some(300), Some(7), Some(90_000)).sold_at("2026-02-09T10:00:00Z")],
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn as_of_a_published_moment_is_answered_from_that_publication() {
     let lake = memory_lake(&ALL).await;
     let t1 = land_first(lake.as_ref()).await;
     let store = published(lake.as_ref()).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    land(
-        lake.as_ref(),
-        RawTable::PgSale,
-        &[sale("c", 4, (21, 4), Some(300), Some(7), Some(90_000)).sold_at("2026-02-09T10:00:00Z")],
-    )
-    .await;
+    land_top_seller_later(lake.as_ref()).await;
     let api = TestClient::new(app_with_lake(
         store,
         Arc::new(Lake::from_catalog(lake.clone(), "raw")),
@@ -529,14 +535,7 @@ async fn an_as_of_after_the_last_metadata_reading_sees_what_landed_since() {
     let (status, first) = get(&api, &format!("/v1/rankings/salesmen?as_of={before}")).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(top(&first), 100, "{first}");
-    // Iceberg commit times are milliseconds: the second round must be visibly later.
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    land(
-        lake.as_ref(),
-        RawTable::PgSale,
-        &[sale("c", 4, (21, 4), Some(300), Some(7), Some(90_000)).sold_at("2026-02-09T10:00:00Z")],
-    )
-    .await;
+    land_top_seller_later(lake.as_ref()).await;
     let after = rfc3339(Utc::now());
     let (status, second) = get(&api, &format!("/v1/rankings/salesmen?as_of={after}")).await;
     assert_eq!(status, StatusCode::OK, "{second}");
