@@ -612,18 +612,13 @@ pub(crate) async fn published(
 /// answered so before it is measured (`publication.run_id` is not `on-demand`).
 async fn retained_as_of_path(http: &reqwest::Client, base: &str) -> Result<String> {
     let latest = get_json(http, &format!("{base}/v1/rankings/salesmen?limit=1")).await?;
-    // `table:snapshot_id,…`: exact ids (JSON numbers this large lose digits in some readers).
-    let pinned: BTreeSet<(String, i64)> = latest["publication"]["publication_id"]
-        .as_str()
-        .context("the latest publication has no publication_id")?
-        .split(',')
-        .map(|pin| {
-            let (table, id) = pin
-                .split_once(':')
-                .context("a publication pin without ':'")?;
-            Ok((table.to_string(), id.parse()?))
-        })
-        .collect::<Result<_>>()?;
+    // A table without a snapshot (null id) pins no commit time.
+    let pinned: BTreeSet<(&str, i64)> = latest["publication"]["lake_snapshots"]
+        .as_array()
+        .context("the latest publication lists no lake_snapshots")?
+        .iter()
+        .filter_map(|s| Some((s["table"].as_str()?, s["snapshot_id"].as_i64()?)))
+        .collect();
     let snapshots = get_json(http, &format!("{base}/v1/snapshots")).await?;
     let mut committed = Vec::new();
     for table in snapshots["tables"].as_array().into_iter().flatten() {
@@ -632,7 +627,7 @@ async fn retained_as_of_path(http: &reqwest::Client, base: &str) -> Result<Strin
             let Some(id) = snapshot["snapshot_id"].as_i64() else {
                 continue;
             };
-            if pinned.contains(&(name.to_string(), id)) {
+            if pinned.contains(&(name, id)) {
                 let at: chrono::DateTime<chrono::Utc> = snapshot["timestamp"]
                     .as_str()
                     .context("a snapshot without a timestamp")?

@@ -9,6 +9,7 @@
 //! it neither replays the demo's `salesdb.public.*` topics nor sees anyone else's changes.
 
 pub mod browser;
+mod connect_log;
 pub mod kafka;
 pub mod proxy;
 mod service;
