@@ -65,9 +65,16 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
-/// The repository root (this crate lives in `<root>/e2e`).
+/// The repository root (this crate lives in `<root>/e2e`). `cargo test` sets
+/// `CARGO_MANIFEST_DIR` when it runs the tests too, and that one wins: a target directory
+/// shared by two checkouts keeps a test binary built in the other one (cargo rebuilds on
+/// changed sources, not on a moved checkout), whose compile-time path would read the other
+/// checkout's files.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .expect("e2e has a parent")
         .to_path_buf()
