@@ -454,35 +454,8 @@ pub(crate) async fn on_lake_thread<T: Send + 'static>(
     work: impl std::future::Future<Output = T> + Send + 'static,
 ) -> Result<T, ApiError> {
     static LAKE_THREAD: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
-    let handle = LAKE_THREAD.get_or_init(|| {
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("lake-runtime".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .thread_name("lake")
-                    .on_thread_start(|| {
-                        // On Linux a nice value is per thread: this thread's id. Best effort:
-                        // at worst the lake runs at the API's priority.
-                        let this_thread = rustix::thread::gettid();
-                        if let Err(error) =
-                            rustix::process::setpriority_process(Some(this_thread), 10)
-                        {
-                            tracing::warn!(%error, "the lake thread keeps the API's priority");
-                        }
-                    })
-                    .enable_all()
-                    .build()
-                    .expect("the lake runtime starts");
-                let _ = sender.send(runtime.handle().clone());
-                runtime.block_on(std::future::pending::<()>());
-            })
-            .expect("the lake runtime's thread starts");
-        receiver
-            .recv()
-            .expect("the lake runtime hands over its handle")
-    });
+    let handle =
+        LAKE_THREAD.get_or_init(|| tributary_common::background::low_priority_runtime("lake"));
     tokio_util::task::AbortOnDropHandle::new(handle.spawn(work))
         .await
         .map_err(|e| ApiError::LakeUnavailable(format!("the lake computation stopped: {e}")))

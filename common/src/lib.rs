@@ -5,6 +5,7 @@
 //! defaults for "where is Kafka" live in exactly one place.
 #![deny(missing_docs)]
 
+pub mod background;
 pub mod compose;
 pub mod config;
 pub mod corpus;
