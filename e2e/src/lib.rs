@@ -16,7 +16,7 @@ mod service;
 mod source;
 pub mod stack;
 
-pub use service::Service;
+pub use service::{Service, last_warnings};
 pub use source::SourceDb;
 
 use std::collections::BTreeMap;

@@ -163,3 +163,73 @@ impl Drop for Service {
         self.kill_hard();
     }
 }
+
+/// Reconnection noise of librdkafka while a broker is away: says nothing a failure needs.
+const BROKER_AWAY_NOISE: [&str; 4] = ["Connect to ipv4", "Global error", "FAIL [", "REQTMOUT"];
+
+/// For a failure message: the last `per_service` warnings and errors in each service's log
+/// (without librdkafka's reconnection noise), after copying the logs to `.stack/e2e/kept/<keep_as>/`
+/// where the next test starting services of the same names does not overwrite them.
+pub fn last_warnings(services: &[Service], per_service: usize, keep_as: &str) -> String {
+    let kept = repo_root().join(".stack/e2e/kept").join(keep_as);
+    let copied = std::fs::create_dir_all(&kept).and_then(|()| {
+        services.iter().try_for_each(|s| {
+            std::fs::copy(&s.log, kept.join(format!("{}.log", s.name))).map(|_| ())
+        })
+    });
+    let mut lines = vec![match copied {
+        Ok(()) => format!("logs kept in {}", kept.display()),
+        Err(e) => format!("logs not kept ({e})"),
+    }];
+    for service in services {
+        let text = std::fs::read_to_string(&service.log).unwrap_or_default();
+        let warnings: Vec<String> = text
+            .lines()
+            .map(strip_ansi)
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .filter(|l| !BROKER_AWAY_NOISE.iter().any(|noise| l.contains(noise)))
+            .collect();
+        let last = &warnings[warnings.len().saturating_sub(per_service)..];
+        lines.push(format!(
+            "{}: {} warnings and errors, the last:",
+            service.name,
+            warnings.len()
+        ));
+        lines.extend(
+            last.iter()
+                .map(|l| format!("  {}", l.chars().take(400).collect::<String>())),
+        );
+    }
+    lines.join("\n")
+}
+
+/// `line` without ANSI colour sequences (`ESC [ … m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_sequences_are_stripped() {
+        assert_eq!(
+            strip_ansi("\u{1b}[2m2026\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m x"),
+            "2026  WARN x"
+        );
+    }
+}

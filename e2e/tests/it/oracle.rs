@@ -798,6 +798,11 @@ async fn workload(seed: u64, rounds: usize, disruption: Disruption) -> Result<()
             );
             diffs.push(format!("capture: {}", run.source().capture_status().await));
             diffs.push(where_the_records_are(&run, &http, &base, &probes).await);
+            diffs.push(tributary_e2e::last_warnings(
+                &services,
+                6,
+                &format!("{}-round-{round}", replay.replace('=', "-")),
+            ));
             panic!(
                 "seed {seed} round {round}: the API never matched the sources ({e:#})\n{}\n\
                  replay: {replay}; logs in .stack/e2e/oracle-*.log",
