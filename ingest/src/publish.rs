@@ -179,9 +179,46 @@ pub async fn ensure_topics(
     Ok(())
 }
 
+/// A librdkafka client destroyed on a thread of its own when dropped. Dropping the last handle of
+/// a producer purges its queue, flushes for up to 500 ms and joins librdkafka's threads
+/// (`rd_kafka_destroy`), which is known to hang now and then while a broker is away
+/// (confluentinc/librdkafka#1640, #3470). The ingestors drop their producer after every failed
+/// publish, typically during a Kafka outage: on an async worker that would stall the ingestor's
+/// loop with it (its `/readyz` still answering), so the drop is nobody's wait.
+struct OffThreadDrop<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> std::ops::Deref for OffThreadDrop<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl<T: Send + 'static> Drop for OffThreadDrop<T> {
+    fn drop(&mut self) {
+        let Some(client) = self.0.take() else { return };
+        let destroyed = std::thread::Builder::new()
+            .name("kafka-client-drop".into())
+            .spawn(move || {
+                let started = Instant::now();
+                drop(client);
+                let took = started.elapsed();
+                if took > Duration::from_secs(5) {
+                    tracing::warn!(?took, "destroying a Kafka client took long");
+                } else {
+                    tracing::debug!(?took, "Kafka client destroyed");
+                }
+            });
+        if let Err(error) = destroyed {
+            tracing::warn!(%error, "no thread to destroy a Kafka client on; it is leaked");
+        }
+    }
+}
+
 /// A transactional producer: `acks=all`, idempotent, one transaction per [`publish`](Self::publish).
 pub struct TxPublisher {
-    producer: Arc<FutureProducer>,
+    producer: OffThreadDrop<Arc<FutureProducer>>,
     /// Set when a transaction failed fenced after being open longer than
     /// [`TRANSACTION_TIMEOUT`]: the broker's own timeout fenced it, not another producer.
     timed_out_by_broker: AtomicBool,
@@ -214,8 +251,8 @@ impl TxPublisher {
             )
             .create()
             .map_err(PublishError::new("create producer"))?;
-        let producer = Arc::new(producer);
-        let init = producer.clone();
+        let producer = OffThreadDrop(Some(Arc::new(producer)));
+        let init = Arc::clone(&producer);
         tokio::task::spawn_blocking(move || init.init_transactions(CONTROL_TIMEOUT))
             .await
             .expect("init_transactions does not panic")
