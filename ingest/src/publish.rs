@@ -201,13 +201,14 @@ impl<T: Send + 'static> Drop for OffThreadDrop<T> {
         let destroyed = std::thread::Builder::new()
             .name("kafka-client-drop".into())
             .spawn(move || {
+                tracing::info!("destroying a Kafka client on a thread of its own");
                 let started = Instant::now();
                 drop(client);
                 let took = started.elapsed();
                 if took > Duration::from_secs(5) {
                     tracing::warn!(?took, "destroying a Kafka client took long");
                 } else {
-                    tracing::debug!(?took, "Kafka client destroyed");
+                    tracing::info!(?took, "Kafka client destroyed");
                 }
             });
         if let Err(error) = destroyed {
