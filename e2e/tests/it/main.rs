@@ -19,5 +19,6 @@ mod oracle;
 mod pipeline;
 mod prometheus;
 mod readiness;
+mod records_trail;
 mod status_page;
 mod tracing;

@@ -28,6 +28,7 @@ use crate::disruption::{
     Disruption, Kills, Probe, SlowDependencies, arm_crash_point, await_crash, chaos, crash_point,
     outage, slowdown,
 };
+use crate::records_trail::{run_topics, where_the_records_are};
 use anyhow::{Context, Result};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -1470,108 +1471,6 @@ async fn slow_and_stalled_dependencies_stall_nothing_for_good_and_lose_nothing()
         "slowdown seed {seed}, {rounds} rounds, {down:?} slow then {down:?} stalled a round (replay: SLOW_SEED={seed})"
     );
     workload(seed, rounds, Disruption::Slowdowns(down)).await
-}
-
-/// The run's topics: the source's three Debezium topics, the ingestors' sales and dead letters.
-fn run_topics(run: &TestPipeline) -> [String; 7] {
-    let source = run.source();
-    [
-        source.topic("sale"),
-        source.topic("salesman"),
-        source.topic("city"),
-        run.topic("files.sales"),
-        run.topic("files.dead"),
-        run.topic("erp.sales"),
-        run.topic("erp.dead"),
-    ]
-}
-
-/// For a failure message, where a run's records stand when the API does not match the
-/// sources: per partition of each topic, Kafka's high watermark against what the lake's ledger
-/// consumed (a partition behind names whether a `read_committed` reader gets to its end, i.e.
-/// whether an open transaction holds it); the sources' numbering as the ledger counts it; and
-/// which services are not ready now. Each part says so when it cannot be read.
-async fn where_the_records_are(
-    run: &TestPipeline,
-    http: &reqwest::Client,
-    base: &str,
-    probes: &[Probe],
-) -> String {
-    let ledger = get_json(http, &format!("{base}/v1/ledger")).await;
-    let no_partitions = Vec::new();
-    let partitions = ledger
-        .as_ref()
-        .ok()
-        .and_then(|l| l["partitions"].as_array())
-        .unwrap_or(&no_partitions);
-    let mut lines = Vec::new();
-    for topic in run_topics(run) {
-        let watched = topic.clone();
-        let marks = tokio::task::spawn_blocking(move || tributary_e2e::kafka::watermarks(&watched))
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|marks| marks);
-        let marks = match marks {
-            Ok(marks) => marks,
-            Err(e) => {
-                lines.push(format!("{topic}: no watermarks ({e:#})"));
-                continue;
-            }
-        };
-        for (partition, (_, high)) in marks {
-            let landed = partitions
-                .iter()
-                .find(|p| p["topic"] == topic.as_str() && p["partition"] == partition);
-            let next = landed.and_then(|p| p["next_offset"].as_i64());
-            let mut line = format!(
-                "{topic}/{partition}: Kafka's high watermark {high}, the ledger's next offset {next:?}"
-            );
-            if next.is_none_or(|next| next < high) {
-                let read = topic.clone();
-                let committed = tokio::task::spawn_blocking(move || committed_offsets(&read))
-                    .await
-                    .map_err(anyhow::Error::from)
-                    .and_then(|offsets| offsets);
-                line.push_str(&match committed {
-                    Ok(offsets) => format!(
-                        "; read_committed reads to the end, its last record at {:?}",
-                        offsets.iter().rfind(|(p, _)| *p == partition)
-                    ),
-                    Err(e) => format!("; read_committed: {e:#}"),
-                });
-            }
-            lines.push(line);
-        }
-    }
-    match &ledger {
-        Ok(ledger) => {
-            for entry in ledger["files"]
-                .as_array()
-                .into_iter()
-                .chain(ledger["erp"].as_array())
-                .flatten()
-            {
-                lines.push(format!("source numbering: {entry}"));
-            }
-        }
-        Err(e) => lines.push(format!("no ledger: {e:#}")),
-    }
-    let probe = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("a plain HTTP client builds");
-    for p in probes {
-        let readiness = match probe.get(format!("{}/readyz", p.base)).send().await {
-            Ok(response) => format!(
-                "{} {}",
-                response.status(),
-                response.text().await.unwrap_or_default()
-            ),
-            Err(e) => format!("no answer: {e}"),
-        };
-        lines.push(format!("{} /readyz now: {readiness}", p.service));
-    }
-    format!("records:\n{}", lines.join("\n"))
 }
 
 /// Every record a `read_committed` reader sees on every topic of the run (the source's three
