@@ -81,7 +81,7 @@ impl Default for MaintenanceSettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            interval_s: 300,
+            interval_s: 60,
             snapshot_retention_s: 3_600,
             history_retention_s: 7 * 24 * 3_600,
             history_granularity_s: 3_600,
