@@ -119,8 +119,12 @@ max_connections = 200
 # server. At 10 000 changes/s for 10 minutes freshness p50 was 49.6 s with 128 MB (the default),
 # 24.8 s with 1 GB (bench/results/cdc-2026-12-05-{d82d889,564012d}-10k-10min.md, one run each).
 shared_buffers = 1GB
-# Fewer forced checkpoints (and full-page writes after each) under a sustained write load.
-max_wal_size = 4GB
+# Fewer checkpoints (and so fewer full-page writes: the first change to a page after each one
+# writes the whole page into the WAL) under a sustained write load. At 10 000 changes/s the WAL
+# grows ~9 MB/s; with 4 GB a checkpoint was forced every ~4 minutes, and the marts' kept-state
+# commits (random updates of a multi-million-row table) slowed after each.
+max_wal_size = 8GB
+checkpoint_timeout = 15min
 # The first change to a page after a checkpoint writes the whole page into the WAL; compressed,
 # those images cost less WAL to write, fsync and decode (Debezium's walsender reads it all).
 # At 10 000 changes/s the WAL grew ~18 MB/s uncompressed and forced a checkpoint every ~2 min.
