@@ -494,14 +494,6 @@ impl StateStore for PostgresState {
             .transaction()
             .await
             .map_err(pg_err("begin the state commit"))?;
-        // Not waiting for the WAL flush (tens to hundreds of ms behind a source taking thousands
-        // of changes a second on the same server): a Postgres crash may lose the last fraction of
-        // a second of state commits, never part of one. The kept state is then an older,
-        // consistent one; its publications are already out and the next run folds the lake again
-        // from the older checkpoint, as after a run stopped between publishing and committing.
-        tx.batch_execute("SET LOCAL synchronous_commit = off")
-            .await
-            .map_err(pg_err("relax the state commit's WAL flush"))?;
         let found: Option<i64> = tx
             .query_opt(
                 &format!("SELECT generation FROM {s}.checkpoint WHERE id = 1 FOR UPDATE"),
