@@ -117,11 +117,9 @@ max_slot_wal_keep_size = 4GB
 max_connections = 200
 # The catalog, the marts' kept state (a row per current sale) and the source database share this
 # server. At 10 000 changes/s for 10 minutes freshness p50 was 49.6 s with 128 MB (the default),
-# 24.8 s with 1 GB (bench/results/cdc-2026-12-05-{d82d889,564012d}-10k-10min.md, one run each). With
-# 1 GB, 10 minutes at that rate (~5 M kept sales) filled it: the backends wrote most dirty pages out
-# themselves (pg_stat_bgwriter: buffers_backend 6.9 M against 0.9 M by the background writer) and
-# the marts' state commit grew from 0.36 to 0.88 s a run. Only pages in use take memory.
-shared_buffers = 4GB
+# 24.8 s with 1 GB (bench/results/cdc-2026-12-05-{d82d889,564012d}-10k-10min.md, one run each). 4 GB
+# did no better (cdc-2026-12-07-eb5e10b-10k-10min.md).
+shared_buffers = 1GB
 # Fewer checkpoints (and so fewer full-page writes: the first change to a page after each one
 # writes the whole page into the WAL) under a sustained write load. At 10 000 changes/s the WAL
 # grows ~9 MB/s; with 4 GB a checkpoint was forced every ~4 minutes, and the marts' kept-state
