@@ -15,7 +15,7 @@
 //! changes a second took 18–21 s of CPU every 5 minutes, and the marts' runs beside it, starved of
 //! the same two cores, grew to 30–50 K events and set the freshness tail
 //! (`bench/results/cdc-2026-12-07-8a0a553-10k-10min.md`); a pass a minute compacts a fifth as
-//! much, in 3–6 s. At nice 10 it takes what the others leave; on an idle machine all of it.
+//! much, in 2–8 s. At nice 10 it takes what the others leave; on an idle machine all of it.
 
 use std::sync::Arc;
 
