@@ -43,11 +43,7 @@ pub(crate) async fn where_the_records_are(
     let mut lines = Vec::new();
     for topic in run_topics(run) {
         let watched = topic.clone();
-        let marks = tokio::task::spawn_blocking(move || tributary_e2e::kafka::watermarks(&watched))
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|marks| marks);
-        let marks = match marks {
+        let marks = match blocking(move || tributary_e2e::kafka::watermarks(&watched)).await {
             Ok(marks) => marks,
             Err(e) => {
                 lines.push(format!("{topic}: no watermarks ({e:#})"));
@@ -64,11 +60,7 @@ pub(crate) async fn where_the_records_are(
             );
             if next.is_none_or(|next| next < high) {
                 let read = topic.clone();
-                let committed = tokio::task::spawn_blocking(move || committed_offsets(&read))
-                    .await
-                    .map_err(anyhow::Error::from)
-                    .and_then(|offsets| offsets);
-                line.push_str(&match committed {
+                line.push_str(&match blocking(move || committed_offsets(&read)).await {
                     Ok(offsets) => format!(
                         "; read_committed reads to the end, its last record at {:?}",
                         offsets.iter().rfind(|(p, _)| *p == partition)
@@ -92,12 +84,11 @@ pub(crate) async fn where_the_records_are(
         }
         Err(e) => lines.push(format!("no ledger: {e:#}")),
     }
-    let probe = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("a plain HTTP client builds");
     for p in probes {
-        let readiness = match probe.get(format!("{}/readyz", p.base)).send().await {
+        let readyz = http
+            .get(format!("{}/readyz", p.base))
+            .timeout(Duration::from_secs(5));
+        let readiness = match readyz.send().await {
             Ok(response) => format!(
                 "{} {}",
                 response.status(),
@@ -108,4 +99,12 @@ pub(crate) async fn where_the_records_are(
         lines.push(format!("{} /readyz now: {readiness}", p.service));
     }
     format!("records:\n{}", lines.join("\n"))
+}
+
+/// `read` on a blocking thread (the e2e Kafka helpers block the thread they run on); its error or
+/// its panic as one error.
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(read).await?
 }
