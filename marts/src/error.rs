@@ -99,6 +99,11 @@ pub enum MartsError {
     #[error("marts state is unreadable: {0}; rebuild it with `tributary-marts run-once --rebuild`")]
     CorruptState(String),
 
+    /// A state commit running beside the next run was cancelled before it ended (the runtime
+    /// shutting down): the store has the state before it or after it, never half of it.
+    #[error("the marts state commit was cancelled; the next run folds again from the stored state")]
+    CommitCancelled,
+
     /// A Trino query failed (unreachable, refused, timed out); the rebuild may be repeated.
     #[error("trino query {query} failed: {message}")]
     Trino {
@@ -151,7 +156,7 @@ impl MartsError {
             MartsError::State { source, .. } => {
                 source.is_closed() || source.as_db_error().is_none()
             }
-            MartsError::StateConflict { .. } => true,
+            MartsError::StateConflict { .. } | MartsError::CommitCancelled => true,
             MartsError::Rankings(e) => e.is_retryable(),
             MartsError::Raw(e) => e.is_retryable(),
         }

@@ -433,6 +433,30 @@ impl Cells {
         self.1.clear();
     }
 
+    /// The cells changed since [`Cells::stored`] was last called, as cells of their own (the
+    /// emptied ones changed and absent), and these cells marked stored: what a commit running
+    /// beside the next fold writes ([`Cells::apply`] is its inverse).
+    pub fn take_changes(&mut self) -> Cells {
+        let changed = std::mem::take(&mut self.1);
+        let values = changed
+            .iter()
+            .filter_map(|key| self.0.get(key).map(|totals| (*key, *totals)))
+            .collect();
+        Cells(values, changed)
+    }
+
+    /// Applies `changes` ([`Cells::take_changes`]): their cells set, their emptied ones removed,
+    /// each marked changed.
+    pub fn apply(&mut self, changes: &Cells) {
+        for (key, totals) in changes.changed() {
+            match totals {
+                Some(totals) => self.0.insert(*key, *totals),
+                None => self.0.remove(key),
+            };
+            self.1.insert(*key);
+        }
+    }
+
     /// The kept state has none of the cells (a state written before cells were rows): every
     /// cell counts as changed.
     pub fn none_stored(&mut self) {
@@ -798,6 +822,45 @@ mod tests {
             !whole.months.contains_key(&month(jan)),
             "January has no sale left"
         );
+    }
+
+    /// The changes taken for a commit are exactly what moved since the last store (the emptied
+    /// cells included, as absent), the cells keep every value and count as stored, and applying
+    /// the changes to the cells as last stored gives the cells as they are.
+    #[test]
+    fn changes_taken_for_a_commit_rebuild_the_cells_from_the_last_stored() {
+        let keys = NaturalKeys::default();
+        let mut cells = Cells::default();
+        let a = cells
+            .fold_event(None, event("pg", "a", 1, ids(1, 7), 100), &keys)
+            .unwrap();
+        cells
+            .fold_event(None, event("pg", "b", 1, ids(2, 7), 250), &keys)
+            .unwrap();
+        cells.stored();
+        let stored = cells.clone();
+        // Salesman 1's one sale is deleted (its cells emptied), salesman 3 sells.
+        let gone = SaleEvent {
+            deleted: true,
+            ..event("pg", "a", 2, ids(1, 7), 100)
+        };
+        cells.fold_event(Some(&a), gone, &keys).unwrap();
+        cells
+            .fold_event(None, event("pg", "c", 1, ids(3, 8), 40), &keys)
+            .unwrap();
+        let moved = cells.changed_count();
+        let changes = cells.take_changes();
+        assert_eq!(changes.changed_count(), moved);
+        assert_eq!(cells.changed_count(), 0, "taken: nothing left to store");
+        assert_eq!(
+            changes.changed().filter(|(_, t)| t.is_none()).count(),
+            2,
+            "salesman 1's cells, all time and January, emptied"
+        );
+        let mut rebuilt = stored;
+        rebuilt.apply(&changes);
+        assert_eq!(rebuilt, cells);
+        assert_eq!(rebuilt.changed_count(), moved);
     }
 
     #[test]

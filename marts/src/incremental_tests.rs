@@ -190,6 +190,15 @@ async fn check_seed(seed: u64) {
     let lasting = MartsJob::new(lake.clone(), "raw", store.clone(), state.clone());
     // The same rounds folded a few commits a run, with a store and state of its own.
     let sliced = sliced_job(&lake);
+    // The same rounds run as the scheduler runs them, each state commit still in flight while
+    // the next run folds (it lands after that run has read the kept sales).
+    let behind = sliced_job(&lake);
+    let behind = (
+        behind.0.with_max_events_per_run(u64::MAX),
+        behind.1,
+        behind.2,
+    );
+    behind.1.land_commits_after_reads();
     let mut sliced_runs = 0;
     let mut carried = 0;
     for round in 0..12 {
@@ -226,12 +235,28 @@ async fn check_seed(seed: u64) {
         carried += carried_short;
         carried += check_served(&store, &expected, &what).await;
         carried += check_served(&sliced.2, &expected, &what).await;
+        behind.0.run_behind().await.unwrap();
+        // Its commit starts, and waits for the next run's read.
+        tokio::task::yield_now().await;
+        assert_eq!(
+            behind.1.version().await.unwrap().map(|v| v.generation),
+            (round > 0).then_some(round),
+            "{what}: the state commit is in flight"
+        );
+        carried += check_served(&behind.2, &expected, &what).await;
         assert_eq!(
             sliced.0.kept_rankings().await.unwrap().unwrap(),
             expected,
             "{what}: runs bounded to {SMALL_BOUND} events differ from the SQL recompute"
         );
     }
+    behind.1.land_held_commit();
+    behind.0.settle_in_flight().await.unwrap();
+    assert_eq!(
+        behind.0.kept_rankings().await.unwrap().unwrap(),
+        compute(lake.as_ref(), "raw").await.unwrap().1,
+        "seed {seed}: the state committed behind differs from the SQL recompute"
+    );
     let rebuilt = MartsJob::new(
         lake.clone(),
         "raw",

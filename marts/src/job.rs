@@ -99,8 +99,11 @@ pub struct RunTimings {
     pub read: f64,
     /// Folding them into the kept state (lookups of the sales they touch included).
     pub fold: f64,
-    /// Committing the state.
+    /// Committing the state: waiting for the last run's commit to land, and this run's own
+    /// unless it commits behind ([`MartsJob::run_scheduled`]).
     pub commit: f64,
+    /// The last run's state commit, which ran beside this run (0 when there was none).
+    pub commit_behind: f64,
     /// Totalling the cells per period and ranking them.
     pub rank: f64,
     /// Writing the publication to the store.
@@ -244,12 +247,62 @@ pub struct MartsJob {
     /// reading the state again, unless the stored version is another (a rebuild, another
     /// process). Taken by a run, given back once its commit succeeded.
     kept: std::sync::Mutex<Option<Checkpoint>>,
+    /// The last state commit of this process's scheduled runs while it may still be in flight:
+    /// they commit behind ([`MartsJob::run_scheduled`]), the next run folding meanwhile.
+    in_flight: std::sync::Mutex<Option<InFlightCommit>>,
     /// Whether this process has made sure of the ClickHouse schema (once, and again after a
     /// failed run: the database may have been dropped meanwhile). A dozen DDL round trips a
     /// run were a good part of a small run's time.
     schema_ready: std::sync::atomic::AtomicBool,
     /// The events one run reads at most (see [`crate::slice`]).
     max_events_per_run: u64,
+}
+
+/// A state commit running beside the next run: the sales it writes are newer than the store's
+/// until it lands, so the next fold reads those from here and the others from the store.
+struct InFlightCommit {
+    sales: Arc<Vec<SaleRecord>>,
+    by_key: HashMap<SaleKey, usize>,
+    /// The commit (and the pin of its snapshots); its seconds once landed.
+    task: tokio::task::JoinHandle<Result<f64, MartsError>>,
+}
+
+impl InFlightCommit {
+    /// The version of `key` this commit writes, if it writes one.
+    fn sale(&self, key: &SaleKey) -> Option<&SaleRecord> {
+        self.by_key.get(key).map(|&i| &self.sales[i])
+    }
+
+    /// Waits for it to land: its seconds, or why it failed.
+    async fn landed(self) -> Result<f64, MartsError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => Err(MartsError::CommitCancelled),
+        }
+    }
+}
+
+/// The job's commit in flight, taken by a run: given back when the run ends without settling
+/// it (failed, or dropped at shutdown), so the job never loses track of a commit.
+struct TakenCommit<'a> {
+    slot: &'a std::sync::Mutex<Option<InFlightCommit>>,
+    commit: Option<InFlightCommit>,
+}
+
+impl<'a> TakenCommit<'a> {
+    fn take(slot: &'a std::sync::Mutex<Option<InFlightCommit>>) -> Self {
+        let commit = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        Self { slot, commit }
+    }
+}
+
+impl Drop for TakenCommit<'_> {
+    fn drop(&mut self) {
+        if let Some(commit) = self.commit.take() {
+            *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(commit);
+        }
+    }
 }
 
 /// Logs a published run: what it read and wrote and where its time went (the benchmarks read
@@ -379,6 +432,7 @@ impl MartsJob {
             commits: None,
             announcer: None,
             kept: std::sync::Mutex::new(None),
+            in_flight: std::sync::Mutex::new(None),
             schema_ready: std::sync::atomic::AtomicBool::new(false),
             max_events_per_run: DEFAULT_MAX_EVENTS_PER_RUN,
         }
@@ -463,7 +517,7 @@ impl MartsJob {
     /// that either, and a record that fails to be written must not turn a published run into
     /// an error (the publication is already visible), so such a failure is only logged.
     pub async fn run_with(&self, mode: RunMode) -> Result<RunOutcome, MartsError> {
-        self.run_under(mode, None).await
+        self.run_under(mode, None, false).await
     }
 
     /// [`MartsJob::run_with`], its lineage run the child of `parent` (the scheduler's).
@@ -471,6 +525,7 @@ impl MartsJob {
         &self,
         mode: RunMode,
         parent: Option<&tributary_lineage::JobRun>,
+        behind: bool,
     ) -> Result<RunOutcome, MartsError> {
         let run_id = uuid::Uuid::now_v7().to_string();
         let started_at = self.clock.now();
@@ -479,7 +534,14 @@ impl MartsJob {
         let mut progress = RunProgress::default();
         let timer = std::time::Instant::now();
         let result = self
-            .run(&run_id, started_at, mode, &mut progress, &mut lineage)
+            .run(
+                &run_id,
+                started_at,
+                mode,
+                behind,
+                &mut progress,
+                &mut lineage,
+            )
             .instrument(span.clone())
             .await;
         if result.is_err() {
@@ -534,9 +596,23 @@ impl MartsJob {
         run_id: &str,
         computed_at: DateTime<Utc>,
         mode: RunMode,
+        behind: bool,
         progress: &mut RunProgress,
         lineage: &mut MartsRun,
     ) -> Result<RunOutcome, MartsError> {
+        let mut timings = RunTimings::default();
+        let mut previous = TakenCommit::take(&self.in_flight);
+        // A commit that has landed is settled now; so is any before a run that does not fold
+        // on from it (a rebuild, a forced run).
+        if previous
+            .commit
+            .as_ref()
+            .is_some_and(|c| c.task.is_finished() || mode != RunMode::Incremental)
+        {
+            let mut watch = Stopwatch::start();
+            timings.commit_behind += self.settle(&mut previous.commit).await?;
+            timings.commit += watch.lap();
+        }
         if !self.schema_ready.load(std::sync::atomic::Ordering::Relaxed) {
             self.store.ensure_schema().await?;
             self.schema_ready
@@ -575,16 +651,20 @@ impl MartsJob {
                 .await;
         }
 
-        let stored = self.state.version().await?;
-        let remembered = self
-            .kept
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .filter(|c| Some(c.version()) == stored);
-        let base = match remembered {
-            Some(checkpoint) => Some(checkpoint),
-            None => self.state.checkpoint().await?,
+        let remembered = self.kept.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let base = match (&previous.commit, remembered) {
+            // Ahead of the store by the commit in flight (which fails if another wrote since).
+            (Some(_), Some(checkpoint)) => Some(checkpoint),
+            (_, remembered) => {
+                let mut watch = Stopwatch::start();
+                timings.commit_behind += self.settle(&mut previous.commit).await?;
+                timings.commit += watch.lap();
+                let stored = self.state.version().await?;
+                match remembered.filter(|c| Some(c.version()) == stored) {
+                    Some(checkpoint) => Some(checkpoint),
+                    None => self.state.checkpoint().await?,
+                }
+            }
         };
         let latest = match mode {
             RunMode::Rebuild => None,
@@ -653,7 +733,6 @@ impl MartsJob {
             epoch: uuid::Uuid::new_v4().as_u64_pair().0,
             ..Checkpoint::default()
         });
-        let mut timings = RunTimings::default();
         loop {
             let mut watch = Stopwatch::start();
             let slice = first_slice
@@ -670,12 +749,15 @@ impl MartsJob {
             // A run that publishes its one slice over the latest publication may carry the months
             // it does not change; a change to the master data (names, resolution) touches them all.
             let master_before = publishes_slices.then(|| checkpoint.master.clone());
-            let changed = self.fold(&mut checkpoint, new).await?;
+            let changed = self
+                .fold(&mut checkpoint, new, &mut previous.commit)
+                .await?;
             timings.fold += watch.lap();
             checkpoint.snapshots = snapshot_ids(&slice);
             checkpoint.generation = base_generation.map_or(1, |g| g + 1);
             if !caught_up && !publishes_slices {
                 // A slice on the way to the lake's current snapshots: kept, not published.
+                timings.commit_behind += self.settle(&mut previous.commit).await?;
                 self.state
                     .commit(base_generation, &changed, &checkpoint)
                     .await?;
@@ -742,17 +824,23 @@ impl MartsJob {
                 tributary_common::failpoint::MARTS_AFTER_PUBLISH,
             );
             let mut watch = Stopwatch::start();
-            self.state
-                .commit(base_generation, &changed, &checkpoint)
-                .await?;
-            checkpoint.cells.stored();
-            self.pin_checkpoint(&slice).await;
-            tracing::debug!(cells_changed, "state committed");
+            // In order: this run's commit starts once the last one landed.
+            let commit_behind = self.settle(&mut previous.commit).await?;
+            let commit = self.start_commit(base_generation, changed, &mut checkpoint, &slice);
+            let sales_changed = commit.sales.len();
+            // Ahead of the store until the commit lands; dropped if it fails.
             *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(checkpoint);
+            if behind {
+                *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()) = Some(commit);
+            } else {
+                self.settle(&mut Some(commit)).await?;
+                tracing::debug!(cells_changed, "state committed");
+            }
             if let RunOutcome::Published { timings, .. } = &mut outcome {
                 timings.commit += watch.lap();
+                timings.commit_behind += commit_behind;
             }
-            log_published(&outcome, progress, Some(changed.len()));
+            log_published(&outcome, progress, Some(sales_changed));
             return Ok(outcome);
         }
     }
@@ -927,18 +1015,73 @@ impl MartsJob {
         }
     }
 
-    /// Pins the snapshots the state now continues from (best effort: a failed pin leaves the
-    /// previous, older one, which keeps more history, never less).
+    /// Pins the snapshots the state now continues from ([`pin_state`]).
     async fn pin_checkpoint(&self, tables: &[(&'static str, iceberg::table::Table, Option<i64>)]) {
-        let Some((pins, holder)) = &self.pins else {
-            return;
-        };
-        if let Err(error) = pins
-            .pin(holder, &self.namespace, &snapshot_times(tables))
-            .await
-        {
-            tracing::warn!(%error, holder, "could not pin the state's snapshots; lake maintenance may expire them (the next run would rebuild)");
+        pin_state(self.pins.as_ref(), &self.namespace, &snapshot_times(tables)).await;
+    }
+
+    /// Starts committing `sales` and the changes of `checkpoint` (which count as stored from
+    /// now on) over generation `base`, then pinning the slice's snapshots: a task of its own,
+    /// so the caller may fold on meanwhile ([`MartsJob::settle`] waits for it).
+    fn start_commit(
+        &self,
+        base: Option<u64>,
+        sales: Vec<SaleRecord>,
+        checkpoint: &mut Checkpoint,
+        slice: &[(&'static str, iceberg::table::Table, Option<i64>)],
+    ) -> InFlightCommit {
+        let changes = checkpoint.take_changes();
+        let sales = Arc::new(sales);
+        let by_key = sales
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.key.clone(), i))
+            .collect();
+        let (state, pins, namespace) = (
+            self.state.clone(),
+            self.pins.clone(),
+            self.namespace.clone(),
+        );
+        let (written, times) = (sales.clone(), snapshot_times(slice));
+        let task = tokio::spawn(
+            async move {
+                let started = std::time::Instant::now();
+                state.commit(base, &written, &changes).await?;
+                pin_state(pins.as_ref(), &namespace, &times).await;
+                Ok(started.elapsed().as_secs_f64())
+            }
+            .in_current_span(),
+        );
+        InFlightCommit {
+            sales,
+            by_key,
+            task,
         }
+    }
+
+    /// Waits for the commit in flight, if any: its seconds. A failed one also drops the
+    /// checkpoint in memory (it ran ahead of a store that lacks it), so the next run folds
+    /// again from the stored state.
+    async fn settle(&self, in_flight: &mut Option<InFlightCommit>) -> Result<f64, MartsError> {
+        let Some(commit) = in_flight.take() else {
+            return Ok(0.0);
+        };
+        commit.landed().await.inspect_err(|error| {
+            self.kept.lock().unwrap_or_else(|e| e.into_inner()).take();
+            tracing::warn!(%error, "a state commit failed; the next run folds again from the stored state");
+        })
+    }
+
+    /// An incremental run as the scheduler makes it, its state commit left in flight.
+    #[cfg(test)]
+    pub(crate) async fn run_behind(&self) -> Result<RunOutcome, MartsError> {
+        self.run_under(RunMode::Incremental, None, true).await
+    }
+
+    /// Waits for the job's commit in flight, if any (see [`MartsJob::settle`]).
+    pub(crate) async fn settle_in_flight(&self) -> Result<f64, MartsError> {
+        self.settle(&mut TakenCommit::take(&self.in_flight).commit)
+            .await
     }
 
     /// Pins exactly the snapshots a publication was computed from, for as long as retention
@@ -1017,6 +1160,7 @@ impl MartsJob {
         &self,
         checkpoint: &mut Checkpoint,
         new: NewEvents,
+        in_flight: &mut Option<InFlightCommit>,
     ) -> Result<Vec<SaleRecord>, MartsError> {
         let before = checkpoint.master.index();
         checkpoint.master.apply(new.salesmen, new.cities);
@@ -1033,14 +1177,24 @@ impl MartsJob {
                 }
             }
         }
-        let wanted: Vec<SaleKey> = newest.keys().cloned().collect();
-        let kept: HashMap<SaleKey, SaleRecord> = self
-            .state
-            .sales(&wanted)
-            .await?
-            .into_iter()
-            .map(|r| (r.key.clone(), r))
-            .collect();
+        // The kept versions: those a commit in flight writes from it, the others from the store.
+        let mut kept: HashMap<SaleKey, SaleRecord> = HashMap::with_capacity(newest.len());
+        let mut wanted: Vec<SaleKey> = Vec::with_capacity(newest.len());
+        for key in newest.keys() {
+            match in_flight.as_ref().and_then(|c| c.sale(key)) {
+                Some(record) => {
+                    kept.insert(key.clone(), record.clone());
+                }
+                None => wanted.push(key.clone()),
+            }
+        }
+        kept.extend(
+            self.state
+                .sales(&wanted)
+                .await?
+                .into_iter()
+                .map(|r| (r.key.clone(), r)),
+        );
         let mut changed: HashMap<SaleKey, SaleRecord> = HashMap::new();
         for (key, event) in newest {
             if let Some(record) = checkpoint.cells.fold_event(kept.get(&key), event, &keys) {
@@ -1048,7 +1202,11 @@ impl MartsJob {
             }
         }
         // Sales naming a code or city whose resolution moved count somewhere else now. Those
-        // folded just above were resolved against the new keys already.
+        // folded just above were resolved against the new keys already. Rare (the master data
+        // moved): read from the store once the commit in flight has landed.
+        if !codes.is_empty() || !city_keys.is_empty() {
+            self.settle(in_flight).await?;
+        }
         for record in self.state.sales_naming(&codes, &city_keys).await? {
             if changed.contains_key(&record.key) {
                 continue;
@@ -1134,7 +1292,7 @@ impl MartsJob {
                     tracing::info!("shutdown during a run; the next start repeats it");
                     break;
                 }
-                result = self.run_under(RunMode::Incremental, Some(&process)) => {
+                result = self.run_under(RunMode::Incremental, Some(&process), true) => {
                     let delay = failures.after(result.as_ref().err(), interval);
                     if let Err(error) = &result {
                         tracing::error!(
@@ -1160,6 +1318,10 @@ impl MartsJob {
                 }
             }
         }
+        // The last run's commit, landed before the process goes.
+        if let Err(error) = self.settle_in_flight().await {
+            tracing::warn!(%error, "the last state commit failed; the next start folds again");
+        }
         process.complete(vec![], vec![]);
         self.lineage.lineage().flush().await;
         tracing::info!("marts scheduler stopped");
@@ -1177,9 +1339,27 @@ impl MartsJob {
             return;
         }
         *last = Some(tokio::time::Instant::now());
+        // Forgetting tombstones and a commit upserting sales at once could deadlock on a row:
+        // the commit lands first (a failed one is the next run's error).
+        let _ = self.settle_in_flight().await;
         if let Err(error) = self.prune(settings).await {
             tracing::warn!(%error, "retention prune failed; tried again next interval");
         }
+    }
+}
+
+/// Pins the snapshots the state continues from in `pins` (as its holder). Best effort: a failed
+/// pin leaves the previous, older one, which keeps more history, never less.
+async fn pin_state(
+    pins: Option<&(Arc<tributary_raw::pins::SnapshotPins>, String)>,
+    namespace: &str,
+    times: &[(&'static str, i64, i64)],
+) {
+    let Some((pins, holder)) = pins else {
+        return;
+    };
+    if let Err(error) = pins.pin(holder, namespace, times).await {
+        tracing::warn!(%error, holder, "could not pin the state's snapshots; lake maintenance may expire them (the next run would rebuild)");
     }
 }
 

@@ -465,3 +465,53 @@ impl Scheduled {
             .unwrap();
     }
 }
+
+/// A run that commits behind and whose commit fails: the next run fails with that error (it
+/// folded on from a state the store never got) and forgets its state in memory; the run after
+/// folds again from the store and publishes and commits the whole lake.
+#[tokio::test]
+async fn a_failed_commit_behind_fails_the_next_run_and_the_one_after_folds_from_the_store() {
+    let lake = memory_lake(&ALL).await;
+    let store = Arc::new(MemoryStore::new());
+    let state = Arc::new(MemoryState::new());
+    let job = job(lake.clone(), store.clone(), state.clone(), 0);
+    land(
+        lake.as_ref(),
+        RawTable::PgSale,
+        &[sale("c", 1, (10, 0), Some(100), Some(7), Some(1000))],
+    )
+    .await;
+    state.fail_next_commit();
+    job.run_behind().await.unwrap();
+    land(
+        lake.as_ref(),
+        RawTable::PgSale,
+        &[sale("u", 1, (11, 1), Some(100), Some(7), Some(4000))],
+    )
+    .await;
+    let failed = job.run_behind().await;
+    assert!(
+        matches!(failed, Err(MartsError::StateConflict { .. })),
+        "{failed:?}"
+    );
+    assert_eq!(
+        state.version().await.unwrap(),
+        None,
+        "nothing was committed"
+    );
+    let again = job.run_behind().await.unwrap();
+    assert!(
+        matches!(again, RunOutcome::Published { sales: 1, .. }),
+        "{again:?}"
+    );
+    job.settle_in_flight().await.unwrap();
+    let kept = state.checkpoint().await.unwrap().unwrap();
+    assert_eq!(kept.generation, 1, "folded from nothing, committed once");
+    let (_, expected) = compute(lake.as_ref(), "raw").await.unwrap();
+    assert_eq!(job.kept_rankings().await.unwrap().unwrap(), expected);
+    assert_eq!(
+        expected.all.salesmen[0].row.revenue.cents(),
+        4000,
+        "the update counted once"
+    );
+}

@@ -26,6 +26,11 @@ pub struct MemoryState {
     checkpoint_reads: std::sync::atomic::AtomicU64,
     /// The next commit fails (as a fenced one would) and writes nothing.
     fail_next_commit: std::sync::atomic::AtomicBool,
+    /// Whether a commit waits for the next read of kept sales before it lands (a commit still
+    /// in flight while the next run folds), and what wakes it.
+    land_after_reads: std::sync::atomic::AtomicBool,
+    reads: std::sync::atomic::AtomicU64,
+    read: tokio::sync::Notify,
 }
 
 impl MemoryState {
@@ -47,6 +52,19 @@ impl MemoryState {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// From now on each commit lands only after a read of kept sales that follows its start
+    /// (or [`MemoryState::land_held_commit`]): the next run folds while it is in flight.
+    pub fn land_commits_after_reads(&self) {
+        self.land_after_reads
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Lets a commit held by [`MemoryState::land_commits_after_reads`] land.
+    pub fn land_held_commit(&self) {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.read.notify_waiters();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -65,11 +83,14 @@ impl StateStore for MemoryState {
     }
 
     async fn sales(&self, keys: &[SaleKey]) -> Result<Vec<SaleRecord>, MartsError> {
-        let state = self.lock();
-        Ok(keys
-            .iter()
-            .filter_map(|k| state.sales.get(k).cloned())
-            .collect())
+        let found = {
+            let state = self.lock();
+            keys.iter()
+                .filter_map(|k| state.sales.get(k).cloned())
+                .collect()
+        };
+        self.land_held_commit();
+        Ok(found)
     }
 
     async fn sales_naming(
@@ -101,6 +122,21 @@ impl StateStore for MemoryState {
         sales: &[SaleRecord],
         checkpoint: &Checkpoint,
     ) -> Result<(), MartsError> {
+        if self
+            .land_after_reads
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let seen = self.reads.load(std::sync::atomic::Ordering::SeqCst);
+            loop {
+                let read = self.read.notified();
+                tokio::pin!(read);
+                read.as_mut().enable();
+                if self.reads.load(std::sync::atomic::Ordering::SeqCst) > seen {
+                    break;
+                }
+                read.await;
+            }
+        }
         let mut state = self.lock();
         let found = state.checkpoint.as_ref().map(|c| c.generation);
         let injected = self
@@ -121,9 +157,18 @@ impl StateStore for MemoryState {
             }
             state.sales.insert(record.key.clone(), record.clone());
         }
-        let mut stored = checkpoint.clone();
-        stored.cells.stored();
-        state.checkpoint = Some(stored);
+        // The cells as Postgres keeps them: the last stored, with the changed ones applied.
+        let mut cells = state
+            .checkpoint
+            .take()
+            .map(|stored| stored.cells)
+            .unwrap_or_default();
+        cells.apply(&checkpoint.cells);
+        cells.stored();
+        state.checkpoint = Some(Checkpoint {
+            cells,
+            ..checkpoint.clone()
+        });
         Ok(())
     }
 

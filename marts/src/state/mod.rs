@@ -72,6 +72,21 @@ impl Checkpoint {
             epoch: self.epoch,
         }
     }
+
+    /// What a commit writes while the next fold goes on: this checkpoint with, of its cells,
+    /// only those changed since they were last stored ([`Cells::take_changes`]), which count
+    /// as stored from now on.
+    pub fn take_changes(&mut self) -> Checkpoint {
+        Checkpoint {
+            generation: self.generation,
+            epoch: self.epoch,
+            namespace: self.namespace.clone(),
+            snapshots: self.snapshots.clone(),
+            master: self.master.clone(),
+            cells: self.cells.take_changes(),
+            watermarks: self.watermarks.clone(),
+        }
+    }
 }
 
 /// Storage of the kept state.
@@ -95,9 +110,11 @@ pub trait StateStore: Send + Sync {
         cities: &[CityKey],
     ) -> Result<Vec<SaleRecord>, MartsError>;
 
-    /// Writes `sales` and `checkpoint` (of its cells, those changed since they were last stored:
-    /// [`Cells::changed`]) atomically, provided the stored generation is still `base` (`None`:
-    /// no checkpoint stored). `checkpoint.generation` is the new generation.
+    /// Writes `sales` and `checkpoint` atomically, provided the stored generation is still
+    /// `base` (`None`: no checkpoint stored). `checkpoint.generation` is the new generation.
+    /// Of its cells only those changed since they were last stored are written
+    /// ([`Cells::changed`]; the others may be absent, as in [`Checkpoint::take_changes`]): the
+    /// stored cells are the last ones with these changes applied.
     async fn commit(
         &self,
         base: Option<u64>,

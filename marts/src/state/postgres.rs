@@ -37,7 +37,14 @@ const SALE_COLUMNS: &str = "source, sale_id, ord_a, ord_b, ord_c, deleted, sales
 pub struct PostgresState {
     url: String,
     schema: String,
+    /// Reads, and everything but commits.
     client: Mutex<Option<Client>>,
+    /// Commits: a connection of their own, so that the next run reads the kept sales while the
+    /// last run's commit is in flight ([`crate::job::MartsJob::run_scheduled`]).
+    committer: Mutex<Option<Client>>,
+    /// Whether this process made sure of the schema (again after [`StateStore::reset`]): once,
+    /// not per connection, as its `ALTER TABLE`s would wait for a commit in flight.
+    schema_made: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for PostgresState {
@@ -86,6 +93,8 @@ impl PostgresState {
             url: url.into(),
             schema: plain_schema(schema.into())?,
             client: Mutex::new(None),
+            committer: Mutex::new(None),
+            schema_made: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -94,15 +103,27 @@ impl PostgresState {
         &self.schema
     }
 
-    /// The connected client, connecting (and creating the schema) when there is none or the
-    /// connection dropped.
+    /// The connected reading client, connecting (and creating the schema) when there is none or
+    /// the connection dropped.
     async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, MartsError> {
-        let mut guard = self.client.lock().await;
+        self.connected(&self.client).await
+    }
+
+    /// The client in `slot`, connected as [`PostgresState::client`] is.
+    async fn connected<'a>(
+        &self,
+        slot: &'a Mutex<Option<Client>>,
+    ) -> Result<tokio::sync::MutexGuard<'a, Option<Client>>, MartsError> {
+        let mut guard = slot.lock().await;
         if guard.as_ref().is_none_or(Client::is_closed) {
             let client = connect(&self.url, |error| {
                 tracing::warn!(%error, "marts state connection closed");
             })
             .await?;
+            if self.schema_made.load(std::sync::atomic::Ordering::Acquire) {
+                *guard = Some(client);
+                return Ok(guard);
+            }
             let s = &self.schema;
             client
                 .batch_execute(&format!(
@@ -173,6 +194,8 @@ impl PostgresState {
                 ))
                 .await
                 .map_err(pg_err(format!("create state schema {s}")))?;
+            self.schema_made
+                .store(true, std::sync::atomic::Ordering::Release);
             *guard = Some(client);
         }
         Ok(guard)
@@ -487,7 +510,11 @@ impl StateStore for PostgresState {
         sales: &[SaleRecord],
         checkpoint: &Checkpoint,
     ) -> Result<(), MartsError> {
-        let mut guard = self.client().await?;
+        if !self.schema_made.load(std::sync::atomic::Ordering::Acquire) {
+            // Made by the reading connection (after a reset the committing one is still open).
+            drop(self.client().await?);
+        }
+        let mut guard = self.connected(&self.committer).await?;
         let client = guard.as_mut().expect("connected");
         let s = &self.schema;
         let tx = client
@@ -662,7 +689,9 @@ impl StateStore for PostgresState {
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {s} CASCADE"))
             .await
             .map_err(pg_err(format!("drop state schema {s}")))?;
-        // Reconnect on next use, which recreates the schema.
+        // Made again on next use.
+        self.schema_made
+            .store(false, std::sync::atomic::Ordering::Release);
         *guard = None;
         Ok(())
     }
