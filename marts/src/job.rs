@@ -22,6 +22,7 @@ use iceberg::Catalog;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use self::behind::{InFlightCommit, TakenCommit, pin_state};
 use crate::current_state;
 use crate::error::MartsError;
 use crate::events;
@@ -256,53 +257,6 @@ pub struct MartsJob {
     schema_ready: std::sync::atomic::AtomicBool,
     /// The events one run reads at most (see [`crate::slice`]).
     max_events_per_run: u64,
-}
-
-/// A state commit running beside the next run: the sales it writes are newer than the store's
-/// until it lands, so the next fold reads those from here and the others from the store.
-struct InFlightCommit {
-    sales: Arc<Vec<SaleRecord>>,
-    by_key: HashMap<SaleKey, usize>,
-    /// The commit (and the pin of its snapshots); its seconds once landed.
-    task: tokio::task::JoinHandle<Result<f64, MartsError>>,
-}
-
-impl InFlightCommit {
-    /// The version of `key` this commit writes, if it writes one.
-    fn sale(&self, key: &SaleKey) -> Option<&SaleRecord> {
-        self.by_key.get(key).map(|&i| &self.sales[i])
-    }
-
-    /// Waits for it to land: its seconds, or why it failed.
-    async fn landed(self) -> Result<f64, MartsError> {
-        match self.task.await {
-            Ok(result) => result,
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            Err(_) => Err(MartsError::CommitCancelled),
-        }
-    }
-}
-
-/// The job's commit in flight, taken by a run: given back when the run ends without settling
-/// it (failed, or dropped at shutdown), so the job never loses track of a commit.
-struct TakenCommit<'a> {
-    slot: &'a std::sync::Mutex<Option<InFlightCommit>>,
-    commit: Option<InFlightCommit>,
-}
-
-impl<'a> TakenCommit<'a> {
-    fn take(slot: &'a std::sync::Mutex<Option<InFlightCommit>>) -> Self {
-        let commit = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-        Self { slot, commit }
-    }
-}
-
-impl Drop for TakenCommit<'_> {
-    fn drop(&mut self) {
-        if let Some(commit) = self.commit.take() {
-            *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(commit);
-        }
-    }
 }
 
 /// Logs a published run: what it read and wrote and where its time went (the benchmarks read
@@ -607,11 +561,10 @@ impl MartsJob {
         if previous
             .commit
             .as_ref()
-            .is_some_and(|c| c.task.is_finished() || mode != RunMode::Incremental)
+            .is_some_and(|c| c.has_ended() || mode != RunMode::Incremental)
         {
-            let mut watch = Stopwatch::start();
-            timings.commit_behind += self.settle(&mut previous.commit).await?;
-            timings.commit += watch.lap();
+            self.settle_counted(&mut previous.commit, &mut timings)
+                .await?;
         }
         if !self.schema_ready.load(std::sync::atomic::Ordering::Relaxed) {
             self.store.ensure_schema().await?;
@@ -656,9 +609,8 @@ impl MartsJob {
             // Ahead of the store by the commit in flight (which fails if another wrote since).
             (Some(_), Some(checkpoint)) => Some(checkpoint),
             (_, remembered) => {
-                let mut watch = Stopwatch::start();
-                timings.commit_behind += self.settle(&mut previous.commit).await?;
-                timings.commit += watch.lap();
+                self.settle_counted(&mut previous.commit, &mut timings)
+                    .await?;
                 let stored = self.state.version().await?;
                 match remembered.filter(|c| Some(c.version()) == stored) {
                     Some(checkpoint) => Some(checkpoint),
@@ -827,7 +779,7 @@ impl MartsJob {
             // In order: this run's commit starts once the last one landed.
             let commit_behind = self.settle(&mut previous.commit).await?;
             let commit = self.start_commit(base_generation, changed, &mut checkpoint, &slice);
-            let sales_changed = commit.sales.len();
+            let sales_changed = commit.sales_written();
             // Ahead of the store until the commit lands; dropped if it fails.
             *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(checkpoint);
             if behind {
@@ -1018,70 +970,6 @@ impl MartsJob {
     /// Pins the snapshots the state now continues from ([`pin_state`]).
     async fn pin_checkpoint(&self, tables: &[(&'static str, iceberg::table::Table, Option<i64>)]) {
         pin_state(self.pins.as_ref(), &self.namespace, &snapshot_times(tables)).await;
-    }
-
-    /// Starts committing `sales` and the changes of `checkpoint` (which count as stored from
-    /// now on) over generation `base`, then pinning the slice's snapshots: a task of its own,
-    /// so the caller may fold on meanwhile ([`MartsJob::settle`] waits for it).
-    fn start_commit(
-        &self,
-        base: Option<u64>,
-        sales: Vec<SaleRecord>,
-        checkpoint: &mut Checkpoint,
-        slice: &[(&'static str, iceberg::table::Table, Option<i64>)],
-    ) -> InFlightCommit {
-        let changes = checkpoint.take_changes();
-        let sales = Arc::new(sales);
-        let by_key = sales
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.key.clone(), i))
-            .collect();
-        let (state, pins, namespace) = (
-            self.state.clone(),
-            self.pins.clone(),
-            self.namespace.clone(),
-        );
-        let (written, times) = (sales.clone(), snapshot_times(slice));
-        let task = tokio::spawn(
-            async move {
-                let started = std::time::Instant::now();
-                state.commit(base, &written, &changes).await?;
-                pin_state(pins.as_ref(), &namespace, &times).await;
-                Ok(started.elapsed().as_secs_f64())
-            }
-            .in_current_span(),
-        );
-        InFlightCommit {
-            sales,
-            by_key,
-            task,
-        }
-    }
-
-    /// Waits for the commit in flight, if any: its seconds. A failed one also drops the
-    /// checkpoint in memory (it ran ahead of a store that lacks it), so the next run folds
-    /// again from the stored state.
-    async fn settle(&self, in_flight: &mut Option<InFlightCommit>) -> Result<f64, MartsError> {
-        let Some(commit) = in_flight.take() else {
-            return Ok(0.0);
-        };
-        commit.landed().await.inspect_err(|error| {
-            self.kept.lock().unwrap_or_else(|e| e.into_inner()).take();
-            tracing::warn!(%error, "a state commit failed; the next run folds again from the stored state");
-        })
-    }
-
-    /// An incremental run as the scheduler makes it, its state commit left in flight.
-    #[cfg(test)]
-    pub(crate) async fn run_behind(&self) -> Result<RunOutcome, MartsError> {
-        self.run_under(RunMode::Incremental, None, true).await
-    }
-
-    /// Waits for the job's commit in flight, if any (see [`MartsJob::settle`]).
-    pub(crate) async fn settle_in_flight(&self) -> Result<f64, MartsError> {
-        self.settle(&mut TakenCommit::take(&self.in_flight).commit)
-            .await
     }
 
     /// Pins exactly the snapshots a publication was computed from, for as long as retention
@@ -1348,21 +1236,6 @@ impl MartsJob {
     }
 }
 
-/// Pins the snapshots the state continues from in `pins` (as its holder). Best effort: a failed
-/// pin leaves the previous, older one, which keeps more history, never less.
-async fn pin_state(
-    pins: Option<&(Arc<tributary_raw::pins::SnapshotPins>, String)>,
-    namespace: &str,
-    times: &[(&'static str, i64, i64)],
-) {
-    let Some((pins, holder)) = pins else {
-        return;
-    };
-    if let Err(error) = pins.pin(holder, namespace, times).await {
-        tracing::warn!(%error, holder, "could not pin the state's snapshots; lake maintenance may expire them (the next run would rebuild)");
-    }
-}
-
 /// The longest a failing schedule waits between runs.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -1402,5 +1275,6 @@ impl Failures {
     }
 }
 
+mod behind;
 #[cfg(test)]
 mod tests;
