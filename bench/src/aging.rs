@@ -52,11 +52,13 @@ fn city_row(offset: i64) -> Row {
 }
 
 /// The maintenance the benchmark runs: the lander's defaults with a retention short enough for
-/// the table to reach it within the run.
-pub fn settings() -> MaintenanceSettings {
+/// the table to reach it within the run (5 s), or as given (`--snapshot-retention-s`): at 3,600, the lander's default, nothing
+/// expires within the run, so the table holds every snapshot, as a table at the
+/// lander's defaults holds an hour of them (3,600 at one commit a second).
+pub fn settings(snapshot_retention_s: u64) -> MaintenanceSettings {
     MaintenanceSettings {
-        snapshot_retention_s: 5,
-        history_retention_s: 60,
+        snapshot_retention_s,
+        history_retention_s: snapshot_retention_s.max(60),
         history_granularity_s: 10,
         orphan_grace_s: 0,
         ..MaintenanceSettings::default()
@@ -74,6 +76,7 @@ pub async fn run(
     commits: usize,
     plain_commits: usize,
     maintain_every: usize,
+    snapshot_retention_s: u64,
 ) -> Result<Vec<ResultRow>> {
     anyhow::ensure!(
         commits.min(plain_commits) >= 250,
@@ -95,7 +98,12 @@ pub async fn run(
         );
         ensure_tables(catalog.as_ref(), &namespace).await?;
         let mut sink = TableSink::open(catalog.clone(), &namespace, RawTable::PgCity).await?;
-        let maintainer = Maintainer::new(settings(), lake, &namespace, catalog.clone())?;
+        let maintainer = Maintainer::new(
+            settings(snapshot_retention_s),
+            lake,
+            &namespace,
+            catalog.clone(),
+        )?;
         let mut seconds = Vec::with_capacity(commits);
         let mut maintenance_seconds = Vec::new();
         let started = Instant::now();
@@ -147,7 +155,7 @@ pub async fn run(
         rows.push(window_row(&subject, 51, 150, early, String::new()));
         // The 100 commits before each of these ends, the last one's note saying where the
         // table stands.
-        let ends: Vec<usize> = [1_000, 2_000, 5_000, 10_000]
+        let ends: Vec<usize> = [1_000, 2_000, 3_000, 4_000, 5_000, 10_000]
             .into_iter()
             .filter(|&end| end < commits)
             .chain([commits])
