@@ -202,3 +202,45 @@ fn window_row(subject: &str, first: usize, last: usize, median: f64, note: Strin
         note,
     }
 }
+
+/// Ages `tables` of `lake`'s namespace (made here if missing) to `snapshots` snapshots each, with
+/// empty commits (no rows, no offsets) and the lander's default maintenance every 100 of them,
+/// all tables at once; returns each table's `metadata.json` bytes at the end. A table at the
+/// lander's defaults keeps every snapshot of the last hour (3,600 at one commit a second) and
+/// its commits cost more with them (`aging --snapshot-retention-s 3600`): `cdc --aged-snapshots`
+/// measures freshness on such tables instead of new ones.
+pub async fn age_tables(
+    lake: &LakeSettings,
+    tables: &[RawTable],
+    snapshots: usize,
+) -> Result<Vec<(RawTable, u64)>> {
+    let catalog: Arc<dyn Catalog> = Arc::new(tributary_raw::catalog::open(lake).await?);
+    ensure_tables(catalog.as_ref(), &lake.namespace).await?;
+    let age = |table: RawTable| {
+        let catalog = catalog.clone();
+        async move {
+            let mut sink = TableSink::open(catalog.clone(), &lake.namespace, table).await?;
+            let maintainer = Maintainer::new(
+                MaintenanceSettings::default(),
+                lake,
+                &lake.namespace,
+                catalog.clone(),
+            )?;
+            for commit in 1..=snapshots {
+                sink.commit(&[], &OffsetMap::new()).await?;
+                if commit % 100 == 0 {
+                    sink.maintain(&maintainer).await?;
+                }
+            }
+            let loaded =
+                tributary_raw::catalog::load_table(catalog.as_ref(), &lake.namespace, table)
+                    .await?;
+            let bytes = match loaded.metadata_location() {
+                Some(location) => loaded.file_io().new_input(location)?.metadata().await?.size,
+                None => 0,
+            };
+            anyhow::Ok((table, bytes))
+        }
+    };
+    futures::future::try_join_all(tables.iter().map(|&table| age(table))).await
+}

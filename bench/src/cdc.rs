@@ -46,6 +46,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use serde_json::{Value, json};
+use tributary_raw::RawTable;
 
 mod report;
 use crate::cleanup;
@@ -90,6 +91,12 @@ pub struct CdcArgs {
     /// Seed of the workload.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Before the services start, age the raw tables that take a commit a second under load
+    /// (`pg_sale`, `file_sale`, `erp_sale`) to this many snapshots each (empty commits, the
+    /// lander's maintenance every 100): a table at the lander's defaults keeps every snapshot of
+    /// the last hour, 3,600 at its 1-s commit interval. 0 measures new tables.
+    #[arg(long, default_value_t = 0)]
+    pub aged_snapshots: usize,
     /// Where our services' binaries are (default: beside this executable, the same profile).
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
@@ -609,6 +616,30 @@ async fn run_with_source(
     let inbox = logs.join("inbox");
     std::fs::create_dir_all(inbox.join("globex"))?;
     let namespace = format!("bench_{id}");
+    let aged = if args.aged_snapshots > 0 {
+        let lake = tributary_common::LakeSettings {
+            warehouse: "s3://warehouse".into(),
+            namespace: namespace.clone(),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let aged = crate::aging::age_tables(
+            &lake,
+            &[RawTable::PgSale, RawTable::FileSale, RawTable::ErpSale],
+            args.aged_snapshots,
+        )
+        .await?;
+        eprintln!(
+            "cdc: aged {aged:?} (metadata.json bytes) to {} snapshots in {:.0} s",
+            args.aged_snapshots,
+            started.elapsed().as_secs_f64()
+        );
+        aged.into_iter()
+            .map(|(table, bytes)| (table.to_string(), bytes))
+            .collect::<BTreeMap<_, _>>()
+    } else {
+        BTreeMap::new()
+    };
     let topic = |t: &str| format!("bench.{id}.{t}");
     let (api_port, erp_port, lander_metrics, marts_metrics) =
         (free_port()?, free_port()?, free_port()?, free_port()?);
@@ -1003,7 +1034,7 @@ async fn run_with_source(
         "source": {"database": database, "cities": master.cities.len(), "salesmen": master.salesmen.len(),
                    "writer": "one connection, one transaction per 20 ms tick, multi-row INSERT/UPDATE/DELETE"},
         "debezium": {"version": debezium, "connector": connector_config},
-        "lander": {"commit_interval_ms": args.lander_commit_interval_ms, "batch_max_rows": args.lander_batch_max_rows},
+        "lander": {"commit_interval_ms": args.lander_commit_interval_ms, "batch_max_rows": args.lander_batch_max_rows, "aged_snapshots": args.aged_snapshots, "aged_metadata_bytes": aged},
         "marts": {"interval_ms": args.marts_interval_ms},
         "freshness": {"poll_ms": args.poll_ms, "endpoint": "/v1/completeness (pg.position = furthest LSN published)"},
         "side_rate": args.side_rate,
