@@ -96,6 +96,9 @@ pub enum RunOutcome {
 /// Where a published run's time went, in seconds (logged, and reported by the benchmark).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RunTimings {
+    /// Loading the raw tables from the catalog: a table that committed since the last run is read
+    /// and parsed again, and its metadata grows with the snapshots it keeps (`docs/lake.md`).
+    pub load: f64,
     /// Reading the data files the lake gained.
     pub read: f64,
     /// Folding them into the kept state (lookups of the sales they touch included).
@@ -575,6 +578,7 @@ impl MartsJob {
             tracing::info!("rebuild: forgetting the kept state");
             self.state.reset().await?;
         }
+        let loading = std::time::Instant::now();
         // Each table's metadata is a catalog query and an object-store read: all at once.
         let tables = futures::future::try_join_all(RAW_TABLES.into_iter().map(|name| async move {
             let table = tributary_raw::snapshots::load_raw_table(
@@ -587,6 +591,7 @@ impl MartsJob {
             Ok::<_, MartsError>((name, table, snapshot_id))
         }))
         .await?;
+        timings.load = loading.elapsed().as_secs_f64();
         let snapshots = lake_snapshots_of(&tables);
         progress.snapshots = Some(snapshots.clone());
         if let (RunMode::Rebuild, Engine::Trino(client)) = (mode, &self.engine) {
