@@ -93,8 +93,9 @@ pub struct CdcArgs {
     pub seed: u64,
     /// Before the services start, age the raw tables that take a commit a second under load
     /// (`pg_sale`, `file_sale`, `erp_sale`) to this many snapshots each (empty commits, the
-    /// lander's maintenance every 100): a table at the lander's defaults keeps every snapshot of
-    /// the last hour, 3,600 at its 1-s commit interval. 0 measures new tables.
+    /// lander's maintenance every 100): at the defaults a busy table keeps up to ~1,400 (10
+    /// minutes of its own, the snapshots of 10 to 20 minutes of retained publications, 168
+    /// hourly ones); at the former 1-h windows 3,600 and more. 0 measures new tables.
     #[arg(long, default_value_t = 0)]
     pub aged_snapshots: usize,
     /// Where our services' binaries are (default: beside this executable, the same profile).

@@ -157,8 +157,8 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         maintain_every: usize,
         /// Seconds every snapshot is kept (the maintained variant): 5 lets the table reach its
-        /// bound within minutes; 3600 (the lander's default) keeps every snapshot of the run, as a
-        /// table at the defaults keeps an hour of them.
+        /// bound within minutes; 3600 (the lander's former default) keeps every snapshot of the run,
+        /// as a table at those defaults kept an hour of them.
         #[arg(long, default_value_t = 5)]
         snapshot_retention_s: u64,
         /// Warehouse: `s3://warehouse` (the stack's object store) or a local folder.

@@ -74,8 +74,9 @@ pub struct RetentionSettings {
     pub enabled: bool,
     /// Seconds between two prunes.
     pub interval_s: u64,
-    /// Publications computed within this many seconds stay (default one hour, the lake's
-    /// full-resolution window: older publications would pin snapshots the lake thins out).
+    /// Publications computed within this many seconds stay (default 10 minutes, the lake's
+    /// full-resolution window: older publications would pin snapshots the lake thins out, and
+    /// every pinned snapshot is in the `metadata.json` each commit rewrites, `docs/lake.md`).
     pub publications_s: u64,
     /// Publications kept at any age, by id (`pg_sale:…,pg_salesman:…,pg_city:…`).
     pub pinned_publications: Vec<String>,
@@ -93,7 +94,7 @@ impl Default for RetentionSettings {
         Self {
             enabled: true,
             interval_s: 60,
-            publications_s: 3_600,
+            publications_s: 600,
             pinned_publications: Vec::new(),
             runs_s: 7 * 24 * 3_600,
             tombstones_s: 30 * 24 * 3_600,

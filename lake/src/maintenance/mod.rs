@@ -82,7 +82,7 @@ impl Default for MaintenanceSettings {
         Self {
             enabled: true,
             interval_s: 60,
-            snapshot_retention_s: 3_600,
+            snapshot_retention_s: 600,
             history_retention_s: 7 * 24 * 3_600,
             history_granularity_s: 3_600,
             min_snapshots_to_keep: 10,
