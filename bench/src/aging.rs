@@ -9,6 +9,7 @@
 //! retention (5 s at full resolution, then one snapshot per 10 s for a minute): at the lander's
 //! defaults (1 h, then hourly for a week) the same bound holds, reached after an hour.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -52,9 +53,9 @@ fn city_row(offset: i64) -> Row {
 }
 
 /// The maintenance the benchmark runs: the lander's defaults with a retention short enough for
-/// the table to reach it within the run (5 s), or as given (`--snapshot-retention-s`): at 3,600, the lander's former default,
-/// nothing expires within the run, so the table holds every snapshot, as a table at those
-/// defaults held an hour of them (3,600 at one commit a second).
+/// the table to reach it within the run (5 s), or as given (`--snapshot-retention-s`): at 3,600,
+/// the lander's former default, nothing expires within the run, so the table holds every
+/// snapshot, as a table at those defaults held an hour of them (3,600 at one commit a second).
 pub fn settings(snapshot_retention_s: u64) -> MaintenanceSettings {
     MaintenanceSettings {
         snapshot_retention_s,
@@ -134,10 +135,7 @@ pub async fn run(
         let table =
             tributary_raw::catalog::load_table(catalog.as_ref(), &namespace, RawTable::PgCity)
                 .await?;
-        let metadata_bytes = match table.metadata_location() {
-            Some(location) => table.file_io().new_input(location)?.metadata().await?.size,
-            None => 0,
-        };
+        let metadata_bytes = metadata_bytes(&table).await?;
         let snapshot = table
             .metadata()
             .current_snapshot()
@@ -203,17 +201,26 @@ fn window_row(subject: &str, first: usize, last: usize, median: f64, note: Strin
     }
 }
 
+/// The size of `table`'s current `metadata.json` (0 before its first commit).
+pub async fn metadata_bytes(table: &iceberg::table::Table) -> Result<u64> {
+    Ok(match table.metadata_location() {
+        Some(location) => table.file_io().new_input(location)?.metadata().await?.size,
+        None => 0,
+    })
+}
+
 /// Ages `tables` of `lake`'s namespace (made here if missing) to `snapshots` snapshots each, with
 /// empty commits (no rows, no offsets) and the lander's default maintenance every 100 of them,
-/// all tables at once; returns each table's `metadata.json` bytes at the end. A busy table at
-/// the lander's defaults keeps up to ~1,400 (3,600 and more at the former 1-h windows) and its
-/// commits cost more with them (`aging --snapshot-retention-s 3600`): `cdc --aged-snapshots`
-/// measures freshness on such tables instead of new ones.
+/// all tables at once; returns each table's `metadata.json` bytes at the end, by table name. A
+/// busy table at the lander's defaults keeps up to ~1,400 (3,600 and more at the former 1-h
+/// windows) and its commits cost more with them (`aging --snapshot-retention-s 3600`):
+/// `cdc --aged-snapshots` measures freshness on such tables instead of new ones.
 pub async fn age_tables(
     lake: &LakeSettings,
     tables: &[RawTable],
     snapshots: usize,
-) -> Result<Vec<(RawTable, u64)>> {
+) -> Result<BTreeMap<String, u64>> {
+    let started = Instant::now();
     let catalog: Arc<dyn Catalog> = Arc::new(tributary_raw::catalog::open(lake).await?);
     ensure_tables(catalog.as_ref(), &lake.namespace).await?;
     let age = |table: RawTable| {
@@ -235,12 +242,16 @@ pub async fn age_tables(
             let loaded =
                 tributary_raw::catalog::load_table(catalog.as_ref(), &lake.namespace, table)
                     .await?;
-            let bytes = match loaded.metadata_location() {
-                Some(location) => loaded.file_io().new_input(location)?.metadata().await?.size,
-                None => 0,
-            };
-            anyhow::Ok((table, bytes))
+            anyhow::Ok((table.to_string(), metadata_bytes(&loaded).await?))
         }
     };
-    futures::future::try_join_all(tables.iter().map(|&table| age(table))).await
+    let aged: BTreeMap<String, u64> = futures::future::try_join_all(tables.iter().map(|&t| age(t)))
+        .await?
+        .into_iter()
+        .collect();
+    eprintln!(
+        "aging: {aged:?} (metadata.json bytes) at {snapshots} snapshots in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(aged)
 }

@@ -623,21 +623,8 @@ async fn run_with_source(
             namespace: namespace.clone(),
             ..Default::default()
         };
-        let started = Instant::now();
-        let aged = crate::aging::age_tables(
-            &lake,
-            &[RawTable::PgSale, RawTable::FileSale, RawTable::ErpSale],
-            args.aged_snapshots,
-        )
-        .await?;
-        eprintln!(
-            "cdc: aged {aged:?} (metadata.json bytes) to {} snapshots in {:.0} s",
-            args.aged_snapshots,
-            started.elapsed().as_secs_f64()
-        );
-        aged.into_iter()
-            .map(|(table, bytes)| (table.to_string(), bytes))
-            .collect::<BTreeMap<_, _>>()
+        let busy = [RawTable::PgSale, RawTable::FileSale, RawTable::ErpSale];
+        crate::aging::age_tables(&lake, &busy, args.aged_snapshots).await?
     } else {
         BTreeMap::new()
     };

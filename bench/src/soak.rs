@@ -331,9 +331,7 @@ impl Sampler {
                 snapshots: metadata.snapshots().count(),
                 ..TableSample::default()
             };
-            if let Some(location) = t.metadata_location() {
-                sample.metadata_bytes = t.file_io().new_input(location)?.metadata().await?.size;
-            }
+            sample.metadata_bytes = crate::aging::metadata_bytes(&t).await?;
             if let Some(current) = metadata.current_snapshot() {
                 sample.live_files = tributary_raw::incremental::live_files(
                     &t,

@@ -578,7 +578,7 @@ impl MartsJob {
             tracing::info!("rebuild: forgetting the kept state");
             self.state.reset().await?;
         }
-        let loading = std::time::Instant::now();
+        let mut watch = Stopwatch::start();
         // Each table's metadata is a catalog query and an object-store read: all at once.
         let tables = futures::future::try_join_all(RAW_TABLES.into_iter().map(|name| async move {
             let table = tributary_raw::snapshots::load_raw_table(
@@ -591,7 +591,7 @@ impl MartsJob {
             Ok::<_, MartsError>((name, table, snapshot_id))
         }))
         .await?;
-        timings.load = loading.elapsed().as_secs_f64();
+        timings.load = watch.lap();
         let snapshots = lake_snapshots_of(&tables);
         progress.snapshots = Some(snapshots.clone());
         if let (RunMode::Rebuild, Engine::Trino(client)) = (mode, &self.engine) {
