@@ -365,14 +365,22 @@ struct Timed {
     slowest: f64,
     /// Medians of read, fold, state commit, rank, publish.
     phases: [f64; 5],
+    /// Medians of the ranking rows written and of those whose totals the run moved (`None` when
+    /// a run published without the latest publication to compare with).
+    rows: (f64, Option<f64>),
 }
 
 impl Timed {
     fn note(&self, runs: usize) -> String {
         let [read, fold, commit, rank, publish] = self.phases;
         format!(
-            "median of {runs} (min {:.2}s, max {:.2}s); medians: read {read:.2}s, fold {fold:.2}s, state commit {commit:.2}s, rank {rank:.2}s, publish {publish:.2}s",
-            self.fastest, self.slowest
+            "median of {runs} (min {:.2}s, max {:.2}s); medians: read {read:.2}s, fold {fold:.2}s, state commit {commit:.2}s, rank {rank:.2}s, publish {publish:.2}s; ranking rows written {:.0}{}",
+            self.fastest,
+            self.slowest,
+            self.rows.0,
+            self.rows.1.map_or(String::new(), |moved| format!(
+                ", of which {moved:.0} with a total the run moved"
+            ))
         )
     }
 }
@@ -388,6 +396,7 @@ async fn timed_runs(
 ) -> Result<Timed> {
     let mut totals = Vec::with_capacity(runs);
     let mut phases: [Vec<f64>; 5] = Default::default();
+    let (mut written, mut moved) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
     for _ in 0..runs.max(1) {
         writer
             .append((0..new_events).map(|_| sales.next()).collect())
@@ -398,7 +407,13 @@ async fn timed_runs(
             .await
             .context("incremental run")?;
         totals.push(started.elapsed().as_secs_f64());
-        let RunOutcome::Published { timings: t, .. } = outcome else {
+        let RunOutcome::Published {
+            timings: t,
+            rows_out,
+            rows_changed,
+            ..
+        } = outcome
+        else {
             anyhow::bail!("the incremental run published nothing");
         };
         for (phase, seconds) in phases
@@ -407,13 +422,19 @@ async fn timed_runs(
         {
             phase.push(seconds);
         }
+        written.push(rows_out as f64);
+        moved.extend(rows_changed.map(|n| n as f64));
     }
     let (median, fastest, slowest) = crate::summary(totals);
     let phases = phases.map(|p| crate::summary(p).0);
+    // A median of the rows moved only when every run could count them.
+    let moved = (moved.len() == written.len()).then(|| crate::summary(moved).0);
+    let rows = (crate::summary(written).0, moved);
     Ok(Timed {
         median,
         fastest,
         slowest,
         phases,
+        rows,
     })
 }

@@ -428,6 +428,30 @@ impl Cells {
         self.1.len()
     }
 
+    /// How many ranking rows hold a total that the changed cells moved: per period (each
+    /// changed cell's month, and all time), its distinct cities, (city, salesman) pairs and
+    /// salesmen. Only these rows differ from the publication of the state last stored; a run
+    /// rewrites every row of each period it changed (ADR 0008 is what would write only these).
+    pub fn changed_ranking_rows(&self) -> u64 {
+        let mut cities = BTreeSet::new();
+        let mut city_salesmen = BTreeSet::new();
+        let mut salesmen = BTreeSet::new();
+        for key in &self.1 {
+            for period in [key.period(), Period::AllTime] {
+                if let Resolved::Id(city) = key.city {
+                    cities.insert((period, city));
+                    if let Resolved::Id(salesman) = key.salesman {
+                        city_salesmen.insert((period, city, salesman));
+                    }
+                }
+                if let Resolved::Id(salesman) = key.salesman {
+                    salesmen.insert((period, salesman));
+                }
+            }
+        }
+        (cities.len() + city_salesmen.len() + salesmen.len()) as u64
+    }
+
     /// The kept state now has every cell as it is: nothing has changed since.
     pub fn stored(&mut self) {
         self.1.clear();
@@ -765,9 +789,6 @@ mod tests {
         );
     }
 
-    /// Ten of the largest `Decimal(18,2)` amounts for one salesman: the sum is kept exactly
-    /// (no i64 wrap, no debug-build panic), and a total that cannot be published as
-    /// `Decimal(18,2)` is a named, permanent error; taking sales away brings it back in range.
     /// The months a batch changed are those of the cells it touched (the month a sale left as
     /// well as the one it moved to); totals of some months are those months of the whole
     /// totals, all time included, and all time still counts the sales of every month.
@@ -863,6 +884,52 @@ mod tests {
         assert_eq!(rebuilt.changed_count(), moved);
     }
 
+    /// The rows a run's changed cells move: each changed cell's city, (city, salesman) and
+    /// salesman rows, in its month and in all time, each row once; a sale without a month moves
+    /// all time only, and one whose salesman is not known yet moves only its city's rows.
+    #[test]
+    fn changed_ranking_rows_count_each_moved_row_once() {
+        let keys = NaturalKeys::default();
+        let mut cells = Cells::default();
+        let (jan, feb, mar) = (
+            1_767_225_600_000_000,
+            1_769_904_000_000_000,
+            1_772_323_200_000_000,
+        );
+        let dated = |id: &str, order: i64, refs: SaleRefs, at: Option<i64>| SaleEvent {
+            sold_at_micros: at,
+            ..event("pg", id, order, refs, 100)
+        };
+        let a = cells
+            .fold_event(None, dated("a", 1, ids(1, 7), Some(jan)), &keys)
+            .unwrap();
+        cells.stored();
+        assert_eq!(cells.changed_ranking_rows(), 0);
+        // `a` moves from January to March: city 7, (7, 1) and salesman 1 in January, March and
+        // all time.
+        cells
+            .fold_event(Some(&a), dated("a", 2, ids(1, 7), Some(mar)), &keys)
+            .unwrap();
+        assert_eq!(cells.changed_ranking_rows(), 9);
+        // Salesman 2 sells in city 7 without a month: (7, 2) and salesman 2 in all time.
+        cells
+            .fold_event(None, dated("c", 1, ids(2, 7), None), &keys)
+            .unwrap();
+        assert_eq!(cells.changed_ranking_rows(), 11);
+        // A sale in city 8 whose salesman is not known yet: city 8 in February and all time.
+        let unknown_salesman = SaleRefs {
+            city_id: Some(8),
+            ..SaleRefs::default()
+        };
+        cells
+            .fold_event(None, dated("d", 1, unknown_salesman, Some(feb)), &keys)
+            .unwrap();
+        assert_eq!(cells.changed_ranking_rows(), 13);
+    }
+
+    /// Ten of the largest `Decimal(18,2)` amounts for one salesman: the sum is kept exactly
+    /// (no i64 wrap, no debug-build panic), and a total that cannot be published as
+    /// `Decimal(18,2)` is a named, permanent error; taking sales away brings it back in range.
     #[test]
     fn totals_beyond_decimal_18_2_are_refused_not_wrapped() {
         use tributary_rankings::money::MAX_CENTS;

@@ -79,6 +79,11 @@ pub enum RunOutcome {
         sales: u64,
         /// Sales whose salesman or city is not in the lake yet.
         unresolved_sales: u64,
+        /// Ranking rows written (the periods published, not those carried).
+        rows_out: u64,
+        /// Of those, the rows whose totals the run moved, when it published on top of the latest
+        /// publication (`None`: a first run, a rebuild, `--force`, the master data moved).
+        rows_changed: Option<u64>,
         /// Where the run's time went.
         timings: RunTimings,
         /// Whether the run reached the snapshots current when it started; `false` when it
@@ -272,6 +277,8 @@ fn log_published(outcome: &RunOutcome, progress: &RunProgress, sales_changed: Op
         months,
         sales,
         unresolved_sales,
+        rows_out,
+        rows_changed,
         timings,
         ..
     } = outcome
@@ -285,7 +292,8 @@ fn log_published(outcome: &RunOutcome, progress: &RunProgress, sales_changed: Op
             months,
             sales,
             unresolved_sales,
-            rows_out = progress.rows_out,
+            rows_out,
+            rows_changed = ?rows_changed,
             ?timings,
             "published rankings"
         );
@@ -342,6 +350,9 @@ struct Carry {
     previous: Vec<tributary_rankings::schema::PublicationPeriodRow>,
     /// The months whose cells the run changed: ranked and published again.
     changed: std::collections::BTreeSet<tributary_rankings::Month>,
+    /// The ranking rows whose totals the run moved ([`crate::fold::Cells::changed_ranking_rows`]):
+    /// what of the rows it writes differs from the latest publication.
+    rows_changed: u64,
 }
 
 /// The new events of one run, decoded, and how far they reach per source.
@@ -757,6 +768,7 @@ impl MartsJob {
                 Some(latest) => Some(Carry {
                     previous: self.store.periods(&latest.publication_id).await?,
                     changed: checkpoint.cells.changed_months(),
+                    rows_changed: checkpoint.cells.changed_ranking_rows(),
                 }),
                 None => None,
             };
@@ -890,7 +902,11 @@ impl MartsJob {
         let mut publication = Publication::of_periods(snapshots, run_id, computed_at, rankings)
             .with_sources(watermarks)
             .with_lake_committed_ms(snapshot_times.iter().map(|(_, _, ms)| *ms).max());
-        if let Some(Carry { previous, changed }) = carry {
+        let rows_changed = carry.as_ref().map(|c| c.rows_changed);
+        if let Some(Carry {
+            previous, changed, ..
+        }) = carry
+        {
             publication = publication.carrying(previous, |month| !changed.contains(&month));
             tracing::debug!(
                 months_published = publication.months.len(),
@@ -935,6 +951,8 @@ impl MartsJob {
             months: publication.months.len() + publication.carried.len(),
             sales: summary.sales,
             unresolved_sales: summary.unresolved_sales,
+            rows_out: progress.rows_out,
+            rows_changed,
             timings,
             caught_up,
         };
