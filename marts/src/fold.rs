@@ -430,8 +430,9 @@ impl Cells {
 
     /// How many ranking rows hold a total that the changed cells moved: per period (each
     /// changed cell's month, and all time), its distinct cities, (city, salesman) pairs and
-    /// salesmen. Only these rows differ from the publication of the state last stored; a run
-    /// rewrites every row of each period it changed (ADR 0008 is what would write only these).
+    /// salesmen. Only these rows' totals differ from those published from the state last stored
+    /// (others may only change rank); a run rewrites every row of each period it changed, and
+    /// ADR 0008 (proposed) would write only these.
     pub fn changed_ranking_rows(&self) -> u64 {
         let mut cities = BTreeSet::new();
         let mut city_salesmen = BTreeSet::new();

@@ -351,7 +351,7 @@ struct Carry {
     /// The months whose cells the run changed: ranked and published again.
     changed: std::collections::BTreeSet<tributary_rankings::Month>,
     /// The ranking rows whose totals the run moved ([`crate::fold::Cells::changed_ranking_rows`]):
-    /// what of the rows it writes differs from the latest publication.
+    /// of the rows it writes, those whose totals differ from the latest publication's.
     rows_changed: u64,
 }
 

@@ -266,12 +266,17 @@ async fn months_are_published_and_every_run_is_recorded() {
     let RunOutcome::Published {
         publication_id,
         months,
+        rows_changed,
         ..
     } = outcome
     else {
         panic!("expected a publication, got {outcome:?}");
     };
     assert_eq!(months, 2);
+    assert_eq!(
+        rows_changed, None,
+        "a first publication has nothing to compare with"
+    );
     let feb = Period::Month("2026-02".parse().unwrap());
     let top = store
         .salesman_ranking(&publication_id, feb, PAGE)
@@ -320,6 +325,29 @@ async fn months_are_published_and_every_run_is_recorded() {
     );
     assert!(runs.iter().all(|r| r.error.is_empty()));
     assert!(runs[1].lake_snapshots.contains("pg_sale"));
+
+    // A new salesman sells in city 7 in February: all time and February are published again
+    // (city 7, salesmen 100 and 200 in it and nationwide: 5 rows each), January is carried; of
+    // those 10 rows, the run moved city 7's, (7, 200)'s and salesman 200's in both periods.
+    land(
+        lake.as_ref(),
+        RawTable::PgSale,
+        &[sale("c", 4, (13, 3), Some(200), Some(7), Some(50)).sold_at("2026-02-06T10:00:00Z")],
+    )
+    .await;
+    let outcome = job(lake.clone(), store.clone(), state.clone(), 120)
+        .run_once(false)
+        .await
+        .unwrap();
+    let RunOutcome::Published {
+        rows_out,
+        rows_changed,
+        ..
+    } = outcome
+    else {
+        panic!("expected a publication, got {outcome:?}");
+    };
+    assert_eq!((rows_out, rows_changed), (10, Some(6)));
 }
 #[tokio::test]
 async fn a_missing_raw_table_is_a_retryable_error() {
