@@ -346,6 +346,17 @@ impl CellKey {
             None => Period::AllTime,
         }
     }
+
+    /// The city and the salesman the cell counts under in the rankings, each only when resolved
+    /// to an id: a cell naming none, or a key nobody has yet, is in no ranking of that kind, and
+    /// the (city, salesman) ranking needs both.
+    fn ranked_ids(&self) -> (Option<i64>, Option<i64>) {
+        let id = |r: Resolved| match r {
+            Resolved::Id(id) => Some(id),
+            Resolved::None | Resolved::Pending => None,
+        };
+        (id(self.city), id(self.salesman))
+    }
 }
 
 /// Revenue and count of one cell.
@@ -438,16 +449,11 @@ impl Cells {
         let mut city_salesmen = BTreeSet::new();
         let mut salesmen = BTreeSet::new();
         for key in &self.1 {
+            let (city, salesman) = key.ranked_ids();
             for period in [key.period(), Period::AllTime] {
-                if let Resolved::Id(city) = key.city {
-                    cities.insert((period, city));
-                    if let Resolved::Id(salesman) = key.salesman {
-                        city_salesmen.insert((period, city, salesman));
-                    }
-                }
-                if let Resolved::Id(salesman) = key.salesman {
-                    salesmen.insert((period, salesman));
-                }
+                cities.extend(city.map(|c| (period, c)));
+                city_salesmen.extend(city.zip(salesman).map(|(c, s)| (period, c, s)));
+                salesmen.extend(salesman.map(|s| (period, s)));
             }
         }
         (cities.len() + city_salesmen.len() + salesmen.len()) as u64
@@ -627,13 +633,14 @@ impl Cells {
                 continue;
             }
             let acc = &mut periods.last_mut().expect("pushed with its run").1;
-            if let Resolved::Id(city) = key.city {
+            let (city, salesman) = key.ranked_ids();
+            if let Some(city) = city {
                 bump(acc.cities.entry(city).or_default(), cell);
-                if let Resolved::Id(salesman) = key.salesman {
-                    acc.city_salesmen.push(((city, salesman), *cell));
-                }
             }
-            if let Resolved::Id(salesman) = key.salesman {
+            if let Some(pair) = city.zip(salesman) {
+                acc.city_salesmen.push((pair, *cell));
+            }
+            if let Some(salesman) = salesman {
                 bump(acc.salesmen.entry(salesman).or_default(), cell);
             }
             let unknown = |r: Resolved, known: &dyn Fn(i64) -> bool| match r {
@@ -766,7 +773,7 @@ mod tests {
             deleted: false,
             refs,
             amount: Some(Money::from_cents(cents)),
-            sold_at_micros: Some(1_767_225_600_000_000), // 2026-01-01T00:00:00Z
+            sold_at_micros: Some(JAN),
             origin: SaleOrigin::default(),
         }
     }
@@ -776,6 +783,19 @@ mod tests {
             salesman_id: Some(salesman),
             city_id: Some(city),
             ..SaleRefs::default()
+        }
+    }
+
+    /// The first instants of January, February and March 2026, UTC (microseconds).
+    const JAN: i64 = 1_767_225_600_000_000;
+    const FEB: i64 = 1_769_904_000_000_000;
+    const MAR: i64 = 1_772_323_200_000_000;
+
+    /// [`event`] sold at `at` (`None`: without a month).
+    fn dated(id: &str, order: i64, refs: SaleRefs, at: Option<i64>) -> SaleEvent {
+        SaleEvent {
+            sold_at_micros: at,
+            ..event("pg", id, order, refs, 100)
         }
     }
 
@@ -801,47 +821,39 @@ mod tests {
             let (y, m) = month_of(micros).unwrap();
             Month::new(y, m).unwrap()
         };
-        let (jan, feb, mar) = (
-            1_767_225_600_000_000,
-            1_769_904_000_000_000,
-            1_772_323_200_000_000,
-        );
-        let dated = |id: &str, order: i64, at: Option<i64>| SaleEvent {
-            sold_at_micros: at,
-            ..event("pg", id, order, ids(1, 7), 100)
-        };
+        let dated = |id: &str, order: i64, at: Option<i64>| dated(id, order, ids(1, 7), at);
         let a = cells
-            .fold_event(None, dated("a", 1, Some(jan)), &keys)
+            .fold_event(None, dated("a", 1, Some(JAN)), &keys)
             .unwrap();
         cells
-            .fold_event(None, dated("b", 1, Some(feb)), &keys)
+            .fold_event(None, dated("b", 1, Some(FEB)), &keys)
             .unwrap();
         cells.fold_event(None, dated("c", 1, None), &keys).unwrap();
         cells.stored();
         assert!(cells.changed_months().is_empty());
         // Sale `a` moves from January to March.
         cells
-            .fold_event(Some(&a), dated("a", 2, Some(mar)), &keys)
+            .fold_event(Some(&a), dated("a", 2, Some(MAR)), &keys)
             .unwrap();
         assert_eq!(
             cells.changed_months(),
-            BTreeSet::from([month(jan), month(mar)])
+            BTreeSet::from([month(JAN), month(MAR)])
         );
         let master = MasterData::default();
         let whole = cells.totals(&master).unwrap();
         let some = cells
-            .totals_of(&master, Some(&BTreeSet::from([month(mar)])))
+            .totals_of(&master, Some(&BTreeSet::from([month(MAR)])))
             .unwrap();
         assert_eq!(some.all, whole.all);
         assert_eq!(some.all.summary.sales_without_month, 1);
         assert_eq!(
             some.months.keys().copied().collect::<Vec<_>>(),
-            [month(mar)]
+            [month(MAR)]
         );
-        assert_eq!(some.months[&month(mar)], whole.months[&month(mar)]);
-        assert!(whole.months.contains_key(&month(feb)));
+        assert_eq!(some.months[&month(MAR)], whole.months[&month(MAR)]);
+        assert!(whole.months.contains_key(&month(FEB)));
         assert!(
-            !whole.months.contains_key(&month(jan)),
+            !whole.months.contains_key(&month(JAN)),
             "January has no sale left"
         );
     }
@@ -892,24 +904,15 @@ mod tests {
     fn changed_ranking_rows_count_each_moved_row_once() {
         let keys = NaturalKeys::default();
         let mut cells = Cells::default();
-        let (jan, feb, mar) = (
-            1_767_225_600_000_000,
-            1_769_904_000_000_000,
-            1_772_323_200_000_000,
-        );
-        let dated = |id: &str, order: i64, refs: SaleRefs, at: Option<i64>| SaleEvent {
-            sold_at_micros: at,
-            ..event("pg", id, order, refs, 100)
-        };
         let a = cells
-            .fold_event(None, dated("a", 1, ids(1, 7), Some(jan)), &keys)
+            .fold_event(None, dated("a", 1, ids(1, 7), Some(JAN)), &keys)
             .unwrap();
         cells.stored();
         assert_eq!(cells.changed_ranking_rows(), 0);
         // `a` moves from January to March: city 7, (7, 1) and salesman 1 in January, March and
         // all time.
         cells
-            .fold_event(Some(&a), dated("a", 2, ids(1, 7), Some(mar)), &keys)
+            .fold_event(Some(&a), dated("a", 2, ids(1, 7), Some(MAR)), &keys)
             .unwrap();
         assert_eq!(cells.changed_ranking_rows(), 9);
         // Salesman 2 sells in city 7 without a month: (7, 2) and salesman 2 in all time.
@@ -923,7 +926,7 @@ mod tests {
             ..SaleRefs::default()
         };
         cells
-            .fold_event(None, dated("d", 1, unknown_salesman, Some(feb)), &keys)
+            .fold_event(None, dated("d", 1, unknown_salesman, Some(FEB)), &keys)
             .unwrap();
         assert_eq!(cells.changed_ranking_rows(), 13);
     }
