@@ -22,7 +22,7 @@ use iceberg::Catalog;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use self::behind::{InFlightCommit, TakenCommit, pin_state};
+use self::behind::{Behind, TakenBehind, pin_state};
 use crate::current_state;
 use crate::error::MartsError;
 use crate::events;
@@ -108,10 +108,12 @@ pub struct RunTimings {
     pub read: f64,
     /// Folding them into the kept state (lookups of the sales they touch included).
     pub fold: f64,
-    /// Committing the state: waiting for the last run's commit to land, and this run's own
-    /// unless it commits behind ([`MartsJob::run_scheduled`]).
+    /// Committing the state: waiting for earlier runs' commits to land (a scheduled run waits
+    /// only when its queue is full), and this run's own unless it commits behind
+    /// ([`MartsJob::run_scheduled`]).
     pub commit: f64,
-    /// The last run's state commit, which ran beside this run (0 when there was none).
+    /// The earlier runs' state commits that landed during this run, their own seconds (they ran
+    /// beside it; 0 when none landed).
     pub commit_behind: f64,
     /// Totalling the cells per period and ranking them.
     pub rank: f64,
@@ -256,9 +258,9 @@ pub struct MartsJob {
     /// reading the state again, unless the stored version is another (a rebuild, another
     /// process). Taken by a run, given back once its commit succeeded.
     kept: std::sync::Mutex<Option<Checkpoint>>,
-    /// The last state commit of this process's scheduled runs while it may still be in flight:
-    /// they commit behind ([`MartsJob::run_scheduled`]), the next run folding meanwhile.
-    in_flight: std::sync::Mutex<Option<InFlightCommit>>,
+    /// The state commits of this process's scheduled runs that may not have landed: they commit
+    /// behind ([`MartsJob::run_scheduled`]), the next runs folding and publishing meanwhile.
+    in_flight: std::sync::Mutex<Behind>,
     /// Whether this process has made sure of the ClickHouse schema (once, and again after a
     /// failed run: the database may have been dropped meanwhile). A dozen DDL round trips a
     /// run were a good part of a small run's time.
@@ -269,7 +271,12 @@ pub struct MartsJob {
 
 /// Logs a published run: what it read and wrote and where its time went (the benchmarks read
 /// the timings from these lines).
-fn log_published(outcome: &RunOutcome, progress: &RunProgress, sales_changed: Option<usize>) {
+fn log_published(
+    outcome: &RunOutcome,
+    progress: &RunProgress,
+    sales_changed: Option<usize>,
+    sales_queued: usize,
+) {
     if let RunOutcome::Published {
         publication_id,
         cities,
@@ -287,6 +294,7 @@ fn log_published(outcome: &RunOutcome, progress: &RunProgress, sales_changed: Op
             %publication_id,
             events_in = progress.rows_in,
             sales_changed = ?sales_changed,
+            sales_queued,
             cities,
             salesmen,
             months,
@@ -400,7 +408,7 @@ impl MartsJob {
             commits: None,
             announcer: None,
             kept: std::sync::Mutex::new(None),
-            in_flight: std::sync::Mutex::new(None),
+            in_flight: std::sync::Mutex::new(Behind::default()),
             schema_ready: std::sync::atomic::AtomicBool::new(false),
             max_events_per_run: DEFAULT_MAX_EVENTS_PER_RUN,
         }
@@ -569,15 +577,14 @@ impl MartsJob {
         lineage: &mut MartsRun,
     ) -> Result<RunOutcome, MartsError> {
         let mut timings = RunTimings::default();
-        let mut previous = TakenCommit::take(&self.in_flight);
-        // A commit that has landed is settled now; so is any before a run that does not fold
-        // on from it (a rebuild, a forced run).
-        if previous
-            .commit
-            .as_ref()
-            .is_some_and(|c| c.has_ended() || mode != RunMode::Incremental)
-        {
-            self.settle_counted(&mut previous.commit, &mut timings)
+        let mut previous = TakenBehind::take(&self.in_flight);
+        // Commits behind land before a run that does not fold on from them (a rebuild, a forced
+        // run); otherwise a landed one only makes way for the queued one.
+        if mode == RunMode::Incremental {
+            self.start_queued_if_landed(&mut previous.behind, &mut timings)
+                .await?;
+        } else {
+            self.settle_counted(&mut previous.behind, &mut timings)
                 .await?;
         }
         if !self.schema_ready.load(std::sync::atomic::Ordering::Relaxed) {
@@ -621,11 +628,11 @@ impl MartsJob {
         }
 
         let remembered = self.kept.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let base = match (&previous.commit, remembered) {
-            // Ahead of the store by the commit in flight (which fails if another wrote since).
-            (Some(_), Some(checkpoint)) => Some(checkpoint),
-            (_, remembered) => {
-                self.settle_counted(&mut previous.commit, &mut timings)
+        let base = match remembered {
+            // Ahead of the store by the commits behind (which fail if another wrote since).
+            Some(checkpoint) if !previous.behind.is_empty() => Some(checkpoint),
+            remembered => {
+                self.settle_counted(&mut previous.behind, &mut timings)
                     .await?;
                 let stored = self.state.version().await?;
                 match remembered.filter(|c| Some(c.version()) == stored) {
@@ -718,14 +725,14 @@ impl MartsJob {
             // it does not change; a change to the master data (names, resolution) touches them all.
             let master_before = publishes_slices.then(|| checkpoint.master.clone());
             let changed = self
-                .fold(&mut checkpoint, new, &mut previous.commit)
+                .fold(&mut checkpoint, new, &mut previous.behind)
                 .await?;
             timings.fold += watch.lap();
             checkpoint.snapshots = snapshot_ids(&slice);
             checkpoint.generation = base_generation.map_or(1, |g| g + 1);
             if !caught_up && !publishes_slices {
                 // A slice on the way to the lake's current snapshots: kept, not published.
-                timings.commit_behind += self.settle(&mut previous.commit).await?;
+                timings.commit_behind += self.settle(&mut previous.behind).await?;
                 self.state
                     .commit(base_generation, &changed, &checkpoint)
                     .await?;
@@ -792,24 +799,36 @@ impl MartsJob {
             tributary_common::failpoint::crash_point(
                 tributary_common::failpoint::MARTS_AFTER_PUBLISH,
             );
-            let mut watch = Stopwatch::start();
-            // In order: this run's commit starts once the last one landed.
-            let commit_behind = self.settle(&mut previous.commit).await?;
-            let commit = self.start_commit(base_generation, changed, &mut checkpoint, &slice);
-            let sales_changed = commit.sales_written();
-            // Ahead of the store until the commit lands; dropped if it fails.
+            // In order, one at a time: this run's commit starts once the last one landed, or is
+            // queued behind it.
+            let mut commit_timings = RunTimings::default();
+            let sales_changed = changed.len();
+            self.commit_behind(
+                &mut previous.behind,
+                base_generation,
+                changed,
+                &mut checkpoint,
+                &slice,
+                &mut commit_timings,
+            )
+            .await?;
+            // Ahead of the store until the commits behind land; dropped if one fails.
             *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(checkpoint);
-            if behind {
-                *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()) = Some(commit);
-            } else {
-                self.settle(&mut Some(commit)).await?;
+            if !behind {
+                self.settle_counted(&mut previous.behind, &mut commit_timings)
+                    .await?;
                 tracing::debug!(cells_changed, "state committed");
             }
             if let RunOutcome::Published { timings, .. } = &mut outcome {
-                timings.commit += watch.lap();
-                timings.commit_behind += commit_behind;
+                timings.commit += commit_timings.commit;
+                timings.commit_behind += commit_timings.commit_behind;
             }
-            log_published(&outcome, progress, Some(sales_changed));
+            log_published(
+                &outcome,
+                progress,
+                Some(sales_changed),
+                previous.behind.sales_queued(),
+            );
             return Ok(outcome);
         }
     }
@@ -874,7 +893,7 @@ impl MartsJob {
         let outcome = self
             .rank_and_publish(publish, computed.totals, progress, timings, true)
             .await?;
-        log_published(&outcome, progress, None);
+        log_published(&outcome, progress, None, 0);
         Ok(outcome)
     }
 
@@ -1071,7 +1090,7 @@ impl MartsJob {
         &self,
         checkpoint: &mut Checkpoint,
         new: NewEvents,
-        in_flight: &mut Option<InFlightCommit>,
+        behind: &mut Behind,
     ) -> Result<Vec<SaleRecord>, MartsError> {
         let before = checkpoint.master.index();
         checkpoint.master.apply(new.salesmen, new.cities);
@@ -1088,11 +1107,11 @@ impl MartsJob {
                 }
             }
         }
-        // The kept versions: those a commit in flight writes from it, the others from the store.
+        // The kept versions: those the commits behind write from them, the others from the store.
         let mut kept: HashMap<SaleKey, SaleRecord> = HashMap::with_capacity(newest.len());
         let mut wanted: Vec<SaleKey> = Vec::with_capacity(newest.len());
         for key in newest.keys() {
-            match in_flight.as_ref().and_then(|c| c.sale(key)) {
+            match behind.sale(key) {
                 Some(record) => {
                     kept.insert(key.clone(), record.clone());
                 }
@@ -1114,9 +1133,9 @@ impl MartsJob {
         }
         // Sales naming a code or city whose resolution moved count somewhere else now. Those
         // folded just above were resolved against the new keys already. Rare (the master data
-        // moved): read from the store once the commit in flight has landed.
+        // moved): read from the store once the commits behind have landed.
         if !codes.is_empty() || !city_keys.is_empty() {
-            self.settle(in_flight).await?;
+            self.settle(behind).await?;
         }
         for record in self.state.sales_naming(&codes, &city_keys).await? {
             if changed.contains_key(&record.key) {

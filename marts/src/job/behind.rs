@@ -1,8 +1,9 @@
 //! Committing the kept state behind: a scheduled run's state commit runs in a task of its own
-//! while the next run reads and folds ([`MartsJob::run_scheduled`], `docs/marts.md`). The next
-//! run reads the sales that commit writes from it ([`InFlightCommit::sale`]), waits for it to
-//! land before its own commit ([`MartsJob::settle`]), and forgets its state in memory if it
-//! failed.
+//! while the next runs read, fold and publish ([`MartsJob::run_scheduled`], `docs/marts.md`).
+//! One commit runs at a time, in order; the runs that end while it is in flight queue their
+//! changes, which go as one commit once it lands ([`Behind`]). A run reads the sales those
+//! commits write from memory ([`Behind::sale`]), waits only when the queue is full
+//! ([`MAX_QUEUED_SALES`]) and forgets its state in memory if a commit failed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,9 +17,80 @@ use crate::error::MartsError;
 use crate::fold::{SaleKey, SaleRecord};
 use crate::state::Checkpoint;
 
-/// A state commit running beside the next run: the sales it writes are newer than the store's
-/// until it lands, so the next fold reads those from here and the others from the store.
-pub(super) struct InFlightCommit {
+/// The most sales the runs queue behind a commit in flight before one waits for it. Under a
+/// steady stream the queue stays about one commit's worth (the runs' changes while the last
+/// commit ran); it grows only while commits are slower than the stream (a Postgres checkpoint
+/// writing full pages), and a full one makes the next run wait, as every run did before
+/// commits were queued. A queued sale holds its kept version, about 1 KB with its provenance.
+pub(super) const MAX_QUEUED_SALES: usize = 200_000;
+
+/// The state commits of this process's runs that have not landed: at most one in flight, and
+/// the changes of the runs that ended since, queued to go as one commit when it lands.
+#[derive(Default)]
+pub(super) struct Behind {
+    in_flight: Option<InFlightCommit>,
+    queued: Option<QueuedCommit>,
+}
+
+/// Runs' changes waiting for the commit in flight: one commit's worth, newer over older.
+struct QueuedCommit {
+    /// The generation the commit in flight writes: this one's base.
+    base: Option<u64>,
+    sales: HashMap<SaleKey, SaleRecord>,
+    /// The newest run's checkpoint with, of its cells, those changed since the commit in flight
+    /// ([`Checkpoint::take_changes`] of each run, applied in order).
+    changes: Checkpoint,
+    /// The snapshots it continues from, pinned once it lands.
+    times: Vec<(&'static str, i64, i64)>,
+}
+
+impl QueuedCommit {
+    /// Adds a later run's changes: its sales over those queued, its checkpoint over the
+    /// queued one, the cells changed by either.
+    fn merge(
+        &mut self,
+        sales: Vec<SaleRecord>,
+        later: Checkpoint,
+        times: Vec<(&'static str, i64, i64)>,
+    ) {
+        self.sales
+            .extend(sales.into_iter().map(|r| (r.key.clone(), r)));
+        let mut cells = std::mem::take(&mut self.changes.cells);
+        cells.apply(&later.cells);
+        self.changes = Checkpoint { cells, ..later };
+        self.times = times;
+    }
+}
+
+impl Behind {
+    /// Whether nothing is in flight or queued: the store has every commit of this process.
+    pub(super) fn is_empty(&self) -> bool {
+        self.in_flight.is_none() && self.queued.is_none()
+    }
+
+    /// Whether the commit in flight, if any, has ended (landed or failed): settling it costs
+    /// nothing.
+    pub(super) fn in_flight_ended(&self) -> bool {
+        self.in_flight.as_ref().is_none_or(|c| c.task.is_finished())
+    }
+
+    /// How many sales are queued behind the commit in flight.
+    pub(super) fn sales_queued(&self) -> usize {
+        self.queued.as_ref().map_or(0, |q| q.sales.len())
+    }
+
+    /// The newest version of `key` not yet in the store, if any: queued, else in flight.
+    pub(super) fn sale(&self, key: &SaleKey) -> Option<&SaleRecord> {
+        self.queued
+            .as_ref()
+            .and_then(|q| q.sales.get(key))
+            .or_else(|| self.in_flight.as_ref().and_then(|c| c.sale(key)))
+    }
+}
+
+/// A state commit running beside the next runs: the sales it writes are newer than the store's
+/// until it lands.
+struct InFlightCommit {
     sales: Arc<Vec<SaleRecord>>,
     by_key: HashMap<SaleKey, usize>,
     /// The commit (and the pin of its snapshots); its seconds once landed.
@@ -26,18 +98,8 @@ pub(super) struct InFlightCommit {
 }
 
 impl InFlightCommit {
-    /// Whether it has ended (landed or failed): waiting for it costs nothing.
-    pub(super) fn has_ended(&self) -> bool {
-        self.task.is_finished()
-    }
-
-    /// How many sales it writes.
-    pub(super) fn sales_written(&self) -> usize {
-        self.sales.len()
-    }
-
     /// The version of `key` this commit writes, if it writes one.
-    pub(super) fn sale(&self, key: &SaleKey) -> Option<&SaleRecord> {
+    fn sale(&self, key: &SaleKey) -> Option<&SaleRecord> {
         self.by_key.get(key).map(|&i| &self.sales[i])
     }
 
@@ -51,41 +113,94 @@ impl InFlightCommit {
     }
 }
 
-/// The job's commit in flight, taken by a run: given back when the run ends without settling
-/// it (failed, or dropped at shutdown), so the job never loses track of a commit.
-pub(super) struct TakenCommit<'a> {
-    slot: &'a std::sync::Mutex<Option<InFlightCommit>>,
-    pub(super) commit: Option<InFlightCommit>,
+/// The job's commits behind, taken by a run: given back when the run ends (or fails, or is
+/// dropped at shutdown), so the job never loses track of a commit.
+pub(super) struct TakenBehind<'a> {
+    slot: &'a std::sync::Mutex<Behind>,
+    pub(super) behind: Behind,
 }
 
-impl<'a> TakenCommit<'a> {
-    pub(super) fn take(slot: &'a std::sync::Mutex<Option<InFlightCommit>>) -> Self {
-        let commit = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-        Self { slot, commit }
+impl<'a> TakenBehind<'a> {
+    pub(super) fn take(slot: &'a std::sync::Mutex<Behind>) -> Self {
+        let behind = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
+        Self { slot, behind }
     }
 }
 
-impl Drop for TakenCommit<'_> {
+impl Drop for TakenBehind<'_> {
     fn drop(&mut self) {
-        if let Some(commit) = self.commit.take() {
-            *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(commit);
-        }
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = std::mem::take(&mut self.behind);
     }
 }
 
 impl MartsJob {
-    /// Starts committing `sales` and the changes of `checkpoint` (which count as stored from
-    /// now on) over generation `base`, then pinning the slice's snapshots: a task of its own,
-    /// so the caller may fold on meanwhile ([`MartsJob::settle`] waits for it).
-    pub(super) fn start_commit(
+    /// Commits a run's `sales` and the changes of `checkpoint` (which count as stored from now
+    /// on) over generation `base`, behind: at once in a task of its own when no commit is in
+    /// flight, else queued with the runs' changes since, which go as one commit when it lands.
+    /// Waits (the returned seconds, the landed commit's own added to `timings.commit_behind`)
+    /// only when the queue is full.
+    pub(super) async fn commit_behind(
         &self,
+        behind: &mut Behind,
         base: Option<u64>,
         sales: Vec<SaleRecord>,
         checkpoint: &mut Checkpoint,
         slice: &[(&'static str, iceberg::table::Table, Option<i64>)],
-    ) -> InFlightCommit {
-        let changes = checkpoint.take_changes();
-        let sales = Arc::new(sales);
+        timings: &mut RunTimings,
+    ) -> Result<(), MartsError> {
+        let (changes, times) = (checkpoint.take_changes(), snapshot_times(slice));
+        match &mut behind.queued {
+            Some(queued) => queued.merge(sales, changes, times),
+            None => {
+                behind.queued = Some(QueuedCommit {
+                    base,
+                    sales: sales.into_iter().map(|r| (r.key.clone(), r)).collect(),
+                    changes,
+                    times,
+                })
+            }
+        }
+        if behind.in_flight_ended() || behind.sales_queued() >= MAX_QUEUED_SALES {
+            let mut watch = Stopwatch::start();
+            timings.commit_behind += self.start_queued(behind).await?;
+            timings.commit += watch.lap();
+        }
+        Ok(())
+    }
+
+    /// Waits for the commit in flight (its seconds), then starts the queued one, if any.
+    async fn start_queued(&self, behind: &mut Behind) -> Result<f64, MartsError> {
+        let landed = self.settle_in_flight_only(behind).await?;
+        if let Some(queued) = behind.queued.take() {
+            behind.in_flight = Some(self.start_commit(queued));
+        }
+        Ok(landed)
+    }
+
+    /// Waits for the commit in flight, if any: its seconds. A failed one also drops the queue
+    /// (its base is a generation the store never got) and the checkpoint in memory (it ran
+    /// ahead of a store that lacks it), so the next run folds again from the stored state.
+    async fn settle_in_flight_only(&self, behind: &mut Behind) -> Result<f64, MartsError> {
+        let Some(commit) = behind.in_flight.take() else {
+            return Ok(0.0);
+        };
+        commit.landed().await.inspect_err(|error| {
+            behind.queued = None;
+            self.kept.lock().unwrap_or_else(|e| e.into_inner()).take();
+            tracing::warn!(%error, "a state commit failed; the next run folds again from the stored state");
+        })
+    }
+
+    /// Starts committing `queued`, then pinning the snapshots it continues from: a task of its
+    /// own, so the caller may fold on meanwhile.
+    fn start_commit(&self, queued: QueuedCommit) -> InFlightCommit {
+        let QueuedCommit {
+            base,
+            sales,
+            changes,
+            times,
+        } = queued;
+        let sales: Arc<Vec<SaleRecord>> = Arc::new(sales.into_values().collect());
         let by_key = sales
             .iter()
             .enumerate()
@@ -96,7 +211,7 @@ impl MartsJob {
             self.pins.clone(),
             self.namespace.clone(),
         );
-        let (written, times) = (sales.clone(), snapshot_times(slice));
+        let written = sales.clone();
         let task = tokio::spawn(
             async move {
                 let started = std::time::Instant::now();
@@ -113,44 +228,50 @@ impl MartsJob {
         }
     }
 
-    /// Waits for the commit in flight, if any: its seconds. A failed one also drops the
-    /// checkpoint in memory (it ran ahead of a store that lacks it), so the next run folds
-    /// again from the stored state.
-    pub(super) async fn settle(
-        &self,
-        in_flight: &mut Option<InFlightCommit>,
-    ) -> Result<f64, MartsError> {
-        let Some(commit) = in_flight.take() else {
-            return Ok(0.0);
-        };
-        commit.landed().await.inspect_err(|error| {
-            self.kept.lock().unwrap_or_else(|e| e.into_inner()).take();
-            tracing::warn!(%error, "a state commit failed; the next run folds again from the stored state");
-        })
+    /// Lands every commit behind: the one in flight, then the queued one. Their seconds.
+    pub(super) async fn settle(&self, behind: &mut Behind) -> Result<f64, MartsError> {
+        let mut seconds = 0.0;
+        while !behind.is_empty() {
+            seconds += self.start_queued(behind).await?;
+        }
+        Ok(seconds)
     }
 
-    /// [`MartsJob::settle`], the wait counted in `timings` (`commit`) and the landed commit's
+    /// [`MartsJob::settle`], the wait counted in `timings` (`commit`) and the landed commits'
     /// own seconds too (`commit_behind`).
     pub(super) async fn settle_counted(
         &self,
-        in_flight: &mut Option<InFlightCommit>,
+        behind: &mut Behind,
         timings: &mut RunTimings,
     ) -> Result<(), MartsError> {
         let mut watch = Stopwatch::start();
-        timings.commit_behind += self.settle(in_flight).await?;
+        timings.commit_behind += self.settle(behind).await?;
         timings.commit += watch.lap();
         Ok(())
     }
 
-    /// An incremental run as the scheduler makes it, its state commit left in flight.
+    /// Settles a commit in flight that has ended and starts the queued one: at a run's start,
+    /// so queued changes go even when no later run publishes.
+    pub(super) async fn start_queued_if_landed(
+        &self,
+        behind: &mut Behind,
+        timings: &mut RunTimings,
+    ) -> Result<(), MartsError> {
+        if behind.in_flight.is_some() && behind.in_flight_ended() {
+            timings.commit_behind += self.start_queued(behind).await?;
+        }
+        Ok(())
+    }
+
+    /// An incremental run as the scheduler makes it, its state commit left behind.
     #[cfg(test)]
     pub(crate) async fn run_behind(&self) -> Result<RunOutcome, MartsError> {
         self.run_under(RunMode::Incremental, None, true).await
     }
 
-    /// Waits for the job's commit in flight, if any (see [`MartsJob::settle`]).
+    /// Lands the job's commits behind, if any (see [`MartsJob::settle`]).
     pub(crate) async fn settle_in_flight(&self) -> Result<f64, MartsError> {
-        self.settle(&mut TakenCommit::take(&self.in_flight).commit)
+        self.settle(&mut TakenBehind::take(&self.in_flight).behind)
             .await
     }
 }

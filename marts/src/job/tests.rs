@@ -543,3 +543,78 @@ async fn a_failed_commit_behind_fails_the_next_run_and_the_one_after_folds_from_
         "the update counted once"
     );
 }
+
+/// Runs that end while a state commit is in flight publish without waiting for it: they queue
+/// their changes, read the queued sales from memory (an update of a queued sale replaces it),
+/// and the queue goes as one commit once the one in flight lands.
+#[tokio::test]
+async fn runs_behind_a_commit_in_flight_queue_their_changes_and_commit_them_as_one() {
+    let lake = memory_lake(&ALL).await;
+    let store = Arc::new(MemoryStore::new());
+    let state = Arc::new(MemoryState::new());
+    let job = job(lake.clone(), store.clone(), state.clone(), 0);
+    land(
+        lake.as_ref(),
+        RawTable::PgSalesman,
+        &[salesman("r", 100, (1, 0), "S1", "Ana")],
+    )
+    .await;
+    land(
+        lake.as_ref(),
+        RawTable::PgCity,
+        &[city("r", 7, (1, 0), "Campinas", "SP")],
+    )
+    .await;
+    state.hold_commits(true);
+    // A new sale (its commit in flight), its update and another sale (both queued behind it).
+    let runs = [
+        (2, "c", 500, 20, 500),
+        (2, "u", 700, 21, 700),
+        (3, "c", 300, 22, 1000),
+    ];
+    for (id, op, cents, lsn, total) in runs {
+        land(
+            lake.as_ref(),
+            RawTable::PgSale,
+            &[sale(op, id, (lsn, 0), Some(100), Some(7), Some(cents))],
+        )
+        .await;
+        let RunOutcome::Published { publication_id, .. } = job.run_behind().await.unwrap() else {
+            panic!("published");
+        };
+        let ranking = store
+            .salesman_ranking(&publication_id, Period::AllTime, PAGE)
+            .await
+            .unwrap();
+        assert_eq!(
+            ranking[0].revenue, total,
+            "published at once; an update of a queued sale replaces it"
+        );
+    }
+    assert_eq!(state.commits(), 0, "the first commit is still in flight");
+    assert_eq!(state.version().await.unwrap(), None);
+
+    state.hold_commits(false);
+    job.settle_in_flight().await.unwrap();
+    assert_eq!(
+        state.commits(),
+        2,
+        "the first run's commit, then the two queued runs' as one"
+    );
+    assert_eq!(
+        state.version().await.unwrap().map(|v| v.generation),
+        Some(3)
+    );
+    // The queued sales reached the store: a job that reads the state replaces them on update.
+    land(
+        lake.as_ref(),
+        RawTable::PgSale,
+        &[sale("u", 2, (23, 0), Some(100), Some(7), Some(900))],
+    )
+    .await;
+    let fresh = super::tests::job(lake.clone(), store.clone(), state.clone(), 1);
+    fresh.run_with(RunMode::Incremental).await.unwrap();
+    let (_, expected) = compute(lake.as_ref(), "raw").await.unwrap();
+    assert_eq!(fresh.kept_rankings().await.unwrap().unwrap(), expected);
+    assert_eq!(expected.all.salesmen[0].row.revenue.cents(), 1200);
+}

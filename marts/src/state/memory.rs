@@ -31,6 +31,10 @@ pub struct MemoryState {
     land_after_reads: std::sync::atomic::AtomicBool,
     reads: std::sync::atomic::AtomicU64,
     read: tokio::sync::Notify,
+    /// While `true`, commits wait ([`MemoryState::hold_commits`]).
+    held: tokio::sync::watch::Sender<bool>,
+    /// How many commits landed.
+    commits: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryState {
@@ -53,7 +57,8 @@ impl MemoryState {
     }
 
     /// From now on each commit lands only after a read of kept sales that follows its start
-    /// (or [`MemoryState::land_held_commit`]): the next run folds while it is in flight.
+    /// (or [`MemoryState::land_held_commit`]), or 100 ms at most: the next run folds while it
+    /// is in flight.
     pub fn land_commits_after_reads(&self) {
         self.land_after_reads
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -63,6 +68,17 @@ impl MemoryState {
     pub fn land_held_commit(&self) {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.read.notify_waiters();
+    }
+
+    /// While `held`, commits wait before they land (a commit in flight across several runs);
+    /// `false` lets them land.
+    pub fn hold_commits(&self, held: bool) {
+        self.held.send_replace(held);
+    }
+
+    /// How many commits have landed.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
@@ -127,16 +143,23 @@ impl StateStore for MemoryState {
             .load(std::sync::atomic::Ordering::Relaxed)
         {
             let seen = self.reads.load(std::sync::atomic::Ordering::SeqCst);
-            loop {
-                let read = self.read.notified();
-                tokio::pin!(read);
-                read.as_mut().enable();
-                if self.reads.load(std::sync::atomic::Ordering::SeqCst) > seen {
-                    break;
+            let next_read = async {
+                loop {
+                    let read = self.read.notified();
+                    tokio::pin!(read);
+                    read.as_mut().enable();
+                    if self.reads.load(std::sync::atomic::Ordering::SeqCst) > seen {
+                        break;
+                    }
+                    read.await;
                 }
-                read.await;
-            }
+            };
+            // A commit the job itself waits for (a full queue, a change to the master data)
+            // has no read to come: it lands after a while instead.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(100), next_read).await;
         }
+        // Never fails: the sender lives in `self`.
+        let _ = self.held.subscribe().wait_for(|held| !held).await;
         let mut state = self.lock();
         let found = state.checkpoint.as_ref().map(|c| c.generation);
         let injected = self
@@ -169,6 +192,8 @@ impl StateStore for MemoryState {
             cells,
             ..checkpoint.clone()
         });
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
