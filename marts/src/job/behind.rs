@@ -21,7 +21,8 @@ use crate::state::Checkpoint;
 /// steady stream the queue stays about one commit's worth (the runs' changes while the last
 /// commit ran); it grows only while commits are slower than the stream (a Postgres checkpoint
 /// writing full pages), and a full one makes the next run wait, as every run did before
-/// commits were queued. A queued sale holds its kept version, about 1 KB with its provenance.
+/// commits were queued. A queued sale holds its kept version (with its provenance): the bound
+/// is also the queue's bound on memory.
 pub(super) const MAX_QUEUED_SALES: usize = 200_000;
 
 /// The state commits of this process's runs that have not landed: at most one in flight, and
