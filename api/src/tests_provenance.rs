@@ -8,7 +8,7 @@ use poem::http::StatusCode;
 use poem::test::TestClient;
 use serde_json::Value;
 use tributary_raw::schema::RawTable;
-use tributary_raw::testing::{city, land, memory_lake, sale, salesman};
+use tributary_raw::testing::{land, land_ana_in_campinas, memory_lake, sale};
 
 use crate::app_with_lake;
 use crate::lake::Lake;
@@ -33,18 +33,7 @@ fn sale_ids(page: &Value) -> Vec<&str> {
 async fn a_published_row_is_explained_by_the_sales_of_its_own_snapshots() {
     let lake = memory_lake(&RawTable::DATA_TABLES).await;
     let lake_ref = lake.as_ref();
-    land(
-        lake_ref,
-        RawTable::PgSalesman,
-        &[salesman("r", 100, (1, 0), "S1", "Ana")],
-    )
-    .await;
-    land(
-        lake_ref,
-        RawTable::PgCity,
-        &[city("r", 7, (1, 0), "Campinas", "SP")],
-    )
-    .await;
+    land_ana_in_campinas(lake_ref).await;
     let first = land(
         lake_ref,
         RawTable::PgSale,
@@ -165,18 +154,7 @@ async fn the_latest_publications_rows_are_explained_from_the_kept_state() {
     use tributary_rankings::MemoryStore;
 
     let lake = memory_lake(&RawTable::DATA_TABLES).await;
-    land(
-        lake.as_ref(),
-        RawTable::PgSalesman,
-        &[salesman("r", 100, (1, 0), "S1", "Ana")],
-    )
-    .await;
-    land(
-        lake.as_ref(),
-        RawTable::PgCity,
-        &[city("r", 7, (1, 0), "Campinas", "SP")],
-    )
-    .await;
+    land_ana_in_campinas(lake.as_ref()).await;
     land(
         lake.as_ref(),
         RawTable::PgSale,

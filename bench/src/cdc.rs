@@ -27,8 +27,9 @@
 //!   at or past its WAL position (one writer: any change of the database at or past it is its
 //!   own or a later one). Freshness = that answer's arrival − the commit ack: an upper bound by
 //!   at most one poll interval plus the request.
-//! - CPU per process from `/proc/<pid>/stat` (utime + stime, the Postgres postmaster with its
-//!   backends), and each of our services' peak RSS (`VmHWM`).
+//! - CPU per process from `/proc/<pid>/stat` (utime + stime), the Postgres server's split by
+//!   what its backends do (the source database, Debezium's walsender, Tributary's database,
+//!   checkpointer, autovacuum: `cdc/cpu.rs`), and each of our services' peak RSS (`VmHWM`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tributary_raw::RawTable;
 
+mod cpu;
 mod report;
 use crate::cleanup;
 use crate::load::{self, Shares, Source, Targets, Workload};
@@ -290,49 +292,11 @@ async fn register_connector(
     }
 }
 
-/// Cumulative CPU seconds of `pid` (and of its children when `with_children`: the postmaster's
-/// backends).
-fn cpu_seconds(pid: u32, with_children: bool) -> f64 {
-    let ticks = |stat: &str| -> Option<(u32, u64)> {
-        // Fields after the `(comm)`: state ppid ... utime(14) stime(15), 1-based overall.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ppid = fields.get(1)?.parse().ok()?;
-        let utime: u64 = fields.get(11)?.parse().ok()?;
-        let stime: u64 = fields.get(12)?.parse().ok()?;
-        Some((ppid, utime + stime))
-    };
-    let mut total = 0u64;
-    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        total += ticks(&stat).map_or(0, |t| t.1);
-    }
-    if with_children && let Ok(dir) = std::fs::read_dir("/proc") {
-        for entry in dir.flatten() {
-            let Some(child) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat"))
-                && let Some((ppid, t)) = ticks(&stat)
-                && ppid == pid
-            {
-                total += t;
-            }
-        }
-    }
-    // USER_HZ is 100 on Linux.
-    total as f64 / 100.0
-}
-
 /// A process whose CPU the run reports.
 #[derive(Debug, Clone)]
 struct Watched {
     name: String,
     pid: u32,
-    with_children: bool,
 }
 
 fn stack_pid(name: &str) -> Option<u32> {
@@ -786,29 +750,27 @@ async fn run_with_source(
     .map(|(name, i)| Watched {
         name: name.to_string(),
         pid: services[i].pid(),
-        with_children: false,
     })
     .collect();
     watched.push(Watched {
         name: "tributary-bench (load generator)".into(),
         pid: std::process::id(),
-        with_children: false,
     });
-    for (name, dir, with_children) in [
-        ("postgres (all backends)", "postgres", true),
-        ("kafka", "kafka", false),
-        ("kafka connect + debezium", "connect", false),
-        ("clickhouse", "clickhouse", false),
-        ("object store", "s3", false),
+    for (name, dir) in [
+        ("kafka", "kafka"),
+        ("kafka connect + debezium", "connect"),
+        ("clickhouse", "clickhouse"),
+        ("object store", "s3"),
     ] {
         if let Some(pid) = stack_pid(dir) {
             watched.push(Watched {
                 name: name.into(),
                 pid,
-                with_children,
             });
         }
     }
+    // Postgres is sampled by role ([`cpu::PostgresCpu`]), its total beside the roles.
+    let postmaster = stack_pid("postgres");
 
     let metrics = format!("http://127.0.0.1:{lander_metrics}/metrics");
     let marts_metrics = format!("http://127.0.0.1:{marts_metrics}/metrics");
@@ -864,10 +826,8 @@ async fn run_with_source(
         let landed_before = landed_pg_sale(&http, &metrics).await?;
         let commits_before = lander_commits(&http, &metrics).await?;
         let marts_before = marts_runs(&http, &marts_metrics).await?;
-        let cpu_before: Vec<f64> = watched
-            .iter()
-            .map(|w| cpu_seconds(w.pid, w.with_children))
-            .collect();
+        let cpu_before: Vec<f64> = watched.iter().map(|w| cpu::cpu_seconds(w.pid)).collect();
+        let postgres_cpu = postmaster.map(|pid| cpu::PostgresCpu::start(pid, database.to_string()));
         let window_start = SystemTime::now();
         let total = rate + args.side_rate;
         let workload = Workload::new(
@@ -893,10 +853,10 @@ async fn run_with_source(
             .duration_since(window_start)
             .unwrap_or_default()
             .as_secs_f64();
-        let cpu_after: Vec<f64> = watched
-            .iter()
-            .map(|w| cpu_seconds(w.pid, w.with_children))
-            .collect();
+        let cpu_after: Vec<f64> = watched.iter().map(|w| cpu::cpu_seconds(w.pid)).collect();
+        let postgres_seconds = postgres_cpu
+            .map(cpu::PostgresCpu::finish)
+            .unwrap_or_default();
         let landed_at_end = landed_pg_sale(&http, &metrics).await?;
         let commits_at_end = lander_commits(&http, &metrics).await?;
         let marts_at_end = marts_runs(&http, &marts_metrics).await?;
@@ -957,11 +917,20 @@ async fn run_with_source(
         let polls = polls.lock().expect("polls").clone();
         let (mut seen, unseen) = freshness(&probes, &polls);
         let fresh = percentiles(&mut seen, &[50.0, 95.0, 99.0]);
-        let cpu_percent = watched
+        let mut cpu_percent: BTreeMap<String, f64> = watched
             .iter()
             .zip(cpu_before.iter().zip(&cpu_after))
             .map(|(w, (b, a))| (w.name.clone(), 100.0 * (a - b) / window))
             .collect();
+        if !postgres_seconds.is_empty() {
+            let total: f64 = postgres_seconds.values().sum();
+            cpu_percent.insert("postgres (all backends)".into(), 100.0 * total / window);
+            cpu_percent.extend(
+                postgres_seconds
+                    .iter()
+                    .map(|(role, s)| (role.to_string(), 100.0 * s / window)),
+            );
+        }
         let result = RateResult {
             target_rate: rate,
             seconds: report.seconds,

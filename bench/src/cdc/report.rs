@@ -30,15 +30,16 @@ fn per_process_table(
         md.push_str("---:|");
     }
     md.push('\n');
-    if let Some(first) = results.first() {
-        for name in first.cpu_percent.keys() {
-            md.push_str(&format!("| {name} |"));
-            for r in results {
-                let cpu = r.cpu_percent.get(name).copied().unwrap_or(0.0);
-                md.push_str(&format!(" {} |", cell(r, cpu)));
-            }
-            md.push('\n');
+    // Every process of any window: a Postgres role (an autovacuum worker) may work in some only.
+    let names: std::collections::BTreeSet<&String> =
+        results.iter().flat_map(|r| r.cpu_percent.keys()).collect();
+    for name in names {
+        md.push_str(&format!("| {name} |"));
+        for r in results {
+            let cpu = r.cpu_percent.get(name).copied().unwrap_or(0.0);
+            md.push_str(&format!(" {} |", cell(r, cpu)));
         }
+        md.push('\n');
     }
     md
 }

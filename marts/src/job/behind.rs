@@ -162,9 +162,7 @@ impl MartsJob {
             }
         }
         if behind.in_flight_ended() || behind.sales_queued() >= MAX_QUEUED_SALES {
-            let mut watch = Stopwatch::start();
-            timings.commit_behind += self.start_queued(behind).await?;
-            timings.commit += watch.lap();
+            counted(timings, self.start_queued(behind)).await?;
         }
         Ok(())
     }
@@ -245,10 +243,7 @@ impl MartsJob {
         behind: &mut Behind,
         timings: &mut RunTimings,
     ) -> Result<(), MartsError> {
-        let mut watch = Stopwatch::start();
-        timings.commit_behind += self.settle(behind).await?;
-        timings.commit += watch.lap();
-        Ok(())
+        counted(timings, self.settle(behind)).await
     }
 
     /// Settles a commit in flight that has ended and starts the queued one: at a run's start,
@@ -275,6 +270,18 @@ impl MartsJob {
         self.settle(&mut TakenBehind::take(&self.in_flight).behind)
             .await
     }
+}
+
+/// Waits for commits behind to land (`landing`: their own seconds), the wait counted in
+/// `timings.commit` and their own seconds in `commit_behind`.
+async fn counted(
+    timings: &mut RunTimings,
+    landing: impl std::future::Future<Output = Result<f64, MartsError>>,
+) -> Result<(), MartsError> {
+    let mut watch = Stopwatch::start();
+    timings.commit_behind += landing.await?;
+    timings.commit += watch.lap();
+    Ok(())
 }
 
 /// Pins the snapshots the state continues from in `pins` (as its holder). Best effort: a failed

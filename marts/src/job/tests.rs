@@ -4,7 +4,7 @@ use tributary_raw::schema::RawTable;
 
 use super::*;
 use crate::state::MemoryState;
-use crate::test_support::{city, land, memory_lake, sale, salesman};
+use crate::test_support::{city, land, land_ana_in_campinas, memory_lake, sale, salesman};
 use tributary_rankings::period::Period;
 use tributary_rankings::store::{MemoryStore, Page, RankingQueries};
 
@@ -553,18 +553,7 @@ async fn runs_behind_a_commit_in_flight_queue_their_changes_and_commit_them_as_o
     let store = Arc::new(MemoryStore::new());
     let state = Arc::new(MemoryState::new());
     let job = job(lake.clone(), store.clone(), state.clone(), 0);
-    land(
-        lake.as_ref(),
-        RawTable::PgSalesman,
-        &[salesman("r", 100, (1, 0), "S1", "Ana")],
-    )
-    .await;
-    land(
-        lake.as_ref(),
-        RawTable::PgCity,
-        &[city("r", 7, (1, 0), "Campinas", "SP")],
-    )
-    .await;
+    land_ana_in_campinas(lake.as_ref()).await;
     state.hold_commits(true);
     // A new sale (its commit in flight), its update and another sale (both queued behind it).
     let runs = [

@@ -207,7 +207,7 @@ mod tests {
 
     use super::*;
     use crate::state::MemoryState;
-    use crate::test_support::{city, land, memory_lake, sale, salesman};
+    use crate::test_support::{land, land_ana_in_campinas, memory_lake, sale};
     use crate::{MartsJob, RunMode, RunOutcome};
     use tributary_rankings::store::{MemoryStore, RankingQueries};
 
@@ -295,18 +295,7 @@ mod tests {
             ],
         )
         .await;
-        land(
-            lake.as_ref(),
-            RawTable::PgSalesman,
-            &[salesman("r", 100, (1, 0), "S1", "Ana")],
-        )
-        .await;
-        land(
-            lake.as_ref(),
-            RawTable::PgCity,
-            &[city("r", 7, (1, 0), "Campinas", "SP")],
-        )
-        .await;
+        land_ana_in_campinas(lake.as_ref()).await;
         let path = events_file();
         let store = Arc::new(MemoryStore::new());
         let job = MartsJob::new(

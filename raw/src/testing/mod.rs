@@ -120,6 +120,23 @@ pub fn city(
     }
 }
 
+/// Lands the master data most tests sell against: salesman 100, `S1` "Ana", and city 7,
+/// "Campinas", SP (one snapshot each, at LSN 1).
+pub async fn land_ana_in_campinas(catalog: &dyn Catalog) {
+    land(
+        catalog,
+        RawTable::PgSalesman,
+        &[salesman("r", 100, (1, 0), "S1", "Ana")],
+    )
+    .await;
+    land(
+        catalog,
+        RawTable::PgCity,
+        &[city("r", 7, (1, 0), "Campinas", "SP")],
+    )
+    .await;
+}
+
 /// The Arrow schema the lander writes for `table`.
 pub fn arrow_schema(table: RawTable) -> SchemaRef {
     Arc::new(
