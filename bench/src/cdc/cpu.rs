@@ -51,6 +51,24 @@ fn children(parent: u32) -> Vec<(u32, u64)> {
         .collect()
 }
 
+const OTHERS: &str = "postgres: postmaster and others";
+const WRITERS: &str = "postgres: checkpointer and WAL writer";
+
+/// The server's own processes by the start of their titles; the first match wins.
+const SERVER_PROCESSES: [(&str, &str); 11] = [
+    ("walsender", "postgres: walsender (Debezium's decoding)"),
+    ("autovacuum worker", "postgres: autovacuum"),
+    ("checkpointer", WRITERS),
+    ("walwriter", WRITERS),
+    ("background writer", WRITERS),
+    ("autovacuum launcher", OTHERS),
+    ("logical replication", OTHERS),
+    ("background", OTHERS),
+    ("parallel worker", OTHERS),
+    ("archiver", OTHERS),
+    ("startup", OTHERS),
+];
+
 /// What a Postgres backend does, from its process title (`/proc/<pid>/cmdline`: `postgres:
 /// checkpointer`, `postgres: walsender <user> <host> …`, `postgres: <user> <database> <host>
 /// <state>` for a client connection, …).
@@ -59,27 +77,21 @@ pub(super) fn postgres_role(title: &str, source_database: &str) -> &'static str 
         .trim_end_matches(['\0', ' '])
         .strip_prefix("postgres: ")
     else {
-        return "postgres: postmaster and others";
+        return OTHERS;
     };
-    let first = what.split_whitespace().next().unwrap_or_default();
-    match first {
-        "walsender" => "postgres: walsender (Debezium's decoding)",
-        "autovacuum" if what.starts_with("autovacuum worker") => "postgres: autovacuum",
-        "checkpointer" | "walwriter" => "postgres: checkpointer and WAL writer",
-        "background" if what.starts_with("background writer") => {
-            "postgres: checkpointer and WAL writer"
+    if let Some((_, role)) = SERVER_PROCESSES
+        .iter()
+        .find(|(prefix, _)| what.starts_with(prefix))
+    {
+        return role;
+    }
+    // A client connection: `<user> <database> <host>(<port>) <state>`.
+    match what.split_whitespace().nth(1) {
+        Some(database) if database == source_database => {
+            "postgres: source database (the load, Debezium's queries)"
         }
-        "autovacuum" | "logical" | "background" | "parallel" | "archiver" | "startup" => {
-            "postgres: postmaster and others"
-        }
-        // A client connection: `<user> <database> <host>(<port>) <state>`.
-        _ => match what.split_whitespace().nth(1) {
-            Some(database) if database == source_database => {
-                "postgres: source database (the load, Debezium's queries)"
-            }
-            Some(_) => "postgres: Tributary's database (catalog, marts state)",
-            None => "postgres: postmaster and others",
-        },
+        Some(_) => "postgres: Tributary's database (catalog, marts state)",
+        None => OTHERS,
     }
 }
 
@@ -108,7 +120,7 @@ impl PostgresCpu {
             let sample = |backends: &mut HashMap<u32, Backend>, at_start: bool| {
                 let server = ticks(postmaster).map_or(0, |(_, t)| t);
                 let own = backends.entry(postmaster).or_insert(Backend {
-                    role: "postgres: postmaster and others",
+                    role: OTHERS,
                     first: server,
                     last: server,
                 });
