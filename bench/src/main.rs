@@ -108,14 +108,13 @@ enum Command {
         #[arg(long, default_value = "s3://warehouse")]
         warehouse: String,
     },
-    /// Writing one publication to ClickHouse: the ranking tables' `publication_id` as
-    /// `LowCardinality(String)` (the marts' layout) against a plain `String` (the one before).
+    /// Writing one publication to ClickHouse: uncompressed bodies (the default) against LZ4.
     Publish {
         /// Salesmen in each city's ranking of each period (250: about 340 000 ranking rows, as
         /// the marts benchmark's 10 M-event history publishes).
         #[arg(long, default_value_t = 250)]
         salesmen_per_city: i64,
-        /// Publications written into each layout (median and spread reported).
+        /// Publications written through each variant (median and spread reported).
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
@@ -239,7 +238,7 @@ async fn main() -> Result<()> {
                 warehouse,
                 ..Default::default()
             };
-            let clickhouse = tributary_common::ClickHouseSettings::default();
+            let clickhouse = clickhouse_settings()?;
             let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
             let mut rows = Vec::new();
             for history in histories {
@@ -256,14 +255,17 @@ async fn main() -> Result<()> {
                     .await?,
                 );
             }
-            let config = serde_json::json!({ "max_events_per_run": max_events_per_run });
+            let config = serde_json::json!({
+                "max_events_per_run": max_events_per_run,
+                "clickhouse_compression": clickhouse.compression,
+            });
             write_results(&cli.out, "marts", &rows, &config).await?;
         }
         Command::Publish {
             salesmen_per_city,
             runs,
         } => {
-            let clickhouse = tributary_common::ClickHouseSettings::default();
+            let clickhouse = clickhouse_settings()?;
             let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
             let rows = publish::run(&clickhouse, &id, salesmen_per_city, runs).await?;
             let config =
@@ -280,7 +282,7 @@ async fn main() -> Result<()> {
                 warehouse: "s3://warehouse".into(),
                 ..Default::default()
             };
-            let clickhouse = tributary_common::ClickHouseSettings::default();
+            let clickhouse = clickhouse_settings()?;
             let trino = tributary_marts::trino::TrinoSettings {
                 url: trino_url,
                 ..Default::default()
@@ -711,6 +713,20 @@ pub(crate) fn summary(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
     let median = values[values.len() / 2];
     (median, values[0], values[values.len() - 1])
+}
+
+/// ClickHouse as the services see it: the defaults, then `TRIBUTARY_CLICKHOUSE__*` (e.g.
+/// `TRIBUTARY_CLICKHOUSE__COMPRESSION=lz4`), which the services a cdc run starts inherit.
+fn clickhouse_settings() -> Result<tributary_common::ClickHouseSettings> {
+    #[derive(Default, Serialize, serde::Deserialize)]
+    #[serde(default)]
+    struct Env {
+        clickhouse: tributary_common::ClickHouseSettings,
+    }
+    let env = std::env::vars().filter(|(k, _)| k.starts_with("TRIBUTARY_CLICKHOUSE__"));
+    Ok(tributary_common::load::<Env>(None, env)
+        .context("TRIBUTARY_CLICKHOUSE__* settings")?
+        .clickhouse)
 }
 
 #[cfg(test)]

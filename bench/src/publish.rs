@@ -1,9 +1,11 @@
-//! What writing one publication to ClickHouse costs, by the layout of the ranking tables'
-//! `publication_id`: `LowCardinality(String)` (the marts' layout since the id is
-//! dictionary-encoded) against a plain `String` (the layout before), the same publication into
-//! both, the two alternating run by run so they see the same machine. The marts benchmark times
-//! a whole run, in which this is one phase among others and the machine's drift between runs
-//! hides it; here nothing else runs.
+//! What writing one publication to ClickHouse costs, by how the HTTP bodies travel:
+//! uncompressed (`clickhouse.compression = "none"`, the default since the ranking rows are
+//! written borrowed as they are made) against LZ4 blocks (the `clickhouse` crate's own
+//! default, and Tributary's before), the same publication through both, the two alternating run
+//! by run so they see the same machine. The marts benchmark times a whole run, in which this is
+//! one phase among others and the machine's drift between runs hides it; here nothing else runs.
+//! (Until 2026-12-08 this compared the ranking tables' `publication_id` as `LowCardinality` with
+//! a plain `String`: `bench/results/publish-2026-12-06-c7807e6.md`.)
 //!
 //! The rankings are synthetic, sized like the benchmark's 10 M-event history (25 months and all
 //! time, 50 cities, 500 salesmen, `--salesmen-per-city` salesmen in each city's ranking): only
@@ -12,8 +14,8 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use tributary_common::ClickHouseSettings;
+use anyhow::Result;
+use tributary_common::{ClickHouseCompression, ClickHouseSettings};
 use tributary_rankings::money::Money;
 use tributary_rankings::period::Month;
 use tributary_rankings::publication::{LakeSnapshot, LakeSnapshots, Publication};
@@ -29,13 +31,13 @@ const CITIES: i64 = 50;
 const SALESMEN: i64 = 500;
 const MONTHS: u16 = 25;
 
-/// The layouts compared: the name in results, and the ranking tables' `publication_id` type.
-const LAYOUTS: [(&str, &str); 2] = [
+/// The settings compared: the name in results, and the client's body compression.
+const VARIANTS: [(&str, ClickHouseCompression); 2] = [
     (
-        "LowCardinality(String)",
-        "publication_id LowCardinality(String)",
+        "uncompressed bodies (the default)",
+        ClickHouseCompression::None,
     ),
-    ("String (before)", "publication_id String"),
+    ("LZ4 bodies (before)", ClickHouseCompression::Lz4),
 ];
 
 /// xorshift64: revenues that differ from row to row, the same every run.
@@ -119,42 +121,8 @@ fn publication(per_city: i64, run: usize, seed: &mut u64) -> Publication {
     .with_lake_committed_ms(Some(now.timestamp_millis()))
 }
 
-/// A store on database `database` with the marts' tables, the ranking tables' `publication_id`
-/// declared as `column`.
-async fn store_with(
-    clickhouse: &ClickHouseSettings,
-    database: &str,
-    column: &str,
-) -> Result<ClickHouseStore> {
-    let store = ClickHouseStore::new(&ClickHouseSettings {
-        database: database.into(),
-        ..clickhouse.clone()
-    })?;
-    // The marts' own schema for their layout; the DDL rewritten for the other (`ensure_schema`
-    // would replace it as an earlier layout).
-    store.ensure_schema().await?;
-    if column != LAYOUTS[0].1 {
-        for table in tributary_rankings::schema::PUBLICATION_TABLES {
-            store
-                .client()
-                .query(&format!("DROP TABLE {database}.{table}"))
-                .execute()
-                .await?;
-        }
-        for statement in tributary_rankings::schema::ddl(database)? {
-            store
-                .client()
-                .query(&statement.replace(LAYOUTS[0].1, column))
-                .execute()
-                .await
-                .with_context(|| format!("create the {column} layout"))?;
-        }
-    }
-    Ok(store)
-}
-
-/// `runs` publications into each layout, alternating which goes first; a row per layout with the
-/// median time and its spread.
+/// `runs` publications through each variant, alternating which goes first; a row per variant
+/// with the median time and its spread.
 pub async fn run(
     clickhouse: &ClickHouseSettings,
     id: &str,
@@ -162,80 +130,71 @@ pub async fn run(
     runs: usize,
 ) -> Result<Vec<Row>> {
     let mut stores = Vec::new();
-    for (n, (_, column)) in LAYOUTS.iter().enumerate() {
+    for (n, (_, compression)) in VARIANTS.iter().enumerate() {
         let database = format!("bench_publish_{id}_{n}");
-        stores.push((
-            database.clone(),
-            store_with(clickhouse, &database, column).await?,
-        ));
+        let store = ClickHouseStore::new(&ClickHouseSettings {
+            database: database.clone(),
+            compression: *compression,
+            ..clickhouse.clone()
+        })?;
+        store.ensure_schema().await?;
+        stores.push((database, store));
     }
     // The databases are dropped whether or not every publish succeeded.
     let timed = timed_publishes(&stores, per_city, runs).await;
     for (database, _) in &stores {
         crate::cleanup::drop_clickhouse_database(clickhouse, database).await;
     }
-    let (seconds, rows_seconds, ranking_rows) = timed?;
-    report(seconds, rows_seconds, ranking_rows, runs)
+    let (seconds, ranking_rows) = timed?;
+    report(seconds, ranking_rows, runs)
 }
 
-/// Times `runs` publications into each of `stores`, alternating which goes first: the seconds of
-/// each layout, the seconds making the rows took, and the ranking rows of a publication.
+/// Times `runs` publications through each of `stores`, alternating which goes first: the
+/// seconds of each variant, and the ranking rows of a publication.
 async fn timed_publishes(
     stores: &[(String, ClickHouseStore)],
     per_city: i64,
     runs: usize,
-) -> Result<([Vec<f64>; 2], Vec<f64>, usize)> {
+) -> Result<([Vec<f64>; 2], usize)> {
     let mut seed = 88_172_645_463_325_252_u64;
     let mut seconds: [Vec<f64>; 2] = Default::default();
-    let mut rows_seconds = Vec::new();
     let mut ranking_rows = 0;
     for run in 0..runs.max(1) {
         let publication = publication(per_city, run, &mut seed);
         let (cities, city_salesmen, salesmen) = publication.ranking_row_counts();
         ranking_rows = cities + city_salesmen + salesmen;
-        let started = Instant::now();
-        drop(publication.rows());
-        rows_seconds.push(started.elapsed().as_secs_f64());
         let order = if run % 2 == 0 { [0, 1] } else { [1, 0] };
-        for layout in order {
+        for variant in order {
             let started = Instant::now();
-            stores[layout].1.publish(&publication).await?;
-            seconds[layout].push(started.elapsed().as_secs_f64());
+            stores[variant].1.publish(&publication).await?;
+            seconds[variant].push(started.elapsed().as_secs_f64());
         }
     }
-    Ok((seconds, rows_seconds, ranking_rows))
+    Ok((seconds, ranking_rows))
 }
 
-/// A row per layout with the median time and its spread.
-fn report(
-    seconds: [Vec<f64>; 2],
-    rows_seconds: Vec<f64>,
-    ranking_rows: usize,
-    runs: usize,
-) -> Result<Vec<Row>> {
-    let (rows_median, _, _) = crate::summary(rows_seconds);
+/// A row per variant with the median time and its spread.
+fn report(seconds: [Vec<f64>; 2], ranking_rows: usize, runs: usize) -> Result<Vec<Row>> {
     let medians = seconds.clone().map(|s| crate::summary(s).0);
-    Ok(LAYOUTS
+    Ok(VARIANTS
         .iter()
         .zip(seconds)
         .enumerate()
-        .map(|(n, ((layout, _), s))| {
+        .map(|(n, ((variant, _), s))| {
             let (median, min, max) = crate::summary(s);
             let versus = if n == 0 {
-                format!("; {:.2}x the String layout's time", median / medians[1])
+                format!("; {:.2}x the LZ4 time", median / medians[1])
             } else {
                 String::new()
             };
             Row {
                 benchmark: "publish".into(),
-                subject: format!(
-                    "publish {ranking_rows} ranking rows, publication_id {layout}"
-                ),
+                subject: format!("publish {ranking_rows} ranking rows, {variant}"),
                 events: ranking_rows,
                 seconds: median,
                 events_per_second: ranking_rows as f64 / median,
                 note: format!(
-                    "median of {} (min {min:.2}s, max {max:.2}s), the layouts alternating; making the rows {rows_median:.2}s of it{versus}",
+                    "median of {} (min {min:.2}s, max {max:.2}s), the variants alternating{versus}",
                     runs.max(1)
                 ),
             }

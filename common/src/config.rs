@@ -179,6 +179,21 @@ pub struct ClickHouseSettings {
     /// of waiting on a stalled server or connection; a bulk insert gets this much between two
     /// blocks written and for the final answer; 0: no bound.
     pub timeout_ms: u64,
+    /// How request and response bodies travel: `none` (the default) or `lz4`.
+    pub compression: ClickHouseCompression,
+}
+
+/// How the HTTP bodies to and from ClickHouse are compressed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClickHouseCompression {
+    /// Plain bodies: for a server on the same host or a fast network, where compressing (and
+    /// the server decompressing) costs more CPU than the bytes save (measured on the local
+    /// stack: `bench/README.md`, "Publishing without copies").
+    #[default]
+    None,
+    /// LZ4 blocks (the `clickhouse` crate's own default): for a slow or metered network.
+    Lz4,
 }
 
 impl Default for ClickHouseSettings {
@@ -189,6 +204,7 @@ impl Default for ClickHouseSettings {
             user: "default".into(),
             password: String::new(),
             timeout_ms: 10_000,
+            compression: ClickHouseCompression::default(),
         }
     }
 }
@@ -250,6 +266,7 @@ impl std::fmt::Debug for ClickHouseSettings {
             .field("user", &self.user)
             .field("password", &REDACTED)
             .field("timeout_ms", &self.timeout_ms)
+            .field("compression", &self.compression)
             .finish()
     }
 }

@@ -18,4 +18,7 @@ pub mod sale_event;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use config::{ClickHouseSettings, ConfigError, KafkaSettings, LakeSettings, S3Settings, load};
+pub use config::{
+    ClickHouseCompression, ClickHouseSettings, ConfigError, KafkaSettings, LakeSettings,
+    S3Settings, load,
+};

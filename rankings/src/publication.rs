@@ -15,8 +15,9 @@ use crate::error::RankingsError;
 use crate::period::{Month, Period};
 use crate::ranking::{PeriodRankings, Ranked, Rankings, SalesmanTotals};
 use crate::schema::{
-    CityRankingRow, CitySalesmanRankingRow, PublicationPeriodRow, PublicationRow,
-    PublicationSourceRow, SalesmanRankingRow,
+    CityRankingRow, CityRankingRowRef, CitySalesmanRankingRow, CitySalesmanRankingRowRef,
+    PublicationPeriodRow, PublicationRow, PublicationSourceRow, SalesmanRankingRow,
+    SalesmanRankingRowRef,
 };
 
 /// The snapshot of one raw table that a publication was computed from.
@@ -243,88 +244,51 @@ impl Publication {
 
     /// The rows to write to ClickHouse.
     pub fn rows(&self) -> PublicationRows {
+        let ranking = self.ranking_rows();
+        let RecordRows {
+            periods,
+            sources,
+            publication,
+        } = self.record_rows();
+        PublicationRows {
+            cities: ranking.cities().map(Into::into).collect(),
+            city_salesmen: ranking.city_salesmen().map(Into::into).collect(),
+            salesmen: ranking.salesmen().map(Into::into).collect(),
+            periods,
+            sources,
+            publication,
+        }
+    }
+
+    /// The ranking rows of the periods this publication writes, borrowed from it.
+    pub(crate) fn ranking_rows(&self) -> RankingRows<'_> {
+        RankingRows {
+            publication_id: &self.id,
+            periods: self.periods().map(|(p, r)| (p.key(), r)).collect(),
+            computed_at: self.row_computed_at(),
+            version: self.version(),
+            lake_window: crate::schema::lake_window(self.lake_committed_ms),
+        }
+    }
+
+    /// `computed_at` as the rows store it: ClickHouse `DateTime` has second precision.
+    fn row_computed_at(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp(self.computed_at.timestamp(), 0).unwrap_or(self.computed_at)
+    }
+
+    /// The rows of `publication_periods`, `publication_sources` and `publications`.
+    pub(crate) fn record_rows(&self) -> RecordRows {
         let snapshots = self.lake_snapshots.to_json();
         let version = self.version();
         let lake_window = crate::schema::lake_window(self.lake_committed_ms);
-        // ClickHouse `DateTime` has second precision.
-        let computed_at =
-            DateTime::from_timestamp(self.computed_at.timestamp(), 0).unwrap_or(self.computed_at);
-        let salesman_fields = |s: &SalesmanTotals| {
-            s.info
-                .as_ref()
-                .map(|i| (i.name.clone(), i.code.clone(), 1u8))
-                .unwrap_or_default()
-        };
-        let (n_cities, n_city_salesmen, n_salesmen) = self.ranking_row_counts();
-        let mut cities = Vec::with_capacity(n_cities);
-        let mut city_salesmen = Vec::with_capacity(n_city_salesmen);
-        let mut salesmen = Vec::with_capacity(n_salesmen);
+        let computed_at = self.row_computed_at();
         let mut periods = Vec::new();
         for (period, rankings) in self.periods() {
-            let period = period.key();
-            for city in &rankings.cities {
-                let (city_name, city_state, city_resolved) = city
-                    .city
-                    .info
-                    .as_ref()
-                    .map(|i| (i.name.clone(), i.state.clone(), 1u8))
-                    .unwrap_or_default();
-                cities.push(CityRankingRow {
-                    publication_id: self.id.clone(),
-                    period: period.clone(),
-                    rank: city.rank,
-                    city_id: city.city.city_id,
-                    city_name,
-                    city_state,
-                    city_resolved,
-                    revenue: city.city.revenue.cents(),
-                    sales: city.city.sales,
-                    salesmen: city.salesmen.len() as u64,
-                    computed_at,
-                    version,
-                    lake_window,
-                });
-                for Ranked { rank, row } in &city.salesmen {
-                    let (salesman_name, salesman_code, salesman_resolved) = salesman_fields(row);
-                    city_salesmen.push(CitySalesmanRankingRow {
-                        publication_id: self.id.clone(),
-                        period: period.clone(),
-                        city_id: city.city.city_id,
-                        rank: *rank,
-                        salesman_id: row.salesman_id,
-                        salesman_name,
-                        salesman_code,
-                        salesman_resolved,
-                        revenue: row.revenue.cents(),
-                        sales: row.sales,
-                        computed_at,
-                        version,
-                        lake_window,
-                    });
-                }
-            }
-            for Ranked { rank, row } in &rankings.salesmen {
-                let (salesman_name, salesman_code, salesman_resolved) = salesman_fields(row);
-                salesmen.push(SalesmanRankingRow {
-                    publication_id: self.id.clone(),
-                    period: period.clone(),
-                    rank: *rank,
-                    salesman_id: row.salesman_id,
-                    salesman_name,
-                    salesman_code,
-                    salesman_resolved,
-                    revenue: row.revenue.cents(),
-                    sales: row.sales,
-                    computed_at,
-                    version,
-                    lake_window,
-                });
-            }
             let summary = &rankings.summary;
             periods.push(PublicationPeriodRow {
                 publication_id: self.id.clone(),
                 rows_publication_id: self.id.clone(),
-                period,
+                period: period.key(),
                 sales: summary.sales,
                 revenue: summary.revenue.cents(),
                 cities: rankings.cities.len() as u64,
@@ -392,15 +356,123 @@ impl Publication {
             sales_without_city: summary.sales_without_city,
             sales_without_salesman: summary.sales_without_salesman,
         };
-        PublicationRows {
-            cities,
-            city_salesmen,
-            salesmen,
+        RecordRows {
             periods,
             sources,
             publication,
         }
     }
+}
+
+/// The rows of a publication's own tables, beside its ranking rows.
+#[derive(Debug)]
+pub(crate) struct RecordRows {
+    /// `publication_periods` rows: `all` first, then the months in order.
+    pub(crate) periods: Vec<PublicationPeriodRow>,
+    /// `publication_sources` rows, one per source.
+    pub(crate) sources: Vec<PublicationSourceRow>,
+    /// The `publications` row, written last.
+    pub(crate) publication: PublicationRow,
+}
+
+/// The ranking rows of a publication's periods, borrowing their text from it: made one at a
+/// time as they are written ([`Publication::rows`] makes owned ones of them).
+#[derive(Debug)]
+pub(crate) struct RankingRows<'a> {
+    publication_id: &'a str,
+    /// The periods written, each with its key (`all`, `YYYY-MM`).
+    periods: Vec<(String, &'a Rankings)>,
+    computed_at: DateTime<Utc>,
+    version: u64,
+    lake_window: u32,
+}
+
+impl RankingRows<'_> {
+    /// `city_ranking` rows, every period.
+    pub(crate) fn cities(&self) -> impl Iterator<Item = CityRankingRowRef<'_>> + Send {
+        self.periods.iter().flat_map(move |(period, rankings)| {
+            rankings.cities.iter().map(move |city| {
+                let (city_name, city_state, city_resolved) = city
+                    .city
+                    .info
+                    .as_ref()
+                    .map_or(("", "", 0), |i| (i.name.as_str(), i.state.as_str(), 1));
+                CityRankingRowRef {
+                    publication_id: self.publication_id,
+                    period,
+                    rank: city.rank,
+                    city_id: city.city.city_id,
+                    city_name,
+                    city_state,
+                    city_resolved,
+                    revenue: city.city.revenue.cents(),
+                    sales: city.city.sales,
+                    salesmen: city.salesmen.len() as u64,
+                    computed_at: self.computed_at,
+                    version: self.version,
+                    lake_window: self.lake_window,
+                }
+            })
+        })
+    }
+
+    /// `city_salesman_ranking` rows, every period.
+    pub(crate) fn city_salesmen(
+        &self,
+    ) -> impl Iterator<Item = CitySalesmanRankingRowRef<'_>> + Send {
+        self.periods.iter().flat_map(move |(period, rankings)| {
+            rankings.cities.iter().flat_map(move |city| {
+                city.salesmen.iter().map(move |Ranked { rank, row }| {
+                    let (salesman_name, salesman_code, salesman_resolved) = salesman_fields(row);
+                    CitySalesmanRankingRowRef {
+                        publication_id: self.publication_id,
+                        period,
+                        city_id: city.city.city_id,
+                        rank: *rank,
+                        salesman_id: row.salesman_id,
+                        salesman_name,
+                        salesman_code,
+                        salesman_resolved,
+                        revenue: row.revenue.cents(),
+                        sales: row.sales,
+                        computed_at: self.computed_at,
+                        version: self.version,
+                        lake_window: self.lake_window,
+                    }
+                })
+            })
+        })
+    }
+
+    /// `salesman_ranking` rows, every period.
+    pub(crate) fn salesmen(&self) -> impl Iterator<Item = SalesmanRankingRowRef<'_>> + Send {
+        self.periods.iter().flat_map(move |(period, rankings)| {
+            rankings.salesmen.iter().map(move |Ranked { rank, row }| {
+                let (salesman_name, salesman_code, salesman_resolved) = salesman_fields(row);
+                SalesmanRankingRowRef {
+                    publication_id: self.publication_id,
+                    period,
+                    rank: *rank,
+                    salesman_id: row.salesman_id,
+                    salesman_name,
+                    salesman_code,
+                    salesman_resolved,
+                    revenue: row.revenue.cents(),
+                    sales: row.sales,
+                    computed_at: self.computed_at,
+                    version: self.version,
+                    lake_window: self.lake_window,
+                }
+            })
+        })
+    }
+}
+
+/// A salesman's name, code and whether it is known (empty and 0 while unresolved).
+fn salesman_fields(s: &SalesmanTotals) -> (&str, &str, u8) {
+    s.info
+        .as_ref()
+        .map_or(("", "", 0), |i| (i.name.as_str(), i.code.as_str(), 1))
 }
 
 #[cfg(test)]

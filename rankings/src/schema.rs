@@ -380,6 +380,127 @@ pub struct SalesmanRankingRow {
     pub lake_window: u32,
 }
 
+/// [`CityRankingRow`] as the marts write it: its text borrowed from the publication. A run
+/// writes up to hundreds of thousands of ranking rows; owned, each would first copy its
+/// publication id, period and names into strings of its own.
+/// Same columns in the same order (a test checks).
+#[derive(Debug, Clone, Copy, Row, Serialize)]
+pub(crate) struct CityRankingRowRef<'a> {
+    pub(crate) publication_id: &'a str,
+    pub(crate) period: &'a str,
+    pub(crate) rank: u32,
+    pub(crate) city_id: i64,
+    pub(crate) city_name: &'a str,
+    pub(crate) city_state: &'a str,
+    pub(crate) city_resolved: u8,
+    pub(crate) revenue: i64,
+    pub(crate) sales: u64,
+    pub(crate) salesmen: u64,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub(crate) computed_at: DateTime<Utc>,
+    pub(crate) version: u64,
+    pub(crate) lake_window: u32,
+}
+
+/// [`CitySalesmanRankingRow`] borrowing its text, as [`CityRankingRowRef`].
+#[derive(Debug, Clone, Copy, Row, Serialize)]
+pub(crate) struct CitySalesmanRankingRowRef<'a> {
+    pub(crate) publication_id: &'a str,
+    pub(crate) period: &'a str,
+    pub(crate) city_id: i64,
+    pub(crate) rank: u32,
+    pub(crate) salesman_id: i64,
+    pub(crate) salesman_name: &'a str,
+    pub(crate) salesman_code: &'a str,
+    pub(crate) salesman_resolved: u8,
+    pub(crate) revenue: i64,
+    pub(crate) sales: u64,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub(crate) computed_at: DateTime<Utc>,
+    pub(crate) version: u64,
+    pub(crate) lake_window: u32,
+}
+
+/// [`SalesmanRankingRow`] borrowing its text, as [`CityRankingRowRef`].
+#[derive(Debug, Clone, Copy, Row, Serialize)]
+pub(crate) struct SalesmanRankingRowRef<'a> {
+    pub(crate) publication_id: &'a str,
+    pub(crate) period: &'a str,
+    pub(crate) rank: u32,
+    pub(crate) salesman_id: i64,
+    pub(crate) salesman_name: &'a str,
+    pub(crate) salesman_code: &'a str,
+    pub(crate) salesman_resolved: u8,
+    pub(crate) revenue: i64,
+    pub(crate) sales: u64,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub(crate) computed_at: DateTime<Utc>,
+    pub(crate) version: u64,
+    pub(crate) lake_window: u32,
+}
+
+impl From<CityRankingRowRef<'_>> for CityRankingRow {
+    /// The owned row (what a reader gets back).
+    fn from(r: CityRankingRowRef<'_>) -> Self {
+        Self {
+            publication_id: r.publication_id.to_string(),
+            period: r.period.to_string(),
+            rank: r.rank,
+            city_id: r.city_id,
+            city_name: r.city_name.to_string(),
+            city_state: r.city_state.to_string(),
+            city_resolved: r.city_resolved,
+            revenue: r.revenue,
+            sales: r.sales,
+            salesmen: r.salesmen,
+            computed_at: r.computed_at,
+            version: r.version,
+            lake_window: r.lake_window,
+        }
+    }
+}
+
+impl From<CitySalesmanRankingRowRef<'_>> for CitySalesmanRankingRow {
+    /// The owned row (what a reader gets back).
+    fn from(r: CitySalesmanRankingRowRef<'_>) -> Self {
+        Self {
+            publication_id: r.publication_id.to_string(),
+            period: r.period.to_string(),
+            city_id: r.city_id,
+            rank: r.rank,
+            salesman_id: r.salesman_id,
+            salesman_name: r.salesman_name.to_string(),
+            salesman_code: r.salesman_code.to_string(),
+            salesman_resolved: r.salesman_resolved,
+            revenue: r.revenue,
+            sales: r.sales,
+            computed_at: r.computed_at,
+            version: r.version,
+            lake_window: r.lake_window,
+        }
+    }
+}
+
+impl From<SalesmanRankingRowRef<'_>> for SalesmanRankingRow {
+    /// The owned row (what a reader gets back).
+    fn from(r: SalesmanRankingRowRef<'_>) -> Self {
+        Self {
+            publication_id: r.publication_id.to_string(),
+            period: r.period.to_string(),
+            rank: r.rank,
+            salesman_id: r.salesman_id,
+            salesman_name: r.salesman_name.to_string(),
+            salesman_code: r.salesman_code.to_string(),
+            salesman_resolved: r.salesman_resolved,
+            revenue: r.revenue,
+            sales: r.sales,
+            computed_at: r.computed_at,
+            version: r.version,
+            lake_window: r.lake_window,
+        }
+    }
+}
+
 /// A row of `publication_sources`: one per source a publication counts events of.
 #[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
 pub struct PublicationSourceRow {
@@ -511,6 +632,22 @@ mod tests {
         for bad in ["", "1marts", "marts;DROP", "a.b", "a-b", "`x`"] {
             assert!(validate_database(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn borrowed_ranking_rows_write_the_owned_rows_columns() {
+        assert_eq!(
+            CityRankingRowRef::COLUMN_NAMES,
+            CityRankingRow::COLUMN_NAMES
+        );
+        assert_eq!(
+            CitySalesmanRankingRowRef::COLUMN_NAMES,
+            CitySalesmanRankingRow::COLUMN_NAMES
+        );
+        assert_eq!(
+            SalesmanRankingRowRef::COLUMN_NAMES,
+            SalesmanRankingRow::COLUMN_NAMES
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@
 mod query;
 mod write;
 
-use clickhouse::{Client, RowOwned, RowRead, RowWrite};
-use tributary_common::ClickHouseSettings;
+use clickhouse::{Client, Row, RowOwned, RowRead, RowWrite};
+use tributary_common::{ClickHouseCompression, ClickHouseSettings};
 
 use super::Page;
 use crate::error::RankingsError;
@@ -40,7 +40,11 @@ impl ClickHouseStore {
             .with_url(&settings.url)
             .with_user(&settings.user)
             .with_password(&settings.password)
-            .with_validation(false);
+            .with_validation(false)
+            .with_compression(match settings.compression {
+                ClickHouseCompression::None => clickhouse::Compression::None,
+                ClickHouseCompression::Lz4 => clickhouse::Compression::Lz4,
+            });
         Ok(Self {
             client,
             database: settings.database.clone(),
@@ -90,16 +94,21 @@ impl ClickHouseStore {
         )
     }
 
-    async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<(), RankingsError>
+    async fn insert<'r, T>(
+        &self,
+        table: &str,
+        rows: impl IntoIterator<Item = T::Value<'r>, IntoIter: Send>,
+    ) -> Result<(), RankingsError>
     where
-        T: RowOwned + RowWrite,
+        T: Row + RowWrite,
     {
         let name = self.table(table);
         let err = |source| RankingsError::ClickHouse {
             action: format!("insert into {name}"),
             source,
         };
-        if rows.is_empty() {
+        let mut rows = rows.into_iter().peekable();
+        if rows.peek().is_none() {
             return Ok(());
         }
         let mut insert = self
@@ -109,7 +118,7 @@ impl ClickHouseStore {
             .map_err(err)?;
         insert = insert.with_timeouts(self.timeout, self.timeout);
         for row in rows {
-            insert.write(row).await.map_err(err)?;
+            insert.write(&row).await.map_err(err)?;
         }
         insert.end().await.map_err(err)
     }

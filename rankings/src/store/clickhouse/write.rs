@@ -12,9 +12,10 @@ use crate::error::RankingsError;
 use crate::publication::Publication;
 use crate::retention::{self, PrunePlan, PublicationAge, PublicationRetention};
 use crate::schema::{
-    self, CITY_RANKING, CITY_SALESMAN_RANKING, LOW_CARDINALITY_SETTING, MART_RUNS, MartRunRow,
-    PUBLICATION_PERIODS, PUBLICATION_SOURCES, PUBLICATION_TABLES, PUBLICATIONS, RANKING_TABLES,
-    SALESMAN_RANKING,
+    self, CITY_RANKING, CITY_SALESMAN_RANKING, CityRankingRowRef, CitySalesmanRankingRowRef,
+    LOW_CARDINALITY_SETTING, MART_RUNS, MartRunRow, PUBLICATION_PERIODS, PUBLICATION_SOURCES,
+    PUBLICATION_TABLES, PUBLICATIONS, PublicationPeriodRow, PublicationRow, PublicationSourceRow,
+    RANKING_TABLES, SALESMAN_RANKING, SalesmanRankingRowRef,
 };
 use crate::store::PublicationWriter;
 
@@ -146,23 +147,28 @@ impl PublicationWriter for ClickHouseStore {
     }
 
     async fn publish(&self, publication: &Publication) -> Result<(), RankingsError> {
-        let rows = publication.rows();
+        // The ranking rows are made as they are written, borrowing the publication's text.
+        let ranking = publication.ranking_rows();
+        let records = publication.record_rows();
         // Independent tables, one insert (HTTP request) each: at once, so serializing one
         // table's rows here overlaps ClickHouse writing another's.
         tokio::try_join!(
-            self.insert(CITY_RANKING, &rows.cities),
-            self.insert(CITY_SALESMAN_RANKING, &rows.city_salesmen),
-            self.insert(SALESMAN_RANKING, &rows.salesmen),
-            self.insert(PUBLICATION_PERIODS, &rows.periods),
-            self.insert(PUBLICATION_SOURCES, &rows.sources),
+            self.insert::<CityRankingRowRef<'_>>(CITY_RANKING, ranking.cities()),
+            self.insert::<CitySalesmanRankingRowRef<'_>>(
+                CITY_SALESMAN_RANKING,
+                ranking.city_salesmen()
+            ),
+            self.insert::<SalesmanRankingRowRef<'_>>(SALESMAN_RANKING, ranking.salesmen()),
+            self.insert::<PublicationPeriodRow>(PUBLICATION_PERIODS, records.periods),
+            self.insert::<PublicationSourceRow>(PUBLICATION_SOURCES, records.sources),
         )?;
         // Last: a reader that sees this row sees all of the publication's rows.
-        self.insert(PUBLICATIONS, std::slice::from_ref(&rows.publication))
+        self.insert::<PublicationRow>(PUBLICATIONS, [records.publication])
             .await
     }
 
     async fn record_run(&self, run: &MartRunRow) -> Result<(), RankingsError> {
-        self.insert(MART_RUNS, std::slice::from_ref(run)).await
+        self.insert::<MartRunRow>(MART_RUNS, [run.clone()]).await
     }
 
     async fn prune(
