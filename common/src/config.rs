@@ -179,7 +179,7 @@ pub struct ClickHouseSettings {
     /// of waiting on a stalled server or connection; a bulk insert gets this much between two
     /// blocks written and for the final answer; 0: no bound.
     pub timeout_ms: u64,
-    /// How request and response bodies travel: `none` (the default) or `lz4`.
+    /// How request and response bodies travel: `lz4` (the default) or `none`.
     pub compression: ClickHouseCompression,
 }
 
@@ -187,12 +187,12 @@ pub struct ClickHouseSettings {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClickHouseCompression {
-    /// Plain bodies: for a server on the same host or a fast network, where compressing (and
-    /// the server decompressing) costs more CPU than the bytes save (measured on the local
-    /// stack: `bench/README.md`, "Publishing without copies").
-    #[default]
+    /// Plain bodies: no compressing on either side. On the local stack no faster than LZ4 for a
+    /// publication (`bench/README.md`, "Publishing without copies"); for a setup where the
+    /// CPU is scarcer than the bytes.
     None,
-    /// LZ4 blocks (the `clickhouse` crate's own default): for a slow or metered network.
+    /// LZ4 blocks (the `clickhouse` crate's own default).
+    #[default]
     Lz4,
 }
 
