@@ -315,6 +315,22 @@ mod tests {
     }
 
     #[test]
+    fn clickhouse_compression_is_lz4_unless_set_to_none() {
+        #[derive(Debug, Default, Serialize, Deserialize)]
+        #[serde(default)]
+        struct Ch {
+            clickhouse: ClickHouseSettings,
+        }
+        let default: Ch = load(None, env(&[])).unwrap();
+        assert_eq!(default.clickhouse.compression, ClickHouseCompression::Lz4);
+        let none: Ch = load(None, env(&[("TRIBUTARY_CLICKHOUSE__COMPRESSION", "none")])).unwrap();
+        assert_eq!(none.clickhouse.compression, ClickHouseCompression::None);
+        let err =
+            load::<Ch>(None, env(&[("TRIBUTARY_CLICKHOUSE__COMPRESSION", "zstd")])).unwrap_err();
+        assert!(err.to_string().contains("zstd"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let err = load::<Svc>(None, env(&[("TRIBUTARY_KAFKA__BROKER", "typo:9092")])).unwrap_err();
         assert!(err.to_string().contains("broker"), "{err}");
